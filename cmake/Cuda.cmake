@@ -1,0 +1,20 @@
+# CUDA detection. TESSERA_CUDA=AUTO builds the CUDA backends when nvcc is found (CUDA 13 lives in
+# /usr/local/cuda on the GPU machines), ON requires it, OFF never looks. Without CUDA everything
+# builds with the CPU kernels, and TESSERA_HAVE_CUDA is 0.
+set(TESSERA_HAVE_CUDA OFF)
+if(NOT TESSERA_CUDA STREQUAL "OFF")
+  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    find_package(CUDAToolkit)
+  endif()
+  if(CMAKE_CUDA_COMPILER AND CUDAToolkit_FOUND)
+    set(TESSERA_HAVE_CUDA ON)
+  elseif(TESSERA_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "TESSERA_CUDA=ON but no CUDA toolkit (nvcc) was found")
+  endif()
+endif()
+message(STATUS "Tessera CUDA backends: ${TESSERA_HAVE_CUDA}")

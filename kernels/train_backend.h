@@ -1,0 +1,59 @@
+// The interface every compute backend of `train_mlp` implements. The CPU backend is the reference;
+// a CUDA backend (cuBLAS GEMMs, NCCL all-reduce) plugs in behind the same interface and must reach
+// the same loss curve within a stated tolerance.
+//
+//   std::unique_ptr<TrainBackend> backend = MakeCpuTrainBackend();
+//   absl::StatusOr<TrainResult> r = backend->TrainMlp(config, on_epoch, &cancelled);
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace tessera::kernels {
+
+struct MlpConfig {
+  uint64_t seed = 1;
+  uint32_t input_dim = 16;
+  uint32_t hidden_dim = 32;
+  uint32_t output_dim = 1;
+  uint32_t samples = 1024;
+  uint32_t batch_size = 32;
+  uint32_t epochs = 10;
+  float learning_rate = 0.05f;
+};
+
+struct EpochReport {
+  uint32_t epoch = 0;  // 1-based, of `epochs`
+  uint32_t epochs = 0;
+  float loss = 0;  // mean squared error over the dataset after this epoch
+};
+
+struct TrainResult {
+  float initial_loss = 0;
+  float final_loss = 0;
+  std::vector<float> loss_per_epoch;
+  // Hex SHA-256 of the final weights: W1, b1, W2, b2 as little-endian float32.
+  std::string weights_sha256;
+};
+
+class TrainBackend {
+ public:
+  virtual ~TrainBackend() = default;
+  virtual std::string_view Name() const = 0;
+  // Trains to completion. `on_epoch` is called after every epoch. Setting `*cancel` stops the run
+  // within one mini-batch and returns CANCELLED.
+  virtual absl::StatusOr<TrainResult> TrainMlp(const MlpConfig& config,
+                                               const std::function<void(const EpochReport&)>& on_epoch,
+                                               const std::atomic<bool>* cancel) = 0;
+};
+
+std::unique_ptr<TrainBackend> MakeCpuTrainBackend();
+
+}  // namespace tessera::kernels

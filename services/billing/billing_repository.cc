@@ -1,0 +1,191 @@
+#include "services/billing/billing_repository.h"
+
+#include <charconv>
+
+#include "absl/strings/str_cat.h"
+#include "services/billing/ledger.h"
+
+namespace tessera::billing {
+namespace {
+
+const char* const kTransferColumns =
+    "t.transfer_id, t.kind, da.name || '/' || dl.bucket, ca.name || '/' || cl.bucket, t.amount_utok,"
+    " coalesce(t.job_id, 0), t.idempotency_key, (extract(epoch FROM t.created_at) * 1000)::bigint"
+    " FROM transfers t"
+    " JOIN ledger_accounts dl ON dl.ledger_account_id = t.debit_ledger_id JOIN accounts da ON da.account_id = dl.account_id"
+    " JOIN ledger_accounts cl ON cl.ledger_account_id = t.credit_ledger_id JOIN accounts ca ON ca.account_id = cl.account_id";
+
+v1::Transfer TransferFromRow(const pqxx::row& r) {
+  v1::Transfer t;
+  t.set_transfer_id(r[0].as<int64_t>());
+  v1::TransferKind kind = v1::TRANSFER_KIND_UNSPECIFIED;
+  v1::TransferKind_Parse("TRANSFER_KIND_" + r[1].as<std::string>(), &kind);
+  t.set_kind(kind);
+  t.set_debit(r[2].as<std::string>());
+  t.set_credit(r[3].as<std::string>());
+  t.set_amount_utok(r[4].as<int64_t>());
+  t.set_job_id(r[5].as<int64_t>());
+  t.set_idempotency_key(r[6].as<std::string>());
+  t.set_created_at_ms(r[7].as<int64_t>());
+  return t;
+}
+
+v1::AccountKind KindOf(const std::string& kind) {
+  return kind == "customer" ? v1::ACCOUNT_KIND_CUSTOMER
+         : kind == "provider" ? v1::ACCOUNT_KIND_PROVIDER
+                              : v1::ACCOUNT_KIND_UNSPECIFIED;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::Transfer> BillingRepository::Deposit(const v1::DepositRequest& request) {
+  const std::string key = "deposit:" + request.idempotency_key();
+  return db_.Transact("deposit", [&](pqxx::work& tx) -> absl::StatusOr<v1::Transfer> {
+    const pqxx::result account = tx.exec_params("SELECT kind FROM accounts WHERE name = $1", request.account());
+    if (account.empty()) return absl::NotFoundError(absl::StrCat("account '", request.account(), "' not found"));
+    if (account[0][0].as<std::string>() != "customer") {
+      return absl::FailedPreconditionError(absl::StrCat("account '", request.account(), "' is not a customer account"));
+    }
+    absl::StatusOr<int64_t> treasury = LedgerId(tx, "treasury", "main");
+    absl::StatusOr<int64_t> available = LedgerId(tx, request.account(), "available");
+    if (!treasury.ok()) return treasury.status();
+    if (!available.ok()) return available.status();
+    PostTransfers(tx, {{.idempotency_key = key, .kind = "DEPOSIT", .debit_ledger_id = *treasury,
+                        .credit_ledger_id = *available, .amount_utok = request.amount_utok(), .job_id = 0}});
+    const pqxx::result r = tx.exec_params(absl::StrCat("SELECT ", kTransferColumns, " WHERE t.idempotency_key = $1"), key);
+    v1::Transfer transfer = TransferFromRow(r[0]);
+    if (transfer.amount_utok() != request.amount_utok() || transfer.credit() != request.account() + "/available") {
+      return absl::AlreadyExistsError(
+          absl::StrCat("idempotency_key '", request.idempotency_key(), "' was already used for a different deposit"));
+    }
+    return transfer;
+  });
+}
+
+absl::StatusOr<v1::Balance> BillingRepository::GetBalance(const std::string& account) {
+  return db_.Transact("get balance", [&](pqxx::work& tx) -> absl::StatusOr<v1::Balance> {
+    const pqxx::result rows = tx.exec_params(
+        "SELECT l.bucket, l.balance_utok FROM accounts a JOIN ledger_accounts l USING (account_id) WHERE a.name = $1",
+        account);
+    if (rows.empty()) return absl::NotFoundError(absl::StrCat("account '", account, "' not found"));
+    v1::Balance balance;
+    balance.set_account(account);
+    for (const pqxx::row& r : rows) {
+      const auto bucket = r[0].as<std::string>();
+      const auto amount = r[1].as<int64_t>();
+      if (bucket == "available") balance.set_available_utok(amount);
+      if (bucket == "escrow") balance.set_escrow_utok(amount);
+      if (bucket == "earnings") balance.set_earnings_utok(amount);
+    }
+    return balance;
+  });
+}
+
+absl::StatusOr<v1::ListTransfersResponse> BillingRepository::ListTransfers(const v1::ListTransfersRequest& request) {
+  int64_t before = INT64_MAX;
+  if (!request.page_token().empty()) {
+    const std::string& t = request.page_token();
+    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), before);
+    if (ec != std::errc() || end != t.data() + t.size()) return absl::InvalidArgumentError("page_token is not valid");
+  }
+  const uint32_t page_size = request.page_size() == 0 ? 50 : request.page_size();
+  if (page_size > 500) return absl::InvalidArgumentError("page_size must be at most 500");
+  return db_.Transact("list transfers", [&](pqxx::work& tx) -> absl::StatusOr<v1::ListTransfersResponse> {
+    const pqxx::result ids = tx.exec_params(
+        "SELECT l.ledger_account_id FROM accounts a JOIN ledger_accounts l USING (account_id) WHERE a.name = $1",
+        request.account());
+    if (ids.empty()) return absl::NotFoundError(absl::StrCat("account '", request.account(), "' not found"));
+    std::vector<int64_t> ledger_ids;
+    for (const pqxx::row& r : ids) ledger_ids.push_back(r[0].as<int64_t>());
+    const pqxx::result rows = tx.exec_params(
+        absl::StrCat("SELECT ", kTransferColumns,
+                     " WHERE t.transfer_id IN ("
+                     "  (SELECT transfer_id FROM transfers WHERE debit_ledger_id = ANY($1::bigint[]) AND transfer_id < $2"
+                     "   ORDER BY transfer_id DESC LIMIT $3)"
+                     "  UNION ALL"
+                     "  (SELECT transfer_id FROM transfers WHERE credit_ledger_id = ANY($1::bigint[]) AND transfer_id < $2"
+                     "   ORDER BY transfer_id DESC LIMIT $3))"
+                     " ORDER BY t.transfer_id DESC LIMIT $3"),
+        store::ArrayLiteral(ledger_ids), before, page_size + 1);
+    v1::ListTransfersResponse response;
+    for (pqxx::result::size_type i = 0; i < rows.size() && i < page_size; ++i) *response.add_transfers() = TransferFromRow(rows[i]);
+    if (rows.size() > page_size) response.set_next_page_token(std::to_string(response.transfers().rbegin()->transfer_id()));
+    return response;
+  });
+}
+
+absl::StatusOr<v1::Invoice> BillingRepository::GetJobInvoice(int64_t job_id) {
+  return db_.Transact("job invoice", [&](pqxx::work& tx) -> absl::StatusOr<v1::Invoice> {
+    const pqxx::result job = tx.exec_params(
+        "SELECT a.name, j.state, j.hold_utok, j.charged_utok, j.released_utok, j.escrow_released"
+        " FROM jobs j JOIN accounts a USING (account_id) WHERE j.job_id = $1",
+        job_id);
+    if (job.empty()) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+    v1::Invoice invoice;
+    invoice.set_job_id(job_id);
+    invoice.set_account(job[0][0].as<std::string>());
+    invoice.set_state(job[0][1].as<std::string>());
+    invoice.set_hold_utok(job[0][2].as<int64_t>());
+    invoice.set_charged_utok(job[0][3].as<int64_t>());
+    invoice.set_released_utok(job[0][4].as<int64_t>());
+    invoice.set_final(job[0][5].as<bool>());
+    int64_t fees = 0;
+    for (const pqxx::row& r : tx.exec_params(
+             "SELECT s.attempt, s.worker_id, p.name, s.price_utok_per_gpu_hour, s.gpu_ms_total, s.charged_utok, s.fee_utok,"
+             " s.usage_reports FROM assignments s JOIN workers w USING (worker_id)"
+             " JOIN accounts p ON p.account_id = w.provider_account_id WHERE s.job_id = $1 ORDER BY s.attempt",
+             job_id)) {
+      v1::InvoiceLine* line = invoice.add_lines();
+      line->set_attempt(r[0].as<uint32_t>());
+      line->set_worker_id(r[1].as<int64_t>());
+      line->set_provider_account(r[2].as<std::string>());
+      line->set_price_utok_per_gpu_hour(r[3].as<int64_t>());
+      line->set_gpu_ms(r[4].as<int64_t>());
+      line->set_charge_utok(r[5].as<int64_t>());
+      line->set_fee_utok(r[6].as<int64_t>());
+      line->set_usage_reports(r[7].as<uint64_t>());
+      fees += line->fee_utok();
+    }
+    invoice.set_fee_utok(fees);
+    return invoice;
+  });
+}
+
+absl::StatusOr<v1::Account> BillingRepository::CreateAccount(const v1::CreateAccountRequest& request) {
+  const std::string kind = request.kind() == v1::ACCOUNT_KIND_CUSTOMER ? "customer" : "provider";
+  return db_.Transact("create account", [&](pqxx::work& tx) -> absl::StatusOr<v1::Account> {
+    const pqxx::result r = tx.exec_params(
+        "INSERT INTO accounts (name, kind) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING"
+        " RETURNING account_id, (extract(epoch FROM created_at) * 1000)::bigint",
+        request.name(), kind);
+    if (r.empty()) return absl::AlreadyExistsError(absl::StrCat("account '", request.name(), "' already exists"));
+    const auto id = r[0][0].as<int64_t>();
+    tx.exec_params0(
+        "INSERT INTO ledger_accounts (account_id, bucket) SELECT $1, unnest($2::text[])", id,
+        kind == "customer" ? std::string("{available,escrow}") : std::string("{earnings}"));
+    v1::Account account;
+    account.set_account_id(id);
+    account.set_name(request.name());
+    account.set_kind(request.kind());
+    account.set_created_at_ms(r[0][1].as<int64_t>());
+    return account;
+  });
+}
+
+absl::StatusOr<v1::ListAccountsResponse> BillingRepository::ListAccounts() {
+  return db_.Transact("list accounts", [&](pqxx::work& tx) -> absl::StatusOr<v1::ListAccountsResponse> {
+    v1::ListAccountsResponse response;
+    for (const pqxx::row& r : tx.exec(
+             "SELECT account_id, name, kind, (extract(epoch FROM created_at) * 1000)::bigint FROM accounts"
+             " WHERE kind IN ('customer', 'provider') ORDER BY account_id")) {
+      v1::Account* a = response.add_accounts();
+      a->set_account_id(r[0].as<int64_t>());
+      a->set_name(r[1].as<std::string>());
+      a->set_kind(KindOf(r[2].as<std::string>()));
+      a->set_created_at_ms(r[3].as<int64_t>());
+    }
+    return response;
+  });
+}
+
+}  // namespace tessera::billing

@@ -1,0 +1,27 @@
+// Billing's reads and the admin deposit. Money moves only through PostTransfers (ledger.h).
+#pragma once
+
+#include "absl/status/statusor.h"
+#include "services/store/database.h"
+#include "tessera/v1/admin.pb.h"
+#include "tessera/v1/billing.pb.h"
+
+namespace tessera::billing {
+
+class BillingRepository {
+ public:
+  explicit BillingRepository(store::Database& db) : db_(db) {}
+
+  absl::StatusOr<v1::Transfer> Deposit(const v1::DepositRequest& request);
+  absl::StatusOr<v1::Balance> GetBalance(const std::string& account);
+  absl::StatusOr<v1::ListTransfersResponse> ListTransfers(const v1::ListTransfersRequest& request);
+  absl::StatusOr<v1::Invoice> GetJobInvoice(int64_t job_id);
+
+  absl::StatusOr<v1::Account> CreateAccount(const v1::CreateAccountRequest& request);
+  absl::StatusOr<v1::ListAccountsResponse> ListAccounts();
+
+ private:
+  store::Database& db_;
+};
+
+}  // namespace tessera::billing

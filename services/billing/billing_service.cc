@@ -1,0 +1,67 @@
+#include "services/billing/billing_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "services/common/grpc_status.h"
+#include "services/intake/job_spec_validator.h"
+
+namespace tessera::billing {
+namespace {
+
+// Copies a StatusOr's value into the response, or returns its error as a gRPC status.
+template <typename T>
+grpc::Status Reply(absl::StatusOr<T> result, T* response) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = *std::move(result);
+  return grpc::Status::OK;
+}
+
+grpc::Status Invalid(const absl::Status& s) { return ToGrpcStatus(s); }
+
+}  // namespace
+
+grpc::Status BillingServiceImpl::Deposit(grpc::ServerContext*, const v1::DepositRequest* request, v1::Transfer* response) {
+  if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
+  if (request->amount_utok() <= 0) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("amount_utok must be positive, got ", request->amount_utok())};
+  }
+  if (request->idempotency_key().empty() || request->idempotency_key().size() > 128) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "idempotency_key must be 1..128 characters"};
+  }
+  return Reply(repo_.Deposit(*request), response);
+}
+
+grpc::Status BillingServiceImpl::GetBalance(grpc::ServerContext*, const v1::GetBalanceRequest* request, v1::Balance* response) {
+  if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
+  return Reply(repo_.GetBalance(request->account()), response);
+}
+
+grpc::Status BillingServiceImpl::ListTransfers(grpc::ServerContext*, const v1::ListTransfersRequest* request,
+                                               v1::ListTransfersResponse* response) {
+  if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
+  return Reply(repo_.ListTransfers(*request), response);
+}
+
+grpc::Status BillingServiceImpl::GetJobInvoice(grpc::ServerContext*, const v1::GetJobInvoiceRequest* request,
+                                               v1::Invoice* response) {
+  if (request->job_id() <= 0) return {grpc::StatusCode::INVALID_ARGUMENT, "job_id must be positive"};
+  return Reply(repo_.GetJobInvoice(request->job_id()), response);
+}
+
+grpc::Status AdminServiceImpl::CreateAccount(grpc::ServerContext*, const v1::CreateAccountRequest* request,
+                                             v1::Account* response) {
+  if (absl::Status s = intake::ValidateName("name", request->name()); !s.ok()) return Invalid(s);
+  if (request->name() == "platform" || request->name() == "treasury") {
+    return {grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("name '", request->name(), "' is reserved")};
+  }
+  if (request->kind() != v1::ACCOUNT_KIND_CUSTOMER && request->kind() != v1::ACCOUNT_KIND_PROVIDER) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "kind must be CUSTOMER or PROVIDER"};
+  }
+  return Reply(repo_.CreateAccount(*request), response);
+}
+
+grpc::Status AdminServiceImpl::ListAccounts(grpc::ServerContext*, const v1::ListAccountsRequest*,
+                                            v1::ListAccountsResponse* response) {
+  return Reply(repo_.ListAccounts(), response);
+}
+
+}  // namespace tessera::billing

@@ -1,0 +1,33 @@
+// tessera.v1.BillingService and tessera.v1.AdminService (accounts): validation at the edge, then
+// the BillingRepository. Synchronous gRPC API: each call is one short transaction.
+#pragma once
+
+#include "services/billing/billing_repository.h"
+#include "tessera/v1/admin.grpc.pb.h"
+#include "tessera/v1/billing.grpc.pb.h"
+
+namespace tessera::billing {
+
+class BillingServiceImpl final : public v1::BillingService::Service {
+ public:
+  explicit BillingServiceImpl(BillingRepository& repo) : repo_(repo) {}
+  grpc::Status Deposit(grpc::ServerContext*, const v1::DepositRequest*, v1::Transfer*) override;
+  grpc::Status GetBalance(grpc::ServerContext*, const v1::GetBalanceRequest*, v1::Balance*) override;
+  grpc::Status ListTransfers(grpc::ServerContext*, const v1::ListTransfersRequest*, v1::ListTransfersResponse*) override;
+  grpc::Status GetJobInvoice(grpc::ServerContext*, const v1::GetJobInvoiceRequest*, v1::Invoice*) override;
+
+ private:
+  BillingRepository& repo_;
+};
+
+class AdminServiceImpl final : public v1::AdminService::Service {
+ public:
+  explicit AdminServiceImpl(BillingRepository& repo) : repo_(repo) {}
+  grpc::Status CreateAccount(grpc::ServerContext*, const v1::CreateAccountRequest*, v1::Account*) override;
+  grpc::Status ListAccounts(grpc::ServerContext*, const v1::ListAccountsRequest*, v1::ListAccountsResponse*) override;
+
+ private:
+  BillingRepository& repo_;
+};
+
+}  // namespace tessera::billing

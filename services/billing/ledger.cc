@@ -1,0 +1,61 @@
+#include "services/billing/ledger.h"
+
+#include "services/common/check.h"
+#include "services/store/database.h"
+
+namespace tessera::billing {
+
+int64_t PostTransfers(pqxx::work& tx, const std::vector<TransferSpec>& transfers) {
+  if (transfers.empty()) return 0;
+  std::vector<std::string> keys, kinds;
+  std::vector<int64_t> debits, credits, amounts, jobs;
+  for (const TransferSpec& t : transfers) {
+    TESSERA_CHECK(t.amount_utok > 0);
+    TESSERA_CHECK(t.debit_ledger_id != t.credit_ledger_id);
+    keys.push_back(t.idempotency_key);
+    kinds.push_back(t.kind);
+    debits.push_back(t.debit_ledger_id);
+    credits.push_back(t.credit_ledger_id);
+    amounts.push_back(t.amount_utok);
+    jobs.push_back(t.job_id);
+  }
+  // Lock the touched buckets in id order first, so that concurrent money transactions always lock
+  // in the same order and cannot deadlock each other.
+  std::vector<int64_t> touched = debits;
+  touched.insert(touched.end(), credits.begin(), credits.end());
+  tx.exec_params("SELECT 1 FROM ledger_accounts WHERE ledger_account_id = ANY($1::bigint[])"
+                 " ORDER BY ledger_account_id FOR NO KEY UPDATE",
+                 store::ArrayLiteral(touched));
+  // One statement: insert the new transfers, then add each bucket's net movement to its balance.
+  const pqxx::result r = tx.exec_params(
+      "WITH input AS ("
+      "  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])"
+      "    AS t(key, kind, debit, credit, amount, job_id)),"
+      " inserted AS ("
+      "  INSERT INTO transfers (idempotency_key, kind, debit_ledger_id, credit_ledger_id, amount_utok, job_id)"
+      "  SELECT key, kind, debit, credit, amount, NULLIF(job_id, 0) FROM input"
+      "  ON CONFLICT (idempotency_key) DO NOTHING"
+      "  RETURNING debit_ledger_id, credit_ledger_id, amount_utok),"
+      " movements AS ("
+      "  SELECT debit_ledger_id AS id, -amount_utok AS delta FROM inserted"
+      "  UNION ALL SELECT credit_ledger_id, amount_utok FROM inserted),"
+      " net AS (SELECT id, sum(delta)::bigint AS delta FROM movements GROUP BY id),"
+      " updated AS ("
+      "  UPDATE ledger_accounts l SET balance_utok = l.balance_utok + net.delta FROM net"
+      "  WHERE l.ledger_account_id = net.id RETURNING 1)"
+      "SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated)",
+      store::ArrayLiteral(keys), store::ArrayLiteral(kinds), store::ArrayLiteral(debits), store::ArrayLiteral(credits),
+      store::ArrayLiteral(amounts), store::ArrayLiteral(jobs));
+  return r[0][0].as<int64_t>();
+}
+
+absl::StatusOr<int64_t> LedgerId(pqxx::work& tx, const std::string& account, const std::string& bucket) {
+  const pqxx::result r = tx.exec_params(
+      "SELECT l.ledger_account_id FROM ledger_accounts l JOIN accounts a USING (account_id)"
+      " WHERE a.name = $1 AND l.bucket = $2",
+      account, bucket);
+  if (r.empty()) return absl::NotFoundError("account '" + account + "' has no " + bucket + " balance");
+  return r[0][0].as<int64_t>();
+}
+
+}  // namespace tessera::billing

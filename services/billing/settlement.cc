@@ -1,0 +1,223 @@
+#include "services/billing/settlement.h"
+
+#include <spdlog/spdlog.h>
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "services/billing/ledger.h"
+#include "services/common/check.h"
+#include "services/common/money.h"
+
+namespace tessera::billing {
+namespace {
+
+using store::ArrayLiteral;
+
+struct JobMoney {
+  int64_t hold_utok = 0;
+  int64_t charged_utok = 0;
+  int64_t gpu_ms_added = 0;
+  int64_t fee_bps = 0;
+  int64_t escrow_ledger_id = 0;
+};
+
+struct AssignmentMoney {
+  int64_t price = 0;
+  int64_t gpu_ms_total = 0;
+  int64_t charged_utok = 0;
+  int64_t fee_utok = 0;
+  int64_t reports = 0;
+  int64_t earnings_ledger_id = 0;
+};
+
+int64_t FeesLedgerId(pqxx::work& tx) {
+  return tx.exec("SELECT ledger_account_id FROM ledger_accounts l JOIN accounts a USING (account_id)"
+                 " WHERE a.kind = 'platform' AND l.bucket = 'fees'")[0][0].as<int64_t>();
+}
+
+// Charges the batch of unsettled reports; returns how many were settled.
+int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>& transfers) {
+  const pqxx::result reports = tx.exec_params(
+      "SELECT job_id, attempt, seq, gpu_ms FROM usage_reports WHERE NOT settled"
+      " ORDER BY job_id, attempt, seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+      max_reports);
+  if (reports.empty()) return 0;
+  std::vector<int64_t> job_ids;
+  for (const pqxx::row& r : reports) job_ids.push_back(r[0].as<int64_t>());
+
+  std::map<int64_t, JobMoney> jobs;
+  for (const pqxx::row& r : tx.exec_params(
+           "SELECT j.job_id, j.hold_utok, j.charged_utok, j.fee_bps, l.ledger_account_id FROM jobs j"
+           " JOIN ledger_accounts l ON l.account_id = j.account_id AND l.bucket = 'escrow'"
+           " WHERE j.job_id = ANY($1::bigint[]) ORDER BY j.job_id FOR NO KEY UPDATE OF j",
+           ArrayLiteral(job_ids))) {
+    jobs[r[0].as<int64_t>()] = {.hold_utok = r[1].as<int64_t>(), .charged_utok = r[2].as<int64_t>(), .gpu_ms_added = 0,
+                                .fee_bps = r[3].as<int64_t>(), .escrow_ledger_id = r[4].as<int64_t>()};
+  }
+  std::map<std::pair<int64_t, int64_t>, AssignmentMoney> assignments;
+  for (const pqxx::row& r : tx.exec_params(
+           "SELECT a.job_id, a.attempt, a.price_utok_per_gpu_hour, a.gpu_ms_total, a.charged_utok, a.fee_utok,"
+           " a.usage_reports, l.ledger_account_id FROM assignments a JOIN workers w USING (worker_id)"
+           " JOIN ledger_accounts l ON l.account_id = w.provider_account_id AND l.bucket = 'earnings'"
+           " WHERE a.job_id = ANY($1::bigint[]) ORDER BY a.job_id, a.attempt FOR NO KEY UPDATE OF a",
+           ArrayLiteral(job_ids))) {
+    assignments[{r[0].as<int64_t>(), r[1].as<int64_t>()}] = {
+        .price = r[2].as<int64_t>(), .gpu_ms_total = r[3].as<int64_t>(), .charged_utok = r[4].as<int64_t>(),
+        .fee_utok = r[5].as<int64_t>(), .reports = r[6].as<int64_t>(), .earnings_ledger_id = r[7].as<int64_t>()};
+  }
+
+  const int64_t fees_ledger_id = FeesLedgerId(tx);
+  std::vector<int64_t> r_job, r_attempt, r_seq, r_charge, r_fee;
+  for (const pqxx::row& r : reports) {
+    const auto job_id = r[0].as<int64_t>();
+    const auto attempt = r[1].as<int64_t>();
+    const auto seq = r[2].as<int64_t>();
+    JobMoney& job = jobs.at(job_id);
+    AssignmentMoney& a = assignments.at({job_id, attempt});
+    absl::StatusOr<ReportCharge> charge = ChargeReport(a.gpu_ms_total, r[3].as<int64_t>(), a.price, job.fee_bps,
+                                                       a.charged_utok, a.fee_utok, job.hold_utok - job.charged_utok);
+    TESSERA_CHECK(charge.ok());  // inputs are bounded by validated specs
+    const std::string key = absl::StrCat(job_id, ":", attempt, ":", seq);
+    if (charge->charge_utok - charge->fee_utok > 0) {
+      transfers.push_back({.idempotency_key = "charge:" + key, .kind = "CHARGE", .debit_ledger_id = job.escrow_ledger_id,
+                           .credit_ledger_id = a.earnings_ledger_id, .amount_utok = charge->charge_utok - charge->fee_utok,
+                           .job_id = job_id});
+    }
+    if (charge->fee_utok > 0) {
+      transfers.push_back({.idempotency_key = "fee:" + key, .kind = "FEE", .debit_ledger_id = job.escrow_ledger_id,
+                           .credit_ledger_id = fees_ledger_id, .amount_utok = charge->fee_utok, .job_id = job_id});
+    }
+    job.gpu_ms_added += charge->gpu_ms_total_after - a.gpu_ms_total;
+    a.gpu_ms_total = charge->gpu_ms_total_after;
+    a.charged_utok += charge->charge_utok;
+    a.fee_utok += charge->fee_utok;
+    a.reports += 1;
+    job.charged_utok += charge->charge_utok;
+    TESSERA_CHECK(job.charged_utok <= job.hold_utok);  // never above the hold, so never above the bid
+    for (auto [v, x] : {std::pair{&r_job, job_id}, {&r_attempt, attempt}, {&r_seq, seq}, {&r_charge, charge->charge_utok},
+                        {&r_fee, charge->fee_utok}}) {
+      v->push_back(x);
+    }
+  }
+  tx.exec_params0(
+      "UPDATE usage_reports u SET settled = true, charge_utok = s.charge, fee_utok = s.fee"
+      " FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[]) AS s(job_id, attempt, seq, charge, fee)"
+      " WHERE u.job_id = s.job_id AND u.attempt = s.attempt AND u.seq = s.seq",
+      ArrayLiteral(r_job), ArrayLiteral(r_attempt), ArrayLiteral(r_seq), ArrayLiteral(r_charge), ArrayLiteral(r_fee));
+
+  std::vector<int64_t> a_job, a_attempt, a_ms, a_charged, a_fee, a_reports;
+  for (const auto& [key, a] : assignments) {
+    for (auto [v, x] : {std::pair{&a_job, key.first}, {&a_attempt, key.second}, {&a_ms, a.gpu_ms_total},
+                        {&a_charged, a.charged_utok}, {&a_fee, a.fee_utok}, {&a_reports, a.reports}}) {
+      v->push_back(x);
+    }
+  }
+  tx.exec_params0(
+      "UPDATE assignments a SET gpu_ms_total = s.ms, charged_utok = s.charged, fee_utok = s.fee, usage_reports = s.reports"
+      " FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])"
+      "   AS s(job_id, attempt, ms, charged, fee, reports)"
+      " WHERE a.job_id = s.job_id AND a.attempt = s.attempt",
+      ArrayLiteral(a_job), ArrayLiteral(a_attempt), ArrayLiteral(a_ms), ArrayLiteral(a_charged), ArrayLiteral(a_fee),
+      ArrayLiteral(a_reports));
+  std::vector<int64_t> j_id, j_charged, j_ms;
+  for (const auto& [id, job] : jobs) {
+    j_id.push_back(id);
+    j_charged.push_back(job.charged_utok);
+    j_ms.push_back(job.gpu_ms_added);
+  }
+  tx.exec_params0(
+      "UPDATE jobs j SET charged_utok = s.charged, gpu_ms_total = j.gpu_ms_total + s.ms"
+      " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS s(job_id, charged, ms) WHERE j.job_id = s.job_id",
+      ArrayLiteral(j_id), ArrayLiteral(j_charged), ArrayLiteral(j_ms));
+  return static_cast<int64_t>(reports.size());
+}
+
+// Releases the unspent escrow of ended jobs whose usage is all settled.
+int64_t ReleaseEndedJobs(pqxx::work& tx, int max_jobs, std::vector<TransferSpec>& transfers) {
+  const pqxx::result rows = tx.exec_params(
+      "SELECT j.job_id, j.hold_utok - j.charged_utok, es.ledger_account_id, av.ledger_account_id FROM jobs j"
+      " JOIN ledger_accounts es ON es.account_id = j.account_id AND es.bucket = 'escrow'"
+      " JOIN ledger_accounts av ON av.account_id = j.account_id AND av.bucket = 'available'"
+      " WHERE NOT j.escrow_released AND j.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED')"
+      " AND NOT EXISTS (SELECT 1 FROM usage_reports u WHERE u.job_id = j.job_id AND NOT u.settled)"
+      " ORDER BY j.job_id LIMIT $1 FOR NO KEY UPDATE OF j SKIP LOCKED",
+      max_jobs);
+  std::vector<int64_t> ids, released;
+  for (const pqxx::row& r : rows) {
+    const auto job_id = r[0].as<int64_t>();
+    const auto unspent = r[1].as<int64_t>();
+    TESSERA_CHECK(unspent >= 0);
+    if (unspent > 0) {
+      transfers.push_back({.idempotency_key = absl::StrCat("release:", job_id), .kind = "RELEASE",
+                           .debit_ledger_id = r[2].as<int64_t>(), .credit_ledger_id = r[3].as<int64_t>(),
+                           .amount_utok = unspent, .job_id = job_id});
+    }
+    ids.push_back(job_id);
+    released.push_back(unspent);
+  }
+  if (!ids.empty()) {
+    tx.exec_params0(
+        "UPDATE jobs j SET escrow_released = true, released_utok = s.released"
+        " FROM unnest($1::bigint[], $2::bigint[]) AS s(job_id, released) WHERE j.job_id = s.job_id",
+        ArrayLiteral(ids), ArrayLiteral(released));
+  }
+  return static_cast<int64_t>(ids.size());
+}
+
+}  // namespace
+
+absl::StatusOr<SettleStats> Settlement::SettleOnce(int max_reports) {
+  return db_.Transact("settle", [&](pqxx::work& tx) -> absl::StatusOr<SettleStats> {
+    SettleStats stats;
+    std::vector<TransferSpec> transfers;
+    stats.reports_settled = ChargeReports(tx, max_reports, transfers);
+    stats.jobs_released = ReleaseEndedJobs(tx, max_reports, transfers);
+    stats.transfers_posted = PostTransfers(tx, transfers);
+    return stats;
+  });
+}
+
+SettlementLoop::SettlementLoop(store::Database& db, int64_t interval_ms, int max_reports_per_batch)
+    : settlement_(db), interval_ms_(interval_ms), max_reports_(max_reports_per_batch) {
+  listener_ = std::make_unique<store::NotificationListener>(
+      db.url(), std::vector<std::string>{"tessera_settle"}, [this](const std::string&, const std::string&) { Wake(); });
+  thread_ = std::thread([this] { Run(); });
+}
+
+SettlementLoop::~SettlementLoop() {
+  stop_ = true;
+  cv_.notify_all();
+  thread_.join();
+  listener_.reset();
+}
+
+void SettlementLoop::Wake() {
+  {
+    std::lock_guard lock(mu_);
+    wake_ = true;
+  }
+  cv_.notify_one();
+}
+
+void SettlementLoop::Run() {
+  while (!stop_) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [&] { return wake_ || stop_.load(); });
+      wake_ = false;
+    }
+    // Drain: keep settling full batches until a pass comes back short. The last pass runs even
+    // when stopping, so a graceful shutdown flushes what was ingested.
+    while (true) {
+      absl::StatusOr<SettleStats> stats = settlement_.SettleOnce(max_reports_);
+      if (!stats.ok()) {
+        spdlog::warn("settlement: {}", stats.status().ToString());
+        break;
+      }
+      if (stats->reports_settled < max_reports_ && stats->jobs_released < max_reports_) break;
+    }
+  }
+}
+
+}  // namespace tessera::billing

@@ -1,0 +1,91 @@
+// `tessera account create|list` and `tessera worker list`.
+#include <iostream>
+
+#include "services/cli/commands.h"
+#include "tessera/v1/admin.grpc.pb.h"
+#include "tessera/v1/workers.grpc.pb.h"
+#include "services/common/job_state_machine.h"
+
+namespace tessera::cli {
+namespace {
+
+std::string KindName(v1::AccountKind kind) {
+  return kind == v1::ACCOUNT_KIND_CUSTOMER ? "customer" : kind == v1::ACCOUNT_KIND_PROVIDER ? "provider" : "?";
+}
+
+}  // namespace
+
+void AddAccountCommands(CLI::App& app, CliContext& ctx) {
+  CLI::App* account = app.add_subcommand("account", "Customer and provider accounts")->require_subcommand(1);
+
+  auto* create = account->add_subcommand("create", "Create an account");
+  auto name = std::make_shared<std::string>();
+  auto kind = std::make_shared<std::string>("customer");
+  create->add_option("name", *name, "Account name ([a-z][a-z0-9_-]*)")->required();
+  create->add_option("--kind", *kind, "customer or provider")->check(CLI::IsMember({"customer", "provider"}));
+  create->callback([&ctx, name, kind] {
+    v1::CreateAccountRequest request;
+    request.set_name(*name);
+    request.set_kind(*kind == "customer" ? v1::ACCOUNT_KIND_CUSTOMER : v1::ACCOUNT_KIND_PROVIDER);
+    v1::Account response;
+    grpc::Status s = v1::AdminService::NewStub(ctx.Channel())->CreateAccount(ctx.Call().get(), request, &response);
+    if (!s.ok()) {
+      ctx.exit_code = ReportError(s);
+      return;
+    }
+    if (ctx.json()) {
+      std::cout << ToJson(response) << "\n";
+    } else {
+      std::cout << "created " << KindName(response.kind()) << " account " << response.name() << "\n";
+    }
+  });
+
+  auto* list = account->add_subcommand("list", "List accounts");
+  list->callback([&ctx] {
+    v1::ListAccountsResponse response;
+    grpc::Status s = v1::AdminService::NewStub(ctx.Channel())->ListAccounts(ctx.Call().get(), {}, &response);
+    if (!s.ok()) {
+      ctx.exit_code = ReportError(s);
+      return;
+    }
+    if (ctx.json()) {
+      std::cout << ToJson(response) << "\n";
+      return;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const v1::Account& a : response.accounts()) rows.push_back({std::to_string(a.account_id()), a.name(), KindName(a.kind())});
+    PrintTable({"ID", "NAME", "KIND"}, rows);
+  });
+}
+
+void AddWorkerCommands(CLI::App& app, CliContext& ctx) {
+  CLI::App* worker = app.add_subcommand("worker", "Worker machines")->require_subcommand(1);
+  auto* list = worker->add_subcommand("list", "List workers and their GPUs");
+  auto provider = std::make_shared<std::string>();
+  list->add_option("--provider", *provider, "Only this provider's workers");
+  list->callback([&ctx, provider] {
+    v1::ListWorkersRequest request;
+    request.set_provider_account(*provider);
+    v1::ListWorkersResponse response;
+    grpc::Status s = v1::WorkerService::NewStub(ctx.Channel())->ListWorkers(ctx.Call().get(), request, &response);
+    if (!s.ok()) {
+      ctx.exit_code = ReportError(s);
+      return;
+    }
+    if (ctx.json()) {
+      std::cout << ToJson(response) << "\n";
+      return;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const v1::Worker& w : response.workers()) {
+      std::string model = w.gpus().empty() ? "-" : w.gpus(0).model();
+      rows.push_back({std::to_string(w.worker_id()), w.name(), w.provider_account(), w.region(),
+                      std::string(WorkerStateName(w.state())), w.connected() ? "yes" : "no",
+                      std::to_string(w.gpus_size()) + " x " + model, std::to_string(w.busy_gpus()),
+                      std::to_string(w.ask_utok_per_gpu_hour())});
+    }
+    PrintTable({"ID", "NAME", "PROVIDER", "REGION", "STATE", "CONNECTED", "GPUS", "BUSY", "ASK µT/GPU-h"}, rows);
+  });
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,135 @@
+// `tessera billing deposit|balance|transfers|invoice`.
+#include <sodium.h>
+
+#include <iostream>
+
+#include "services/cli/commands.h"
+#include "tessera/v1/billing.grpc.pb.h"
+
+namespace tessera::cli {
+namespace {
+
+std::string KindName(v1::TransferKind kind) {
+  std::string name = v1::TransferKind_Name(kind);
+  return name.substr(std::string("TRANSFER_KIND_").size());
+}
+
+template <typename Fn>
+void WithStub(CliContext& ctx, Fn&& fn) {
+  auto stub = v1::BillingService::NewStub(ctx.Channel());
+  grpc::Status s = fn(*stub);
+  if (!s.ok()) ctx.exit_code = ReportError(s);
+}
+
+void PrintInvoice(const v1::Invoice& invoice) {
+  std::cout << "invoice for job " << invoice.job_id() << " (" << invoice.account() << ", " << invoice.state()
+            << (invoice.final() ? ", final" : ", provisional") << ")\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const v1::InvoiceLine& l : invoice.lines()) {
+    rows.push_back({std::to_string(l.attempt()), std::to_string(l.worker_id()), l.provider_account(),
+                    std::to_string(l.price_utok_per_gpu_hour()), std::to_string(l.gpu_ms()), std::to_string(l.usage_reports()),
+                    FormatTokens(l.charge_utok()), FormatTokens(l.fee_utok())});
+  }
+  PrintTable({"ATTEMPT", "WORKER", "PROVIDER", "PRICE µT/GPU-h", "GPU-MS", "REPORTS", "CHARGE", "FEE"}, rows);
+  std::cout << "held " << FormatTokens(invoice.hold_utok()) << "  charged " << FormatTokens(invoice.charged_utok())
+            << "  (fee " << FormatTokens(invoice.fee_utok()) << ")  released " << FormatTokens(invoice.released_utok())
+            << " tokens\n";
+}
+
+}  // namespace
+
+void AddBillingCommands(CLI::App& app, CliContext& ctx) {
+  CLI::App* billing = app.add_subcommand("billing", "Balances, transfers, invoices")->require_subcommand(1);
+  auto account = std::make_shared<std::string>();
+
+  auto* deposit = billing->add_subcommand("deposit", "Mint tokens into a customer's available balance (admin)");
+  auto amount = std::make_shared<int64_t>(0);
+  auto key = std::make_shared<std::string>();
+  deposit->add_option("account", *account)->required();
+  deposit->add_option("amount_utok", *amount, "Micro-tokens (1 token = 1000000)")->required();
+  deposit->add_option("--idempotency-key", *key, "A retry with the same key deposits once");
+  deposit->callback([&ctx, account, amount, key] {
+    v1::DepositRequest request;
+    request.set_account(*account);
+    request.set_amount_utok(*amount);
+    if (key->empty()) {
+      unsigned char bytes[12];
+      randombytes_buf(bytes, sizeof bytes);
+      char hex[25];
+      sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
+      request.set_idempotency_key(hex);
+    } else {
+      request.set_idempotency_key(*key);
+    }
+    WithStub(ctx, [&](v1::BillingService::Stub& stub) {
+      v1::Transfer response;
+      grpc::Status s = stub.Deposit(ctx.Call().get(), request, &response);
+      if (s.ok()) {
+        ctx.json() ? void(std::cout << ToJson(response) << "\n")
+                   : void(std::cout << "deposited " << FormatTokens(response.amount_utok()) << " tokens into " << *account
+                                    << " (transfer " << response.transfer_id() << ")\n");
+      }
+      return s;
+    });
+  });
+
+  auto* balance = billing->add_subcommand("balance", "Show an account's balances");
+  balance->add_option("account", *account)->required();
+  balance->callback([&ctx, account] {
+    WithStub(ctx, [&](v1::BillingService::Stub& stub) {
+      v1::GetBalanceRequest request;
+      request.set_account(*account);
+      v1::Balance response;
+      grpc::Status s = stub.GetBalance(ctx.Call().get(), request, &response);
+      if (s.ok() && ctx.json()) std::cout << ToJson(response) << "\n";
+      if (s.ok() && !ctx.json()) {
+        PrintTable({"ACCOUNT", "AVAILABLE", "ESCROW", "EARNINGS"},
+                   {{response.account(), FormatTokens(response.available_utok()), FormatTokens(response.escrow_utok()),
+                     FormatTokens(response.earnings_utok())}});
+      }
+      return s;
+    });
+  });
+
+  auto* transfers = billing->add_subcommand("transfers", "List an account's ledger transfers, newest first");
+  auto limit = std::make_shared<uint32_t>(50);
+  transfers->add_option("account", *account)->required();
+  transfers->add_option("--limit", *limit);
+  transfers->callback([&ctx, account, limit] {
+    WithStub(ctx, [&](v1::BillingService::Stub& stub) {
+      v1::ListTransfersRequest request;
+      request.set_account(*account);
+      request.set_page_size(std::min<uint32_t>(*limit, 500));
+      v1::ListTransfersResponse response;
+      grpc::Status s = stub.ListTransfers(ctx.Call().get(), request, &response);
+      if (!s.ok()) return s;
+      if (ctx.json()) {
+        std::cout << ToJson(response) << "\n";
+        return s;
+      }
+      std::vector<std::vector<std::string>> rows;
+      for (const v1::Transfer& t : response.transfers()) {
+        rows.push_back({std::to_string(t.transfer_id()), KindName(t.kind()), t.debit(), t.credit(),
+                        FormatTokens(t.amount_utok()), t.job_id() ? std::to_string(t.job_id()) : "-"});
+      }
+      PrintTable({"ID", "KIND", "DEBIT", "CREDIT", "AMOUNT", "JOB"}, rows);
+      return s;
+    });
+  });
+
+  auto* invoice = billing->add_subcommand("invoice", "Show what a job cost");
+  auto job_id = std::make_shared<int64_t>(0);
+  invoice->add_option("job_id", *job_id)->required();
+  invoice->callback([&ctx, job_id] {
+    WithStub(ctx, [&](v1::BillingService::Stub& stub) {
+      v1::GetJobInvoiceRequest request;
+      request.set_job_id(*job_id);
+      v1::Invoice response;
+      grpc::Status s = stub.GetJobInvoice(ctx.Call().get(), request, &response);
+      if (s.ok()) ctx.json() ? void(std::cout << ToJson(response) << "\n") : PrintInvoice(response);
+      return s;
+    });
+  });
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,40 @@
+// What every `tessera` client subcommand shares: the server address, the output format, a
+// channel, a deadline on every call, and printing (human tables or JSON).
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <google/protobuf/message.h>
+
+namespace tessera::cli {
+
+struct CliContext {
+  std::string server = "127.0.0.1:7070";
+  std::string output = "table";  // table | json
+  int timeout_ms = 10'000;
+  int exit_code = 0;  // set by the subcommand that ran
+
+  std::shared_ptr<grpc::Channel> Channel() const;
+  // A context with this command's deadline.
+  std::unique_ptr<grpc::ClientContext> Call() const;
+  bool json() const { return output == "json"; }
+};
+
+// Prints a failed call as "error: CODE: message" on stderr and returns the exit code (1).
+int ReportError(const grpc::Status& status);
+
+// One protobuf message as a line of JSON (field names as in the .proto).
+std::string ToJson(const google::protobuf::Message& message);
+
+// Prints rows as an aligned table with a header.
+void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
+
+// 12345678 µT → "12.345678" (exact, integer arithmetic).
+std::string FormatTokens(int64_t utok);
+
+}  // namespace tessera::cli

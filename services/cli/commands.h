@@ -1,0 +1,15 @@
+// Registers the `tessera` client subcommands on a CLI11 app. Each sets ctx.exit_code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "services/cli/cli_context.h"
+
+namespace tessera::cli {
+
+void AddAccountCommands(CLI::App& app, CliContext& ctx);
+void AddJobCommands(CLI::App& app, CliContext& ctx);
+void AddWorkerCommands(CLI::App& app, CliContext& ctx);
+void AddBillingCommands(CLI::App& app, CliContext& ctx);
+
+}  // namespace tessera::cli

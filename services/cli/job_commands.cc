@@ -1,0 +1,208 @@
+// `tessera job submit|get|list|cancel|watch`.
+#include <sodium.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "services/cli/commands.h"
+#include "services/cli/job_spec_file.h"
+#include "services/common/job_state_machine.h"
+#include "tessera/v1/jobs.grpc.pb.h"
+
+namespace tessera::cli {
+namespace {
+
+std::string RandomRequestId() {
+  unsigned char bytes[12];
+  randombytes_buf(bytes, sizeof bytes);
+  char hex[sizeof bytes * 2 + 1];
+  sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
+  return std::string("req-") + hex;
+}
+
+std::string Percent(uint32_t ppm) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%u.%u%%", ppm / 10'000, (ppm / 1'000) % 10);
+  return buf;
+}
+
+void PrintJob(const v1::Job& job) {
+  std::vector<std::vector<std::string>> rows = {
+      {"job", std::to_string(job.job_id())},
+      {"account", job.account()},
+      {"kind", job.spec().kind()},
+      {"state", std::string(JobStateName(job.state()))},
+      {"gpus", std::to_string(job.spec().gpu_count())},
+      {"bid", std::to_string(job.bid_utok_per_gpu_hour()) + " µT/GPU-h (" + std::string(PriorityClassName(job.priority_class())) + ")"},
+      {"hold", FormatTokens(job.hold_utok()) + " tokens"},
+      {"attempt", std::to_string(job.attempt()) + " of " + std::to_string(job.max_attempts())},
+      {"worker", job.worker_id() ? std::to_string(job.worker_id()) : "-"},
+      {"price", job.price_utok_per_gpu_hour() ? std::to_string(job.price_utok_per_gpu_hour()) + " µT/GPU-h" : "-"},
+      {"usage", std::to_string(job.gpu_ms_total()) + " GPU-ms"},
+      {"charged", FormatTokens(job.charged_utok()) + " tokens"},
+      {"progress", Percent(job.progress_ppm())},
+  };
+  if (!job.wait_reason().empty()) rows.push_back({"waiting", job.wait_reason()});
+  if (job.has_result() && job.result().error().empty() && !job.result().weights_sha256().empty()) {
+    rows.push_back({"loss", std::to_string(job.result().initial_loss()) + " -> " + std::to_string(job.result().final_loss())});
+    rows.push_back({"weights", "sha256:" + job.result().weights_sha256()});
+  }
+  if (job.has_result() && !job.result().error().empty()) rows.push_back({"error", job.result().error()});
+  PrintTable({"FIELD", "VALUE"}, rows);
+}
+
+template <typename Fn>
+void WithStub(CliContext& ctx, Fn&& fn) {
+  auto stub = v1::JobService::NewStub(ctx.Channel());
+  grpc::Status s = fn(*stub);
+  if (!s.ok()) ctx.exit_code = ReportError(s);
+}
+
+void AddSubmit(CLI::App& job, CliContext& ctx) {
+  auto* submit = job.add_subcommand("submit", "Submit a job from a YAML or JSON spec file");
+  auto file = std::make_shared<std::string>();
+  auto account = std::make_shared<std::string>();
+  auto request_id = std::make_shared<std::string>();
+  submit->add_option("-f,--file", *file, "Job spec (YAML or JSON, fields of tessera.v1.JobSpec)")->required();
+  submit->add_option("--account", *account, "Customer account that pays")->required();
+  submit->add_option("--request-id", *request_id, "Idempotency key; a retry with the same key returns the same job");
+  submit->callback([&ctx, file, account, request_id] {
+    absl::StatusOr<v1::JobSpec> spec = LoadJobSpecFile(*file);
+    if (!spec.ok()) {
+      std::cerr << "error: " << spec.status().message() << "\n";
+      ctx.exit_code = 2;
+      return;
+    }
+    v1::SubmitJobRequest request;
+    request.set_account(*account);
+    request.set_request_id(request_id->empty() ? RandomRequestId() : *request_id);
+    *request.mutable_spec() = *std::move(spec);
+    WithStub(ctx, [&](v1::JobService::Stub& stub) {
+      v1::SubmitJobResponse response;
+      grpc::Status s = stub.SubmitJob(ctx.Call().get(), request, &response);
+      if (s.ok() && ctx.json()) std::cout << ToJson(response) << "\n";
+      if (s.ok() && !ctx.json()) {
+        std::cout << (response.deduplicated() ? "already submitted: job " : "submitted job ") << response.job().job_id()
+                  << " (hold " << FormatTokens(response.job().hold_utok()) << " tokens, bid "
+                  << response.job().bid_utok_per_gpu_hour() << " µT/GPU-h, "
+                  << PriorityClassName(response.job().priority_class()) << ")\n";
+      }
+      return s;
+    });
+  });
+}
+
+void AddGetListCancel(CLI::App& job, CliContext& ctx) {
+  auto job_id = std::make_shared<int64_t>(0);
+  auto* get = job.add_subcommand("get", "Show one job (and why it waits, if queued)");
+  get->add_option("job_id", *job_id)->required();
+  get->callback([&ctx, job_id] {
+    WithStub(ctx, [&](v1::JobService::Stub& stub) {
+      v1::GetJobRequest request;
+      request.set_job_id(*job_id);
+      v1::Job response;
+      grpc::Status s = stub.GetJob(ctx.Call().get(), request, &response);
+      if (s.ok()) ctx.json() ? void(std::cout << ToJson(response) << "\n") : PrintJob(response);
+      return s;
+    });
+  });
+
+  auto* cancel = job.add_subcommand("cancel", "Cancel a job; unspent escrow returns to the account");
+  cancel->add_option("job_id", *job_id)->required();
+  cancel->callback([&ctx, job_id] {
+    WithStub(ctx, [&](v1::JobService::Stub& stub) {
+      v1::CancelJobRequest request;
+      request.set_job_id(*job_id);
+      v1::Job response;
+      grpc::Status s = stub.CancelJob(ctx.Call().get(), request, &response);
+      if (s.ok()) ctx.json() ? void(std::cout << ToJson(response) << "\n") : void(std::cout << "cancelled job " << *job_id << "\n");
+      return s;
+    });
+  });
+
+  auto* list = job.add_subcommand("list", "List an account's jobs, newest first");
+  auto account = std::make_shared<std::string>();
+  auto state = std::make_shared<std::string>();
+  auto limit = std::make_shared<uint32_t>(50);
+  list->add_option("--account", *account)->required();
+  list->add_option("--state", *state, "QUEUED, ASSIGNED, RUNNING, SUCCEEDED, FAILED or CANCELLED");
+  list->add_option("--limit", *limit, "At most this many jobs");
+  list->callback([&ctx, account, state, limit] {
+    v1::ListJobsRequest request;
+    request.set_account(*account);
+    if (!state->empty()) {
+      std::optional<v1::JobState> parsed = ParseJobState(*state);
+      if (!parsed) {
+        std::cerr << "error: --state: unknown state '" << *state << "'\n";
+        ctx.exit_code = 2;
+        return;
+      }
+      request.set_state(*parsed);
+    }
+    request.set_page_size(std::min<uint32_t>(*limit, 500));
+    WithStub(ctx, [&](v1::JobService::Stub& stub) {
+      v1::ListJobsResponse response;
+      grpc::Status s = stub.ListJobs(ctx.Call().get(), request, &response);
+      if (!s.ok()) return s;
+      if (ctx.json()) {
+        std::cout << ToJson(response) << "\n";
+        return s;
+      }
+      std::vector<std::vector<std::string>> rows;
+      for (const v1::Job& j : response.jobs()) {
+        rows.push_back({std::to_string(j.job_id()), j.spec().kind(), std::string(JobStateName(j.state())),
+                        std::to_string(j.spec().gpu_count()), Percent(j.progress_ppm()), FormatTokens(j.charged_utok()),
+                        j.wait_reason()});
+      }
+      PrintTable({"ID", "KIND", "STATE", "GPUS", "PROGRESS", "CHARGED", "WAITING"}, rows);
+      return s;
+    });
+  });
+}
+
+void AddWatch(CLI::App& job, CliContext& ctx) {
+  auto* watch = job.add_subcommand("watch", "Follow a job live until it ends (exit 0 only if it SUCCEEDED)");
+  auto job_id = std::make_shared<int64_t>(0);
+  watch->add_option("job_id", *job_id)->required();
+  watch->callback([&ctx, job_id] {
+    auto stub = v1::JobService::NewStub(ctx.Channel());
+    grpc::ClientContext context;  // no deadline: a watch lasts as long as the job
+    v1::WatchJobRequest request;
+    request.set_job_id(*job_id);
+    auto reader = stub->WatchJob(&context, request);
+    v1::JobUpdate update;
+    v1::JobState last = v1::JOB_STATE_UNSPECIFIED;
+    while (reader->Read(&update)) {
+      last = update.state();
+      if (ctx.json()) {
+        std::cout << ToJson(update) << std::endl;
+        continue;
+      }
+      std::cout << "job " << update.job_id() << "  " << JobStateName(update.state()) << "  attempt " << update.attempt();
+      if (update.message() == "progress") {
+        std::cout << "  progress " << Percent(update.progress_ppm());
+        if (update.loss() != 0) std::cout << "  loss " << update.loss();
+      } else {
+        std::cout << "  " << update.message();
+      }
+      std::cout << std::endl;
+    }
+    grpc::Status s = reader->Finish();
+    if (!s.ok()) {
+      ctx.exit_code = ReportError(s);
+      return;
+    }
+    ctx.exit_code = last == v1::JOB_STATE_SUCCEEDED ? 0 : 3;
+  });
+}
+
+}  // namespace
+
+void AddJobCommands(CLI::App& app, CliContext& ctx) {
+  CLI::App* job = app.add_subcommand("job", "Submit and follow training jobs")->require_subcommand(1);
+  AddSubmit(*job, ctx);
+  AddGetListCancel(*job, ctx);
+  AddWatch(*job, ctx);
+}
+
+}  // namespace tessera::cli

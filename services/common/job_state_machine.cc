@@ -1,0 +1,89 @@
+#include "services/common/job_state_machine.h"
+
+#include <array>
+#include <utility>
+
+namespace tessera {
+namespace {
+
+using v1::JobState;
+
+constexpr std::array<std::pair<JobState, std::string_view>, 6> kJobStateNames = {{
+    {v1::JOB_STATE_QUEUED, "QUEUED"},
+    {v1::JOB_STATE_ASSIGNED, "ASSIGNED"},
+    {v1::JOB_STATE_RUNNING, "RUNNING"},
+    {v1::JOB_STATE_SUCCEEDED, "SUCCEEDED"},
+    {v1::JOB_STATE_FAILED, "FAILED"},
+    {v1::JOB_STATE_CANCELLED, "CANCELLED"},
+}};
+
+constexpr std::array<std::pair<v1::WorkerState, std::string_view>, 5> kWorkerStateNames = {{
+    {v1::WORKER_STATE_PENDING_VERIFICATION, "PENDING_VERIFICATION"},
+    {v1::WORKER_STATE_ACTIVE, "ACTIVE"},
+    {v1::WORKER_STATE_DRAINING, "DRAINING"},
+    {v1::WORKER_STATE_OFFLINE, "OFFLINE"},
+    {v1::WORKER_STATE_QUARANTINED, "QUARANTINED"},
+}};
+
+}  // namespace
+
+bool IsTerminal(JobState state) {
+  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED || state == v1::JOB_STATE_CANCELLED;
+}
+
+bool CanTransition(JobState from, JobState to) {
+  if (IsTerminal(from) || from == v1::JOB_STATE_UNSPECIFIED) return false;
+  switch (to) {
+    case v1::JOB_STATE_ASSIGNED:
+      return from == v1::JOB_STATE_QUEUED;
+    case v1::JOB_STATE_RUNNING:
+      return from == v1::JOB_STATE_ASSIGNED;
+    case v1::JOB_STATE_SUCCEEDED:
+      return from == v1::JOB_STATE_RUNNING || from == v1::JOB_STATE_ASSIGNED;
+    case v1::JOB_STATE_QUEUED:  // lease lost or retryable failure
+    case v1::JOB_STATE_FAILED:  // failure, or attempts exhausted
+      return from == v1::JOB_STATE_ASSIGNED || from == v1::JOB_STATE_RUNNING;
+    case v1::JOB_STATE_CANCELLED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string_view JobStateName(JobState state) {
+  for (const auto& [value, name] : kJobStateNames) {
+    if (value == state) return name;
+  }
+  return "UNSPECIFIED";
+}
+
+std::optional<JobState> ParseJobState(std::string_view name) {
+  for (const auto& [value, known] : kJobStateNames) {
+    if (known == name) return value;
+  }
+  return std::nullopt;
+}
+
+std::string_view PriorityClassName(v1::PriorityClass priority) {
+  return priority == v1::PRIORITY_CLASS_SPOT ? "SPOT" : "ON_DEMAND";
+}
+
+v1::PriorityClass ParsePriorityClass(std::string_view name) {
+  return name == "SPOT" ? v1::PRIORITY_CLASS_SPOT : v1::PRIORITY_CLASS_ON_DEMAND;
+}
+
+std::string_view WorkerStateName(v1::WorkerState state) {
+  for (const auto& [value, name] : kWorkerStateNames) {
+    if (value == state) return name;
+  }
+  return "UNSPECIFIED";
+}
+
+v1::WorkerState ParseWorkerState(std::string_view name) {
+  for (const auto& [value, known] : kWorkerStateNames) {
+    if (known == name) return value;
+  }
+  return v1::WORKER_STATE_UNSPECIFIED;
+}
+
+}  // namespace tessera

@@ -1,0 +1,26 @@
+// The job lifecycle of DESIGN.md: QUEUED → ASSIGNED → RUNNING → SUCCEEDED | FAILED | CANCELLED,
+// back to QUEUED when a lease is lost, and CANCELLED from any non-terminal state. Every state
+// change in the stores is checked against it.
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+#include "tessera/v1/common.pb.h"
+
+namespace tessera {
+
+bool IsTerminal(v1::JobState state);
+bool CanTransition(v1::JobState from, v1::JobState to);
+
+// "QUEUED", "RUNNING", … as stored in the database and shown by the CLI.
+std::string_view JobStateName(v1::JobState state);
+std::optional<v1::JobState> ParseJobState(std::string_view name);
+
+std::string_view PriorityClassName(v1::PriorityClass priority);  // "ON_DEMAND" or "SPOT"
+v1::PriorityClass ParsePriorityClass(std::string_view name);
+
+std::string_view WorkerStateName(v1::WorkerState state);
+v1::WorkerState ParseWorkerState(std::string_view name);
+
+}  // namespace tessera

@@ -1,0 +1,90 @@
+#include "services/intake/job_service.h"
+
+#include <chrono>
+#include <thread>
+
+#include "services/common/grpc_status.h"
+#include "services/common/job_state_machine.h"
+#include "services/intake/job_spec_validator.h"
+
+namespace tessera::intake {
+namespace {
+
+constexpr auto kWatchPollInterval = std::chrono::milliseconds(200);
+
+grpc::Status RequireJobId(int64_t job_id) {
+  if (job_id <= 0) return {grpc::StatusCode::INVALID_ARGUMENT, "job_id must be positive"};
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest* request,
+                                       v1::SubmitJobResponse* response) {
+  if (absl::Status s = ValidateSubmitRequest(*request); !s.ok()) return ToGrpcStatus(s);
+  absl::StatusOr<SubmitOutcome> outcome = jobs_.Submit(*request);
+  if (!outcome.ok()) return ToGrpcStatus(outcome.status());
+  *response->mutable_job() = std::move(outcome->job);
+  response->set_deduplicated(outcome->deduplicated);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext*, const v1::GetJobRequest* request, v1::Job* response) {
+  if (grpc::Status s = RequireJobId(request->job_id()); !s.ok()) return s;
+  absl::StatusOr<v1::Job> job = jobs_.Get(request->job_id());
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  *response = *std::move(job);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* request,
+                                      v1::ListJobsResponse* response) {
+  if (absl::Status s = ValidateName("account", request->account()); !s.ok()) return ToGrpcStatus(s);
+  absl::StatusOr<v1::ListJobsResponse> page = jobs_.List(*request);
+  if (!page.ok()) return ToGrpcStatus(page.status());
+  *response = *std::move(page);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* request, v1::Job* response) {
+  if (grpc::Status s = RequireJobId(request->job_id()); !s.ok()) return s;
+  absl::StatusOr<v1::Job> job = jobs_.Cancel(request->job_id());
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  *response = *std::move(job);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
+                                      grpc::ServerWriter<v1::JobUpdate>* writer) {
+  if (grpc::Status s = RequireJobId(request->job_id()); !s.ok()) return s;
+  int64_t last_event_id = 0;
+  uint32_t last_progress_ppm = 0;
+  while (!context->IsCancelled()) {
+    absl::StatusOr<JobChanges> changes = jobs_.ChangesSince(request->job_id(), last_event_id);
+    if (!changes.ok()) return ToGrpcStatus(changes.status());
+    for (const v1::JobUpdate& update : changes->updates) {
+      if (!writer->Write(update)) return grpc::Status::OK;  // the client went away
+    }
+    last_event_id = changes->last_event_id;
+    const v1::Job& job = changes->job;
+    if (job.progress_ppm() != last_progress_ppm && !IsTerminal(job.state())) {
+      last_progress_ppm = job.progress_ppm();
+      v1::JobUpdate progress;
+      progress.set_job_id(job.job_id());
+      progress.set_state(job.state());
+      progress.set_attempt(job.attempt());
+      progress.set_progress_ppm(job.progress_ppm());
+      progress.set_loss(changes->loss);
+      progress.set_message("progress");
+      progress.set_at_ms(job.updated_at_ms());
+      if (!writer->Write(progress)) return grpc::Status::OK;
+    }
+    // The terminal event is written with the terminal state, so once the job is terminal and the
+    // events are drained the stream is complete.
+    if (IsTerminal(job.state()) && changes->updates.size() < 1000) return grpc::Status::OK;
+    std::this_thread::sleep_for(kWatchPollInterval);
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace tessera::intake

@@ -1,0 +1,26 @@
+// tessera.v1.JobService: the customer's entry point. Validates at the edge, then delegates to the
+// JobRepository. Uses gRPC's synchronous API: every call is a short database transaction on a
+// pooled connection, and the server's thread quota bounds how many run at once.
+#pragma once
+
+#include "services/common/clock.h"
+#include "services/intake/job_repository.h"
+#include "tessera/v1/jobs.grpc.pb.h"
+
+namespace tessera::intake {
+
+class JobServiceImpl final : public v1::JobService::Service {
+ public:
+  explicit JobServiceImpl(JobRepository& jobs) : jobs_(jobs) {}
+
+  grpc::Status SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest*, v1::SubmitJobResponse*) override;
+  grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest*, v1::Job*) override;
+  grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*, v1::ListJobsResponse*) override;
+  grpc::Status CancelJob(grpc::ServerContext*, const v1::CancelJobRequest*, v1::Job*) override;
+  grpc::Status WatchJob(grpc::ServerContext*, const v1::WatchJobRequest*, grpc::ServerWriter<v1::JobUpdate>*) override;
+
+ private:
+  JobRepository& jobs_;
+};
+
+}  // namespace tessera::intake

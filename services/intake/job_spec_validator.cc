@@ -1,0 +1,100 @@
+#include "services/intake/job_spec_validator.h"
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "services/common/money.h"
+
+namespace tessera::intake {
+namespace {
+
+absl::Status OutOfRange(std::string_view field, int64_t lo, int64_t hi, int64_t got) {
+  return absl::InvalidArgumentError(absl::StrCat(std::string(field), " must be between ", lo, " and ", hi, ", got ", got));
+}
+
+absl::Status ValidateTrainMlp(const v1::TrainMlpParams& p) {
+  struct Bound { std::string_view field; int64_t value, lo, hi; };
+  const Bound bounds[] = {
+      {"spec.train_mlp.input_dim", p.input_dim(), 1, 4096},
+      {"spec.train_mlp.hidden_dim", p.hidden_dim(), 1, 8192},
+      {"spec.train_mlp.output_dim", p.output_dim(), 1, 1024},
+      {"spec.train_mlp.samples", p.samples(), 1, 1'000'000},
+      {"spec.train_mlp.batch_size", p.batch_size(), 1, p.samples() > 0 ? p.samples() : 1},
+      {"spec.train_mlp.epochs", p.epochs(), 1, 10'000},
+      {"spec.train_mlp.learning_rate_micros", p.learning_rate_micros(), 1, 10'000'000},
+  };
+  for (const Bound& b : bounds) {
+    if (b.value < b.lo || b.value > b.hi) return OutOfRange(b.field, b.lo, b.hi, b.value);
+  }
+  return absl::OkStatus();
+}
+
+bool PrintableAscii(std::string_view s) {
+  for (char c : s) {
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::Status ValidateName(std::string_view field, std::string_view value) {
+  bool ok = !value.empty() && value.size() <= 64 && value[0] >= 'a' && value[0] <= 'z';
+  for (char c : value) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-');
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(field), " must be 1..64 characters of [a-z0-9_-] starting with a letter, got '", std::string(value), "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
+  if (spec.ByteSizeLong() > kMaxSpecBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec is ", spec.ByteSizeLong(), " bytes; the limit is ", kMaxSpecBytes));
+  }
+  if (spec.kind() != "sleep" && spec.kind() != "train_mlp") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.kind: unknown job kind '", spec.kind(), "' (expected sleep or train_mlp)"));
+  }
+  if (spec.gpu_count() < 1 || spec.gpu_count() > kMaxGpuCount) return OutOfRange("spec.gpu_count", 1, kMaxGpuCount, spec.gpu_count());
+  if (spec.gpu_models_size() > 16) return absl::InvalidArgumentError("spec.gpu_models lists more than 16 models");
+  for (const std::string& model : spec.gpu_models()) {
+    if (model.empty() || model.size() > 64) return absl::InvalidArgumentError("spec.gpu_models: each model name is 1..64 characters");
+  }
+  if (spec.bid_utok_per_gpu_hour() <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.bid_utok_per_gpu_hour must be positive, got ", spec.bid_utok_per_gpu_hour()));
+  }
+  if (spec.max_duration_ms() < 1 || spec.max_duration_ms() > kMaxDurationMs) {
+    return OutOfRange("spec.max_duration_ms", 1, kMaxDurationMs, spec.max_duration_ms());
+  }
+  if (spec.max_attempts() > kMaxAttempts) return OutOfRange("spec.max_attempts", 0, kMaxAttempts, spec.max_attempts());
+  if (!v1::PriorityClass_IsValid(spec.priority_class())) return absl::InvalidArgumentError("spec.priority_class is not a known class");
+  if (absl::StatusOr<int64_t> hold = HoldAmount(spec.bid_utok_per_gpu_hour(), spec.gpu_count(), spec.max_duration_ms());
+      !hold.ok()) {
+    return absl::InvalidArgumentError("spec.bid_utok_per_gpu_hour × gpu_count × max_duration_ms overflows the hold");
+  }
+  if (spec.kind() == "sleep") {
+    if (!spec.has_sleep()) return absl::InvalidArgumentError("spec.sleep is required for kind sleep");
+    if (spec.sleep().duration_ms() < 0 || spec.sleep().duration_ms() > spec.max_duration_ms()) {
+      return OutOfRange("spec.sleep.duration_ms", 0, spec.max_duration_ms(), spec.sleep().duration_ms());
+    }
+    if (spec.has_train_mlp()) return absl::InvalidArgumentError("spec.train_mlp must not be set for kind sleep");
+    return absl::OkStatus();
+  }
+  if (!spec.has_train_mlp()) return absl::InvalidArgumentError("spec.train_mlp is required for kind train_mlp");
+  if (spec.has_sleep()) return absl::InvalidArgumentError("spec.sleep must not be set for kind train_mlp");
+  return ValidateTrainMlp(spec.train_mlp());
+}
+
+absl::Status ValidateSubmitRequest(const v1::SubmitJobRequest& request) {
+  if (absl::Status s = ValidateName("account", request.account()); !s.ok()) return s;
+  if (request.request_id().empty() || request.request_id().size() > 128 || !PrintableAscii(request.request_id())) {
+    return absl::InvalidArgumentError("request_id must be 1..128 printable ASCII characters without spaces");
+  }
+  if (!request.has_spec()) return absl::InvalidArgumentError("spec is required");
+  return ValidateJobSpec(request.spec());
+}
+
+}  // namespace tessera::intake

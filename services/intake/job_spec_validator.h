@@ -1,0 +1,22 @@
+// Validates a SubmitJobRequest at the edge, before anything is written. Every error is
+// INVALID_ARGUMENT with a message that names the offending field and says what is allowed.
+#pragma once
+
+#include "absl/status/status.h"
+#include "tessera/v1/jobs.pb.h"
+
+namespace tessera::intake {
+
+inline constexpr size_t kMaxSpecBytes = 64 * 1024;
+inline constexpr uint32_t kMaxGpuCount = 64;
+inline constexpr int64_t kMaxDurationMs = 30LL * 24 * 3600 * 1000;
+inline constexpr uint32_t kMaxAttempts = 10;
+inline constexpr uint32_t kDefaultMaxAttempts = 3;
+
+absl::Status ValidateSubmitRequest(const v1::SubmitJobRequest& request);
+absl::Status ValidateJobSpec(const v1::JobSpec& spec);
+
+// Names of accounts and workers: 1..64 of [a-z0-9_-], starting with a letter.
+absl::Status ValidateName(std::string_view field, std::string_view value);
+
+}  // namespace tessera::intake

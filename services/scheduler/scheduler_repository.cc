@@ -1,0 +1,410 @@
+#include "services/scheduler/scheduler_repository.h"
+
+#include <sodium.h>
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "services/common/job_state_machine.h"
+
+namespace tessera::scheduler_host {
+namespace {
+
+using store::ArrayLiteral;
+
+std::string Hex(const std::string& bytes) {
+  std::string hex(bytes.size() * 2 + 1, '\0');
+  sodium_bin2hex(hex.data(), hex.size(), reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+  hex.pop_back();
+  return hex;
+}
+
+std::string IndexLiteral(const std::vector<uint32_t>& indexes) {
+  return ArrayLiteral(std::vector<int64_t>(indexes.begin(), indexes.end()));
+}
+
+LiveAssignment AssignmentFromRow(const pqxx::row& row) {
+  // Columns: job_id, attempt, worker_id, gpu_indexes, price, spec, job state.
+  LiveAssignment a;
+  a.job_id = row[0].as<int64_t>();
+  a.attempt = row[1].as<uint32_t>();
+  a.worker_id = row[2].as<int64_t>();
+  for (int64_t i : store::ParseIntArray(row[3].as<std::string>())) a.gpu_indexes.push_back(static_cast<uint32_t>(i));
+  a.running = row[6].as<std::string>() == "RUNNING";
+  a.message.set_job_id(a.job_id);
+  a.message.set_attempt(a.attempt);
+  a.message.set_price_utok_per_gpu_hour(row[4].as<int64_t>());
+  a.message.mutable_spec()->ParseFromString(pqxx::binarystring(row[5]).str());
+  for (uint32_t i : a.gpu_indexes) a.message.add_gpu_indexes(i);
+  return a;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::RegisterWorkerResponse> SchedulerRepository::RegisterWorker(const v1::RegisterWorkerRequest& request) {
+  return db_.Transact("register worker", [&](pqxx::work& tx) -> absl::StatusOr<v1::RegisterWorkerResponse> {
+    const pqxx::result account = tx.exec_params("SELECT account_id, kind FROM accounts WHERE name = $1",
+                                                request.provider_account());
+    if (account.empty()) return absl::NotFoundError(absl::StrCat("account '", request.provider_account(), "' not found"));
+    if (account[0][1].as<std::string>() != "provider") {
+      return absl::FailedPreconditionError(
+          absl::StrCat("account '", request.provider_account(), "' is not a provider account"));
+    }
+    std::vector<std::string> uuids;
+    for (const v1::Gpu& gpu : request.gpus()) uuids.push_back(gpu.uuid());
+    const pqxx::result taken = tx.exec_params("SELECT uuid FROM gpus WHERE uuid = ANY($1::text[]) LIMIT 1", ArrayLiteral(uuids));
+    if (!taken.empty()) {
+      return absl::AlreadyExistsError(absl::StrCat("gpus.uuid '", taken[0][0].as<std::string>(),
+                                                   "' is already registered to another worker"));
+    }
+    // Proof of GPU (the trust issue) will hold new workers in PENDING_VERIFICATION; until then a
+    // registered worker is ACTIVE once it connects.
+    const auto worker_id = tx.exec_params1(
+        "INSERT INTO workers (provider_account_id, name, region, ask_utok_per_gpu_hour, state)"
+        " VALUES ($1, $2, $3, $4, 'OFFLINE') RETURNING worker_id",
+        account[0][0].as<int64_t>(), request.name(), request.region(), request.ask_utok_per_gpu_hour())[0].as<int64_t>();
+    std::vector<int64_t> indexes, memory;
+    std::vector<std::string> models, capabilities;
+    for (const v1::Gpu& gpu : request.gpus()) {
+      indexes.push_back(gpu.index());
+      memory.push_back(static_cast<int64_t>(gpu.memory_mib()));
+      models.push_back(gpu.model());
+      capabilities.push_back(gpu.compute_capability());
+    }
+    tx.exec_params0(
+        "INSERT INTO gpus (worker_id, gpu_index, model, memory_mib, compute_capability, uuid)"
+        " SELECT $1, * FROM unnest($2::int[], $3::text[], $4::bigint[], $5::text[], $6::text[])",
+        worker_id, ArrayLiteral(indexes), ArrayLiteral(models), ArrayLiteral(memory), ArrayLiteral(capabilities),
+        ArrayLiteral(uuids));
+    v1::RegisterWorkerResponse response;
+    response.set_worker_id(worker_id);
+    response.set_state(v1::WORKER_STATE_OFFLINE);
+    return response;
+  });
+}
+
+absl::StatusOr<std::vector<v1::Worker>> SchedulerRepository::ListWorkers(const std::string& provider_account) {
+  return db_.Transact("list workers", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<v1::Worker>> {
+    const pqxx::result rows = tx.exec_params(
+        "SELECT w.worker_id, a.name, w.name, w.region, w.ask_utok_per_gpu_hour, w.state,"
+        " coalesce((extract(epoch FROM w.last_seen_at) * 1000)::bigint, 0),"
+        " (SELECT coalesce(sum(cardinality(gpu_indexes)), 0) FROM assignments s WHERE s.worker_id = w.worker_id AND s.state = 'LIVE')"
+        " FROM workers w JOIN accounts a ON a.account_id = w.provider_account_id"
+        " WHERE $1 = '' OR a.name = $1 ORDER BY w.worker_id",
+        provider_account);
+    std::map<int64_t, v1::Worker> workers;
+    std::vector<int64_t> order;
+    for (const pqxx::row& r : rows) {
+      v1::Worker& w = workers[r[0].as<int64_t>()];
+      order.push_back(r[0].as<int64_t>());
+      w.set_worker_id(r[0].as<int64_t>());
+      w.set_provider_account(r[1].as<std::string>());
+      w.set_name(r[2].as<std::string>());
+      w.set_region(r[3].as<std::string>());
+      w.set_ask_utok_per_gpu_hour(r[4].as<int64_t>());
+      w.set_state(ParseWorkerState(r[5].as<std::string>()));
+      w.set_last_seen_at_ms(r[6].as<int64_t>());
+      w.set_busy_gpus(r[7].as<uint32_t>());
+    }
+    const pqxx::result gpus = tx.exec_params(
+        "SELECT worker_id, gpu_index, model, memory_mib, compute_capability, uuid FROM gpus"
+        " WHERE worker_id = ANY($1::bigint[]) ORDER BY worker_id, gpu_index",
+        ArrayLiteral(order));
+    for (const pqxx::row& r : gpus) {
+      v1::Gpu* gpu = workers[r[0].as<int64_t>()].add_gpus();
+      gpu->set_index(r[1].as<uint32_t>());
+      gpu->set_model(r[2].as<std::string>());
+      gpu->set_memory_mib(r[3].as<uint64_t>());
+      gpu->set_compute_capability(r[4].as<std::string>());
+      gpu->set_uuid(r[5].as<std::string>());
+    }
+    std::vector<v1::Worker> out;
+    for (int64_t id : order) out.push_back(std::move(workers[id]));
+    return out;
+  });
+}
+
+absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> SchedulerRepository::ActivateWorker(int64_t worker_id) {
+  using Result = std::pair<WorkerRecord, std::vector<LiveAssignment>>;
+  return db_.Transact("activate worker", [&](pqxx::work& tx) -> absl::StatusOr<Result> {
+    const pqxx::result w = tx.exec_params(
+        "SELECT state, ask_utok_per_gpu_hour FROM workers WHERE worker_id = $1 FOR NO KEY UPDATE", worker_id);
+    if (w.empty()) return absl::NotFoundError(absl::StrCat("worker ", worker_id, " is not registered"));
+    Result result;
+    WorkerRecord& record = result.first;
+    record.worker_id = worker_id;
+    record.state = ParseWorkerState(w[0][0].as<std::string>());
+    record.ask_utok_per_gpu_hour = w[0][1].as<int64_t>();
+    if (record.state == v1::WORKER_STATE_QUARANTINED) {
+      return absl::PermissionDeniedError(absl::StrCat("worker ", worker_id, " is quarantined"));
+    }
+    if (record.state != v1::WORKER_STATE_DRAINING) record.state = v1::WORKER_STATE_ACTIVE;
+    tx.exec_params0("UPDATE workers SET state = $2, last_seen_at = now() WHERE worker_id = $1", worker_id,
+                    std::string(WorkerStateName(record.state)));
+    for (const pqxx::row& r : tx.exec_params(
+             "SELECT gpu_index, model, memory_mib, compute_capability, uuid FROM gpus WHERE worker_id = $1 ORDER BY gpu_index",
+             worker_id)) {
+      v1::Gpu& gpu = record.gpus.emplace_back();
+      gpu.set_index(r[0].as<uint32_t>());
+      gpu.set_model(r[1].as<std::string>());
+      gpu.set_memory_mib(r[2].as<uint64_t>());
+      gpu.set_compute_capability(r[3].as<std::string>());
+      gpu.set_uuid(r[4].as<std::string>());
+    }
+    for (const pqxx::row& r : tx.exec_params(
+             "SELECT a.job_id, a.attempt, a.worker_id, a.gpu_indexes, a.price_utok_per_gpu_hour, j.spec, j.state"
+             " FROM assignments a JOIN jobs j USING (job_id) WHERE a.worker_id = $1 AND a.state = 'LIVE'",
+             worker_id)) {
+      result.second.push_back(AssignmentFromRow(r));
+    }
+    return result;
+  });
+}
+
+absl::StatusOr<std::vector<int64_t>> SchedulerRepository::WorkersWithLeases() {
+  return db_.Transact("load leased workers", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<int64_t>> {
+    std::vector<int64_t> ids;
+    for (const pqxx::row& r : tx.exec(
+             "SELECT worker_id FROM workers WHERE state IN ('ACTIVE', 'DRAINING')"
+             " UNION SELECT worker_id FROM assignments WHERE state = 'LIVE'")) {
+      ids.push_back(r[0].as<int64_t>());
+    }
+    return ids;
+  });
+}
+
+absl::StatusOr<std::vector<scheduler::PendingJob>> SchedulerRepository::LoadQueuedJobs(int limit) {
+  return db_.Transact("load queued jobs", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<scheduler::PendingJob>> {
+    std::vector<scheduler::PendingJob> jobs;
+    for (const pqxx::row& r : tx.exec_params(
+             "SELECT job_id, gpu_count, gpu_models, bid_utok_per_gpu_hour, priority_class,"
+             " (extract(epoch FROM created_at) * 1000)::bigint FROM jobs WHERE state = 'QUEUED'"
+             " ORDER BY priority_class = 'SPOT', bid_utok_per_gpu_hour DESC, job_id LIMIT $1",
+             limit)) {
+      jobs.push_back(scheduler::PendingJob{
+          .job_id = r[0].as<int64_t>(),
+          .gpu_count = r[1].as<uint32_t>(),
+          .gpu_models = store::ParseTextArray(r[2].as<std::string>()),
+          .bid_utok_per_gpu_hour = r[3].as<int64_t>(),
+          .priority = r[4].as<std::string>() == "SPOT" ? scheduler::Priority::kSpot : scheduler::Priority::kOnDemand,
+          .submitted_at_ms = r[5].as<int64_t>()});
+    }
+    return jobs;
+  });
+}
+
+absl::StatusOr<std::vector<LiveAssignment>> SchedulerRepository::PersistPlacements(
+    const std::vector<scheduler::Placement>& placements) {
+  std::vector<int64_t> jobs, workers, prices;
+  std::vector<std::string> gpus;
+  for (const scheduler::Placement& p : placements) {
+    jobs.push_back(p.job_id);
+    workers.push_back(p.worker_id);
+    prices.push_back(p.price_utok_per_gpu_hour);
+    gpus.push_back(IndexLiteral(p.gpu_indexes));
+  }
+  return db_.Transact("persist placements", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<LiveAssignment>> {
+    const pqxx::result rows = tx.exec_params(
+        "WITH p AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS t(job_id, worker_id, price, gpus)),"
+        " assigned AS ("
+        "  UPDATE jobs j SET state = 'ASSIGNED', attempt = j.attempt + 1, worker_id = p.worker_id,"
+        "   price_utok_per_gpu_hour = p.price, wait_reason = '', progress_ppm = 0, updated_at = now()"
+        "  FROM p WHERE j.job_id = p.job_id AND j.state = 'QUEUED'"
+        "  RETURNING j.job_id, j.attempt, j.worker_id, p.gpus, p.price, j.spec),"
+        " leased AS ("
+        "  INSERT INTO assignments (job_id, attempt, worker_id, gpu_indexes, price_utok_per_gpu_hour, state)"
+        "  SELECT job_id, attempt, worker_id, gpus::int[], price, 'LIVE' FROM assigned),"
+        " audited AS ("
+        "  INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
+        "  SELECT job_id, 'ASSIGNED', attempt, worker_id, 'assigned to worker ' || worker_id || ' at ' || price || ' µT/GPU-h'"
+        "  FROM assigned)"
+        "SELECT job_id, attempt, worker_id, gpus, price, spec, 'ASSIGNED' FROM assigned",
+        ArrayLiteral(jobs), ArrayLiteral(workers), ArrayLiteral(prices), ArrayLiteral(gpus));
+    std::vector<LiveAssignment> out;
+    for (const pqxx::row& r : rows) out.push_back(AssignmentFromRow(r));
+    return out;
+  });
+}
+
+absl::Status SchedulerRepository::UpdateWaitReasons(const std::vector<scheduler::Waiting>& waiting) {
+  if (waiting.empty()) return absl::OkStatus();
+  std::vector<int64_t> ids;
+  std::vector<std::string> reasons;
+  for (const scheduler::Waiting& w : waiting) {
+    ids.push_back(w.job_id);
+    reasons.push_back(w.reason);
+  }
+  return db_.Transact("update wait reasons", [&](pqxx::work& tx) {
+    tx.exec_params0(
+        "UPDATE jobs j SET wait_reason = u.reason FROM unnest($1::bigint[], $2::text[]) AS u(job_id, reason)"
+        " WHERE j.job_id = u.job_id AND j.state = 'QUEUED' AND j.wait_reason <> u.reason",
+        ArrayLiteral(ids), ArrayLiteral(reasons));
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const std::vector<UsageIn>& usage) {
+  std::vector<int64_t> jobs, attempts, seqs, workers, gpu_ms, measured;
+  for (const UsageIn& u : usage) {
+    jobs.push_back(u.report.job_id());
+    attempts.push_back(u.report.attempt());
+    seqs.push_back(static_cast<int64_t>(u.report.seq()));
+    workers.push_back(u.worker_id);
+    gpu_ms.push_back(u.report.gpu_ms());
+    measured.push_back(u.report.measured_at_ms());
+  }
+  return db_.Transact("ingest usage", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<UsageOutcome>> {
+    // A report is stored only while its lease is live and only from the worker holding it; the
+    // share lock keeps the lease from ending under us. Duplicates are ignored by the primary key.
+    const pqxx::result rows = tx.exec_params(
+        "WITH input AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])"
+        "   AS t(job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms)),"
+        " live AS (SELECT i.* FROM input i JOIN assignments a ON a.job_id = i.job_id AND a.attempt = i.attempt"
+        "   AND a.worker_id = i.worker_id AND a.state = 'LIVE' FOR SHARE OF a),"
+        " inserted AS (INSERT INTO usage_reports (job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms)"
+        "   SELECT job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms FROM live"
+        "   ON CONFLICT DO NOTHING RETURNING job_id, attempt, seq)"
+        "SELECT i.job_id, i.attempt, i.seq,"
+        " EXISTS (SELECT 1 FROM inserted n WHERE n.job_id = i.job_id AND n.attempt = i.attempt AND n.seq = i.seq)"
+        " OR EXISTS (SELECT 1 FROM usage_reports u WHERE u.job_id = i.job_id AND u.attempt = i.attempt AND u.seq = i.seq"
+        "   AND u.worker_id = i.worker_id)"
+        " FROM input i",
+        ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(seqs), ArrayLiteral(workers), ArrayLiteral(gpu_ms),
+        ArrayLiteral(measured));
+    tx.exec0("NOTIFY tessera_settle");
+    std::vector<UsageOutcome> out;
+    for (const pqxx::row& r : rows) {
+      out.push_back({.job_id = r[0].as<int64_t>(), .attempt = r[1].as<uint32_t>(), .seq = r[2].as<uint64_t>(),
+                     .stored = r[3].as<bool>()});
+    }
+    return out;
+  });
+}
+
+absl::StatusOr<std::vector<std::pair<int64_t, uint32_t>>> SchedulerRepository::ApplyStateEvents(const StateEvents& events) {
+  std::vector<int64_t> s_job, s_attempt, s_worker, p_job, p_attempt, p_worker, p_ppm, f_job, f_attempt, f_worker;
+  std::vector<std::string> p_loss, f_state, f_result, f_message;
+  for (const auto& [worker, m] : events.started) {
+    s_job.push_back(m.job_id());
+    s_attempt.push_back(m.attempt());
+    s_worker.push_back(worker);
+  }
+  for (const auto& [worker, m] : events.progress) {
+    p_job.push_back(m.job_id());
+    p_attempt.push_back(m.attempt());
+    p_worker.push_back(worker);
+    p_ppm.push_back(std::min<uint32_t>(m.progress_ppm(), 1'000'000));
+    p_loss.push_back(absl::StrCat(m.loss()));
+  }
+  std::vector<int64_t> all_jobs = s_job;
+  for (const auto& [worker, m] : events.finished) {
+    f_job.push_back(m.job_id());
+    f_attempt.push_back(m.attempt());
+    f_worker.push_back(worker);
+    f_state.push_back(m.succeeded() ? "SUCCEEDED" : "FAILED");
+    f_result.push_back(Hex(m.result().SerializeAsString()));
+    f_message.push_back(m.succeeded() ? "finished on worker " + std::to_string(worker)
+                                      : "failed on worker " + std::to_string(worker) + ": " + m.result().error());
+    all_jobs.push_back(m.job_id());
+  }
+  using Finished = std::vector<std::pair<int64_t, uint32_t>>;
+  return db_.Transact("apply job events", [&](pqxx::work& tx) -> absl::StatusOr<Finished> {
+    tx.exec_params("SELECT 1 FROM jobs WHERE job_id = ANY($1::bigint[]) ORDER BY job_id FOR NO KEY UPDATE",
+                   ArrayLiteral(all_jobs));
+    if (!s_job.empty()) {
+      tx.exec_params0(
+          "WITH s AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS t(job_id, attempt, worker_id)),"
+          " started AS (UPDATE jobs j SET state = 'RUNNING', updated_at = now() FROM s"
+          "  WHERE j.job_id = s.job_id AND j.attempt = s.attempt AND j.worker_id = s.worker_id AND j.state = 'ASSIGNED'"
+          "  RETURNING j.job_id, j.attempt, j.worker_id)"
+          "INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
+          " SELECT job_id, 'RUNNING', attempt, worker_id, 'started on worker ' || worker_id FROM started",
+          ArrayLiteral(s_job), ArrayLiteral(s_attempt), ArrayLiteral(s_worker));
+    }
+    if (!p_job.empty()) {
+      tx.exec_params0(
+          "UPDATE jobs j SET progress_ppm = p.ppm, last_loss = p.loss, updated_at = now()"
+          " FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::int[], $5::float8[]) AS p(job_id, attempt, worker_id, ppm, loss)"
+          " WHERE j.job_id = p.job_id AND j.attempt = p.attempt AND j.worker_id = p.worker_id"
+          " AND j.state IN ('ASSIGNED', 'RUNNING')",
+          ArrayLiteral(p_job), ArrayLiteral(p_attempt), ArrayLiteral(p_worker), ArrayLiteral(p_ppm), ArrayLiteral(p_loss));
+    }
+    Finished recorded;
+    if (!f_job.empty()) {
+      const pqxx::result rows = tx.exec_params(
+          "WITH f AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[])"
+          "   AS t(job_id, attempt, worker_id, state, result, message)),"
+          " ended AS (UPDATE assignments a SET state = 'ENDED', end_reason = lower(f.state), ended_at = now() FROM f"
+          "   WHERE a.job_id = f.job_id AND a.attempt = f.attempt AND a.worker_id = f.worker_id AND a.state = 'LIVE'"
+          "   RETURNING a.job_id, a.attempt),"
+          " done AS (UPDATE jobs j SET state = f.state, result = decode(f.result, 'hex'), wait_reason = '',"
+          "   progress_ppm = CASE WHEN f.state = 'SUCCEEDED' THEN 1000000 ELSE j.progress_ppm END, updated_at = now()"
+          "   FROM f JOIN ended e ON e.job_id = f.job_id AND e.attempt = f.attempt"
+          "   WHERE j.job_id = f.job_id AND j.attempt = f.attempt AND j.state IN ('ASSIGNED', 'RUNNING')"
+          "   RETURNING j.job_id, j.attempt, j.state, j.worker_id),"
+          " audited AS (INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
+          "   SELECT d.job_id, d.state, d.attempt, d.worker_id, f.message FROM done d"
+          "   JOIN f ON f.job_id = d.job_id AND f.attempt = d.attempt)"
+          "SELECT f.job_id, f.attempt FROM f",
+          ArrayLiteral(f_job), ArrayLiteral(f_attempt), ArrayLiteral(f_worker), ArrayLiteral(f_state),
+          ArrayLiteral(f_result), ArrayLiteral(f_message));
+      // Every finish is acknowledged: either it was recorded now, or the lease had already ended
+      // (cancel, expiry) and the report has nothing left to change.
+      for (const pqxx::row& r : rows) recorded.emplace_back(r[0].as<int64_t>(), r[1].as<uint32_t>());
+    }
+    if (!f_job.empty()) tx.exec0("NOTIFY tessera_settle");
+    return recorded;
+  });
+}
+
+absl::StatusOr<std::vector<Requeued>> SchedulerRepository::Requeue(
+    const std::vector<std::pair<int64_t, uint32_t>>& assignments, const std::vector<int64_t>& offline_workers,
+    const std::string& reason) {
+  std::vector<int64_t> jobs, attempts;
+  for (const auto& [job, attempt] : assignments) {
+    jobs.push_back(job);
+    attempts.push_back(attempt);
+  }
+  return db_.Transact("requeue", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<Requeued>> {
+    const std::string targets =
+        "SELECT a.job_id, a.attempt FROM assignments a WHERE a.state = 'LIVE' AND (a.worker_id = ANY($1::bigint[])"
+        " OR (a.job_id, a.attempt) IN (SELECT * FROM unnest($2::bigint[], $3::int[])))";
+    tx.exec_params("SELECT 1 FROM jobs WHERE job_id IN (SELECT job_id FROM (" + targets +
+                       ") t) ORDER BY job_id FOR NO KEY UPDATE",
+                   ArrayLiteral(offline_workers), ArrayLiteral(jobs), ArrayLiteral(attempts));
+    const pqxx::result rows = tx.exec_params(
+        "WITH target AS (" + targets + "),"
+        " ended AS (UPDATE assignments a SET state = 'ENDED', end_reason = $4, ended_at = now() FROM target t"
+        "   WHERE a.job_id = t.job_id AND a.attempt = t.attempt RETURNING a.job_id, a.attempt, a.worker_id),"
+        " moved AS (UPDATE jobs j SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'FAILED' ELSE 'QUEUED' END,"
+        "   progress_ppm = 0, updated_at = now() FROM ended e"
+        "   WHERE j.job_id = e.job_id AND j.attempt = e.attempt AND j.state IN ('ASSIGNED', 'RUNNING')"
+        "   RETURNING j.job_id, j.attempt, j.state, e.worker_id),"
+        " audited AS (INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
+        "   SELECT job_id, state, attempt, worker_id, $4 || CASE WHEN state = 'FAILED' THEN '; no attempts left'"
+        "   ELSE '; requeued' END FROM moved)"
+        "SELECT job_id, attempt, worker_id, state FROM moved",
+        ArrayLiteral(offline_workers), ArrayLiteral(jobs), ArrayLiteral(attempts), reason);
+    if (!offline_workers.empty()) {
+      tx.exec_params0("UPDATE workers SET state = 'OFFLINE' WHERE worker_id = ANY($1::bigint[]) AND state IN ('ACTIVE', 'DRAINING')",
+                      ArrayLiteral(offline_workers));
+    }
+    std::vector<Requeued> out;
+    for (const pqxx::row& r : rows) {
+      out.push_back({.job_id = r[0].as<int64_t>(), .attempt = r[1].as<uint32_t>(), .worker_id = r[2].as<int64_t>(),
+                     .failed = r[3].as<std::string>() == "FAILED"});
+    }
+    if (!out.empty()) tx.exec0("NOTIFY tessera_jobs; NOTIFY tessera_settle");
+    return out;
+  });
+}
+
+absl::Status SchedulerRepository::TouchWorkers(const std::vector<int64_t>& worker_ids) {
+  if (worker_ids.empty()) return absl::OkStatus();
+  return db_.Transact("touch workers", [&](pqxx::work& tx) {
+    tx.exec_params0("UPDATE workers SET last_seen_at = now() WHERE worker_id = ANY($1::bigint[])", ArrayLiteral(worker_ids));
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace tessera::scheduler_host

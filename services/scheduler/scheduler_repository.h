@@ -1,0 +1,93 @@
+// The scheduler host's transactions: worker registration, loading what the matcher needs,
+// persisting its decisions, and applying what workers report. Batch-shaped throughout: a call
+// carries every event of one ingest round and costs a fixed number of statements, whatever its size.
+// Lock order everywhere: jobs rows, then assignments, then ledger rows (no deadlocks by design).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "scheduler/matcher.h"
+#include "services/store/database.h"
+#include "tessera/v1/workers.pb.h"
+
+namespace tessera::scheduler_host {
+
+// A worker as the scheduler host needs it.
+struct WorkerRecord {
+  int64_t worker_id = 0;
+  v1::WorkerState state = v1::WORKER_STATE_UNSPECIFIED;
+  int64_t ask_utok_per_gpu_hour = 0;
+  std::vector<v1::Gpu> gpus;
+};
+
+struct LiveAssignment {
+  int64_t job_id = 0;
+  uint32_t attempt = 0;
+  int64_t worker_id = 0;
+  std::vector<uint32_t> gpu_indexes;
+  bool running = false;  // the job is RUNNING (else ASSIGNED)
+  v1::Assignment message;
+};
+
+struct UsageIn {
+  int64_t worker_id = 0;
+  v1::UsageReport report;
+};
+
+// What the ingest round stored: per report, whether it is (now or already) durable.
+struct UsageOutcome {
+  int64_t job_id = 0;
+  uint32_t attempt = 0;
+  uint64_t seq = 0;
+  bool stored = false;
+};
+
+struct StateEvents {
+  std::vector<std::pair<int64_t, v1::JobStarted>> started;    // (worker_id, message)
+  std::vector<std::pair<int64_t, v1::JobProgress>> progress;
+  std::vector<std::pair<int64_t, v1::JobFinished>> finished;
+};
+
+struct Requeued {
+  int64_t job_id = 0;
+  uint32_t attempt = 0;
+  int64_t worker_id = 0;
+  bool failed = false;  // attempts exhausted: the job FAILED instead
+};
+
+class SchedulerRepository {
+ public:
+  explicit SchedulerRepository(store::Database& db) : db_(db) {}
+
+  absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& request);
+  absl::StatusOr<std::vector<v1::Worker>> ListWorkers(const std::string& provider_account);
+
+  // Marks the worker ACTIVE (it passed hello) and returns it with its live assignments.
+  absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> ActivateWorker(int64_t worker_id);
+  // Workers that may hold leases: ACTIVE or DRAINING, or with a LIVE assignment.
+  absl::StatusOr<std::vector<int64_t>> WorkersWithLeases();
+
+  absl::StatusOr<std::vector<scheduler::PendingJob>> LoadQueuedJobs(int limit);
+  // Writes the placements of one matching round in one statement; returns those that took effect
+  // (a job cancelled meanwhile is skipped) as ready-to-send assignments.
+  absl::StatusOr<std::vector<LiveAssignment>> PersistPlacements(const std::vector<scheduler::Placement>& placements);
+  absl::Status UpdateWaitReasons(const std::vector<scheduler::Waiting>& waiting);
+
+  absl::StatusOr<std::vector<UsageOutcome>> IngestUsage(const std::vector<UsageIn>& usage);
+  // Applies started/progress/finished; returns the finished (job, attempt) pairs that are recorded.
+  absl::StatusOr<std::vector<std::pair<int64_t, uint32_t>>> ApplyStateEvents(const StateEvents& events);
+
+  // Ends the given live assignments and returns their jobs to the queue (or FAILED when attempts are
+  // exhausted). `offline_workers` are also marked OFFLINE in the same transaction.
+  absl::StatusOr<std::vector<Requeued>> Requeue(const std::vector<std::pair<int64_t, uint32_t>>& assignments,
+                                                const std::vector<int64_t>& offline_workers, const std::string& reason);
+  absl::Status TouchWorkers(const std::vector<int64_t>& worker_ids);
+
+ private:
+  store::Database& db_;
+};
+
+}  // namespace tessera::scheduler_host

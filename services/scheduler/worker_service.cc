@@ -1,0 +1,58 @@
+#include "services/scheduler/worker_service.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "services/common/grpc_status.h"
+#include "services/intake/job_spec_validator.h"
+
+namespace tessera::scheduler_host {
+
+absl::Status ValidateRegisterWorker(const v1::RegisterWorkerRequest& request) {
+  if (absl::Status s = intake::ValidateName("provider_account", request.provider_account()); !s.ok()) return s;
+  if (request.name().empty() || request.name().size() > 128) return absl::InvalidArgumentError("name must be 1..128 characters");
+  if (request.region().empty() || request.region().size() > 64) return absl::InvalidArgumentError("region must be 1..64 characters");
+  if (request.ask_utok_per_gpu_hour() <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("ask_utok_per_gpu_hour must be positive, got ", request.ask_utok_per_gpu_hour()));
+  }
+  if (request.gpus_size() < 1 || request.gpus_size() > 64) {
+    return absl::InvalidArgumentError(absl::StrCat("gpus must list 1..64 devices, got ", request.gpus_size()));
+  }
+  std::set<uint32_t> indexes;
+  std::set<std::string> uuids;
+  for (const v1::Gpu& gpu : request.gpus()) {
+    if (!indexes.insert(gpu.index()).second) return absl::InvalidArgumentError(absl::StrCat("gpus.index ", gpu.index(), " is listed twice"));
+    if (gpu.uuid().empty() || gpu.uuid().size() > 64) return absl::InvalidArgumentError("gpus.uuid must be 1..64 characters");
+    if (!uuids.insert(gpu.uuid()).second) return absl::InvalidArgumentError(absl::StrCat("gpus.uuid '", gpu.uuid(), "' is listed twice"));
+    if (gpu.model().empty() || gpu.model().size() > 64) return absl::InvalidArgumentError("gpus.model must be 1..64 characters");
+    if (gpu.compute_capability().size() > 16) return absl::InvalidArgumentError("gpus.compute_capability is too long");
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext*, const v1::RegisterWorkerRequest* request,
+                                               v1::RegisterWorkerResponse* response) {
+  if (absl::Status s = ValidateRegisterWorker(*request); !s.ok()) return ToGrpcStatus(s);
+  absl::StatusOr<v1::RegisterWorkerResponse> registered = host_.repository().RegisterWorker(*request);
+  if (!registered.ok()) return ToGrpcStatus(registered.status());
+  *response = *std::move(registered);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest* request,
+                                            v1::ListWorkersResponse* response) {
+  absl::StatusOr<std::vector<v1::Worker>> workers = host_.repository().ListWorkers(request->provider_account());
+  if (!workers.ok()) return ToGrpcStatus(workers.status());
+  const std::vector<int64_t> connected = host_.registry().ConnectedWorkers();
+  for (v1::Worker& w : *workers) {
+    w.set_connected(std::find(connected.begin(), connected.end(), w.worker_id()) != connected.end());
+    *response->add_workers() = std::move(w);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage>* WorkerServiceImpl::Connect(grpc::CallbackServerContext*) {
+  return new WorkerStream(host_);
+}
+
+}  // namespace tessera::scheduler_host

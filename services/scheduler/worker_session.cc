@@ -1,0 +1,77 @@
+#include "services/scheduler/worker_session.h"
+
+namespace tessera::scheduler_host {
+
+bool WorkerSession::Send(const v1::ServerMessage& message) {
+  std::lock_guard lock(mu_);
+  if (stream_ == nullptr || finishing_ || outbox_.size() >= kMaxQueuedMessages) return false;
+  outbox_.push_back(message);
+  if (!writing_) StartNextLocked();
+  return true;
+}
+
+void WorkerSession::Close(const grpc::Status& status) {
+  std::lock_guard lock(mu_);
+  if (stream_ == nullptr || finishing_) return;
+  finishing_ = true;
+  final_status_ = status;
+  if (!writing_) {
+    finished_ = true;
+    stream_->Finish(status);
+  }
+}
+
+void WorkerSession::StartNextLocked() {
+  if (outbox_.empty()) {
+    writing_ = false;
+    if (finishing_ && !finished_) {
+      finished_ = true;
+      stream_->Finish(final_status_);
+    }
+    return;
+  }
+  writing_ = true;
+  stream_->StartWrite(&outbox_.front());
+}
+
+void WorkerSession::WriteDone(bool ok) {
+  std::lock_guard lock(mu_);
+  if (!outbox_.empty()) outbox_.pop_front();
+  if (!ok) {
+    // The stream is broken; reads fail too and OnDone follows.
+    outbox_.clear();
+    writing_ = false;
+    return;
+  }
+  StartNextLocked();
+}
+
+void WorkerSession::Detach() {
+  std::lock_guard lock(mu_);
+  stream_ = nullptr;
+  outbox_.clear();
+}
+
+WorkerStream::WorkerStream(StreamHandler& handler) : handler_(handler), session_(std::make_shared<WorkerSession>(this)) {
+  StartRead(&incoming_);
+}
+
+void WorkerStream::OnReadDone(bool ok) {
+  if (!ok) {
+    session_->Close(grpc::Status::OK);  // the worker closed its side or the connection broke
+    return;
+  }
+  handler_.OnMessage(session_, std::move(incoming_));
+  incoming_.Clear();
+  StartRead(&incoming_);
+}
+
+void WorkerStream::OnWriteDone(bool ok) { session_->WriteDone(ok); }
+
+void WorkerStream::OnDone() {
+  session_->Detach();
+  handler_.OnClosed(session_);
+  delete this;
+}
+
+}  // namespace tessera::scheduler_host

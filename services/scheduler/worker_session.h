@@ -1,0 +1,74 @@
+// One worker's Connect stream on the server: a gRPC callback reactor plus a session handle that
+// outlives it. Other threads send through the session (thread-safe; one write in flight at a time,
+// the rest queued up to a bound); the reactor hands every incoming message to a StreamHandler.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+
+#include "absl/base/thread_annotations.h"
+#include "tessera/v1/workers.pb.h"
+
+namespace tessera::scheduler_host {
+
+class WorkerStream;
+
+class WorkerSession {
+ public:
+  explicit WorkerSession(WorkerStream* stream) : stream_(stream) {}
+
+  // Queues a message for the worker; false when the stream is closed or its queue is full.
+  bool Send(const v1::ServerMessage& message);
+  // Ends the stream with `status` once queued messages are written. Idempotent.
+  void Close(const grpc::Status& status);
+
+  int64_t worker_id() const { return worker_id_.load(); }
+  void set_worker_id(int64_t id) { worker_id_.store(id); }
+
+ private:
+  friend class WorkerStream;
+  static constexpr size_t kMaxQueuedMessages = 10'000;
+
+  void WriteDone(bool ok);
+  void Detach();
+  void StartNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Recursive: a gRPC reaction could in principle run inline inside StartWrite.
+  std::recursive_mutex mu_;
+  WorkerStream* stream_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::ServerMessage> outbox_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
+  std::atomic<int64_t> worker_id_{0};
+};
+
+class StreamHandler {
+ public:
+  virtual ~StreamHandler() = default;
+  virtual void OnMessage(const std::shared_ptr<WorkerSession>& session, v1::WorkerMessage message) = 0;
+  virtual void OnClosed(const std::shared_ptr<WorkerSession>& session) = 0;
+};
+
+class WorkerStream final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage> {
+ public:
+  explicit WorkerStream(StreamHandler& handler);
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnDone() override;
+
+ private:
+  friend class WorkerSession;
+  StreamHandler& handler_;
+  std::shared_ptr<WorkerSession> session_;
+  v1::WorkerMessage incoming_;
+};
+
+}  // namespace tessera::scheduler_host

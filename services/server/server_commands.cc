@@ -1,0 +1,110 @@
+#include "services/server/server_commands.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/str_split.h"
+#include "services/server/tessera_server.h"
+#include "services/store/embedded_postgres.h"
+#include "services/store/migrations.h"
+
+namespace tessera::server {
+namespace {
+
+// Blocks SIGINT/SIGTERM in every thread and waits for them on one, so shutdown is orderly.
+sigset_t BlockShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+int RunServer(ServerOptions options, const std::string& services, const std::string& port_file) {
+  options.services.clear();
+  for (absl::string_view s : absl::StrSplit(services, ',', absl::SkipEmpty())) options.services.insert(std::string(s));
+  const sigset_t signals = BlockShutdownSignals();
+  absl::StatusOr<std::unique_ptr<TesseraServer>> server = TesseraServer::Start(options);
+  if (!server.ok()) {
+    std::cerr << "error: " << server.status().message() << "\n";
+    return 1;
+  }
+  if (!port_file.empty()) {
+    std::ofstream(port_file + ".tmp") << (*server)->port() << "\n";
+    std::rename((port_file + ".tmp").c_str(), port_file.c_str());
+  }
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("signal {}: shutting down", sig);
+    (*server)->Shutdown();
+  });
+  (*server)->Wait();
+  waiter.join();
+  return 0;
+}
+
+int RunMigrate(const std::string& database_url, const std::string& data_dir) {
+  std::unique_ptr<store::EmbeddedPostgres> embedded;
+  std::string url = database_url;
+  if (url.empty()) {
+    auto pg = store::EmbeddedPostgres::Start({.data_dir = data_dir});
+    if (!pg.ok()) {
+      std::cerr << "error: " << pg.status().message() << "\n";
+      return 1;
+    }
+    embedded = *std::move(pg);
+    url = embedded->url();
+  }
+  auto db = store::Database::Open(url, 1);
+  if (!db.ok()) {
+    std::cerr << "error: " << db.status().message() << "\n";
+    return 1;
+  }
+  auto applied = store::ApplyMigrations(**db, store::EmbeddedMigrations());
+  if (!applied.ok()) {
+    std::cerr << "error: " << applied.status().message() << "\n";
+    return 1;
+  }
+  for (const std::string& name : *applied) std::cout << "applied " << name << "\n";
+  std::cout << (applied->empty() ? "schema is up to date\n" : "done\n");
+  return 0;
+}
+
+}  // namespace
+
+void AddServerCommands(CLI::App& app, cli::CliContext& ctx) {
+  auto options = std::make_shared<ServerOptions>();
+  auto services = std::make_shared<std::string>("intake,scheduler,billing");
+  auto port_file = std::make_shared<std::string>();
+  auto data_dir = std::make_shared<std::string>("tessera-data");
+  auto* server = app.add_subcommand("server", "Run the Tessera server (all services and an embedded PostgreSQL by default)");
+  server->add_option("--listen", options->listen_address, "Address to serve gRPC on (port 0 picks one)");
+  server->add_option("--services", *services, "Comma-separated subset of intake,scheduler,billing");
+  server->add_option("--database-url", options->database_url, "PostgreSQL connection string; empty: embedded cluster");
+  server->add_option("--data-dir", *data_dir, "Where the embedded PostgreSQL keeps its cluster");
+  server->add_option("--fee-bps", options->fee_bps, "Platform fee in basis points")->check(CLI::Range(0, 10'000));
+  server->add_option("--lease-timeout-ms", options->scheduler.lease_timeout_ms, "Worker silence that ends its leases")
+      ->check(CLI::Range(int64_t{200}, int64_t{3'600'000}));
+  server->add_option("--db-pool", options->db_pool_size, "PostgreSQL connections")->check(CLI::Range(2, 200));
+  server->add_option("--port-file", *port_file, "Write the bound port here once serving");
+  server->add_flag("--no-fsync", [options](int64_t) { options->durable_embedded_database = false; },
+                   "Embedded database without fsync (tests and benchmarks of CPU cost only)");
+  server->callback([&ctx, options, services, port_file, data_dir] {
+    options->data_dir = *data_dir;
+    ctx.exit_code = RunServer(*options, *services, *port_file);
+  });
+
+  auto url = std::make_shared<std::string>();
+  auto* migrate = app.add_subcommand("migrate", "Apply pending database migrations and exit");
+  migrate->add_option("--database-url", *url, "PostgreSQL connection string; empty: the embedded cluster");
+  migrate->add_option("--data-dir", *data_dir, "The embedded cluster's data directory");
+  migrate->callback([&ctx, url, data_dir] { ctx.exit_code = RunMigrate(*url, *data_dir); });
+}
+
+}  // namespace tessera::server

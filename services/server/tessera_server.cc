@@ -1,0 +1,124 @@
+#include "services/server/tessera_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "services/billing/billing_service.h"
+#include "services/billing/settlement.h"
+#include "services/intake/job_service.h"
+#include "services/scheduler/worker_service.h"
+#include "services/store/embedded_postgres.h"
+#include "services/store/migrations.h"
+
+namespace tessera::server {
+
+// Destruction order matters: the gRPC server first, then the loops, then the database.
+struct TesseraServer::Parts {
+  SystemClock clock;
+  std::unique_ptr<store::EmbeddedPostgres> embedded;
+  std::unique_ptr<store::Database> db;
+  std::unique_ptr<intake::JobRepository> jobs;
+  std::unique_ptr<billing::BillingRepository> billing;
+  std::unique_ptr<scheduler_host::SchedulerHost> scheduler;
+  std::unique_ptr<billing::SettlementLoop> settlement;
+  std::unique_ptr<intake::JobServiceImpl> job_service;
+  std::unique_ptr<billing::BillingServiceImpl> billing_service;
+  std::unique_ptr<billing::AdminServiceImpl> admin_service;
+  std::unique_ptr<scheduler_host::WorkerServiceImpl> worker_service;
+  std::unique_ptr<grpc::Server> grpc_server;
+  int port = 0;
+  bool shut_down = false;
+};
+
+absl::Status ValidateServices(const std::set<std::string>& services) {
+  if (services.empty()) return absl::InvalidArgumentError("--services must name at least one service");
+  for (const std::string& s : services) {
+    if (s != "intake" && s != "scheduler" && s != "billing") {
+      return absl::InvalidArgumentError(absl::StrCat("--services: unknown service '", s, "' (expected intake, scheduler, billing)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const ServerOptions& options) {
+  if (absl::Status s = ValidateServices(options.services); !s.ok()) return s;
+  auto parts = std::make_unique<Parts>();
+  std::string url = options.database_url;
+  if (url.empty()) {
+    auto pg = store::EmbeddedPostgres::Start({.data_dir = options.data_dir, .port = 5432,
+                                              .durable = options.durable_embedded_database, .database = "tessera"});
+    if (!pg.ok()) return pg.status();
+    parts->embedded = *std::move(pg);
+    url = parts->embedded->url();
+    spdlog::info("embedded PostgreSQL running under {}", options.data_dir.string());
+  }
+  auto db = store::Database::Open(url, options.db_pool_size);
+  if (!db.ok()) return db.status();
+  parts->db = *std::move(db);
+  auto applied = store::ApplyMigrations(*parts->db, store::EmbeddedMigrations());
+  if (!applied.ok()) return applied.status();
+  if (!applied->empty()) spdlog::info("applied migrations: {}", absl::StrJoin(*applied, ", "));
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &parts->port);
+  grpc::ResourceQuota quota("tessera");
+  quota.SetMaxThreads(options.max_rpc_threads);
+  builder.SetResourceQuota(quota);
+  builder.SetMaxReceiveMessageSize(4 * 1024 * 1024);
+
+  const auto& s = options.services;
+  if (s.contains("intake")) {
+    parts->jobs = std::make_unique<intake::JobRepository>(*parts->db, options.fee_bps);
+    parts->job_service = std::make_unique<intake::JobServiceImpl>(*parts->jobs);
+    builder.RegisterService(parts->job_service.get());
+  }
+  if (s.contains("billing")) {
+    parts->billing = std::make_unique<billing::BillingRepository>(*parts->db);
+    parts->billing_service = std::make_unique<billing::BillingServiceImpl>(*parts->billing);
+    parts->admin_service = std::make_unique<billing::AdminServiceImpl>(*parts->billing);
+    builder.RegisterService(parts->billing_service.get());
+    builder.RegisterService(parts->admin_service.get());
+    parts->settlement = std::make_unique<billing::SettlementLoop>(*parts->db, options.settle_interval_ms, 10'000);
+  }
+  if (s.contains("scheduler")) {
+    parts->scheduler = std::make_unique<scheduler_host::SchedulerHost>(*parts->db, parts->clock, options.scheduler);
+    if (absl::Status started = parts->scheduler->Start(); !started.ok()) return started;
+    parts->worker_service = std::make_unique<scheduler_host::WorkerServiceImpl>(*parts->scheduler);
+    builder.RegisterService(parts->worker_service.get());
+  }
+  parts->grpc_server = builder.BuildAndStart();
+  if (parts->grpc_server == nullptr || parts->port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
+  }
+  spdlog::info("tessera server listening on port {} with {}", parts->port, absl::StrJoin(s, ","));
+  return std::unique_ptr<TesseraServer>(new TesseraServer(std::move(parts)));
+}
+
+TesseraServer::TesseraServer(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
+
+TesseraServer::~TesseraServer() { Shutdown(); }
+
+int TesseraServer::port() const { return parts_->port; }
+
+void TesseraServer::Wait() { parts_->grpc_server->Wait(); }
+
+void TesseraServer::Shutdown() {
+  if (parts_->shut_down) return;
+  parts_->shut_down = true;
+  parts_->grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (parts_->scheduler) parts_->scheduler->Stop();
+  parts_->settlement.reset();  // its last pass flushes what was ingested
+  parts_->db.reset();
+  if (parts_->embedded) (void)parts_->embedded->Stop();
+  spdlog::info("tessera server stopped");
+}
+
+}  // namespace tessera::server

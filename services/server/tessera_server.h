@@ -1,0 +1,50 @@
+// The `tessera server` process: hosts any subset of intake, scheduler and billing over one gRPC
+// port, with the standard health service and reflection. With no database URL it runs the
+// embedded PostgreSQL under its data directory (the embedded default) and applies migrations.
+//
+//   absl::StatusOr<std::unique_ptr<TesseraServer>> server = TesseraServer::Start(options);
+//   (*server)->Wait();   // until Shutdown() from a signal handler thread
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "services/scheduler/scheduler_host.h"
+
+namespace tessera::server {
+
+struct ServerOptions {
+  std::string listen_address = "127.0.0.1:7070";
+  std::set<std::string> services = {"intake", "scheduler", "billing"};
+  std::string database_url;  // empty: embedded PostgreSQL under data_dir
+  std::filesystem::path data_dir = "tessera-data";
+  bool durable_embedded_database = true;
+  int64_t fee_bps = 1'000;  // platform fee: 10 %
+  int db_pool_size = 16;
+  int max_rpc_threads = 256;
+  int64_t settle_interval_ms = 200;
+  scheduler_host::SchedulerOptions scheduler;
+};
+
+absl::Status ValidateServices(const std::set<std::string>& services);
+
+class TesseraServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<TesseraServer>> Start(const ServerOptions& options);
+  ~TesseraServer();
+
+  int port() const;
+  void Wait();
+  // Stops accepting calls, drains in-flight ones (bounded), flushes settlement, stops PostgreSQL.
+  void Shutdown();
+
+ private:
+  struct Parts;
+  explicit TesseraServer(std::unique_ptr<Parts> parts);
+  std::unique_ptr<Parts> parts_;
+};
+
+}  // namespace tessera::server

@@ -1,0 +1,193 @@
+#include "services/worker/agent.h"
+
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "services/worker/device_inventory.h"
+
+namespace tessera::worker {
+namespace {
+
+constexpr size_t kMaxOutbox = 1'000'000;
+constexpr auto kRpcTimeout = std::chrono::seconds(10);
+
+bool IsAcked(const v1::WorkerMessage& m, const v1::ServerMessage& ack) {
+  if (ack.has_usage_ack() && m.has_usage()) {
+    const auto& a = ack.usage_ack();
+    return m.usage().job_id() == a.job_id() && m.usage().attempt() == a.attempt() && m.usage().seq() <= a.through_seq();
+  }
+  if (ack.has_finished_ack() && m.has_finished()) {
+    return m.finished().job_id() == ack.finished_ack().job_id() && m.finished().attempt() == ack.finished_ack().attempt();
+  }
+  return false;
+}
+
+}  // namespace
+
+Agent::Agent(AgentOptions options, std::unique_ptr<kernels::TrainBackend> backend, const Clock& clock)
+    : options_(std::move(options)), backend_(std::move(backend)), clock_(clock) {
+  channel_ = grpc::CreateChannel(options_.server, grpc::InsecureChannelCredentials());
+  stub_ = v1::WorkerService::NewStub(channel_);
+}
+
+Agent::~Agent() {
+  Stop();
+  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  std::map<JobKey, std::unique_ptr<JobRunner>> runners;
+  {
+    std::lock_guard lock(mu_);
+    runners.swap(runners_);
+  }
+  runners.clear();  // cancels and joins outside the lock: runners report through Send()
+}
+
+absl::StatusOr<int64_t> Agent::RegisterOrLoad() {
+  const std::filesystem::path id_file = options_.state_dir / "worker-id";
+  if (std::ifstream in(id_file); in && (in >> worker_id_) && worker_id_ > 0) return worker_id_;
+  std::error_code ec;
+  std::filesystem::create_directories(options_.state_dir, ec);
+  if (ec) return absl::PermissionDeniedError("cannot create state dir " + options_.state_dir.string() + ": " + ec.message());
+
+  v1::RegisterWorkerRequest request;
+  request.set_provider_account(options_.provider_account);
+  request.set_name(options_.name);
+  request.set_region(options_.region);
+  request.set_ask_utok_per_gpu_hour(options_.ask_utok_per_gpu_hour);
+  for (v1::Gpu& gpu : CpuDevices(options_.devices, options_.name)) *request.add_gpus() = std::move(gpu);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kRpcTimeout);
+  context.set_wait_for_ready(true);
+  v1::RegisterWorkerResponse response;
+  grpc::Status s = stub_->RegisterWorker(&context, request, &response);
+  if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()), "registration failed: " + s.error_message());
+  worker_id_ = response.worker_id();
+  std::ofstream(id_file) << worker_id_ << "\n";
+  spdlog::info("registered as worker {}", worker_id_);
+  return worker_id_;
+}
+
+void Agent::Run() {
+  heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
+  int backoff_ms = 100;
+  while (!stop_) {
+    const int64_t began_ms = clock_.NowMs();
+    ServeOneConnection();
+    if (stop_) break;
+    if (clock_.NowMs() - began_ms > 5'000) backoff_ms = 100;
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    backoff_ms = std::min(backoff_ms * 2, 5'000);
+  }
+}
+
+void Agent::Stop() {
+  stop_ = true;
+  std::lock_guard lock(mu_);
+  if (context_ != nullptr) context_->TryCancel();
+}
+
+bool Agent::WriteLocked(const v1::WorkerMessage& message) {
+  if (stream_ == nullptr) return false;
+  if (!stream_->Write(message)) {
+    stream_ = nullptr;  // broken; the reader sees it too and reconnects
+    return false;
+  }
+  return true;
+}
+
+void Agent::Send(v1::WorkerMessage message) {
+  std::lock_guard lock(mu_);
+  if ((message.has_usage() || message.has_finished()) && outbox_.size() < kMaxOutbox) outbox_.push_back(message);
+  WriteLocked(message);
+}
+
+void Agent::ServeOneConnection() {
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>> stream = stub_->Connect(&context);
+  {
+    // Hello, then everything still unacknowledged in its original order, atomically with respect
+    // to runners sending new messages.
+    std::lock_guard lock(mu_);
+    context_ = &context;
+    stream_ = stream.get();
+    v1::WorkerMessage hello;
+    hello.mutable_hello()->set_worker_id(worker_id_);
+    hello.mutable_hello()->set_agent_version("tessera-worker 0.1.0");
+    for (const auto& [key, runner] : runners_) {
+      v1::RunningJob* r = hello.mutable_hello()->add_running();
+      r->set_job_id(key.first);
+      r->set_attempt(key.second);
+    }
+    bool ok = WriteLocked(hello);
+    for (const v1::WorkerMessage& m : outbox_) ok = ok && WriteLocked(m);
+  }
+  v1::ServerMessage message;
+  while (stream->Read(&message)) Handle(message);
+  {
+    std::lock_guard lock(mu_);
+    stream_ = nullptr;
+    context_ = nullptr;
+  }
+  grpc::Status status = stream->Finish();
+  if (!stop_) spdlog::warn("disconnected from {}: {} {}", options_.server, static_cast<int>(status.error_code()), status.error_message());
+}
+
+void Agent::Handle(const v1::ServerMessage& message) {
+  std::lock_guard lock(mu_);
+  switch (message.body_case()) {
+    case v1::ServerMessage::kWelcome:
+      heartbeat_interval_ms_ = std::max<int64_t>(50, message.welcome().heartbeat_interval_ms());
+      spdlog::info("connected as worker {}", message.welcome().worker_id());
+      break;
+    case v1::ServerMessage::kAssignment: {
+      const v1::Assignment& a = message.assignment();
+      const JobKey key{a.job_id(), a.attempt()};
+      if (!runners_.contains(key)) {
+        spdlog::info("job {} attempt {}: {} on {} device(s)", a.job_id(), a.attempt(), a.spec().kind(), a.gpu_indexes_size());
+        runners_[key] = std::make_unique<JobRunner>(a, *this, *backend_, clock_, options_.runner);
+      }
+      break;
+    }
+    case v1::ServerMessage::kCancel: {
+      auto it = runners_.find({message.cancel().job_id(), message.cancel().attempt()});
+      if (it != runners_.end()) it->second->Cancel(message.cancel().reason());
+      break;
+    }
+    case v1::ServerMessage::kUsageAck:
+    case v1::ServerMessage::kFinishedAck:
+      std::erase_if(outbox_, [&](const v1::WorkerMessage& m) { return IsAcked(m, message); });
+      if (message.has_finished_ack()) ReapFinished();
+      break;
+    default:
+      break;
+  }
+}
+
+void Agent::ReapFinished() {
+  // A runner is forgotten once it finished and its result is acknowledged.
+  for (auto it = runners_.begin(); it != runners_.end();) {
+    const JobKey key = it->first;
+    const bool result_pending = std::any_of(outbox_.begin(), outbox_.end(), [&](const v1::WorkerMessage& m) {
+      return m.has_finished() && m.finished().job_id() == key.first && m.finished().attempt() == key.second;
+    });
+    if (it->second->finished() && !result_pending) {
+      // The meter thread has sent its last message; joining it cannot call back into Send().
+      it = runners_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Agent::HeartbeatLoop() {
+  while (!stop_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(heartbeat_interval_ms_.load()));
+    v1::WorkerMessage m;
+    m.mutable_heartbeat()->set_sent_at_ms(clock_.NowMs());
+    std::lock_guard lock(mu_);
+    WriteLocked(m);
+  }
+}
+
+}  // namespace tessera::worker

@@ -1,0 +1,77 @@
+// The worker agent (`tessera-worker`): registers the machine once (its worker id is kept in the
+// state directory and reused), holds the Connect stream, runs assignments with JobRunner, and
+// survives disconnects: usage reports and results stay in an outbox until the server acknowledges
+// them and are resent in order after every reconnect, while jobs keep running.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/base/thread_annotations.h"
+#include "kernels/train_backend.h"
+#include "services/common/clock.h"
+#include "services/worker/job_runner.h"
+#include "tessera/v1/workers.grpc.pb.h"
+
+namespace tessera::worker {
+
+struct AgentOptions {
+  std::string server = "127.0.0.1:7070";
+  std::string provider_account;
+  std::string name;
+  std::string region = "local";
+  int64_t ask_utok_per_gpu_hour = 1'000'000;
+  int devices = 1;
+  std::filesystem::path state_dir = "tessera-worker";
+  RunnerOptions runner;
+};
+
+class Agent final : public JobReporter {
+ public:
+  Agent(AgentOptions options, std::unique_ptr<kernels::TrainBackend> backend, const Clock& clock);
+  ~Agent() override;
+
+  // Loads the saved worker id or registers the machine and saves it.
+  absl::StatusOr<int64_t> RegisterOrLoad();
+  // Connects and serves until Stop(), reconnecting with backoff.
+  void Run();
+  void Stop();
+
+  void Send(v1::WorkerMessage message) override;
+
+ private:
+  using JobKey = std::pair<int64_t, uint32_t>;
+
+  void ServeOneConnection();
+  void Handle(const v1::ServerMessage& message);
+  void HeartbeatLoop();
+  void ReapFinished() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool WriteLocked(const v1::WorkerMessage& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const AgentOptions options_;
+  const std::unique_ptr<kernels::TrainBackend> backend_;
+  const Clock& clock_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::WorkerService::Stub> stub_;
+  int64_t worker_id_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> heartbeat_interval_ms_{1'000};
+
+  std::mutex mu_;  // guards the stream pointer, the outbox and the runners
+  grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::deque<v1::WorkerMessage> outbox_ ABSL_GUARDED_BY(mu_);  // usage and results awaiting ack
+  std::map<JobKey, std::unique_ptr<JobRunner>> runners_ ABSL_GUARDED_BY(mu_);
+  std::thread heartbeat_thread_;
+};
+
+}  // namespace tessera::worker

@@ -1,0 +1,159 @@
+#include "services/worker/job_runner.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace tessera::worker {
+
+JobRunner::JobRunner(v1::Assignment assignment, JobReporter& reporter, kernels::TrainBackend& backend, const Clock& clock,
+                     RunnerOptions options)
+    : assignment_(std::move(assignment)), reporter_(reporter), backend_(backend), clock_(clock), options_(options) {
+  started_ms_ = metered_until_ms_ = clock_.NowMs();
+  meter_thread_ = std::thread([this] { Meter(); });
+}
+
+JobRunner::~JobRunner() {
+  Cancel("agent shutting down");
+  meter_thread_.join();
+}
+
+void JobRunner::Cancel(const std::string& reason) {
+  {
+    std::lock_guard lock(mu_);
+    if (cancel_reason_.empty()) cancel_reason_ = reason;
+  }
+  cancel_ = true;
+}
+
+void JobRunner::ReportUsage(int64_t until_ms) {
+  if (until_ms < metered_until_ms_) return;
+  v1::WorkerMessage m;
+  v1::UsageReport* usage = m.mutable_usage();
+  usage->set_job_id(assignment_.job_id());
+  usage->set_attempt(assignment_.attempt());
+  usage->set_seq(++seq_);
+  usage->set_gpu_ms((until_ms - metered_until_ms_) * assignment_.gpu_indexes_size());
+  usage->set_measured_at_ms(until_ms);
+  metered_until_ms_ = until_ms;
+  reporter_.Send(std::move(m));
+}
+
+void JobRunner::Meter() {
+  v1::WorkerMessage started;
+  started.mutable_started()->set_job_id(assignment_.job_id());
+  started.mutable_started()->set_attempt(assignment_.attempt());
+  reporter_.Send(std::move(started));
+
+  std::thread work([this] {
+    Work();
+    {
+      std::lock_guard lock(mu_);
+      work_done_flag_ = true;
+    }
+    work_done_.notify_all();
+  });
+  const int64_t deadline_ms = started_ms_ + assignment_.spec().max_duration_ms();
+  bool timed_out = false;
+  while (true) {
+    bool done;
+    {
+      std::unique_lock lock(mu_);
+      work_done_.wait_for(lock, std::chrono::milliseconds(options_.usage_interval_ms), [&] { return work_done_flag_; });
+      done = work_done_flag_;
+    }
+    const int64_t now_ms = clock_.NowMs();
+    if (!done && now_ms >= deadline_ms && !timed_out) {
+      timed_out = true;  // stop the kernel; usage is billed up to the limit only
+      cancel_ = true;
+    }
+    if (done) break;
+    ReportUsage(std::min(now_ms, deadline_ms));
+  }
+  work.join();
+  ReportUsage(std::min(clock_.NowMs(), deadline_ms));
+
+  v1::WorkerMessage finished;
+  {
+    std::lock_guard lock(mu_);
+    *finished.mutable_finished() = outcome_;
+    if (timed_out) {
+      finished.mutable_finished()->set_succeeded(false);
+      finished.mutable_finished()->mutable_result()->set_error("stopped: exceeded max_duration_ms");
+    } else if (cancel_ && !cancel_reason_.empty() && !outcome_.succeeded()) {
+      finished.mutable_finished()->mutable_result()->set_error("cancelled: " + cancel_reason_);
+    }
+  }
+  finished.mutable_finished()->set_job_id(assignment_.job_id());
+  finished.mutable_finished()->set_attempt(assignment_.attempt());
+  finished.mutable_finished()->set_last_usage_seq(seq_);
+  reporter_.Send(std::move(finished));
+  finished_ = true;
+}
+
+void JobRunner::Work() {
+  try {
+    if (assignment_.spec().kind() == "sleep") {
+      RunSleep();
+    } else if (assignment_.spec().kind() == "train_mlp") {
+      RunTrainMlp();
+    } else {
+      std::lock_guard lock(mu_);
+      outcome_.mutable_result()->set_error("unknown job kind '" + assignment_.spec().kind() + "'");
+    }
+  } catch (const std::exception& e) {
+    std::lock_guard lock(mu_);
+    outcome_.set_succeeded(false);
+    outcome_.mutable_result()->set_error(std::string("kernel error: ") + e.what());
+  }
+}
+
+void JobRunner::RunSleep() {
+  const int64_t duration_ms = assignment_.spec().sleep().duration_ms();
+  const int64_t end_ms = started_ms_ + duration_ms;
+  int64_t last_progress_ms = started_ms_;
+  while (!cancel_) {
+    const int64_t now_ms = clock_.NowMs();
+    if (now_ms >= end_ms) break;
+    if (now_ms - last_progress_ms >= options_.usage_interval_ms) {
+      last_progress_ms = now_ms;
+      v1::WorkerMessage m;
+      m.mutable_progress()->set_job_id(assignment_.job_id());
+      m.mutable_progress()->set_attempt(assignment_.attempt());
+      m.mutable_progress()->set_progress_ppm(static_cast<uint32_t>((now_ms - started_ms_) * 1'000'000 / std::max<int64_t>(1, duration_ms)));
+      reporter_.Send(std::move(m));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(10, end_ms - now_ms)));
+  }
+  std::lock_guard lock(mu_);
+  outcome_.set_succeeded(!cancel_);
+}
+
+void JobRunner::RunTrainMlp() {
+  const v1::TrainMlpParams& p = assignment_.spec().train_mlp();
+  const kernels::MlpConfig config{.seed = p.seed(), .input_dim = p.input_dim(), .hidden_dim = p.hidden_dim(),
+                                  .output_dim = p.output_dim(), .samples = p.samples(), .batch_size = p.batch_size(),
+                                  .epochs = p.epochs(), .learning_rate = static_cast<float>(p.learning_rate_micros()) / 1e6f};
+  absl::StatusOr<kernels::TrainResult> result = backend_.TrainMlp(
+      config,
+      [this](const kernels::EpochReport& epoch) {
+        v1::WorkerMessage m;
+        m.mutable_progress()->set_job_id(assignment_.job_id());
+        m.mutable_progress()->set_attempt(assignment_.attempt());
+        m.mutable_progress()->set_progress_ppm(static_cast<uint32_t>(uint64_t{epoch.epoch} * 1'000'000 / epoch.epochs));
+        m.mutable_progress()->set_loss(epoch.loss);
+        reporter_.Send(std::move(m));
+      },
+      &cancel_);
+  std::lock_guard lock(mu_);
+  if (!result.ok()) {
+    outcome_.set_succeeded(false);
+    outcome_.mutable_result()->set_error(std::string(result.status().message()));
+    return;
+  }
+  outcome_.set_succeeded(true);
+  outcome_.mutable_result()->set_initial_loss(result->initial_loss);
+  outcome_.mutable_result()->set_final_loss(result->final_loss);
+  outcome_.mutable_result()->set_weights_sha256(result->weights_sha256);
+}
+
+}  // namespace tessera::worker

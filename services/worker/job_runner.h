@@ -1,0 +1,69 @@
+// Runs one assignment on a worker: the kernel on its own thread, metering on another. Usage is
+// reported every `usage_interval_ms` as GPU-milliseconds held since the previous report (wall time
+// × GPUs held), with per-attempt sequence numbers from 1; then one final report and the result.
+// A cancel stops the kernel within one mini-batch; a job past max_duration is stopped and billed
+// to its limit; a kernel error fails the job with its text and never crashes the agent.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "kernels/train_backend.h"
+#include "services/common/clock.h"
+#include "tessera/v1/workers.pb.h"
+
+namespace tessera::worker {
+
+// Where a runner's messages go (the agent's stream and outbox).
+class JobReporter {
+ public:
+  virtual ~JobReporter() = default;
+  virtual void Send(v1::WorkerMessage message) = 0;
+};
+
+struct RunnerOptions {
+  int64_t usage_interval_ms = 1'000;
+};
+
+class JobRunner {
+ public:
+  JobRunner(v1::Assignment assignment, JobReporter& reporter, kernels::TrainBackend& backend, const Clock& clock,
+            RunnerOptions options);
+  ~JobRunner();
+
+  void Cancel(const std::string& reason);
+  bool finished() const { return finished_.load(); }
+  const v1::Assignment& assignment() const { return assignment_; }
+
+ private:
+  void Meter();
+  void Work();
+  void RunSleep();
+  void RunTrainMlp();
+  void ReportUsage(int64_t now_ms);
+
+  const v1::Assignment assignment_;
+  JobReporter& reporter_;
+  kernels::TrainBackend& backend_;
+  const Clock& clock_;
+  const RunnerOptions options_;
+
+  std::atomic<bool> cancel_{false};
+  std::atomic<bool> finished_{false};
+  std::mutex mu_;
+  std::condition_variable work_done_;
+  bool work_done_flag_ = false;
+  std::string cancel_reason_;
+  v1::JobFinished outcome_;
+
+  int64_t started_ms_ = 0;
+  int64_t metered_until_ms_ = 0;  // meter thread only
+  uint64_t seq_ = 0;              // meter thread only
+  std::thread meter_thread_;
+};
+
+}  // namespace tessera::worker

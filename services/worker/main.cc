@@ -1,0 +1,52 @@
+// `tessera-worker`: the agent a GPU owner runs on each machine.
+#include <signal.h>
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <thread>
+
+#include "services/worker/agent.h"
+
+int main(int argc, char** argv) {
+  if (sodium_init() < 0) return 1;
+  tessera::worker::AgentOptions options;
+  std::string state_dir = "tessera-worker";
+  bool cpu = true;
+  CLI::App app{"tessera-worker: runs Tessera jobs on this machine's devices"};
+  app.add_option("--server", options.server, "Scheduler address");
+  app.add_option("--provider", options.provider_account, "Provider account that owns this machine")->required();
+  app.add_option("--name", options.name, "Machine name")->required();
+  app.add_option("--region", options.region, "Region label");
+  app.add_option("--ask", options.ask_utok_per_gpu_hour, "Price per GPU-hour in µT")->check(CLI::PositiveNumber);
+  app.add_option("--gpus", options.devices, "Devices to offer")->check(CLI::Range(1, 64));
+  app.add_option("--state-dir", state_dir, "Where the worker keeps its identity");
+  app.add_option("--usage-interval-ms", options.runner.usage_interval_ms, "Usage report period")->check(CLI::Range(10, 60'000));
+  app.add_flag("--cpu", cpu, "Run on the CPU backend (the only backend of this build)");
+  CLI11_PARSE(app, argc, argv);
+  options.state_dir = state_dir;
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  tessera::SystemClock clock;
+  tessera::worker::Agent agent(options, tessera::kernels::MakeCpuTrainBackend(), clock);
+  absl::StatusOr<int64_t> id = agent.RegisterOrLoad();
+  if (!id.ok()) {
+    std::cerr << "error: " << id.status().message() << "\n";
+    return 1;
+  }
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("signal {}: stopping", sig);
+    agent.Stop();
+  });
+  agent.Run();
+  waiter.detach();
+  return 0;
+}

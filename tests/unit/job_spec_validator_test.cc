@@ -1,0 +1,92 @@
+#include <catch2/catch.hpp>
+
+#include "services/intake/job_spec_validator.h"
+
+using namespace tessera;
+
+namespace {
+
+v1::SubmitJobRequest ValidSleep() {
+  v1::SubmitJobRequest r;
+  r.set_account("acme");
+  r.set_request_id("req-1");
+  v1::JobSpec* s = r.mutable_spec();
+  s->set_kind("sleep");
+  s->set_gpu_count(1);
+  s->set_bid_utok_per_gpu_hour(1'000'000);
+  s->set_max_duration_ms(60'000);
+  s->mutable_sleep()->set_duration_ms(1'000);
+  return r;
+}
+
+std::string ErrorOf(const v1::SubmitJobRequest& r) {
+  absl::Status s = intake::ValidateSubmitRequest(r);
+  REQUIRE(s.code() == absl::StatusCode::kInvalidArgument);
+  return std::string(s.message());
+}
+
+}  // namespace
+
+TEST_CASE("a valid spec passes", "[validator]") { CHECK(intake::ValidateSubmitRequest(ValidSleep()).ok()); }
+
+TEST_CASE("bad specs are rejected with a message naming the field", "[validator]") {
+  auto r = ValidSleep();
+  SECTION("zero GPUs") {
+    r.mutable_spec()->set_gpu_count(0);
+    CHECK_THAT(ErrorOf(r), Catch::Contains("spec.gpu_count"));
+  }
+  SECTION("more than 64 GPUs") {
+    r.mutable_spec()->set_gpu_count(65);
+    CHECK_THAT(ErrorOf(r), Catch::Contains("spec.gpu_count"));
+  }
+  SECTION("negative price") {
+    r.mutable_spec()->set_bid_utok_per_gpu_hour(-5);
+    CHECK_THAT(ErrorOf(r), Catch::Contains("spec.bid_utok_per_gpu_hour must be positive, got -5"));
+  }
+  SECTION("unknown kind") {
+    r.mutable_spec()->set_kind("mine_bitcoin");
+    CHECK_THAT(ErrorOf(r), Catch::Contains("unknown job kind 'mine_bitcoin'"));
+  }
+  SECTION("spec over 64 KiB") {
+    for (int i = 0; i < 1'200; ++i) r.mutable_spec()->add_gpu_models(std::string(60, 'x'));
+    CHECK_THAT(ErrorOf(r), Catch::Contains("the limit is 65536"));
+  }
+  SECTION("missing params for the kind") {
+    r.mutable_spec()->clear_sleep();
+    CHECK_THAT(ErrorOf(r), Catch::Contains("spec.sleep is required"));
+  }
+  SECTION("sleep longer than the maximum duration") {
+    r.mutable_spec()->mutable_sleep()->set_duration_ms(120'000);
+    CHECK_THAT(ErrorOf(r), Catch::Contains("spec.sleep.duration_ms"));
+  }
+  SECTION("bad request id") {
+    r.set_request_id("");
+    CHECK_THAT(ErrorOf(r), Catch::Contains("request_id"));
+  }
+  SECTION("bad account name") {
+    r.set_account("Robert'); DROP TABLE jobs;--");
+    CHECK_THAT(ErrorOf(r), Catch::Contains("account must be"));
+  }
+  SECTION("zero duration") {
+    r.mutable_spec()->set_max_duration_ms(0);
+    CHECK_THAT(ErrorOf(r), Catch::Contains("spec.max_duration_ms"));
+  }
+}
+
+TEST_CASE("train_mlp bounds are checked", "[validator]") {
+  auto r = ValidSleep();
+  r.mutable_spec()->set_kind("train_mlp");
+  r.mutable_spec()->clear_sleep();
+  v1::TrainMlpParams* p = r.mutable_spec()->mutable_train_mlp();
+  p->set_seed(1);
+  p->set_input_dim(8);
+  p->set_hidden_dim(16);
+  p->set_output_dim(1);
+  p->set_samples(256);
+  p->set_batch_size(32);
+  p->set_epochs(5);
+  p->set_learning_rate_micros(50'000);
+  CHECK(intake::ValidateSubmitRequest(r).ok());
+  p->set_batch_size(512);
+  CHECK_THAT(ErrorOf(r), Catch::Contains("spec.train_mlp.batch_size"));
+}

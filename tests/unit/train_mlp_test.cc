@@ -1,0 +1,57 @@
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "kernels/mlp_cpu.h"
+#include "kernels/train_backend.h"
+
+using namespace tessera::kernels;
+
+TEST_CASE("train_mlp on the CPU lowers the loss and is deterministic", "[kernels]") {
+  auto backend = MakeCpuTrainBackend();
+  const MlpConfig config{.seed = 7, .input_dim = 8, .hidden_dim = 32, .output_dim = 2, .samples = 512,
+                         .batch_size = 32, .epochs = 20, .learning_rate = 0.05f};
+  std::vector<EpochReport> epochs;
+  auto a = backend->TrainMlp(config, [&](const EpochReport& e) { epochs.push_back(e); }, nullptr);
+  REQUIRE(a.ok());
+  CHECK(epochs.size() == 20);
+  CHECK(a->final_loss < a->initial_loss * 0.5f);
+  CHECK(a->weights_sha256.size() == 64);
+  auto b = backend->TrainMlp(config, nullptr, nullptr);
+  REQUIRE(b.ok());
+  CHECK(b->weights_sha256 == a->weights_sha256);
+  CHECK(b->final_loss == a->final_loss);
+  auto other = backend->TrainMlp(MlpConfig{config.seed + 1, 8, 32, 2, 512, 32, 20, 0.05f}, nullptr, nullptr);
+  REQUIRE(other.ok());
+  CHECK(other->weights_sha256 != a->weights_sha256);
+}
+
+TEST_CASE("train_mlp stops within a batch when cancelled", "[kernels]") {
+  auto backend = MakeCpuTrainBackend();
+  std::atomic<bool> cancel{true};
+  auto r = backend->TrainMlp(MlpConfig{}, nullptr, &cancel);
+  CHECK(r.status().code() == absl::StatusCode::kCancelled);
+}
+
+TEST_CASE("MLP gradients match finite differences", "[kernels]") {
+  const Dataset data = MakeTeacherDataset(3, 16, 4, 2);
+  MlpWeights w = MlpWeights::Init(3, 4, 5, 2);
+  const MlpWeights g = MlpGradients(w, data, 0, 16);
+  const float eps = 1e-2f;
+  auto check = [&](std::vector<float>& param, const std::vector<float>& grad) {
+    for (size_t i = 0; i < param.size(); i += 3) {
+      const float saved = param[i];
+      param[i] = saved + eps;
+      const float up = MlpLoss(w, data, 0, 16);
+      param[i] = saved - eps;
+      const float down = MlpLoss(w, data, 0, 16);
+      param[i] = saved;
+      const float numeric = (up - down) / (2 * eps);
+      CHECK(std::abs(numeric - grad[i]) <= 2e-3f + 0.02f * std::abs(numeric));
+    }
+  };
+  check(w.w1, g.w1);
+  check(w.b1, g.b1);
+  check(w.w2, g.w2);
+  check(w.b2, g.b2);
+}
