@@ -55,19 +55,21 @@ absl::StatusOr<SubmitOutcome> JobRepository::Submit(const v1::SubmitJobRequest& 
   const uint32_t max_attempts = spec.max_attempts() == 0 ? kDefaultMaxAttempts : spec.max_attempts();
 
   return db_.Transact("submit job", [&](pqxx::work& tx) -> absl::StatusOr<SubmitOutcome> {
-    const pqxx::result account = tx.exec_params(
-        "SELECT a.account_id, a.kind, av.ledger_account_id, av.balance_utok, es.ledger_account_id"
-        " FROM accounts a"
-        " LEFT JOIN ledger_accounts av ON av.account_id = a.account_id AND av.bucket = 'available'"
-        " LEFT JOIN ledger_accounts es ON es.account_id = a.account_id AND es.bucket = 'escrow'"
-        " WHERE a.name = $1 FOR NO KEY UPDATE OF av",
-        request.account());
+    const pqxx::result account = tx.exec_params("SELECT account_id, kind FROM accounts WHERE name = $1", request.account());
     if (account.empty()) return absl::NotFoundError(absl::StrCat("account '", request.account(), "' not found"));
     if (account[0][1].as<std::string>() != "customer") {
       return absl::FailedPreconditionError(
           absl::StrCat("account '", request.account(), "' is a ", account[0][1].as<std::string>(),
                        " account; jobs are submitted by customer accounts"));
     }
+    // Locks the available balance first: it serialises the submits of one account, and ledger
+    // rows are always locked in id order (available before escrow).
+    const pqxx::result buckets = tx.exec_params(
+        "SELECT ledger_account_id, balance_utok FROM ledger_accounts WHERE account_id = $1"
+        " AND bucket IN ('available', 'escrow') ORDER BY bucket = 'escrow', ledger_account_id FOR NO KEY UPDATE",
+        account[0][0].as<int64_t>());
+    const auto available_id = buckets[0][0].as<int64_t>();
+    const auto escrow_id = buckets[1][0].as<int64_t>();
     const auto account_id = account[0][0].as<int64_t>();
     // The balance row lock above serialises submits of one account, so this check cannot race.
     const pqxx::result existing = tx.exec_params(
@@ -82,7 +84,7 @@ absl::StatusOr<SubmitOutcome> JobRepository::Submit(const v1::SubmitJobRequest& 
       if (!job.ok()) return job.status();
       return SubmitOutcome{.job = *std::move(job), .deduplicated = true};
     }
-    const auto available = account[0][3].as<int64_t>();
+    const auto available = buckets[0][1].as<int64_t>();
     if (available < *hold) {
       return absl::FailedPreconditionError(absl::StrCat("insufficient balance: the hold needs ", *hold,
                                                         " µT, account '", request.account(), "' has ", available,
@@ -99,8 +101,7 @@ absl::StatusOr<SubmitOutcome> JobRepository::Submit(const v1::SubmitJobRequest& 
     const auto job_id = inserted[0][0].as<int64_t>();
     if (*hold > 0) {
       billing::PostTransfers(tx, {{.idempotency_key = absl::StrCat("hold:", job_id), .kind = "HOLD",
-                                   .debit_ledger_id = account[0][2].as<int64_t>(),
-                                   .credit_ledger_id = account[0][4].as<int64_t>(), .amount_utok = *hold,
+                                   .debit_ledger_id = available_id, .credit_ledger_id = escrow_id, .amount_utok = *hold,
                                    .job_id = job_id}});
     }
     tx.exec_params0("INSERT INTO job_events (job_id, state, attempt, message) VALUES ($1, 'QUEUED', 0, $2)", job_id,

@@ -1,0 +1,227 @@
+// End to end with real processes: `tessera server` (embedded PostgreSQL), two `tessera-worker`
+// agents, and the `tessera` CLI as a customer would use it. Then a worker is SIGKILLed mid-job: its
+// lease expires, the job finishes on the other worker, and the dead worker is paid only for the
+// usage it reported.
+#include <catch2/catch.hpp>
+#include <google/protobuf/util/json_util.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "services/common/money.h"
+#include "tessera/v1/billing.pb.h"
+#include "tessera/v1/jobs.pb.h"
+#include "tessera/v1/workers.pb.h"
+#include "tests/support/process.h"
+
+using namespace tessera;
+using testing::ChildProcess;
+using testing::RunCommand;
+
+namespace {
+
+const std::string kBin = TESSERA_BINARY_DIR;
+
+template <typename Message>
+Message FromJson(const std::string& json) {
+  Message m;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  const auto status = google::protobuf::util::JsonStringToMessage(json, &m, options);
+  INFO(json);
+  REQUIRE(status.ok());
+  return m;
+}
+
+class Cluster {
+ public:
+  Cluster() {
+    char tmpl[] = "/tmp/tessera-e2e-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    std::filesystem::permissions(dir_, std::filesystem::perms(0755));
+    server_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{kBin + "/tessera", "server", "--listen", "127.0.0.1:0", "--data-dir", dir_ + "/data",
+                                 "--port-file", dir_ + "/port", "--lease-timeout-ms", "2000", "--no-fsync"},
+        dir_ + "/server.log");
+    for (int i = 0; i < 600 && !std::filesystem::exists(dir_ + "/port"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::ifstream(dir_ + "/port") >> port_;
+    INFO("server log: " << dir_ << "/server.log");
+    REQUIRE(port_ > 0);
+  }
+  ~Cluster() {
+    workers_.clear();
+    server_.reset();
+    // A server killed by a failed test leaves its PostgreSQL running; stop it before removing the dir.
+    RunCommand({"/bin/sh", "-c", "pg=$(ls -d /usr/lib/postgresql/*/bin | tail -1); d='" + dir_ +
+                                     "/data/pg'; if [ \"$(id -u)\" = 0 ]; then runuser -u postgres -- $pg/pg_ctl -D $d -m immediate stop; "
+                                     "else $pg/pg_ctl -D $d -m immediate stop; fi >/dev/null 2>&1; true"});
+    if (getenv("TESSERA_KEEP_TEST_DIRS") == nullptr) std::filesystem::remove_all(dir_);
+  }
+
+  // Runs the CLI against this server; REQUIREs success unless `expect_ok` is false.
+  testing::CommandResult Cli(std::vector<std::string> args, bool expect_ok = true) {
+    args.insert(args.begin(), {kBin + "/tessera", "--server", "127.0.0.1:" + std::to_string(port_)});
+    testing::CommandResult r = RunCommand(args);
+    if (expect_ok) {
+      INFO("tessera " << args[3] << " " << (args.size() > 4 ? args[4] : "") << " → " << r.out);
+      REQUIRE(r.exit_code == 0);
+    }
+    return r;
+  }
+
+  ChildProcess& StartWorker(const std::string& name, const std::string& ask) {
+    workers_[name] = std::make_unique<ChildProcess>(
+        std::vector<std::string>{kBin + "/tessera-worker", "--server", "127.0.0.1:" + std::to_string(port_), "--provider",
+                                 "gpuco", "--name", name, "--gpus", "1", "--ask", ask, "--usage-interval-ms", "200",
+                                 "--state-dir", dir_ + "/" + name},
+        dir_ + "/" + name + ".log");
+    return *workers_[name];
+  }
+
+  v1::Job Job(int64_t id) { return FromJson<v1::Job>(Cli({"-o", "json", "job", "get", std::to_string(id)}).out); }
+
+  v1::Job WaitFor(int64_t id, const std::function<bool(const v1::Job&)>& done, int timeout_ms) {
+    v1::Job job;
+    for (int waited = 0; waited < timeout_ms; waited += 100) {
+      job = Job(id);
+      if (done(job)) return job;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    FAIL("job " << id << " stuck in state " << v1::JobState_Name(job.state()) << "; logs in " << dir_);
+    return job;
+  }
+
+  int64_t Submit(const std::string& spec_yaml, const std::string& request_id) {
+    const std::string path = dir_ + "/" + request_id + ".yaml";
+    std::ofstream(path) << spec_yaml;
+    auto r = Cli({"-o", "json", "job", "submit", "-f", path, "--account", "acme", "--request-id", request_id});
+    return FromJson<v1::SubmitJobResponse>(r.out).job().job_id();
+  }
+
+  ChildProcess& server() { return *server_; }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+  int port_ = 0;
+  std::unique_ptr<ChildProcess> server_;
+  std::map<std::string, std::unique_ptr<ChildProcess>> workers_;
+};
+
+const char* kTrainSpec =
+    "kind: train_mlp\ngpu_count: 1\ngpu_models: [CPU]\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 600000\n"
+    "train_mlp:\n  seed: SEED\n  input_dim: 8\n  hidden_dim: 32\n  output_dim: 1\n  samples: 2048\n  batch_size: 32\n"
+    "  epochs: 15\n  learning_rate_micros: 50000\n";
+
+std::string TrainSpec(int seed) {
+  std::string spec = kTrainSpec;
+  spec.replace(spec.find("SEED"), 4, std::to_string(seed));
+  return spec;
+}
+
+int64_t WorkerId(Cluster& c, const std::string& name) {
+  auto workers = FromJson<v1::ListWorkersResponse>(c.Cli({"-o", "json", "worker", "list"}).out);
+  for (const v1::Worker& w : workers.workers()) {
+    if (w.name() == name) return w.worker_id();
+  }
+  FAIL("worker " << name << " is not registered");
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("customers, workers and the ledger end to end; a killed worker's job finishes elsewhere", "[e2e][slow]") {
+  Cluster c;
+  c.Cli({"account", "create", "acme"});
+  c.Cli({"account", "create", "gpuco", "--kind", "provider"});
+  c.Cli({"billing", "deposit", "acme", "50000000", "--idempotency-key", "first"});
+  ChildProcess& cheap = c.StartWorker("cheap", "1000000");
+  c.StartWorker("dear", "1500000");
+  for (int i = 0; i < 100; ++i) {
+    auto workers = FromJson<v1::ListWorkersResponse>(c.Cli({"-o", "json", "worker", "list"}).out);
+    int connected = 0;
+    for (const auto& w : workers.workers()) connected += w.connected() ? 1 : 0;
+    if (connected == 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const int64_t cheap_id = WorkerId(c, "cheap");
+  const int64_t dear_id = WorkerId(c, "dear");
+
+  // Bad input through the CLI is a clear error, not a crash.
+  auto bad = c.Cli({"job", "get", "-5"}, false);
+  CHECK(bad.exit_code != 0);
+
+  // Two training jobs run to completion and are invoiced.
+  const int64_t job_a = c.Submit(TrainSpec(1), "train-a");
+  const int64_t job_b = c.Submit(TrainSpec(2), "train-b");
+  CHECK(c.Cli({"job", "watch", std::to_string(job_a)}).exit_code == 0);
+  int64_t charged = 0, fees = 0;
+  for (int64_t id : {job_a, job_b}) {
+    v1::Job job = c.WaitFor(id, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_SUCCEEDED; }, 60'000);
+    CHECK(job.result().final_loss() < job.result().initial_loss());
+    CHECK(job.result().weights_sha256().size() == 64);
+    v1::Invoice invoice;
+    for (int i = 0; i < 50 && !invoice.final(); ++i) {
+      invoice = FromJson<v1::Invoice>(c.Cli({"-o", "json", "billing", "invoice", std::to_string(id)}).out);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    REQUIRE(invoice.final());
+    REQUIRE(invoice.lines_size() == 1);
+    CHECK(invoice.lines(0).gpu_ms() > 0);
+    CHECK(invoice.charged_utok() == *CumulativeCharge(invoice.lines(0).gpu_ms(), invoice.lines(0).price_utok_per_gpu_hour()));
+    CHECK(invoice.released_utok() == invoice.hold_utok() - invoice.charged_utok());
+    charged += invoice.charged_utok();
+    fees += invoice.fee_utok();
+  }
+
+  // A job on the cheap worker; the worker dies mid-job.
+  const int64_t job_k = c.Submit(
+      "kind: sleep\ngpu_count: 1\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 600000\nsleep:\n  duration_ms: 4000\n",
+      "sleep-k");
+  c.WaitFor(job_k, [&](const v1::Job& j) { return j.state() == v1::JOB_STATE_RUNNING && j.worker_id() == cheap_id; }, 30'000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1'200));
+  cheap.Signal(SIGKILL);
+  cheap.Wait(5'000);
+  const v1::Job done = c.WaitFor(job_k, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_SUCCEEDED; }, 60'000);
+  CHECK(done.attempt() == 2);
+  CHECK(done.worker_id() == dear_id);
+  v1::Invoice invoice;
+  for (int i = 0; i < 50 && !invoice.final(); ++i) {
+    invoice = FromJson<v1::Invoice>(c.Cli({"-o", "json", "billing", "invoice", std::to_string(job_k)}).out);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  REQUIRE(invoice.final());
+  REQUIRE(invoice.lines_size() == 2);
+  const v1::InvoiceLine& killed = invoice.lines(0);
+  const v1::InvoiceLine& rerun = invoice.lines(1);
+  CHECK(killed.worker_id() == cheap_id);
+  CHECK(killed.usage_reports() >= 1);
+  CHECK(killed.gpu_ms() > 0);
+  CHECK(killed.gpu_ms() < 4'000);  // only what it reported before dying, never the whole job
+  CHECK(killed.charge_utok() == *CumulativeCharge(killed.gpu_ms(), 1'000'000));
+  CHECK(rerun.worker_id() == dear_id);
+  CHECK(rerun.gpu_ms() >= 4'000);
+  CHECK(rerun.charge_utok() == *CumulativeCharge(rerun.gpu_ms(), 1'500'000));
+  charged += invoice.charged_utok();
+  fees += invoice.fee_utok();
+
+  // Money is conserved: what the customer spent is what the provider and the platform received.
+  auto acme = FromJson<v1::Balance>(c.Cli({"-o", "json", "billing", "balance", "acme"}).out);
+  auto gpuco = FromJson<v1::Balance>(c.Cli({"-o", "json", "billing", "balance", "gpuco"}).out);
+  CHECK(acme.escrow_utok() == 0);
+  CHECK(acme.available_utok() == 50'000'000 - charged);
+  CHECK(gpuco.earnings_utok() == charged - fees);
+  const std::string human = c.Cli({"billing", "invoice", std::to_string(job_k)}).out;
+  CHECK_THAT(human, Catch::Contains("final"));
+
+  // SIGTERM shuts the server down cleanly (and its embedded PostgreSQL with it).
+  c.server().Signal(SIGTERM);
+  const int status = c.server().Wait(30'000);
+  REQUIRE(status != -1);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK_FALSE(std::filesystem::exists(c.dir() + "/data/pg/postmaster.pid"));
+}

@@ -1,0 +1,128 @@
+// A marketplace on a fresh test database, driven through the real repositories (no gRPC): accounts,
+// a funded customer, a registered worker, and helpers to submit, match, report and settle.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include "scheduler/matcher.h"
+#include "services/billing/billing_repository.h"
+#include "services/billing/settlement.h"
+#include "services/intake/job_repository.h"
+#include "services/scheduler/scheduler_repository.h"
+#include "tests/support/test_database.h"
+
+namespace tessera::testing {
+
+class Marketplace {
+ public:
+  static constexpr int64_t kFeeBps = 1'000;
+
+  Marketplace() : jobs(db.store(), kFeeBps), billing(db.store()), scheduler(db.store()), settlement(db.store()) {}
+
+  void CreateAccount(const std::string& name, v1::AccountKind kind) {
+    v1::CreateAccountRequest r;
+    r.set_name(name);
+    r.set_kind(kind);
+    REQUIRE(billing.CreateAccount(r).ok());
+  }
+
+  void Deposit(const std::string& account, int64_t amount, const std::string& key) {
+    v1::DepositRequest r;
+    r.set_account(account);
+    r.set_amount_utok(amount);
+    r.set_idempotency_key(key);
+    auto t = billing.Deposit(r);
+    REQUIRE(t.ok());
+  }
+
+  int64_t RegisterWorker(const std::string& provider, const std::string& name, int64_t ask, int gpus) {
+    v1::RegisterWorkerRequest r;
+    r.set_provider_account(provider);
+    r.set_name(name);
+    r.set_region("test");
+    r.set_ask_utok_per_gpu_hour(ask);
+    for (int i = 0; i < gpus; ++i) {
+      v1::Gpu* g = r.add_gpus();
+      g->set_index(i);
+      g->set_model("H100");
+      g->set_memory_mib(80'000);
+      g->set_compute_capability("9.0");
+      g->set_uuid("GPU-" + name + "-" + std::to_string(i));
+    }
+    auto response = scheduler.RegisterWorker(r);
+    REQUIRE(response.ok());
+    REQUIRE(scheduler.ActivateWorker(response->worker_id()).ok());
+    return response->worker_id();
+  }
+
+  static v1::SubmitJobRequest SleepJob(const std::string& account, const std::string& request_id, int64_t bid,
+                                       int64_t max_duration_ms = 3'600'000) {
+    v1::SubmitJobRequest r;
+    r.set_account(account);
+    r.set_request_id(request_id);
+    v1::JobSpec* s = r.mutable_spec();
+    s->set_kind("sleep");
+    s->set_gpu_count(1);
+    s->set_bid_utok_per_gpu_hour(bid);
+    s->set_max_duration_ms(max_duration_ms);
+    s->mutable_sleep()->set_duration_ms(1'000);
+    return r;
+  }
+
+  // Runs one matching round over all free GPUs of the given workers (one offer each, all free).
+  std::vector<scheduler_host::LiveAssignment> MatchOnce(const std::vector<scheduler::WorkerOffer>& offers) {
+    auto queued = scheduler.LoadQueuedJobs(1'000);
+    REQUIRE(queued.ok());
+    auto result = scheduler::Match({.jobs = *queued, .workers = offers});
+    auto assigned = scheduler.PersistPlacements(result.placements);
+    REQUIRE(assigned.ok());
+    return *assigned;
+  }
+
+  static scheduler::WorkerOffer Offer(int64_t worker_id, int64_t ask, int gpus) {
+    scheduler::WorkerOffer o{.worker_id = worker_id, .ask_utok_per_gpu_hour = ask, .free_gpus = {}};
+    for (int i = 0; i < gpus; ++i) o.free_gpus.push_back({.index = static_cast<uint32_t>(i), .model = "H100"});
+    return o;
+  }
+
+  std::vector<scheduler_host::UsageOutcome> Report(int64_t worker_id, int64_t job_id, uint32_t attempt, uint64_t seq,
+                                                   int64_t gpu_ms) {
+    scheduler_host::UsageIn in{.worker_id = worker_id, .report = {}};
+    in.report.set_job_id(job_id);
+    in.report.set_attempt(attempt);
+    in.report.set_seq(seq);
+    in.report.set_gpu_ms(gpu_ms);
+    auto out = scheduler.IngestUsage({in});
+    REQUIRE(out.ok());
+    return *out;
+  }
+
+  void Finish(int64_t worker_id, int64_t job_id, uint32_t attempt, bool succeeded) {
+    scheduler_host::StateEvents events;
+    v1::JobFinished f;
+    f.set_job_id(job_id);
+    f.set_attempt(attempt);
+    f.set_succeeded(succeeded);
+    events.finished.emplace_back(worker_id, f);
+    REQUIRE(scheduler.ApplyStateEvents(events).ok());
+  }
+
+  void SettleAll() {
+    for (int i = 0; i < 10; ++i) {
+      auto stats = settlement.SettleOnce(1'000);
+      REQUIRE(stats.ok());
+      if (stats->reports_settled == 0 && stats->jobs_released == 0) return;
+    }
+  }
+
+  int64_t LedgerSum() { return std::stoll(db.Scalar("SELECT coalesce(sum(balance_utok), 0) FROM ledger_accounts")); }
+  int64_t Count(const std::string& table) { return std::stoll(db.Scalar("SELECT count(*) FROM " + table)); }
+
+  TestDatabase db;
+  intake::JobRepository jobs;
+  billing::BillingRepository billing;
+  scheduler_host::SchedulerRepository scheduler;
+  billing::Settlement settlement;
+};
+
+}  // namespace tessera::testing

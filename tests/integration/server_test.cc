@@ -1,0 +1,190 @@
+// The real server in-process on a test database, called over gRPC on a loopback port.
+#include <catch2/catch.hpp>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <thread>
+
+#include "services/server/tessera_server.h"
+#include "tessera/v1/admin.grpc.pb.h"
+#include "tessera/v1/billing.grpc.pb.h"
+#include "tessera/v1/jobs.grpc.pb.h"
+#include "tessera/v1/workers.grpc.pb.h"
+#include "tests/support/test_database.h"
+
+using namespace tessera;
+
+namespace {
+
+struct RunningServer {
+  RunningServer() {
+    server::ServerOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.database_url = db.url();
+    options.scheduler.lease_timeout_ms = 2'000;
+    auto started = server::TesseraServer::Start(options);
+    REQUIRE(started.ok());
+    server = *std::move(started);
+    channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server->port()), grpc::InsecureChannelCredentials());
+    jobs = v1::JobService::NewStub(channel);
+    workers = v1::WorkerService::NewStub(channel);
+    admin = v1::AdminService::NewStub(channel);
+    billing = v1::BillingService::NewStub(channel);
+  }
+  static std::unique_ptr<grpc::ClientContext> Ctx() {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    return c;
+  }
+  void Account(const std::string& name, v1::AccountKind kind) {
+    v1::CreateAccountRequest r;
+    r.set_name(name);
+    r.set_kind(kind);
+    v1::Account a;
+    REQUIRE(admin->CreateAccount(Ctx().get(), r, &a).ok());
+  }
+  grpc::Status Submit(const v1::SubmitJobRequest& r, v1::SubmitJobResponse* out) { return jobs->SubmitJob(Ctx().get(), r, out); }
+
+  testing::TestDatabase db;
+  std::unique_ptr<server::TesseraServer> server;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::JobService::Stub> jobs;
+  std::unique_ptr<v1::WorkerService::Stub> workers;
+  std::unique_ptr<v1::AdminService::Stub> admin;
+  std::unique_ptr<v1::BillingService::Stub> billing;
+};
+
+v1::SubmitJobRequest SleepRequest(const std::string& request_id, int64_t bid) {
+  v1::SubmitJobRequest r;
+  r.set_account("acme");
+  r.set_request_id(request_id);
+  r.mutable_spec()->set_kind("sleep");
+  r.mutable_spec()->set_gpu_count(1);
+  r.mutable_spec()->set_bid_utok_per_gpu_hour(bid);
+  r.mutable_spec()->set_max_duration_ms(60'000);
+  r.mutable_spec()->mutable_sleep()->set_duration_ms(10);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("the server answers health checks and rejects bad input with precise statuses", "[integration][server]") {
+  RunningServer s;
+  s.Account("acme", v1::ACCOUNT_KIND_CUSTOMER);
+  // The standard grpc.health.v1 service answers SERVING for the whole server.
+  grpc::ByteBuffer request_bytes, response_bytes;
+  {
+    const char kEmptyHealthCheckRequest[] = "";
+    grpc::Slice slice(kEmptyHealthCheckRequest, 0);
+    request_bytes = grpc::ByteBuffer(&slice, 1);
+    grpc::GenericStub generic(s.channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    grpc::Status health;
+    generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request_bytes, &response_bytes,
+                      [&](grpc::Status st) {
+                        std::lock_guard lock(mu);
+                        health = st;
+                        done = true;
+                        cv.notify_one();
+                      });
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return done; });
+    CHECK(health.ok());
+    std::vector<grpc::Slice> slices;
+    REQUIRE(response_bytes.Dump(&slices).ok());
+    REQUIRE(slices.size() == 1);
+    CHECK(slices[0].size() == 2);  // HealthCheckResponse{status: SERVING} = field 1, varint 1
+    CHECK(slices[0].begin()[1] == 1);
+  }
+  v1::SubmitJobResponse out;
+  auto request = SleepRequest("r1", 1'000);
+  request.mutable_spec()->set_gpu_count(0);
+  grpc::Status st = s.Submit(request, &out);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(st.error_message(), Catch::Contains("spec.gpu_count"));
+
+  request = SleepRequest("r1", -1);
+  st = s.Submit(request, &out);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(st.error_message(), Catch::Contains("spec.bid_utok_per_gpu_hour"));
+
+  request = SleepRequest("r1", 1'000);
+  request.mutable_spec()->set_kind("render");
+  st = s.Submit(request, &out);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(st.error_message(), Catch::Contains("unknown job kind 'render'"));
+
+  request = SleepRequest("r1", 1'000);
+  for (int i = 0; i < 1'200; ++i) request.mutable_spec()->add_gpu_models(std::string(60, 'm'));
+  st = s.Submit(request, &out);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(st.error_message(), Catch::Contains("the limit is 65536"));
+
+  st = s.Submit(SleepRequest("r1", 1'000'000'000), &out);
+  CHECK(st.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+
+  v1::GetJobRequest get;
+  get.set_job_id(999);
+  v1::Job job;
+  CHECK(s.jobs->GetJob(RunningServer::Ctx().get(), get, &job).error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK(s.db.Scalar("SELECT count(*) FROM jobs") == "0");
+}
+
+TEST_CASE("a bid below every ask stays queued and GetJob says why", "[integration][server]") {
+  RunningServer s;
+  s.Account("acme", v1::ACCOUNT_KIND_CUSTOMER);
+  s.Account("gpuco", v1::ACCOUNT_KIND_PROVIDER);
+  v1::DepositRequest deposit;
+  deposit.set_account("acme");
+  deposit.set_amount_utok(10'000'000);
+  deposit.set_idempotency_key("d");
+  v1::Transfer transfer;
+  REQUIRE(s.billing->Deposit(RunningServer::Ctx().get(), deposit, &transfer).ok());
+
+  v1::RegisterWorkerRequest reg;
+  reg.set_provider_account("gpuco");
+  reg.set_name("w1");
+  reg.set_region("test");
+  reg.set_ask_utok_per_gpu_hour(5'000'000);
+  v1::Gpu* gpu = reg.add_gpus();
+  gpu->set_model("H100");
+  gpu->set_uuid("GPU-1");
+  v1::RegisterWorkerResponse registered;
+  REQUIRE(s.workers->RegisterWorker(RunningServer::Ctx().get(), reg, &registered).ok());
+
+  grpc::ClientContext stream_context;
+  auto stream = s.workers->Connect(&stream_context);
+  v1::WorkerMessage hello;
+  hello.mutable_hello()->set_worker_id(registered.worker_id());
+  REQUIRE(stream->Write(hello));
+  v1::ServerMessage welcome;
+  REQUIRE(stream->Read(&welcome));
+  CHECK(welcome.has_welcome());
+
+  v1::SubmitJobResponse submitted;
+  REQUIRE(s.Submit(SleepRequest("cheap", 1'000'000), &submitted).ok());
+  v1::GetJobRequest get;
+  get.set_job_id(submitted.job().job_id());
+  v1::Job job;
+  for (int i = 0; i < 100 && job.wait_reason().empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    REQUIRE(s.jobs->GetJob(RunningServer::Ctx().get(), get, &job).ok());
+  }
+  CHECK(job.state() == v1::JOB_STATE_QUEUED);
+  CHECK(job.wait_reason() == "bid 1000000 below the lowest ask 5000000 of 1 matching GPUs");
+
+  // A bid at the ask is assigned and pushed down the stream.
+  v1::SubmitJobResponse second;
+  REQUIRE(s.Submit(SleepRequest("fair", 5'000'000), &second).ok());
+  v1::ServerMessage assignment;
+  REQUIRE(stream->Read(&assignment));
+  REQUIRE(assignment.has_assignment());
+  CHECK(assignment.assignment().job_id() == second.job().job_id());
+  CHECK(assignment.assignment().price_utok_per_gpu_hour() == 5'000'000);
+  stream_context.TryCancel();
+}

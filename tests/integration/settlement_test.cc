@@ -1,0 +1,190 @@
+#include <catch2/catch.hpp>
+
+#include "services/common/money.h"
+#include "tests/integration/marketplace_fixture.h"
+
+using namespace tessera;
+using testing::Marketplace;
+
+namespace {
+
+struct Funded : Marketplace {
+  Funded() {
+    CreateAccount("acme", v1::ACCOUNT_KIND_CUSTOMER);
+    CreateAccount("gpuco", v1::ACCOUNT_KIND_PROVIDER);
+    Deposit("acme", 100'000'000, "d1");
+    worker = RegisterWorker("gpuco", "w1", 1'000'000, 2);
+  }
+  v1::Balance Balance(const std::string& account) {
+    auto b = billing.GetBalance(account);
+    REQUIRE(b.ok());
+    return *b;
+  }
+  int64_t worker = 0;
+};
+
+}  // namespace
+
+TEST_CASE("submit → assign → usage → settle → release leaves the ledger balanced", "[integration][billing]") {
+  Funded m;
+  auto submitted = m.jobs.Submit(Marketplace::SleepJob("acme", "r1", 2'000'000));
+  REQUIRE(submitted.ok());
+  const int64_t job = submitted->job.job_id();
+  const int64_t hold = submitted->job.hold_utok();
+  CHECK(hold == 2'000'000);  // 2 tokens per GPU-hour × 1 GPU × 1 hour
+  CHECK(m.Balance("acme").escrow_utok() == hold);
+  CHECK(m.LedgerSum() == 0);
+
+  auto assigned = m.MatchOnce({Marketplace::Offer(m.worker, 1'000'000, 2)});
+  REQUIRE(assigned.size() == 1);
+  CHECK(assigned[0].message.price_utok_per_gpu_hour() == 1'000'000);  // pay-as-ask, below the bid
+  const uint32_t attempt = assigned[0].attempt;
+
+  for (uint64_t seq = 1; seq <= 3; ++seq) CHECK(m.Report(m.worker, job, attempt, seq, 1'000 * seq)[0].stored);
+  m.Finish(m.worker, job, attempt, true);
+  m.SettleAll();
+
+  const int64_t charge = *CumulativeCharge(6'000, 1'000'000);  // 1666 µT
+  const int64_t fee = CumulativeFee(charge, Marketplace::kFeeBps);
+  auto invoice = m.billing.GetJobInvoice(job);
+  REQUIRE(invoice.ok());
+  CHECK(invoice->final());
+  CHECK(invoice->charged_utok() == charge);
+  CHECK(invoice->fee_utok() == fee);
+  CHECK(invoice->released_utok() == hold - charge);
+  REQUIRE(invoice->lines_size() == 1);
+  CHECK(invoice->lines(0).gpu_ms() == 6'000);
+  CHECK(invoice->lines(0).usage_reports() == 3);
+  CHECK(m.Balance("acme").available_utok() == 100'000'000 - charge);
+  CHECK(m.Balance("acme").escrow_utok() == 0);
+  CHECK(m.Balance("gpuco").earnings_utok() == charge - fee);
+  CHECK(m.LedgerSum() == 0);
+  CHECK(m.db.Scalar("SELECT string_agg(state, ',' ORDER BY event_id) FROM job_events") == "QUEUED,ASSIGNED,SUCCEEDED");
+}
+
+TEST_CASE("a duplicated usage report is acknowledged and charged once", "[integration][billing]") {
+  Funded m;
+  auto submitted = m.jobs.Submit(Marketplace::SleepJob("acme", "r1", 2'000'000));
+  REQUIRE(submitted.ok());
+  const int64_t job = submitted->job.job_id();
+  auto assigned = m.MatchOnce({Marketplace::Offer(m.worker, 1'000'000, 2)});
+  REQUIRE(assigned.size() == 1);
+  CHECK(m.Report(m.worker, job, 1, 1, 36'000)[0].stored);
+  m.SettleAll();
+  CHECK(m.Report(m.worker, job, 1, 1, 36'000)[0].stored);  // resent after a lost ack
+  m.SettleAll();
+  CHECK(m.Count("usage_reports") == 1);
+  CHECK(m.db.Scalar("SELECT count(*) FROM transfers WHERE kind = 'CHARGE'") == "1");
+  auto after = m.jobs.Get(job);
+  REQUIRE(after.ok());
+  CHECK(after->charged_utok() == 10'000);
+  CHECK(m.LedgerSum() == 0);
+}
+
+TEST_CASE("insufficient balance is rejected with nothing written", "[integration][billing]") {
+  Funded m;
+  const int64_t transfers_before = m.Count("transfers");
+  auto r = m.jobs.Submit(Marketplace::SleepJob("acme", "big", 1'000'000'000));  // 1000 tokens > 100
+  CHECK(r.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(r.status().message()), Catch::Contains("insufficient balance"));
+  CHECK(m.Count("jobs") == 0);
+  CHECK(m.Count("job_events") == 0);
+  CHECK(m.Count("transfers") == transfers_before);
+  CHECK(m.Balance("acme").available_utok() == 100'000'000);
+}
+
+TEST_CASE("request_id makes submit idempotent", "[integration][intake]") {
+  Funded m;
+  auto first = m.jobs.Submit(Marketplace::SleepJob("acme", "r1", 2'000'000));
+  auto again = m.jobs.Submit(Marketplace::SleepJob("acme", "r1", 2'000'000));
+  REQUIRE(first.ok());
+  REQUIRE(again.ok());
+  CHECK(again->deduplicated);
+  CHECK(again->job.job_id() == first->job.job_id());
+  CHECK(m.Balance("acme").escrow_utok() == first->job.hold_utok());  // held once
+  auto different = m.jobs.Submit(Marketplace::SleepJob("acme", "r1", 3'000'000));
+  CHECK(different.status().code() == absl::StatusCode::kAlreadyExists);
+  CHECK(m.Count("jobs") == 1);
+}
+
+TEST_CASE("unknown and provider accounts cannot submit", "[integration][intake]") {
+  Funded m;
+  CHECK(m.jobs.Submit(Marketplace::SleepJob("nobody", "r1", 1)).status().code() == absl::StatusCode::kNotFound);
+  CHECK(m.jobs.Submit(Marketplace::SleepJob("gpuco", "r1", 1)).status().code() == absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_CASE("a lost lease requeues the job; the stale worker's late reports are refused", "[integration][scheduler]") {
+  Funded m;
+  const int64_t other = m.RegisterWorker("gpuco", "w2", 1'500'000, 1);
+  auto submitted = m.jobs.Submit(Marketplace::SleepJob("acme", "r1", 2'000'000));
+  REQUIRE(submitted.ok());
+  const int64_t job = submitted->job.job_id();
+  REQUIRE(m.MatchOnce({Marketplace::Offer(m.worker, 1'000'000, 2)}).size() == 1);
+  CHECK(m.Report(m.worker, job, 1, 1, 500)[0].stored);
+
+  auto requeued = m.scheduler.Requeue({}, {m.worker}, "lease expired");
+  REQUIRE(requeued.ok());
+  REQUIRE(requeued->size() == 1);
+  CHECK_FALSE((*requeued)[0].failed);
+  CHECK(m.db.Scalar("SELECT state FROM workers WHERE worker_id = " + std::to_string(m.worker)) == "OFFLINE");
+  CHECK_FALSE(m.Report(m.worker, job, 1, 2, 500)[0].stored);  // lease is gone
+
+  auto second = m.MatchOnce({Marketplace::Offer(other, 1'500'000, 1)});
+  REQUIRE(second.size() == 1);
+  CHECK(second[0].attempt == 2);
+  CHECK(m.Report(other, job, 2, 1, 3'600)[0].stored);
+  m.Finish(other, job, 2, true);
+  m.SettleAll();
+  auto invoice = m.billing.GetJobInvoice(job);
+  REQUIRE(invoice.ok());
+  REQUIRE(invoice->lines_size() == 2);
+  CHECK(invoice->lines(0).gpu_ms() == 500);  // billed only for what was reported
+  CHECK(invoice->lines(1).gpu_ms() == 3'600);
+  CHECK(invoice->charged_utok() == *CumulativeCharge(500, 1'000'000) + *CumulativeCharge(3'600, 1'500'000));
+  CHECK(m.LedgerSum() == 0);
+}
+
+TEST_CASE("attempts run out: the job fails and its escrow returns", "[integration][scheduler]") {
+  Funded m;
+  auto request = Marketplace::SleepJob("acme", "r1", 2'000'000);
+  request.mutable_spec()->set_max_attempts(1);
+  auto submitted = m.jobs.Submit(request);
+  REQUIRE(submitted.ok());
+  REQUIRE(m.MatchOnce({Marketplace::Offer(m.worker, 1'000'000, 2)}).size() == 1);
+  auto requeued = m.scheduler.Requeue({}, {m.worker}, "lease expired");
+  REQUIRE(requeued.ok());
+  REQUIRE(requeued->size() == 1);
+  CHECK((*requeued)[0].failed);
+  m.SettleAll();
+  CHECK(m.Balance("acme").available_utok() == 100'000'000);
+  CHECK(m.Balance("acme").escrow_utok() == 0);
+}
+
+TEST_CASE("cancel ends the lease and releases the unspent escrow", "[integration][intake]") {
+  Funded m;
+  auto submitted = m.jobs.Submit(Marketplace::SleepJob("acme", "r1", 2'000'000));
+  REQUIRE(submitted.ok());
+  const int64_t job = submitted->job.job_id();
+  REQUIRE(m.MatchOnce({Marketplace::Offer(m.worker, 1'000'000, 2)}).size() == 1);
+  CHECK(m.Report(m.worker, job, 1, 1, 7'200)[0].stored);
+  auto cancelled = m.jobs.Cancel(job);
+  REQUIRE(cancelled.ok());
+  CHECK(cancelled->state() == v1::JOB_STATE_CANCELLED);
+  CHECK(m.jobs.Cancel(job).status().code() == absl::StatusCode::kFailedPrecondition);
+  m.SettleAll();
+  CHECK(m.Balance("acme").available_utok() == 100'000'000 - 2'000);
+  CHECK(m.Balance("acme").escrow_utok() == 0);
+  CHECK(m.LedgerSum() == 0);
+}
+
+TEST_CASE("deposits are idempotent", "[integration][billing]") {
+  Funded m;
+  m.Deposit("acme", 5, "again");
+  m.Deposit("acme", 5, "again");
+  CHECK(m.Balance("acme").available_utok() == 100'000'005);
+  v1::DepositRequest different;
+  different.set_account("acme");
+  different.set_amount_utok(6);
+  different.set_idempotency_key("again");
+  CHECK(m.billing.Deposit(different).status().code() == absl::StatusCode::kAlreadyExists);
+}
