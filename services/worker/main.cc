@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -12,10 +13,11 @@
 int main(int argc, char** argv) {
   if (sodium_init() < 0) return 1;
   tessera::worker::AgentOptions options;
+  if (const char* server = std::getenv("TESSERA_SERVER")) options.server = server;
   std::string state_dir = "tessera-worker";
   bool cpu = true;
   CLI::App app{"tessera-worker: runs Tessera jobs on this machine's devices"};
-  app.add_option("--server", options.server, "Scheduler address");
+  app.add_option("--server", options.server, "Scheduler address (env TESSERA_SERVER)");
   app.add_option("--provider", options.provider_account, "Provider account that owns this machine")->required();
   app.add_option("--name", options.name, "Machine name")->required();
   app.add_option("--region", options.region, "Region label");
