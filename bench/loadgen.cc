@@ -16,6 +16,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -31,6 +34,23 @@ using namespace tessera;
 using SteadyClock = std::chrono::steady_clock;
 
 namespace {
+
+// CPU seconds used by the whole machine (all processes) and by this process, so that a run can
+// say how much went to PostgreSQL (everything else on an otherwise idle machine).
+double MachineCpuSeconds() {
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  uint64_t user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  stat >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+  return static_cast<double>(user + nice + system + irq + softirq + steal) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double ProcessCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
 
 double Ms(SteadyClock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
@@ -195,6 +215,7 @@ int main(int argc, char** argv) {
   // Load: C clients submit N jobs between them as fast as they are answered.
   std::atomic<int> next{0}, failed{0};
   const auto start = SteadyClock::now();
+  const double machine_cpu_start = MachineCpuSeconds(), process_cpu_start = ProcessCpuSeconds();
   std::vector<std::thread> submitters;
   for (int c = 0; c < clients; ++c) {
     submitters.emplace_back([&, c] {
@@ -224,6 +245,7 @@ int main(int argc, char** argv) {
   const auto submitted_at = SteadyClock::now();
   while (done < jobs - failed && SteadyClock::now() - start < std::chrono::minutes(10)) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   const auto completed_at = SteadyClock::now();
+  const double machine_cpu = MachineCpuSeconds() - machine_cpu_start, process_cpu = ProcessCpuSeconds() - process_cpu_start;
 
   // Settlement catches up: every job's escrow released.
   auto settled_at = completed_at;
@@ -247,6 +269,10 @@ int main(int argc, char** argv) {
   std::printf("  submit->complete throughput %8.0f jobs/s  (%lld completed in %.2f s)\n", done.load() / complete_s,
               static_cast<long long>(done.load()), complete_s);
   std::printf("  settled (escrow released)   %8.2f s after the first submit\n", Ms(settled_at - start) / 1000);
+  std::printf("  CPU until complete: %.1f s of %.1f s available (%ld cores): this process (server, clients, simulated\n"
+              "  workers) %.1f s, the rest of the machine (PostgreSQL) %.1f s\n",
+              machine_cpu, complete_s * static_cast<double>(sysconf(_SC_NPROCESSORS_ONLN)), sysconf(_SC_NPROCESSORS_ONLN),
+              process_cpu, machine_cpu - process_cpu);
   std::lock_guard lock(timeline.mu);
   PrintPercentiles("submit RPC", Between(timeline.submitted, timeline.submit_returned));
   PrintPercentiles("submit -> assignment received", Between(timeline.submitted, timeline.assigned));

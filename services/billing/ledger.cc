@@ -5,7 +5,7 @@
 
 namespace tessera::billing {
 
-int64_t PostTransfers(pqxx::work& tx, const std::vector<TransferSpec>& transfers) {
+int64_t PostTransfers(pqxx::work& tx, const std::vector<TransferSpec>& transfers, BucketLocks locks) {
   if (transfers.empty()) return 0;
   std::vector<std::string> keys, kinds;
   std::vector<int64_t> debits, credits, amounts, jobs;
@@ -23,9 +23,11 @@ int64_t PostTransfers(pqxx::work& tx, const std::vector<TransferSpec>& transfers
   // in the same order and cannot deadlock each other.
   std::vector<int64_t> touched = debits;
   touched.insert(touched.end(), credits.begin(), credits.end());
-  tx.exec_params("SELECT 1 FROM ledger_accounts WHERE ledger_account_id = ANY($1::bigint[])"
-                 " ORDER BY ledger_account_id FOR NO KEY UPDATE",
-                 store::ArrayLiteral(touched));
+  if (locks == BucketLocks::kTake) {
+    tx.exec_params("SELECT 1 FROM ledger_accounts WHERE ledger_account_id = ANY($1::bigint[])"
+                   " ORDER BY ledger_account_id FOR NO KEY UPDATE",
+                   store::ArrayLiteral(touched));
+  }
   // One statement: insert the new transfers, then add each bucket's net movement to its balance.
   const pqxx::result r = tx.exec_params(
       "WITH input AS ("

@@ -26,9 +26,14 @@ struct TransferSpec {
   int64_t job_id = 0;       // 0: none
 };
 
+// Whether PostTransfers must lock the touched buckets (in id order) or the caller already holds
+// those locks, taken in id order.
+enum class BucketLocks { kTake, kAlreadyHeld };
+
 // Inserts the transfers whose keys are new and applies them to the balances. Returns how many were
 // new. Throws (libpqxx) on a balance constraint violation; callers run it inside Database::Transact.
-int64_t PostTransfers(pqxx::work& tx, const std::vector<TransferSpec>& transfers);
+int64_t PostTransfers(pqxx::work& tx, const std::vector<TransferSpec>& transfers,
+                      BucketLocks locks = BucketLocks::kTake);
 
 // The ledger bucket ("available", "escrow", "earnings", "fees", "main") of a named account.
 absl::StatusOr<int64_t> LedgerId(pqxx::work& tx, const std::string& account, const std::string& bucket);

@@ -55,23 +55,30 @@ absl::StatusOr<SubmitOutcome> JobRepository::Submit(const v1::SubmitJobRequest& 
   const uint32_t max_attempts = spec.max_attempts() == 0 ? kDefaultMaxAttempts : spec.max_attempts();
 
   return db_.Transact("submit job", [&](pqxx::work& tx) -> absl::StatusOr<SubmitOutcome> {
-    const pqxx::result account = tx.exec_params("SELECT account_id, kind FROM accounts WHERE name = $1", request.account());
-    if (account.empty()) return absl::NotFoundError(absl::StrCat("account '", request.account(), "' not found"));
-    if (account[0][1].as<std::string>() != "customer") {
-      return absl::FailedPreconditionError(
-          absl::StrCat("account '", request.account(), "' is a ", account[0][1].as<std::string>(),
-                       " account; jobs are submitted by customer accounts"));
-    }
-    // Locks the available balance first: it serialises the submits of one account, and ledger
-    // rows are always locked in id order (available before escrow).
+    // One statement finds the account and locks its balances in id order (available before
+    // escrow): that serialises the submits of one account, so the request_id check below cannot
+    // race, and money transactions never deadlock each other.
     const pqxx::result buckets = tx.exec_params(
-        "SELECT ledger_account_id, balance_utok FROM ledger_accounts WHERE account_id = $1"
-        " AND bucket IN ('available', 'escrow') ORDER BY bucket = 'escrow', ledger_account_id FOR NO KEY UPDATE",
-        account[0][0].as<int64_t>());
-    const auto available_id = buckets[0][0].as<int64_t>();
-    const auto escrow_id = buckets[1][0].as<int64_t>();
-    const auto account_id = account[0][0].as<int64_t>();
-    // The balance row lock above serialises submits of one account, so this check cannot race.
+        "SELECT a.account_id, a.kind, l.ledger_account_id, l.bucket, l.balance_utok"
+        " FROM accounts a JOIN ledger_accounts l USING (account_id) WHERE a.name = $1"
+        " ORDER BY l.ledger_account_id FOR NO KEY UPDATE OF l",
+        request.account());
+    if (buckets.empty()) return absl::NotFoundError(absl::StrCat("account '", request.account(), "' not found"));
+    const auto kind = buckets[0][1].as<std::string>();
+    if (kind != "customer") {
+      return absl::FailedPreconditionError(absl::StrCat("account '", request.account(), "' is a ", kind,
+                                                        " account; jobs are submitted by customer accounts"));
+    }
+    const auto account_id = buckets[0][0].as<int64_t>();
+    int64_t available_id = 0, escrow_id = 0, available = 0;
+    for (const pqxx::row& b : buckets) {
+      if (b[3].as<std::string>() == "available") {
+        available_id = b[2].as<int64_t>();
+        available = b[4].as<int64_t>();
+      } else if (b[3].as<std::string>() == "escrow") {
+        escrow_id = b[2].as<int64_t>();
+      }
+    }
     const pqxx::result existing = tx.exec_params(
         "SELECT job_id, spec FROM jobs WHERE account_id = $1 AND request_id = $2", account_id, request.request_id());
     if (!existing.empty()) {
@@ -84,32 +91,46 @@ absl::StatusOr<SubmitOutcome> JobRepository::Submit(const v1::SubmitJobRequest& 
       if (!job.ok()) return job.status();
       return SubmitOutcome{.job = *std::move(job), .deduplicated = true};
     }
-    const auto available = buckets[0][1].as<int64_t>();
     if (available < *hold) {
       return absl::FailedPreconditionError(absl::StrCat("insufficient balance: the hold needs ", *hold,
                                                         " µT, account '", request.account(), "' has ", available,
                                                         " µT available"));
     }
-    const pqxx::result inserted = tx.exec_params(
-        "INSERT INTO jobs (account_id, request_id, spec, kind, gpu_count, gpu_models, bid_utok_per_gpu_hour,"
-        " max_duration_ms, priority_class, max_attempts, fee_bps, hold_utok, state)"
-        " VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10, $11, $12, 'QUEUED') RETURNING job_id",
+    const pqxx::row inserted = tx.exec_params1(
+        "WITH job AS ("
+        "  INSERT INTO jobs (account_id, request_id, spec, kind, gpu_count, gpu_models, bid_utok_per_gpu_hour,"
+        "   max_duration_ms, priority_class, max_attempts, fee_bps, hold_utok, state)"
+        "  VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10, $11, $12, 'QUEUED') RETURNING job_id, created_at),"
+        " audited AS (INSERT INTO job_events (job_id, state, attempt, message)"
+        "  SELECT job_id, 'QUEUED', 0, 'submitted; ' || $12::bigint || ' µT held in escrow' FROM job)"
+        "SELECT job_id, (extract(epoch FROM created_at) * 1000)::bigint, pg_notify('tessera_jobs', '') FROM job",
         account_id, request.request_id(), pqxx::binarystring(spec_bytes), spec.kind(), spec.gpu_count(),
         store::ArrayLiteral(std::vector<std::string>(spec.gpu_models().begin(), spec.gpu_models().end())),
         spec.bid_utok_per_gpu_hour(), spec.max_duration_ms(), std::string(PriorityClassName(spec.priority_class())),
         max_attempts, fee_bps_, *hold);
-    const auto job_id = inserted[0][0].as<int64_t>();
+    const auto job_id = inserted[0].as<int64_t>();
     if (*hold > 0) {
-      billing::PostTransfers(tx, {{.idempotency_key = absl::StrCat("hold:", job_id), .kind = "HOLD",
-                                   .debit_ledger_id = available_id, .credit_ledger_id = escrow_id, .amount_utok = *hold,
-                                   .job_id = job_id}});
+      billing::PostTransfers(tx,
+                             {{.idempotency_key = absl::StrCat("hold:", job_id), .kind = "HOLD",
+                               .debit_ledger_id = available_id, .credit_ledger_id = escrow_id, .amount_utok = *hold,
+                               .job_id = job_id}},
+                             billing::BucketLocks::kAlreadyHeld);
     }
-    tx.exec_params0("INSERT INTO job_events (job_id, state, attempt, message) VALUES ($1, 'QUEUED', 0, $2)", job_id,
-                    absl::StrCat("submitted; ", *hold, " µT held in escrow"));
-    tx.exec0("NOTIFY tessera_jobs");
-    absl::StatusOr<v1::Job> job = LoadJob(tx, job_id);
-    if (!job.ok()) return job.status();
-    return SubmitOutcome{.job = *std::move(job), .deduplicated = false};
+    // The job as written, without reading it back.
+    SubmitOutcome outcome;
+    v1::Job& job = outcome.job;
+    job.set_job_id(job_id);
+    job.set_account(request.account());
+    job.set_request_id(request.request_id());
+    *job.mutable_spec() = spec;
+    job.set_state(v1::JOB_STATE_QUEUED);
+    job.set_hold_utok(*hold);
+    job.set_bid_utok_per_gpu_hour(spec.bid_utok_per_gpu_hour());
+    job.set_priority_class(ParsePriorityClass(PriorityClassName(spec.priority_class())));
+    job.set_max_attempts(max_attempts);
+    job.set_created_at_ms(inserted[1].as<int64_t>());
+    job.set_updated_at_ms(job.created_at_ms());
+    return outcome;
   });
 }
 

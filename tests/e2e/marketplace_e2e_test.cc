@@ -101,6 +101,17 @@ class Cluster {
     return FromJson<v1::SubmitJobResponse>(r.out).job().job_id();
   }
 
+  // The job's invoice once settlement has made it final.
+  v1::Invoice FinalInvoice(int64_t job_id) {
+    v1::Invoice invoice;
+    for (int i = 0; i < 100 && !invoice.final(); ++i) {
+      invoice = FromJson<v1::Invoice>(Cli({"-o", "json", "billing", "invoice", std::to_string(job_id)}).out);
+      if (!invoice.final()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    REQUIRE(invoice.final());
+    return invoice;
+  }
+
   ChildProcess& server() { return *server_; }
   const std::string& dir() const { return dir_; }
 
@@ -163,12 +174,7 @@ TEST_CASE("customers, workers and the ledger end to end; a killed worker's job f
     v1::Job job = c.WaitFor(id, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_SUCCEEDED; }, 60'000);
     CHECK(job.result().final_loss() < job.result().initial_loss());
     CHECK(job.result().weights_sha256().size() == 64);
-    v1::Invoice invoice;
-    for (int i = 0; i < 50 && !invoice.final(); ++i) {
-      invoice = FromJson<v1::Invoice>(c.Cli({"-o", "json", "billing", "invoice", std::to_string(id)}).out);
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    REQUIRE(invoice.final());
+    const v1::Invoice invoice = c.FinalInvoice(id);
     REQUIRE(invoice.lines_size() == 1);
     CHECK(invoice.lines(0).gpu_ms() > 0);
     CHECK(invoice.charged_utok() == *CumulativeCharge(invoice.lines(0).gpu_ms(), invoice.lines(0).price_utok_per_gpu_hour()));
@@ -188,12 +194,7 @@ TEST_CASE("customers, workers and the ledger end to end; a killed worker's job f
   const v1::Job done = c.WaitFor(job_k, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_SUCCEEDED; }, 60'000);
   CHECK(done.attempt() == 2);
   CHECK(done.worker_id() == dear_id);
-  v1::Invoice invoice;
-  for (int i = 0; i < 50 && !invoice.final(); ++i) {
-    invoice = FromJson<v1::Invoice>(c.Cli({"-o", "json", "billing", "invoice", std::to_string(job_k)}).out);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  REQUIRE(invoice.final());
+  const v1::Invoice invoice = c.FinalInvoice(job_k);
   REQUIRE(invoice.lines_size() == 2);
   const v1::InvoiceLine& killed = invoice.lines(0);
   const v1::InvoiceLine& rerun = invoice.lines(1);
@@ -207,6 +208,31 @@ TEST_CASE("customers, workers and the ledger end to end; a killed worker's job f
   CHECK(rerun.charge_utok() == *CumulativeCharge(rerun.gpu_ms(), 1'500'000));
   charged += invoice.charged_utok();
   fees += invoice.fee_utok();
+
+  // A cancelled running job stops on its worker and gets its unspent escrow back.
+  const int64_t job_c = c.Submit(
+      "kind: sleep\ngpu_count: 1\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 600000\nsleep:\n  duration_ms: 60000\n",
+      "sleep-c");
+  c.WaitFor(job_c, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_RUNNING; }, 30'000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  c.Cli({"job", "cancel", std::to_string(job_c)});
+  CHECK(c.Cli({"job", "cancel", std::to_string(job_c)}, false).exit_code != 0);  // already CANCELLED
+  const v1::Invoice cancelled = c.FinalInvoice(job_c);
+  CHECK(cancelled.state() == "CANCELLED");
+  CHECK(cancelled.released_utok() == cancelled.hold_utok() - cancelled.charged_utok());
+  charged += cancelled.charged_utok();
+  fees += cancelled.fee_utok();
+  // The worker is free again: its next job starts at once.
+  const int64_t job_after = c.Submit(
+      "kind: sleep\ngpu_count: 1\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 600000\nsleep:\n  duration_ms: 100\n",
+      "sleep-after");
+  c.WaitFor(job_after, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_SUCCEEDED; }, 30'000);
+  const v1::Invoice after = c.FinalInvoice(job_after);
+  charged += after.charged_utok();
+  fees += after.fee_utok();
+  const std::string listed = c.Cli({"job", "list", "--account", "acme"}).out;
+  CHECK_THAT(listed, Catch::Contains("CANCELLED"));
+  CHECK_THAT(listed, Catch::Contains("SUCCEEDED"));
 
   // Money is conserved: what the customer spent is what the provider and the platform received.
   auto acme = FromJson<v1::Balance>(c.Cli({"-o", "json", "billing", "balance", "acme"}).out);
