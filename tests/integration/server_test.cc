@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <set>
 #include <thread>
 
 #include "services/server/tessera_server.h"
@@ -186,5 +187,101 @@ TEST_CASE("a bid below every ask stays queued and GetJob says why", "[integratio
   REQUIRE(assignment.has_assignment());
   CHECK(assignment.assignment().job_id() == second.job().job_id());
   CHECK(assignment.assignment().price_utok_per_gpu_hour() == 5'000'000);
+  stream_context.TryCancel();
+}
+
+TEST_CASE("services split across processes share one database", "[integration][server]") {
+  testing::TestDatabase db;
+  auto start = [&](std::set<std::string> services) {
+    server::ServerOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.database_url = db.url();
+    options.services = std::move(services);
+    auto started = server::TesseraServer::Start(options);
+    REQUIRE(started.ok());
+    return *std::move(started);
+  };
+  auto front = start({"intake", "billing"});
+  auto scheduler = start({"scheduler"});
+  auto front_channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(front->port()), grpc::InsecureChannelCredentials());
+  auto scheduler_channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(scheduler->port()), grpc::InsecureChannelCredentials());
+
+  // The front does not host WorkerService, the scheduler does not host JobService.
+  v1::ListWorkersResponse none;
+  CHECK(v1::WorkerService::NewStub(front_channel)->ListWorkers(RunningServer::Ctx().get(), {}, &none).error_code() ==
+        grpc::StatusCode::UNIMPLEMENTED);
+
+  auto admin = v1::AdminService::NewStub(front_channel);
+  for (auto [name, kind] : {std::pair{"acme", v1::ACCOUNT_KIND_CUSTOMER}, std::pair{"gpuco", v1::ACCOUNT_KIND_PROVIDER}}) {
+    v1::CreateAccountRequest r;
+    r.set_name(name);
+    r.set_kind(kind);
+    v1::Account a;
+    REQUIRE(admin->CreateAccount(RunningServer::Ctx().get(), r, &a).ok());
+  }
+  v1::DepositRequest deposit;
+  deposit.set_account("acme");
+  deposit.set_amount_utok(10'000'000);
+  deposit.set_idempotency_key("d");
+  v1::Transfer transfer;
+  REQUIRE(v1::BillingService::NewStub(front_channel)->Deposit(RunningServer::Ctx().get(), deposit, &transfer).ok());
+
+  auto workers = v1::WorkerService::NewStub(scheduler_channel);
+  v1::RegisterWorkerRequest reg;
+  reg.set_provider_account("gpuco");
+  reg.set_name("w1");
+  reg.set_region("test");
+  reg.set_ask_utok_per_gpu_hour(1'000'000);
+  reg.add_gpus()->set_model("H100");
+  reg.mutable_gpus(0)->set_uuid("GPU-split");
+  v1::RegisterWorkerResponse registered;
+  REQUIRE(workers->RegisterWorker(RunningServer::Ctx().get(), reg, &registered).ok());
+  grpc::ClientContext stream_context;
+  auto stream = workers->Connect(&stream_context);
+  v1::WorkerMessage hello;
+  hello.mutable_hello()->set_worker_id(registered.worker_id());
+  REQUIRE(stream->Write(hello));
+  v1::ServerMessage in;
+  REQUIRE(stream->Read(&in));
+  REQUIRE(in.has_welcome());
+
+  // Submitted on the front, assigned by the scheduler (woken by NOTIFY), settled by the front.
+  v1::SubmitJobResponse submitted;
+  auto jobs = v1::JobService::NewStub(front_channel);
+  REQUIRE(jobs->SubmitJob(RunningServer::Ctx().get(), SleepRequest("split", 2'000'000), &submitted).ok());
+  REQUIRE(stream->Read(&in));
+  REQUIRE(in.has_assignment());
+  const int64_t job_id = in.assignment().job_id();
+  CHECK(job_id == submitted.job().job_id());
+  v1::WorkerMessage m;
+  m.mutable_usage()->set_job_id(job_id);
+  m.mutable_usage()->set_attempt(1);
+  m.mutable_usage()->set_seq(1);
+  m.mutable_usage()->set_gpu_ms(36'000);
+  REQUIRE(stream->Write(m));
+  m.Clear();
+  m.mutable_finished()->set_job_id(job_id);
+  m.mutable_finished()->set_attempt(1);
+  m.mutable_finished()->set_succeeded(true);
+  REQUIRE(stream->Write(m));
+  bool usage_acked = false, finish_acked = false;
+  while ((!usage_acked || !finish_acked) && stream->Read(&in)) {
+    usage_acked |= in.has_usage_ack() && in.usage_ack().accepted();
+    finish_acked |= in.has_finished_ack();
+  }
+  CHECK(usage_acked);
+  CHECK(finish_acked);
+  v1::GetJobInvoiceRequest invoice_request;
+  invoice_request.set_job_id(job_id);
+  v1::Invoice invoice;
+  auto billing = v1::BillingService::NewStub(front_channel);
+  for (int i = 0; i < 100 && !invoice.final(); ++i) {
+    REQUIRE(billing->GetJobInvoice(RunningServer::Ctx().get(), invoice_request, &invoice).ok());
+    if (!invoice.final()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(invoice.final());
+  CHECK(invoice.charged_utok() == 10'000);  // 36 s at 1 token per GPU-hour
+  CHECK(db.Scalar("SELECT sum(balance_utok) FROM ledger_accounts") == "0");
   stream_context.TryCancel();
 }
