@@ -8,6 +8,7 @@ namespace {
 
 // 128-bit intermediates: price × usage overflows int64 long before either factor does.
 __extension__ typedef __int128 Int128;
+constexpr Int128 kInt64Max = std::numeric_limits<int64_t>::max();
 
 absl::StatusOr<int64_t> Narrow(Int128 value, const char* what) {
   if (value < 0 || value > std::numeric_limits<int64_t>::max()) {
@@ -37,14 +38,18 @@ absl::StatusOr<int64_t> HoldAmount(int64_t bid_utok_per_gpu_hour, int64_t gpu_co
 absl::StatusOr<ReportCharge> ChargeReport(int64_t gpu_ms_total_before, int64_t gpu_ms, int64_t price_utok_per_gpu_hour,
                                           int64_t fee_bps, int64_t charged_before_utok, int64_t fee_before_utok,
                                           int64_t charge_cap_utok) {
-  if (gpu_ms < 0) return absl::InvalidArgumentError("gpu_ms must not be negative");
-  const int64_t total_after = gpu_ms_total_before + gpu_ms;
-  absl::StatusOr<int64_t> cumulative = CumulativeCharge(total_after, price_utok_per_gpu_hour);
-  if (!cumulative.ok()) return cumulative.status();
-  int64_t charge = std::max<int64_t>(0, *cumulative - charged_before_utok);
+  if (gpu_ms < 0 || gpu_ms_total_before < 0 || price_utok_per_gpu_hour < 0) {
+    return absl::InvalidArgumentError("usage and price must not be negative");
+  }
+  // Saturating, never failing: whatever a worker claims, the charge is bounded by the escrow cap,
+  // and settlement must not stop on an absurd report.
+  const Int128 total_after = std::min<Int128>(static_cast<Int128>(gpu_ms_total_before) + gpu_ms, kInt64Max);
+  const Int128 cumulative = std::min<Int128>(total_after * price_utok_per_gpu_hour / kMsPerHour, kInt64Max);
+  int64_t charge = static_cast<int64_t>(std::max<Int128>(0, cumulative - charged_before_utok));
   charge = std::min(charge, std::max<int64_t>(0, charge_cap_utok));
   const int64_t fee = std::max<int64_t>(0, CumulativeFee(charged_before_utok + charge, fee_bps) - fee_before_utok);
-  return ReportCharge{.charge_utok = charge, .fee_utok = std::min(fee, charge), .gpu_ms_total_after = total_after};
+  return ReportCharge{.charge_utok = charge, .fee_utok = std::min(fee, charge),
+                      .gpu_ms_total_after = static_cast<int64_t>(total_after)};
 }
 
 }  // namespace tessera

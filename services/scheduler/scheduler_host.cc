@@ -22,6 +22,23 @@ v1::ServerMessage CancelMessage(int64_t job_id, uint32_t attempt, const std::str
   return m;
 }
 
+// One report covers about a second; anything beyond an hour of 64 GPUs is not a measurement.
+constexpr int64_t kMaxGpuMsPerReport = 64LL * 3'600'000;
+
+bool PlausibleUsage(const v1::UsageReport& usage) {
+  return usage.job_id() > 0 && usage.attempt() > 0 && usage.seq() >= 1 && usage.seq() <= static_cast<uint64_t>(INT64_MAX) &&
+         usage.gpu_ms() >= 0 && usage.gpu_ms() <= kMaxGpuMsPerReport;
+}
+
+v1::ServerMessage UsageAckMessage(const v1::UsageReport& usage, bool accepted) {
+  v1::ServerMessage ack;
+  ack.mutable_usage_ack()->set_job_id(usage.job_id());
+  ack.mutable_usage_ack()->set_attempt(usage.attempt());
+  ack.mutable_usage_ack()->set_through_seq(usage.seq());
+  ack.mutable_usage_ack()->set_accepted(accepted);
+  return ack;
+}
+
 }  // namespace
 
 SchedulerHost::SchedulerHost(store::Database& db, const Clock& clock, SchedulerOptions options)
@@ -132,6 +149,10 @@ void SchedulerHost::ProcessBatch(std::vector<Inbound>& batch) {
         segment.events.progress.emplace_back(worker_id, m.progress());
         break;
       case v1::WorkerMessage::kUsage:
+        if (!PlausibleUsage(m.usage())) {
+          in.session->Send(UsageAckMessage(m.usage(), false));  // refused at the edge, never stored
+          break;
+        }
         segment.usage.push_back({.worker_id = worker_id, .report = m.usage()});
         segment.usage_sessions.push_back(in.session);
         break;
@@ -156,13 +177,7 @@ void SchedulerHost::FlushSegment(Segment& segment) {
       for (auto& s : segment.usage_sessions) s->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "usage not stored; resend"));
     } else {
       for (size_t i = 0; i < outcomes->size(); ++i) {
-        const UsageOutcome& o = (*outcomes)[i];
-        v1::ServerMessage ack;
-        ack.mutable_usage_ack()->set_job_id(o.job_id);
-        ack.mutable_usage_ack()->set_attempt(o.attempt);
-        ack.mutable_usage_ack()->set_through_seq(o.seq);
-        ack.mutable_usage_ack()->set_accepted(o.stored);
-        segment.usage_sessions[i]->Send(ack);
+        segment.usage_sessions[i]->Send(UsageAckMessage(segment.usage[i].report, (*outcomes)[i].stored));
       }
     }
   }

@@ -258,8 +258,8 @@ absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const
     // share lock keeps the lease from ending under us. Duplicates are ignored by the primary key.
     const pqxx::result rows = tx.exec_params(
         "WITH input AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])"
-        "   AS t(job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms)),"
-        " live AS (SELECT i.* FROM input i JOIN assignments a ON a.job_id = i.job_id AND a.attempt = i.attempt"
+        "   WITH ORDINALITY AS t(job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms, ord)),"
+        " live AS (SELECT i.job_id, i.attempt, i.seq, i.worker_id, i.gpu_ms, i.measured_at_ms FROM input i JOIN assignments a ON a.job_id = i.job_id AND a.attempt = i.attempt"
         "   AND a.worker_id = i.worker_id AND a.state = 'LIVE' FOR SHARE OF a),"
         " inserted AS (INSERT INTO usage_reports (job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms)"
         "   SELECT job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms FROM live"
@@ -268,7 +268,7 @@ absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const
         " EXISTS (SELECT 1 FROM inserted n WHERE n.job_id = i.job_id AND n.attempt = i.attempt AND n.seq = i.seq)"
         " OR EXISTS (SELECT 1 FROM usage_reports u WHERE u.job_id = i.job_id AND u.attempt = i.attempt AND u.seq = i.seq"
         "   AND u.worker_id = i.worker_id)"
-        " FROM input i",
+        " FROM input i ORDER BY i.ord",
         ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(seqs), ArrayLiteral(workers), ArrayLiteral(gpu_ms),
         ArrayLiteral(measured));
     tx.exec0("NOTIFY tessera_settle");

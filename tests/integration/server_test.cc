@@ -187,6 +187,25 @@ TEST_CASE("a bid below every ask stays queued and GetJob says why", "[integratio
   REQUIRE(assignment.has_assignment());
   CHECK(assignment.assignment().job_id() == second.job().job_id());
   CHECK(assignment.assignment().price_utok_per_gpu_hour() == 5'000'000);
+
+  // An implausible report is refused at the edge; the stream stays usable for honest ones.
+  v1::WorkerMessage report;
+  report.mutable_usage()->set_job_id(second.job().job_id());
+  report.mutable_usage()->set_attempt(1);
+  report.mutable_usage()->set_seq(1);
+  report.mutable_usage()->set_gpu_ms(-5);
+  REQUIRE(stream->Write(report));
+  v1::ServerMessage ack;
+  REQUIRE(stream->Read(&ack));
+  REQUIRE(ack.has_usage_ack());
+  CHECK_FALSE(ack.usage_ack().accepted());
+  report.mutable_usage()->set_gpu_ms(1'000);
+  REQUIRE(stream->Write(report));
+  REQUIRE(stream->Read(&ack));
+  REQUIRE(ack.has_usage_ack());
+  CHECK(ack.usage_ack().accepted());
+  CHECK(ack.usage_ack().through_seq() == 1);
+  CHECK(s.db.Scalar("SELECT gpu_ms FROM usage_reports") == "1000");
   stream_context.TryCancel();
 }
 

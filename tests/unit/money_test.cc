@@ -61,3 +61,11 @@ TEST_CASE("a report is never charged beyond what is left of the hold", "[money]"
   CHECK(c->charge_utok == 250'000);
   CHECK(ChargeReport(0, -5, 1, 0, 0, 0, 10).status().code() == absl::StatusCode::kInvalidArgument);
 }
+
+TEST_CASE("absurd usage saturates at the escrow cap instead of failing", "[money]") {
+  auto c = ChargeReport(INT64_MAX - 5, INT64_MAX, INT64_MAX, 1'000, 0, 0, 42);
+  REQUIRE(c.ok());
+  CHECK(c->charge_utok == 42);
+  CHECK(c->fee_utok == 4);
+  CHECK(c->gpu_ms_total_after == INT64_MAX);
+}
