@@ -283,12 +283,23 @@ void SchedulerHost::MatchRound() {
     if (!assigned.ok()) {
       spdlog::warn("persisting placements: {}", assigned.status().ToString());
     } else {
+      std::vector<std::pair<int64_t, uint32_t>> orphaned;
       for (const LiveAssignment& a : *assigned) {
         scheduler::Placement p{.job_id = a.job_id, .worker_id = a.worker_id, .gpu_indexes = a.gpu_indexes, .price_utok_per_gpu_hour = 0};
-        if (!registry_.Reserve(p, a.attempt)) spdlog::error("job {} placed on GPUs that are not free", a.job_id);
+        if (!registry_.Reserve(p, a.attempt)) {
+          // The worker's lease expired while the round was being written: nobody would ever
+          // expire this new lease, so return the job to the queue now.
+          orphaned.emplace_back(a.job_id, a.attempt);
+          continue;
+        }
         v1::ServerMessage m;
         *m.mutable_assignment() = a.message;
         if (auto session = registry_.SessionOf(a.worker_id)) session->Send(m);
+      }
+      if (!orphaned.empty()) {
+        if (auto r = repo_.Requeue(orphaned, {}, "worker went away before the assignment was sent"); !r.ok()) {
+          spdlog::error("requeueing orphaned assignments: {}", r.status().ToString());
+        }
       }
     }
   }

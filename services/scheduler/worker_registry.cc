@@ -60,8 +60,10 @@ bool WorkerRegistry::Reserve(const scheduler::Placement& placement, uint32_t att
   std::lock_guard lock(mu_);
   auto it = workers_.find(placement.worker_id);
   if (it == workers_.end()) return false;
+  const std::pair<int64_t, uint32_t> holder{placement.job_id, attempt};
   for (uint32_t index : placement.gpu_indexes) {
-    if (it->second.busy.contains(index)) return false;
+    auto busy = it->second.busy.find(index);
+    if (busy != it->second.busy.end() && busy->second != holder) return false;  // a hello may have restored it already
   }
   for (uint32_t index : placement.gpu_indexes) it->second.busy[index] = {placement.job_id, attempt};
   return true;

@@ -32,7 +32,8 @@ class WorkerRegistry {
 
   // Free GPUs of connected ACTIVE workers, for the matcher.
   std::vector<scheduler::WorkerOffer> Offers() const;
-  // Marks a placement's GPUs busy; false if any is no longer free (then nothing changes).
+  // Marks a placement's GPUs busy; false if the worker is gone or a GPU is held by another
+  // assignment (then nothing changes).
   bool Reserve(const scheduler::Placement& placement, uint32_t attempt);
   void Release(int64_t worker_id, int64_t job_id, uint32_t attempt);
   // Frees an assignment's GPUs wherever it is held.
