@@ -145,13 +145,14 @@ std::vector<double> Between(const std::map<int64_t, SteadyClock::time_point>& fr
 
 int main(int argc, char** argv) {
   int jobs = 10'000, workers = 100, clients = 16, gpus_per_worker = 4;
-  bool durable = true;
+  bool durable = true, statements = false;
   CLI::App app{"Tessera load generator"};
   app.add_option("--jobs", jobs);
   app.add_option("--workers", workers);
   app.add_option("--clients", clients);
   app.add_option("--gpus-per-worker", gpus_per_worker);
   app.add_flag("!--no-fsync", durable, "Run the embedded PostgreSQL without fsync");
+  app.add_flag("--statements", statements, "Load pg_stat_statements and print where PostgreSQL spent its time");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
 
@@ -162,6 +163,7 @@ int main(int argc, char** argv) {
   options.listen_address = "127.0.0.1:0";
   options.data_dir = dir;
   options.durable_embedded_database = durable;
+  if (statements) options.embedded_database_settings = "shared_preload_libraries = 'pg_stat_statements'";
   options.scheduler.lease_timeout_ms = 120'000;
   options.db_pool_size = 32;
   auto server = server::TesseraServer::Start(options);
@@ -260,6 +262,16 @@ int main(int argc, char** argv) {
     pqxx::nontransaction tx(conn);
     const auto sum = tx.exec("SELECT sum(balance_utok) FROM ledger_accounts")[0][0].as<int64_t>();
     std::printf("ledger sum after the run: %lld (must be 0)\n", static_cast<long long>(sum));
+    if (statements) {
+      tx.exec0("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+      std::printf("PostgreSQL time by statement (top 12, whole run):\n");
+      for (const auto& row : tx.exec("SELECT round(total_exec_time)::bigint, calls, round(mean_exec_time::numeric, 3)::text,"
+                                     " left(regexp_replace(query, '\\s+', ' ', 'g'), 90)"
+                                     " FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12")) {
+        std::printf("  %7lld ms %8lld calls %8s ms/call  %s\n", static_cast<long long>(row[0].as<int64_t>()),
+                    static_cast<long long>(row[1].as<int64_t>()), row[2].c_str(), row[3].c_str());
+      }
+    }
   }
 
   const double submit_s = Ms(submitted_at - start) / 1000, complete_s = Ms(completed_at - start) / 1000;

@@ -53,7 +53,9 @@ int RunMigrate(const std::string& database_url, const std::string& data_dir) {
   std::unique_ptr<store::EmbeddedPostgres> embedded;
   std::string url = database_url;
   if (url.empty()) {
-    auto pg = store::EmbeddedPostgres::Start({.data_dir = data_dir});
+    store::EmbeddedPostgresOptions options;
+    options.data_dir = data_dir;
+    auto pg = store::EmbeddedPostgres::Start(options);
     if (!pg.ok()) {
       std::cerr << "error: " << pg.status().message() << "\n";
       return 1;

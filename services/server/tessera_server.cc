@@ -52,7 +52,8 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
   std::string url = options.database_url;
   if (url.empty()) {
     auto pg = store::EmbeddedPostgres::Start({.data_dir = options.data_dir, .port = 5432,
-                                              .durable = options.durable_embedded_database, .database = "tessera"});
+                                              .durable = options.durable_embedded_database, .database = "tessera",
+                                              .extra_settings = options.embedded_database_settings});
     if (!pg.ok()) return pg.status();
     parts->embedded = *std::move(pg);
     url = parts->embedded->url();

@@ -22,6 +22,7 @@ struct ServerOptions {
   std::string database_url;  // empty: embedded PostgreSQL under data_dir
   std::filesystem::path data_dir = "tessera-data";
   bool durable_embedded_database = true;
+  std::string embedded_database_settings;  // extra postgresql.conf lines for the embedded cluster
   int64_t fee_bps = 1'000;  // platform fee: 10 %
   int db_pool_size = 16;
   int max_rpc_threads = 256;

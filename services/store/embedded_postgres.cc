@@ -106,7 +106,8 @@ absl::Status EmbeddedPostgres::StartServer() {
          << "shared_buffers = 256MB\n"
          << "fsync = " << (options_.durable ? "on" : "off") << "\n"
          << "synchronous_commit = " << (options_.durable ? "on" : "off") << "\n"
-         << "full_page_writes = " << (options_.durable ? "on" : "off") << "\n";
+         << "full_page_writes = " << (options_.durable ? "on" : "off") << "\n"
+         << options_.extra_settings << "\n";
   }
   const std::string pg_ctl = (bin_dir_ / "pg_ctl").string() + " -D " + cluster.string();
   if (RunAsPostgres(pg_ctl + " status > /dev/null 2>&1").ok()) {

@@ -21,6 +21,8 @@ struct EmbeddedPostgresOptions {
   // Throwaway clusters for tests trade durability for speed (fsync off).
   bool durable = true;
   std::string database = "tessera";
+  // Extra postgresql.conf lines (benchmarks load pg_stat_statements this way).
+  std::string extra_settings;
 };
 
 class EmbeddedPostgres {

@@ -32,7 +32,7 @@ class Cluster {
     dir_ = made;
     std::filesystem::permissions(dir_, std::filesystem::perms::all ^ std::filesystem::perms::others_write ^
                                            std::filesystem::perms::group_write);
-    auto pg = store::EmbeddedPostgres::Start({.data_dir = dir_, .port = 5432, .durable = false, .database = "postgres"});
+    auto pg = store::EmbeddedPostgres::Start({.data_dir = dir_, .port = 5432, .durable = false, .database = "postgres", .extra_settings = {}});
     if (!pg.ok()) FAIL("cannot start the test PostgreSQL: " << pg.status().ToString());
     pg_ = *std::move(pg);
   }
