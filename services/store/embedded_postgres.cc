@@ -1,6 +1,8 @@
 #include "services/store/embedded_postgres.h"
 
+#include <fcntl.h>
 #include <pwd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,13 +47,32 @@ absl::StatusOr<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::Start(Embedd
   options.data_dir = fs::absolute(options.data_dir, ec);
   if (!SafeForShell(options.data_dir.string())) return absl::InvalidArgumentError("data dir must not contain quotes, $ or backslashes");
   std::unique_ptr<EmbeddedPostgres> pg(new EmbeddedPostgres(std::move(options), *std::move(bin_dir)));
+  if (absl::Status locked = pg->LockDataDir(); !locked.ok()) return locked;
   for (absl::Status step : {pg->InitIfNeeded(), pg->StartServer(), pg->CreateDatabase()}) {
     if (!step.ok()) return step;
   }
   return pg;
 }
 
-EmbeddedPostgres::~EmbeddedPostgres() { (void)Stop(); }
+EmbeddedPostgres::~EmbeddedPostgres() {
+  (void)Stop();
+  if (lock_fd_ >= 0) close(lock_fd_);
+}
+
+absl::Status EmbeddedPostgres::LockDataDir() {
+  std::error_code ec;
+  fs::create_directories(options_.data_dir, ec);
+  if (ec) return absl::PermissionDeniedError("cannot create " + options_.data_dir.string() + ": " + ec.message());
+  // O_CLOEXEC: PostgreSQL, started through a shell, must not inherit (and outlive us holding) it.
+  const fs::path lock = options_.data_dir / "tessera.lock";
+  lock_fd_ = open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) return absl::PermissionDeniedError("cannot open " + lock.string());
+  if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    return absl::FailedPreconditionError("data dir " + options_.data_dir.string() +
+                                         " is in use by another running tessera server");
+  }
+  return absl::OkStatus();
+}
 
 std::string EmbeddedPostgres::url() const {
   return "host=" + (options_.data_dir / "run").string() + " port=" + std::to_string(options_.port) +

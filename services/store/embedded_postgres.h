@@ -1,7 +1,8 @@
 // The embedded default: a private PostgreSQL cluster under a data directory, created on first
 // start (initdb), started with pg_ctl on a Unix socket only (no TCP port), and stopped on shutdown.
 // PostgreSQL refuses to run as root, so as root the cluster runs as the `postgres` user. A cluster
-// left running by a killed server is adopted, not started twice.
+// left running by a killed server is adopted, not started twice; a lock file keeps a second server
+// from using the same data directory while the first is alive.
 //
 //   absl::StatusOr<std::unique_ptr<EmbeddedPostgres>> pg = EmbeddedPostgres::Start({.data_dir = dir});
 //   Database::Open((*pg)->url(), 8);
@@ -45,8 +46,11 @@ class EmbeddedPostgres {
   absl::Status CreateDatabase();
   absl::Status RunAsPostgres(const std::string& command) const;
 
+  absl::Status LockDataDir();
+
   EmbeddedPostgresOptions options_;
   std::filesystem::path bin_dir_;
+  int lock_fd_ = -1;
   bool running_ = false;
 };
 
