@@ -1,6 +1,7 @@
 // The job lifecycle of DESIGN.md: QUEUED → ASSIGNED → RUNNING → SUCCEEDED | FAILED | CANCELLED,
-// back to QUEUED when a lease is lost, and CANCELLED from any non-terminal state. Every state
-// change in the stores is checked against it.
+// back to QUEUED when a lease is lost, and CANCELLED from any non-terminal state. The batch SQL of
+// the stores guards each transition with exactly these edges (`WHERE state IN (…)`, so a stale or
+// repeated event changes nothing); single-job paths such as cancel check CanTransition directly.
 #pragma once
 
 #include <optional>
