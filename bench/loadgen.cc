@@ -163,7 +163,8 @@ int main(int argc, char** argv) {
   options.listen_address = "127.0.0.1:0";
   options.data_dir = dir;
   options.durable_embedded_database = durable;
-  if (statements) options.embedded_database_settings = "shared_preload_libraries = 'pg_stat_statements'";
+  if (statements) options.embedded_database_settings =
+        "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track_planning = on";
   options.scheduler.lease_timeout_ms = 120'000;
   options.db_pool_size = 32;
   auto server = server::TesseraServer::Start(options);
@@ -264,12 +265,19 @@ int main(int argc, char** argv) {
     std::printf("ledger sum after the run: %lld (must be 0)\n", static_cast<long long>(sum));
     if (statements) {
       tx.exec0("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
-      std::printf("PostgreSQL time by statement (top 12, whole run):\n");
-      for (const auto& row : tx.exec("SELECT round(total_exec_time)::bigint, calls, round(mean_exec_time::numeric, 3)::text,"
-                                     " left(regexp_replace(query, '\\s+', ' ', 'g'), 90)"
+      const pqxx::row totals = tx.exec1(
+          "SELECT round(sum(total_plan_time))::bigint, round(sum(total_exec_time))::bigint, sum(calls)::bigint"
+          " FROM pg_stat_statements");
+      std::printf("PostgreSQL, whole run: %lld statements, planning %lld ms, executing %lld ms (includes lock waits)\n",
+                  static_cast<long long>(totals[2].as<int64_t>()), static_cast<long long>(totals[0].as<int64_t>()),
+                  static_cast<long long>(totals[1].as<int64_t>()));
+      std::printf("by statement (top 12 by execution time):\n");
+      for (const auto& row : tx.exec("SELECT round(total_exec_time)::bigint, round(total_plan_time)::bigint, calls,"
+                                     " left(regexp_replace(query, '\\s+', ' ', 'g'), 80)"
                                      " FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12")) {
-        std::printf("  %7lld ms %8lld calls %8s ms/call  %s\n", static_cast<long long>(row[0].as<int64_t>()),
-                    static_cast<long long>(row[1].as<int64_t>()), row[2].c_str(), row[3].c_str());
+        std::printf("  exec %6lld ms  plan %5lld ms  %7lld calls  %s\n", static_cast<long long>(row[0].as<int64_t>()),
+                    static_cast<long long>(row[1].as<int64_t>()), static_cast<long long>(row[2].as<int64_t>()),
+                    row[3].c_str());
       }
     }
   }

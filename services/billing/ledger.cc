@@ -2,8 +2,37 @@
 
 #include "services/common/check.h"
 #include "services/store/database.h"
+#include "services/store/statement.h"
 
 namespace tessera::billing {
+namespace {
+
+constexpr store::Statement kLockBuckets{
+    "ledger_lock_buckets",
+    "SELECT 1 FROM ledger_accounts WHERE ledger_account_id = ANY($1::bigint[])"
+    " ORDER BY ledger_account_id FOR NO KEY UPDATE"};
+
+// Inserts the new transfers, then adds each bucket's net movement to its balance.
+constexpr store::Statement kPostTransfers{
+    "ledger_post_transfers",
+    "WITH input AS ("
+    "  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])"
+    "    AS t(key, kind, debit, credit, amount, job_id)),"
+    " inserted AS ("
+    "  INSERT INTO transfers (idempotency_key, kind, debit_ledger_id, credit_ledger_id, amount_utok, job_id)"
+    "  SELECT key, kind, debit, credit, amount, NULLIF(job_id, 0) FROM input"
+    "  ON CONFLICT (idempotency_key) DO NOTHING"
+    "  RETURNING debit_ledger_id, credit_ledger_id, amount_utok),"
+    " movements AS ("
+    "  SELECT debit_ledger_id AS id, -amount_utok AS delta FROM inserted"
+    "  UNION ALL SELECT credit_ledger_id, amount_utok FROM inserted),"
+    " net AS (SELECT id, sum(delta)::bigint AS delta FROM movements GROUP BY id),"
+    " updated AS ("
+    "  UPDATE ledger_accounts l SET balance_utok = l.balance_utok + net.delta FROM net"
+    "  WHERE l.ledger_account_id = net.id RETURNING 1)"
+    "SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated)"};
+
+}  // namespace
 
 int64_t PostTransfers(pqxx::work& tx, const std::vector<TransferSpec>& transfers, BucketLocks locks) {
   if (transfers.empty()) return 0;
@@ -24,28 +53,9 @@ int64_t PostTransfers(pqxx::work& tx, const std::vector<TransferSpec>& transfers
   std::vector<int64_t> touched = debits;
   touched.insert(touched.end(), credits.begin(), credits.end());
   if (locks == BucketLocks::kTake) {
-    tx.exec_params("SELECT 1 FROM ledger_accounts WHERE ledger_account_id = ANY($1::bigint[])"
-                   " ORDER BY ledger_account_id FOR NO KEY UPDATE",
-                   store::ArrayLiteral(touched));
+    store::Exec(tx, kLockBuckets, store::ArrayLiteral(touched));
   }
-  // One statement: insert the new transfers, then add each bucket's net movement to its balance.
-  const pqxx::result r = tx.exec_params(
-      "WITH input AS ("
-      "  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])"
-      "    AS t(key, kind, debit, credit, amount, job_id)),"
-      " inserted AS ("
-      "  INSERT INTO transfers (idempotency_key, kind, debit_ledger_id, credit_ledger_id, amount_utok, job_id)"
-      "  SELECT key, kind, debit, credit, amount, NULLIF(job_id, 0) FROM input"
-      "  ON CONFLICT (idempotency_key) DO NOTHING"
-      "  RETURNING debit_ledger_id, credit_ledger_id, amount_utok),"
-      " movements AS ("
-      "  SELECT debit_ledger_id AS id, -amount_utok AS delta FROM inserted"
-      "  UNION ALL SELECT credit_ledger_id, amount_utok FROM inserted),"
-      " net AS (SELECT id, sum(delta)::bigint AS delta FROM movements GROUP BY id),"
-      " updated AS ("
-      "  UPDATE ledger_accounts l SET balance_utok = l.balance_utok + net.delta FROM net"
-      "  WHERE l.ledger_account_id = net.id RETURNING 1)"
-      "SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated)",
+  const pqxx::result r = store::Exec(tx, kPostTransfers,
       store::ArrayLiteral(keys), store::ArrayLiteral(kinds), store::ArrayLiteral(debits), store::ArrayLiteral(credits),
       store::ArrayLiteral(amounts), store::ArrayLiteral(jobs));
   return r[0][0].as<int64_t>();

@@ -7,8 +7,33 @@
 #include "services/common/job_state_machine.h"
 #include "services/common/money.h"
 #include "services/intake/job_spec_validator.h"
+#include "services/store/statement.h"
 
 namespace tessera::intake {
+namespace {
+
+// Finds the account and locks its balances in id order (available before escrow).
+constexpr store::Statement kLockAccount{
+    "submit_lock_account",
+    "SELECT a.account_id, a.kind, l.ledger_account_id, l.bucket, l.balance_utok"
+    " FROM accounts a JOIN ledger_accounts l USING (account_id) WHERE a.name = $1"
+    " ORDER BY l.ledger_account_id FOR NO KEY UPDATE OF l"};
+
+constexpr store::Statement kFindRequest{
+    "submit_find_request", "SELECT job_id, spec FROM jobs WHERE account_id = $1 AND request_id = $2"};
+
+// The job, its QUEUED event and the scheduler's wake-up in one statement.
+constexpr store::Statement kInsertJob{
+    "submit_insert_job",
+    "WITH job AS ("
+    "  INSERT INTO jobs (account_id, request_id, spec, kind, gpu_count, gpu_models, bid_utok_per_gpu_hour,"
+    "   max_duration_ms, priority_class, max_attempts, fee_bps, hold_utok, state)"
+    "  VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10, $11, $12, 'QUEUED') RETURNING job_id, created_at),"
+    " audited AS (INSERT INTO job_events (job_id, state, attempt, message)"
+    "  SELECT job_id, 'QUEUED', 0, 'submitted; ' || $12::bigint || ' µT held in escrow' FROM job)"
+    "SELECT job_id, (extract(epoch FROM created_at) * 1000)::bigint, pg_notify('tessera_jobs', '') FROM job"};
+
+}  // namespace
 
 const char* const kJobColumns =
     "j.job_id, a.name, j.request_id, j.spec, j.state, j.hold_utok, j.bid_utok_per_gpu_hour, j.priority_class,"
@@ -58,11 +83,7 @@ absl::StatusOr<SubmitOutcome> JobRepository::Submit(const v1::SubmitJobRequest& 
     // One statement finds the account and locks its balances in id order (available before
     // escrow): that serialises the submits of one account, so the request_id check below cannot
     // race, and money transactions never deadlock each other.
-    const pqxx::result buckets = tx.exec_params(
-        "SELECT a.account_id, a.kind, l.ledger_account_id, l.bucket, l.balance_utok"
-        " FROM accounts a JOIN ledger_accounts l USING (account_id) WHERE a.name = $1"
-        " ORDER BY l.ledger_account_id FOR NO KEY UPDATE OF l",
-        request.account());
+    const pqxx::result buckets = store::Exec(tx, kLockAccount, request.account());
     if (buckets.empty()) return absl::NotFoundError(absl::StrCat("account '", request.account(), "' not found"));
     const auto kind = buckets[0][1].as<std::string>();
     if (kind != "customer") {
@@ -79,8 +100,7 @@ absl::StatusOr<SubmitOutcome> JobRepository::Submit(const v1::SubmitJobRequest& 
         escrow_id = b[2].as<int64_t>();
       }
     }
-    const pqxx::result existing = tx.exec_params(
-        "SELECT job_id, spec FROM jobs WHERE account_id = $1 AND request_id = $2", account_id, request.request_id());
+    const pqxx::result existing = store::Exec(tx, kFindRequest, account_id, request.request_id());
     if (!existing.empty()) {
       const auto job_id = existing[0][0].as<int64_t>();
       if (pqxx::binarystring(existing[0][1]).str() != spec_bytes) {
@@ -96,18 +116,11 @@ absl::StatusOr<SubmitOutcome> JobRepository::Submit(const v1::SubmitJobRequest& 
                                                         " µT, account '", request.account(), "' has ", available,
                                                         " µT available"));
     }
-    const pqxx::row inserted = tx.exec_params1(
-        "WITH job AS ("
-        "  INSERT INTO jobs (account_id, request_id, spec, kind, gpu_count, gpu_models, bid_utok_per_gpu_hour,"
-        "   max_duration_ms, priority_class, max_attempts, fee_bps, hold_utok, state)"
-        "  VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10, $11, $12, 'QUEUED') RETURNING job_id, created_at),"
-        " audited AS (INSERT INTO job_events (job_id, state, attempt, message)"
-        "  SELECT job_id, 'QUEUED', 0, 'submitted; ' || $12::bigint || ' µT held in escrow' FROM job)"
-        "SELECT job_id, (extract(epoch FROM created_at) * 1000)::bigint, pg_notify('tessera_jobs', '') FROM job",
+    const pqxx::row inserted = store::Exec(tx, kInsertJob,
         account_id, request.request_id(), pqxx::binarystring(spec_bytes), spec.kind(), spec.gpu_count(),
         store::ArrayLiteral(std::vector<std::string>(spec.gpu_models().begin(), spec.gpu_models().end())),
         spec.bid_utok_per_gpu_hour(), spec.max_duration_ms(), std::string(PriorityClassName(spec.priority_class())),
-        max_attempts, fee_bps_, *hold);
+        max_attempts, fee_bps_, *hold)[0];
     const auto job_id = inserted[0].as<int64_t>();
     if (*hold > 0) {
       billing::PostTransfers(tx,
