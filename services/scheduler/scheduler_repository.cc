@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/job_state_machine.h"
+#include "services/store/statement.h"
 
 namespace tessera::scheduler_host {
 namespace {
@@ -176,10 +177,10 @@ absl::StatusOr<std::vector<int64_t>> SchedulerRepository::WorkersWithLeases() {
 absl::StatusOr<std::vector<scheduler::PendingJob>> SchedulerRepository::LoadQueuedJobs(int limit) {
   return db_.Transact("load queued jobs", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<scheduler::PendingJob>> {
     std::vector<scheduler::PendingJob> jobs;
-    for (const pqxx::row& r : tx.exec_params(
+    for (const pqxx::row& r : store::Exec(tx, {"sched_load_queued",
              "SELECT job_id, gpu_count, gpu_models, bid_utok_per_gpu_hour, priority_class,"
              " (extract(epoch FROM created_at) * 1000)::bigint FROM jobs WHERE state = 'QUEUED'"
-             " ORDER BY priority_class = 'SPOT', bid_utok_per_gpu_hour DESC, job_id LIMIT $1",
+             " ORDER BY priority_class = 'SPOT', bid_utok_per_gpu_hour DESC, job_id LIMIT $1"},
              limit)) {
       jobs.push_back(scheduler::PendingJob{
           .job_id = r[0].as<int64_t>(),
@@ -204,7 +205,7 @@ absl::StatusOr<std::vector<LiveAssignment>> SchedulerRepository::PersistPlacemen
     gpus.push_back(IndexLiteral(p.gpu_indexes));
   }
   return db_.Transact("persist placements", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<LiveAssignment>> {
-    const pqxx::result rows = tx.exec_params(
+    const pqxx::result rows = store::Exec(tx, {"sched_persist_placements",
         "WITH p AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS t(job_id, worker_id, price, gpus)),"
         " assigned AS ("
         "  UPDATE jobs j SET state = 'ASSIGNED', attempt = j.attempt + 1, worker_id = p.worker_id,"
@@ -218,7 +219,7 @@ absl::StatusOr<std::vector<LiveAssignment>> SchedulerRepository::PersistPlacemen
         "  INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
         "  SELECT job_id, 'ASSIGNED', attempt, worker_id, 'assigned to worker ' || worker_id || ' at ' || price || ' µT/GPU-h'"
         "  FROM assigned)"
-        "SELECT job_id, attempt, worker_id, gpus, price, spec, 'ASSIGNED' FROM assigned",
+        "SELECT job_id, attempt, worker_id, gpus, price, spec, 'ASSIGNED' FROM assigned"},
         ArrayLiteral(jobs), ArrayLiteral(workers), ArrayLiteral(prices), ArrayLiteral(gpus));
     std::vector<LiveAssignment> out;
     for (const pqxx::row& r : rows) out.push_back(AssignmentFromRow(r));
@@ -256,7 +257,7 @@ absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const
   return db_.Transact("ingest usage", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<UsageOutcome>> {
     // A report is stored only while its lease is live and only from the worker holding it; the
     // share lock keeps the lease from ending under us. Duplicates are ignored by the primary key.
-    const pqxx::result rows = tx.exec_params(
+    const pqxx::result rows = store::Exec(tx, {"sched_ingest_usage",
         "WITH input AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])"
         "   WITH ORDINALITY AS t(job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms, ord)),"
         " live AS (SELECT i.job_id, i.attempt, i.seq, i.worker_id, i.gpu_ms, i.measured_at_ms FROM input i JOIN assignments a ON a.job_id = i.job_id AND a.attempt = i.attempt"
@@ -268,7 +269,7 @@ absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const
         " EXISTS (SELECT 1 FROM inserted n WHERE n.job_id = i.job_id AND n.attempt = i.attempt AND n.seq = i.seq)"
         " OR EXISTS (SELECT 1 FROM usage_reports u WHERE u.job_id = i.job_id AND u.attempt = i.attempt AND u.seq = i.seq"
         "   AND u.worker_id = i.worker_id)"
-        " FROM input i ORDER BY i.ord",
+        " FROM input i ORDER BY i.ord"},
         ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(seqs), ArrayLiteral(workers), ArrayLiteral(gpu_ms),
         ArrayLiteral(measured));
     tx.exec0("NOTIFY tessera_settle");
@@ -309,29 +310,29 @@ absl::StatusOr<std::vector<std::pair<int64_t, uint32_t>>> SchedulerRepository::A
   }
   using Finished = std::vector<std::pair<int64_t, uint32_t>>;
   return db_.Transact("apply job events", [&](pqxx::work& tx) -> absl::StatusOr<Finished> {
-    tx.exec_params("SELECT 1 FROM jobs WHERE job_id = ANY($1::bigint[]) ORDER BY job_id FOR NO KEY UPDATE",
+    store::Exec(tx, {"sched_lock_jobs", "SELECT 1 FROM jobs WHERE job_id = ANY($1::bigint[]) ORDER BY job_id FOR NO KEY UPDATE"},
                    ArrayLiteral(all_jobs));
     if (!s_job.empty()) {
-      tx.exec_params0(
+      store::Exec(tx, {"sched_started",
           "WITH s AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS t(job_id, attempt, worker_id)),"
           " started AS (UPDATE jobs j SET state = 'RUNNING', updated_at = now() FROM s"
           "  WHERE j.job_id = s.job_id AND j.attempt = s.attempt AND j.worker_id = s.worker_id AND j.state = 'ASSIGNED'"
           "  RETURNING j.job_id, j.attempt, j.worker_id)"
           "INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
-          " SELECT job_id, 'RUNNING', attempt, worker_id, 'started on worker ' || worker_id FROM started",
+          " SELECT job_id, 'RUNNING', attempt, worker_id, 'started on worker ' || worker_id FROM started"},
           ArrayLiteral(s_job), ArrayLiteral(s_attempt), ArrayLiteral(s_worker));
     }
     if (!p_job.empty()) {
-      tx.exec_params0(
+      store::Exec(tx, {"sched_progress",
           "UPDATE jobs j SET progress_ppm = p.ppm, last_loss = p.loss, updated_at = now()"
           " FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::int[], $5::float8[]) AS p(job_id, attempt, worker_id, ppm, loss)"
           " WHERE j.job_id = p.job_id AND j.attempt = p.attempt AND j.worker_id = p.worker_id"
-          " AND j.state IN ('ASSIGNED', 'RUNNING')",
+          " AND j.state IN ('ASSIGNED', 'RUNNING')"},
           ArrayLiteral(p_job), ArrayLiteral(p_attempt), ArrayLiteral(p_worker), ArrayLiteral(p_ppm), ArrayLiteral(p_loss));
     }
     Finished recorded;
     if (!f_job.empty()) {
-      const pqxx::result rows = tx.exec_params(
+      const pqxx::result rows = store::Exec(tx, {"sched_finished",
           "WITH f AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[])"
           "   AS t(job_id, attempt, worker_id, state, result, message)),"
           " ended AS (UPDATE assignments a SET state = 'ENDED', end_reason = lower(f.state), ended_at = now() FROM f"
@@ -345,7 +346,7 @@ absl::StatusOr<std::vector<std::pair<int64_t, uint32_t>>> SchedulerRepository::A
           " audited AS (INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
           "   SELECT d.job_id, d.state, d.attempt, d.worker_id, f.message FROM done d"
           "   JOIN f ON f.job_id = d.job_id AND f.attempt = d.attempt)"
-          "SELECT f.job_id, f.attempt FROM f",
+          "SELECT f.job_id, f.attempt FROM f"},
           ArrayLiteral(f_job), ArrayLiteral(f_attempt), ArrayLiteral(f_worker), ArrayLiteral(f_state),
           ArrayLiteral(f_result), ArrayLiteral(f_message));
       // Every finish is acknowledged: either it was recorded now, or the lease had already ended
