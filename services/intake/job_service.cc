@@ -59,6 +59,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
   if (grpc::Status s = RequireJobId(request->job_id()); !s.ok()) return s;
   int64_t last_event_id = 0;
   uint32_t last_progress_ppm = 0;
+  std::string last_wait_reason;
   while (!context->IsCancelled()) {
     absl::StatusOr<JobChanges> changes = jobs_.ChangesSince(request->job_id(), last_event_id);
     if (!changes.ok()) return ToGrpcStatus(changes.status());
@@ -78,6 +79,18 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
       progress.set_message("progress");
       progress.set_at_ms(job.updated_at_ms());
       if (!writer->Write(progress)) return grpc::Status::OK;
+    }
+    if (job.state() == v1::JOB_STATE_QUEUED && job.wait_reason() != last_wait_reason) {
+      last_wait_reason = job.wait_reason();
+      if (!last_wait_reason.empty()) {
+        v1::JobUpdate waiting;
+        waiting.set_job_id(job.job_id());
+        waiting.set_state(job.state());
+        waiting.set_attempt(job.attempt());
+        waiting.set_message("waiting: " + last_wait_reason);
+        waiting.set_at_ms(job.updated_at_ms());
+        if (!writer->Write(waiting)) return grpc::Status::OK;
+      }
     }
     // The terminal event is written with the terminal state, so once the job is terminal and the
     // events are drained the stream is complete.

@@ -12,6 +12,7 @@
 // then run one scheduler host per database.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
