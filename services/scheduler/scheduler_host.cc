@@ -46,7 +46,16 @@ SchedulerHost::SchedulerHost(store::Database& db, const Clock& clock, SchedulerO
 
 SchedulerHost::~SchedulerHost() { Stop(); }
 
-absl::Status SchedulerHost::Start() {
+absl::Status SchedulerHost::Start(int64_t epoch) {
+  std::lock_guard lifecycle(lifecycle_mu_);
+  if (running_) return absl::OkStatus();
+  repo_.set_epoch(epoch);
+  stop_ = false;
+  {
+    std::lock_guard lock(wake_mu_);
+    stopping_ = false;
+  }
+  wait_reasons_.clear();
   // Recovery: every worker that may hold a lease gets a lease clock from now; those that do not
   // reconnect in time are expired and their jobs requeued.
   absl::StatusOr<std::vector<int64_t>> leased = repo_.WorkersWithLeases();
@@ -58,11 +67,14 @@ absl::Status SchedulerHost::Start() {
   ingest_thread_ = std::thread([this] { IngestLoop(); });
   match_thread_ = std::thread([this] { MatchLoop(); });
   lease_thread_ = std::thread([this] { LeaseLoop(); });
+  running_ = true;
   return absl::OkStatus();
 }
 
 void SchedulerHost::Stop() {
-  if (stop_.exchange(true)) return;
+  std::lock_guard lifecycle(lifecycle_mu_);
+  if (!running_.exchange(false)) return;
+  stop_ = true;
   {
     std::lock_guard lock(wake_mu_);
     stopping_ = true;
@@ -73,9 +85,16 @@ void SchedulerHost::Stop() {
     if (t->joinable()) t->join();
   }
   listener_.reset();
+  registry_.CloseAll(grpc::Status(grpc::StatusCode::UNAVAILABLE, "scheduler stepped down; reconnect to the leader"));
+  std::lock_guard lock(inbound_mu_);
+  inbound_.clear();
 }
 
 void SchedulerHost::OnMessage(const std::shared_ptr<WorkerSession>& session, v1::WorkerMessage message) {
+  if (!running_) {
+    session->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "this scheduler is a standby; connect to the leader"));
+    return;
+  }
   {
     std::lock_guard lock(inbound_mu_);
     if (inbound_.size() >= options_.max_inbound_messages) {

@@ -8,8 +8,8 @@
 //  - match: on a NOTIFY, a freed GPU or a timer, matches queued jobs to free GPUs, persists the
 //    placements in one statement, then pushes them down the streams;
 //  - lease: expires workers silent past the lease timeout and requeues their jobs.
-// The leader election of several hosts on one database arrives with the scheduler issue; until
-// then run one scheduler host per database.
+// Only the elected leader runs (Start with its epoch); a standby's host is stopped and refuses
+// worker streams. Start/Stop may alternate as leadership comes and goes.
 #pragma once
 
 #include <atomic>
@@ -42,8 +42,11 @@ class SchedulerHost final : public StreamHandler {
   SchedulerHost(store::Database& db, const Clock& clock, SchedulerOptions options);
   ~SchedulerHost() override;
 
-  absl::Status Start();
+  // Becomes the active scheduler for leadership `epoch`: rebuilds its view from PostgreSQL and
+  // starts the loops. Stop closes every worker stream (they reconnect to the new leader).
+  absl::Status Start(int64_t epoch);
   void Stop();
+  bool running() const { return running_.load(); }
 
   void OnMessage(const std::shared_ptr<WorkerSession>& session, v1::WorkerMessage message) override;
   void OnClosed(const std::shared_ptr<WorkerSession>& session) override;
@@ -90,6 +93,8 @@ class SchedulerHost final : public StreamHandler {
   bool wake_ ABSL_GUARDED_BY(wake_mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(wake_mu_) = false;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> running_{false};
+  std::mutex lifecycle_mu_;  // serialises Start and Stop
 
   std::map<int64_t, std::string> wait_reasons_;  // match thread only
 

@@ -42,6 +42,17 @@ LiveAssignment AssignmentFromRow(const pqxx::row& row) {
 
 }  // namespace
 
+absl::Status SchedulerRepository::CheckEpoch(pqxx::work& tx) const {
+  // FOR SHARE: a new leader's epoch bump waits for this transaction, and this one sees it after.
+  const auto current = store::Exec(tx, {"sched_check_epoch", "SELECT epoch FROM scheduler_leadership WHERE id = 1 FOR SHARE"})[0][0]
+                           .as<int64_t>();
+  if (current != epoch_.load()) {
+    return absl::FailedPreconditionError(absl::StrCat("scheduler epoch ", epoch_.load(),
+                                                      " is no longer the leader's (the database is at ", current, ")"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::RegisterWorkerResponse> SchedulerRepository::RegisterWorker(const v1::RegisterWorkerRequest& request) {
   return db_.Transact("register worker", [&](pqxx::work& tx) -> absl::StatusOr<v1::RegisterWorkerResponse> {
     const pqxx::result account = tx.exec_params("SELECT account_id, kind FROM accounts WHERE name = $1",
@@ -205,6 +216,7 @@ absl::StatusOr<std::vector<LiveAssignment>> SchedulerRepository::PersistPlacemen
     gpus.push_back(IndexLiteral(p.gpu_indexes));
   }
   return db_.Transact("persist placements", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<LiveAssignment>> {
+    if (absl::Status leader = CheckEpoch(tx); !leader.ok()) return leader;
     const pqxx::result rows = store::Exec(tx, {"sched_persist_placements",
         "WITH p AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS t(job_id, worker_id, price, gpus)),"
         " assigned AS ("
@@ -367,6 +379,7 @@ absl::StatusOr<std::vector<Requeued>> SchedulerRepository::Requeue(
     attempts.push_back(attempt);
   }
   return db_.Transact("requeue", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<Requeued>> {
+    if (absl::Status leader = CheckEpoch(tx); !leader.ok()) return leader;
     const std::string targets =
         "SELECT a.job_id, a.attempt FROM assignments a WHERE a.state = 'LIVE' AND (a.worker_id = ANY($1::bigint[])"
         " OR (a.job_id, a.attempt) IN (SELECT * FROM unnest($2::bigint[], $3::int[])))";

@@ -4,6 +4,7 @@
 // Lock order everywhere: jobs rows, then assignments, then ledger rows (no deadlocks by design).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -62,6 +63,12 @@ class SchedulerRepository {
  public:
   explicit SchedulerRepository(store::Database& db) : db_(db) {}
 
+  // The leadership epoch this process was elected with. Placements and requeues are written only
+  // while the database still names this epoch (FAILED_PRECONDITION otherwise), so a deposed leader
+  // that wakes up late cannot write.
+  void set_epoch(int64_t epoch) { epoch_.store(epoch); }
+  int64_t epoch() const { return epoch_.load(); }
+
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& request);
   absl::StatusOr<std::vector<v1::Worker>> ListWorkers(const std::string& provider_account);
 
@@ -87,7 +94,10 @@ class SchedulerRepository {
   absl::Status TouchWorkers(const std::vector<int64_t>& worker_ids);
 
  private:
+  absl::Status CheckEpoch(pqxx::work& tx) const;
+
   store::Database& db_;
+  std::atomic<int64_t> epoch_{0};
 };
 
 }  // namespace tessera::scheduler_host

@@ -104,6 +104,17 @@ std::shared_ptr<WorkerSession> WorkerRegistry::SessionOf(int64_t worker_id) cons
   return it == workers_.end() ? nullptr : it->second.session;
 }
 
+void WorkerRegistry::CloseAll(const grpc::Status& status) {
+  std::map<int64_t, Entry> workers;
+  {
+    std::lock_guard lock(mu_);
+    workers.swap(workers_);
+  }
+  for (auto& [id, entry] : workers) {
+    if (entry.session) entry.session->Close(status);
+  }
+}
+
 std::vector<int64_t> WorkerRegistry::ConnectedWorkers() const {
   std::lock_guard lock(mu_);
   std::vector<int64_t> ids;

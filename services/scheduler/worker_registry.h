@@ -43,6 +43,8 @@ class WorkerRegistry {
   std::vector<std::pair<int64_t, std::shared_ptr<WorkerSession>>> TakeExpired(int64_t now_ms, int64_t lease_timeout_ms);
   std::shared_ptr<WorkerSession> SessionOf(int64_t worker_id) const;
   std::vector<int64_t> ConnectedWorkers() const;
+  // Closes every stream and forgets every worker (the host stepped down).
+  void CloseAll(const grpc::Status& status);
 
  private:
   struct Entry {

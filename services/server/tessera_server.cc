@@ -5,6 +5,8 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +16,7 @@
 #include "services/intake/job_service.h"
 #include "services/scheduler/worker_service.h"
 #include "services/store/embedded_postgres.h"
+#include "services/store/leader_election.h"
 #include "services/store/migrations.h"
 
 namespace tessera::server {
@@ -32,6 +35,8 @@ struct TesseraServer::Parts {
   std::unique_ptr<billing::AdminServiceImpl> admin_service;
   std::unique_ptr<scheduler_host::WorkerServiceImpl> worker_service;
   std::unique_ptr<grpc::Server> grpc_server;
+  std::unique_ptr<store::LeaderElection> election;
+  std::string database_url;
   int port = 0;
   bool shut_down = false;
 };
@@ -44,6 +49,35 @@ absl::Status ValidateServices(const std::set<std::string>& services) {
     }
   }
   return absl::OkStatus();
+}
+
+// Campaigns for scheduler leadership; the leader's WorkerService reports SERVING to health checks
+// (what a Kubernetes readiness probe or a worker's load balancer looks at), a standby's does not.
+void TesseraServer::StartLeaderElection(Parts& parts) {
+  grpc::HealthCheckServiceInterface* health = parts.grpc_server->GetHealthCheckService();
+  const std::string kService = "tessera.v1.WorkerService";
+  if (health != nullptr) health->SetServingStatus(kService, false);
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  store::LeaderElectionOptions election{.url = parts.database_url,
+                                        .candidate = absl::StrCat(host, ":", getpid(), ":", parts.port),
+                                        .lock_key = 0x7E55E7A0002,
+                                        .poll_interval_ms = 500};
+  scheduler_host::SchedulerHost* scheduler = parts.scheduler.get();
+  parts.election = std::make_unique<store::LeaderElection>(
+      election,
+      [scheduler, health, kService](int64_t epoch) {
+        if (absl::Status s = scheduler->Start(epoch); !s.ok()) {
+          spdlog::error("cannot start the scheduler: {}", s.ToString());
+          return;
+        }
+        if (health != nullptr) health->SetServingStatus(kService, true);
+      },
+      [scheduler, health, kService] {
+        if (health != nullptr) health->SetServingStatus(kService, false);
+        scheduler->Stop();
+      });
+  if (!parts.election->WaitFirstRound(10'000)) spdlog::warn("leader election has not completed a round yet");
 }
 
 absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const ServerOptions& options) {
@@ -90,8 +124,8 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
     parts->settlement = std::make_unique<billing::SettlementLoop>(*parts->db, options.settle_interval_ms, 10'000);
   }
   if (s.contains("scheduler")) {
+    // Started by the leader election below: only the leader schedules.
     parts->scheduler = std::make_unique<scheduler_host::SchedulerHost>(*parts->db, parts->clock, options.scheduler);
-    if (absl::Status started = parts->scheduler->Start(); !started.ok()) return started;
     parts->worker_service = std::make_unique<scheduler_host::WorkerServiceImpl>(*parts->scheduler);
     builder.RegisterService(parts->worker_service.get());
   }
@@ -99,6 +133,8 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
   if (parts->grpc_server == nullptr || parts->port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
   }
+  parts->database_url = url;
+  if (parts->scheduler) StartLeaderElection(*parts);
   spdlog::info("tessera server listening on port {} with {}", parts->port, absl::StrJoin(s, ","));
   return std::unique_ptr<TesseraServer>(new TesseraServer(std::move(parts)));
 }
@@ -115,6 +151,7 @@ void TesseraServer::Shutdown() {
   if (parts_->shut_down) return;
   parts_->shut_down = true;
   parts_->grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  parts_->election.reset();  // steps down: the standby takes over at once
   if (parts_->scheduler) parts_->scheduler->Stop();
   parts_->settlement.reset();  // its last pass flushes what was ingested
   parts_->db.reset();

@@ -45,6 +45,7 @@ class TesseraServer {
  private:
   struct Parts;
   explicit TesseraServer(std::unique_ptr<Parts> parts);
+  static void StartLeaderElection(Parts& parts);
   std::unique_ptr<Parts> parts_;
 };
 

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "services/worker/device_inventory.h"
 
 namespace tessera::worker {
@@ -28,8 +29,10 @@ bool IsAcked(const v1::WorkerMessage& m, const v1::ServerMessage& ack) {
 
 Agent::Agent(AgentOptions options, std::unique_ptr<kernels::TrainBackend> backend, const Clock& clock)
     : options_(std::move(options)), backend_(std::move(backend)), clock_(clock) {
-  channel_ = grpc::CreateChannel(options_.server, grpc::InsecureChannelCredentials());
-  stub_ = v1::WorkerService::NewStub(channel_);
+  for (absl::string_view server : absl::StrSplit(options_.server, ',', absl::SkipEmpty())) {
+    servers_.emplace_back(server);
+    stubs_.push_back(v1::WorkerService::NewStub(grpc::CreateChannel(servers_.back(), grpc::InsecureChannelCredentials())));
+  }
 }
 
 Agent::~Agent() {
@@ -56,11 +59,15 @@ absl::StatusOr<int64_t> Agent::RegisterOrLoad() {
   request.set_region(options_.region);
   request.set_ask_utok_per_gpu_hour(options_.ask_utok_per_gpu_hour);
   for (v1::Gpu& gpu : CpuDevices(options_.devices, options_.name)) *request.add_gpus() = std::move(gpu);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + kRpcTimeout);
-  context.set_wait_for_ready(true);
+  grpc::Status s(grpc::StatusCode::INVALID_ARGUMENT, "no --server given");
   v1::RegisterWorkerResponse response;
-  grpc::Status s = stub_->RegisterWorker(&context, request, &response);
+  for (auto& stub : stubs_) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + kRpcTimeout);
+    context.set_wait_for_ready(true);
+    s = stub->RegisterWorker(&context, request, &response);
+    if (s.ok() || s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+  }
   if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()), "registration failed: " + s.error_message());
   worker_id_ = response.worker_id();
   std::ofstream(id_file) << worker_id_ << "\n";
@@ -71,10 +78,11 @@ absl::StatusOr<int64_t> Agent::RegisterOrLoad() {
 void Agent::Run() {
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   int backoff_ms = 100;
-  while (!stop_) {
+  while (!stop_ && !stubs_.empty()) {
     const int64_t began_ms = clock_.NowMs();
     ServeOneConnection();
     if (stop_) break;
+    current_ = (current_ + 1) % stubs_.size();  // the next address may be the leader now
     if (clock_.NowMs() - began_ms > 5'000) backoff_ms = 100;
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
     backoff_ms = std::min(backoff_ms * 2, 5'000);
@@ -104,7 +112,7 @@ void Agent::Send(v1::WorkerMessage message) {
 
 void Agent::ServeOneConnection() {
   grpc::ClientContext context;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>> stream = stub_->Connect(&context);
+  std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>> stream = stubs_[current_]->Connect(&context);
   {
     // Hello, then everything still unacknowledged in its original order, atomically with respect
     // to runners sending new messages.
@@ -130,7 +138,9 @@ void Agent::ServeOneConnection() {
     context_ = nullptr;
   }
   grpc::Status status = stream->Finish();
-  if (!stop_) spdlog::warn("disconnected from {}: {} {}", options_.server, static_cast<int>(status.error_code()), status.error_message());
+  if (!stop_) {
+    spdlog::warn("disconnected from {}: {} {}", servers_[current_], static_cast<int>(status.error_code()), status.error_message());
+  }
 }
 
 void Agent::Handle(const v1::ServerMessage& message) {

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/base/thread_annotations.h"
@@ -25,6 +26,8 @@
 namespace tessera::worker {
 
 struct AgentOptions {
+  // Scheduler addresses, comma-separated: the agent tries them in turn until one (the leader)
+  // accepts its stream.
   std::string server = "127.0.0.1:7070";
   std::string provider_account;
   std::string name;
@@ -60,8 +63,9 @@ class Agent final : public JobReporter {
   const AgentOptions options_;
   const std::unique_ptr<kernels::TrainBackend> backend_;
   const Clock& clock_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::WorkerService::Stub> stub_;
+  std::vector<std::string> servers_;
+  std::vector<std::unique_ptr<v1::WorkerService::Stub>> stubs_;
+  size_t current_ = 0;  // run thread only
   int64_t worker_id_ = 0;
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> heartbeat_interval_ms_{1'000};

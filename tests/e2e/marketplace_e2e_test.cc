@@ -15,112 +15,16 @@
 #include "tessera/v1/billing.pb.h"
 #include "tessera/v1/jobs.pb.h"
 #include "tessera/v1/workers.pb.h"
-#include "tests/support/process.h"
+#include "tests/support/e2e_cluster.h"
 
 using namespace tessera;
 using testing::ChildProcess;
+using testing::Cluster;
+using testing::FromJson;
 using testing::RunCommand;
+using testing::WorkerId;
 
 namespace {
-
-const std::string kBin = TESSERA_BINARY_DIR;
-
-template <typename Message>
-Message FromJson(const std::string& json) {
-  Message m;
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = false;
-  const auto status = google::protobuf::util::JsonStringToMessage(json, &m, options);
-  INFO(json);
-  REQUIRE(status.ok());
-  return m;
-}
-
-class Cluster {
- public:
-  Cluster() {
-    char tmpl[] = "/tmp/tessera-e2e-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    std::filesystem::permissions(dir_, std::filesystem::perms(0755));
-    server_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{kBin + "/tessera", "server", "--listen", "127.0.0.1:0", "--data-dir", dir_ + "/data",
-                                 "--port-file", dir_ + "/port", "--lease-timeout-ms", "2000", "--no-fsync"},
-        dir_ + "/server.log");
-    for (int i = 0; i < 600 && !std::filesystem::exists(dir_ + "/port"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    std::ifstream(dir_ + "/port") >> port_;
-    INFO("server log: " << dir_ << "/server.log");
-    REQUIRE(port_ > 0);
-  }
-  ~Cluster() {
-    workers_.clear();
-    server_.reset();
-    // A server killed by a failed test leaves its PostgreSQL running; stop it before removing the dir.
-    RunCommand({"/bin/sh", "-c", "pg=$(ls -d /usr/lib/postgresql/*/bin | tail -1); d='" + dir_ +
-                                     "/data/pg'; if [ \"$(id -u)\" = 0 ]; then runuser -u postgres -- $pg/pg_ctl -D $d -m immediate stop; "
-                                     "else $pg/pg_ctl -D $d -m immediate stop; fi >/dev/null 2>&1; true"});
-    if (getenv("TESSERA_KEEP_TEST_DIRS") == nullptr) std::filesystem::remove_all(dir_);
-  }
-
-  // Runs the CLI against this server; REQUIREs success unless `expect_ok` is false.
-  testing::CommandResult Cli(std::vector<std::string> args, bool expect_ok = true) {
-    args.insert(args.begin(), {kBin + "/tessera", "--server", "127.0.0.1:" + std::to_string(port_)});
-    testing::CommandResult r = RunCommand(args);
-    if (expect_ok) {
-      INFO("tessera " << args[3] << " " << (args.size() > 4 ? args[4] : "") << " → " << r.out);
-      REQUIRE(r.exit_code == 0);
-    }
-    return r;
-  }
-
-  ChildProcess& StartWorker(const std::string& name, const std::string& ask) {
-    workers_[name] = std::make_unique<ChildProcess>(
-        std::vector<std::string>{kBin + "/tessera-worker", "--server", "127.0.0.1:" + std::to_string(port_), "--provider",
-                                 "gpuco", "--name", name, "--gpus", "1", "--ask", ask, "--usage-interval-ms", "200",
-                                 "--state-dir", dir_ + "/" + name},
-        dir_ + "/" + name + ".log");
-    return *workers_[name];
-  }
-
-  v1::Job Job(int64_t id) { return FromJson<v1::Job>(Cli({"-o", "json", "job", "get", std::to_string(id)}).out); }
-
-  v1::Job WaitFor(int64_t id, const std::function<bool(const v1::Job&)>& done, int timeout_ms) {
-    v1::Job job;
-    for (int waited = 0; waited < timeout_ms; waited += 100) {
-      job = Job(id);
-      if (done(job)) return job;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    FAIL("job " << id << " stuck in state " << v1::JobState_Name(job.state()) << "; logs in " << dir_);
-    return job;
-  }
-
-  int64_t Submit(const std::string& spec_yaml, const std::string& request_id) {
-    const std::string path = dir_ + "/" + request_id + ".yaml";
-    std::ofstream(path) << spec_yaml;
-    auto r = Cli({"-o", "json", "job", "submit", "-f", path, "--account", "acme", "--request-id", request_id});
-    return FromJson<v1::SubmitJobResponse>(r.out).job().job_id();
-  }
-
-  // The job's invoice once settlement has made it final.
-  v1::Invoice FinalInvoice(int64_t job_id) {
-    v1::Invoice invoice;
-    for (int i = 0; i < 100 && !invoice.final(); ++i) {
-      invoice = FromJson<v1::Invoice>(Cli({"-o", "json", "billing", "invoice", std::to_string(job_id)}).out);
-      if (!invoice.final()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    REQUIRE(invoice.final());
-    return invoice;
-  }
-
-  ChildProcess& server() { return *server_; }
-  const std::string& dir() const { return dir_; }
-
- private:
-  std::string dir_;
-  int port_ = 0;
-  std::unique_ptr<ChildProcess> server_;
-  std::map<std::string, std::unique_ptr<ChildProcess>> workers_;
-};
 
 const char* kTrainSpec =
     "kind: train_mlp\ngpu_count: 1\ngpu_models: [CPU]\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 600000\n"
@@ -131,15 +35,6 @@ std::string TrainSpec(int seed) {
   std::string spec = kTrainSpec;
   spec.replace(spec.find("SEED"), 4, std::to_string(seed));
   return spec;
-}
-
-int64_t WorkerId(Cluster& c, const std::string& name) {
-  auto workers = FromJson<v1::ListWorkersResponse>(c.Cli({"-o", "json", "worker", "list"}).out);
-  for (const v1::Worker& w : workers.workers()) {
-    if (w.name() == name) return w.worker_id();
-  }
-  FAIL("worker " << name << " is not registered");
-  return 0;
 }
 
 }  // namespace

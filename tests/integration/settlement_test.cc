@@ -188,3 +188,22 @@ TEST_CASE("deposits are idempotent", "[integration][billing]") {
   different.set_idempotency_key("again");
   CHECK(m.billing.Deposit(different).status().code() == absl::StatusCode::kAlreadyExists);
 }
+
+TEST_CASE("a deposed scheduler (stale epoch) cannot place or requeue", "[integration][scheduler][leader]") {
+  Funded m;
+  auto submitted = m.jobs.Submit(Marketplace::SleepJob("acme", "r1", 2'000'000));
+  REQUIRE(submitted.ok());
+  // A new leader was elected behind this process's back.
+  m.db.Scalar("UPDATE scheduler_leadership SET epoch = epoch + 1, leader = 'other' RETURNING epoch");
+  auto queued = m.scheduler.LoadQueuedJobs(10);
+  REQUIRE(queued.ok());
+  auto placed = m.scheduler.PersistPlacements(
+      scheduler::Match({.jobs = *queued, .workers = {Marketplace::Offer(m.worker, 1'000'000, 2)}}).placements);
+  CHECK(placed.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(placed.status().message()), Catch::Contains("no longer the leader's"));
+  CHECK(m.Count("assignments") == 0);
+  CHECK(m.scheduler.Requeue({}, {m.worker}, "lease expired").status().code() == absl::StatusCode::kFailedPrecondition);
+  // With the current epoch the same write goes through.
+  m.scheduler.set_epoch(1);
+  CHECK(m.MatchOnce({Marketplace::Offer(m.worker, 1'000'000, 2)}).size() == 1);
+}
