@@ -1,0 +1,589 @@
+#include "scheduler/market.h"
+
+#include <algorithm>
+#include <limits>
+#include <optional>
+
+namespace tessera::scheduler {
+namespace {
+
+bool Contains(const std::vector<std::string>& list, const std::string& value) {
+  return std::find(list.begin(), list.end(), value) != list.end();
+}
+
+// Bounded work per event: a freed GPU looks at this many queued jobs at most; Tick's full pass
+// catches anything deeper.
+constexpr size_t kMaxJobsPerRematch = 4'096;
+
+}  // namespace
+
+Market::Market(MarketOptions options) : options_(options) {}
+
+int Market::ModelId(const std::string& model) {
+  auto [it, inserted] = model_ids_.try_emplace(model, static_cast<int>(model_names_.size()));
+  if (inserted) model_names_.push_back(model);
+  return it->second;
+}
+
+int Market::RegionId(const std::string& region) {
+  auto [it, inserted] = region_ids_.try_emplace(region, static_cast<int>(region_names_.size()));
+  if (inserted) region_names_.push_back(region);
+  return it->second;
+}
+
+// Keeps the worker's (model, region) entry in the index in step with its free GPUs of that model.
+void Market::Reindex(WorkerState& w, int model) {
+  auto& set = index_[{model, w.region}];
+  if (auto it = w.indexed.find(model); it != w.indexed.end()) {
+    set.erase(it->second);
+    w.indexed.erase(it);
+  }
+  const uint32_t free = w.free_by_model[model];
+  if (free == 0 || w.reserved_for != 0) return;
+  const IndexKey key{w.spec.ask_utok_per_gpu_hour, -w.spec.reputation, free, w.spec.worker_id};
+  set.insert(key);
+  w.indexed[model] = key;
+}
+
+void Market::Unindex(WorkerState& w) {
+  for (const auto& [model, key] : w.indexed) index_[{model, w.region}].erase(key);
+  w.indexed.clear();
+}
+
+void Market::ReindexAll(WorkerState& w) {
+  for (const auto& [model, free] : w.free_by_model) Reindex(w, model);
+}
+
+void Market::UpsertWorker(const WorkerSpec& spec) {
+  auto it = workers_.find(spec.worker_id);
+  if (it != workers_.end()) {
+    WorkerState& w = it->second;
+    Unindex(w);
+    w.spec.ask_utok_per_gpu_hour = spec.ask_utok_per_gpu_hour;
+    w.spec.reputation = spec.reputation;
+    w.spec.policy = spec.policy;
+    ReindexAll(w);
+    return;
+  }
+  WorkerState& w = workers_[spec.worker_id];
+  w.spec = spec;
+  w.region = RegionId(spec.region);
+  for (const GpuSpec& gpu : spec.gpus) {
+    const int model = ModelId(gpu.model);
+    w.gpu_model.push_back(model);
+    w.holder.push_back(0);
+    w.free_by_model[model] += 1;
+  }
+  ReindexAll(w);
+}
+
+std::vector<int64_t> Market::RemoveWorker(int64_t worker_id) {
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return {};
+  std::set<int64_t> running(it->second.holder.begin(), it->second.holder.end());
+  running.erase(0);
+  std::vector<int64_t> evicted;
+  for (int64_t job_id : running) {
+    JobState& j = jobs_.at(job_id);
+    (void)Release(j);
+    jobs_.erase(job_id);
+    evicted.push_back(job_id);
+  }
+  for (auto& [id, j] : jobs_) {
+    if (j.reserved_worker == worker_id) {
+      j.reserved_worker = 0;
+      --reservations_;
+    }
+  }
+  Unindex(it->second);
+  workers_with_spot_.erase(worker_id);
+  workers_.erase(it);
+  return evicted;
+}
+
+bool Market::AcceptsModel(const JobState& j, int model) const {
+  return j.models.empty() || std::find(j.models.begin(), j.models.end(), model) != j.models.end();
+}
+
+bool Market::AcceptsRegion(const JobState& j, int region) const {
+  return j.regions.empty() || std::find(j.regions.begin(), j.regions.end(), region) != j.regions.end();
+}
+
+// Everything about the pair except which GPUs are free: both sides' requirements and the price.
+bool Market::PolicyAccepts(const WorkerState& w, const JobState& j) const {
+  const ProviderPolicy& p = w.spec.policy;
+  const JobRequirements& r = j.req;
+  if (w.spec.ask_utok_per_gpu_hour > r.bid_utok_per_gpu_hour) return false;
+  if (w.spec.reputation < r.min_reputation || !AcceptsRegion(j, w.region)) return false;
+  if (r.priority == Priority::kSpot && !p.accepts_spot) return false;
+  if (p.max_duration_ms > 0 && r.max_duration_ms > p.max_duration_ms) return false;
+  if (!p.allowed_accounts.empty() && !Contains(p.allowed_accounts, r.account)) return false;
+  return !Contains(p.denied_accounts, r.account);
+}
+
+bool Market::GpuMeetsJob(const WorkerState& w, uint32_t index, const JobState& j) const {
+  const GpuSpec& gpu = w.spec.gpus[index];
+  return AcceptsModel(j, w.gpu_model[index]) && gpu.memory_mib >= j.req.min_memory_mib &&
+         gpu.compute_capability >= j.req.min_compute_capability;
+}
+
+bool Market::GpuFits(const WorkerState& w, uint32_t index, const JobState& j) const {
+  if (!GpuMeetsJob(w, index, j)) return false;
+  // The provider's minimum bid for this GPU model.
+  auto min_bid = w.spec.policy.min_bid_by_model.find(w.spec.gpus[index].model);
+  return min_bid == w.spec.policy.min_bid_by_model.end() || j.req.bid_utok_per_gpu_hour >= min_bid->second;
+}
+
+std::vector<uint32_t> Market::FittingFree(const WorkerState& w, int model, const JobState& j, uint32_t limit) const {
+  std::vector<uint32_t> out;
+  for (uint32_t i = 0; i < w.holder.size() && out.size() < limit; ++i) {
+    if (w.holder[i] == 0 && w.gpu_model[i] == model && GpuFits(w, i, j)) out.push_back(i);
+  }
+  return out;
+}
+
+void Market::Enqueue(JobState& j) {
+  const QueueKey key{static_cast<int>(j.req.priority), -j.req.bid_utok_per_gpu_hour, j.req.submitted_at_ms, j.req.job_id};
+  j.queued = true;
+  queue_.insert(key);
+  if (j.models.empty()) {
+    queue_any_model_.insert(key);
+  } else {
+    for (int m : j.models) queue_by_model_[m].insert(key);
+  }
+}
+
+void Market::Dequeue(JobState& j) {
+  const QueueKey key{static_cast<int>(j.req.priority), -j.req.bid_utok_per_gpu_hour, j.req.submitted_at_ms, j.req.job_id};
+  j.queued = false;
+  queue_.erase(key);
+  queue_any_model_.erase(key);
+  for (int m : j.models) queue_by_model_[m].erase(key);
+  if (j.reserved_worker != 0) {
+    if (auto w = workers_.find(j.reserved_worker); w != workers_.end() && w->second.reserved_for == j.req.job_id) {
+      w->second.reserved_for = 0;
+      ReindexAll(w->second);
+    }
+    j.reserved_worker = 0;
+    --reservations_;
+  }
+}
+
+void Market::Take(JobState& j, std::vector<PlacedGpu> gpus, Decisions& out) {
+  Dequeue(j);
+  std::set<int64_t> touched;
+  for (const PlacedGpu& g : gpus) {
+    WorkerState& w = workers_.at(g.worker_id);
+    w.holder[g.index] = j.req.job_id;
+    w.free_by_model[w.gpu_model[g.index]] -= 1;
+    touched.insert(g.worker_id);
+  }
+  for (int64_t id : touched) {
+    WorkerState& w = workers_.at(id);
+    ReindexAll(w);
+    if (j.req.priority == Priority::kSpot) {
+      w.spot_jobs.insert(j.req.job_id);
+      workers_with_spot_.insert(id);
+    }
+  }
+  j.gpus = std::move(gpus);
+  out.placements.push_back({.job_id = j.req.job_id, .gpus = j.gpus});
+}
+
+std::vector<std::pair<int64_t, int>> Market::Release(JobState& j) {
+  std::vector<std::pair<int64_t, int>> freed;
+  std::set<int64_t> touched;
+  for (const PlacedGpu& g : j.gpus) {
+    auto it = workers_.find(g.worker_id);
+    if (it == workers_.end()) continue;
+    WorkerState& w = it->second;
+    if (w.holder[g.index] != j.req.job_id) continue;
+    w.holder[g.index] = 0;
+    w.free_by_model[w.gpu_model[g.index]] += 1;
+    freed.emplace_back(g.worker_id, w.gpu_model[g.index]);
+    touched.insert(g.worker_id);
+  }
+  for (int64_t id : touched) {
+    WorkerState& w = workers_.at(id);
+    ReindexAll(w);
+    w.spot_jobs.erase(j.req.job_id);
+    if (w.spot_jobs.empty()) workers_with_spot_.erase(id);
+  }
+  j.gpus.clear();
+  return freed;
+}
+
+bool Market::PlaceOnWorker(JobState& j, WorkerState& w, Decisions& out) {
+  if (!PolicyAccepts(w, j)) return false;
+  for (const auto& [model, free] : w.free_by_model) {
+    if (free < j.req.gpu_count || !AcceptsModel(j, model)) continue;
+    std::vector<uint32_t> fit = FittingFree(w, model, j, j.req.gpu_count);
+    if (fit.size() < j.req.gpu_count) continue;
+    std::vector<PlacedGpu> gpus;
+    for (uint32_t i : fit) gpus.push_back({.worker_id = w.spec.worker_id, .index = i, .price_utok_per_gpu_hour = w.spec.ask_utok_per_gpu_hour});
+    Take(j, std::move(gpus), out);
+    return true;
+  }
+  return false;
+}
+
+bool Market::PlaceSameHost(JobState& j, Decisions& out) {
+  const IndexKey* best = nullptr;
+  int best_model = -1;
+  auto consider = [&](int model, int region) {
+    auto it = index_.find({model, region});
+    if (it == index_.end()) return;
+    for (const IndexKey& key : it->second) {
+      if (best != nullptr && key >= *best) return;  // sorted: nothing better follows
+      if (std::get<0>(key) > j.req.bid_utok_per_gpu_hour) return;
+      if (std::get<2>(key) < j.req.gpu_count) continue;
+      const WorkerState& w = workers_.at(std::get<3>(key));
+      if (!PolicyAccepts(w, j) || FittingFree(w, model, j, j.req.gpu_count).size() < j.req.gpu_count) continue;
+      best = &key;
+      best_model = model;
+      return;
+    }
+  };
+  const std::vector<int> all_regions = [&] {
+    std::vector<int> r(region_names_.size());
+    for (size_t i = 0; i < r.size(); ++i) r[i] = static_cast<int>(i);
+    return r;
+  }();
+  const std::vector<int>& regions = j.regions.empty() ? all_regions : j.regions;
+  if (j.models.empty()) {
+    for (size_t m = 0; m < model_names_.size(); ++m) {
+      for (int r : regions) consider(static_cast<int>(m), r);
+    }
+  } else {
+    for (int m : j.models) {
+      for (int r : regions) consider(m, r);
+    }
+  }
+  if (best == nullptr) return false;
+  WorkerState& w = workers_.at(std::get<3>(*best));
+  std::vector<PlacedGpu> gpus;
+  for (uint32_t i : FittingFree(w, best_model, j, j.req.gpu_count)) {
+    gpus.push_back({.worker_id = w.spec.worker_id, .index = i, .price_utok_per_gpu_hour = w.spec.ask_utok_per_gpu_hour});
+  }
+  Take(j, std::move(gpus), out);
+  return true;
+}
+
+// Spread over workers of one region: the cheapest fitting GPUs of the cheapest region, all or none.
+bool Market::PlaceSpread(JobState& j, Decisions& out) {
+  std::vector<PlacedGpu> best;
+  int64_t best_cost = std::numeric_limits<int64_t>::max();
+  for (size_t r = 0; r < region_names_.size(); ++r) {
+    if (!AcceptsRegion(j, static_cast<int>(r))) continue;
+    std::vector<std::pair<IndexKey, int>> candidates;  // (worker key, model)
+    for (size_t m = 0; m < model_names_.size(); ++m) {
+      if (!AcceptsModel(j, static_cast<int>(m))) continue;
+      auto it = index_.find({static_cast<int>(m), static_cast<int>(r)});
+      if (it == index_.end()) continue;
+      for (const IndexKey& key : it->second) {
+        if (std::get<0>(key) > j.req.bid_utok_per_gpu_hour) break;
+        candidates.emplace_back(key, static_cast<int>(m));
+      }
+    }
+    std::sort(candidates.begin(), candidates.end());
+    std::vector<PlacedGpu> chosen;
+    int64_t cost = 0;
+    for (const auto& [key, model] : candidates) {
+      if (chosen.size() == j.req.gpu_count) break;
+      const WorkerState& w = workers_.at(std::get<3>(key));
+      if (!PolicyAccepts(w, j)) continue;
+      for (uint32_t i : FittingFree(w, model, j, j.req.gpu_count - static_cast<uint32_t>(chosen.size()))) {
+        chosen.push_back({.worker_id = w.spec.worker_id, .index = i, .price_utok_per_gpu_hour = w.spec.ask_utok_per_gpu_hour});
+        cost += w.spec.ask_utok_per_gpu_hour;
+      }
+    }
+    if (chosen.size() == j.req.gpu_count && cost < best_cost) {
+      best = std::move(chosen);
+      best_cost = cost;
+    }
+  }
+  if (best.empty()) return false;
+  Take(j, std::move(best), out);
+  return true;
+}
+
+bool Market::TryPlace(JobState& j, Decisions& out) {
+  if (j.reserved_worker != 0) {
+    auto it = workers_.find(j.reserved_worker);
+    if (it != workers_.end() && PlaceOnWorker(j, it->second, out)) return true;
+  }
+  return j.req.same_host ? PlaceSameHost(j, out) : PlaceSpread(j, out);
+}
+
+// Evicts SPOT jobs on the one worker where the fewest evictions, then the least work lost, make
+// room for an ON_DEMAND job.
+bool Market::TryPreempt(JobState& j, int64_t now_ms, Decisions& out) {
+  if (j.req.priority != Priority::kOnDemand || !j.req.same_host) return false;
+  struct Plan {
+    std::tuple<size_t, int64_t, int64_t, int64_t> cost;  // evictions, work lost, ask, worker
+    std::vector<int64_t> victims;
+  };
+  std::optional<Plan> best;
+  for (int64_t worker_id : workers_with_spot_) {
+    WorkerState& w = workers_.at(worker_id);
+    if (w.reserved_for != 0 || !PolicyAccepts(w, j)) continue;
+    for (const auto& [model, free] : w.free_by_model) {
+      if (!AcceptsModel(j, model)) continue;
+      uint32_t available = static_cast<uint32_t>(FittingFree(w, model, j, j.req.gpu_count).size());
+      // Victims holding fitting GPUs of this model: the biggest first (fewest evictions), then the
+      // most recently started (least work lost).
+      std::vector<std::tuple<uint32_t, int64_t, int64_t>> spot;  // -gpus, -started, job
+      for (int64_t victim : w.spot_jobs) {
+        uint32_t held = 0;
+        for (uint32_t i = 0; i < w.holder.size(); ++i) held += (w.holder[i] == victim && w.gpu_model[i] == model && GpuFits(w, i, j)) ? 1 : 0;
+        if (held > 0) spot.emplace_back(held, jobs_.at(victim).started_at_ms, victim);
+      }
+      std::sort(spot.begin(), spot.end(), [](const auto& a, const auto& b) {
+        return std::tuple(-static_cast<int64_t>(std::get<0>(a)), -std::get<1>(a), std::get<2>(a)) <
+               std::tuple(-static_cast<int64_t>(std::get<0>(b)), -std::get<1>(b), std::get<2>(b));
+      });
+      Plan plan;
+      int64_t lost = 0;
+      for (const auto& [held, started, victim] : spot) {
+        if (available >= j.req.gpu_count) break;
+        available += held;
+        lost += (now_ms - started) * held;
+        plan.victims.push_back(victim);
+      }
+      if (available < j.req.gpu_count) continue;
+      plan.cost = {plan.victims.size(), lost, w.spec.ask_utok_per_gpu_hour, worker_id};
+      if (!best || plan.cost < best->cost) best = std::move(plan);
+    }
+  }
+  if (!best) return false;
+  WorkerState& w = workers_.at(std::get<3>(best->cost));
+  for (int64_t victim : best->victims) {
+    JobState& v = jobs_.at(victim);
+    (void)Release(v);
+    Enqueue(v);
+    out.preempted.push_back(victim);
+  }
+  return PlaceOnWorker(j, w, out);
+}
+
+// A gang job waiting too long holds the worker that will fit it soonest (most fitting GPUs free).
+void Market::MaybeReserve(JobState& j, int64_t now_ms) {
+  if (j.reserved_worker != 0 || !j.req.same_host || j.req.gpu_count < options_.reserve_min_gpus) return;
+  if (now_ms - j.req.submitted_at_ms < options_.reserve_after_ms || reservations_ >= options_.max_reservations) return;
+  WorkerState* best = nullptr;
+  std::tuple<int64_t, int64_t, int64_t> best_key;
+  for (auto& [id, w] : workers_) {
+    if (w.reserved_for != 0 || !PolicyAccepts(w, j)) continue;
+    std::map<int, std::pair<uint32_t, uint32_t>> by_model;  // model → (fitting total, fitting free)
+    for (uint32_t i = 0; i < w.holder.size(); ++i) {
+      if (!GpuFits(w, i, j)) continue;
+      auto& [total, free] = by_model[w.gpu_model[i]];
+      ++total;
+      free += w.holder[i] == 0 ? 1 : 0;
+    }
+    for (const auto& [model, counts] : by_model) {
+      if (counts.first < j.req.gpu_count) continue;
+      const std::tuple<int64_t, int64_t, int64_t> key{-static_cast<int64_t>(counts.second), w.spec.ask_utok_per_gpu_hour, id};
+      if (best == nullptr || key < best_key) {
+        best = &w;
+        best_key = key;
+      }
+    }
+  }
+  if (best == nullptr) return;
+  best->reserved_for = j.req.job_id;
+  Unindex(*best);
+  j.reserved_worker = best->spec.worker_id;
+  ++reservations_;
+}
+
+Decisions Market::AddJob(const JobRequirements& job, int64_t now_ms) {
+  Decisions out;
+  if (jobs_.contains(job.job_id) || job.gpu_count == 0) return out;
+  JobState& j = jobs_[job.job_id];
+  j.req = job;
+  for (const std::string& m : job.gpu_models) j.models.push_back(ModelId(m));
+  for (const std::string& r : job.regions) j.regions.push_back(RegionId(r));
+  Enqueue(j);
+  if (!TryPlace(j, out)) (void)TryPreempt(j, now_ms, out);
+  for (const JobPlacement& p : out.placements) jobs_.at(p.job_id).started_at_ms = now_ms;
+  return out;
+}
+
+bool Market::RestoreRunning(const JobRequirements& job, const std::vector<PlacedGpu>& gpus, int64_t started_at_ms) {
+  for (const PlacedGpu& g : gpus) {
+    auto w = workers_.find(g.worker_id);
+    if (w == workers_.end() || g.index >= w->second.holder.size() || w->second.holder[g.index] != 0) return false;
+  }
+  Decisions ignored;
+  JobState& j = jobs_[job.job_id];
+  j.req = job;
+  for (const std::string& m : job.gpu_models) j.models.push_back(ModelId(m));
+  for (const std::string& r : job.regions) j.regions.push_back(RegionId(r));
+  Enqueue(j);
+  Take(j, gpus, ignored);
+  j.started_at_ms = started_at_ms;
+  return true;
+}
+
+void Market::Rematch(const std::vector<std::pair<int64_t, int>>& freed, int64_t now_ms, Decisions& out) {
+  // A reserved worker's GPUs go to its reservation first.
+  for (const auto& [worker_id, model] : freed) {
+    auto w = workers_.find(worker_id);
+    if (w == workers_.end() || w->second.reserved_for == 0) continue;
+    JobState& j = jobs_.at(w->second.reserved_for);
+    if (PlaceOnWorker(j, w->second, out)) j.started_at_ms = now_ms;
+  }
+  // Then the queue in priority order, among jobs that accept a freed model, until the freed GPUs
+  // are used up. Merges the per-model queues lazily.
+  std::set<int> models;
+  for (const auto& [worker_id, model] : freed) models.insert(model);
+  std::vector<std::pair<std::set<QueueKey>::const_iterator, std::set<QueueKey>::const_iterator>> cursors;
+  for (int m : models) {
+    auto& q = queue_by_model_[m];
+    cursors.emplace_back(q.begin(), q.end());
+  }
+  cursors.emplace_back(queue_any_model_.begin(), queue_any_model_.end());
+  auto freed_left = [&] {
+    for (const auto& [worker_id, model] : freed) {
+      auto w = workers_.find(worker_id);
+      if (w != workers_.end() && w->second.reserved_for == 0 && w->second.free_by_model[model] > 0) return true;
+    }
+    return false;
+  };
+  std::set<int64_t> seen;
+  for (size_t looked = 0; looked < kMaxJobsPerRematch && freed_left(); ++looked) {
+    size_t pick = cursors.size();
+    for (size_t c = 0; c < cursors.size(); ++c) {
+      if (cursors[c].first == cursors[c].second) continue;
+      if (pick == cursors.size() || *cursors[c].first < *cursors[pick].first) pick = c;
+    }
+    if (pick == cursors.size()) break;
+    const int64_t job_id = std::get<3>(*cursors[pick].first);
+    ++cursors[pick].first;  // advance before Take() erases the element
+    if (!seen.insert(job_id).second) continue;
+    JobState& j = jobs_.at(job_id);
+    // Take() erases from the sets being walked: move every cursor past this key first.
+    for (auto& [it, end] : cursors) {
+      if (it != end && std::get<3>(*it) == job_id) ++it;
+    }
+    if (TryPlace(j, out)) j.started_at_ms = now_ms;
+  }
+}
+
+void Market::FullPass(int64_t now_ms, Decisions& out) {
+  std::vector<int64_t> order;
+  for (const QueueKey& key : queue_) order.push_back(std::get<3>(key));
+  for (int64_t job_id : order) {
+    JobState& j = jobs_.at(job_id);
+    if (!j.queued) continue;
+    if (TryPlace(j, out) || TryPreempt(j, now_ms, out)) {
+      j.started_at_ms = now_ms;
+      continue;
+    }
+    MaybeReserve(j, now_ms);
+  }
+  for (const JobPlacement& p : out.placements) jobs_.at(p.job_id).started_at_ms = now_ms;
+}
+
+Decisions Market::FinishJob(int64_t job_id, int64_t now_ms) {
+  Decisions out;
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end() || it->second.queued) return out;
+  const auto freed = Release(it->second);
+  jobs_.erase(it);
+  Rematch(freed, now_ms, out);
+  return out;
+}
+
+Decisions Market::Requeue(int64_t job_id, int64_t now_ms) {
+  Decisions out;
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end() || it->second.queued) return out;
+  const auto freed = Release(it->second);
+  Enqueue(it->second);
+  Rematch(freed, now_ms, out);
+  return out;
+}
+
+Decisions Market::RemoveJob(int64_t job_id, int64_t now_ms) {
+  Decisions out;
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return out;
+  if (it->second.queued) {
+    Dequeue(it->second);
+    jobs_.erase(it);
+    return out;
+  }
+  const auto freed = Release(it->second);
+  jobs_.erase(it);
+  Rematch(freed, now_ms, out);
+  return out;
+}
+
+Decisions Market::Tick(int64_t now_ms) {
+  Decisions out;
+  FullPass(now_ms, out);
+  return out;
+}
+
+int64_t Market::HolderOf(int64_t worker_id, uint32_t index) const {
+  auto it = workers_.find(worker_id);
+  return it == workers_.end() || index >= it->second.holder.size() ? 0 : it->second.holder[index];
+}
+
+std::string Market::WhyWaiting(int64_t job_id) const {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end() || !it->second.queued) return "";
+  const JobState& j = it->second;
+  if (j.reserved_worker != 0) {
+    return "holds a reservation on worker " + std::to_string(j.reserved_worker) + "; waiting for its GPUs to free";
+  }
+  // Narrow down: GPUs that meet the job, then affordable ones, then those whose provider accepts
+  // the job, then the free ones; the first empty step is the reason.
+  uint32_t matching_gpus = 0, affordable_gpus = 0, accepted_gpus = 0, free_fit = 0, largest_fit = 0;
+  int64_t lowest_ask = std::numeric_limits<int64_t>::max();
+  int64_t reserved_by = 0;
+  for (const auto& [id, w] : workers_) {
+    if (w.spec.reputation < j.req.min_reputation || !AcceptsRegion(j, w.region)) continue;
+    std::map<int, uint32_t> fit_free;
+    uint32_t meeting = 0, fitting = 0;
+    for (uint32_t i = 0; i < w.holder.size(); ++i) {
+      if (!GpuMeetsJob(w, i, j)) continue;
+      ++meeting;
+      if (!GpuFits(w, i, j)) continue;
+      ++fitting;
+      if (w.holder[i] == 0) fit_free[w.gpu_model[i]] += 1;
+    }
+    if (meeting == 0) continue;
+    matching_gpus += meeting;
+    lowest_ask = std::min(lowest_ask, w.spec.ask_utok_per_gpu_hour);
+    if (w.spec.ask_utok_per_gpu_hour > j.req.bid_utok_per_gpu_hour) continue;
+    affordable_gpus += meeting;
+    if (fitting == 0 || !PolicyAccepts(w, j)) continue;
+    accepted_gpus += fitting;
+    for (const auto& [model, n] : fit_free) {
+      if (w.reserved_for != 0) {
+        reserved_by = w.reserved_for;
+        continue;
+      }
+      free_fit += n;
+      largest_fit = std::max(largest_fit, n);
+    }
+  }
+  if (matching_gpus == 0) return "no GPU matches the job's model, memory, compute capability, region and reputation";
+  if (affordable_gpus == 0) {
+    return "bid " + std::to_string(j.req.bid_utok_per_gpu_hour) + " below the lowest ask " + std::to_string(lowest_ask) +
+           " of " + std::to_string(matching_gpus) + " matching GPUs";
+  }
+  if (accepted_gpus == 0) return "no provider's policy accepts the job (bid per model, duration, account or spot)";
+  if (free_fit == 0 && reserved_by != 0) return "waiting behind reserved gang job " + std::to_string(reserved_by);
+  if (j.req.same_host) {
+    return "needs " + std::to_string(j.req.gpu_count) + " free GPUs on one worker; the largest free fit is " +
+           std::to_string(largest_fit);
+  }
+  return "needs " + std::to_string(j.req.gpu_count) + " free GPUs in one region; " + std::to_string(free_fit) +
+         " fit now";
+}
+
+}  // namespace tessera::scheduler
