@@ -14,6 +14,9 @@ bool Contains(const std::vector<std::string>& list, const std::string& value) {
 // Bounded work per event: a freed GPU looks at this many queued jobs at most; Tick's full pass
 // catches anything deeper.
 constexpr size_t kMaxJobsPerRematch = 4'096;
+// Preemption looks at every worker running SPOT jobs; a full pass tries it for this many waiting
+// ON_DEMAND jobs at most (the highest-priority ones), so a long queue cannot make a pass quadratic.
+constexpr int kMaxPreemptionAttemptsPerPass = 64;
 
 }  // namespace
 
@@ -32,21 +35,27 @@ int Market::RegionId(const std::string& region) {
 }
 
 // Keeps the worker's (model, region) entry in the index in step with its free GPUs of that model.
+void Market::EraseFromIndex(int model, int region, const IndexKey& key) {
+  auto& levels = index_[{model, region}];
+  auto level = levels.find(std::get<2>(key));
+  level->second.erase(key);
+  if (level->second.empty()) levels.erase(level);
+}
+
 void Market::Reindex(WorkerState& w, int model) {
-  auto& set = index_[{model, w.region}];
   if (auto it = w.indexed.find(model); it != w.indexed.end()) {
-    set.erase(it->second);
+    EraseFromIndex(model, w.region, it->second);
     w.indexed.erase(it);
   }
   const uint32_t free = w.free_by_model[model];
   if (free == 0 || w.reserved_for != 0) return;
   const IndexKey key{w.spec.ask_utok_per_gpu_hour, -w.spec.reputation, free, w.spec.worker_id};
-  set.insert(key);
+  index_[{model, w.region}][free].insert(key);
   w.indexed[model] = key;
 }
 
 void Market::Unindex(WorkerState& w) {
-  for (const auto& [model, key] : w.indexed) index_[{model, w.region}].erase(key);
+  for (const auto& [model, key] : w.indexed) EraseFromIndex(model, w.region, key);
   w.indexed.clear();
 }
 
@@ -70,6 +79,10 @@ void Market::UpsertWorker(const WorkerSpec& spec) {
   w.region = RegionId(spec.region);
   for (const GpuSpec& gpu : spec.gpus) {
     const int model = ModelId(gpu.model);
+    model_max_memory_mib_.resize(model_names_.size(), 0);
+    model_max_capability_.resize(model_names_.size(), 0);
+    model_max_memory_mib_[model] = std::max(model_max_memory_mib_[model], gpu.memory_mib);
+    model_max_capability_[model] = std::max(model_max_capability_[model], gpu.compute_capability);
     w.gpu_model.push_back(model);
     w.holder.push_back(0);
     w.free_by_model[model] += 1;
@@ -119,6 +132,12 @@ bool Market::PolicyAccepts(const WorkerState& w, const JobState& j) const {
   if (p.max_duration_ms > 0 && r.max_duration_ms > p.max_duration_ms) return false;
   if (!p.allowed_accounts.empty() && !Contains(p.allowed_accounts, r.account)) return false;
   return !Contains(p.denied_accounts, r.account);
+}
+
+// No GPU of the model anywhere has the memory or compute capability the job needs: skip the model.
+bool Market::ModelCanMeet(const JobState& j, int model) const {
+  return static_cast<size_t>(model) < model_max_memory_mib_.size() && model_max_memory_mib_[model] >= j.req.min_memory_mib &&
+         model_max_capability_[model] >= j.req.min_compute_capability;
 }
 
 bool Market::GpuMeetsJob(const WorkerState& w, uint32_t index, const JobState& j) const {
@@ -231,17 +250,21 @@ bool Market::PlaceSameHost(JobState& j, Decisions& out) {
   const IndexKey* best = nullptr;
   int best_model = -1;
   auto consider = [&](int model, int region) {
+    if (!ModelCanMeet(j, model)) return;
     auto it = index_.find({model, region});
     if (it == index_.end()) return;
-    for (const IndexKey& key : it->second) {
-      if (best != nullptr && key >= *best) return;  // sorted: nothing better follows
-      if (std::get<0>(key) > j.req.bid_utok_per_gpu_hour) return;
-      if (std::get<2>(key) < j.req.gpu_count) continue;
-      const WorkerState& w = workers_.at(std::get<3>(key));
-      if (!PolicyAccepts(w, j) || FittingFree(w, model, j, j.req.gpu_count).size() < j.req.gpu_count) continue;
-      best = &key;
-      best_model = model;
-      return;
+    // Levels by free-GPU count: only workers with room for the whole gang are looked at, and in
+    // each level the first acceptable worker is that level's best (cheapest, most reputable).
+    for (auto level = it->second.lower_bound(j.req.gpu_count); level != it->second.end(); ++level) {
+      for (const IndexKey& key : level->second) {
+        if (std::get<0>(key) > j.req.bid_utok_per_gpu_hour) break;
+        if (best != nullptr && key >= *best) break;  // nothing better further in this level
+        const WorkerState& w = workers_.at(std::get<3>(key));
+        if (!PolicyAccepts(w, j) || FittingFree(w, model, j, j.req.gpu_count).size() < j.req.gpu_count) continue;
+        best = &key;
+        best_model = model;
+        break;
+      }
     }
   };
   const std::vector<int> all_regions = [&] {
@@ -270,31 +293,43 @@ bool Market::PlaceSameHost(JobState& j, Decisions& out) {
 }
 
 // Spread over workers of one region: the cheapest fitting GPUs of the cheapest region, all or none.
+// Per region, the index sets of the accepted models are merged in ask order (a heap of cursors), so
+// only as many workers are looked at as the gang needs.
 bool Market::PlaceSpread(JobState& j, Decisions& out) {
+  using Cursor = std::pair<std::set<IndexKey>::const_iterator, std::set<IndexKey>::const_iterator>;
   std::vector<PlacedGpu> best;
   int64_t best_cost = std::numeric_limits<int64_t>::max();
   for (size_t r = 0; r < region_names_.size(); ++r) {
     if (!AcceptsRegion(j, static_cast<int>(r))) continue;
-    std::vector<std::pair<IndexKey, int>> candidates;  // (worker key, model)
+    std::vector<std::pair<Cursor, int>> cursors;  // (position in a level set, model)
     for (size_t m = 0; m < model_names_.size(); ++m) {
-      if (!AcceptsModel(j, static_cast<int>(m))) continue;
+      if (!AcceptsModel(j, static_cast<int>(m)) || !ModelCanMeet(j, static_cast<int>(m))) continue;
       auto it = index_.find({static_cast<int>(m), static_cast<int>(r)});
       if (it == index_.end()) continue;
-      for (const IndexKey& key : it->second) {
-        if (std::get<0>(key) > j.req.bid_utok_per_gpu_hour) break;
-        candidates.emplace_back(key, static_cast<int>(m));
-      }
+      for (const auto& [free, level] : it->second) cursors.push_back({{level.begin(), level.end()}, static_cast<int>(m)});
     }
-    std::sort(candidates.begin(), candidates.end());
+    auto later = [](const std::pair<Cursor, int>& a, const std::pair<Cursor, int>& b) {
+      return *b.first.first < *a.first.first;  // min-heap on the index key (ask first)
+    };
+    std::make_heap(cursors.begin(), cursors.end(), later);
     std::vector<PlacedGpu> chosen;
     int64_t cost = 0;
-    for (const auto& [key, model] : candidates) {
-      if (chosen.size() == j.req.gpu_count) break;
+    while (chosen.size() < j.req.gpu_count && !cursors.empty()) {
+      std::pop_heap(cursors.begin(), cursors.end(), later);
+      auto& [cursor, model] = cursors.back();
+      const IndexKey key = *cursor.first;
+      if (std::get<0>(key) > j.req.bid_utok_per_gpu_hour) break;  // every later GPU is dearer
       const WorkerState& w = workers_.at(std::get<3>(key));
-      if (!PolicyAccepts(w, j)) continue;
-      for (uint32_t i : FittingFree(w, model, j, j.req.gpu_count - static_cast<uint32_t>(chosen.size()))) {
-        chosen.push_back({.worker_id = w.spec.worker_id, .index = i, .price_utok_per_gpu_hour = w.spec.ask_utok_per_gpu_hour});
-        cost += w.spec.ask_utok_per_gpu_hour;
+      if (PolicyAccepts(w, j)) {
+        for (uint32_t i : FittingFree(w, model, j, j.req.gpu_count - static_cast<uint32_t>(chosen.size()))) {
+          chosen.push_back({.worker_id = w.spec.worker_id, .index = i, .price_utok_per_gpu_hour = w.spec.ask_utok_per_gpu_hour});
+          cost += w.spec.ask_utok_per_gpu_hour;
+        }
+      }
+      if (++cursor.first == cursor.second) {
+        cursors.pop_back();
+      } else {
+        std::push_heap(cursors.begin(), cursors.end(), later);
       }
     }
     if (chosen.size() == j.req.gpu_count && cost < best_cost) {
@@ -438,12 +473,22 @@ void Market::Rematch(const std::vector<std::pair<int64_t, int>>& freed, int64_t 
   // are used up. Merges the per-model queues lazily.
   std::set<int> models;
   for (const auto& [worker_id, model] : freed) models.insert(model);
-  std::vector<std::pair<std::set<QueueKey>::const_iterator, std::set<QueueKey>::const_iterator>> cursors;
+  struct QueueCursor {
+    std::set<QueueKey>::const_iterator first, second;
+    const std::set<QueueKey>* queue;
+  };
+  std::vector<QueueCursor> cursors;
   for (int m : models) {
     auto& q = queue_by_model_[m];
-    cursors.emplace_back(q.begin(), q.end());
+    cursors.push_back({q.begin(), q.end(), &q});
   }
-  cursors.emplace_back(queue_any_model_.begin(), queue_any_model_.end());
+  cursors.push_back({queue_any_model_.begin(), queue_any_model_.end(), &queue_any_model_});
+  // Within a priority class the queue is ordered by bid, highest first: once a bid is below every
+  // freed worker's ask, the rest of that class cannot afford them either.
+  int64_t cheapest_ask = std::numeric_limits<int64_t>::max();
+  for (const auto& [worker_id, model] : freed) {
+    if (auto w = workers_.find(worker_id); w != workers_.end()) cheapest_ask = std::min(cheapest_ask, w->second.spec.ask_utok_per_gpu_hour);
+  }
   auto freed_left = [&] {
     for (const auto& [worker_id, model] : freed) {
       auto w = workers_.find(worker_id);
@@ -459,27 +504,86 @@ void Market::Rematch(const std::vector<std::pair<int64_t, int>>& freed, int64_t 
       if (pick == cursors.size() || *cursors[c].first < *cursors[pick].first) pick = c;
     }
     if (pick == cursors.size()) break;
-    const int64_t job_id = std::get<3>(*cursors[pick].first);
+    const QueueKey picked = *cursors[pick].first;
+    if (-std::get<1>(picked) < cheapest_ask) {
+      const QueueKey next_class{std::get<0>(picked) + 1, std::numeric_limits<int64_t>::min(),
+                                std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::min()};
+      for (QueueCursor& c : cursors) {
+        if (c.first != c.second && std::get<0>(*c.first) == std::get<0>(picked)) c.first = c.queue->lower_bound(next_class);
+      }
+      continue;
+    }
+    const int64_t job_id = std::get<3>(picked);
     ++cursors[pick].first;  // advance before Take() erases the element
     if (!seen.insert(job_id).second) continue;
     JobState& j = jobs_.at(job_id);
     // Take() erases from the sets being walked: move every cursor past this key first.
-    for (auto& [it, end] : cursors) {
-      if (it != end && std::get<3>(*it) == job_id) ++it;
+    for (QueueCursor& c : cursors) {
+      if (c.first != c.second && std::get<3>(*c.first) == job_id) ++c.first;
     }
-    if (TryPlace(j, out)) j.started_at_ms = now_ms;
+    // Only the freed workers changed: a job that cannot use them cannot newly fit anywhere, so a
+    // cheap look at them spares the full search.
+    if (CouldUseFreed(j, freed) && TryPlace(j, out)) j.started_at_ms = now_ms;
   }
+}
+
+// Everything but the bid that decides where a job may go.
+std::string Market::ClassOf(const JobState& j) const {
+  std::string key;
+  key.reserve(64);
+  for (int m : j.models) key += std::to_string(m) + ",";
+  key += "|";
+  for (int r : j.regions) key += std::to_string(r) + ",";
+  key += "|" + std::to_string(j.req.gpu_count) + (j.req.same_host ? "h" : "s") + std::to_string(j.req.min_memory_mib) + ":" +
+         std::to_string(j.req.min_compute_capability) + ":" + std::to_string(j.req.min_reputation) + ":" +
+         std::to_string(static_cast<int>(j.req.priority)) + ":" + std::to_string(j.req.max_duration_ms) + ":" +
+         std::to_string(j.reserved_worker) + ":" + j.req.account;
+  return key;
+}
+
+bool Market::CouldUseFreed(const JobState& j, const std::vector<std::pair<int64_t, int>>& freed) const {
+  for (const auto& [worker_id, model] : freed) {
+    auto it = workers_.find(worker_id);
+    if (it == workers_.end()) continue;
+    const WorkerState& w = it->second;
+    if (w.reserved_for != 0 || !AcceptsModel(j, model) || !PolicyAccepts(w, j)) continue;
+    if (!j.req.same_host) return true;  // a spread job may combine this GPU with others
+    auto free = w.free_by_model.find(model);
+    if (free != w.free_by_model.end() && free->second >= j.req.gpu_count &&
+        FittingFree(w, model, j, j.req.gpu_count).size() >= j.req.gpu_count) {
+      return true;
+    }
+  }
+  return false;
 }
 
 void Market::FullPass(int64_t now_ms, Decisions& out) {
   std::vector<int64_t> order;
   for (const QueueKey& key : queue_) order.push_back(std::get<3>(key));
+  int preemption_attempts = 0;
+  // Equivalence classes: during a pass free capacity only shrinks, so once a job fails, a later
+  // job with the same requirements and no higher bid fails too, without a search.
+  std::unordered_map<std::string, int64_t> failed_bid;
   for (int64_t job_id : order) {
     JobState& j = jobs_.at(job_id);
     if (!j.queued) continue;
-    if (TryPlace(j, out) || TryPreempt(j, now_ms, out)) {
-      j.started_at_ms = now_ms;
-      continue;
+    const std::string job_class = ClassOf(j);
+    auto failed = failed_bid.find(job_class);
+    if (failed == failed_bid.end() || j.req.bid_utok_per_gpu_hour > failed->second) {
+      if (TryPlace(j, out)) {
+        j.started_at_ms = now_ms;
+        continue;
+      }
+      failed_bid[job_class] = std::max(failed == failed_bid.end() ? 0 : failed->second, j.req.bid_utok_per_gpu_hour);
+    }
+    if (j.req.priority == Priority::kOnDemand && preemption_attempts < kMaxPreemptionAttemptsPerPass &&
+        !workers_with_spot_.empty()) {
+      ++preemption_attempts;
+      if (TryPreempt(j, now_ms, out)) {
+        j.started_at_ms = now_ms;
+        failed_bid.clear();  // preemption freed capacity
+        continue;
+      }
     }
     MaybeReserve(j, now_ms);
   }

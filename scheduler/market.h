@@ -94,11 +94,13 @@ class Market {
 
   int ModelId(const std::string& model);
   int RegionId(const std::string& region);
+  void EraseFromIndex(int model, int region, const IndexKey& key);
   void Reindex(WorkerState& w, int model);
   void Unindex(WorkerState& w);
   void ReindexAll(WorkerState& w);
 
   bool PolicyAccepts(const WorkerState& w, const JobState& j) const;
+  bool ModelCanMeet(const JobState& j, int model) const;
   bool GpuMeetsJob(const WorkerState& w, uint32_t index, const JobState& j) const;  // the job's side
   bool GpuFits(const WorkerState& w, uint32_t index, const JobState& j) const;      // and the provider's
   bool AcceptsModel(const JobState& j, int model) const;
@@ -117,15 +119,20 @@ class Market {
   void Enqueue(JobState& j);
   void Dequeue(JobState& j);
   void Rematch(const std::vector<std::pair<int64_t, int>>& freed, int64_t now_ms, Decisions& out);
+  std::string ClassOf(const JobState& j) const;
+  bool CouldUseFreed(const JobState& j, const std::vector<std::pair<int64_t, int>>& freed) const;
   void FullPass(int64_t now_ms, Decisions& out);
 
   const MarketOptions options_;
   std::unordered_map<std::string, int> model_ids_, region_ids_;
   std::vector<std::string> model_names_, region_names_;
+  std::vector<uint64_t> model_max_memory_mib_;  // by model id, over every GPU ever seen
+  std::vector<uint32_t> model_max_capability_;
   std::map<int64_t, WorkerState> workers_;
   std::map<int64_t, JobState> jobs_;
-  // (model, region) → workers with free GPUs of that model, cheapest first.
-  std::map<std::pair<int, int>, std::set<IndexKey>> index_;
+  // (model, region) → free-GPU count → workers with that many free GPUs of the model, cheapest
+  // first. Reserved workers are not listed: their free GPUs are held.
+  std::map<std::pair<int, int>, std::map<uint32_t, std::set<IndexKey>>> index_;
   std::set<QueueKey> queue_;
   std::map<int, std::set<QueueKey>> queue_by_model_;  // jobs that list the model
   std::set<QueueKey> queue_any_model_;                // jobs that accept any model
