@@ -36,6 +36,7 @@ int Market::RegionId(const std::string& region) {
 
 // Keeps the worker's (model, region) entry in the index in step with its free GPUs of that model.
 void Market::EraseFromIndex(int model, int region, const IndexKey& key) {
+  indexed_free_[{model, region}] -= std::get<2>(key);
   auto& levels = index_[{model, region}];
   auto level = levels.find(std::get<2>(key));
   level->second.erase(key);
@@ -51,6 +52,7 @@ void Market::Reindex(WorkerState& w, int model) {
   if (free == 0 || w.reserved_for != 0) return;
   const IndexKey key{w.spec.ask_utok_per_gpu_hour, -w.spec.reputation, free, w.spec.worker_id};
   index_[{model, w.region}][free].insert(key);
+  indexed_free_[{model, w.region}] += free;
   w.indexed[model] = key;
 }
 
@@ -165,19 +167,30 @@ void Market::Enqueue(JobState& j) {
   const QueueKey key{static_cast<int>(j.req.priority), -j.req.bid_utok_per_gpu_hour, j.req.submitted_at_ms, j.req.job_id};
   j.queued = true;
   queue_.insert(key);
-  if (j.models.empty()) {
-    queue_any_model_.insert(key);
-  } else {
-    for (int m : j.models) queue_by_model_[m].insert(key);
+  for (const BucketKey& bucket : BucketsOf(j)) buckets_[bucket].insert(key);
+}
+
+// A queued job is listed under every (model, region, GPU count) it could use, so that a freed GPU
+// only looks at jobs that could take it: -1 stands for "any", count 0 for a spread job.
+std::vector<Market::BucketKey> Market::BucketsOf(const JobState& j) const {
+  std::vector<BucketKey> out;
+  const uint32_t count = j.req.same_host ? j.req.gpu_count : 0;
+  const std::vector<int> any = {-1};
+  for (int m : j.models.empty() ? any : j.models) {
+    for (int r : j.regions.empty() ? any : j.regions) out.emplace_back(m, r, count);
   }
+  return out;
 }
 
 void Market::Dequeue(JobState& j) {
   const QueueKey key{static_cast<int>(j.req.priority), -j.req.bid_utok_per_gpu_hour, j.req.submitted_at_ms, j.req.job_id};
   j.queued = false;
   queue_.erase(key);
-  queue_any_model_.erase(key);
-  for (int m : j.models) queue_by_model_[m].erase(key);
+  for (const BucketKey& bucket : BucketsOf(j)) {
+    auto it = buckets_.find(bucket);
+    it->second.erase(key);
+    if (it->second.empty()) buckets_.erase(it);
+  }
   if (j.reserved_worker != 0) {
     if (auto w = workers_.find(j.reserved_worker); w != workers_.end() && w->second.reserved_for == j.req.job_id) {
       w->second.reserved_for = 0;
@@ -292,6 +305,16 @@ bool Market::PlaceSameHost(JobState& j, Decisions& out) {
   return true;
 }
 
+// Free GPUs of the job's models in a region (an upper bound on what a spread job could get there).
+uint32_t Market::FreeInRegion(const JobState& j, int region) const {
+  uint32_t total = 0;
+  for (size_t m = 0; m < model_names_.size(); ++m) {
+    if (!AcceptsModel(j, static_cast<int>(m))) continue;
+    if (auto it = indexed_free_.find({static_cast<int>(m), region}); it != indexed_free_.end()) total += it->second;
+  }
+  return total;
+}
+
 // Spread over workers of one region: the cheapest fitting GPUs of the cheapest region, all or none.
 // Per region, the index sets of the accepted models are merged in ask order (a heap of cursors), so
 // only as many workers are looked at as the gang needs.
@@ -300,7 +323,7 @@ bool Market::PlaceSpread(JobState& j, Decisions& out) {
   std::vector<PlacedGpu> best;
   int64_t best_cost = std::numeric_limits<int64_t>::max();
   for (size_t r = 0; r < region_names_.size(); ++r) {
-    if (!AcceptsRegion(j, static_cast<int>(r))) continue;
+    if (!AcceptsRegion(j, static_cast<int>(r)) || FreeInRegion(j, static_cast<int>(r)) < j.req.gpu_count) continue;
     std::vector<std::pair<Cursor, int>> cursors;  // (position in a level set, model)
     for (size_t m = 0; m < model_names_.size(); ++m) {
       if (!AcceptsModel(j, static_cast<int>(m)) || !ModelCanMeet(j, static_cast<int>(m))) continue;
@@ -469,20 +492,28 @@ void Market::Rematch(const std::vector<std::pair<int64_t, int>>& freed, int64_t 
     JobState& j = jobs_.at(w->second.reserved_for);
     if (PlaceOnWorker(j, w->second, out)) j.started_at_ms = now_ms;
   }
-  // Then the queue in priority order, among jobs that accept a freed model, until the freed GPUs
-  // are used up. Merges the per-model queues lazily.
-  std::set<int> models;
-  for (const auto& [worker_id, model] : freed) models.insert(model);
+  // Then the queue in priority order, among the jobs listed under a freed (model, region) and a
+  // GPU count that fits the freed worker, until the freed GPUs are used up. Merges those buckets
+  // lazily.
+  std::set<BucketKey> wanted;
+  for (const auto& [worker_id, model] : freed) {
+    auto w = workers_.find(worker_id);
+    if (w == workers_.end()) continue;
+    const uint32_t free = w->second.free_by_model[model];
+    for (int m : {model, -1}) {
+      for (int r : {w->second.region, -1}) {
+        for (uint32_t count = 0; count <= free; ++count) wanted.emplace(m, r, count);
+      }
+    }
+  }
   struct QueueCursor {
     std::set<QueueKey>::const_iterator first, second;
     const std::set<QueueKey>* queue;
   };
   std::vector<QueueCursor> cursors;
-  for (int m : models) {
-    auto& q = queue_by_model_[m];
-    cursors.push_back({q.begin(), q.end(), &q});
+  for (const BucketKey& bucket : wanted) {
+    if (auto it = buckets_.find(bucket); it != buckets_.end()) cursors.push_back({it->second.begin(), it->second.end(), &it->second});
   }
-  cursors.push_back({queue_any_model_.begin(), queue_any_model_.end(), &queue_any_model_});
   // Within a priority class the queue is ordered by bid, highest first: once a bid is below every
   // freed worker's ask, the rest of that class cannot afford them either.
   int64_t cheapest_ask = std::numeric_limits<int64_t>::max();
@@ -496,7 +527,7 @@ void Market::Rematch(const std::vector<std::pair<int64_t, int>>& freed, int64_t 
     }
     return false;
   };
-  std::set<int64_t> seen;
+  int spread_tried = 0;
   for (size_t looked = 0; looked < kMaxJobsPerRematch && freed_left(); ++looked) {
     size_t pick = cursors.size();
     for (size_t c = 0; c < cursors.size(); ++c) {
@@ -514,16 +545,18 @@ void Market::Rematch(const std::vector<std::pair<int64_t, int>>& freed, int64_t 
       continue;
     }
     const int64_t job_id = std::get<3>(picked);
-    ++cursors[pick].first;  // advance before Take() erases the element
-    if (!seen.insert(job_id).second) continue;
     JobState& j = jobs_.at(job_id);
-    // Take() erases from the sets being walked: move every cursor past this key first.
+    // A job listed in several buckets is at the front of each: moving every cursor past it visits
+    // it once, and keeps the cursors valid when Take() erases it from the buckets.
     for (QueueCursor& c : cursors) {
       if (c.first != c.second && std::get<3>(*c.first) == job_id) ++c.first;
     }
     // Only the freed workers changed: a job that cannot use them cannot newly fit anywhere, so a
-    // cheap look at them spares the full search.
-    if (CouldUseFreed(j, freed) && TryPlace(j, out)) j.started_at_ms = now_ms;
+    // cheap look at them spares the full search. A spread gang rarely completes on a freed GPU and
+    // its search is the costly one: one attempt per event, the rest wait for the periodic pass.
+    if (!CouldUseFreed(j, freed)) continue;
+    if (!j.req.same_host && spread_tried++ > 0) continue;
+    if (TryPlace(j, out)) j.started_at_ms = now_ms;
   }
 }
 
@@ -547,7 +580,7 @@ bool Market::CouldUseFreed(const JobState& j, const std::vector<std::pair<int64_
     if (it == workers_.end()) continue;
     const WorkerState& w = it->second;
     if (w.reserved_for != 0 || !AcceptsModel(j, model) || !PolicyAccepts(w, j)) continue;
-    if (!j.req.same_host) return true;  // a spread job may combine this GPU with others
+    if (!j.req.same_host) return FreeInRegion(j, w.region) >= j.req.gpu_count;  // may combine with others
     auto free = w.free_by_model.find(model);
     if (free != w.free_by_model.end() && free->second >= j.req.gpu_count &&
         FittingFree(w, model, j, j.req.gpu_count).size() >= j.req.gpu_count) {

@@ -70,6 +70,7 @@ class Market {
  private:
   using QueueKey = std::tuple<int, int64_t, int64_t, int64_t>;     // priority, -bid, submitted, id
   using IndexKey = std::tuple<int64_t, int32_t, uint32_t, int64_t>;  // ask, -reputation, free, worker
+  using BucketKey = std::tuple<int, int, uint32_t>;                  // model, region, GPU count
 
   struct WorkerState {
     WorkerSpec spec;
@@ -110,12 +111,14 @@ class Market {
   bool TryPlace(JobState& j, Decisions& out);
   bool PlaceSameHost(JobState& j, Decisions& out);
   bool PlaceSpread(JobState& j, Decisions& out);
+  uint32_t FreeInRegion(const JobState& j, int region) const;
   bool PlaceOnWorker(JobState& j, WorkerState& w, Decisions& out);
   bool TryPreempt(JobState& j, int64_t now_ms, Decisions& out);
   void MaybeReserve(JobState& j, int64_t now_ms);
 
   void Take(JobState& j, std::vector<PlacedGpu> gpus, Decisions& out);
   std::vector<std::pair<int64_t, int>> Release(JobState& j);  // freed (worker, model)
+  std::vector<BucketKey> BucketsOf(const JobState& j) const;
   void Enqueue(JobState& j);
   void Dequeue(JobState& j);
   void Rematch(const std::vector<std::pair<int64_t, int>>& freed, int64_t now_ms, Decisions& out);
@@ -134,8 +137,8 @@ class Market {
   // first. Reserved workers are not listed: their free GPUs are held.
   std::map<std::pair<int, int>, std::map<uint32_t, std::set<IndexKey>>> index_;
   std::set<QueueKey> queue_;
-  std::map<int, std::set<QueueKey>> queue_by_model_;  // jobs that list the model
-  std::set<QueueKey> queue_any_model_;                // jobs that accept any model
+  std::map<std::pair<int, int>, uint32_t> indexed_free_;  // (model, region) → free GPUs in index_
+  std::map<BucketKey, std::set<QueueKey>> buckets_;        // see BucketsOf
   std::set<int64_t> workers_with_spot_;
   uint32_t reservations_ = 0;
 };
