@@ -560,20 +560,6 @@ void Market::Rematch(const std::vector<std::pair<int64_t, int>>& freed, int64_t 
   }
 }
 
-// Everything but the bid that decides where a job may go.
-std::string Market::ClassOf(const JobState& j) const {
-  std::string key;
-  key.reserve(64);
-  for (int m : j.models) key += std::to_string(m) + ",";
-  key += "|";
-  for (int r : j.regions) key += std::to_string(r) + ",";
-  key += "|" + std::to_string(j.req.gpu_count) + (j.req.same_host ? "h" : "s") + std::to_string(j.req.min_memory_mib) + ":" +
-         std::to_string(j.req.min_compute_capability) + ":" + std::to_string(j.req.min_reputation) + ":" +
-         std::to_string(static_cast<int>(j.req.priority)) + ":" + std::to_string(j.req.max_duration_ms) + ":" +
-         std::to_string(j.reserved_worker) + ":" + j.req.account;
-  return key;
-}
-
 bool Market::CouldUseFreed(const JobState& j, const std::vector<std::pair<int64_t, int>>& freed) const {
   for (const auto& [worker_id, model] : freed) {
     auto it = workers_.find(worker_id);
@@ -594,27 +580,18 @@ void Market::FullPass(int64_t now_ms, Decisions& out) {
   std::vector<int64_t> order;
   for (const QueueKey& key : queue_) order.push_back(std::get<3>(key));
   int preemption_attempts = 0;
-  // Equivalence classes: during a pass free capacity only shrinks, so once a job fails, a later
-  // job with the same requirements and no higher bid fails too, without a search.
-  std::unordered_map<std::string, int64_t> failed_bid;
   for (int64_t job_id : order) {
     JobState& j = jobs_.at(job_id);
     if (!j.queued) continue;
-    const std::string job_class = ClassOf(j);
-    auto failed = failed_bid.find(job_class);
-    if (failed == failed_bid.end() || j.req.bid_utok_per_gpu_hour > failed->second) {
-      if (TryPlace(j, out)) {
-        j.started_at_ms = now_ms;
-        continue;
-      }
-      failed_bid[job_class] = std::max(failed == failed_bid.end() ? 0 : failed->second, j.req.bid_utok_per_gpu_hour);
+    if (TryPlace(j, out)) {
+      j.started_at_ms = now_ms;
+      continue;
     }
     if (j.req.priority == Priority::kOnDemand && preemption_attempts < kMaxPreemptionAttemptsPerPass &&
         !workers_with_spot_.empty()) {
       ++preemption_attempts;
       if (TryPreempt(j, now_ms, out)) {
         j.started_at_ms = now_ms;
-        failed_bid.clear();  // preemption freed capacity
         continue;
       }
     }

@@ -122,7 +122,6 @@ class Market {
   void Enqueue(JobState& j);
   void Dequeue(JobState& j);
   void Rematch(const std::vector<std::pair<int64_t, int>>& freed, int64_t now_ms, Decisions& out);
-  std::string ClassOf(const JobState& j) const;
   bool CouldUseFreed(const JobState& j, const std::vector<std::pair<int64_t, int>>& freed) const;
   void FullPass(int64_t now_ms, Decisions& out);
 
