@@ -35,9 +35,23 @@ int Market::RegionId(const std::string& region) {
 }
 
 // Keeps the worker's (model, region) entry in the index in step with its free GPUs of that model.
+Market::IndexCell& Market::Cell(int model, int region) {
+  if (index_.size() <= static_cast<size_t>(model)) index_.resize(static_cast<size_t>(model) + 1);
+  auto& row = index_[static_cast<size_t>(model)];
+  if (row.size() <= static_cast<size_t>(region)) row.resize(static_cast<size_t>(region) + 1);
+  return row[static_cast<size_t>(region)];
+}
+
+const Market::IndexCell* Market::FindCell(int model, int region) const {
+  if (static_cast<size_t>(model) >= index_.size()) return nullptr;
+  const auto& row = index_[static_cast<size_t>(model)];
+  return static_cast<size_t>(region) < row.size() ? &row[static_cast<size_t>(region)] : nullptr;
+}
+
 void Market::EraseFromIndex(int model, int region, const IndexKey& key) {
-  indexed_free_[{model, region}] -= std::get<2>(key);
-  auto& levels = index_[{model, region}];
+  IndexCell& cell = Cell(model, region);
+  cell.free -= std::get<2>(key);
+  auto& levels = cell.levels;
   auto level = levels.find(std::get<2>(key));
   level->second.erase(key);
   if (level->second.empty()) levels.erase(level);
@@ -51,8 +65,9 @@ void Market::Reindex(WorkerState& w, int model) {
   const uint32_t free = w.free_by_model[model];
   if (free == 0 || w.reserved_for != 0) return;
   const IndexKey key{w.spec.ask_utok_per_gpu_hour, -w.spec.reputation, free, w.spec.worker_id};
-  index_[{model, w.region}][free].insert(key);
-  indexed_free_[{model, w.region}] += free;
+  IndexCell& cell = Cell(model, w.region);
+  cell.levels[free].insert(key);
+  cell.free += free;
   w.indexed[model] = key;
 }
 
@@ -264,11 +279,11 @@ bool Market::PlaceSameHost(JobState& j, Decisions& out) {
   int best_model = -1;
   auto consider = [&](int model, int region) {
     if (!ModelCanMeet(j, model)) return;
-    auto it = index_.find({model, region});
-    if (it == index_.end()) return;
+    const IndexCell* cell = FindCell(model, region);
+    if (cell == nullptr) return;
     // Levels by free-GPU count: only workers with room for the whole gang are looked at, and in
     // each level the first acceptable worker is that level's best (cheapest, most reputable).
-    for (auto level = it->second.lower_bound(j.req.gpu_count); level != it->second.end(); ++level) {
+    for (auto level = cell->levels.lower_bound(j.req.gpu_count); level != cell->levels.end(); ++level) {
       for (const IndexKey& key : level->second) {
         if (std::get<0>(key) > j.req.bid_utok_per_gpu_hour) break;
         if (best != nullptr && key >= *best) break;  // nothing better further in this level
@@ -310,7 +325,7 @@ uint32_t Market::FreeInRegion(const JobState& j, int region) const {
   uint32_t total = 0;
   for (size_t m = 0; m < model_names_.size(); ++m) {
     if (!AcceptsModel(j, static_cast<int>(m))) continue;
-    if (auto it = indexed_free_.find({static_cast<int>(m), region}); it != indexed_free_.end()) total += it->second;
+    if (const IndexCell* cell = FindCell(static_cast<int>(m), region)) total += cell->free;
   }
   return total;
 }
@@ -327,9 +342,9 @@ bool Market::PlaceSpread(JobState& j, Decisions& out) {
     std::vector<std::pair<Cursor, int>> cursors;  // (position in a level set, model)
     for (size_t m = 0; m < model_names_.size(); ++m) {
       if (!AcceptsModel(j, static_cast<int>(m)) || !ModelCanMeet(j, static_cast<int>(m))) continue;
-      auto it = index_.find({static_cast<int>(m), static_cast<int>(r)});
-      if (it == index_.end()) continue;
-      for (const auto& [free, level] : it->second) cursors.push_back({{level.begin(), level.end()}, static_cast<int>(m)});
+      const IndexCell* cell = FindCell(static_cast<int>(m), static_cast<int>(r));
+      if (cell == nullptr) continue;
+      for (const auto& [free, level] : cell->levels) cursors.push_back({{level.begin(), level.end()}, static_cast<int>(m)});
     }
     auto later = [](const std::pair<Cursor, int>& a, const std::pair<Cursor, int>& b) {
       return *b.first.first < *a.first.first;  // min-heap on the index key (ask first)

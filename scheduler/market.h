@@ -134,9 +134,14 @@ class Market {
   std::map<int64_t, JobState> jobs_;
   // (model, region) → free-GPU count → workers with that many free GPUs of the model, cheapest
   // first. Reserved workers are not listed: their free GPUs are held.
-  std::map<std::pair<int, int>, std::map<uint32_t, std::set<IndexKey>>> index_;
+  struct IndexCell {
+    std::map<uint32_t, std::set<IndexKey>> levels;
+    uint32_t free = 0;  // free GPUs over all levels
+  };
+  IndexCell& Cell(int model, int region);
+  const IndexCell* FindCell(int model, int region) const;
+  std::vector<std::vector<IndexCell>> index_;  // [model][region], dense ids
   std::set<QueueKey> queue_;
-  std::map<std::pair<int, int>, uint32_t> indexed_free_;  // (model, region) → free GPUs in index_
   std::map<BucketKey, std::set<QueueKey>> buckets_;        // see BucketsOf
   std::set<int64_t> workers_with_spot_;
   uint32_t reservations_ = 0;
