@@ -30,7 +30,10 @@ int Market::ModelId(const std::string& model) {
 
 int Market::RegionId(const std::string& region) {
   auto [it, inserted] = region_ids_.try_emplace(region, static_cast<int>(region_names_.size()));
-  if (inserted) region_names_.push_back(region);
+  if (inserted) {
+    all_region_ids_.push_back(static_cast<int>(region_names_.size()));
+    region_names_.push_back(region);
+  }
   return it->second;
 }
 
@@ -295,12 +298,7 @@ bool Market::PlaceSameHost(JobState& j, Decisions& out) {
       }
     }
   };
-  const std::vector<int> all_regions = [&] {
-    std::vector<int> r(region_names_.size());
-    for (size_t i = 0; i < r.size(); ++i) r[i] = static_cast<int>(i);
-    return r;
-  }();
-  const std::vector<int>& regions = j.regions.empty() ? all_regions : j.regions;
+  const std::vector<int>& regions = j.regions.empty() ? all_region_ids_ : j.regions;
   if (j.models.empty()) {
     for (size_t m = 0; m < model_names_.size(); ++m) {
       for (int r : regions) consider(static_cast<int>(m), r);

@@ -128,10 +128,11 @@ class Market {
   const MarketOptions options_;
   std::unordered_map<std::string, int> model_ids_, region_ids_;
   std::vector<std::string> model_names_, region_names_;
+  std::vector<int> all_region_ids_;
   std::vector<uint64_t> model_max_memory_mib_;  // by model id, over every GPU ever seen
   std::vector<uint32_t> model_max_capability_;
-  std::map<int64_t, WorkerState> workers_;
-  std::map<int64_t, JobState> jobs_;
+  std::unordered_map<int64_t, WorkerState> workers_;
+  std::unordered_map<int64_t, JobState> jobs_;
   // (model, region) → free-GPU count → workers with that many free GPUs of the model, cheapest
   // first. Reserved workers are not listed: their free GPUs are held.
   struct IndexCell {
