@@ -328,6 +328,25 @@ uint32_t Market::FreeInRegion(const JobState& j, int region) const {
   return total;
 }
 
+// Free GPUs of the job's models in a region at an ask within the bid: a tighter bound than
+// FreeInRegion, still without per-GPU checks.
+uint32_t Market::AffordableFreeInRegion(const JobState& j, int region) const {
+  uint32_t total = 0;
+  for (size_t m = 0; m < model_names_.size(); ++m) {
+    if (!AcceptsModel(j, static_cast<int>(m)) || !ModelCanMeet(j, static_cast<int>(m))) continue;
+    const IndexCell* cell = FindCell(static_cast<int>(m), region);
+    if (cell == nullptr) continue;
+    for (const auto& [free, level] : cell->levels) {
+      for (const IndexKey& key : level) {
+        if (std::get<0>(key) > j.req.bid_utok_per_gpu_hour) break;
+        total += free;
+        if (total >= j.req.gpu_count) return total;
+      }
+    }
+  }
+  return total;
+}
+
 // Spread over workers of one region: the cheapest fitting GPUs of the cheapest region, all or none.
 // Per region, the index sets of the accepted models are merged in ask order (a heap of cursors), so
 // only as many workers are looked at as the gang needs.
@@ -336,7 +355,10 @@ bool Market::PlaceSpread(JobState& j, Decisions& out) {
   std::vector<PlacedGpu> best;
   int64_t best_cost = std::numeric_limits<int64_t>::max();
   for (size_t r = 0; r < region_names_.size(); ++r) {
-    if (!AcceptsRegion(j, static_cast<int>(r)) || FreeInRegion(j, static_cast<int>(r)) < j.req.gpu_count) continue;
+    if (!AcceptsRegion(j, static_cast<int>(r)) || FreeInRegion(j, static_cast<int>(r)) < j.req.gpu_count ||
+        AffordableFreeInRegion(j, static_cast<int>(r)) < j.req.gpu_count) {
+      continue;
+    }
     std::vector<std::pair<Cursor, int>> cursors;  // (position in a level set, model)
     for (size_t m = 0; m < model_names_.size(); ++m) {
       if (!AcceptsModel(j, static_cast<int>(m)) || !ModelCanMeet(j, static_cast<int>(m))) continue;

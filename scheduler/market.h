@@ -112,6 +112,7 @@ class Market {
   bool PlaceSameHost(JobState& j, Decisions& out);
   bool PlaceSpread(JobState& j, Decisions& out);
   uint32_t FreeInRegion(const JobState& j, int region) const;
+  uint32_t AffordableFreeInRegion(const JobState& j, int region) const;
   bool PlaceOnWorker(JobState& j, WorkerState& w, Decisions& out);
   bool TryPreempt(JobState& j, int64_t now_ms, Decisions& out);
   void MaybeReserve(JobState& j, int64_t now_ms);
