@@ -51,6 +51,21 @@ const Market::IndexCell* Market::FindCell(int model, int region) const {
   return static_cast<size_t>(region) < row.size() ? &row[static_cast<size_t>(region)] : nullptr;
 }
 
+void Market::RecomputeBest(IndexCell& cell) {
+  const uint32_t top = cell.levels.empty() ? 0 : cell.levels.rbegin()->first;
+  const IndexKey none{std::numeric_limits<int64_t>::max(), 0, 0, 0};
+  cell.best_from.assign(top + 1, none);
+  IndexKey best = none;
+  auto level = cell.levels.rbegin();
+  for (uint32_t c = top + 1; c-- > 0;) {
+    if (level != cell.levels.rend() && level->first == c) {
+      best = std::min(best, *level->second.begin());
+      ++level;
+    }
+    cell.best_from[c] = best;
+  }
+}
+
 void Market::EraseFromIndex(int model, int region, const IndexKey& key) {
   IndexCell& cell = Cell(model, region);
   cell.free -= std::get<2>(key);
@@ -58,6 +73,7 @@ void Market::EraseFromIndex(int model, int region, const IndexKey& key) {
   auto level = levels.find(std::get<2>(key));
   level->second.erase(key);
   if (level->second.empty()) levels.erase(level);
+  RecomputeBest(cell);
 }
 
 void Market::Reindex(WorkerState& w, int model) {
@@ -71,6 +87,7 @@ void Market::Reindex(WorkerState& w, int model) {
   IndexCell& cell = Cell(model, w.region);
   cell.levels[free].insert(key);
   cell.free += free;
+  RecomputeBest(cell);
   w.indexed[model] = key;
 }
 
@@ -283,7 +300,16 @@ bool Market::PlaceSameHost(JobState& j, Decisions& out) {
   auto consider = [&](int model, int region) {
     if (!ModelCanMeet(j, model)) return;
     const IndexCell* cell = FindCell(model, region);
-    if (cell == nullptr) return;
+    if (cell == nullptr || cell->best_from.size() <= j.req.gpu_count) return;
+    // The cell's best worker with room: usually acceptable, and then no scan is needed.
+    const IndexKey& head = cell->best_from[j.req.gpu_count];
+    if (std::get<0>(head) > j.req.bid_utok_per_gpu_hour || (best != nullptr && head >= *best)) return;
+    if (const WorkerState& w = workers_.at(std::get<3>(head));
+        PolicyAccepts(w, j) && FittingFree(w, model, j, j.req.gpu_count).size() >= j.req.gpu_count) {
+      best = &head;
+      best_model = model;
+      return;
+    }
     // Levels by free-GPU count: only workers with room for the whole gang are looked at, and in
     // each level the first acceptable worker is that level's best (cheapest, most reputable).
     for (auto level = cell->levels.lower_bound(j.req.gpu_count); level != cell->levels.end(); ++level) {

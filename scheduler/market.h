@@ -139,7 +139,11 @@ class Market {
   struct IndexCell {
     std::map<uint32_t, std::set<IndexKey>> levels;
     uint32_t free = 0;  // free GPUs over all levels
+    // best_from[c]: the best key among levels with at least c free GPUs (ask = INT64_MAX if none),
+    // so the usual same-host search is one look per cell.
+    std::vector<IndexKey> best_from;
   };
+  static void RecomputeBest(IndexCell& cell);
   IndexCell& Cell(int model, int region);
   const IndexCell* FindCell(int model, int region) const;
   std::vector<std::vector<IndexCell>> index_;  // [model][region], dense ids
