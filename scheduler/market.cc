@@ -190,6 +190,14 @@ bool Market::GpuFits(const WorkerState& w, uint32_t index, const JobState& j) co
   return min_bid == w.spec.policy.min_bid_by_model.end() || j.req.bid_utok_per_gpu_hour >= min_bid->second;
 }
 
+uint32_t Market::CountFittingFree(const WorkerState& w, int model, const JobState& j, uint32_t limit) const {
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < w.holder.size() && n < limit; ++i) {
+    if (w.holder[i] == 0 && w.gpu_model[i] == model && GpuFits(w, i, j)) ++n;
+  }
+  return n;
+}
+
 std::vector<uint32_t> Market::FittingFree(const WorkerState& w, int model, const JobState& j, uint32_t limit) const {
   std::vector<uint32_t> out;
   for (uint32_t i = 0; i < w.holder.size() && out.size() < limit; ++i) {
@@ -305,7 +313,7 @@ bool Market::PlaceSameHost(JobState& j, Decisions& out) {
     const IndexKey& head = cell->best_from[j.req.gpu_count];
     if (std::get<0>(head) > j.req.bid_utok_per_gpu_hour || (best != nullptr && head >= *best)) return;
     if (const WorkerState& w = workers_.at(std::get<3>(head));
-        PolicyAccepts(w, j) && FittingFree(w, model, j, j.req.gpu_count).size() >= j.req.gpu_count) {
+        PolicyAccepts(w, j) && CountFittingFree(w, model, j, j.req.gpu_count) >= j.req.gpu_count) {
       best = &head;
       best_model = model;
       return;
@@ -317,7 +325,7 @@ bool Market::PlaceSameHost(JobState& j, Decisions& out) {
         if (std::get<0>(key) > j.req.bid_utok_per_gpu_hour) break;
         if (best != nullptr && key >= *best) break;  // nothing better further in this level
         const WorkerState& w = workers_.at(std::get<3>(key));
-        if (!PolicyAccepts(w, j) || FittingFree(w, model, j, j.req.gpu_count).size() < j.req.gpu_count) continue;
+        if (!PolicyAccepts(w, j) || CountFittingFree(w, model, j, j.req.gpu_count) < j.req.gpu_count) continue;
         best = &key;
         best_model = model;
         break;
@@ -448,7 +456,7 @@ bool Market::TryPreempt(JobState& j, int64_t now_ms, Decisions& out) {
     if (w.reserved_for != 0 || !PolicyAccepts(w, j)) continue;
     for (const auto& [model, free] : w.free_by_model) {
       if (!AcceptsModel(j, model)) continue;
-      uint32_t available = static_cast<uint32_t>(FittingFree(w, model, j, j.req.gpu_count).size());
+      uint32_t available = CountFittingFree(w, model, j, j.req.gpu_count);
       // Victims holding fitting GPUs of this model: the biggest first (fewest evictions), then the
       // most recently started (least work lost).
       std::vector<std::tuple<uint32_t, int64_t, int64_t>> spot;  // -gpus, -started, job
@@ -630,7 +638,7 @@ bool Market::CouldUseFreed(const JobState& j, const std::vector<std::pair<int64_
     if (!j.req.same_host) return FreeInRegion(j, w.region) >= j.req.gpu_count;  // may combine with others
     auto free = w.free_by_model.find(model);
     if (free != w.free_by_model.end() && free->second >= j.req.gpu_count &&
-        FittingFree(w, model, j, j.req.gpu_count).size() >= j.req.gpu_count) {
+        CountFittingFree(w, model, j, j.req.gpu_count) >= j.req.gpu_count) {
       return true;
     }
   }

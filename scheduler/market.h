@@ -106,6 +106,7 @@ class Market {
   bool GpuFits(const WorkerState& w, uint32_t index, const JobState& j) const;      // and the provider's
   bool AcceptsModel(const JobState& j, int model) const;
   bool AcceptsRegion(const JobState& j, int region) const;
+  uint32_t CountFittingFree(const WorkerState& w, int model, const JobState& j, uint32_t limit) const;
   std::vector<uint32_t> FittingFree(const WorkerState& w, int model, const JobState& j, uint32_t limit) const;
 
   bool TryPlace(JobState& j, Decisions& out);
