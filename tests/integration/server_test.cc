@@ -304,3 +304,108 @@ TEST_CASE("services split across processes share one database", "[integration][s
   CHECK(db.Scalar("SELECT sum(balance_utok) FROM ledger_accounts") == "0");
   stream_context.TryCancel();
 }
+
+TEST_CASE("a scheduler restart mid-load recovers queued and running jobs from PostgreSQL", "[integration][server][recovery]") {
+  testing::TestDatabase db;
+  auto start = [&] {
+    server::ServerOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.database_url = db.url();
+    options.scheduler.lease_timeout_ms = 5'000;
+    auto started = server::TesseraServer::Start(options);
+    REQUIRE(started.ok());
+    return *std::move(started);
+  };
+  auto first = start();
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(first->port()), grpc::InsecureChannelCredentials());
+  auto admin = v1::AdminService::NewStub(channel);
+  for (auto [name, kind] : {std::pair{"acme", v1::ACCOUNT_KIND_CUSTOMER}, std::pair{"gpuco", v1::ACCOUNT_KIND_PROVIDER}}) {
+    v1::CreateAccountRequest r;
+    r.set_name(name);
+    r.set_kind(kind);
+    v1::Account a;
+    REQUIRE(admin->CreateAccount(RunningServer::Ctx().get(), r, &a).ok());
+  }
+  v1::DepositRequest deposit;
+  deposit.set_account("acme");
+  deposit.set_amount_utok(10'000'000);
+  deposit.set_idempotency_key("d");
+  v1::Transfer transfer;
+  REQUIRE(v1::BillingService::NewStub(channel)->Deposit(RunningServer::Ctx().get(), deposit, &transfer).ok());
+  v1::RegisterWorkerRequest reg;
+  reg.set_provider_account("gpuco");
+  reg.set_name("w1");
+  reg.set_region("test");
+  reg.set_ask_utok_per_gpu_hour(1'000'000);
+  for (uint32_t i = 0; i < 2; ++i) {
+    v1::Gpu* gpu = reg.add_gpus();
+    gpu->set_index(i);
+    gpu->set_model("H100");
+    gpu->set_uuid("GPU-recovery-" + std::to_string(i));
+  }
+  v1::RegisterWorkerResponse registered;
+  REQUIRE(v1::WorkerService::NewStub(channel)->RegisterWorker(RunningServer::Ctx().get(), reg, &registered).ok());
+
+  // The worker holds two running jobs; a third is queued behind them.
+  auto stream_context = std::make_unique<grpc::ClientContext>();
+  auto stream = v1::WorkerService::NewStub(channel)->Connect(stream_context.get());
+  v1::WorkerMessage hello;
+  hello.mutable_hello()->set_worker_id(registered.worker_id());
+  REQUIRE(stream->Write(hello));
+  v1::ServerMessage in;
+  REQUIRE(stream->Read(&in));
+  auto jobs = v1::JobService::NewStub(channel);
+  std::vector<int64_t> running;
+  for (const char* id : {"a", "b", "c"}) {
+    v1::SubmitJobResponse submitted;
+    REQUIRE(jobs->SubmitJob(RunningServer::Ctx().get(), SleepRequest(id, 2'000'000), &submitted).ok());
+  }
+  while (running.size() < 2 && stream->Read(&in)) {
+    if (!in.has_assignment()) continue;
+    running.push_back(in.assignment().job_id());
+    v1::WorkerMessage started;
+    started.mutable_started()->set_job_id(in.assignment().job_id());
+    started.mutable_started()->set_attempt(in.assignment().attempt());
+    REQUIRE(stream->Write(started));
+  }
+  REQUIRE(running.size() == 2);
+  for (int i = 0; i < 100 && db.Scalar("SELECT count(*) FROM jobs WHERE state = 'RUNNING'") != "2"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  stream_context->TryCancel();
+  stream->Finish();
+
+  // A new scheduler process on the same database: the worker reconnects still running both jobs.
+  first.reset();
+  auto second = start();
+  auto channel2 = grpc::CreateChannel("127.0.0.1:" + std::to_string(second->port()), grpc::InsecureChannelCredentials());
+  grpc::ClientContext context2;
+  auto stream2 = v1::WorkerService::NewStub(channel2)->Connect(&context2);
+  hello.mutable_hello()->clear_running();
+  for (int64_t job : running) {
+    v1::RunningJob* r = hello.mutable_hello()->add_running();
+    r->set_job_id(job);
+    r->set_attempt(1);
+  }
+  REQUIRE(stream2->Write(hello));
+  REQUIRE(stream2->Read(&in));
+  REQUIRE(in.has_welcome());
+  CHECK(db.Scalar("SELECT count(*) FROM jobs WHERE state = 'RUNNING' AND attempt = 1") == "2");  // nothing restarted
+  CHECK(db.Scalar("SELECT count(*) FROM jobs WHERE state = 'QUEUED'") == "1");
+
+  // Finishing one frees a GPU, and the recovered queue's job takes it.
+  v1::WorkerMessage finished;
+  finished.mutable_finished()->set_job_id(running[0]);
+  finished.mutable_finished()->set_attempt(1);
+  finished.mutable_finished()->set_succeeded(true);
+  REQUIRE(stream2->Write(finished));
+  bool assigned = false;
+  while (!assigned && stream2->Read(&in)) {
+    CHECK_FALSE(in.has_cancel());  // the surviving running job is never cancelled
+    assigned = in.has_assignment();
+  }
+  REQUIRE(assigned);
+  CHECK(std::find(running.begin(), running.end(), in.assignment().job_id()) == running.end());
+  CHECK(db.Scalar("SELECT state FROM jobs WHERE job_id = " + std::to_string(running[1])) == "RUNNING");
+  context2.TryCancel();
+}
