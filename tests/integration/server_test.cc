@@ -18,33 +18,75 @@ using namespace tessera;
 
 namespace {
 
+std::unique_ptr<grpc::ClientContext> Ctx() {
+  auto c = std::make_unique<grpc::ClientContext>();
+  c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  return c;
+}
+
+std::unique_ptr<server::TesseraServer> StartServer(const std::string& database_url,
+                                                   std::set<std::string> services = {"intake", "scheduler", "billing"},
+                                                   int64_t lease_timeout_ms = 2'000) {
+  server::ServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.database_url = database_url;
+  options.services = std::move(services);
+  options.scheduler.lease_timeout_ms = lease_timeout_ms;
+  auto started = server::TesseraServer::Start(options);
+  REQUIRE(started.ok());
+  return *std::move(started);
+}
+
+std::shared_ptr<grpc::Channel> ChannelTo(const server::TesseraServer& server) {
+  return grpc::CreateChannel("127.0.0.1:" + std::to_string(server.port()), grpc::InsecureChannelCredentials());
+}
+
+void CreateAccount(const std::shared_ptr<grpc::Channel>& channel, const std::string& name, v1::AccountKind kind) {
+  v1::CreateAccountRequest r;
+  r.set_name(name);
+  r.set_kind(kind);
+  v1::Account a;
+  REQUIRE(v1::AdminService::NewStub(channel)->CreateAccount(Ctx().get(), r, &a).ok());
+}
+
+// The customer `acme`, funded with 10 tokens, and the provider `gpuco`.
+void CreateFundedMarket(const std::shared_ptr<grpc::Channel>& channel) {
+  CreateAccount(channel, "acme", v1::ACCOUNT_KIND_CUSTOMER);
+  CreateAccount(channel, "gpuco", v1::ACCOUNT_KIND_PROVIDER);
+  v1::DepositRequest deposit;
+  deposit.set_account("acme");
+  deposit.set_amount_utok(10'000'000);
+  deposit.set_idempotency_key("d");
+  v1::Transfer transfer;
+  REQUIRE(v1::BillingService::NewStub(channel)->Deposit(Ctx().get(), deposit, &transfer).ok());
+}
+
+// A worker of `gpuco` with `gpus` H100s; returns its id.
+int64_t RegisterWorker(const std::shared_ptr<grpc::Channel>& channel, int64_t ask, uint32_t gpus,
+                       const std::string& uuid_prefix) {
+  v1::RegisterWorkerRequest reg;
+  reg.set_provider_account("gpuco");
+  reg.set_name("w1");
+  reg.set_region("test");
+  reg.set_ask_utok_per_gpu_hour(ask);
+  for (uint32_t i = 0; i < gpus; ++i) {
+    v1::Gpu* gpu = reg.add_gpus();
+    gpu->set_index(i);
+    gpu->set_model("H100");
+    gpu->set_uuid(uuid_prefix + "-" + std::to_string(i));
+  }
+  v1::RegisterWorkerResponse registered;
+  REQUIRE(v1::WorkerService::NewStub(channel)->RegisterWorker(Ctx().get(), reg, &registered).ok());
+  return registered.worker_id();
+}
+
 struct RunningServer {
-  RunningServer() {
-    server::ServerOptions options;
-    options.listen_address = "127.0.0.1:0";
-    options.database_url = db.url();
-    options.scheduler.lease_timeout_ms = 2'000;
-    auto started = server::TesseraServer::Start(options);
-    REQUIRE(started.ok());
-    server = *std::move(started);
-    channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server->port()), grpc::InsecureChannelCredentials());
-    jobs = v1::JobService::NewStub(channel);
-    workers = v1::WorkerService::NewStub(channel);
-    admin = v1::AdminService::NewStub(channel);
-    billing = v1::BillingService::NewStub(channel);
-  }
-  static std::unique_ptr<grpc::ClientContext> Ctx() {
-    auto c = std::make_unique<grpc::ClientContext>();
-    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    return c;
-  }
-  void Account(const std::string& name, v1::AccountKind kind) {
-    v1::CreateAccountRequest r;
-    r.set_name(name);
-    r.set_kind(kind);
-    v1::Account a;
-    REQUIRE(admin->CreateAccount(Ctx().get(), r, &a).ok());
-  }
+  RunningServer()
+      : server(StartServer(db.url())),
+        channel(ChannelTo(*server)),
+        jobs(v1::JobService::NewStub(channel)),
+        workers(v1::WorkerService::NewStub(channel)),
+        billing(v1::BillingService::NewStub(channel)) {}
   grpc::Status Submit(const v1::SubmitJobRequest& r, v1::SubmitJobResponse* out) { return jobs->SubmitJob(Ctx().get(), r, out); }
 
   testing::TestDatabase db;
@@ -52,7 +94,6 @@ struct RunningServer {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::JobService::Stub> jobs;
   std::unique_ptr<v1::WorkerService::Stub> workers;
-  std::unique_ptr<v1::AdminService::Stub> admin;
   std::unique_ptr<v1::BillingService::Stub> billing;
 };
 
@@ -72,7 +113,7 @@ v1::SubmitJobRequest SleepRequest(const std::string& request_id, int64_t bid) {
 
 TEST_CASE("the server answers health checks and rejects bad input with precise statuses", "[integration][server]") {
   RunningServer s;
-  s.Account("acme", v1::ACCOUNT_KIND_CUSTOMER);
+  CreateAccount(s.channel, "acme", v1::ACCOUNT_KIND_CUSTOMER);
   // The standard grpc.health.v1 service answers SERVING for the whole server.
   grpc::ByteBuffer request_bytes, response_bytes;
   {
@@ -132,36 +173,19 @@ TEST_CASE("the server answers health checks and rejects bad input with precise s
   v1::GetJobRequest get;
   get.set_job_id(999);
   v1::Job job;
-  CHECK(s.jobs->GetJob(RunningServer::Ctx().get(), get, &job).error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK(s.jobs->GetJob(Ctx().get(), get, &job).error_code() == grpc::StatusCode::NOT_FOUND);
   CHECK(s.db.Scalar("SELECT count(*) FROM jobs") == "0");
 }
 
 TEST_CASE("a bid below every ask stays queued and GetJob says why", "[integration][server]") {
   RunningServer s;
-  s.Account("acme", v1::ACCOUNT_KIND_CUSTOMER);
-  s.Account("gpuco", v1::ACCOUNT_KIND_PROVIDER);
-  v1::DepositRequest deposit;
-  deposit.set_account("acme");
-  deposit.set_amount_utok(10'000'000);
-  deposit.set_idempotency_key("d");
-  v1::Transfer transfer;
-  REQUIRE(s.billing->Deposit(RunningServer::Ctx().get(), deposit, &transfer).ok());
-
-  v1::RegisterWorkerRequest reg;
-  reg.set_provider_account("gpuco");
-  reg.set_name("w1");
-  reg.set_region("test");
-  reg.set_ask_utok_per_gpu_hour(5'000'000);
-  v1::Gpu* gpu = reg.add_gpus();
-  gpu->set_model("H100");
-  gpu->set_uuid("GPU-1");
-  v1::RegisterWorkerResponse registered;
-  REQUIRE(s.workers->RegisterWorker(RunningServer::Ctx().get(), reg, &registered).ok());
+  CreateFundedMarket(s.channel);
+  const int64_t worker_id = RegisterWorker(s.channel, 5'000'000, 1, "GPU-ask");
 
   grpc::ClientContext stream_context;
   auto stream = s.workers->Connect(&stream_context);
   v1::WorkerMessage hello;
-  hello.mutable_hello()->set_worker_id(registered.worker_id());
+  hello.mutable_hello()->set_worker_id(worker_id);
   REQUIRE(stream->Write(hello));
   v1::ServerMessage welcome;
   REQUIRE(stream->Read(&welcome));
@@ -174,7 +198,7 @@ TEST_CASE("a bid below every ask stays queued and GetJob says why", "[integratio
   v1::Job job;
   for (int i = 0; i < 100 && job.wait_reason().empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    REQUIRE(s.jobs->GetJob(RunningServer::Ctx().get(), get, &job).ok());
+    REQUIRE(s.jobs->GetJob(Ctx().get(), get, &job).ok());
   }
   CHECK(job.state() == v1::JOB_STATE_QUEUED);
   CHECK(job.wait_reason() == "bid 1000000 below the lowest ask 5000000 of 1 matching GPUs");
@@ -211,55 +235,23 @@ TEST_CASE("a bid below every ask stays queued and GetJob says why", "[integratio
 
 TEST_CASE("services split across processes share one database", "[integration][server]") {
   testing::TestDatabase db;
-  auto start = [&](std::set<std::string> services) {
-    server::ServerOptions options;
-    options.listen_address = "127.0.0.1:0";
-    options.database_url = db.url();
-    options.services = std::move(services);
-    auto started = server::TesseraServer::Start(options);
-    REQUIRE(started.ok());
-    return *std::move(started);
-  };
-  auto front = start({"intake", "billing"});
-  auto scheduler = start({"scheduler"});
-  auto front_channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(front->port()), grpc::InsecureChannelCredentials());
-  auto scheduler_channel =
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(scheduler->port()), grpc::InsecureChannelCredentials());
+  auto front = StartServer(db.url(), {"intake", "billing"});
+  auto scheduler = StartServer(db.url(), {"scheduler"});
+  auto front_channel = ChannelTo(*front);
+  auto scheduler_channel = ChannelTo(*scheduler);
 
   // The front does not host WorkerService, the scheduler does not host JobService.
   v1::ListWorkersResponse none;
-  CHECK(v1::WorkerService::NewStub(front_channel)->ListWorkers(RunningServer::Ctx().get(), {}, &none).error_code() ==
+  CHECK(v1::WorkerService::NewStub(front_channel)->ListWorkers(Ctx().get(), {}, &none).error_code() ==
         grpc::StatusCode::UNIMPLEMENTED);
 
-  auto admin = v1::AdminService::NewStub(front_channel);
-  for (auto [name, kind] : {std::pair{"acme", v1::ACCOUNT_KIND_CUSTOMER}, std::pair{"gpuco", v1::ACCOUNT_KIND_PROVIDER}}) {
-    v1::CreateAccountRequest r;
-    r.set_name(name);
-    r.set_kind(kind);
-    v1::Account a;
-    REQUIRE(admin->CreateAccount(RunningServer::Ctx().get(), r, &a).ok());
-  }
-  v1::DepositRequest deposit;
-  deposit.set_account("acme");
-  deposit.set_amount_utok(10'000'000);
-  deposit.set_idempotency_key("d");
-  v1::Transfer transfer;
-  REQUIRE(v1::BillingService::NewStub(front_channel)->Deposit(RunningServer::Ctx().get(), deposit, &transfer).ok());
-
+  CreateFundedMarket(front_channel);
   auto workers = v1::WorkerService::NewStub(scheduler_channel);
-  v1::RegisterWorkerRequest reg;
-  reg.set_provider_account("gpuco");
-  reg.set_name("w1");
-  reg.set_region("test");
-  reg.set_ask_utok_per_gpu_hour(1'000'000);
-  reg.add_gpus()->set_model("H100");
-  reg.mutable_gpus(0)->set_uuid("GPU-split");
-  v1::RegisterWorkerResponse registered;
-  REQUIRE(workers->RegisterWorker(RunningServer::Ctx().get(), reg, &registered).ok());
+  const int64_t worker_id = RegisterWorker(scheduler_channel, 1'000'000, 1, "GPU-split");
   grpc::ClientContext stream_context;
   auto stream = workers->Connect(&stream_context);
   v1::WorkerMessage hello;
-  hello.mutable_hello()->set_worker_id(registered.worker_id());
+  hello.mutable_hello()->set_worker_id(worker_id);
   REQUIRE(stream->Write(hello));
   v1::ServerMessage in;
   REQUIRE(stream->Read(&in));
@@ -268,7 +260,7 @@ TEST_CASE("services split across processes share one database", "[integration][s
   // Submitted on the front, assigned by the scheduler (woken by NOTIFY), settled by the front.
   v1::SubmitJobResponse submitted;
   auto jobs = v1::JobService::NewStub(front_channel);
-  REQUIRE(jobs->SubmitJob(RunningServer::Ctx().get(), SleepRequest("split", 2'000'000), &submitted).ok());
+  REQUIRE(jobs->SubmitJob(Ctx().get(), SleepRequest("split", 2'000'000), &submitted).ok());
   REQUIRE(stream->Read(&in));
   REQUIRE(in.has_assignment());
   const int64_t job_id = in.assignment().job_id();
@@ -296,7 +288,7 @@ TEST_CASE("services split across processes share one database", "[integration][s
   v1::Invoice invoice;
   auto billing = v1::BillingService::NewStub(front_channel);
   for (int i = 0; i < 100 && !invoice.final(); ++i) {
-    REQUIRE(billing->GetJobInvoice(RunningServer::Ctx().get(), invoice_request, &invoice).ok());
+    REQUIRE(billing->GetJobInvoice(Ctx().get(), invoice_request, &invoice).ok());
     if (!invoice.final()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   CHECK(invoice.final());
@@ -307,50 +299,17 @@ TEST_CASE("services split across processes share one database", "[integration][s
 
 TEST_CASE("a scheduler restart mid-load recovers queued and running jobs from PostgreSQL", "[integration][server][recovery]") {
   testing::TestDatabase db;
-  auto start = [&] {
-    server::ServerOptions options;
-    options.listen_address = "127.0.0.1:0";
-    options.database_url = db.url();
-    options.scheduler.lease_timeout_ms = 5'000;
-    auto started = server::TesseraServer::Start(options);
-    REQUIRE(started.ok());
-    return *std::move(started);
-  };
-  auto first = start();
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(first->port()), grpc::InsecureChannelCredentials());
-  auto admin = v1::AdminService::NewStub(channel);
-  for (auto [name, kind] : {std::pair{"acme", v1::ACCOUNT_KIND_CUSTOMER}, std::pair{"gpuco", v1::ACCOUNT_KIND_PROVIDER}}) {
-    v1::CreateAccountRequest r;
-    r.set_name(name);
-    r.set_kind(kind);
-    v1::Account a;
-    REQUIRE(admin->CreateAccount(RunningServer::Ctx().get(), r, &a).ok());
-  }
-  v1::DepositRequest deposit;
-  deposit.set_account("acme");
-  deposit.set_amount_utok(10'000'000);
-  deposit.set_idempotency_key("d");
-  v1::Transfer transfer;
-  REQUIRE(v1::BillingService::NewStub(channel)->Deposit(RunningServer::Ctx().get(), deposit, &transfer).ok());
-  v1::RegisterWorkerRequest reg;
-  reg.set_provider_account("gpuco");
-  reg.set_name("w1");
-  reg.set_region("test");
-  reg.set_ask_utok_per_gpu_hour(1'000'000);
-  for (uint32_t i = 0; i < 2; ++i) {
-    v1::Gpu* gpu = reg.add_gpus();
-    gpu->set_index(i);
-    gpu->set_model("H100");
-    gpu->set_uuid("GPU-recovery-" + std::to_string(i));
-  }
-  v1::RegisterWorkerResponse registered;
-  REQUIRE(v1::WorkerService::NewStub(channel)->RegisterWorker(RunningServer::Ctx().get(), reg, &registered).ok());
+  const std::set<std::string> all = {"intake", "scheduler", "billing"};
+  auto first = StartServer(db.url(), all, 5'000);
+  auto channel = ChannelTo(*first);
+  CreateFundedMarket(channel);
+  const int64_t worker_id = RegisterWorker(channel, 1'000'000, 2, "GPU-recovery");
 
   // The worker holds two running jobs; a third is queued behind them.
   auto stream_context = std::make_unique<grpc::ClientContext>();
   auto stream = v1::WorkerService::NewStub(channel)->Connect(stream_context.get());
   v1::WorkerMessage hello;
-  hello.mutable_hello()->set_worker_id(registered.worker_id());
+  hello.mutable_hello()->set_worker_id(worker_id);
   REQUIRE(stream->Write(hello));
   v1::ServerMessage in;
   REQUIRE(stream->Read(&in));
@@ -358,7 +317,7 @@ TEST_CASE("a scheduler restart mid-load recovers queued and running jobs from Po
   std::vector<int64_t> running;
   for (const char* id : {"a", "b", "c"}) {
     v1::SubmitJobResponse submitted;
-    REQUIRE(jobs->SubmitJob(RunningServer::Ctx().get(), SleepRequest(id, 2'000'000), &submitted).ok());
+    REQUIRE(jobs->SubmitJob(Ctx().get(), SleepRequest(id, 2'000'000), &submitted).ok());
   }
   while (running.size() < 2 && stream->Read(&in)) {
     if (!in.has_assignment()) continue;
@@ -377,8 +336,8 @@ TEST_CASE("a scheduler restart mid-load recovers queued and running jobs from Po
 
   // A new scheduler process on the same database: the worker reconnects still running both jobs.
   first.reset();
-  auto second = start();
-  auto channel2 = grpc::CreateChannel("127.0.0.1:" + std::to_string(second->port()), grpc::InsecureChannelCredentials());
+  auto second = StartServer(db.url(), all, 5'000);
+  auto channel2 = ChannelTo(*second);
   grpc::ClientContext context2;
   auto stream2 = v1::WorkerService::NewStub(channel2)->Connect(&context2);
   hello.mutable_hello()->clear_running();
