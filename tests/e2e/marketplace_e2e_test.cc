@@ -79,9 +79,7 @@ TEST_CASE("customers, workers and the ledger end to end; a killed worker's job f
   }
 
   // A job on the cheap worker; the worker dies mid-job.
-  const int64_t job_k = c.Submit(
-      "kind: sleep\ngpu_count: 1\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 600000\nsleep:\n  duration_ms: 4000\n",
-      "sleep-k");
+  const int64_t job_k = c.Submit(testing::SleepSpec(4000), "sleep-k");
   c.WaitFor(job_k, [&](const v1::Job& j) { return j.state() == v1::JOB_STATE_RUNNING && j.worker_id() == cheap_id; }, 30'000);
   std::this_thread::sleep_for(std::chrono::milliseconds(1'200));
   cheap.Signal(SIGKILL);
@@ -105,9 +103,7 @@ TEST_CASE("customers, workers and the ledger end to end; a killed worker's job f
   fees += invoice.fee_utok();
 
   // A cancelled running job stops on its worker and gets its unspent escrow back.
-  const int64_t job_c = c.Submit(
-      "kind: sleep\ngpu_count: 1\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 600000\nsleep:\n  duration_ms: 60000\n",
-      "sleep-c");
+  const int64_t job_c = c.Submit(testing::SleepSpec(60000), "sleep-c");
   c.WaitFor(job_c, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_RUNNING; }, 30'000);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   c.Cli({"job", "cancel", std::to_string(job_c)});
@@ -117,10 +113,8 @@ TEST_CASE("customers, workers and the ledger end to end; a killed worker's job f
   CHECK(cancelled.released_utok() == cancelled.hold_utok() - cancelled.charged_utok());
   charged += cancelled.charged_utok();
   fees += cancelled.fee_utok();
-  // The worker is free again: its next job starts at once.
-  const int64_t job_after = c.Submit(
-      "kind: sleep\ngpu_count: 1\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 600000\nsleep:\n  duration_ms: 100\n",
-      "sleep-after");
+  // The worker is free again and runs the next job.
+  const int64_t job_after = c.Submit(testing::SleepSpec(100), "sleep-after");
   c.WaitFor(job_after, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_SUCCEEDED; }, 30'000);
   const v1::Invoice after = c.FinalInvoice(job_after);
   charged += after.charged_utok();

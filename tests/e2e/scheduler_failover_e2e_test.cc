@@ -11,18 +11,9 @@
 
 using namespace tessera;
 using testing::Cluster;
-using testing::FromJson;
+using testing::SleepSpec;
 
 namespace {
-
-const char* kSleepSpec =
-    "kind: sleep\ngpu_count: 1\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 600000\nsleep:\n  duration_ms: MS\n";
-
-std::string SleepSpec(int ms) {
-  std::string spec = kSleepSpec;
-  spec.replace(spec.find("MS"), 2, std::to_string(ms));
-  return spec;
-}
 
 std::string Leader(Cluster& c) {
   return testing::RunCommand({"/usr/bin/psql", c.DatabaseUrl(), "-Atc",

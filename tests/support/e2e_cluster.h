@@ -142,6 +142,12 @@ class Cluster {
   std::map<std::string, std::unique_ptr<ChildProcess>> schedulers_;
 };
 
+// A one-GPU `sleep` job spec in YAML, as a customer would write it.
+inline std::string SleepSpec(int duration_ms) {
+  return "kind: sleep\ngpu_count: 1\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 600000\nsleep:\n  duration_ms: " +
+         std::to_string(duration_ms) + "\n";
+}
+
 inline bool IsTerminal(const v1::Job& job) {
   return job.state() == v1::JOB_STATE_SUCCEEDED || job.state() == v1::JOB_STATE_FAILED ||
          job.state() == v1::JOB_STATE_CANCELLED;
