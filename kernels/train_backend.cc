@@ -63,12 +63,7 @@ class CpuTrainBackend final : public TrainBackend {
 
 }  // namespace
 
-std::unique_ptr<TrainBackend> MakeCpuTrainBackend() {
-  // SHA-256 needs no library initialisation; sodium_init only picks faster implementations.
-  if (sodium_init() < 0) {
-    // Still usable: the hashing used here works without initialisation.
-  }
-  return std::make_unique<CpuTrainBackend>();
-}
+// libsodium's SHA-256 needs no sodium_init(); the binaries call it at start anyway.
+std::unique_ptr<TrainBackend> MakeCpuTrainBackend() { return std::make_unique<CpuTrainBackend>(); }
 
 }  // namespace tessera::kernels

@@ -63,7 +63,6 @@ class Market {
   std::string WhyWaiting(int64_t job_id) const;
 
   size_t queued_jobs() const { return queue_.size(); }
-  size_t running_jobs() const { return jobs_.size() - queue_.size(); }
   // For tests and invariant checks: the job holding a GPU, 0 if free.
   int64_t HolderOf(int64_t worker_id, uint32_t index) const;
 

@@ -1,4 +1,4 @@
-// Converts module statuses to gRPC statuses at the RPC edge (and back, for clients).
+// Converts module statuses to gRPC statuses at the RPC edge.
 #pragma once
 
 #include <grpcpp/support/status.h>
@@ -8,6 +8,5 @@
 namespace tessera {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
-absl::Status FromGrpcStatus(const grpc::Status& status);
 
 }  // namespace tessera

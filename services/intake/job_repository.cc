@@ -214,8 +214,8 @@ absl::StatusOr<JobChanges> JobRepository::ChangesSince(int64_t job_id, int64_t a
     changes.loss = loss[0].as<double>();
     const pqxx::result events = tx.exec_params(
         "SELECT event_id, state, attempt, message, (extract(epoch FROM created_at) * 1000)::bigint"
-        " FROM job_events WHERE job_id = $1 AND event_id > $2 ORDER BY event_id LIMIT 1000",
-        job_id, after_event_id);
+        " FROM job_events WHERE job_id = $1 AND event_id > $2 ORDER BY event_id LIMIT $3",
+        job_id, after_event_id, kMaxEventsPerRead);
     for (const pqxx::row& e : events) {
       v1::JobUpdate& u = changes.updates.emplace_back();
       u.set_job_id(job_id);

@@ -18,6 +18,9 @@ struct SubmitOutcome {
   bool deduplicated = false;
 };
 
+// At most this many events are read per call; a full page means more may follow.
+inline constexpr size_t kMaxEventsPerRead = 1'000;
+
 // The job's audit events after `after_event_id`, oldest first, and the job as it is now.
 struct JobChanges {
   std::vector<v1::JobUpdate> updates;

@@ -94,7 +94,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
     }
     // The terminal event is written with the terminal state, so once the job is terminal and the
     // events are drained the stream is complete.
-    if (IsTerminal(job.state()) && changes->updates.size() < 1000) return grpc::Status::OK;
+    if (IsTerminal(job.state()) && changes->updates.size() < kMaxEventsPerRead) return grpc::Status::OK;
     std::this_thread::sleep_for(kWatchPollInterval);
   }
   return grpc::Status::OK;

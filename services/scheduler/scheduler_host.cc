@@ -6,13 +6,10 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/grpc_status.h"
 
 namespace tessera::scheduler_host {
 namespace {
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
 
 v1::ServerMessage CancelMessage(int64_t job_id, uint32_t attempt, const std::string& reason) {
   v1::ServerMessage m;
@@ -228,7 +225,7 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
   }
   auto activated = repo_.ActivateWorker(hello.worker_id());
   if (!activated.ok()) {
-    session->Close(ToGrpc(activated.status()));
+    session->Close(ToGrpcStatus(activated.status()));
     return;
   }
   auto& [record, live] = *activated;
@@ -251,7 +248,7 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
   }
   if (!lost.empty()) {
     if (auto r = repo_.Requeue(lost, {}, "worker restarted without the job"); !r.ok()) {
-      session->Close(ToGrpc(r.status()));
+      session->Close(ToGrpcStatus(r.status()));
       return;
     }
   }

@@ -53,7 +53,6 @@ class SchedulerHost final : public StreamHandler {
 
   SchedulerRepository& repository() { return repo_; }
   const WorkerRegistry& registry() const { return registry_; }
-  const SchedulerOptions& options() const { return options_; }
 
  private:
   struct Inbound {

@@ -76,13 +76,6 @@ void WorkerRegistry::Release(int64_t worker_id, int64_t job_id, uint32_t attempt
   std::erase_if(it->second.busy, [&](const auto& kv) { return kv.second == std::pair(job_id, attempt); });
 }
 
-void WorkerRegistry::ReleaseAssignment(int64_t job_id, uint32_t attempt) {
-  std::lock_guard lock(mu_);
-  for (auto& [id, entry] : workers_) {
-    std::erase_if(entry.busy, [&](const auto& kv) { return kv.second == std::pair(job_id, attempt); });
-  }
-}
-
 std::vector<std::pair<int64_t, std::shared_ptr<WorkerSession>>> WorkerRegistry::TakeExpired(int64_t now_ms,
                                                                                             int64_t lease_timeout_ms) {
   std::lock_guard lock(mu_);

@@ -36,8 +36,6 @@ class WorkerRegistry {
   // assignment (then nothing changes).
   bool Reserve(const scheduler::Placement& placement, uint32_t attempt);
   void Release(int64_t worker_id, int64_t job_id, uint32_t attempt);
-  // Frees an assignment's GPUs wherever it is held.
-  void ReleaseAssignment(int64_t job_id, uint32_t attempt);
 
   // Workers silent for longer than `lease_timeout_ms`; they are dropped from the registry.
   std::vector<std::pair<int64_t, std::shared_ptr<WorkerSession>>> TakeExpired(int64_t now_ms, int64_t lease_timeout_ms);

@@ -30,7 +30,6 @@ class LeaderElection {
   LeaderElection(const LeaderElection&) = delete;
   LeaderElection& operator=(const LeaderElection&) = delete;
 
-  bool leading() const { return leading_.load(); }
   // Waits until the first campaign round is over (won, or lost to a running leader), so that a
   // server that starts alone is already scheduling when its port opens.
   bool WaitFirstRound(int64_t timeout_ms);

@@ -297,3 +297,22 @@ TEST_CASE("market: random markets keep every invariant, deterministically", "[ma
   const std::vector<std::string> first = run(seed);
   CHECK(run(seed) == first);  // identical decisions for the same seed
 }
+
+TEST_CASE("market: recovery restores running jobs onto their GPUs; a removed worker gives its jobs back",
+          "[market]") {
+  Market m;
+  m.UpsertWorker(Worker(1, 10, 2));
+  m.UpsertWorker(Worker(2, 20, 1));
+  const std::vector<PlacedGpu> held = {{.worker_id = 1, .index = 0, .price_utok_per_gpu_hour = 10},
+                                       {.worker_id = 1, .index = 1, .price_utok_per_gpu_hour = 10}};
+  REQUIRE(m.RestoreRunning(Job(1, 2, 100), held, 0));
+  CHECK(m.HolderOf(1, 0) == 1);
+  CHECK(m.HolderOf(1, 1) == 1);
+  CHECK_FALSE(m.RestoreRunning(Job(2, 1, 100), {held[0]}, 0));  // a GPU never holds two jobs
+  CHECK(PlacedOn(m.AddJob(Job(3, 1, 100), 0), 3) == 2);        // only worker 2 is free
+
+  CHECK(m.RemoveWorker(1) == std::vector<int64_t>{1});
+  CHECK(m.HolderOf(1, 0) == 0);
+  CHECK(m.AddJob(Job(4, 1, 100), 1).placements.empty());  // worker 1 is gone, worker 2 is busy
+  CHECK(m.WhyWaiting(4) == "needs 1 free GPUs on one worker; the largest free fit is 0");
+}
