@@ -207,6 +207,8 @@ int main(int argc, char** argv) {
       v1::Gpu* gpu = reg.add_gpus();
       gpu->set_index(g);
       gpu->set_model("H100");
+      gpu->set_memory_mib(81'559);
+      gpu->set_compute_capability("9.0");
       gpu->set_uuid("GPU-sim-" + std::to_string(w) + "-" + std::to_string(g));
     }
     v1::RegisterWorkerResponse r;

@@ -82,7 +82,7 @@ void Market::Reindex(WorkerState& w, int model) {
     w.indexed.erase(it);
   }
   const uint32_t free = w.free_by_model[model];
-  if (free == 0 || w.reserved_for != 0) return;
+  if (free == 0 || !Open(w)) return;
   const IndexKey key{w.spec.ask_utok_per_gpu_hour, -w.spec.reputation, free, w.spec.worker_id};
   IndexCell& cell = Cell(model, w.region);
   cell.levels[free].insert(key);
@@ -149,6 +149,29 @@ std::vector<int64_t> Market::RemoveWorker(int64_t worker_id) {
   workers_with_spot_.erase(worker_id);
   workers_.erase(it);
   return evicted;
+}
+
+Decisions Market::SetSchedulable(int64_t worker_id, bool schedulable, int64_t now_ms) {
+  Decisions out;
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end() || it->second.schedulable == schedulable) return out;
+  WorkerState& w = it->second;
+  w.schedulable = schedulable;
+  ReindexAll(w);
+  if (!schedulable) return out;
+  std::vector<std::pair<int64_t, int>> freed;
+  for (const auto& [model, free] : w.free_by_model) {
+    if (free > 0) freed.emplace_back(worker_id, model);
+  }
+  Rematch(freed, now_ms, out);
+  return out;
+}
+
+std::vector<int64_t> Market::QueuedJobIds() const {
+  std::vector<int64_t> ids;
+  ids.reserve(queue_.size());
+  for (const QueueKey& key : queue_) ids.push_back(std::get<3>(key));
+  return ids;
 }
 
 bool Market::AcceptsModel(const JobState& j, int model) const {
@@ -437,7 +460,7 @@ bool Market::PlaceSpread(JobState& j, Decisions& out) {
 bool Market::TryPlace(JobState& j, Decisions& out) {
   if (j.reserved_worker != 0) {
     auto it = workers_.find(j.reserved_worker);
-    if (it != workers_.end() && PlaceOnWorker(j, it->second, out)) return true;
+    if (it != workers_.end() && it->second.schedulable && PlaceOnWorker(j, it->second, out)) return true;
   }
   return j.req.same_host ? PlaceSameHost(j, out) : PlaceSpread(j, out);
 }
@@ -453,7 +476,7 @@ bool Market::TryPreempt(JobState& j, int64_t now_ms, Decisions& out) {
   std::optional<Plan> best;
   for (int64_t worker_id : workers_with_spot_) {
     WorkerState& w = workers_.at(worker_id);
-    if (w.reserved_for != 0 || !PolicyAccepts(w, j)) continue;
+    if (!Open(w) || !PolicyAccepts(w, j)) continue;
     for (const auto& [model, free] : w.free_by_model) {
       if (!AcceptsModel(j, model)) continue;
       uint32_t available = CountFittingFree(w, model, j, j.req.gpu_count);
@@ -500,7 +523,7 @@ void Market::MaybeReserve(JobState& j, int64_t now_ms) {
   WorkerState* best = nullptr;
   std::tuple<int64_t, int64_t, int64_t> best_key;
   for (auto& [id, w] : workers_) {
-    if (w.reserved_for != 0 || !PolicyAccepts(w, j)) continue;
+    if (!Open(w) || !PolicyAccepts(w, j)) continue;
     std::map<int, std::pair<uint32_t, uint32_t>> by_model;  // model → (fitting total, fitting free)
     for (uint32_t i = 0; i < w.holder.size(); ++i) {
       if (!GpuFits(w, i, j)) continue;
@@ -557,7 +580,7 @@ void Market::Rematch(const std::vector<std::pair<int64_t, int>>& freed, int64_t 
   // A reserved worker's GPUs go to its reservation first.
   for (const auto& [worker_id, model] : freed) {
     auto w = workers_.find(worker_id);
-    if (w == workers_.end() || w->second.reserved_for == 0) continue;
+    if (w == workers_.end() || w->second.reserved_for == 0 || !w->second.schedulable) continue;
     JobState& j = jobs_.at(w->second.reserved_for);
     if (PlaceOnWorker(j, w->second, out)) j.started_at_ms = now_ms;
   }
@@ -592,7 +615,7 @@ void Market::Rematch(const std::vector<std::pair<int64_t, int>>& freed, int64_t 
   auto freed_left = [&] {
     for (const auto& [worker_id, model] : freed) {
       auto w = workers_.find(worker_id);
-      if (w != workers_.end() && w->second.reserved_for == 0 && w->second.free_by_model[model] > 0) return true;
+      if (w != workers_.end() && Open(w->second) && w->second.free_by_model[model] > 0) return true;
     }
     return false;
   };
@@ -634,7 +657,7 @@ bool Market::CouldUseFreed(const JobState& j, const std::vector<std::pair<int64_
     auto it = workers_.find(worker_id);
     if (it == workers_.end()) continue;
     const WorkerState& w = it->second;
-    if (w.reserved_for != 0 || !AcceptsModel(j, model) || !PolicyAccepts(w, j)) continue;
+    if (!Open(w) || !AcceptsModel(j, model) || !PolicyAccepts(w, j)) continue;
     if (!j.req.same_host) return FreeInRegion(j, w.region) >= j.req.gpu_count;  // may combine with others
     auto free = w.free_by_model.find(model);
     if (free != w.free_by_model.end() && free->second >= j.req.gpu_count &&
@@ -736,7 +759,7 @@ std::string Market::WhyWaiting(int64_t job_id) const {
       ++meeting;
       if (!GpuFits(w, i, j)) continue;
       ++fitting;
-      if (w.holder[i] == 0) fit_free[w.gpu_model[i]] += 1;
+      if (w.holder[i] == 0 && w.schedulable) fit_free[w.gpu_model[i]] += 1;
     }
     if (meeting == 0) continue;
     matching_gpus += meeting;

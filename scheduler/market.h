@@ -43,6 +43,10 @@ class Market {
   // Removes a worker; returns the jobs that ran on it. They leave the core; the host requeues them
   // (AddJob again) or fails them.
   std::vector<int64_t> RemoveWorker(int64_t worker_id);
+  // A worker that is not schedulable (disconnected, draining, not yet back after a restart) keeps
+  // its running jobs but gets no new ones. Workers start schedulable. Becoming schedulable again
+  // offers its free GPUs to the queue.
+  Decisions SetSchedulable(int64_t worker_id, bool schedulable, int64_t now_ms);
 
   // Queues a job and places it at once when it fits (higher-priority jobs already waiting cannot
   // use the free GPUs, or they would have been placed).
@@ -63,6 +67,15 @@ class Market {
   std::string WhyWaiting(int64_t job_id) const;
 
   size_t queued_jobs() const { return queue_.size(); }
+  // Every queued job, best first (for reconciliation with the store of record).
+  std::vector<int64_t> QueuedJobIds() const;
+  bool HasJob(int64_t job_id) const { return jobs_.contains(job_id); }
+  // The job's requirements, null if the market does not hold it.
+  const JobRequirements* FindJob(int64_t job_id) const {
+    auto it = jobs_.find(job_id);
+    return it == jobs_.end() ? nullptr : &it->second.req;
+  }
+  bool HasWorker(int64_t worker_id) const { return workers_.contains(worker_id); }
   // For tests and invariant checks: the job holding a GPU, 0 if free.
   int64_t HolderOf(int64_t worker_id, uint32_t index) const;
 
@@ -79,6 +92,7 @@ class Market {
     std::map<int, uint32_t> free_by_model;
     std::map<int, IndexKey> indexed;  // model → its key in index_, while listed
     int64_t reserved_for = 0;
+    bool schedulable = true;
     std::set<int64_t> spot_jobs;
   };
 
@@ -99,6 +113,8 @@ class Market {
   void Unindex(WorkerState& w);
   void ReindexAll(WorkerState& w);
 
+  // Open to any job: schedulable and not held for a reservation (such workers are not indexed).
+  static bool Open(const WorkerState& w) { return w.schedulable && w.reserved_for == 0; }
   bool PolicyAccepts(const WorkerState& w, const JobState& j) const;
   bool ModelCanMeet(const JobState& j, int model) const;
   bool GpuMeetsJob(const WorkerState& w, uint32_t index, const JobState& j) const;  // the job's side

@@ -31,7 +31,7 @@ constexpr store::Statement kInsertJob{
     "  VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10, $11, $12, 'QUEUED') RETURNING job_id, created_at),"
     " audited AS (INSERT INTO job_events (job_id, state, attempt, message)"
     "  SELECT job_id, 'QUEUED', 0, 'submitted; ' || $12::bigint || ' µT held in escrow' FROM job)"
-    "SELECT job_id, (extract(epoch FROM created_at) * 1000)::bigint, pg_notify('tessera_jobs', '') FROM job"};
+    "SELECT job_id, (extract(epoch FROM created_at) * 1000)::bigint, pg_notify('tessera_jobs', job_id::text) FROM job"};
 
 }  // namespace
 
@@ -198,9 +198,8 @@ absl::StatusOr<v1::Job> JobRepository::Cancel(int64_t job_id) {
         " VALUES ($1, 'CANCELLED', $2, NULLIF($3, 0), 'cancelled by the customer')",
         job_id, attempt, worker_id);
     tx.exec0("NOTIFY tessera_settle");
-    if (worker_id != 0) {
-      tx.exec_params("SELECT pg_notify('tessera_cancels', $1)", absl::StrCat(job_id, " ", attempt, " ", worker_id));
-    }
+    // Worker 0: the job was still queued; the scheduler drops it from its queue.
+    tx.exec_params("SELECT pg_notify('tessera_cancels', $1)", absl::StrCat(job_id, " ", attempt, " ", worker_id));
     return LoadJob(tx, job_id);
   });
 }

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/compute_capability.h"
 #include "services/common/money.h"
 
 namespace tessera::intake {
@@ -26,6 +27,25 @@ absl::Status ValidateTrainMlp(const v1::TrainMlpParams& p) {
   for (const Bound& b : bounds) {
     if (b.value < b.lo || b.value > b.hi) return OutOfRange(b.field, b.lo, b.hi, b.value);
   }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRequirements(const v1::JobSpec& spec) {
+  if (spec.min_gpu_memory_mib() > kMaxGpuMemoryMib) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.min_gpu_memory_mib must be at most ", kMaxGpuMemoryMib, ", got ", spec.min_gpu_memory_mib()));
+  }
+  if (!spec.min_compute_capability().empty()) {
+    if (auto cc = ParseComputeCapability("spec.min_compute_capability", spec.min_compute_capability()); !cc.ok()) return cc.status();
+  }
+  if (spec.regions_size() > 16) return absl::InvalidArgumentError("spec.regions lists more than 16 regions");
+  for (const std::string& region : spec.regions()) {
+    if (region.empty() || region.size() > 64) return absl::InvalidArgumentError("spec.regions: each region is 1..64 characters");
+  }
+  if (spec.min_reputation() < 0 || spec.min_reputation() > kMaxReputation) {
+    return OutOfRange("spec.min_reputation", 0, kMaxReputation, spec.min_reputation());
+  }
+  if (!v1::GpuPlacement_IsValid(spec.placement())) return absl::InvalidArgumentError("spec.placement is not a known placement");
   return absl::OkStatus();
 }
 
@@ -71,6 +91,7 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   }
   if (spec.max_attempts() > kMaxAttempts) return OutOfRange("spec.max_attempts", 0, kMaxAttempts, spec.max_attempts());
   if (!v1::PriorityClass_IsValid(spec.priority_class())) return absl::InvalidArgumentError("spec.priority_class is not a known class");
+  if (absl::Status s = ValidateRequirements(spec); !s.ok()) return s;
   if (absl::StatusOr<int64_t> hold = HoldAmount(spec.bid_utok_per_gpu_hour(), spec.gpu_count(), spec.max_duration_ms());
       !hold.ok()) {
     return absl::InvalidArgumentError("spec.bid_utok_per_gpu_hour × gpu_count × max_duration_ms overflows the hold");

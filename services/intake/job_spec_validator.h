@@ -12,6 +12,8 @@ inline constexpr uint32_t kMaxGpuCount = 64;
 inline constexpr int64_t kMaxDurationMs = 30LL * 24 * 3600 * 1000;
 inline constexpr uint32_t kMaxAttempts = 10;
 inline constexpr uint32_t kDefaultMaxAttempts = 3;
+inline constexpr uint64_t kMaxGpuMemoryMib = 16ULL * 1024 * 1024;  // 16 TiB: beyond any device
+inline constexpr int32_t kMaxReputation = 1000;
 
 absl::Status ValidateSubmitRequest(const v1::SubmitJobRequest& request);
 absl::Status ValidateJobSpec(const v1::JobSpec& spec);

@@ -2,11 +2,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <set>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "services/common/grpc_status.h"
+#include "services/scheduler/market_inputs.h"
+#include "services/scheduler/worker_service.h"
 
 namespace tessera::scheduler_host {
 namespace {
@@ -19,8 +22,18 @@ v1::ServerMessage CancelMessage(int64_t job_id, uint32_t attempt, const std::str
   return m;
 }
 
+v1::ServerMessage AssignmentMessage(const LiveAssignment& a) {
+  v1::ServerMessage m;
+  *m.mutable_assignment() = a.message;
+  return m;
+}
+
 // One report covers about a second; anything beyond an hour of 64 GPUs is not a measurement.
 constexpr int64_t kMaxGpuMsPerReport = 64LL * 3'600'000;
+// A round's commit withdraws placements that did not take effect and persists what the market
+// decided instead; this bounds the repetitions (a later round picks up the rest).
+constexpr int kMaxCommitRepeats = 4;
+constexpr int64_t kTouchWorkersEveryMs = 5'000;
 
 bool PlausibleUsage(const v1::UsageReport& usage) {
   return usage.job_id() > 0 && usage.attempt() > 0 && usage.seq() >= 1 && usage.seq() <= static_cast<uint64_t>(INT64_MAX) &&
@@ -36,6 +49,23 @@ v1::ServerMessage UsageAckMessage(const v1::UsageReport& usage, bool accepted) {
   return ack;
 }
 
+void Merge(scheduler::Decisions& into, scheduler::Decisions from) {
+  for (auto& p : from.placements) into.placements.push_back(std::move(p));
+  into.preempted.insert(into.preempted.end(), from.preempted.begin(), from.preempted.end());
+}
+
+std::vector<scheduler::PlacedGpu> PlacedGpus(const LiveAssignment& a) {
+  std::vector<scheduler::PlacedGpu> gpus;
+  for (uint32_t index : a.gpu_indexes) {
+    gpus.push_back({.worker_id = a.worker_id, .index = index, .price_utok_per_gpu_hour = a.message.price_utok_per_gpu_hour()});
+  }
+  return gpus;
+}
+
+scheduler::JobRequirements RequirementsOf(const LiveAssignment& a) {
+  return JobRequirementsFrom(a.job_id, a.account, a.message.spec(), a.submitted_at_ms);
+}
+
 }  // namespace
 
 SchedulerHost::SchedulerHost(store::Database& db, const Clock& clock, SchedulerOptions options)
@@ -49,21 +79,22 @@ absl::Status SchedulerHost::Start(int64_t epoch) {
   repo_.set_epoch(epoch);
   stop_ = false;
   {
-    std::lock_guard lock(wake_mu_);
+    std::lock_guard lock(events_mu_);
     stopping_ = false;
+    events_ = MarketEvents{};
   }
   wait_reasons_.clear();
   // Recovery: every worker that may hold a lease gets a lease clock from now; those that do not
-  // reconnect in time are expired and their jobs requeued.
-  absl::StatusOr<std::vector<int64_t>> leased = repo_.WorkersWithLeases();
-  if (!leased.ok()) return leased.status();
-  for (int64_t id : *leased) registry_.Track(id, clock_.NowMs());
+  // reconnect in time are expired and their jobs requeued. No worker is connected yet, so the
+  // rebuild places nothing.
+  scheduler::Decisions none;
+  if (absl::Status s = Rebuild(none); !s.ok()) return s;
+  market_stale_ = false;
   listener_ = std::make_unique<store::NotificationListener>(
       db_.url(), std::vector<std::string>{"tessera_jobs", "tessera_cancels"},
       [this](const std::string& channel, const std::string& payload) { OnNotification(channel, payload); });
   ingest_thread_ = std::thread([this] { IngestLoop(); });
-  match_thread_ = std::thread([this] { MatchLoop(); });
-  lease_thread_ = std::thread([this] { LeaseLoop(); });
+  scheduling_thread_ = std::thread([this] { SchedulingLoop(); });
   running_ = true;
   return absl::OkStatus();
 }
@@ -73,16 +104,17 @@ void SchedulerHost::Stop() {
   if (!running_.exchange(false)) return;
   stop_ = true;
   {
-    std::lock_guard lock(wake_mu_);
+    std::lock_guard lock(events_mu_);
     stopping_ = true;
   }
-  wake_cv_.notify_all();
+  events_cv_.notify_all();
   inbound_cv_.notify_all();
-  for (std::thread* t : {&ingest_thread_, &match_thread_, &lease_thread_}) {
+  for (std::thread* t : {&ingest_thread_, &scheduling_thread_}) {
     if (t->joinable()) t->join();
   }
   listener_.reset();
   registry_.CloseAll(grpc::Status(grpc::StatusCode::UNAVAILABLE, "scheduler stepped down; reconnect to the leader"));
+  market_.reset();
   std::lock_guard lock(inbound_mu_);
   inbound_.clear();
 }
@@ -103,14 +135,19 @@ void SchedulerHost::OnMessage(const std::shared_ptr<WorkerSession>& session, v1:
   inbound_cv_.notify_one();
 }
 
-void SchedulerHost::OnClosed(const std::shared_ptr<WorkerSession>& session) { registry_.Detach(session); }
-
-void SchedulerHost::WakeMatcher() {
-  {
-    std::lock_guard lock(wake_mu_);
-    wake_ = true;
+void SchedulerHost::OnClosed(const std::shared_ptr<WorkerSession>& session) {
+  registry_.Detach(session);
+  if (const int64_t worker_id = session->worker_id(); worker_id != 0) {
+    Post([&](MarketEvents& e) { e.disconnected.push_back(worker_id); });
   }
-  wake_cv_.notify_one();
+}
+
+void SchedulerHost::Post(const std::function<void(MarketEvents&)>& add) {
+  {
+    std::lock_guard lock(events_mu_);
+    add(events_);
+  }
+  events_cv_.notify_one();
 }
 
 void SchedulerHost::OnNotification(const std::string& channel, const std::string& payload) {
@@ -118,13 +155,19 @@ void SchedulerHost::OnNotification(const std::string& channel, const std::string
     std::istringstream in(payload);
     int64_t job_id = 0, worker_id = 0;
     uint32_t attempt = 0;
-    if (in >> job_id >> attempt >> worker_id) {
-      if (auto session = registry_.SessionOf(worker_id)) session->Send(CancelMessage(job_id, attempt, "cancelled by the customer"));
-      registry_.Release(worker_id, job_id, attempt);
-    }
+    if (in >> job_id >> attempt >> worker_id) Post([&](MarketEvents& e) { e.cancelled.emplace_back(job_id, attempt, worker_id); });
+    return;
   }
-  WakeMatcher();
+  int64_t job_id = 0;
+  const auto [end, error] = std::from_chars(payload.data(), payload.data() + payload.size(), job_id);
+  if (error == std::errc() && end == payload.data() + payload.size() && job_id > 0) {
+    Post([&](MarketEvents& e) { e.submitted.push_back(job_id); });
+  } else {
+    Post([](MarketEvents& e) { e.reconcile = true; });  // not one job: compare the whole queue
+  }
 }
+
+// ---- Ingest ----
 
 void SchedulerHost::IngestLoop() {
   while (!stop_) {
@@ -147,8 +190,24 @@ void SchedulerHost::ProcessBatch(std::vector<Inbound>& batch) {
   for (Inbound& in : batch) {
     v1::WorkerMessage& m = in.message;
     if (m.has_hello()) {
-      FlushSegment(segment);  // keep each stream's order: what came before the hello first
-      HandleHello(in.session, m.hello());
+      // The scheduling thread handles the hello (it owns the market). The stream's later messages
+      // go on here under the claimed id: what they change is checked against its live leases.
+      if (in.session->worker_id() != 0) {
+        in.session->Close(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "hello was already sent on this stream"));
+        continue;
+      }
+      if (m.hello().worker_id() <= 0) {
+        in.session->Close(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello.worker_id must be a registered worker id"));
+        continue;
+      }
+      if (m.hello().has_policy()) {
+        if (absl::Status s = ValidateProviderPolicy(m.hello().policy()); !s.ok()) {
+          in.session->Close(ToGrpcStatus(s));
+          continue;
+        }
+      }
+      in.session->set_worker_id(m.hello().worker_id());
+      Post([&](MarketEvents& e) { e.hellos.push_back(std::move(in)); });
       continue;
     }
     const int64_t worker_id = in.session->worker_id();
@@ -199,35 +258,110 @@ void SchedulerHost::FlushSegment(Segment& segment) {
   }
   const bool state_changes = !segment.events.started.empty() || !segment.events.progress.empty() || !segment.events.finished.empty();
   if (state_changes) {
-    absl::StatusOr<std::vector<std::pair<int64_t, uint32_t>>> finished = repo_.ApplyStateEvents(segment.events);
-    if (!finished.ok()) {
-      spdlog::error("job events failed: {}", finished.status().ToString());
+    absl::StatusOr<SchedulerRepository::AppliedEvents> applied = repo_.ApplyStateEvents(segment.events);
+    if (!applied.ok()) {
+      spdlog::error("job events failed: {}", applied.status().ToString());
       for (auto& s : segment.finished_sessions) s->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "result not stored; resend"));
     } else {
+      // Every finish is acknowledged: recorded now, or its lease had already ended (cancel,
+      // expiry) and the report has nothing left to change.
       for (size_t i = 0; i < segment.events.finished.size(); ++i) {
-        const auto& [worker_id, f] = segment.events.finished[i];
-        registry_.Release(worker_id, f.job_id(), f.attempt());
+        const v1::JobFinished& f = segment.events.finished[i].second;
         v1::ServerMessage ack;
         ack.mutable_finished_ack()->set_job_id(f.job_id());
         ack.mutable_finished_ack()->set_attempt(f.attempt());
         segment.finished_sessions[i]->Send(ack);
       }
-      if (!segment.events.finished.empty()) WakeMatcher();
+      if (!applied->ended.empty()) {
+        Post([&](MarketEvents& e) { e.finished.insert(e.finished.end(), applied->ended.begin(), applied->ended.end()); });
+      }
     }
   }
   segment = Segment{};
 }
 
-void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello) {
-  if (session->worker_id() != 0) {
-    session->Close(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "hello was already sent on this stream"));
-    return;
+// ---- Scheduling ----
+
+void SchedulerHost::SchedulingLoop() {
+  const auto wake_every = std::chrono::milliseconds(std::clamp<int64_t>(options_.lease_timeout_ms / 8, 20, 250));
+  int64_t next_tick_ms = clock_.NowMs();
+  int64_t next_reconcile_ms = next_tick_ms + options_.reconcile_interval_ms;
+  int64_t next_touch_ms = next_tick_ms + kTouchWorkersEveryMs;
+  while (true) {
+    MarketEvents events;
+    {
+      std::unique_lock lock(events_mu_);
+      events_cv_.wait_for(lock, wake_every, [&] { return !events_.empty() || stopping_; });
+      if (stopping_) return;
+      std::swap(events, events_);
+    }
+    const int64_t now_ms = clock_.NowMs();
+    scheduler::Decisions decisions;
+    if (market_stale_) {
+      if (absl::Status s = Rebuild(decisions); !s.ok()) {
+        spdlog::warn("rebuilding the market: {}", s.ToString());
+        // The events are not lost: the rebuild reads them all from PostgreSQL, except hellos and
+        // streams, which must be handled in any case.
+        events.submitted.clear();
+        events.finished.clear();
+      } else {
+        market_stale_ = false;
+      }
+    }
+    if (market_stale_) {
+      // Without a market only streams are looked after; the rest is in PostgreSQL for the rebuild.
+      for (Inbound& in : events.hellos) in.session->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "scheduler is recovering; reconnect"));
+      for (const auto& [job_id, attempt, worker_id] : events.cancelled) SendCancel(job_id, attempt, worker_id);
+      continue;
+    }
+    ApplyEvents(events, decisions);
+    ExpireLeases(decisions);
+    const bool tick = now_ms >= next_tick_ms;
+    if (tick) {
+      Merge(decisions, market_->Tick(now_ms));
+      next_tick_ms = now_ms + options_.tick_interval_ms;
+    }
+    if (events.reconcile || now_ms >= next_reconcile_ms) {
+      Reconcile(decisions);
+      next_reconcile_ms = now_ms + options_.reconcile_interval_ms;
+    }
+    Commit(std::move(decisions));
+    if (tick && !market_stale_) RefreshWaitReasons();
+    if (now_ms >= next_touch_ms) {
+      next_touch_ms = now_ms + kTouchWorkersEveryMs;
+      if (absl::Status s = repo_.TouchWorkers(registry_.ConnectedWorkers()); !s.ok()) spdlog::warn("{}", s.ToString());
+    }
   }
-  auto activated = repo_.ActivateWorker(hello.worker_id());
+}
+
+void SchedulerHost::ApplyEvents(MarketEvents& events, scheduler::Decisions& decisions) {
+  const int64_t now_ms = clock_.NowMs();
+  for (Inbound& in : events.hellos) HandleHello(in.session, in.message.hello(), decisions);
+  for (int64_t worker_id : events.disconnected) {
+    // A newer stream may already have replaced the closed one.
+    if (registry_.SessionOf(worker_id) == nullptr) Merge(decisions, market_->SetSchedulable(worker_id, false, now_ms));
+  }
+  for (const auto& [job_id, attempt, worker_id] : events.cancelled) {
+    SendCancel(job_id, attempt, worker_id);
+    Merge(decisions, market_->RemoveJob(job_id, now_ms));
+  }
+  for (int64_t job_id : events.finished) Merge(decisions, market_->FinishJob(job_id, now_ms));
+  AddQueuedJobs(events.submitted, decisions);
+}
+
+void SchedulerHost::SendCancel(int64_t job_id, uint32_t attempt, int64_t worker_id) {
+  if (worker_id == 0) return;  // it was still queued
+  if (auto session = registry_.SessionOf(worker_id)) session->Send(CancelMessage(job_id, attempt, "cancelled by the customer"));
+}
+
+void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello,
+                                scheduler::Decisions& decisions) {
+  auto activated = repo_.ActivateWorker(hello.worker_id(), hello.has_policy() ? &hello.policy() : nullptr);
   if (!activated.ok()) {
     session->Close(ToGrpcStatus(activated.status()));
     return;
   }
+  const int64_t now_ms = clock_.NowMs();
   auto& [record, live] = *activated;
   std::set<std::pair<int64_t, uint32_t>> running;
   for (const v1::RunningJob& r : hello.running()) running.emplace(r.job_id(), r.attempt());
@@ -247,15 +381,32 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
     }
   }
   if (!lost.empty()) {
-    if (auto r = repo_.Requeue(lost, {}, "worker restarted without the job"); !r.ok()) {
-      session->Close(ToGrpcStatus(r.status()));
+    auto requeued = repo_.Requeue(lost, {}, "worker restarted without the job");
+    if (!requeued.ok()) {
+      session->Close(ToGrpcStatus(requeued.status()));
       return;
     }
+    for (const Requeued& r : *requeued) {
+      Merge(decisions, r.failed ? market_->RemoveJob(r.job_id, now_ms) : market_->Requeue(r.job_id, now_ms));
+    }
   }
-  session->set_worker_id(record.worker_id);
-  std::vector<LiveAssignment> busy = keep;
-  busy.insert(busy.end(), resend.begin(), resend.end());
-  registry_.Attach(record, busy, session, clock_.NowMs());
+  market_->UpsertWorker(WorkerSpecFrom(record.worker_id, record.region, record.reputation, record.ask_utok_per_gpu_hour,
+                                       record.gpus, record.policy));
+  // The market must hold exactly the worker's live leases (normally it already does).
+  for (const std::vector<LiveAssignment>* list : {&keep, &resend}) {
+    for (const LiveAssignment& a : *list) {
+      bool held = true;
+      for (uint32_t index : a.gpu_indexes) held = held && market_->HolderOf(a.worker_id, index) == a.job_id;
+      if (held) continue;
+      if (market_->HasJob(a.job_id)) Merge(decisions, market_->RemoveJob(a.job_id, now_ms));
+      if (!market_->RestoreRunning(RequirementsOf(a), PlacedGpus(a), now_ms)) {
+        spdlog::error("job {} holds GPUs of worker {} that the market gave to another job; rebuilding", a.job_id, a.worker_id);
+        market_stale_ = true;
+      }
+    }
+  }
+  registry_.Attach(record.worker_id, session, now_ms);
+  Merge(decisions, market_->SetSchedulable(record.worker_id, record.state == v1::WORKER_STATE_ACTIVE, now_ms));
 
   v1::ServerMessage welcome;
   welcome.mutable_welcome()->set_worker_id(record.worker_id);
@@ -263,101 +414,168 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
   welcome.mutable_welcome()->set_heartbeat_interval_ms(std::max<int64_t>(100, options_.lease_timeout_ms / 4));
   session->Send(welcome);
   for (const auto& [job_id, attempt] : running) session->Send(CancelMessage(job_id, attempt, "lease is no longer live"));
-  for (const LiveAssignment& a : resend) {
-    v1::ServerMessage m;
-    *m.mutable_assignment() = a.message;
-    session->Send(m);
-  }
-  spdlog::info("worker {} connected ({} GPUs, {} jobs kept, {} resent, {} requeued)", record.worker_id,
-               record.gpus.size(), keep.size(), resend.size(), lost.size());
-  WakeMatcher();
+  for (const LiveAssignment& a : resend) session->Send(AssignmentMessage(a));
+  spdlog::info("worker {} connected ({} GPUs, {} jobs kept, {} resent, {} requeued)", record.worker_id, record.gpus.size(),
+               keep.size(), resend.size(), lost.size());
 }
 
-void SchedulerHost::MatchLoop() {
-  while (true) {
-    {
-      std::unique_lock lock(wake_mu_);
-      wake_cv_.wait_for(lock, std::chrono::milliseconds(options_.match_interval_ms), [&] { return wake_ || stopping_; });
-      if (stopping_) return;
-      wake_ = false;
-    }
-    MatchRound();
-  }
-}
-
-void SchedulerHost::MatchRound() {
-  absl::StatusOr<std::vector<scheduler::PendingJob>> jobs = repo_.LoadQueuedJobs(options_.max_queued_jobs_per_round);
-  if (!jobs.ok()) {
-    spdlog::warn("matching: {}", jobs.status().ToString());
+void SchedulerHost::ExpireLeases(scheduler::Decisions& decisions) {
+  const int64_t now_ms = clock_.NowMs();
+  auto expired = registry_.TakeExpired(now_ms, options_.lease_timeout_ms);
+  if (expired.empty()) return;
+  std::vector<int64_t> ids;
+  for (const auto& [id, session] : expired) ids.push_back(id);
+  auto requeued = repo_.Requeue({}, ids, absl::StrCat("lease expired (worker silent for more than ", options_.lease_timeout_ms, " ms)"));
+  if (!requeued.ok()) {
+    spdlog::error("expiring leases: {}", requeued.status().ToString());
+    for (int64_t id : ids) registry_.Track(id, now_ms - options_.lease_timeout_ms - 1);  // again next round
     return;
   }
-  if (jobs->empty()) return;
-  const scheduler::MatchResult result = scheduler::Match({.jobs = *std::move(jobs), .workers = registry_.Offers()});
-
-  if (!result.placements.empty()) {
-    absl::StatusOr<std::vector<LiveAssignment>> assigned = repo_.PersistPlacements(result.placements);
-    if (!assigned.ok()) {
-      spdlog::warn("persisting placements: {}", assigned.status().ToString());
-    } else {
-      std::vector<std::pair<int64_t, uint32_t>> orphaned;
-      for (const LiveAssignment& a : *assigned) {
-        scheduler::Placement p{.job_id = a.job_id, .worker_id = a.worker_id, .gpu_indexes = a.gpu_indexes, .price_utok_per_gpu_hour = 0};
-        if (!registry_.Reserve(p, a.attempt)) {
-          // The worker's lease expired while the round was being written: nobody would ever
-          // expire this new lease, so return the job to the queue now.
-          orphaned.emplace_back(a.job_id, a.attempt);
-          continue;
-        }
-        v1::ServerMessage m;
-        *m.mutable_assignment() = a.message;
-        if (auto session = registry_.SessionOf(a.worker_id)) session->Send(m);
-      }
-      if (!orphaned.empty()) {
-        if (auto r = repo_.Requeue(orphaned, {}, "worker went away before the assignment was sent"); !r.ok()) {
-          spdlog::error("requeueing orphaned assignments: {}", r.status().ToString());
-        }
-      }
-    }
+  for (const auto& [id, session] : expired) {
+    // The market forgets the worker and its jobs; those requeued come back from PostgreSQL.
+    (void)market_->RemoveWorker(id);
+    if (session) session->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "lease expired"));
   }
-  // Persist only the reasons that changed, so that a long queue costs nothing per round.
-  std::vector<scheduler::Waiting> changed;
-  std::map<int64_t, std::string> reasons;
-  for (const scheduler::Waiting& w : result.waiting) {
-    auto it = wait_reasons_.find(w.job_id);
-    if (it == wait_reasons_.end() || it->second != w.reason) changed.push_back(w);
-    reasons[w.job_id] = w.reason;
+  std::vector<int64_t> back;
+  for (const Requeued& r : *requeued) {
+    if (!r.failed) back.push_back(r.job_id);
   }
-  wait_reasons_ = std::move(reasons);
-  if (absl::Status s = repo_.UpdateWaitReasons(changed); !s.ok()) spdlog::warn("wait reasons: {}", s.ToString());
+  spdlog::info("{} worker lease(s) expired; {} job(s) requeued", ids.size(), back.size());
+  AddQueuedJobs(back, decisions);
 }
 
-void SchedulerHost::LeaseLoop() {
-  int64_t last_touch_ms = clock_.NowMs();
-  const auto period = std::chrono::milliseconds(std::clamp<int64_t>(options_.lease_timeout_ms / 8, 20, 250));
-  while (!stop_) {
-    std::this_thread::sleep_for(period);
-    const int64_t now_ms = clock_.NowMs();
-    auto expired = registry_.TakeExpired(now_ms, options_.lease_timeout_ms);
-    if (!expired.empty()) {
-      std::vector<int64_t> ids;
-      for (const auto& [id, session] : expired) ids.push_back(id);
-      auto requeued = repo_.Requeue({}, ids, absl::StrCat("lease expired (worker silent for more than ", options_.lease_timeout_ms, " ms)"));
-      if (!requeued.ok()) {
-        spdlog::error("expiring leases: {}", requeued.status().ToString());
-        for (int64_t id : ids) registry_.Track(id, now_ms - options_.lease_timeout_ms);  // retry next tick
-        continue;
-      }
-      for (const auto& [id, session] : expired) {
-        spdlog::info("worker {} lease expired; {} job(s) requeued", id, requeued->size());
-        if (session) session->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "lease expired"));
-      }
-      WakeMatcher();
-    }
-    if (now_ms - last_touch_ms >= 5'000) {
-      last_touch_ms = now_ms;
-      if (absl::Status s = repo_.TouchWorkers(registry_.ConnectedWorkers()); !s.ok()) spdlog::warn("{}", s.ToString());
+void SchedulerHost::AddQueuedJobs(const std::vector<int64_t>& job_ids, scheduler::Decisions& decisions) {
+  std::vector<int64_t> unknown;
+  for (int64_t id : job_ids) {
+    if (!market_->HasJob(id)) unknown.push_back(id);
+  }
+  if (unknown.empty()) return;
+  auto jobs = repo_.LoadQueuedJobs(unknown);
+  if (!jobs.ok()) {
+    spdlog::warn("loading queued jobs: {}", jobs.status().ToString());
+    Post([](MarketEvents& e) { e.reconcile = true; });
+    return;
+  }
+  const int64_t now_ms = clock_.NowMs();
+  for (const scheduler::JobRequirements& job : *jobs) Merge(decisions, market_->AddJob(job, now_ms));
+}
+
+void SchedulerHost::Reconcile(scheduler::Decisions& decisions) {
+  auto ids = repo_.QueuedJobIds();
+  if (!ids.ok()) {
+    spdlog::warn("reconciling the queue: {}", ids.status().ToString());
+    return;
+  }
+  const std::set<int64_t> queued(ids->begin(), ids->end());
+  const int64_t now_ms = clock_.NowMs();
+  size_t dropped = 0;
+  for (int64_t id : market_->QueuedJobIds()) {
+    if (!queued.contains(id)) {
+      Merge(decisions, market_->RemoveJob(id, now_ms));
+      ++dropped;
     }
   }
+  const size_t before = market_->queued_jobs();
+  AddQueuedJobs(*ids, decisions);
+  if (dropped > 0 || market_->queued_jobs() + decisions.placements.size() > before) {
+    spdlog::info("queue reconciled with PostgreSQL: {} dropped, the missing ones added", dropped);
+  }
+}
+
+absl::Status SchedulerHost::Rebuild(scheduler::Decisions& decisions) {
+  absl::StatusOr<MarketSnapshot> snapshot = repo_.LoadMarket();
+  if (!snapshot.ok()) return snapshot.status();
+  market_ = std::make_unique<scheduler::Market>(options_.market);
+  decisions = {};
+  const int64_t now_ms = clock_.NowMs();
+  for (const WorkerRecord& w : snapshot->workers) {
+    market_->UpsertWorker(WorkerSpecFrom(w.worker_id, w.region, w.reputation, w.ask_utok_per_gpu_hour, w.gpus, w.policy));
+    (void)market_->SetSchedulable(w.worker_id, false, now_ms);
+    registry_.Track(w.worker_id, now_ms);
+  }
+  // A job's leases (one per worker it spans) restore together.
+  std::map<int64_t, std::vector<const LiveAssignment*>> by_job;
+  for (const LiveAssignment& a : snapshot->live) by_job[a.job_id].push_back(&a);
+  for (const auto& [job_id, leases] : by_job) {
+    std::vector<scheduler::PlacedGpu> gpus;
+    for (const LiveAssignment* a : leases) {
+      for (const scheduler::PlacedGpu& g : PlacedGpus(*a)) gpus.push_back(g);
+    }
+    if (!market_->RestoreRunning(RequirementsOf(*leases.front()), gpus, now_ms)) {
+      spdlog::error("job {}: its live lease names GPUs that are missing or held twice; left out of the market", job_id);
+    }
+  }
+  for (const scheduler::JobRequirements& job : snapshot->queued) (void)market_->AddJob(job, now_ms);
+  for (const WorkerRecord& w : snapshot->workers) {
+    if (w.state == v1::WORKER_STATE_ACTIVE && registry_.SessionOf(w.worker_id) != nullptr) {
+      Merge(decisions, market_->SetSchedulable(w.worker_id, true, now_ms));
+    }
+  }
+  spdlog::info("market rebuilt from PostgreSQL: {} workers, {} running jobs, {} queued", snapshot->workers.size(),
+               by_job.size(), market_->queued_jobs());
+  return absl::OkStatus();
+}
+
+void SchedulerHost::Commit(scheduler::Decisions decisions) {
+  for (int repeat = 0; repeat < kMaxCommitRepeats && !(decisions.placements.empty() && decisions.preempted.empty()); ++repeat) {
+    // The market's last word per job: a placement superseded later in the round (the job was
+    // preempted, removed or placed again) no longer holds its GPUs and is dropped.
+    std::vector<scheduler::JobPlacement> placements;
+    std::set<int64_t> seen;
+    for (auto it = decisions.placements.rbegin(); it != decisions.placements.rend(); ++it) {
+      if (!seen.insert(it->job_id).second) continue;
+      bool holds = true;
+      for (const scheduler::PlacedGpu& g : it->gpus) holds = holds && market_->HolderOf(g.worker_id, g.index) == it->job_id;
+      if (holds) placements.push_back(std::move(*it));
+    }
+    std::reverse(placements.begin(), placements.end());
+    absl::StatusOr<PersistedDecisions> persisted = repo_.PersistDecisions(placements, decisions.preempted);
+    if (!persisted.ok()) {
+      // Nothing was written or sent; PostgreSQL still has the truth, so the market is rebuilt from it.
+      spdlog::warn("persisting {} placements: {}", placements.size(), persisted.status().ToString());
+      market_stale_ = true;
+      return;
+    }
+    for (const Requeued& r : persisted->preempted) {
+      if (auto session = registry_.SessionOf(r.worker_id)) session->Send(CancelMessage(r.job_id, r.attempt, "preempted by an on-demand job"));
+    }
+    std::set<int64_t> assigned;
+    for (const LiveAssignment& a : persisted->assigned) {
+      assigned.insert(a.job_id);
+      // No stream: the worker gets it in its next hello, or its lease expires and the job returns.
+      if (auto session = registry_.SessionOf(a.worker_id)) session->Send(AssignmentMessage(a));
+    }
+    decisions = {};
+    const int64_t now_ms = clock_.NowMs();
+    for (const scheduler::JobPlacement& p : placements) {
+      if (!assigned.contains(p.job_id)) Merge(decisions, market_->RemoveJob(p.job_id, now_ms));  // no longer QUEUED
+    }
+  }
+}
+
+void SchedulerHost::RefreshWaitReasons() {
+  const std::vector<int64_t> queued = market_->QueuedJobIds();
+  const int64_t now_ms = clock_.NowMs();
+  std::vector<std::pair<int64_t, std::string>> changed;
+  const size_t n = std::min(options_.wait_reasons_per_tick, queued.size());
+  for (size_t k = 0; k < n; ++k) {
+    const int64_t id = queued[(wait_reason_cursor_ + k) % queued.size()];
+    // A job that just arrived is usually placed within milliseconds: explain only real waits.
+    const scheduler::JobRequirements* job = market_->FindJob(id);
+    if (job == nullptr || now_ms - job->submitted_at_ms < options_.tick_interval_ms) continue;
+    std::string reason = market_->WhyWaiting(id);
+    std::string& known = wait_reasons_[id];
+    if (known != reason) {
+      known = reason;
+      changed.emplace_back(id, std::move(reason));
+    }
+  }
+  wait_reason_cursor_ = queued.empty() ? 0 : (wait_reason_cursor_ + n) % queued.size();
+  if (wait_reasons_.size() > 2 * queued.size() + 1024) {
+    const std::set<int64_t> still(queued.begin(), queued.end());
+    std::erase_if(wait_reasons_, [&](const auto& kv) { return !still.contains(kv.first); });
+  }
+  if (absl::Status s = repo_.UpdateWaitReasons(changed); !s.ok()) spdlog::warn("wait reasons: {}", s.ToString());
 }
 
 }  // namespace tessera::scheduler_host

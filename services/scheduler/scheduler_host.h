@@ -1,26 +1,30 @@
 // The scheduler host (DESIGN.md): holds every worker's Connect stream, keeps leases alive, runs
-// the matching loop over the scheduler/ core, and feeds what workers report into PostgreSQL.
+// the scheduling core (scheduler::Market) and feeds what workers report into PostgreSQL.
 //
 // Threads, each with one job:
 //  - ingest: drains the bounded inbound queue of worker messages in order and applies each drained
 //    batch with a fixed number of statements (usage in one transaction, job state in another),
-//    then acknowledges;
-//  - match: on a NOTIFY, a freed GPU or a timer, matches queued jobs to free GPUs, persists the
-//    placements in one statement, then pushes them down the streams;
-//  - lease: expires workers silent past the lease timeout and requeues their jobs.
-// Only the elected leader runs (Start with its epoch); a standby's host is stopped and refuses
-// worker streams. Start/Stop may alternate as leadership comes and goes.
+//    then acknowledges; finished jobs are handed to the scheduling thread;
+//  - scheduling: the only owner of the Market. It applies events in order (hellos, closed streams,
+//    cancels, finished jobs, new jobs from NOTIFY, expired leases), ticks the market, persists each
+//    round's decisions in one transaction and only then sends them down the streams.
+// The market is rebuilt from PostgreSQL at Start (recovery) and after a failed write (PostgreSQL is
+// the store of record; the market is its index). Only the elected leader runs (Start with its
+// epoch); a standby's host is stopped and refuses worker streams.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include "absl/base/thread_annotations.h"
+#include "scheduler/market.h"
 #include "services/common/clock.h"
 #include "services/scheduler/scheduler_repository.h"
 #include "services/scheduler/worker_registry.h"
@@ -31,10 +35,12 @@ namespace tessera::scheduler_host {
 
 struct SchedulerOptions {
   int64_t lease_timeout_ms = 10'000;
-  int64_t match_interval_ms = 1'000;       // a round at least this often, besides wake-ups
+  int64_t tick_interval_ms = 1'000;        // a full market pass (reservations, preemption) this often
+  int64_t reconcile_interval_ms = 10'000;  // the queue is compared with PostgreSQL this often
   size_t max_inbound_messages = 100'000;   // beyond this a stream is refused, not buffered
   size_t max_ingest_batch = 2'000;
-  int max_queued_jobs_per_round = 20'000;
+  size_t wait_reasons_per_tick = 256;      // queued jobs whose wait reason is refreshed per tick
+  scheduler::MarketOptions market;
 };
 
 class SchedulerHost final : public StreamHandler {
@@ -42,7 +48,7 @@ class SchedulerHost final : public StreamHandler {
   SchedulerHost(store::Database& db, const Clock& clock, SchedulerOptions options);
   ~SchedulerHost() override;
 
-  // Becomes the active scheduler for leadership `epoch`: rebuilds its view from PostgreSQL and
+  // Becomes the active scheduler for leadership `epoch`: rebuilds the market from PostgreSQL and
   // starts the loops. Stop closes every worker stream (they reconnect to the new leader).
   absl::Status Start(int64_t epoch);
   void Stop();
@@ -66,16 +72,39 @@ class SchedulerHost final : public StreamHandler {
     std::vector<std::shared_ptr<WorkerSession>> finished_sessions;
     bool empty() const { return usage.empty() && events.started.empty() && events.progress.empty() && events.finished.empty(); }
   };
+  // What the scheduling thread has to apply to the market, in this order.
+  struct MarketEvents {
+    std::vector<Inbound> hellos;
+    std::vector<int64_t> disconnected;                       // workers whose stream closed
+    std::vector<std::tuple<int64_t, uint32_t, int64_t>> cancelled;  // job, attempt, worker (0: was queued)
+    std::vector<int64_t> finished;                           // jobs that reached a terminal state
+    std::vector<int64_t> submitted;                          // jobs announced by NOTIFY
+    bool reconcile = false;
+    bool empty() const {
+      return hellos.empty() && disconnected.empty() && cancelled.empty() && finished.empty() && submitted.empty() && !reconcile;
+    }
+  };
 
   void IngestLoop();
   void ProcessBatch(std::vector<Inbound>& batch);
   void FlushSegment(Segment& segment);
-  void HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello);
-  void MatchLoop();
-  void MatchRound();
-  void LeaseLoop();
   void OnNotification(const std::string& channel, const std::string& payload);
-  void WakeMatcher();
+  void Post(const std::function<void(MarketEvents&)>& add);
+
+  // The scheduling thread.
+  void SchedulingLoop();
+  void ApplyEvents(MarketEvents& events, scheduler::Decisions& decisions);
+  void SendCancel(int64_t job_id, uint32_t attempt, int64_t worker_id);
+  void HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello, scheduler::Decisions& decisions);
+  void ExpireLeases(scheduler::Decisions& decisions);
+  void AddQueuedJobs(const std::vector<int64_t>& job_ids, scheduler::Decisions& decisions);
+  void Reconcile(scheduler::Decisions& decisions);
+  // Loads the whole market from PostgreSQL; workers are schedulable only while connected.
+  absl::Status Rebuild(scheduler::Decisions& decisions);
+  // Persists the round's decisions, then sends them; placements that did not take effect are
+  // withdrawn from the market (which may place others: repeated a few times).
+  void Commit(scheduler::Decisions decisions);
+  void RefreshWaitReasons();
 
   store::Database& db_;
   const Clock& clock_;
@@ -87,18 +116,22 @@ class SchedulerHost final : public StreamHandler {
   std::condition_variable inbound_cv_;
   std::deque<Inbound> inbound_ ABSL_GUARDED_BY(inbound_mu_);
 
-  std::mutex wake_mu_;
-  std::condition_variable wake_cv_;
-  bool wake_ ABSL_GUARDED_BY(wake_mu_) = false;
-  bool stopping_ ABSL_GUARDED_BY(wake_mu_) = false;
+  std::mutex events_mu_;
+  std::condition_variable events_cv_;
+  MarketEvents events_ ABSL_GUARDED_BY(events_mu_);
+  bool stopping_ ABSL_GUARDED_BY(events_mu_) = false;
   std::atomic<bool> stop_{false};
   std::atomic<bool> running_{false};
   std::mutex lifecycle_mu_;  // serialises Start and Stop
 
-  std::map<int64_t, std::string> wait_reasons_;  // match thread only
+  // Scheduling thread only.
+  std::unique_ptr<scheduler::Market> market_;
+  bool market_stale_ = false;  // a write failed: rebuild before the next round
+  std::map<int64_t, std::string> wait_reasons_;
+  size_t wait_reason_cursor_ = 0;
 
   std::unique_ptr<store::NotificationListener> listener_;
-  std::thread ingest_thread_, match_thread_, lease_thread_;
+  std::thread ingest_thread_, scheduling_thread_;
 };
 
 }  // namespace tessera::scheduler_host

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/job_state_machine.h"
+#include "services/scheduler/market_inputs.h"
 #include "services/store/statement.h"
 
 namespace tessera::scheduler_host {
@@ -24,8 +25,12 @@ std::string IndexLiteral(const std::vector<uint32_t>& indexes) {
   return ArrayLiteral(std::vector<int64_t>(indexes.begin(), indexes.end()));
 }
 
+// The columns AssignmentFromRow reads, over assignments a JOIN jobs j JOIN accounts c.
+constexpr const char* kAssignmentColumns =
+    "a.job_id, a.attempt, a.worker_id, a.gpu_indexes, a.price_utok_per_gpu_hour, j.spec, j.state, c.name,"
+    " (extract(epoch FROM j.created_at) * 1000)::bigint";
+
 LiveAssignment AssignmentFromRow(const pqxx::row& row) {
-  // Columns: job_id, attempt, worker_id, gpu_indexes, price, spec, job state.
   LiveAssignment a;
   a.job_id = row[0].as<int64_t>();
   a.attempt = row[1].as<uint32_t>();
@@ -37,7 +42,51 @@ LiveAssignment AssignmentFromRow(const pqxx::row& row) {
   a.message.set_price_utok_per_gpu_hour(row[4].as<int64_t>());
   a.message.mutable_spec()->ParseFromString(pqxx::binarystring(row[5]).str());
   for (uint32_t i : a.gpu_indexes) a.message.add_gpu_indexes(i);
+  a.account = row[7].as<std::string>();
+  a.submitted_at_ms = row[8].as<int64_t>();
   return a;
+}
+
+scheduler::JobRequirements RequirementsFromRow(const pqxx::row& row) {
+  // Columns: job_id, account name, spec, submitted ms.
+  v1::JobSpec spec;
+  spec.ParseFromString(pqxx::binarystring(row[2]).str());
+  return JobRequirementsFrom(row[0].as<int64_t>(), row[1].as<std::string>(), spec, row[3].as<int64_t>());
+}
+
+// Workers with their GPUs (ordered by index) and policy, in `ids` order.
+std::vector<WorkerRecord> LoadWorkerRecords(pqxx::work& tx, const std::vector<int64_t>& ids) {
+  std::map<int64_t, WorkerRecord> records;
+  for (const pqxx::row& r : store::Exec(tx, {"sched_load_workers",
+           "SELECT worker_id, state, region, reputation, ask_utok_per_gpu_hour, policy FROM workers"
+           " WHERE worker_id = ANY($1::bigint[])"},
+           ArrayLiteral(ids))) {
+    WorkerRecord& w = records[r[0].as<int64_t>()];
+    w.worker_id = r[0].as<int64_t>();
+    w.state = ParseWorkerState(r[1].as<std::string>());
+    w.region = r[2].as<std::string>();
+    w.reputation = r[3].as<int32_t>();
+    w.ask_utok_per_gpu_hour = r[4].as<int64_t>();
+    w.policy.ParseFromString(pqxx::binarystring(r[5]).str());
+  }
+  for (const pqxx::row& r : store::Exec(tx, {"sched_load_gpus",
+           "SELECT worker_id, gpu_index, model, memory_mib, compute_capability, uuid FROM gpus"
+           " WHERE worker_id = ANY($1::bigint[]) ORDER BY worker_id, gpu_index"},
+           ArrayLiteral(ids))) {
+    auto it = records.find(r[0].as<int64_t>());
+    if (it == records.end()) continue;
+    v1::Gpu& gpu = it->second.gpus.emplace_back();
+    gpu.set_index(r[1].as<uint32_t>());
+    gpu.set_model(r[2].as<std::string>());
+    gpu.set_memory_mib(r[3].as<uint64_t>());
+    gpu.set_compute_capability(r[4].as<std::string>());
+    gpu.set_uuid(r[5].as<std::string>());
+  }
+  std::vector<WorkerRecord> out;
+  for (int64_t id : ids) {
+    if (auto it = records.find(id); it != records.end()) out.push_back(std::move(it->second));
+  }
+  return out;
 }
 
 }  // namespace
@@ -72,9 +121,10 @@ absl::StatusOr<v1::RegisterWorkerResponse> SchedulerRepository::RegisterWorker(c
     // Proof of GPU (the trust issue) will hold new workers in PENDING_VERIFICATION; until then a
     // registered worker is ACTIVE once it connects.
     const auto worker_id = tx.exec_params1(
-        "INSERT INTO workers (provider_account_id, name, region, ask_utok_per_gpu_hour, state)"
-        " VALUES ($1, $2, $3, $4, 'OFFLINE') RETURNING worker_id",
-        account[0][0].as<int64_t>(), request.name(), request.region(), request.ask_utok_per_gpu_hour())[0].as<int64_t>();
+        "INSERT INTO workers (provider_account_id, name, region, ask_utok_per_gpu_hour, state, policy)"
+        " VALUES ($1, $2, $3, $4, 'OFFLINE', decode($5, 'hex')) RETURNING worker_id",
+        account[0][0].as<int64_t>(), request.name(), request.region(), request.ask_utok_per_gpu_hour(),
+        Hex(request.policy().SerializeAsString()))[0].as<int64_t>();
     std::vector<int64_t> indexes, memory;
     std::vector<std::string> models, capabilities;
     for (const v1::Gpu& gpu : request.gpus()) {
@@ -100,7 +150,8 @@ absl::StatusOr<std::vector<v1::Worker>> SchedulerRepository::ListWorkers(const s
     const pqxx::result rows = tx.exec_params(
         "SELECT w.worker_id, a.name, w.name, w.region, w.ask_utok_per_gpu_hour, w.state,"
         " coalesce((extract(epoch FROM w.last_seen_at) * 1000)::bigint, 0),"
-        " (SELECT coalesce(sum(cardinality(gpu_indexes)), 0) FROM assignments s WHERE s.worker_id = w.worker_id AND s.state = 'LIVE')"
+        " (SELECT coalesce(sum(cardinality(gpu_indexes)), 0) FROM assignments s WHERE s.worker_id = w.worker_id AND s.state = 'LIVE'),"
+        " w.reputation, w.policy"
         " FROM workers w JOIN accounts a ON a.account_id = w.provider_account_id"
         " WHERE $1 = '' OR a.name = $1 ORDER BY w.worker_id",
         provider_account);
@@ -117,6 +168,8 @@ absl::StatusOr<std::vector<v1::Worker>> SchedulerRepository::ListWorkers(const s
       w.set_state(ParseWorkerState(r[5].as<std::string>()));
       w.set_last_seen_at_ms(r[6].as<int64_t>());
       w.set_busy_gpus(r[7].as<uint32_t>());
+      w.set_reputation(r[8].as<int32_t>());
+      w.mutable_policy()->ParseFromString(pqxx::binarystring(r[9]).str());
     }
     const pqxx::result gpus = tx.exec_params(
         "SELECT worker_id, gpu_index, model, memory_mib, compute_capability, uuid FROM gpus"
@@ -136,122 +189,131 @@ absl::StatusOr<std::vector<v1::Worker>> SchedulerRepository::ListWorkers(const s
   });
 }
 
-absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> SchedulerRepository::ActivateWorker(int64_t worker_id) {
+absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> SchedulerRepository::ActivateWorker(
+    int64_t worker_id, const v1::ProviderPolicy* policy) {
   using Result = std::pair<WorkerRecord, std::vector<LiveAssignment>>;
   return db_.Transact("activate worker", [&](pqxx::work& tx) -> absl::StatusOr<Result> {
-    const pqxx::result w = tx.exec_params(
-        "SELECT state, ask_utok_per_gpu_hour FROM workers WHERE worker_id = $1 FOR NO KEY UPDATE", worker_id);
+    const pqxx::result w = tx.exec_params("SELECT state FROM workers WHERE worker_id = $1 FOR NO KEY UPDATE", worker_id);
     if (w.empty()) return absl::NotFoundError(absl::StrCat("worker ", worker_id, " is not registered"));
+    v1::WorkerState state = ParseWorkerState(w[0][0].as<std::string>());
+    if (state == v1::WORKER_STATE_QUARANTINED) return absl::PermissionDeniedError(absl::StrCat("worker ", worker_id, " is quarantined"));
+    if (state != v1::WORKER_STATE_DRAINING) state = v1::WORKER_STATE_ACTIVE;
+    tx.exec_params0(
+        "UPDATE workers SET state = $2, last_seen_at = now(), policy = CASE WHEN $3 THEN decode($4, 'hex') ELSE policy END"
+        " WHERE worker_id = $1",
+        worker_id, std::string(WorkerStateName(state)), policy != nullptr, policy == nullptr ? "" : Hex(policy->SerializeAsString()));
     Result result;
-    WorkerRecord& record = result.first;
-    record.worker_id = worker_id;
-    record.state = ParseWorkerState(w[0][0].as<std::string>());
-    record.ask_utok_per_gpu_hour = w[0][1].as<int64_t>();
-    if (record.state == v1::WORKER_STATE_QUARANTINED) {
-      return absl::PermissionDeniedError(absl::StrCat("worker ", worker_id, " is quarantined"));
-    }
-    if (record.state != v1::WORKER_STATE_DRAINING) record.state = v1::WORKER_STATE_ACTIVE;
-    tx.exec_params0("UPDATE workers SET state = $2, last_seen_at = now() WHERE worker_id = $1", worker_id,
-                    std::string(WorkerStateName(record.state)));
-    for (const pqxx::row& r : tx.exec_params(
-             "SELECT gpu_index, model, memory_mib, compute_capability, uuid FROM gpus WHERE worker_id = $1 ORDER BY gpu_index",
-             worker_id)) {
-      v1::Gpu& gpu = record.gpus.emplace_back();
-      gpu.set_index(r[0].as<uint32_t>());
-      gpu.set_model(r[1].as<std::string>());
-      gpu.set_memory_mib(r[2].as<uint64_t>());
-      gpu.set_compute_capability(r[3].as<std::string>());
-      gpu.set_uuid(r[4].as<std::string>());
-    }
-    for (const pqxx::row& r : tx.exec_params(
-             "SELECT a.job_id, a.attempt, a.worker_id, a.gpu_indexes, a.price_utok_per_gpu_hour, j.spec, j.state"
-             " FROM assignments a JOIN jobs j USING (job_id) WHERE a.worker_id = $1 AND a.state = 'LIVE'",
-             worker_id)) {
+    result.first = std::move(LoadWorkerRecords(tx, {worker_id}).at(0));
+    static const std::string kLiveOfWorker = absl::StrCat(
+        "SELECT ", kAssignmentColumns, " FROM assignments a JOIN jobs j USING (job_id)"
+        " JOIN accounts c ON c.account_id = j.account_id WHERE a.worker_id = $1 AND a.state = 'LIVE'");
+    for (const pqxx::row& r : store::Exec(tx, {"sched_live_of_worker", kLiveOfWorker.c_str()}, worker_id)) {
       result.second.push_back(AssignmentFromRow(r));
     }
     return result;
   });
 }
 
-absl::StatusOr<std::vector<int64_t>> SchedulerRepository::WorkersWithLeases() {
-  return db_.Transact("load leased workers", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<int64_t>> {
+absl::StatusOr<MarketSnapshot> SchedulerRepository::LoadMarket() {
+  return db_.Transact("load market", [&](pqxx::work& tx) -> absl::StatusOr<MarketSnapshot> {
+    // One snapshot for the three reads: a job cannot be seen both queued and leased.
+    tx.exec0("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
     std::vector<int64_t> ids;
     for (const pqxx::row& r : tx.exec(
              "SELECT worker_id FROM workers WHERE state IN ('ACTIVE', 'DRAINING')"
-             " UNION SELECT worker_id FROM assignments WHERE state = 'LIVE'")) {
+             " UNION SELECT worker_id FROM assignments WHERE state = 'LIVE' ORDER BY 1")) {
       ids.push_back(r[0].as<int64_t>());
     }
-    return ids;
+    MarketSnapshot snapshot;
+    snapshot.workers = LoadWorkerRecords(tx, ids);
+    for (const pqxx::row& r : tx.exec(absl::StrCat(
+             "SELECT ", kAssignmentColumns, " FROM assignments a JOIN jobs j USING (job_id)"
+             " JOIN accounts c ON c.account_id = j.account_id WHERE a.state = 'LIVE'"))) {
+      snapshot.live.push_back(AssignmentFromRow(r));
+    }
+    for (const pqxx::row& r : tx.exec(
+             "SELECT j.job_id, c.name, j.spec, (extract(epoch FROM j.created_at) * 1000)::bigint"
+             " FROM jobs j JOIN accounts c USING (account_id) WHERE j.state = 'QUEUED' ORDER BY j.job_id")) {
+      snapshot.queued.push_back(RequirementsFromRow(r));
+    }
+    return snapshot;
   });
 }
 
-absl::StatusOr<std::vector<scheduler::PendingJob>> SchedulerRepository::LoadQueuedJobs(int limit) {
-  return db_.Transact("load queued jobs", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<scheduler::PendingJob>> {
-    std::vector<scheduler::PendingJob> jobs;
+absl::StatusOr<std::vector<scheduler::JobRequirements>> SchedulerRepository::LoadQueuedJobs(const std::vector<int64_t>& job_ids) {
+  return db_.Transact("load queued jobs", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<scheduler::JobRequirements>> {
+    std::vector<scheduler::JobRequirements> jobs;
     for (const pqxx::row& r : store::Exec(tx, {"sched_load_queued",
-             "SELECT job_id, gpu_count, gpu_models, bid_utok_per_gpu_hour, priority_class,"
-             " (extract(epoch FROM created_at) * 1000)::bigint FROM jobs WHERE state = 'QUEUED'"
-             " ORDER BY priority_class = 'SPOT', bid_utok_per_gpu_hour DESC, job_id LIMIT $1"},
-             limit)) {
-      jobs.push_back(scheduler::PendingJob{
-          .job_id = r[0].as<int64_t>(),
-          .gpu_count = r[1].as<uint32_t>(),
-          .gpu_models = store::ParseTextArray(r[2].as<std::string>()),
-          .bid_utok_per_gpu_hour = r[3].as<int64_t>(),
-          .priority = r[4].as<std::string>() == "SPOT" ? scheduler::Priority::kSpot : scheduler::Priority::kOnDemand,
-          .submitted_at_ms = r[5].as<int64_t>()});
+             "SELECT j.job_id, c.name, j.spec, (extract(epoch FROM j.created_at) * 1000)::bigint"
+             " FROM jobs j JOIN accounts c USING (account_id) WHERE j.job_id = ANY($1::bigint[]) AND j.state = 'QUEUED'"
+             " ORDER BY j.job_id"},
+             ArrayLiteral(job_ids))) {
+      jobs.push_back(RequirementsFromRow(r));
     }
     return jobs;
   });
 }
 
-absl::StatusOr<std::vector<LiveAssignment>> SchedulerRepository::PersistPlacements(
-    const std::vector<scheduler::Placement>& placements) {
+absl::StatusOr<std::vector<int64_t>> SchedulerRepository::QueuedJobIds() {
+  return db_.Transact("list queued jobs", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<int64_t>> {
+    std::vector<int64_t> ids;
+    for (const pqxx::row& r : tx.exec("SELECT job_id FROM jobs WHERE state = 'QUEUED' ORDER BY job_id")) ids.push_back(r[0].as<int64_t>());
+    return ids;
+  });
+}
+
+absl::StatusOr<PersistedDecisions> SchedulerRepository::PersistDecisions(const std::vector<scheduler::JobPlacement>& placements,
+                                                                         const std::vector<int64_t>& preempted_jobs) {
   std::vector<int64_t> jobs, workers, prices;
   std::vector<std::string> gpus;
-  for (const scheduler::Placement& p : placements) {
+  for (const scheduler::JobPlacement& p : placements) {
+    std::vector<uint32_t> indexes;
+    for (const scheduler::PlacedGpu& g : p.gpus) indexes.push_back(g.index);
     jobs.push_back(p.job_id);
-    workers.push_back(p.worker_id);
-    prices.push_back(p.price_utok_per_gpu_hour);
-    gpus.push_back(IndexLiteral(p.gpu_indexes));
+    workers.push_back(p.gpus.at(0).worker_id);
+    prices.push_back(p.gpus.at(0).price_utok_per_gpu_hour);
+    gpus.push_back(IndexLiteral(indexes));
   }
-  return db_.Transact("persist placements", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<LiveAssignment>> {
+  return db_.Transact("persist decisions", [&](pqxx::work& tx) -> absl::StatusOr<PersistedDecisions> {
     if (absl::Status leader = CheckEpoch(tx); !leader.ok()) return leader;
-    const pqxx::result rows = store::Exec(tx, {"sched_persist_placements",
+    PersistedDecisions out;
+    if (!preempted_jobs.empty()) out.preempted = RequeueInTx(tx, {}, {}, preempted_jobs, "preempted by an on-demand job");
+    if (jobs.empty()) return out;
+    static const std::string kPersistPlacements = absl::StrCat(
         "WITH p AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS t(job_id, worker_id, price, gpus)),"
         " assigned AS ("
         "  UPDATE jobs j SET state = 'ASSIGNED', attempt = j.attempt + 1, worker_id = p.worker_id,"
         "   price_utok_per_gpu_hour = p.price, wait_reason = '', progress_ppm = 0, updated_at = now()"
         "  FROM p WHERE j.job_id = p.job_id AND j.state = 'QUEUED'"
-        "  RETURNING j.job_id, j.attempt, j.worker_id, p.gpus, p.price, j.spec),"
+        "  RETURNING j.job_id, j.attempt, j.worker_id, p.gpus::int[] AS gpu_indexes, p.price AS price_utok_per_gpu_hour,"
+        "   j.spec, j.state, j.account_id, j.created_at),"
         " leased AS ("
         "  INSERT INTO assignments (job_id, attempt, worker_id, gpu_indexes, price_utok_per_gpu_hour, state)"
-        "  SELECT job_id, attempt, worker_id, gpus::int[], price, 'LIVE' FROM assigned),"
+        "  SELECT job_id, attempt, worker_id, gpu_indexes, price_utok_per_gpu_hour, 'LIVE' FROM assigned),"
         " audited AS ("
         "  INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
-        "  SELECT job_id, 'ASSIGNED', attempt, worker_id, 'assigned to worker ' || worker_id || ' at ' || price || ' µT/GPU-h'"
-        "  FROM assigned)"
-        "SELECT job_id, attempt, worker_id, gpus, price, spec, 'ASSIGNED' FROM assigned"},
-        ArrayLiteral(jobs), ArrayLiteral(workers), ArrayLiteral(prices), ArrayLiteral(gpus));
-    std::vector<LiveAssignment> out;
-    for (const pqxx::row& r : rows) out.push_back(AssignmentFromRow(r));
+        "  SELECT job_id, 'ASSIGNED', attempt, worker_id,"
+        "   'assigned to worker ' || worker_id || ' at ' || price_utok_per_gpu_hour || ' µT/GPU-h' FROM assigned)"
+        "SELECT ", kAssignmentColumns, " FROM assigned a JOIN assigned j USING (job_id) JOIN accounts c ON c.account_id = j.account_id");
+    const pqxx::result rows = store::Exec(tx, {"sched_persist_placements", kPersistPlacements.c_str()}, ArrayLiteral(jobs), ArrayLiteral(workers), ArrayLiteral(prices), ArrayLiteral(gpus));
+    for (const pqxx::row& r : rows) out.assigned.push_back(AssignmentFromRow(r));
     return out;
   });
 }
 
-absl::Status SchedulerRepository::UpdateWaitReasons(const std::vector<scheduler::Waiting>& waiting) {
-  if (waiting.empty()) return absl::OkStatus();
+absl::Status SchedulerRepository::UpdateWaitReasons(const std::vector<std::pair<int64_t, std::string>>& reasons) {
+  if (reasons.empty()) return absl::OkStatus();
   std::vector<int64_t> ids;
-  std::vector<std::string> reasons;
-  for (const scheduler::Waiting& w : waiting) {
-    ids.push_back(w.job_id);
-    reasons.push_back(w.reason);
+  std::vector<std::string> texts;
+  for (const auto& [id, reason] : reasons) {
+    ids.push_back(id);
+    texts.push_back(reason);
   }
   return db_.Transact("update wait reasons", [&](pqxx::work& tx) {
-    tx.exec_params0(
+    store::Exec(tx, {"sched_wait_reasons",
         "UPDATE jobs j SET wait_reason = u.reason FROM unnest($1::bigint[], $2::text[]) AS u(job_id, reason)"
-        " WHERE j.job_id = u.job_id AND j.state = 'QUEUED' AND j.wait_reason <> u.reason",
-        ArrayLiteral(ids), ArrayLiteral(reasons));
+        " WHERE j.job_id = u.job_id AND j.state = 'QUEUED' AND j.wait_reason <> u.reason"},
+        ArrayLiteral(ids), ArrayLiteral(texts));
     return absl::OkStatus();
   });
 }
@@ -294,7 +356,7 @@ absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const
   });
 }
 
-absl::StatusOr<std::vector<std::pair<int64_t, uint32_t>>> SchedulerRepository::ApplyStateEvents(const StateEvents& events) {
+absl::StatusOr<SchedulerRepository::AppliedEvents> SchedulerRepository::ApplyStateEvents(const StateEvents& events) {
   std::vector<int64_t> s_job, s_attempt, s_worker, p_job, p_attempt, p_worker, p_ppm, f_job, f_attempt, f_worker;
   std::vector<std::string> p_loss, f_state, f_result, f_message;
   for (const auto& [worker, m] : events.started) {
@@ -320,8 +382,7 @@ absl::StatusOr<std::vector<std::pair<int64_t, uint32_t>>> SchedulerRepository::A
                                       : "failed on worker " + std::to_string(worker) + ": " + m.result().error());
     all_jobs.push_back(m.job_id());
   }
-  using Finished = std::vector<std::pair<int64_t, uint32_t>>;
-  return db_.Transact("apply job events", [&](pqxx::work& tx) -> absl::StatusOr<Finished> {
+  return db_.Transact("apply job events", [&](pqxx::work& tx) -> absl::StatusOr<AppliedEvents> {
     store::Exec(tx, {"sched_lock_jobs", "SELECT 1 FROM jobs WHERE job_id = ANY($1::bigint[]) ORDER BY job_id FOR NO KEY UPDATE"},
                    ArrayLiteral(all_jobs));
     if (!s_job.empty()) {
@@ -342,7 +403,7 @@ absl::StatusOr<std::vector<std::pair<int64_t, uint32_t>>> SchedulerRepository::A
           " AND j.state IN ('ASSIGNED', 'RUNNING')"},
           ArrayLiteral(p_job), ArrayLiteral(p_attempt), ArrayLiteral(p_worker), ArrayLiteral(p_ppm), ArrayLiteral(p_loss));
     }
-    Finished recorded;
+    AppliedEvents applied;
     if (!f_job.empty()) {
       const pqxx::result rows = store::Exec(tx, {"sched_finished",
           "WITH f AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[])"
@@ -358,59 +419,64 @@ absl::StatusOr<std::vector<std::pair<int64_t, uint32_t>>> SchedulerRepository::A
           " audited AS (INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
           "   SELECT d.job_id, d.state, d.attempt, d.worker_id, f.message FROM done d"
           "   JOIN f ON f.job_id = d.job_id AND f.attempt = d.attempt)"
-          "SELECT f.job_id, f.attempt FROM f"},
+          "SELECT job_id FROM done"},
           ArrayLiteral(f_job), ArrayLiteral(f_attempt), ArrayLiteral(f_worker), ArrayLiteral(f_state),
           ArrayLiteral(f_result), ArrayLiteral(f_message));
-      // Every finish is acknowledged: either it was recorded now, or the lease had already ended
-      // (cancel, expiry) and the report has nothing left to change.
-      for (const pqxx::row& r : rows) recorded.emplace_back(r[0].as<int64_t>(), r[1].as<uint32_t>());
+      for (const pqxx::row& r : rows) applied.ended.push_back(r[0].as<int64_t>());
     }
     if (!f_job.empty()) tx.exec0("NOTIFY tessera_settle");
-    return recorded;
+    return applied;
   });
 }
 
 absl::StatusOr<std::vector<Requeued>> SchedulerRepository::Requeue(
     const std::vector<std::pair<int64_t, uint32_t>>& assignments, const std::vector<int64_t>& offline_workers,
     const std::string& reason) {
+  return db_.Transact("requeue", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<Requeued>> {
+    if (absl::Status leader = CheckEpoch(tx); !leader.ok()) return leader;
+    return RequeueInTx(tx, offline_workers, assignments, {}, reason);
+  });
+}
+
+std::vector<Requeued> SchedulerRepository::RequeueInTx(pqxx::work& tx, const std::vector<int64_t>& offline_workers,
+                                                       const std::vector<std::pair<int64_t, uint32_t>>& assignments,
+                                                       const std::vector<int64_t>& preempted_jobs, const std::string& reason) {
   std::vector<int64_t> jobs, attempts;
   for (const auto& [job, attempt] : assignments) {
     jobs.push_back(job);
     attempts.push_back(attempt);
   }
-  return db_.Transact("requeue", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<Requeued>> {
-    if (absl::Status leader = CheckEpoch(tx); !leader.ok()) return leader;
-    const std::string targets =
-        "SELECT a.job_id, a.attempt FROM assignments a WHERE a.state = 'LIVE' AND (a.worker_id = ANY($1::bigint[])"
-        " OR (a.job_id, a.attempt) IN (SELECT * FROM unnest($2::bigint[], $3::int[])))";
-    tx.exec_params("SELECT 1 FROM jobs WHERE job_id IN (SELECT job_id FROM (" + targets +
-                       ") t) ORDER BY job_id FOR NO KEY UPDATE",
-                   ArrayLiteral(offline_workers), ArrayLiteral(jobs), ArrayLiteral(attempts));
-    const pqxx::result rows = tx.exec_params(
-        "WITH target AS (" + targets + "),"
-        " ended AS (UPDATE assignments a SET state = 'ENDED', end_reason = $4, ended_at = now() FROM target t"
-        "   WHERE a.job_id = t.job_id AND a.attempt = t.attempt RETURNING a.job_id, a.attempt, a.worker_id),"
-        " moved AS (UPDATE jobs j SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'FAILED' ELSE 'QUEUED' END,"
-        "   progress_ppm = 0, updated_at = now() FROM ended e"
-        "   WHERE j.job_id = e.job_id AND j.attempt = e.attempt AND j.state IN ('ASSIGNED', 'RUNNING')"
-        "   RETURNING j.job_id, j.attempt, j.state, e.worker_id),"
-        " audited AS (INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
-        "   SELECT job_id, state, attempt, worker_id, $4 || CASE WHEN state = 'FAILED' THEN '; no attempts left'"
-        "   ELSE '; requeued' END FROM moved)"
-        "SELECT job_id, attempt, worker_id, state FROM moved",
-        ArrayLiteral(offline_workers), ArrayLiteral(jobs), ArrayLiteral(attempts), reason);
-    if (!offline_workers.empty()) {
-      tx.exec_params0("UPDATE workers SET state = 'OFFLINE' WHERE worker_id = ANY($1::bigint[]) AND state IN ('ACTIVE', 'DRAINING')",
-                      ArrayLiteral(offline_workers));
-    }
-    std::vector<Requeued> out;
-    for (const pqxx::row& r : rows) {
-      out.push_back({.job_id = r[0].as<int64_t>(), .attempt = r[1].as<uint32_t>(), .worker_id = r[2].as<int64_t>(),
-                     .failed = r[3].as<std::string>() == "FAILED"});
-    }
-    if (!out.empty()) tx.exec0("NOTIFY tessera_jobs; NOTIFY tessera_settle");
-    return out;
-  });
+  const std::string targets =
+      "SELECT a.job_id, a.attempt, a.job_id = ANY($4::bigint[]) AS preempted FROM assignments a WHERE a.state = 'LIVE'"
+      " AND (a.worker_id = ANY($1::bigint[]) OR a.job_id = ANY($4::bigint[])"
+      " OR (a.job_id, a.attempt) IN (SELECT * FROM unnest($2::bigint[], $3::int[])))";
+  tx.exec_params("WITH t AS (" + targets + ") SELECT 1 FROM jobs WHERE job_id IN (SELECT job_id FROM t) ORDER BY job_id FOR NO KEY UPDATE",
+                 ArrayLiteral(offline_workers), ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(preempted_jobs));
+  const pqxx::result rows = tx.exec_params(
+      "WITH target AS (" + targets + "),"
+      " ended AS (UPDATE assignments a SET state = 'ENDED', end_reason = $5, ended_at = now() FROM target t"
+      "   WHERE a.job_id = t.job_id AND a.attempt = t.attempt RETURNING a.job_id, a.attempt, a.worker_id, t.preempted),"
+      " moved AS (UPDATE jobs j SET state = CASE WHEN j.attempt >= j.max_attempts AND NOT e.preempted THEN 'FAILED' ELSE 'QUEUED' END,"
+      "   progress_ppm = 0, updated_at = now() FROM ended e"
+      "   WHERE j.job_id = e.job_id AND j.attempt = e.attempt AND j.state IN ('ASSIGNED', 'RUNNING')"
+      "   RETURNING j.job_id, j.attempt, j.state, e.worker_id),"
+      " audited AS (INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
+      "   SELECT job_id, state, attempt, worker_id, $5 || CASE WHEN state = 'FAILED' THEN '; no attempts left'"
+      "   ELSE '; requeued' END FROM moved)"
+      "SELECT job_id, attempt, worker_id, state FROM moved",
+      ArrayLiteral(offline_workers), ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(preempted_jobs), reason);
+  if (!offline_workers.empty()) {
+    tx.exec_params0("UPDATE workers SET state = 'OFFLINE' WHERE worker_id = ANY($1::bigint[]) AND state IN ('ACTIVE', 'DRAINING')",
+                    ArrayLiteral(offline_workers));
+  }
+  std::vector<Requeued> out;
+  for (const pqxx::row& r : rows) {
+    out.push_back({.job_id = r[0].as<int64_t>(), .attempt = r[1].as<uint32_t>(), .worker_id = r[2].as<int64_t>(),
+                   .failed = r[3].as<std::string>() == "FAILED"});
+  }
+  // The scheduler re-queues these itself; settlement closes out the ended leases.
+  if (!out.empty()) tx.exec0("NOTIFY tessera_settle");
+  return out;
 }
 
 absl::Status SchedulerRepository::TouchWorkers(const std::vector<int64_t>& worker_ids) {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "scheduler/matcher.h"
+#include "scheduler/market_types.h"
 #include "services/store/database.h"
 #include "tessera/v1/workers.pb.h"
 
@@ -20,8 +20,11 @@ namespace tessera::scheduler_host {
 struct WorkerRecord {
   int64_t worker_id = 0;
   v1::WorkerState state = v1::WORKER_STATE_UNSPECIFIED;
+  std::string region;
+  int32_t reputation = 0;
   int64_t ask_utok_per_gpu_hour = 0;
-  std::vector<v1::Gpu> gpus;
+  std::vector<v1::Gpu> gpus;  // ordered by index, dense from 0
+  v1::ProviderPolicy policy;
 };
 
 struct LiveAssignment {
@@ -31,6 +34,16 @@ struct LiveAssignment {
   std::vector<uint32_t> gpu_indexes;
   bool running = false;  // the job is RUNNING (else ASSIGNED)
   v1::Assignment message;
+  std::string account;  // the customer, for the job's requirements
+  int64_t submitted_at_ms = 0;
+};
+
+// Everything the scheduling core holds, as PostgreSQL has it: the workers that may hold leases,
+// every live assignment and every queued job.
+struct MarketSnapshot {
+  std::vector<WorkerRecord> workers;
+  std::vector<LiveAssignment> live;
+  std::vector<scheduler::JobRequirements> queued;
 };
 
 struct UsageIn {
@@ -59,6 +72,12 @@ struct Requeued {
   bool failed = false;  // attempts exhausted: the job FAILED instead
 };
 
+// What one matching round wrote.
+struct PersistedDecisions {
+  std::vector<Requeued> preempted;      // their leases ended; the workers get a cancel
+  std::vector<LiveAssignment> assigned;  // ready to send; a job no longer QUEUED is left out
+};
+
 class SchedulerRepository {
  public:
   explicit SchedulerRepository(store::Database& db) : db_(db) {}
@@ -72,20 +91,31 @@ class SchedulerRepository {
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& request);
   absl::StatusOr<std::vector<v1::Worker>> ListWorkers(const std::string& provider_account);
 
-  // Marks the worker ACTIVE (it passed hello) and returns it with its live assignments.
-  absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> ActivateWorker(int64_t worker_id);
-  // Workers that may hold leases: ACTIVE or DRAINING, or with a LIVE assignment.
-  absl::StatusOr<std::vector<int64_t>> WorkersWithLeases();
+  // Marks the worker ACTIVE (it passed hello), replacing its policy when `policy` is given, and
+  // returns it with its live assignments.
+  absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> ActivateWorker(int64_t worker_id,
+                                                                                      const v1::ProviderPolicy* policy);
 
-  absl::StatusOr<std::vector<scheduler::PendingJob>> LoadQueuedJobs(int limit);
-  // Writes the placements of one matching round in one statement; returns those that took effect
-  // (a job cancelled meanwhile is skipped) as ready-to-send assignments.
-  absl::StatusOr<std::vector<LiveAssignment>> PersistPlacements(const std::vector<scheduler::Placement>& placements);
-  absl::Status UpdateWaitReasons(const std::vector<scheduler::Waiting>& waiting);
+  // Recovery: the whole market in one consistent snapshot. Workers are those that may hold leases:
+  // ACTIVE or DRAINING, or with a LIVE assignment.
+  absl::StatusOr<MarketSnapshot> LoadMarket();
+  // The requirements of those of `job_ids` that are QUEUED.
+  absl::StatusOr<std::vector<scheduler::JobRequirements>> LoadQueuedJobs(const std::vector<int64_t>& job_ids);
+  absl::StatusOr<std::vector<int64_t>> QueuedJobIds();
+
+  // One matching round in one transaction: ends the preempted jobs' leases (requeued, the attempt
+  // not counted against max_attempts), then writes the placements. A placement spans one worker.
+  absl::StatusOr<PersistedDecisions> PersistDecisions(const std::vector<scheduler::JobPlacement>& placements,
+                                                      const std::vector<int64_t>& preempted_jobs);
+  absl::Status UpdateWaitReasons(const std::vector<std::pair<int64_t, std::string>>& reasons);
 
   absl::StatusOr<std::vector<UsageOutcome>> IngestUsage(const std::vector<UsageIn>& usage);
-  // Applies started/progress/finished; returns the finished (job, attempt) pairs that are recorded.
-  absl::StatusOr<std::vector<std::pair<int64_t, uint32_t>>> ApplyStateEvents(const StateEvents& events);
+  // Applies started/progress/finished. Every finish is acknowledged (recorded now, or its lease had
+  // already ended); `ended` lists the jobs that this call moved to a terminal state.
+  struct AppliedEvents {
+    std::vector<int64_t> ended;
+  };
+  absl::StatusOr<AppliedEvents> ApplyStateEvents(const StateEvents& events);
 
   // Ends the given live assignments and returns their jobs to the queue (or FAILED when attempts are
   // exhausted). `offline_workers` are also marked OFFLINE in the same transaction.
@@ -95,6 +125,12 @@ class SchedulerRepository {
 
  private:
   absl::Status CheckEpoch(pqxx::work& tx) const;
+  // Ends the live assignments of `offline_workers`, of the (job, attempt) pairs and of
+  // `preempted_jobs`, and returns those jobs to the queue (FAILED when a lost lease was their last
+  // attempt; preemption does not count).
+  std::vector<Requeued> RequeueInTx(pqxx::work& tx, const std::vector<int64_t>& offline_workers,
+                                    const std::vector<std::pair<int64_t, uint32_t>>& assignments,
+                                    const std::vector<int64_t>& preempted_jobs, const std::string& reason);
 
   store::Database& db_;
   std::atomic<int64_t> epoch_{0};

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/compute_capability.h"
 #include "services/common/grpc_status.h"
 #include "services/intake/job_spec_validator.h"
 
@@ -22,10 +23,33 @@ absl::Status ValidateRegisterWorker(const v1::RegisterWorkerRequest& request) {
   std::set<std::string> uuids;
   for (const v1::Gpu& gpu : request.gpus()) {
     if (!indexes.insert(gpu.index()).second) return absl::InvalidArgumentError(absl::StrCat("gpus.index ", gpu.index(), " is listed twice"));
+    if (gpu.index() >= static_cast<uint32_t>(request.gpus_size())) {
+      return absl::InvalidArgumentError(absl::StrCat("gpus.index must be a device ordinal 0..", request.gpus_size() - 1,
+                                                     ", got ", gpu.index()));
+    }
     if (gpu.uuid().empty() || gpu.uuid().size() > 64) return absl::InvalidArgumentError("gpus.uuid must be 1..64 characters");
     if (!uuids.insert(gpu.uuid()).second) return absl::InvalidArgumentError(absl::StrCat("gpus.uuid '", gpu.uuid(), "' is listed twice"));
     if (gpu.model().empty() || gpu.model().size() > 64) return absl::InvalidArgumentError("gpus.model must be 1..64 characters");
-    if (gpu.compute_capability().size() > 16) return absl::InvalidArgumentError("gpus.compute_capability is too long");
+    if (auto cc = ParseComputeCapability("gpus.compute_capability", gpu.compute_capability()); !cc.ok()) return cc.status();
+  }
+  return ValidateProviderPolicy(request.policy());
+}
+
+absl::Status ValidateProviderPolicy(const v1::ProviderPolicy& policy) {
+  for (const auto& [model, bid] : policy.min_bid_utok_per_gpu_hour()) {
+    if (model.empty() || model.size() > 64) return absl::InvalidArgumentError("policy.min_bid_utok_per_gpu_hour: each model is 1..64 characters");
+    if (bid <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat("policy.min_bid_utok_per_gpu_hour['", model, "'] must be positive, got ", bid));
+    }
+  }
+  if (policy.max_job_duration_ms() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("policy.max_job_duration_ms must be 0 (any) or positive, got ", policy.max_job_duration_ms()));
+  }
+  for (const auto* list : {&policy.allowed_accounts(), &policy.denied_accounts()}) {
+    if (list->size() > 256) return absl::InvalidArgumentError("policy account lists hold at most 256 accounts");
+    for (const std::string& account : *list) {
+      if (absl::Status s = intake::ValidateName("policy account", account); !s.ok()) return s;
+    }
   }
   return absl::OkStatus();
 }

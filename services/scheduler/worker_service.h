@@ -20,5 +20,7 @@ class WorkerServiceImpl final : public v1::WorkerService::WithCallbackMethod_Con
 };
 
 absl::Status ValidateRegisterWorker(const v1::RegisterWorkerRequest& request);
+// Also checked on a hello that carries a new policy.
+absl::Status ValidateProviderPolicy(const v1::ProviderPolicy& policy);
 
 }  // namespace tessera::scheduler_host

@@ -4,7 +4,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "scheduler/matcher.h"
+#include "scheduler/market.h"
 #include "services/billing/billing_repository.h"
 #include "services/billing/settlement.h"
 #include "services/intake/job_repository.h"
@@ -51,7 +51,7 @@ class Marketplace {
     }
     auto response = scheduler.RegisterWorker(r);
     REQUIRE(response.ok());
-    REQUIRE(scheduler.ActivateWorker(response->worker_id()).ok());
+    REQUIRE(scheduler.ActivateWorker(response->worker_id(), nullptr).ok());
     return response->worker_id();
   }
 
@@ -69,20 +69,33 @@ class Marketplace {
     return r;
   }
 
-  // Runs one matching round over all free GPUs of the given workers (one offer each, all free).
-  std::vector<scheduler_host::LiveAssignment> MatchOnce(const std::vector<scheduler::WorkerOffer>& offers) {
-    auto queued = scheduler.LoadQueuedJobs(1'000);
+  // The market's decisions for every queued job over the given workers (all their GPUs free).
+  scheduler::Decisions Decide(const std::vector<scheduler::WorkerSpec>& workers) {
+    scheduler::Market market;
+    for (const scheduler::WorkerSpec& w : workers) market.UpsertWorker(w);
+    auto ids = scheduler.QueuedJobIds();
+    REQUIRE(ids.ok());
+    auto queued = scheduler.LoadQueuedJobs(*ids);
     REQUIRE(queued.ok());
-    auto result = scheduler::Match({.jobs = *queued, .workers = offers});
-    auto assigned = scheduler.PersistPlacements(result.placements);
-    REQUIRE(assigned.ok());
-    return *assigned;
+    scheduler::Decisions decisions;
+    for (const scheduler::JobRequirements& job : *queued) {
+      for (auto& p : market.AddJob(job, 0).placements) decisions.placements.push_back(std::move(p));
+    }
+    return decisions;
   }
 
-  static scheduler::WorkerOffer Offer(int64_t worker_id, int64_t ask, int gpus) {
-    scheduler::WorkerOffer o{.worker_id = worker_id, .ask_utok_per_gpu_hour = ask, .free_gpus = {}};
-    for (int i = 0; i < gpus; ++i) o.free_gpus.push_back({.index = static_cast<uint32_t>(i), .model = "H100"});
-    return o;
+  // Runs one matching round and persists it.
+  std::vector<scheduler_host::LiveAssignment> MatchOnce(const std::vector<scheduler::WorkerSpec>& workers) {
+    auto persisted = scheduler.PersistDecisions(Decide(workers).placements, {});
+    REQUIRE(persisted.ok());
+    return persisted->assigned;
+  }
+
+  static scheduler::WorkerSpec Offer(int64_t worker_id, int64_t ask, int gpus) {
+    scheduler::WorkerSpec w{.worker_id = worker_id, .region = "test", .reputation = 500, .ask_utok_per_gpu_hour = ask,
+                            .gpus = {}, .policy = {}};
+    for (int i = 0; i < gpus; ++i) w.gpus.push_back({.model = "H100", .memory_mib = 80'000, .compute_capability = 90});
+    return w;
   }
 
   std::vector<scheduler_host::UsageOutcome> Report(int64_t worker_id, int64_t job_id, uint32_t attempt, uint64_t seq,

@@ -73,6 +73,8 @@ int64_t RegisterWorker(const std::shared_ptr<grpc::Channel>& channel, int64_t as
     v1::Gpu* gpu = reg.add_gpus();
     gpu->set_index(i);
     gpu->set_model("H100");
+    gpu->set_memory_mib(80'000);
+    gpu->set_compute_capability("9.0");
     gpu->set_uuid(uuid_prefix + "-" + std::to_string(i));
   }
   v1::RegisterWorkerResponse registered;

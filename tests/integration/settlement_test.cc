@@ -195,10 +195,7 @@ TEST_CASE("a deposed scheduler (stale epoch) cannot place or requeue", "[integra
   REQUIRE(submitted.ok());
   // A new leader was elected behind this process's back.
   m.db.Scalar("UPDATE scheduler_leadership SET epoch = epoch + 1, leader = 'other' RETURNING epoch");
-  auto queued = m.scheduler.LoadQueuedJobs(10);
-  REQUIRE(queued.ok());
-  auto placed = m.scheduler.PersistPlacements(
-      scheduler::Match({.jobs = *queued, .workers = {Marketplace::Offer(m.worker, 1'000'000, 2)}}).placements);
+  auto placed = m.scheduler.PersistDecisions(m.Decide({Marketplace::Offer(m.worker, 1'000'000, 2)}).placements, {});
   CHECK(placed.status().code() == absl::StatusCode::kFailedPrecondition);
   CHECK_THAT(std::string(placed.status().message()), Catch::Contains("no longer the leader's"));
   CHECK(m.Count("assignments") == 0);

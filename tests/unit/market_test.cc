@@ -316,3 +316,25 @@ TEST_CASE("market: recovery restores running jobs onto their GPUs; a removed wor
   CHECK(m.AddJob(Job(4, 1, 100), 1).placements.empty());  // worker 1 is gone, worker 2 is busy
   CHECK(m.WhyWaiting(4) == "needs 1 free GPUs on one worker; the largest free fit is 0");
 }
+
+TEST_CASE("market: an unschedulable worker keeps its jobs but gets no new ones until it is back", "[market]") {
+  Market m;
+  m.UpsertWorker(Worker(1, 10, 2));
+  m.UpsertWorker(Worker(2, 50, 2));
+  REQUIRE(PlacedOn(m.AddJob(Job(1, 1, 100), 0), 1) == 1);
+  CHECK(m.SetSchedulable(1, false, 0).placements.empty());
+  CHECK(m.HolderOf(1, 0) == 1);                          // still running there
+  CHECK(PlacedOn(m.AddJob(Job(2, 1, 100), 0), 2) == 2);  // the dearer worker, the cheap one is out
+  CHECK(PlacedOn(m.AddJob(Job(3, 1, 100), 0), 3) == 2);
+  CHECK(m.AddJob(Job(4, 2, 100), 0).placements.empty());
+  CHECK(m.FinishJob(1, 1).placements.empty());  // its freed GPU is not offered either
+  CHECK(m.Tick(2).placements.empty());
+  CHECK(m.WhyWaiting(4) == "needs 2 free GPUs on one worker; the largest free fit is 0");
+  const Decisions back = m.SetSchedulable(1, true, 3);
+  REQUIRE(back.placements.size() == 1);
+  CHECK(back.placements[0].job_id == 4);
+  CHECK(back.placements[0].gpus.size() == 2);
+  CHECK(m.QueuedJobIds().empty());
+  CHECK(m.HasJob(4));
+  CHECK_FALSE(m.HasJob(1));
+}
