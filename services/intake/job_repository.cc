@@ -12,26 +12,41 @@
 namespace tessera::intake {
 namespace {
 
-// Finds the account and locks its balances in id order (available before escrow).
-constexpr store::Statement kLockAccount{
-    "submit_lock_account",
-    "SELECT a.account_id, a.kind, l.ledger_account_id, l.bucket, l.balance_utok"
-    " FROM accounts a JOIN ledger_accounts l USING (account_id) WHERE a.name = $1"
+// Finds the accounts and locks their balances in id order (available before escrow).
+constexpr store::Statement kLockAccounts{
+    "submit_lock_accounts",
+    "SELECT a.name, a.account_id, a.kind, l.ledger_account_id, l.bucket, l.balance_utok"
+    " FROM accounts a JOIN ledger_accounts l USING (account_id) WHERE a.name = ANY($1::text[])"
     " ORDER BY l.ledger_account_id FOR NO KEY UPDATE OF l"};
 
-constexpr store::Statement kFindRequest{
-    "submit_find_request", "SELECT job_id, spec FROM jobs WHERE account_id = $1 AND request_id = $2"};
+constexpr store::Statement kFindRequests{
+    "submit_find_requests",
+    "SELECT j.account_id, j.request_id, j.job_id, j.spec FROM jobs j"
+    " JOIN unnest($1::bigint[], $2::text[]) AS r(account_id, request_id) USING (account_id, request_id)"};
 
-// The job, its QUEUED event and the scheduler's wake-up in one statement.
-constexpr store::Statement kInsertJob{
-    "submit_insert_job",
-    "WITH job AS ("
+// The jobs, their QUEUED events and the scheduler's wake-ups (one NOTIFY per job) in one statement.
+constexpr store::Statement kInsertJobs{
+    "submit_insert_jobs",
+    "WITH input AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],"
+    "   $7::bigint[], $8::bigint[], $9::text[], $10::int[], $11::bigint[])"
+    "   AS t(account_id, request_id, spec, kind, gpu_count, gpu_models, bid, max_duration_ms, priority_class, max_attempts, hold)),"
+    " job AS ("
     "  INSERT INTO jobs (account_id, request_id, spec, kind, gpu_count, gpu_models, bid_utok_per_gpu_hour,"
     "   max_duration_ms, priority_class, max_attempts, fee_bps, hold_utok, state)"
-    "  VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10, $11, $12, 'QUEUED') RETURNING job_id, created_at),"
+    "  SELECT account_id, request_id, decode(spec, 'hex'), kind, gpu_count, gpu_models::text[], bid, max_duration_ms,"
+    "   priority_class, max_attempts, $12, hold, 'QUEUED' FROM input"
+    "  RETURNING job_id, account_id, request_id, hold_utok, created_at),"
     " audited AS (INSERT INTO job_events (job_id, state, attempt, message)"
-    "  SELECT job_id, 'QUEUED', 0, 'submitted; ' || $12::bigint || ' µT held in escrow' FROM job)"
-    "SELECT job_id, (extract(epoch FROM created_at) * 1000)::bigint, pg_notify('tessera_jobs', job_id::text) FROM job"};
+    "  SELECT job_id, 'QUEUED', 0, 'submitted; ' || hold_utok || ' µT held in escrow' FROM job)"
+    "SELECT account_id, request_id, job_id, (extract(epoch FROM created_at) * 1000)::bigint,"
+    " pg_notify('tessera_jobs', job_id::text) FROM job"};
+
+struct AccountBalances {
+  int64_t account_id = 0;
+  std::string kind;
+  int64_t available_id = 0, escrow_id = 0;
+  int64_t available = 0;  // what is left after the holds decided so far in this batch
+};
 
 }  // namespace
 
@@ -73,78 +88,186 @@ absl::StatusOr<v1::Job> LoadJob(pqxx::work& tx, int64_t job_id) {
 }
 
 absl::StatusOr<SubmitOutcome> JobRepository::Submit(const v1::SubmitJobRequest& request) {
-  const v1::JobSpec& spec = request.spec();
-  absl::StatusOr<int64_t> hold = HoldAmount(spec.bid_utok_per_gpu_hour(), spec.gpu_count(), spec.max_duration_ms());
-  if (!hold.ok()) return hold.status();
-  const std::string spec_bytes = spec.SerializeAsString();
-  const uint32_t max_attempts = spec.max_attempts() == 0 ? kDefaultMaxAttempts : spec.max_attempts();
+  return SubmitBatch({&request}).at(0);
+}
 
-  return db_.Transact("submit job", [&](pqxx::work& tx) -> absl::StatusOr<SubmitOutcome> {
-    // One statement finds the account and locks its balances in id order (available before
-    // escrow): that serialises the submits of one account, so the request_id check below cannot
-    // race, and money transactions never deadlock each other.
-    const pqxx::result buckets = store::Exec(tx, kLockAccount, request.account());
-    if (buckets.empty()) return absl::NotFoundError(absl::StrCat("account '", request.account(), "' not found"));
-    const auto kind = buckets[0][1].as<std::string>();
-    if (kind != "customer") {
-      return absl::FailedPreconditionError(absl::StrCat("account '", request.account(), "' is a ", kind,
-                                                        " account; jobs are submitted by customer accounts"));
+std::vector<absl::StatusOr<SubmitOutcome>> JobRepository::SubmitBatch(const std::vector<const v1::SubmitJobRequest*>& requests) {
+  using Outcomes = std::vector<absl::StatusOr<SubmitOutcome>>;
+  struct Terms {
+    int64_t hold = 0;
+    std::string spec_bytes;
+    uint32_t max_attempts = 0;
+    bool valid = false;  // the hold is computable
+  };
+  Outcomes outcomes(requests.size(), absl::InternalError("submit outcome not decided"));
+  std::vector<Terms> terms(requests.size());
+  std::vector<std::string> names;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const v1::JobSpec& spec = requests[i]->spec();
+    absl::StatusOr<int64_t> hold = HoldAmount(spec.bid_utok_per_gpu_hour(), spec.gpu_count(), spec.max_duration_ms());
+    if (!hold.ok()) {
+      outcomes[i] = hold.status();
+      continue;
     }
-    const auto account_id = buckets[0][0].as<int64_t>();
-    int64_t available_id = 0, escrow_id = 0, available = 0;
-    for (const pqxx::row& b : buckets) {
-      if (b[3].as<std::string>() == "available") {
-        available_id = b[2].as<int64_t>();
-        available = b[4].as<int64_t>();
-      } else if (b[3].as<std::string>() == "escrow") {
-        escrow_id = b[2].as<int64_t>();
+    terms[i] = {.hold = *hold, .spec_bytes = spec.SerializeAsString(),
+                .max_attempts = spec.max_attempts() == 0 ? kDefaultMaxAttempts : spec.max_attempts(), .valid = true};
+    names.push_back(requests[i]->account());
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+
+  absl::StatusOr<Outcomes> written = db_.Transact("submit jobs", [&](pqxx::work& tx) -> absl::StatusOr<Outcomes> {
+    Outcomes out = outcomes;
+    // One statement finds the accounts and locks their balances in id order: that serialises the
+    // submits of an account (so the request_id check below cannot race) and money transactions
+    // never deadlock each other.
+    std::map<std::string, AccountBalances> accounts;
+    for (const pqxx::row& b : store::Exec(tx, kLockAccounts, store::ArrayLiteral(names))) {
+      AccountBalances& a = accounts[b[0].as<std::string>()];
+      a.account_id = b[1].as<int64_t>();
+      a.kind = b[2].as<std::string>();
+      const auto bucket = b[4].as<std::string>();
+      if (bucket == "available") {
+        a.available_id = b[3].as<int64_t>();
+        a.available = b[5].as<int64_t>();
+      } else if (bucket == "escrow") {
+        a.escrow_id = b[3].as<int64_t>();
       }
     }
-    const pqxx::result existing = store::Exec(tx, kFindRequest, account_id, request.request_id());
-    if (!existing.empty()) {
-      const auto job_id = existing[0][0].as<int64_t>();
-      if (pqxx::binarystring(existing[0][1]).str() != spec_bytes) {
-        return absl::AlreadyExistsError(absl::StrCat("request_id '", request.request_id(),
-                                                     "' was already used for a different job spec (job ", job_id, ")"));
+    std::vector<int64_t> key_accounts;
+    std::vector<std::string> key_requests;
+    for (const v1::SubmitJobRequest* r : requests) {
+      if (auto a = accounts.find(r->account()); a != accounts.end()) {
+        key_accounts.push_back(a->second.account_id);
+        key_requests.push_back(r->request_id());
       }
+    }
+    std::map<std::pair<int64_t, std::string>, std::pair<int64_t, std::string>> existing;  // → job, spec
+    for (const pqxx::row& r : store::Exec(tx, kFindRequests, store::ArrayLiteral(key_accounts), store::ArrayLiteral(key_requests))) {
+      existing[{r[0].as<int64_t>(), r[1].as<std::string>()}] = {r[2].as<int64_t>(), pqxx::binarystring(r[3]).str()};
+    }
+
+    // Decide each request in order, as if they had come one by one.
+    std::map<std::pair<int64_t, std::string>, size_t> first_in_batch;
+    std::vector<size_t> accepted, repeats;
+    std::vector<std::pair<size_t, int64_t>> deduplicated;  // request, existing job
+    for (size_t i = 0; i < requests.size(); ++i) {
+      if (!terms[i].valid) continue;
+      const v1::SubmitJobRequest& r = *requests[i];
+      auto a = accounts.find(r.account());
+      if (a == accounts.end()) {
+        out[i] = absl::NotFoundError(absl::StrCat("account '", r.account(), "' not found"));
+        continue;
+      }
+      AccountBalances& account = a->second;
+      if (account.kind != "customer") {
+        out[i] = absl::FailedPreconditionError(absl::StrCat("account '", r.account(), "' is a ", account.kind,
+                                                            " account; jobs are submitted by customer accounts"));
+        continue;
+      }
+      const std::pair<int64_t, std::string> key{account.account_id, r.request_id()};
+      const std::string* earlier_spec = nullptr;
+      int64_t earlier_job = 0;
+      if (auto e = existing.find(key); e != existing.end()) {
+        earlier_job = e->second.first;
+        earlier_spec = &e->second.second;
+      } else if (auto f = first_in_batch.find(key); f != first_in_batch.end()) {
+        earlier_spec = &terms[f->second].spec_bytes;
+      }
+      if (earlier_spec != nullptr) {
+        if (*earlier_spec != terms[i].spec_bytes) {
+          out[i] = absl::AlreadyExistsError(absl::StrCat("request_id '", r.request_id(),
+                                                         "' was already used for a different job spec",
+                                                         earlier_job != 0 ? absl::StrCat(" (job ", earlier_job, ")") : ""));
+        } else if (earlier_job != 0) {
+          deduplicated.emplace_back(i, earlier_job);
+        } else {
+          repeats.push_back(i);  // the same request twice in this batch: the second is a retry
+        }
+        continue;
+      }
+      first_in_batch[key] = i;
+      if (account.available < terms[i].hold) {
+        out[i] = absl::FailedPreconditionError(absl::StrCat("insufficient balance: the hold needs ", terms[i].hold,
+                                                            " µT, account '", r.account(), "' has ", account.available,
+                                                            " µT available"));
+        continue;
+      }
+      account.available -= terms[i].hold;
+      accepted.push_back(i);
+    }
+
+    if (!accepted.empty()) {
+      std::vector<int64_t> account_ids, gpu_counts, bids, durations, attempts, holds;
+      std::vector<std::string> request_ids, specs, kinds, models, classes;
+      for (size_t i : accepted) {
+        const v1::JobSpec& spec = requests[i]->spec();
+        account_ids.push_back(accounts.at(requests[i]->account()).account_id);
+        request_ids.push_back(requests[i]->request_id());
+        specs.push_back(store::Hex(terms[i].spec_bytes));
+        kinds.push_back(spec.kind());
+        gpu_counts.push_back(spec.gpu_count());
+        models.push_back(store::ArrayLiteral(std::vector<std::string>(spec.gpu_models().begin(), spec.gpu_models().end())));
+        bids.push_back(spec.bid_utok_per_gpu_hour());
+        durations.push_back(spec.max_duration_ms());
+        classes.emplace_back(PriorityClassName(spec.priority_class()));
+        attempts.push_back(terms[i].max_attempts);
+        holds.push_back(terms[i].hold);
+      }
+      std::map<std::pair<int64_t, std::string>, std::pair<int64_t, int64_t>> inserted;  // → job, created ms
+      for (const pqxx::row& r : store::Exec(tx, kInsertJobs, store::ArrayLiteral(account_ids), store::ArrayLiteral(request_ids),
+                                            store::ArrayLiteral(specs), store::ArrayLiteral(kinds), store::ArrayLiteral(gpu_counts),
+                                            store::ArrayLiteral(models), store::ArrayLiteral(bids), store::ArrayLiteral(durations),
+                                            store::ArrayLiteral(classes), store::ArrayLiteral(attempts), store::ArrayLiteral(holds),
+                                            fee_bps_)) {
+        inserted[{r[0].as<int64_t>(), r[1].as<std::string>()}] = {r[2].as<int64_t>(), r[3].as<int64_t>()};
+      }
+      std::vector<billing::TransferSpec> transfers;
+      for (size_t i : accepted) {
+        const v1::SubmitJobRequest& r = *requests[i];
+        const AccountBalances& account = accounts.at(r.account());
+        const auto [job_id, created_ms] = inserted.at({account.account_id, r.request_id()});
+        if (terms[i].hold > 0) {
+          transfers.push_back({.idempotency_key = absl::StrCat("hold:", job_id), .kind = "HOLD",
+                               .debit_ledger_id = account.available_id, .credit_ledger_id = account.escrow_id,
+                               .amount_utok = terms[i].hold, .job_id = job_id});
+        }
+        // The job as written, without reading it back.
+        SubmitOutcome outcome;
+        v1::Job& job = outcome.job;
+        job.set_job_id(job_id);
+        job.set_account(r.account());
+        job.set_request_id(r.request_id());
+        *job.mutable_spec() = r.spec();
+        job.set_state(v1::JOB_STATE_QUEUED);
+        job.set_hold_utok(terms[i].hold);
+        job.set_bid_utok_per_gpu_hour(r.spec().bid_utok_per_gpu_hour());
+        job.set_priority_class(ParsePriorityClass(PriorityClassName(r.spec().priority_class())));
+        job.set_max_attempts(terms[i].max_attempts);
+        job.set_created_at_ms(created_ms);
+        job.set_updated_at_ms(created_ms);
+        out[i] = std::move(outcome);
+      }
+      if (!transfers.empty()) billing::PostTransfers(tx, transfers, billing::BucketLocks::kAlreadyHeld);
+    }
+    for (const auto& [i, job_id] : deduplicated) {
       absl::StatusOr<v1::Job> job = LoadJob(tx, job_id);
-      if (!job.ok()) return job.status();
-      return SubmitOutcome{.job = *std::move(job), .deduplicated = true};
+      out[i] = job.ok() ? absl::StatusOr<SubmitOutcome>(SubmitOutcome{.job = *std::move(job), .deduplicated = true}) : job.status();
     }
-    if (available < *hold) {
-      return absl::FailedPreconditionError(absl::StrCat("insufficient balance: the hold needs ", *hold,
-                                                        " µT, account '", request.account(), "' has ", available,
-                                                        " µT available"));
+    for (size_t i : repeats) {
+      const size_t first = first_in_batch.at({accounts.at(requests[i]->account()).account_id, requests[i]->request_id()});
+      out[i] = out[first];
+      if (out[i].ok()) out[i]->deduplicated = true;
     }
-    const pqxx::row inserted = store::Exec(tx, kInsertJob,
-        account_id, request.request_id(), pqxx::binarystring(spec_bytes), spec.kind(), spec.gpu_count(),
-        store::ArrayLiteral(std::vector<std::string>(spec.gpu_models().begin(), spec.gpu_models().end())),
-        spec.bid_utok_per_gpu_hour(), spec.max_duration_ms(), std::string(PriorityClassName(spec.priority_class())),
-        max_attempts, fee_bps_, *hold)[0];
-    const auto job_id = inserted[0].as<int64_t>();
-    if (*hold > 0) {
-      billing::PostTransfers(tx,
-                             {{.idempotency_key = absl::StrCat("hold:", job_id), .kind = "HOLD",
-                               .debit_ledger_id = available_id, .credit_ledger_id = escrow_id, .amount_utok = *hold,
-                               .job_id = job_id}},
-                             billing::BucketLocks::kAlreadyHeld);
-    }
-    // The job as written, without reading it back.
-    SubmitOutcome outcome;
-    v1::Job& job = outcome.job;
-    job.set_job_id(job_id);
-    job.set_account(request.account());
-    job.set_request_id(request.request_id());
-    *job.mutable_spec() = spec;
-    job.set_state(v1::JOB_STATE_QUEUED);
-    job.set_hold_utok(*hold);
-    job.set_bid_utok_per_gpu_hour(spec.bid_utok_per_gpu_hour());
-    job.set_priority_class(ParsePriorityClass(PriorityClassName(spec.priority_class())));
-    job.set_max_attempts(max_attempts);
-    job.set_created_at_ms(inserted[1].as<int64_t>());
-    job.set_updated_at_ms(job.created_at_ms());
-    return outcome;
+    return out;
   });
+  if (written.ok()) return *std::move(written);
+  if (requests.size() == 1) return {written.status()};
+  // The whole batch failed (say another replica raced one request_id): each request on its own,
+  // so that one cannot fail the others.
+  Outcomes alone;
+  for (const v1::SubmitJobRequest* r : requests) alone.push_back(SubmitBatch({r}).at(0));
+  return alone;
 }
 
 absl::StatusOr<v1::Job> JobRepository::Get(int64_t job_id) {

@@ -35,6 +35,9 @@ class JobRepository {
   JobRepository(store::Database& db, int64_t fee_bps) : db_(db), fee_bps_(fee_bps) {}
 
   absl::StatusOr<SubmitOutcome> Submit(const v1::SubmitJobRequest& request);
+  // Many submits in one transaction (group commit): each request gets the outcome it would have
+  // had alone, in order; a request_id repeated within the batch is a retry of its first use.
+  std::vector<absl::StatusOr<SubmitOutcome>> SubmitBatch(const std::vector<const v1::SubmitJobRequest*>& requests);
   absl::StatusOr<v1::Job> Get(int64_t job_id);
   absl::StatusOr<v1::ListJobsResponse> List(const v1::ListJobsRequest& request);
   absl::StatusOr<v1::Job> Cancel(int64_t job_id);

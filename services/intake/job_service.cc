@@ -22,7 +22,7 @@ grpc::Status RequireJobId(int64_t job_id) {
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest* request,
                                        v1::SubmitJobResponse* response) {
   if (absl::Status s = ValidateSubmitRequest(*request); !s.ok()) return ToGrpcStatus(s);
-  absl::StatusOr<SubmitOutcome> outcome = jobs_.Submit(*request);
+  absl::StatusOr<SubmitOutcome> outcome = submits_.Submit(*request);
   if (!outcome.ok()) return ToGrpcStatus(outcome.status());
   *response->mutable_job() = std::move(outcome->job);
   response->set_deduplicated(outcome->deduplicated);

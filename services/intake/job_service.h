@@ -1,17 +1,19 @@
 // tessera.v1.JobService: the customer's entry point. Validates at the edge, then delegates to the
 // JobRepository. Uses gRPC's synchronous API: every call is a short database transaction on a
-// pooled connection, and the server's thread quota bounds how many run at once.
+// pooled connection, and the server's thread quota bounds how many run at once. Submits are group
+// committed (SubmitBatcher).
 #pragma once
 
 #include "services/common/clock.h"
 #include "services/intake/job_repository.h"
+#include "services/intake/submit_batcher.h"
 #include "tessera/v1/jobs.grpc.pb.h"
 
 namespace tessera::intake {
 
 class JobServiceImpl final : public v1::JobService::Service {
  public:
-  explicit JobServiceImpl(JobRepository& jobs) : jobs_(jobs) {}
+  explicit JobServiceImpl(JobRepository& jobs) : jobs_(jobs), submits_(jobs) {}
 
   grpc::Status SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest*, v1::SubmitJobResponse*) override;
   grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest*, v1::Job*) override;
@@ -21,6 +23,7 @@ class JobServiceImpl final : public v1::JobService::Service {
 
  private:
   JobRepository& jobs_;
+  SubmitBatcher submits_;
 };
 
 }  // namespace tessera::intake

@@ -1,7 +1,5 @@
 #include "services/scheduler/scheduler_repository.h"
 
-#include <sodium.h>
-
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -13,13 +11,7 @@ namespace tessera::scheduler_host {
 namespace {
 
 using store::ArrayLiteral;
-
-std::string Hex(const std::string& bytes) {
-  std::string hex(bytes.size() * 2 + 1, '\0');
-  sodium_bin2hex(hex.data(), hex.size(), reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
-  hex.pop_back();
-  return hex;
-}
+using store::Hex;
 
 std::string IndexLiteral(const std::vector<uint32_t>& indexes) {
   return ArrayLiteral(std::vector<int64_t>(indexes.begin(), indexes.end()));

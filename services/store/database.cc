@@ -83,6 +83,17 @@ std::string ArrayLiteral(const std::vector<std::string>& values) {
   return out + "}";
 }
 
+std::string Hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    hex.push_back(kDigits[c >> 4]);
+    hex.push_back(kDigits[c & 0xf]);
+  }
+  return hex;
+}
+
 std::vector<std::string> ParseTextArray(std::string_view literal) {
   std::vector<std::string> out;
   if (literal.size() < 2) return out;

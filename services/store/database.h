@@ -98,6 +98,8 @@ std::string ArrayLiteral(const std::vector<int64_t>& values);
 std::string ArrayLiteral(const std::vector<std::string>& values);
 // Parses the text form of a PostgreSQL text[] or int[] column.
 std::vector<std::string> ParseTextArray(std::string_view literal);
+// Bytes as lowercase hex, for decode($n, 'hex') where a bytea travels inside a text array.
+std::string Hex(std::string_view bytes);
 std::vector<int64_t> ParseIntArray(std::string_view literal);
 
 }  // namespace tessera::store
