@@ -58,6 +58,7 @@ absl::StatusOr<int64_t> Agent::RegisterOrLoad() {
   request.set_name(options_.name);
   request.set_region(options_.region);
   request.set_ask_utok_per_gpu_hour(options_.ask_utok_per_gpu_hour);
+  *request.mutable_policy() = options_.policy;
   for (v1::Gpu& gpu : CpuDevices(options_.devices, options_.name)) *request.add_gpus() = std::move(gpu);
   grpc::Status s(grpc::StatusCode::INVALID_ARGUMENT, "no --server given");
   v1::RegisterWorkerResponse response;
@@ -122,6 +123,7 @@ void Agent::ServeOneConnection() {
     v1::WorkerMessage hello;
     hello.mutable_hello()->set_worker_id(worker_id_);
     hello.mutable_hello()->set_agent_version("tessera-worker 0.1.0");
+    *hello.mutable_hello()->mutable_policy() = options_.policy;
     for (const auto& [key, runner] : runners_) {
       v1::RunningJob* r = hello.mutable_hello()->add_running();
       r->set_job_id(key.first);

@@ -34,6 +34,9 @@ struct AgentOptions {
   std::string region = "local";
   int64_t ask_utok_per_gpu_hour = 1'000'000;
   int devices = 1;
+  // What the provider requires of jobs; sent at registration and in every hello, so a restart
+  // with new flags updates it.
+  v1::ProviderPolicy policy;
   std::filesystem::path state_dir = "tessera-worker";
   RunnerOptions runner;
 };

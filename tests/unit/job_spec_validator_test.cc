@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include "services/common/compute_capability.h"
 #include "services/intake/job_spec_validator.h"
 
 using namespace tessera;
@@ -89,4 +90,44 @@ TEST_CASE("train_mlp bounds are checked", "[validator]") {
   CHECK(intake::ValidateSubmitRequest(r).ok());
   p->set_batch_size(512);
   CHECK_THAT(ErrorOf(r), Catch::Contains("spec.train_mlp.batch_size"));
+}
+
+TEST_CASE("requirements on GPUs and workers are checked", "[validator]") {
+  auto r = ValidSleep();
+  r.mutable_spec()->set_min_gpu_memory_mib(40'000);
+  r.mutable_spec()->set_min_compute_capability("8.0");
+  r.mutable_spec()->add_regions("eu-west");
+  r.mutable_spec()->set_min_reputation(700);
+  r.mutable_spec()->set_placement(v1::GPU_PLACEMENT_SPREAD);
+  CHECK(intake::ValidateSubmitRequest(r).ok());
+  SECTION("capability not major.minor") {
+    r.mutable_spec()->set_min_compute_capability("ampere");
+    CHECK(ErrorOf(r) == "spec.min_compute_capability must be \"major.minor\" such as \"8.0\" or \"12.1\", got 'ampere'");
+  }
+  SECTION("reputation out of range") {
+    r.mutable_spec()->set_min_reputation(1'001);
+    CHECK(ErrorOf(r) == "spec.min_reputation must be between 0 and 1000, got 1001");
+  }
+  SECTION("an empty region") {
+    r.mutable_spec()->add_regions("");
+    CHECK_THAT(ErrorOf(r), Catch::Contains("spec.regions"));
+  }
+  SECTION("memory beyond any device") {
+    r.mutable_spec()->set_min_gpu_memory_mib(1ULL << 40);
+    CHECK_THAT(ErrorOf(r), Catch::Contains("spec.min_gpu_memory_mib must be at most"));
+  }
+  SECTION("an unknown placement") {
+    r.mutable_spec()->set_placement(static_cast<v1::GpuPlacement>(7));
+    CHECK(ErrorOf(r) == "spec.placement is not a known placement");
+  }
+}
+
+TEST_CASE("compute capabilities parse to major x 10 + minor", "[validator]") {
+  CHECK(ParseComputeCapability("f", "9.0").value() == 90);
+  CHECK(ParseComputeCapability("f", "12.1").value() == 121);
+  CHECK(ParseComputeCapability("f", "0.0").value() == 0);
+  for (const char* bad : {"", "9", "9.", ".0", "9.10", "a.b", "123.0", "9.0.1"}) {
+    INFO(bad);
+    CHECK(ParseComputeCapability("f", bad).status().code() == absl::StatusCode::kInvalidArgument);
+  }
 }

@@ -1,0 +1,147 @@
+// The real server in-process on a test database, called over gRPC on a loopback port: helpers
+// shared by the integration tests that drive it.
+#pragma once
+
+#include <catch2/catch.hpp>
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <set>
+
+#include "services/server/tessera_server.h"
+#include "tessera/v1/admin.grpc.pb.h"
+#include "tessera/v1/billing.grpc.pb.h"
+#include "tessera/v1/jobs.grpc.pb.h"
+#include "tessera/v1/workers.grpc.pb.h"
+#include "tests/support/test_database.h"
+
+namespace tessera::testing {
+
+inline std::unique_ptr<grpc::ClientContext> Ctx() {
+  auto c = std::make_unique<grpc::ClientContext>();
+  c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  return c;
+}
+
+inline std::unique_ptr<server::TesseraServer> StartServer(const std::string& database_url,
+                                                   std::set<std::string> services = {"intake", "scheduler", "billing"},
+                                                   int64_t lease_timeout_ms = 2'000) {
+  server::ServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.database_url = database_url;
+  options.services = std::move(services);
+  options.scheduler.lease_timeout_ms = lease_timeout_ms;
+  auto started = server::TesseraServer::Start(options);
+  REQUIRE(started.ok());
+  return *std::move(started);
+}
+
+inline std::shared_ptr<grpc::Channel> ChannelTo(const server::TesseraServer& server) {
+  return grpc::CreateChannel("127.0.0.1:" + std::to_string(server.port()), grpc::InsecureChannelCredentials());
+}
+
+inline void CreateAccount(const std::shared_ptr<grpc::Channel>& channel, const std::string& name, v1::AccountKind kind) {
+  v1::CreateAccountRequest r;
+  r.set_name(name);
+  r.set_kind(kind);
+  v1::Account a;
+  REQUIRE(v1::AdminService::NewStub(channel)->CreateAccount(Ctx().get(), r, &a).ok());
+}
+
+// The customer `acme`, funded with 10 tokens, and the provider `gpuco`.
+inline void CreateFundedMarket(const std::shared_ptr<grpc::Channel>& channel) {
+  CreateAccount(channel, "acme", v1::ACCOUNT_KIND_CUSTOMER);
+  CreateAccount(channel, "gpuco", v1::ACCOUNT_KIND_PROVIDER);
+  v1::DepositRequest deposit;
+  deposit.set_account("acme");
+  deposit.set_amount_utok(10'000'000);
+  deposit.set_idempotency_key("d");
+  v1::Transfer transfer;
+  REQUIRE(v1::BillingService::NewStub(channel)->Deposit(Ctx().get(), deposit, &transfer).ok());
+}
+
+// A worker of `gpuco` with `gpus` H100s; returns its id.
+inline int64_t RegisterWorker(const std::shared_ptr<grpc::Channel>& channel, int64_t ask, uint32_t gpus,
+                              const std::string& uuid_prefix,
+                              const std::function<void(v1::RegisterWorkerRequest&)>& customize = {}) {
+  v1::RegisterWorkerRequest reg;
+  reg.set_provider_account("gpuco");
+  reg.set_name("w1");
+  reg.set_region("test");
+  reg.set_ask_utok_per_gpu_hour(ask);
+  for (uint32_t i = 0; i < gpus; ++i) {
+    v1::Gpu* gpu = reg.add_gpus();
+    gpu->set_index(i);
+    gpu->set_model("H100");
+    gpu->set_memory_mib(80'000);
+    gpu->set_compute_capability("9.0");
+    gpu->set_uuid(uuid_prefix + "-" + std::to_string(i));
+  }
+  if (customize) customize(reg);
+  v1::RegisterWorkerResponse registered;
+  REQUIRE(v1::WorkerService::NewStub(channel)->RegisterWorker(Ctx().get(), reg, &registered).ok());
+  return registered.worker_id();
+}
+
+struct RunningServer {
+  RunningServer()
+      : server(StartServer(db.url())),
+        channel(ChannelTo(*server)),
+        jobs(v1::JobService::NewStub(channel)),
+        workers(v1::WorkerService::NewStub(channel)),
+        billing(v1::BillingService::NewStub(channel)) {}
+  grpc::Status Submit(const v1::SubmitJobRequest& r, v1::SubmitJobResponse* out) { return jobs->SubmitJob(Ctx().get(), r, out); }
+
+  TestDatabase db;
+  std::unique_ptr<server::TesseraServer> server;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::JobService::Stub> jobs;
+  std::unique_ptr<v1::WorkerService::Stub> workers;
+  std::unique_ptr<v1::BillingService::Stub> billing;
+};
+
+inline v1::SubmitJobRequest SleepRequest(const std::string& request_id, int64_t bid) {
+  v1::SubmitJobRequest r;
+  r.set_account("acme");
+  r.set_request_id(request_id);
+  r.mutable_spec()->set_kind("sleep");
+  r.mutable_spec()->set_gpu_count(1);
+  r.mutable_spec()->set_bid_utok_per_gpu_hour(bid);
+  r.mutable_spec()->set_max_duration_ms(60'000);
+  r.mutable_spec()->mutable_sleep()->set_duration_ms(10);
+  return r;
+}
+
+
+// A worker's Connect stream that has said hello and read its welcome.
+struct WorkerConnection {
+  WorkerConnection(const std::shared_ptr<grpc::Channel>& channel, int64_t worker_id,
+                   const std::function<void(v1::Hello&)>& customize = {})
+      : stub(v1::WorkerService::NewStub(channel)), stream(stub->Connect(&context)) {
+    v1::WorkerMessage hello;
+    hello.mutable_hello()->set_worker_id(worker_id);
+    if (customize) customize(*hello.mutable_hello());
+    REQUIRE(stream->Write(hello));
+    v1::ServerMessage welcome;
+    REQUIRE(stream->Read(&welcome));
+    REQUIRE(welcome.has_welcome());
+  }
+  ~WorkerConnection() { context.TryCancel(); }
+
+  // The next message for which `wanted` holds (others are skipped); fails the test on stream end.
+  v1::ServerMessage ReadUntil(const std::function<bool(const v1::ServerMessage&)>& wanted) {
+    v1::ServerMessage in;
+    while (stream->Read(&in)) {
+      if (wanted(in)) return in;
+    }
+    FAIL("the stream ended first");
+    return in;
+  }
+  void Send(const v1::WorkerMessage& m) { REQUIRE(stream->Write(m)); }
+
+  grpc::ClientContext context;
+  std::unique_ptr<v1::WorkerService::Stub> stub;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>> stream;
+};
+
+}  // namespace tessera::testing
