@@ -133,7 +133,7 @@ absl::StatusOr<v1::Invoice> BillingRepository::GetJobInvoice(int64_t job_id) {
     for (const pqxx::row& r : tx.exec_params(
              "SELECT s.attempt, s.worker_id, p.name, s.price_utok_per_gpu_hour, s.gpu_ms_total, s.charged_utok, s.fee_utok,"
              " s.usage_reports FROM assignments s JOIN workers w USING (worker_id)"
-             " JOIN accounts p ON p.account_id = w.provider_account_id WHERE s.job_id = $1 ORDER BY s.attempt",
+             " JOIN accounts p ON p.account_id = w.provider_account_id WHERE s.job_id = $1 ORDER BY s.attempt, s.node_rank",
              job_id)) {
       v1::InvoiceLine* line = invoice.add_lines();
       line->set_attempt(r[0].as<uint32_t>());

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "services/billing/ledger.h"
@@ -39,8 +40,8 @@ int64_t FeesLedgerId(pqxx::work& tx) {
 // Charges the batch of unsettled reports; returns how many were settled.
 int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>& transfers) {
   const pqxx::result reports = tx.exec_params(
-      "SELECT job_id, attempt, seq, gpu_ms FROM usage_reports WHERE NOT settled"
-      " ORDER BY job_id, attempt, seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+      "SELECT job_id, attempt, seq, gpu_ms, worker_id FROM usage_reports WHERE NOT settled"
+      " ORDER BY job_id, attempt, worker_id, seq LIMIT $1 FOR UPDATE SKIP LOCKED",
       max_reports);
   if (reports.empty()) return 0;
   std::vector<int64_t> job_ids;
@@ -55,30 +56,31 @@ int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>
     jobs[r[0].as<int64_t>()] = {.hold_utok = r[1].as<int64_t>(), .charged_utok = r[2].as<int64_t>(), .gpu_ms_added = 0,
                                 .fee_bps = r[3].as<int64_t>(), .escrow_ledger_id = r[4].as<int64_t>()};
   }
-  std::map<std::pair<int64_t, int64_t>, AssignmentMoney> assignments;
+  std::map<std::tuple<int64_t, int64_t, int64_t>, AssignmentMoney> assignments;  // (job, attempt, worker)
   for (const pqxx::row& r : tx.exec_params(
            "SELECT a.job_id, a.attempt, a.price_utok_per_gpu_hour, a.gpu_ms_total, a.charged_utok, a.fee_utok,"
-           " a.usage_reports, l.ledger_account_id FROM assignments a JOIN workers w USING (worker_id)"
+           " a.usage_reports, l.ledger_account_id, a.worker_id FROM assignments a JOIN workers w USING (worker_id)"
            " JOIN ledger_accounts l ON l.account_id = w.provider_account_id AND l.bucket = 'earnings'"
-           " WHERE a.job_id = ANY($1::bigint[]) ORDER BY a.job_id, a.attempt FOR NO KEY UPDATE OF a",
+           " WHERE a.job_id = ANY($1::bigint[]) ORDER BY a.job_id, a.attempt, a.worker_id FOR NO KEY UPDATE OF a",
            ArrayLiteral(job_ids))) {
-    assignments[{r[0].as<int64_t>(), r[1].as<int64_t>()}] = {
+    assignments[{r[0].as<int64_t>(), r[1].as<int64_t>(), r[8].as<int64_t>()}] = {
         .price = r[2].as<int64_t>(), .gpu_ms_total = r[3].as<int64_t>(), .charged_utok = r[4].as<int64_t>(),
         .fee_utok = r[5].as<int64_t>(), .reports = r[6].as<int64_t>(), .earnings_ledger_id = r[7].as<int64_t>()};
   }
 
   const int64_t fees_ledger_id = FeesLedgerId(tx);
-  std::vector<int64_t> r_job, r_attempt, r_seq, r_charge, r_fee;
+  std::vector<int64_t> r_job, r_attempt, r_worker, r_seq, r_charge, r_fee;
   for (const pqxx::row& r : reports) {
     const auto job_id = r[0].as<int64_t>();
     const auto attempt = r[1].as<int64_t>();
     const auto seq = r[2].as<int64_t>();
+    const auto worker_id = r[4].as<int64_t>();
     JobMoney& job = jobs.at(job_id);
-    AssignmentMoney& a = assignments.at({job_id, attempt});
+    AssignmentMoney& a = assignments.at({job_id, attempt, worker_id});
     absl::StatusOr<ReportCharge> charge = ChargeReport(a.gpu_ms_total, r[3].as<int64_t>(), a.price, job.fee_bps,
                                                        a.charged_utok, a.fee_utok, job.hold_utok - job.charged_utok);
     TESSERA_CHECK(charge.ok());  // inputs are bounded by validated specs
-    const std::string key = absl::StrCat(job_id, ":", attempt, ":", seq);
+    const std::string key = absl::StrCat(job_id, ":", attempt, ":", worker_id, ":", seq);
     if (charge->charge_utok - charge->fee_utok > 0) {
       transfers.push_back({.idempotency_key = "charge:" + key, .kind = "CHARGE", .debit_ledger_id = job.escrow_ledger_id,
                            .credit_ledger_id = a.earnings_ledger_id, .amount_utok = charge->charge_utok - charge->fee_utok,
@@ -95,30 +97,33 @@ int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>
     a.reports += 1;
     job.charged_utok += charge->charge_utok;
     TESSERA_CHECK(job.charged_utok <= job.hold_utok);  // never above the hold, so never above the bid
-    for (auto [v, x] : {std::pair{&r_job, job_id}, {&r_attempt, attempt}, {&r_seq, seq}, {&r_charge, charge->charge_utok},
-                        {&r_fee, charge->fee_utok}}) {
+    for (auto [v, x] : {std::pair{&r_job, job_id}, {&r_attempt, attempt}, {&r_worker, worker_id}, {&r_seq, seq},
+                        {&r_charge, charge->charge_utok}, {&r_fee, charge->fee_utok}}) {
       v->push_back(x);
     }
   }
   tx.exec_params0(
       "UPDATE usage_reports u SET settled = true, charge_utok = s.charge, fee_utok = s.fee"
-      " FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[]) AS s(job_id, attempt, seq, charge, fee)"
-      " WHERE u.job_id = s.job_id AND u.attempt = s.attempt AND u.seq = s.seq",
-      ArrayLiteral(r_job), ArrayLiteral(r_attempt), ArrayLiteral(r_seq), ArrayLiteral(r_charge), ArrayLiteral(r_fee));
+      " FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])"
+      "   AS s(job_id, attempt, worker_id, seq, charge, fee)"
+      " WHERE u.job_id = s.job_id AND u.attempt = s.attempt AND u.worker_id = s.worker_id AND u.seq = s.seq",
+      ArrayLiteral(r_job), ArrayLiteral(r_attempt), ArrayLiteral(r_worker), ArrayLiteral(r_seq), ArrayLiteral(r_charge),
+      ArrayLiteral(r_fee));
 
-  std::vector<int64_t> a_job, a_attempt, a_ms, a_charged, a_fee, a_reports;
+  std::vector<int64_t> a_job, a_attempt, a_worker, a_ms, a_charged, a_fee, a_reports;
   for (const auto& [key, a] : assignments) {
-    for (auto [v, x] : {std::pair{&a_job, key.first}, {&a_attempt, key.second}, {&a_ms, a.gpu_ms_total},
+    const auto& [job_id, attempt, worker_id] = key;
+    for (auto [v, x] : {std::pair{&a_job, job_id}, {&a_attempt, attempt}, {&a_worker, worker_id}, {&a_ms, a.gpu_ms_total},
                         {&a_charged, a.charged_utok}, {&a_fee, a.fee_utok}, {&a_reports, a.reports}}) {
       v->push_back(x);
     }
   }
   tx.exec_params0(
       "UPDATE assignments a SET gpu_ms_total = s.ms, charged_utok = s.charged, fee_utok = s.fee, usage_reports = s.reports"
-      " FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])"
-      "   AS s(job_id, attempt, ms, charged, fee, reports)"
-      " WHERE a.job_id = s.job_id AND a.attempt = s.attempt",
-      ArrayLiteral(a_job), ArrayLiteral(a_attempt), ArrayLiteral(a_ms), ArrayLiteral(a_charged), ArrayLiteral(a_fee),
+      " FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])"
+      "   AS s(job_id, attempt, worker_id, ms, charged, fee, reports)"
+      " WHERE a.job_id = s.job_id AND a.attempt = s.attempt AND a.worker_id = s.worker_id",
+      ArrayLiteral(a_job), ArrayLiteral(a_attempt), ArrayLiteral(a_worker), ArrayLiteral(a_ms), ArrayLiteral(a_charged), ArrayLiteral(a_fee),
       ArrayLiteral(a_reports));
   std::vector<int64_t> j_id, j_charged, j_ms;
   for (const auto& [id, job] : jobs) {

@@ -321,8 +321,12 @@ absl::StatusOr<v1::Job> JobRepository::Cancel(int64_t job_id) {
         " VALUES ($1, 'CANCELLED', $2, NULLIF($3, 0), 'cancelled by the customer')",
         job_id, attempt, worker_id);
     tx.exec0("NOTIFY tessera_settle");
-    // Worker 0: the job was still queued; the scheduler drops it from its queue.
-    tx.exec_params("SELECT pg_notify('tessera_cancels', $1)", absl::StrCat(job_id, " ", attempt, " ", worker_id));
+    // One cancel per worker holding a lease (a spread job has several); worker 0: the job was
+    // still queued and the scheduler drops it from its queue.
+    if (ended.empty()) tx.exec_params("SELECT pg_notify('tessera_cancels', $1)", absl::StrCat(job_id, " ", attempt, " 0"));
+    for (const pqxx::row& lease : ended) {
+      tx.exec_params("SELECT pg_notify('tessera_cancels', $1)", absl::StrCat(job_id, " ", attempt, " ", lease[0].as<int64_t>()));
+    }
     return LoadJob(tx, job_id);
   });
 }

@@ -272,6 +272,9 @@ void SchedulerHost::FlushSegment(Segment& segment) {
         ack.mutable_finished_ack()->set_attempt(f.attempt());
         segment.finished_sessions[i]->Send(ack);
       }
+      for (const Requeued& r : applied->cancelled) {
+        if (auto session = registry_.SessionOf(r.worker_id)) session->Send(CancelMessage(r.job_id, r.attempt, "the job failed on another of its workers"));
+      }
       if (!applied->ended.empty()) {
         Post([&](MarketEvents& e) { e.finished.insert(e.finished.end(), applied->ended.begin(), applied->ended.end()); });
       }
@@ -325,7 +328,8 @@ void SchedulerHost::SchedulingLoop() {
       Reconcile(decisions);
       next_reconcile_ms = now_ms + options_.reconcile_interval_ms;
     }
-    Commit(std::move(decisions));
+    // A market found inconsistent this round decides nothing; the next round rebuilds it.
+    if (!market_stale_) Commit(std::move(decisions));
     if (tick && !market_stale_) RefreshWaitReasons();
     if (now_ms >= next_touch_ms) {
       next_touch_ms = now_ms + kTouchWorkersEveryMs;
@@ -387,26 +391,28 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
       return;
     }
     for (const Requeued& r : *requeued) {
+      if (r.worker_id != record.worker_id) SendLeaseLost(r);
       Merge(decisions, r.failed ? market_->RemoveJob(r.job_id, now_ms) : market_->Requeue(r.job_id, now_ms));
     }
   }
   market_->UpsertWorker(WorkerSpecFrom(record.worker_id, record.region, record.reputation, record.ask_utok_per_gpu_hour,
                                        record.gpus, record.policy));
-  // The market must hold exactly the worker's live leases (normally it already does).
+  // The market must hold exactly the worker's live leases (it normally does); if not, it is
+  // rebuilt from PostgreSQL before anything else is decided, and the rebuild opens the worker.
   for (const std::vector<LiveAssignment>* list : {&keep, &resend}) {
     for (const LiveAssignment& a : *list) {
-      bool held = true;
-      for (uint32_t index : a.gpu_indexes) held = held && market_->HolderOf(a.worker_id, index) == a.job_id;
-      if (held) continue;
-      if (market_->HasJob(a.job_id)) Merge(decisions, market_->RemoveJob(a.job_id, now_ms));
-      if (!market_->RestoreRunning(RequirementsOf(a), PlacedGpus(a), now_ms)) {
-        spdlog::error("job {} holds GPUs of worker {} that the market gave to another job; rebuilding", a.job_id, a.worker_id);
-        market_stale_ = true;
+      for (uint32_t index : a.gpu_indexes) {
+        if (market_->HolderOf(a.worker_id, index) != a.job_id && !market_stale_) {
+          spdlog::warn("job {} holds GPU {} of worker {} unknown to the market; rebuilding it", a.job_id, index, a.worker_id);
+          market_stale_ = true;
+        }
       }
     }
   }
   registry_.Attach(record.worker_id, session, now_ms);
-  Merge(decisions, market_->SetSchedulable(record.worker_id, record.state == v1::WORKER_STATE_ACTIVE, now_ms));
+  if (!market_stale_) {
+    Merge(decisions, market_->SetSchedulable(record.worker_id, record.state == v1::WORKER_STATE_ACTIVE, now_ms));
+  }
 
   v1::ServerMessage welcome;
   welcome.mutable_welcome()->set_worker_id(record.worker_id);
@@ -431,17 +437,27 @@ void SchedulerHost::ExpireLeases(scheduler::Decisions& decisions) {
     for (int64_t id : ids) registry_.Track(id, now_ms - options_.lease_timeout_ms - 1);  // again next round
     return;
   }
+  std::set<int64_t> gone(ids.begin(), ids.end());
+  for (const Requeued& r : *requeued) {
+    if (!gone.contains(r.worker_id)) SendLeaseLost(r);
+  }
   for (const auto& [id, session] : expired) {
     // The market forgets the worker and its jobs; those requeued come back from PostgreSQL.
     (void)market_->RemoveWorker(id);
     if (session) session->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "lease expired"));
   }
-  std::vector<int64_t> back;
+  std::set<int64_t> back;
   for (const Requeued& r : *requeued) {
-    if (!r.failed) back.push_back(r.job_id);
+    if (!r.failed) back.insert(r.job_id);
   }
   spdlog::info("{} worker lease(s) expired; {} job(s) requeued", ids.size(), back.size());
-  AddQueuedJobs(back, decisions);
+  AddQueuedJobs({back.begin(), back.end()}, decisions);
+}
+
+void SchedulerHost::SendLeaseLost(const Requeued& r) {
+  if (auto session = registry_.SessionOf(r.worker_id)) {
+    session->Send(CancelMessage(r.job_id, r.attempt, "the job lost another of its workers; it is requeued"));
+  }
 }
 
 void SchedulerHost::AddQueuedJobs(const std::vector<int64_t>& job_ids, scheduler::Decisions& decisions) {

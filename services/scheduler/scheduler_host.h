@@ -95,6 +95,8 @@ class SchedulerHost final : public StreamHandler {
   void SchedulingLoop();
   void ApplyEvents(MarketEvents& events, scheduler::Decisions& decisions);
   void SendCancel(int64_t job_id, uint32_t attempt, int64_t worker_id);
+  // A spread job's lease on a worker still up ended because another of its workers was lost.
+  void SendLeaseLost(const Requeued& r);
   void HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello, scheduler::Decisions& decisions);
   void ExpireLeases(scheduler::Decisions& decisions);
   void AddQueuedJobs(const std::vector<int64_t>& job_ids, scheduler::Decisions& decisions);

@@ -20,7 +20,8 @@ std::string IndexLiteral(const std::vector<uint32_t>& indexes) {
 // The columns AssignmentFromRow reads, over assignments a JOIN jobs j JOIN accounts c.
 constexpr const char* kAssignmentColumns =
     "a.job_id, a.attempt, a.worker_id, a.gpu_indexes, a.price_utok_per_gpu_hour, j.spec, j.state, c.name,"
-    " (extract(epoch FROM j.created_at) * 1000)::bigint";
+    " (extract(epoch FROM j.created_at) * 1000)::bigint, a.node_rank,"
+    " (SELECT array_agg(o.worker_id ORDER BY o.node_rank) FROM assignments o WHERE o.job_id = a.job_id AND o.attempt = a.attempt)";
 
 LiveAssignment AssignmentFromRow(const pqxx::row& row) {
   LiveAssignment a;
@@ -36,6 +37,8 @@ LiveAssignment AssignmentFromRow(const pqxx::row& row) {
   for (uint32_t i : a.gpu_indexes) a.message.add_gpu_indexes(i);
   a.account = row[7].as<std::string>();
   a.submitted_at_ms = row[8].as<int64_t>();
+  a.message.set_node_rank(row[9].as<uint32_t>());
+  for (int64_t id : store::ParseIntArray(row[10].as<std::string>())) a.message.add_node_worker_ids(id);
   return a;
 }
 
@@ -256,38 +259,60 @@ absl::StatusOr<std::vector<int64_t>> SchedulerRepository::QueuedJobIds() {
 
 absl::StatusOr<PersistedDecisions> SchedulerRepository::PersistDecisions(const std::vector<scheduler::JobPlacement>& placements,
                                                                          const std::vector<int64_t>& preempted_jobs) {
-  std::vector<int64_t> jobs, workers, prices;
-  std::vector<std::string> gpus;
+  // One row per (job, worker): a spread job has a lease on each of its workers, ranked in the order
+  // the market chose them.
+  std::vector<int64_t> jobs, workers, prices, ranks;
+  std::vector<std::string> gpus, nodes;
   for (const scheduler::JobPlacement& p : placements) {
-    std::vector<uint32_t> indexes;
-    for (const scheduler::PlacedGpu& g : p.gpus) indexes.push_back(g.index);
-    jobs.push_back(p.job_id);
-    workers.push_back(p.gpus.at(0).worker_id);
-    prices.push_back(p.gpus.at(0).price_utok_per_gpu_hour);
-    gpus.push_back(IndexLiteral(indexes));
+    std::vector<int64_t> order;
+    std::map<int64_t, std::vector<uint32_t>> indexes;
+    std::map<int64_t, int64_t> price;
+    for (const scheduler::PlacedGpu& g : p.gpus) {
+      if (!indexes.contains(g.worker_id)) order.push_back(g.worker_id);
+      indexes[g.worker_id].push_back(g.index);
+      price[g.worker_id] = g.price_utok_per_gpu_hour;
+    }
+    const std::string node_list = ArrayLiteral(order);
+    for (size_t rank = 0; rank < order.size(); ++rank) {
+      jobs.push_back(p.job_id);
+      workers.push_back(order[rank]);
+      prices.push_back(price[order[rank]]);
+      ranks.push_back(static_cast<int64_t>(rank));
+      gpus.push_back(IndexLiteral(indexes[order[rank]]));
+      nodes.push_back(node_list);
+    }
   }
   return db_.Transact("persist decisions", [&](pqxx::work& tx) -> absl::StatusOr<PersistedDecisions> {
     if (absl::Status leader = CheckEpoch(tx); !leader.ok()) return leader;
     PersistedDecisions out;
     if (!preempted_jobs.empty()) out.preempted = RequeueInTx(tx, {}, {}, preempted_jobs, "preempted by an on-demand job");
     if (jobs.empty()) return out;
-    static const std::string kPersistPlacements = absl::StrCat(
-        "WITH p AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS t(job_id, worker_id, price, gpus)),"
+    const pqxx::result rows = store::Exec(tx, {"sched_persist_placements",
+        "WITH p AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::int[], $6::text[])"
+        "   AS t(job_id, worker_id, price, gpus, node_rank, nodes)),"
         " assigned AS ("
         "  UPDATE jobs j SET state = 'ASSIGNED', attempt = j.attempt + 1, worker_id = p.worker_id,"
         "   price_utok_per_gpu_hour = p.price, wait_reason = '', progress_ppm = 0, updated_at = now()"
-        "  FROM p WHERE j.job_id = p.job_id AND j.state = 'QUEUED'"
-        "  RETURNING j.job_id, j.attempt, j.worker_id, p.gpus::int[] AS gpu_indexes, p.price AS price_utok_per_gpu_hour,"
-        "   j.spec, j.state, j.account_id, j.created_at),"
+        "  FROM p WHERE j.job_id = p.job_id AND p.node_rank = 0 AND j.state = 'QUEUED'"
+        "  RETURNING j.job_id, j.attempt, j.spec, j.state, j.account_id, j.created_at),"
         " leased AS ("
-        "  INSERT INTO assignments (job_id, attempt, worker_id, gpu_indexes, price_utok_per_gpu_hour, state)"
-        "  SELECT job_id, attempt, worker_id, gpu_indexes, price_utok_per_gpu_hour, 'LIVE' FROM assigned),"
+        "  INSERT INTO assignments (job_id, attempt, worker_id, gpu_indexes, price_utok_per_gpu_hour, state, node_rank)"
+        "  SELECT p.job_id, a.attempt, p.worker_id, p.gpus::int[], p.price, 'LIVE', p.node_rank FROM p JOIN assigned a USING (job_id)"
+        "  RETURNING job_id, attempt, worker_id, gpu_indexes, price_utok_per_gpu_hour, node_rank),"
         " audited AS ("
         "  INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
         "  SELECT job_id, 'ASSIGNED', attempt, worker_id,"
-        "   'assigned to worker ' || worker_id || ' at ' || price_utok_per_gpu_hour || ' µT/GPU-h' FROM assigned)"
-        "SELECT ", kAssignmentColumns, " FROM assigned a JOIN assigned j USING (job_id) JOIN accounts c ON c.account_id = j.account_id");
-    const pqxx::result rows = store::Exec(tx, {"sched_persist_placements", kPersistPlacements.c_str()}, ArrayLiteral(jobs), ArrayLiteral(workers), ArrayLiteral(prices), ArrayLiteral(gpus));
+        "   'assigned to worker ' || worker_id || ' at ' || price_utok_per_gpu_hour || ' µT/GPU-h'"
+        "   || CASE WHEN node_rank > 0 OR EXISTS (SELECT 1 FROM p WHERE p.job_id = leased.job_id AND p.node_rank > 0)"
+        "   THEN ' (node ' || node_rank || ')' ELSE '' END FROM leased)"
+        // The columns of kAssignmentColumns, the node list from the input (the new rows are not
+        // visible to a subquery of this statement).
+        "SELECT l.job_id, l.attempt, l.worker_id, l.gpu_indexes, l.price_utok_per_gpu_hour, a.spec, a.state, c.name,"
+        " (extract(epoch FROM a.created_at) * 1000)::bigint, l.node_rank, p.nodes"
+        " FROM leased l JOIN assigned a USING (job_id) JOIN p ON p.job_id = l.job_id AND p.worker_id = l.worker_id"
+        " JOIN accounts c ON c.account_id = a.account_id ORDER BY l.job_id, l.node_rank"},
+        ArrayLiteral(jobs), ArrayLiteral(workers), ArrayLiteral(prices), ArrayLiteral(gpus), ArrayLiteral(ranks),
+        ArrayLiteral(nodes));
     for (const pqxx::row& r : rows) out.assigned.push_back(AssignmentFromRow(r));
     return out;
   });
@@ -330,9 +355,10 @@ absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const
         "   AND a.worker_id = i.worker_id AND a.state = 'LIVE' FOR SHARE OF a),"
         " inserted AS (INSERT INTO usage_reports (job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms)"
         "   SELECT job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms FROM live"
-        "   ON CONFLICT DO NOTHING RETURNING job_id, attempt, seq)"
+        "   ON CONFLICT DO NOTHING RETURNING job_id, attempt, seq, worker_id)"
         "SELECT i.job_id, i.attempt, i.seq,"
-        " EXISTS (SELECT 1 FROM inserted n WHERE n.job_id = i.job_id AND n.attempt = i.attempt AND n.seq = i.seq)"
+        " EXISTS (SELECT 1 FROM inserted n WHERE n.job_id = i.job_id AND n.attempt = i.attempt AND n.seq = i.seq"
+        "   AND n.worker_id = i.worker_id)"
         " OR EXISTS (SELECT 1 FROM usage_reports u WHERE u.job_id = i.job_id AND u.attempt = i.attempt AND u.seq = i.seq"
         "   AND u.worker_id = i.worker_id)"
         " FROM input i ORDER BY i.ord"},
@@ -378,11 +404,14 @@ absl::StatusOr<SchedulerRepository::AppliedEvents> SchedulerRepository::ApplySta
     store::Exec(tx, {"sched_lock_jobs", "SELECT 1 FROM jobs WHERE job_id = ANY($1::bigint[]) ORDER BY job_id FOR NO KEY UPDATE"},
                    ArrayLiteral(all_jobs));
     if (!s_job.empty()) {
+      // A job runs once its first worker starts it (each worker of a spread job reports its own).
       store::Exec(tx, {"sched_started",
-          "WITH s AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS t(job_id, attempt, worker_id)),"
+          "WITH s AS (SELECT DISTINCT ON (t.job_id) t.* FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS t(job_id, attempt, worker_id)"
+          "   JOIN assignments a ON a.job_id = t.job_id AND a.attempt = t.attempt AND a.worker_id = t.worker_id AND a.state = 'LIVE'"
+          "   ORDER BY t.job_id, t.worker_id),"
           " started AS (UPDATE jobs j SET state = 'RUNNING', updated_at = now() FROM s"
-          "  WHERE j.job_id = s.job_id AND j.attempt = s.attempt AND j.worker_id = s.worker_id AND j.state = 'ASSIGNED'"
-          "  RETURNING j.job_id, j.attempt, j.worker_id)"
+          "  WHERE j.job_id = s.job_id AND j.attempt = s.attempt AND j.state = 'ASSIGNED'"
+          "  RETURNING j.job_id, j.attempt, s.worker_id)"
           "INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
           " SELECT job_id, 'RUNNING', attempt, worker_id, 'started on worker ' || worker_id FROM started"},
           ArrayLiteral(s_job), ArrayLiteral(s_attempt), ArrayLiteral(s_worker));
@@ -390,31 +419,49 @@ absl::StatusOr<SchedulerRepository::AppliedEvents> SchedulerRepository::ApplySta
     if (!p_job.empty()) {
       store::Exec(tx, {"sched_progress",
           "UPDATE jobs j SET progress_ppm = p.ppm, last_loss = p.loss, updated_at = now()"
-          " FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::int[], $5::float8[]) AS p(job_id, attempt, worker_id, ppm, loss)"
-          " WHERE j.job_id = p.job_id AND j.attempt = p.attempt AND j.worker_id = p.worker_id"
-          " AND j.state IN ('ASSIGNED', 'RUNNING')"},
+          " FROM (SELECT DISTINCT ON (t.job_id) t.* FROM"
+          "   unnest($1::bigint[], $2::int[], $3::bigint[], $4::int[], $5::float8[]) WITH ORDINALITY AS t(job_id, attempt, worker_id, ppm, loss, ord)"
+          "   JOIN assignments a ON a.job_id = t.job_id AND a.attempt = t.attempt AND a.worker_id = t.worker_id AND a.state = 'LIVE'"
+          "   ORDER BY t.job_id, t.ord DESC) AS p"
+          " WHERE j.job_id = p.job_id AND j.attempt = p.attempt AND j.state IN ('ASSIGNED', 'RUNNING')"},
           ArrayLiteral(p_job), ArrayLiteral(p_attempt), ArrayLiteral(p_worker), ArrayLiteral(p_ppm), ArrayLiteral(p_loss));
     }
     AppliedEvents applied;
     if (!f_job.empty()) {
+      // A worker's finish ends its lease. The job ends when one of its workers fails (the others'
+      // leases end too, and they get a cancel) or when its last live lease has finished.
       const pqxx::result rows = store::Exec(tx, {"sched_finished",
           "WITH f AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[])"
           "   AS t(job_id, attempt, worker_id, state, result, message)),"
           " ended AS (UPDATE assignments a SET state = 'ENDED', end_reason = lower(f.state), ended_at = now() FROM f"
           "   WHERE a.job_id = f.job_id AND a.attempt = f.attempt AND a.worker_id = f.worker_id AND a.state = 'LIVE'"
-          "   RETURNING a.job_id, a.attempt),"
-          " done AS (UPDATE jobs j SET state = f.state, result = decode(f.result, 'hex'), wait_reason = '',"
-          "   progress_ppm = CASE WHEN f.state = 'SUCCEEDED' THEN 1000000 ELSE j.progress_ppm END, updated_at = now()"
-          "   FROM f JOIN ended e ON e.job_id = f.job_id AND e.attempt = f.attempt"
-          "   WHERE j.job_id = f.job_id AND j.attempt = f.attempt AND j.state IN ('ASSIGNED', 'RUNNING')"
-          "   RETURNING j.job_id, j.attempt, j.state, j.worker_id),"
+          "   RETURNING a.job_id, a.attempt, a.worker_id),"
+          " closing AS (SELECT DISTINCT ON (f.job_id) f.* FROM f JOIN ended e USING (job_id, attempt, worker_id)"
+          "   WHERE f.state = 'FAILED' OR NOT EXISTS (SELECT 1 FROM assignments o WHERE o.job_id = f.job_id"
+          "     AND o.attempt = f.attempt AND o.state = 'LIVE' AND NOT EXISTS (SELECT 1 FROM ended x"
+          "     WHERE x.job_id = o.job_id AND x.attempt = o.attempt AND x.worker_id = o.worker_id))"
+          "   ORDER BY f.job_id, f.state = 'FAILED' DESC, f.worker_id),"
+          " done AS (UPDATE jobs j SET state = c.state, result = decode(c.result, 'hex'), wait_reason = '',"
+          "   progress_ppm = CASE WHEN c.state = 'SUCCEEDED' THEN 1000000 ELSE j.progress_ppm END, updated_at = now()"
+          "   FROM closing c WHERE j.job_id = c.job_id AND j.attempt = c.attempt AND j.state IN ('ASSIGNED', 'RUNNING')"
+          "   RETURNING j.job_id, j.attempt, j.state, c.worker_id, c.message),"
+          " siblings AS (UPDATE assignments a SET state = 'ENDED', end_reason = 'failed on another worker of the job', ended_at = now()"
+          "   FROM done d WHERE d.state = 'FAILED' AND a.job_id = d.job_id AND a.attempt = d.attempt AND a.state = 'LIVE'"
+          "   AND NOT EXISTS (SELECT 1 FROM ended x WHERE x.job_id = a.job_id AND x.attempt = a.attempt AND x.worker_id = a.worker_id)"
+          "   RETURNING a.job_id, a.attempt, a.worker_id),"
           " audited AS (INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
-          "   SELECT d.job_id, d.state, d.attempt, d.worker_id, f.message FROM done d"
-          "   JOIN f ON f.job_id = d.job_id AND f.attempt = d.attempt)"
-          "SELECT job_id FROM done"},
+          "   SELECT job_id, state, attempt, worker_id, message FROM done)"
+          "SELECT job_id, 0, 0 FROM done UNION ALL SELECT job_id, attempt, worker_id FROM siblings"},
           ArrayLiteral(f_job), ArrayLiteral(f_attempt), ArrayLiteral(f_worker), ArrayLiteral(f_state),
           ArrayLiteral(f_result), ArrayLiteral(f_message));
-      for (const pqxx::row& r : rows) applied.ended.push_back(r[0].as<int64_t>());
+      for (const pqxx::row& r : rows) {
+        if (r[2].as<int64_t>() == 0) {
+          applied.ended.push_back(r[0].as<int64_t>());
+        } else {
+          applied.cancelled.push_back({.job_id = r[0].as<int64_t>(), .attempt = r[1].as<uint32_t>(), .worker_id = r[2].as<int64_t>(),
+                                       .failed = true});
+        }
+      }
     }
     if (!f_job.empty()) tx.exec0("NOTIFY tessera_settle");
     return applied;
@@ -438,24 +485,30 @@ std::vector<Requeued> SchedulerRepository::RequeueInTx(pqxx::work& tx, const std
     jobs.push_back(job);
     attempts.push_back(attempt);
   }
+  // The leases named, then every other live lease of the same (job, attempt): a spread job loses
+  // all its workers together.
   const std::string targets =
-      "SELECT a.job_id, a.attempt, a.job_id = ANY($4::bigint[]) AS preempted FROM assignments a WHERE a.state = 'LIVE'"
-      " AND (a.worker_id = ANY($1::bigint[]) OR a.job_id = ANY($4::bigint[])"
-      " OR (a.job_id, a.attempt) IN (SELECT * FROM unnest($2::bigint[], $3::int[])))";
+      "SELECT a.job_id, a.attempt, a.worker_id, n.preempted"
+      " FROM assignments a JOIN (SELECT DISTINCT n.job_id, n.attempt, n.job_id = ANY($4::bigint[]) AS preempted"
+      "   FROM assignments n WHERE n.state = 'LIVE' AND (n.worker_id = ANY($1::bigint[]) OR n.job_id = ANY($4::bigint[])"
+      "   OR (n.job_id, n.attempt) IN (SELECT * FROM unnest($2::bigint[], $3::int[])))) n USING (job_id, attempt)"
+      " WHERE a.state = 'LIVE'";
   tx.exec_params("WITH t AS (" + targets + ") SELECT 1 FROM jobs WHERE job_id IN (SELECT job_id FROM t) ORDER BY job_id FOR NO KEY UPDATE",
                  ArrayLiteral(offline_workers), ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(preempted_jobs));
   const pqxx::result rows = tx.exec_params(
       "WITH target AS (" + targets + "),"
       " ended AS (UPDATE assignments a SET state = 'ENDED', end_reason = $5, ended_at = now() FROM target t"
-      "   WHERE a.job_id = t.job_id AND a.attempt = t.attempt RETURNING a.job_id, a.attempt, a.worker_id, t.preempted),"
+      "   WHERE a.job_id = t.job_id AND a.attempt = t.attempt AND a.worker_id = t.worker_id"
+      "   RETURNING a.job_id, a.attempt, a.worker_id, t.preempted),"
+      " lost AS (SELECT DISTINCT ON (job_id) * FROM ended ORDER BY job_id, worker_id),"
       " moved AS (UPDATE jobs j SET state = CASE WHEN j.attempt >= j.max_attempts AND NOT e.preempted THEN 'FAILED' ELSE 'QUEUED' END,"
-      "   progress_ppm = 0, updated_at = now() FROM ended e"
+      "   progress_ppm = 0, updated_at = now() FROM lost e"
       "   WHERE j.job_id = e.job_id AND j.attempt = e.attempt AND j.state IN ('ASSIGNED', 'RUNNING')"
       "   RETURNING j.job_id, j.attempt, j.state, e.worker_id),"
       " audited AS (INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
       "   SELECT job_id, state, attempt, worker_id, $5 || CASE WHEN state = 'FAILED' THEN '; no attempts left'"
       "   ELSE '; requeued' END FROM moved)"
-      "SELECT job_id, attempt, worker_id, state FROM moved",
+      "SELECT e.job_id, e.attempt, e.worker_id, m.state FROM ended e JOIN moved m USING (job_id, attempt) ORDER BY 1, 3",
       ArrayLiteral(offline_workers), ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(preempted_jobs), reason);
   if (!offline_workers.empty()) {
     tx.exec_params0("UPDATE workers SET state = 'OFFLINE' WHERE worker_id = ANY($1::bigint[]) AND state IN ('ACTIVE', 'DRAINING')",

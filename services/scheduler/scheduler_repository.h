@@ -65,6 +65,7 @@ struct StateEvents {
   std::vector<std::pair<int64_t, v1::JobFinished>> finished;
 };
 
+// One ended lease of a requeued job (a spread job has one per worker).
 struct Requeued {
   int64_t job_id = 0;
   uint32_t attempt = 0;
@@ -111,14 +112,18 @@ class SchedulerRepository {
 
   absl::StatusOr<std::vector<UsageOutcome>> IngestUsage(const std::vector<UsageIn>& usage);
   // Applies started/progress/finished. Every finish is acknowledged (recorded now, or its lease had
-  // already ended); `ended` lists the jobs that this call moved to a terminal state.
+  // already ended); `ended` lists the jobs that this call moved to a terminal state. A spread job
+  // ends when one of its workers fails or the last one finishes.
   struct AppliedEvents {
     std::vector<int64_t> ended;
+    // Leases ended because another worker of the same (spread) job failed: those workers get a cancel.
+    std::vector<Requeued> cancelled;
   };
   absl::StatusOr<AppliedEvents> ApplyStateEvents(const StateEvents& events);
 
-  // Ends the given live assignments and returns their jobs to the queue (or FAILED when attempts are
-  // exhausted). `offline_workers` are also marked OFFLINE in the same transaction.
+  // Ends the given live assignments, and the other leases of their jobs, and returns the jobs to the
+  // queue (or FAILED when attempts are exhausted); one entry per ended lease. `offline_workers`
+  // are also marked OFFLINE in the same transaction.
   absl::StatusOr<std::vector<Requeued>> Requeue(const std::vector<std::pair<int64_t, uint32_t>>& assignments,
                                                 const std::vector<int64_t>& offline_workers, const std::string& reason);
   absl::Status TouchWorkers(const std::vector<int64_t>& worker_ids);

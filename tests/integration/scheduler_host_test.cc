@@ -139,3 +139,128 @@ TEST_CASE("an on-demand job preempts a spot job: cancel to the worker, the spot 
   CHECK(again.assignment().job_id() == spot_job.job().job_id());
   CHECK(again.assignment().attempt() == 2);
 }
+
+TEST_CASE("a spread job holds a lease on each of its workers and ends with the last of them", "[integration][scheduler]") {
+  RunningServer s;
+  CreateFundedMarket(s.channel);
+  const int64_t cheap = RegisterWorker(s.channel, 1'000'000, 2, "GPU-spread-a");
+  const int64_t dear = RegisterWorker(s.channel, 2'000'000, 2, "GPU-spread-b");
+  WorkerConnection a(s.channel, cheap), b(s.channel, dear);
+
+  auto request = SleepRequest("spread", 3'000'000);
+  request.mutable_spec()->set_gpu_count(3);
+  request.mutable_spec()->set_placement(v1::GPU_PLACEMENT_SPREAD);
+  v1::SubmitJobResponse submitted;
+  REQUIRE(s.Submit(request, &submitted).ok());
+  const int64_t job_id = submitted.job().job_id();
+  const v1::Assignment on_a = a.ReadUntil(IsAssignment).assignment();
+  const v1::Assignment on_b = b.ReadUntil(IsAssignment).assignment();
+  CHECK(on_a.job_id() == job_id);
+  CHECK(on_b.job_id() == job_id);
+  CHECK(on_a.gpu_indexes_size() == 2);  // the cheaper worker first, whole
+  CHECK(on_b.gpu_indexes_size() == 1);
+  CHECK(on_a.node_rank() == 0);
+  CHECK(on_b.node_rank() == 1);
+  CHECK(std::vector<int64_t>(on_b.node_worker_ids().begin(), on_b.node_worker_ids().end()) == std::vector<int64_t>{cheap, dear});
+  CHECK(on_a.price_utok_per_gpu_hour() == 1'000'000);  // each worker is paid its own ask
+  CHECK(on_b.price_utok_per_gpu_hour() == 2'000'000);
+
+  // Each worker numbers its own usage from 1; both reports are stored.
+  auto usage = [&](WorkerConnection& w, int64_t gpu_ms) {
+    v1::WorkerMessage m;
+    m.mutable_usage()->set_job_id(job_id);
+    m.mutable_usage()->set_attempt(1);
+    m.mutable_usage()->set_seq(1);
+    m.mutable_usage()->set_gpu_ms(gpu_ms);
+    w.Send(m);
+    CHECK(w.ReadUntil([](const v1::ServerMessage& in) { return in.has_usage_ack(); }).usage_ack().accepted());
+  };
+  usage(a, 36'000);  // 2 GPUs × 18 s at 1 token per GPU-hour
+  usage(b, 18'000);  // 1 GPU × 18 s at 2 tokens
+  auto finish = [&](WorkerConnection& w) {
+    v1::WorkerMessage m;
+    m.mutable_finished()->set_job_id(job_id);
+    m.mutable_finished()->set_attempt(1);
+    m.mutable_finished()->set_succeeded(true);
+    w.Send(m);
+    w.ReadUntil([](const v1::ServerMessage& in) { return in.has_finished_ack(); });
+  };
+  const std::string id = std::to_string(job_id);
+  finish(a);
+  CHECK(s.db.Scalar("SELECT state FROM jobs WHERE job_id = " + id) == "ASSIGNED");  // one worker still runs it
+  finish(b);
+  CHECK(s.db.Scalar("SELECT state FROM jobs WHERE job_id = " + id) == "SUCCEEDED");
+
+  v1::GetJobInvoiceRequest invoice_request;
+  invoice_request.set_job_id(job_id);
+  v1::Invoice invoice;
+  for (int i = 0; i < 100 && !invoice.final(); ++i) {
+    REQUIRE(s.billing->GetJobInvoice(Ctx().get(), invoice_request, &invoice).ok());
+    if (!invoice.final()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  REQUIRE(invoice.final());
+  REQUIRE(invoice.lines_size() == 2);
+  CHECK(invoice.lines(0).worker_id() == cheap);
+  CHECK(invoice.lines(0).charge_utok() == 10'000);
+  CHECK(invoice.lines(1).worker_id() == dear);
+  CHECK(invoice.lines(1).charge_utok() == 10'000);
+  CHECK(invoice.charged_utok() == 20'000);
+  CHECK(s.db.Scalar("SELECT sum(balance_utok) FROM ledger_accounts") == "0");
+
+  // A failure on one worker fails the job and cancels it on the other.
+  auto second = SleepRequest("spread-3", 3'000'000);
+  second.mutable_spec()->set_gpu_count(3);
+  second.mutable_spec()->set_placement(v1::GPU_PLACEMENT_SPREAD);
+  REQUIRE(s.Submit(second, &submitted).ok());
+  const int64_t failing = submitted.job().job_id();
+  auto is_failing = [&](const v1::ServerMessage& m) { return m.has_assignment() && m.assignment().job_id() == failing; };
+  (void)a.ReadUntil(is_failing);
+  (void)b.ReadUntil(is_failing);
+  v1::WorkerMessage failed;
+  failed.mutable_finished()->set_job_id(failing);
+  failed.mutable_finished()->set_attempt(1);
+  failed.mutable_finished()->set_succeeded(false);
+  failed.mutable_finished()->mutable_result()->set_error("out of memory");
+  b.Send(failed);
+  const v1::ServerMessage cancel = a.ReadUntil([&](const v1::ServerMessage& m) { return m.has_cancel() && m.cancel().job_id() == failing; });
+  CHECK(cancel.cancel().reason() == "the job failed on another of its workers");
+  CHECK(s.db.Scalar("SELECT state FROM jobs WHERE job_id = " + std::to_string(failing)) == "FAILED");
+  CHECK(s.db.Scalar("SELECT count(*) FROM assignments WHERE state = 'LIVE' AND job_id = " + std::to_string(failing)) == "0");
+}
+
+TEST_CASE("a spread job that loses one worker is requeued and cancelled on the others", "[integration][scheduler]") {
+  RunningServer s;  // lease timeout 2 s
+  CreateFundedMarket(s.channel);
+  const int64_t first = RegisterWorker(s.channel, 1'000'000, 2, "GPU-lose-a");
+  const int64_t second = RegisterWorker(s.channel, 2'000'000, 2, "GPU-lose-b");
+  auto a = std::make_unique<WorkerConnection>(s.channel, first);
+  WorkerConnection b(s.channel, second);
+  auto request = SleepRequest("lose", 3'000'000);
+  request.mutable_spec()->set_gpu_count(4);
+  request.mutable_spec()->set_placement(v1::GPU_PLACEMENT_SPREAD);
+  v1::SubmitJobResponse submitted;
+  REQUIRE(s.Submit(request, &submitted).ok());
+  (void)a->ReadUntil(IsAssignment);
+  (void)b.ReadUntil(IsAssignment);
+
+  a.reset();  // the first worker goes silent; the second keeps its lease alive
+  std::atomic<bool> beating{true};
+  std::thread heartbeats([&] {
+    while (beating) {
+      v1::WorkerMessage beat;
+      beat.mutable_heartbeat();
+      if (!b.stream->Write(beat)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  });
+  const v1::ServerMessage cancel = b.ReadUntil([](const v1::ServerMessage& m) { return m.has_cancel(); });
+  beating = false;
+  heartbeats.join();
+  CHECK(cancel.cancel().job_id() == submitted.job().job_id());
+  CHECK(cancel.cancel().reason() == "the job lost another of its workers; it is requeued");
+  const std::string id = std::to_string(submitted.job().job_id());
+  CHECK(s.db.Scalar("SELECT state FROM jobs WHERE job_id = " + id) == "QUEUED");
+  CHECK(s.db.Scalar("SELECT count(*) FROM assignments WHERE state = 'ENDED' AND job_id = " + id) == "2");
+  CHECK(s.db.Scalar("SELECT state FROM workers WHERE worker_id = " + std::to_string(first)) == "OFFLINE");
+  CHECK(WaitForReason(s, submitted.job().job_id()).wait_reason() == "needs 4 free GPUs in one region; 2 fit now");
+}
