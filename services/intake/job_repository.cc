@@ -21,8 +21,9 @@ constexpr store::Statement kLockAccounts{
 
 constexpr store::Statement kFindRequests{
     "submit_find_requests",
-    "SELECT j.account_id, j.request_id, j.job_id, j.spec FROM jobs j"
-    " JOIN unnest($1::bigint[], $2::text[]) AS r(account_id, request_id) USING (account_id, request_id)"};
+    // LATERAL: one unique-index probe per request, whatever plan the statement caches.
+    "SELECT r.account_id, r.request_id, j.job_id, j.spec FROM unnest($1::bigint[], $2::text[]) AS r(account_id, request_id)"
+    " JOIN LATERAL (SELECT job_id, spec FROM jobs WHERE account_id = r.account_id AND request_id = r.request_id) j ON true"};
 
 // The jobs, their QUEUED events and the scheduler's wake-ups (one NOTIFY per job) in one statement.
 constexpr store::Statement kInsertJobs{
