@@ -82,9 +82,9 @@ void AddWorkerCommands(CLI::App& app, CliContext& ctx) {
       rows.push_back({std::to_string(w.worker_id()), w.name(), w.provider_account(), w.region(),
                       std::string(WorkerStateName(w.state())), w.connected() ? "yes" : "no",
                       std::to_string(w.gpus_size()) + " x " + model, std::to_string(w.busy_gpus()),
-                      std::to_string(w.ask_utok_per_gpu_hour())});
+                      std::to_string(w.ask_utok_per_gpu_hour()), std::to_string(w.reputation())});
     }
-    PrintTable({"ID", "NAME", "PROVIDER", "REGION", "STATE", "CONNECTED", "GPUS", "BUSY", "ASK µT/GPU-h"}, rows);
+    PrintTable({"ID", "NAME", "PROVIDER", "REGION", "STATE", "CONNECTED", "GPUS", "BUSY", "ASK µT/GPU-h", "REPUTATION"}, rows);
   });
 }
 

@@ -26,6 +26,24 @@ std::string Percent(uint32_t ppm) {
   return buf;
 }
 
+// The job's requirements in one line ("H100|A100, >= 40000 MiB, cc >= 8.0, in eu-west, spread"),
+// empty when it accepts any GPU.
+std::string Requirements(const v1::JobSpec& spec) {
+  std::vector<std::string> parts;
+  auto joined = [](const auto& list, const char* sep) {
+    std::string out;
+    for (const std::string& item : list) out += (out.empty() ? "" : sep) + item;
+    return out;
+  };
+  if (spec.gpu_models_size() > 0) parts.push_back(joined(spec.gpu_models(), "|"));
+  if (spec.min_gpu_memory_mib() > 0) parts.push_back(">= " + std::to_string(spec.min_gpu_memory_mib()) + " MiB");
+  if (!spec.min_compute_capability().empty()) parts.push_back("cc >= " + spec.min_compute_capability());
+  if (spec.regions_size() > 0) parts.push_back("in " + joined(spec.regions(), "|"));
+  if (spec.min_reputation() > 0) parts.push_back("reputation >= " + std::to_string(spec.min_reputation()));
+  if (spec.placement() == v1::GPU_PLACEMENT_SPREAD) parts.push_back("spread over workers");
+  return joined(parts, ", ");
+}
+
 void PrintJob(const v1::Job& job) {
   std::vector<std::vector<std::string>> rows = {
       {"job", std::to_string(job.job_id())},
@@ -42,6 +60,7 @@ void PrintJob(const v1::Job& job) {
       {"charged", FormatTokens(job.charged_utok()) + " tokens"},
       {"progress", Percent(job.progress_ppm())},
   };
+  if (const std::string r = Requirements(job.spec()); !r.empty()) rows.insert(rows.begin() + 5, {"requires", r});
   if (!job.wait_reason().empty()) rows.push_back({"waiting", job.wait_reason()});
   if (job.has_result() && job.result().error().empty() && !job.result().weights_sha256().empty()) {
     rows.push_back({"loss", std::to_string(job.result().initial_loss()) + " -> " + std::to_string(job.result().final_loss())});

@@ -1,6 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+
 #include "services/cli/job_spec_file.h"
+#include "services/intake/job_spec_validator.h"
 
 using tessera::cli::ParseJobSpec;
 
@@ -25,4 +28,29 @@ TEST_CASE("unknown fields and broken files are clear errors", "[cli]") {
   REQUIRE_FALSE(unknown.ok());
   CHECK_THAT(std::string(unknown.status().message()), Catch::Contains("gpu_cuont"));
   CHECK_FALSE(ParseJobSpec("kind: [unclosed\n").ok());
+}
+
+TEST_CASE("requirements parse from YAML, the compute capability as text", "[cli]") {
+  auto spec = ParseJobSpec(
+      "kind: sleep\ngpu_count: 6\nmin_gpu_memory_mib: 40960\nmin_compute_capability: 8.0\nregions: [eu-west, eu-central]\n"
+      "min_reputation: 400\nplacement: GPU_PLACEMENT_SPREAD\nbid_utok_per_gpu_hour: 3000000\nmax_duration_ms: 600000\n"
+      "sleep:\n  duration_ms: 5000\n");
+  REQUIRE(spec.ok());
+  CHECK(spec->min_gpu_memory_mib() == 40'960);
+  CHECK(spec->min_compute_capability() == "8.0");
+  CHECK(spec->regions_size() == 2);
+  CHECK(spec->min_reputation() == 400);
+  CHECK(spec->placement() == tessera::v1::GPU_PLACEMENT_SPREAD);
+}
+
+TEST_CASE("every example job spec parses and validates", "[cli]") {
+  int seen = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(TESSERA_SOURCE_DIR) / "examples")) {
+    INFO(entry.path().string());
+    auto spec = tessera::cli::LoadJobSpecFile(entry.path().string());
+    REQUIRE(spec.ok());
+    CHECK(tessera::intake::ValidateJobSpec(*spec).ok());
+    ++seen;
+  }
+  CHECK(seen >= 3);
 }
