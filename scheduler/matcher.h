@@ -1,5 +1,6 @@
-// The matching core of the scheduler: given the queued jobs and the free GPUs of the live workers,
-// decide which jobs start where. Pure and deterministic: no I/O, no clock, same input → same output.
+// The naive, first-version matcher, kept as the baseline the benchmarks measure the incremental core
+// (scheduler/market.h) against: given the queued jobs and the free GPUs of the live workers, decide
+// which jobs start where, scanning everything every round. Pure and deterministic.
 //
 //   MatchInput in{.jobs = queued, .workers = offers};
 //   MatchResult out = Match(in);

@@ -93,6 +93,12 @@ void AddServerCommands(CLI::App& app, cli::CliContext& ctx) {
   server->add_option("--fee-bps", options->fee_bps, "Platform fee in basis points")->check(CLI::Range(0, 10'000));
   server->add_option("--lease-timeout-ms", options->scheduler.lease_timeout_ms, "Worker silence that ends its leases")
       ->check(CLI::Range(int64_t{200}, int64_t{3'600'000}));
+  server->add_option("--tick-interval-ms", options->scheduler.tick_interval_ms,
+                     "Full scheduling pass (reservations, preemption, wait reasons) this often")
+      ->check(CLI::Range(int64_t{10}, int64_t{60'000}));
+  server->add_option("--reserve-after-ms", options->scheduler.market.reserve_after_ms,
+                     "A gang job waiting this long reserves a worker (bounded backfill)")
+      ->check(CLI::Range(int64_t{0}, int64_t{86'400'000}));
   server->add_option("--db-pool", options->db_pool_size, "PostgreSQL connections")->check(CLI::Range(2, 200));
   server->add_option("--port-file", *port_file, "Write the bound port here once serving");
   server->add_flag("--no-fsync", [options](int64_t) { options->durable_embedded_database = false; },

@@ -23,14 +23,15 @@ inline std::unique_ptr<grpc::ClientContext> Ctx() {
   return c;
 }
 
-inline std::unique_ptr<server::TesseraServer> StartServer(const std::string& database_url,
-                                                   std::set<std::string> services = {"intake", "scheduler", "billing"},
-                                                   int64_t lease_timeout_ms = 2'000) {
+inline std::unique_ptr<server::TesseraServer> StartServer(
+    const std::string& database_url, std::set<std::string> services = {"intake", "scheduler", "billing"},
+    int64_t lease_timeout_ms = 2'000, const std::function<void(server::ServerOptions&)>& customize = {}) {
   server::ServerOptions options;
   options.listen_address = "127.0.0.1:0";
   options.database_url = database_url;
   options.services = std::move(services);
   options.scheduler.lease_timeout_ms = lease_timeout_ms;
+  if (customize) customize(options);
   auto started = server::TesseraServer::Start(options);
   REQUIRE(started.ok());
   return *std::move(started);
@@ -84,8 +85,8 @@ inline int64_t RegisterWorker(const std::shared_ptr<grpc::Channel>& channel, int
 }
 
 struct RunningServer {
-  RunningServer()
-      : server(StartServer(db.url())),
+  explicit RunningServer(const std::function<void(server::ServerOptions&)>& customize = {})
+      : server(StartServer(db.url(), {"intake", "scheduler", "billing"}, 2'000, customize)),
         channel(ChannelTo(*server)),
         jobs(v1::JobService::NewStub(channel)),
         workers(v1::WorkerService::NewStub(channel)),

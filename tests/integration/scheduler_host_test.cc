@@ -13,11 +13,12 @@ namespace {
 
 bool IsAssignment(const v1::ServerMessage& m) { return m.has_assignment(); }
 
-v1::Job WaitForReason(RunningServer& s, int64_t job_id) {
+// The job once its wait reason is set (and, if given, starts with `prefix`), or after 5 s.
+v1::Job WaitForReason(RunningServer& s, int64_t job_id, const std::string& prefix = "") {
   v1::GetJobRequest get;
   get.set_job_id(job_id);
   v1::Job job;
-  for (int i = 0; i < 100 && job.wait_reason().empty(); ++i) {
+  for (int i = 0; i < 100 && (job.wait_reason().empty() || !job.wait_reason().starts_with(prefix)); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     REQUIRE(s.jobs->GetJob(Ctx().get(), get, &job).ok());
   }
@@ -263,4 +264,37 @@ TEST_CASE("a spread job that loses one worker is requeued and cancelled on the o
   CHECK(s.db.Scalar("SELECT count(*) FROM assignments WHERE state = 'ENDED' AND job_id = " + id) == "2");
   CHECK(s.db.Scalar("SELECT state FROM workers WHERE worker_id = " + std::to_string(first)) == "OFFLINE");
   CHECK(WaitForReason(s, submitted.job().job_id()).wait_reason() == "needs 4 free GPUs in one region; 2 fit now");
+}
+
+TEST_CASE("a long-waiting gang job reserves a worker; smaller jobs wait behind it", "[integration][scheduler]") {
+  RunningServer s([](server::ServerOptions& o) {
+    o.scheduler.market.reserve_after_ms = 300;
+    o.scheduler.tick_interval_ms = 100;
+    o.scheduler.lease_timeout_ms = 60'000;  // the test sends no heartbeats
+  });
+  CreateFundedMarket(s.channel);
+  const int64_t worker = RegisterWorker(s.channel, 1'000'000, 2, "GPU-reserve");
+  WorkerConnection conn(s.channel, worker);
+  v1::SubmitJobResponse small, gang, later;
+  REQUIRE(s.Submit(SleepRequest("small", 2'000'000), &small).ok());
+  REQUIRE(conn.ReadUntil(IsAssignment).assignment().job_id() == small.job().job_id());
+  auto gang_request = SleepRequest("gang", 2'000'000);
+  gang_request.mutable_spec()->set_gpu_count(2);
+  REQUIRE(s.Submit(gang_request, &gang).ok());
+  CHECK(WaitForReason(s, gang.job().job_id(), "holds").wait_reason() ==
+        "holds a reservation on worker " + std::to_string(worker) + "; waiting for its GPUs to free");
+
+  // The free GPU is held for the gang: a later single-GPU job does not take it.
+  REQUIRE(s.Submit(SleepRequest("later", 2'000'000), &later).ok());
+  CHECK(WaitForReason(s, later.job().job_id(), "waiting behind").wait_reason() ==
+        "waiting behind reserved gang job " + std::to_string(gang.job().job_id()));
+
+  v1::WorkerMessage finished;
+  finished.mutable_finished()->set_job_id(small.job().job_id());
+  finished.mutable_finished()->set_attempt(1);
+  finished.mutable_finished()->set_succeeded(true);
+  conn.Send(finished);
+  const v1::Assignment next = conn.ReadUntil(IsAssignment).assignment();
+  CHECK(next.job_id() == gang.job().job_id());  // the reservation is served first
+  CHECK(next.gpu_indexes_size() == 2);
 }
