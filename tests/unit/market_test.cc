@@ -218,7 +218,7 @@ TEST_CASE("market: freed GPUs go to the best queued job that fits", "[market]") 
 }
 
 TEST_CASE("market: random markets keep every invariant, deterministically", "[market][property]") {
-  const uint64_t seed = GENERATE(range(1u, 101u));
+  const uint64_t seed = GENERATE(range(1u, 2001u));
   auto run = [](uint64_t seed) {
     std::mt19937_64 rng(seed);
     auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint64_t>(n)); };
@@ -235,12 +235,14 @@ TEST_CASE("market: random markets keep every invariant, deterministically", "[ma
     std::map<int64_t, JobRequirements> specs;
     std::map<int64_t, JobPlacement> running;
     std::vector<std::string> log;
+    std::set<int64_t> closed;  // unschedulable workers
     auto apply = [&](const Decisions& d) {
       for (int64_t p : d.preempted) {
         REQUIRE(running.erase(p) == 1);
         log.push_back("preempt " + std::to_string(p));
       }
       for (const JobPlacement& p : d.placements) {
+        for (const PlacedGpu& g : p.gpus) REQUIRE_FALSE(closed.contains(g.worker_id));  // no new job on a closed worker
         REQUIRE(running.emplace(p.job_id, p).second);
         log.push_back("place " + std::to_string(p.job_id) + " on " + std::to_string(p.gpus[0].worker_id));
       }
@@ -262,6 +264,11 @@ TEST_CASE("market: random markets keep every invariant, deterministically", "[ma
         const int64_t id = it->first;
         running.erase(it);
         apply(op == 7 ? m.Requeue(id, t) : m.FinishJob(id, t));
+      } else if (op == 8) {
+        const int64_t w = 1 + pick(12);
+        const bool open = closed.contains(w);
+        if (open) closed.erase(w); else closed.insert(w);
+        apply(m.SetSchedulable(w, open, t));
       } else {
         apply(m.Tick(t));
       }
