@@ -1,8 +1,10 @@
 #include "services/billing/billing_repository.h"
 
-#include <charconv>
 
 #include "absl/strings/str_cat.h"
+#include "services/billing/merkle.h"
+#include "services/billing/usage_proof.h"
+#include "services/common/pagination.h"
 #include "services/billing/ledger.h"
 
 namespace tessera::billing {
@@ -82,14 +84,10 @@ absl::StatusOr<v1::Balance> BillingRepository::GetBalance(const std::string& acc
 }
 
 absl::StatusOr<v1::ListTransfersResponse> BillingRepository::ListTransfers(const v1::ListTransfersRequest& request) {
-  int64_t before = INT64_MAX;
-  if (!request.page_token().empty()) {
-    const std::string& t = request.page_token();
-    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), before);
-    if (ec != std::errc() || end != t.data() + t.size()) return absl::InvalidArgumentError("page_token is not valid");
-  }
-  const uint32_t page_size = request.page_size() == 0 ? 50 : request.page_size();
-  if (page_size > 500) return absl::InvalidArgumentError("page_size must be at most 500");
+  absl::StatusOr<Page> page = ParsePage(request.page_token(), request.page_size());
+  if (!page.ok()) return page.status();
+  const uint32_t page_size = page->size;
+  const int64_t before = page->before_id;
   return db_.Transact("list transfers", [&](pqxx::work& tx) -> absl::StatusOr<v1::ListTransfersResponse> {
     const pqxx::result ids = tx.exec_params(
         "SELECT l.ledger_account_id FROM accounts a JOIN ledger_accounts l USING (account_id) WHERE a.name = $1",
@@ -148,6 +146,82 @@ absl::StatusOr<v1::Invoice> BillingRepository::GetJobInvoice(int64_t job_id) {
     }
     invoice.set_fee_utok(fees);
     return invoice;
+  });
+}
+
+absl::StatusOr<v1::UsageProof> BillingRepository::GetUsageProof(const v1::GetUsageProofRequest& request) {
+  return db_.Transact("usage proof", [&](pqxx::work& tx) -> absl::StatusOr<v1::UsageProof> {
+    const pqxx::result found = tx.exec_params(
+        "SELECT attempt, worker_id, settled, batch_id FROM usage_reports"
+        " WHERE job_id = $1 AND seq = $2 AND ($3 = 0 OR attempt = $3) AND ($4 = 0 OR worker_id = $4) LIMIT 2",
+        request.job_id(), static_cast<int64_t>(request.seq()), static_cast<int64_t>(request.attempt()), request.worker_id());
+    const std::string which = absl::StrCat("usage report seq ", request.seq(), " of job ", request.job_id());
+    if (found.empty()) return absl::NotFoundError(absl::StrCat(which, " not found"));
+    if (found.size() > 1) {
+      return absl::InvalidArgumentError(absl::StrCat(which, " exists for several attempts or workers; give attempt and worker_id"));
+    }
+    if (!found[0][2].as<bool>()) return absl::FailedPreconditionError(absl::StrCat(which, " is not settled yet"));
+    if (found[0][3].is_null()) return absl::FailedPreconditionError(absl::StrCat(which, " was settled before batches were committed"));
+    const auto batch_id = found[0][3].as<int64_t>();
+    const pqxx::row batch = tx.exec_params1("SELECT encode(merkle_root, 'hex') FROM settlement_batches WHERE batch_id = $1", batch_id);
+    v1::UsageProof proof;
+    std::vector<Hash> leaves;
+    int64_t index = -1;
+    for (const pqxx::row& r : tx.exec_params(
+             "SELECT job_id, attempt, worker_id, seq, gpu_ms, measured_at_ms, charge_utok, fee_utok FROM usage_reports"
+             " WHERE batch_id = $1 ORDER BY leaf_index",
+             batch_id)) {
+      const UsageLeafFields f{.job_id = r[0].as<int64_t>(), .attempt = r[1].as<uint32_t>(), .worker_id = r[2].as<int64_t>(),
+                              .seq = r[3].as<uint64_t>(), .gpu_ms = r[4].as<int64_t>(), .measured_at_ms = r[5].as<int64_t>(),
+                              .charge_utok = r[6].as<int64_t>(), .fee_utok = r[7].as<int64_t>()};
+      if (f.job_id == request.job_id() && f.seq == request.seq() && f.attempt == found[0][0].as<uint32_t>() &&
+          f.worker_id == found[0][1].as<int64_t>()) {
+        index = static_cast<int64_t>(leaves.size());
+        proof.set_job_id(f.job_id);
+        proof.set_attempt(f.attempt);
+        proof.set_worker_id(f.worker_id);
+        proof.set_seq(f.seq);
+        proof.set_gpu_ms(f.gpu_ms);
+        proof.set_measured_at_ms(f.measured_at_ms);
+        proof.set_charge_utok(f.charge_utok);
+        proof.set_fee_utok(f.fee_utok);
+      }
+      leaves.push_back(LeafHash(UsageLeaf(f)));
+    }
+    const Hash root = MerkleRoot(leaves);
+    if (ToHex(root) != batch[0].as<std::string>()) {
+      return absl::InternalError(absl::StrCat("settlement batch ", batch_id, " no longer matches its Merkle root"));
+    }
+    proof.set_batch_id(batch_id);
+    proof.set_leaf_index(static_cast<uint64_t>(index));
+    proof.set_tree_size(leaves.size());
+    proof.set_merkle_root(std::string(root.begin(), root.end()));
+    for (const Hash& h : InclusionPath(leaves, static_cast<uint64_t>(index))) proof.add_path(std::string(h.begin(), h.end()));
+    return proof;
+  });
+}
+
+absl::StatusOr<v1::ListSettlementBatchesResponse> BillingRepository::ListSettlementBatches(
+    const v1::ListSettlementBatchesRequest& request) {
+  absl::StatusOr<Page> page = ParsePage(request.page_token(), request.page_size());
+  if (!page.ok()) return page.status();
+  return db_.Transact("list settlement batches", [&](pqxx::work& tx) -> absl::StatusOr<v1::ListSettlementBatchesResponse> {
+    const pqxx::result rows = tx.exec_params(
+        "SELECT batch_id, merkle_root, reports, charged_utok, fee_utok, (extract(epoch FROM created_at) * 1000)::bigint"
+        " FROM settlement_batches WHERE batch_id < $1 ORDER BY batch_id DESC LIMIT $2",
+        page->before_id, page->size + 1);
+    v1::ListSettlementBatchesResponse response;
+    for (pqxx::result::size_type i = 0; i < rows.size() && i < page->size; ++i) {
+      v1::SettlementBatch* b = response.add_batches();
+      b->set_batch_id(rows[i][0].as<int64_t>());
+      b->set_merkle_root(pqxx::binarystring(rows[i][1]).str());
+      b->set_reports(rows[i][2].as<uint32_t>());
+      b->set_charged_utok(rows[i][3].as<int64_t>());
+      b->set_fee_utok(rows[i][4].as<int64_t>());
+      b->set_created_at_ms(rows[i][5].as<int64_t>());
+    }
+    if (rows.size() > page->size) response.set_next_page_token(std::to_string(response.batches().rbegin()->batch_id()));
+    return response;
   });
 }
 

@@ -16,6 +16,10 @@ class BillingRepository {
   absl::StatusOr<v1::Balance> GetBalance(const std::string& account);
   absl::StatusOr<v1::ListTransfersResponse> ListTransfers(const v1::ListTransfersRequest& request);
   absl::StatusOr<v1::Invoice> GetJobInvoice(int64_t job_id);
+  // Rebuilds the report's batch tree from the stored reports; INTERNAL if it no longer matches the
+  // stored root (the stored reports were altered).
+  absl::StatusOr<v1::UsageProof> GetUsageProof(const v1::GetUsageProofRequest& request);
+  absl::StatusOr<v1::ListSettlementBatchesResponse> ListSettlementBatches(const v1::ListSettlementBatchesRequest& request);
 
   absl::StatusOr<v1::Account> CreateAccount(const v1::CreateAccountRequest& request);
   absl::StatusOr<v1::ListAccountsResponse> ListAccounts();

@@ -47,6 +47,21 @@ grpc::Status BillingServiceImpl::GetJobInvoice(grpc::ServerContext*, const v1::G
   return Reply(repo_.GetJobInvoice(request->job_id()), response);
 }
 
+grpc::Status BillingServiceImpl::GetUsageProof(grpc::ServerContext*, const v1::GetUsageProofRequest* request,
+                                               v1::UsageProof* response) {
+  if (request->job_id() <= 0) return {grpc::StatusCode::INVALID_ARGUMENT, "job_id must be positive"};
+  if (request->seq() == 0 || request->seq() > static_cast<uint64_t>(INT64_MAX)) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "seq must be positive"};
+  }
+  if (request->worker_id() < 0) return {grpc::StatusCode::INVALID_ARGUMENT, "worker_id must be 0 (any) or positive"};
+  return Reply(repo_.GetUsageProof(*request), response);
+}
+
+grpc::Status BillingServiceImpl::ListSettlementBatches(grpc::ServerContext*, const v1::ListSettlementBatchesRequest* request,
+                                                       v1::ListSettlementBatchesResponse* response) {
+  return Reply(repo_.ListSettlementBatches(*request), response);
+}
+
 grpc::Status AdminServiceImpl::CreateAccount(grpc::ServerContext*, const v1::CreateAccountRequest* request,
                                              v1::Account* response) {
   if (absl::Status s = intake::ValidateName("name", request->name()); !s.ok()) return Invalid(s);

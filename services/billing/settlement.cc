@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/billing/ledger.h"
+#include "services/billing/merkle.h"
 #include "services/common/check.h"
 #include "services/common/money.h"
 
@@ -40,7 +41,7 @@ int64_t FeesLedgerId(pqxx::work& tx) {
 // Charges the batch of unsettled reports; returns how many were settled.
 int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>& transfers) {
   const pqxx::result reports = tx.exec_params(
-      "SELECT job_id, attempt, seq, gpu_ms, worker_id FROM usage_reports WHERE NOT settled"
+      "SELECT job_id, attempt, seq, gpu_ms, worker_id, measured_at_ms FROM usage_reports WHERE NOT settled"
       " ORDER BY job_id, attempt, worker_id, seq LIMIT $1 FOR UPDATE SKIP LOCKED",
       max_reports);
   if (reports.empty()) return 0;
@@ -70,6 +71,8 @@ int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>
 
   const int64_t fees_ledger_id = FeesLedgerId(tx);
   std::vector<int64_t> r_job, r_attempt, r_worker, r_seq, r_charge, r_fee;
+  std::vector<Hash> leaves;  // in report order, which is the batch's leaf order
+  int64_t batch_charged = 0, batch_fees = 0;
   for (const pqxx::row& r : reports) {
     const auto job_id = r[0].as<int64_t>();
     const auto attempt = r[1].as<int64_t>();
@@ -97,18 +100,29 @@ int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>
     a.reports += 1;
     job.charged_utok += charge->charge_utok;
     TESSERA_CHECK(job.charged_utok <= job.hold_utok);  // never above the hold, so never above the bid
+    leaves.push_back(LeafHash(UsageLeaf({.job_id = job_id, .attempt = static_cast<uint32_t>(attempt), .worker_id = worker_id,
+                                         .seq = static_cast<uint64_t>(seq), .gpu_ms = r[3].as<int64_t>(),
+                                         .measured_at_ms = r[5].as<int64_t>(), .charge_utok = charge->charge_utok,
+                                         .fee_utok = charge->fee_utok})));
+    batch_charged += charge->charge_utok;
+    batch_fees += charge->fee_utok;
     for (auto [v, x] : {std::pair{&r_job, job_id}, {&r_attempt, attempt}, {&r_worker, worker_id}, {&r_seq, seq},
                         {&r_charge, charge->charge_utok}, {&r_fee, charge->fee_utok}}) {
       v->push_back(x);
     }
   }
+  const Hash root = MerkleRoot(leaves);
+  const auto batch_id = tx.exec_params1(
+      "INSERT INTO settlement_batches (merkle_root, reports, charged_utok, fee_utok) VALUES (decode($1, 'hex'), $2, $3, $4)"
+      " RETURNING batch_id",
+      ToHex(root), static_cast<int64_t>(leaves.size()), batch_charged, batch_fees)[0].as<int64_t>();
   tx.exec_params0(
-      "UPDATE usage_reports u SET settled = true, charge_utok = s.charge, fee_utok = s.fee"
-      " FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])"
-      "   AS s(job_id, attempt, worker_id, seq, charge, fee)"
+      "UPDATE usage_reports u SET settled = true, charge_utok = s.charge, fee_utok = s.fee, batch_id = $7, leaf_index = s.ord - 1"
+      " FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) WITH ORDINALITY"
+      "   AS s(job_id, attempt, worker_id, seq, charge, fee, ord)"
       " WHERE u.job_id = s.job_id AND u.attempt = s.attempt AND u.worker_id = s.worker_id AND u.seq = s.seq",
       ArrayLiteral(r_job), ArrayLiteral(r_attempt), ArrayLiteral(r_worker), ArrayLiteral(r_seq), ArrayLiteral(r_charge),
-      ArrayLiteral(r_fee));
+      ArrayLiteral(r_fee), batch_id);
 
   std::vector<int64_t> a_job, a_attempt, a_worker, a_ms, a_charged, a_fee, a_reports;
   for (const auto& [key, a] : assignments) {

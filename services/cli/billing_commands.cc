@@ -39,7 +39,8 @@ void PrintInvoice(const v1::Invoice& invoice) {
 }  // namespace
 
 void AddBillingCommands(CLI::App& app, CliContext& ctx) {
-  CLI::App* billing = app.add_subcommand("billing", "Balances, transfers, invoices")->require_subcommand(1);
+  CLI::App* billing = app.add_subcommand("billing", "Balances, transfers, invoices, usage proofs")->require_subcommand(1);
+  AddProofCommands(*billing, ctx);
   auto account = std::make_shared<std::string>();
 
   auto* deposit = billing->add_subcommand("deposit", "Mint tokens into a customer's available balance (admin)");

@@ -11,5 +11,7 @@ void AddAccountCommands(CLI::App& app, CliContext& ctx);
 void AddJobCommands(CLI::App& app, CliContext& ctx);
 void AddWorkerCommands(CLI::App& app, CliContext& ctx);
 void AddBillingCommands(CLI::App& app, CliContext& ctx);
+// Under `billing`: proof, verify-proof, batches.
+void AddProofCommands(CLI::App& billing, CliContext& ctx);
 
 }  // namespace tessera::cli

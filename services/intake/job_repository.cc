@@ -1,11 +1,11 @@
 #include "services/intake/job_repository.h"
 
-#include <charconv>
 
 #include "absl/strings/str_cat.h"
 #include "services/billing/ledger.h"
 #include "services/common/job_state_machine.h"
 #include "services/common/money.h"
+#include "services/common/pagination.h"
 #include "services/intake/job_spec_validator.h"
 #include "services/store/statement.h"
 
@@ -276,14 +276,10 @@ absl::StatusOr<v1::Job> JobRepository::Get(int64_t job_id) {
 }
 
 absl::StatusOr<v1::ListJobsResponse> JobRepository::List(const v1::ListJobsRequest& request) {
-  int64_t before_job_id = INT64_MAX;
-  if (!request.page_token().empty()) {
-    const std::string& t = request.page_token();
-    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), before_job_id);
-    if (ec != std::errc() || end != t.data() + t.size()) return absl::InvalidArgumentError("page_token is not valid");
-  }
-  const uint32_t page_size = request.page_size() == 0 ? 50 : request.page_size();
-  if (page_size > 500) return absl::InvalidArgumentError("page_size must be at most 500");
+  absl::StatusOr<Page> page = ParsePage(request.page_token(), request.page_size());
+  if (!page.ok()) return page.status();
+  const uint32_t page_size = page->size;
+  const int64_t before_job_id = page->before_id;
   const std::string state = request.state() == v1::JOB_STATE_UNSPECIFIED ? "" : std::string(JobStateName(request.state()));
   return db_.Transact("list jobs", [&](pqxx::work& tx) -> absl::StatusOr<v1::ListJobsResponse> {
     if (tx.exec_params("SELECT 1 FROM accounts WHERE name = $1", request.account()).empty()) {

@@ -78,6 +78,23 @@ TEST_CASE("customers, workers and the ledger end to end; a killed worker's job f
     fees += invoice.fee_utok();
   }
 
+  // Anyone can check a settled report against its batch's published Merkle root, offline.
+  {
+    const std::string proof_json = c.Cli({"-o", "json", "billing", "proof", std::to_string(job_a), "1"}).out;
+    const v1::UsageProof proof = FromJson<v1::UsageProof>(proof_json);
+    CHECK(proof.job_id() == job_a);
+    const auto path = std::filesystem::temp_directory_path() / ("tessera-proof-" + std::to_string(getpid()) + ".json");
+    std::ofstream(path) << proof_json;
+    CHECK(c.Cli({"billing", "verify-proof", path.string()}).out.starts_with("proof holds"));
+    v1::UsageProof forged = proof;
+    forged.set_gpu_ms(proof.gpu_ms() / 2);
+    std::string forged_json;
+    REQUIRE(google::protobuf::util::MessageToJsonString(forged, &forged_json).ok());
+    std::ofstream(path) << forged_json;
+    CHECK(c.Cli({"billing", "verify-proof", path.string()}, false).exit_code == 1);
+    std::filesystem::remove(path);
+  }
+
   // A job on the cheap worker; the worker dies mid-job.
   const int64_t job_k = c.Submit(testing::SleepSpec(4000), "sleep-k");
   c.WaitFor(job_k, [&](const v1::Job& j) { return j.state() == v1::JOB_STATE_RUNNING && j.worker_id() == cheap_id; }, 30'000);

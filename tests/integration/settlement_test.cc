@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include "services/billing/usage_proof.h"
 #include "services/common/money.h"
 #include "tests/integration/marketplace_fixture.h"
 
@@ -203,4 +204,59 @@ TEST_CASE("a deposed scheduler (stale epoch) cannot place or requeue", "[integra
   // With the current epoch the same write goes through.
   m.scheduler.set_epoch(1);
   CHECK(m.MatchOnce({Marketplace::Offer(m.worker, 1'000'000, 2)}).size() == 1);
+}
+
+TEST_CASE("each settlement batch commits to its reports; a proof verifies offline and breaks on any change",
+          "[integration][billing][merkle]") {
+  Funded m;
+  std::vector<int64_t> jobs;
+  for (const char* id : {"p1", "p2"}) {
+    auto submitted = m.jobs.Submit(Marketplace::SleepJob("acme", id, 2'000'000));
+    REQUIRE(submitted.ok());
+    jobs.push_back(submitted->job.job_id());
+  }
+  REQUIRE(m.MatchOnce({Marketplace::Offer(m.worker, 1'000'000, 2)}).size() == 2);
+  for (int64_t job : jobs) {
+    for (uint64_t seq = 1; seq <= 3; ++seq) REQUIRE(m.Report(m.worker, job, 1, seq, 1'000 * seq)[0].stored);
+  }
+  v1::GetUsageProofRequest request;
+  request.set_job_id(jobs[1]);
+  request.set_seq(2);
+  CHECK(m.billing.GetUsageProof(request).status().code() == absl::StatusCode::kFailedPrecondition);  // not settled yet
+  m.SettleAll();
+  CHECK(m.Count("settlement_batches") == 1);
+
+  auto proof = m.billing.GetUsageProof(request);
+  REQUIRE(proof.ok());
+  CHECK(proof->gpu_ms() == 2'000);
+  CHECK(proof->tree_size() == 6);
+  CHECK(proof->leaf_index() == 4);  // leaves in (job, attempt, worker, seq) order
+  CHECK(billing::VerifyUsageProof(*proof).ok());
+  auto batches = m.billing.ListSettlementBatches({});
+  REQUIRE(batches.ok());
+  REQUIRE(batches->batches_size() == 1);
+  CHECK(batches->batches(0).merkle_root() == proof->merkle_root());  // the published root
+  CHECK(batches->batches(0).reports() == 6);
+
+  v1::UsageProof changed = *proof;
+  changed.set_gpu_ms(2'001);
+  CHECK(billing::VerifyUsageProof(changed).code() == absl::StatusCode::kDataLoss);
+  changed = *proof;
+  changed.mutable_path(0)->at(3) ^= 1;
+  CHECK(billing::VerifyUsageProof(changed).code() == absl::StatusCode::kDataLoss);
+  changed = *proof;
+  changed.mutable_merkle_root()->at(31) ^= 1;
+  CHECK(billing::VerifyUsageProof(changed).code() == absl::StatusCode::kDataLoss);
+  changed = *proof;
+  changed.set_leaf_index(3);
+  CHECK(billing::VerifyUsageProof(changed).code() == absl::StatusCode::kDataLoss);
+  changed = *proof;
+  changed.mutable_merkle_root()->pop_back();
+  CHECK(billing::VerifyUsageProof(changed).code() == absl::StatusCode::kInvalidArgument);
+
+  // A report altered in the database after settlement no longer matches its batch.
+  m.db.Scalar("UPDATE usage_reports SET gpu_ms = gpu_ms + 1 WHERE job_id = " + std::to_string(jobs[0]) + " AND seq = 1 RETURNING 1");
+  CHECK(m.billing.GetUsageProof(request).status().code() == absl::StatusCode::kInternal);
+  request.set_seq(99);
+  CHECK(m.billing.GetUsageProof(request).status().code() == absl::StatusCode::kNotFound);
 }
