@@ -78,6 +78,7 @@ absl::StatusOr<v1::Balance> BillingRepository::GetBalance(const std::string& acc
       if (bucket == "available") balance.set_available_utok(amount);
       if (bucket == "escrow") balance.set_escrow_utok(amount);
       if (bucket == "earnings") balance.set_earnings_utok(amount);
+      if (bucket == "payout_pending") balance.set_payout_pending_utok(amount);
     }
     return balance;
   });
@@ -236,7 +237,7 @@ absl::StatusOr<v1::Account> BillingRepository::CreateAccount(const v1::CreateAcc
     const auto id = r[0][0].as<int64_t>();
     tx.exec_params0(
         "INSERT INTO ledger_accounts (account_id, bucket) SELECT $1, unnest($2::text[])", id,
-        kind == "customer" ? std::string("{available,escrow}") : std::string("{earnings}"));
+        kind == "customer" ? std::string("{available,escrow}") : std::string("{earnings,payout_pending}"));
     v1::Account account;
     account.set_account_id(id);
     account.set_name(request.name());

@@ -62,6 +62,42 @@ grpc::Status BillingServiceImpl::ListSettlementBatches(grpc::ServerContext*, con
   return Reply(repo_.ListSettlementBatches(*request), response);
 }
 
+grpc::Status BillingServiceImpl::RequestPayout(grpc::ServerContext*, const v1::RequestPayoutRequest* request,
+                                               v1::Payout* response) {
+  if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
+  if (request->amount_utok() <= 0) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("amount_utok must be positive, got ", request->amount_utok())};
+  }
+  if (request->idempotency_key().empty() || request->idempotency_key().size() > 128) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "idempotency_key must be 1..128 characters"};
+  }
+  return Reply(payouts_.Request(*request), response);
+}
+
+grpc::Status BillingServiceImpl::ListPayouts(grpc::ServerContext*, const v1::ListPayoutsRequest* request,
+                                             v1::ListPayoutsResponse* response) {
+  if (!request->account().empty()) {
+    if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
+  }
+  if (!v1::PayoutState_IsValid(request->state())) return {grpc::StatusCode::INVALID_ARGUMENT, "state is not a payout state"};
+  return Reply(payouts_.List(*request), response);
+}
+
+grpc::Status BillingServiceImpl::ApprovePayout(grpc::ServerContext*, const v1::DecidePayoutRequest* request,
+                                               v1::Payout* response) {
+  if (request->payout_id() <= 0) return {grpc::StatusCode::INVALID_ARGUMENT, "payout_id must be positive"};
+  return Reply(payouts_.Approve(request->payout_id()), response);
+}
+
+grpc::Status BillingServiceImpl::RejectPayout(grpc::ServerContext*, const v1::DecidePayoutRequest* request,
+                                              v1::Payout* response) {
+  if (request->payout_id() <= 0) return {grpc::StatusCode::INVALID_ARGUMENT, "payout_id must be positive"};
+  if (request->reason().empty() || request->reason().size() > 500) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "reason must be 1..500 characters to reject a payout"};
+  }
+  return Reply(payouts_.Reject(request->payout_id(), request->reason()), response);
+}
+
 grpc::Status AdminServiceImpl::CreateAccount(grpc::ServerContext*, const v1::CreateAccountRequest* request,
                                              v1::Account* response) {
   if (absl::Status s = intake::ValidateName("name", request->name()); !s.ok()) return Invalid(s);

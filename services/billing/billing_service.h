@@ -3,6 +3,7 @@
 #pragma once
 
 #include "services/billing/billing_repository.h"
+#include "services/billing/payout_repository.h"
 #include "tessera/v1/admin.grpc.pb.h"
 #include "tessera/v1/billing.grpc.pb.h"
 
@@ -10,7 +11,7 @@ namespace tessera::billing {
 
 class BillingServiceImpl final : public v1::BillingService::Service {
  public:
-  explicit BillingServiceImpl(BillingRepository& repo) : repo_(repo) {}
+  BillingServiceImpl(BillingRepository& repo, PayoutRepository& payouts) : repo_(repo), payouts_(payouts) {}
   grpc::Status Deposit(grpc::ServerContext*, const v1::DepositRequest*, v1::Transfer*) override;
   grpc::Status GetBalance(grpc::ServerContext*, const v1::GetBalanceRequest*, v1::Balance*) override;
   grpc::Status ListTransfers(grpc::ServerContext*, const v1::ListTransfersRequest*, v1::ListTransfersResponse*) override;
@@ -18,9 +19,14 @@ class BillingServiceImpl final : public v1::BillingService::Service {
   grpc::Status GetUsageProof(grpc::ServerContext*, const v1::GetUsageProofRequest*, v1::UsageProof*) override;
   grpc::Status ListSettlementBatches(grpc::ServerContext*, const v1::ListSettlementBatchesRequest*,
                                      v1::ListSettlementBatchesResponse*) override;
+  grpc::Status RequestPayout(grpc::ServerContext*, const v1::RequestPayoutRequest*, v1::Payout*) override;
+  grpc::Status ListPayouts(grpc::ServerContext*, const v1::ListPayoutsRequest*, v1::ListPayoutsResponse*) override;
+  grpc::Status ApprovePayout(grpc::ServerContext*, const v1::DecidePayoutRequest*, v1::Payout*) override;
+  grpc::Status RejectPayout(grpc::ServerContext*, const v1::DecidePayoutRequest*, v1::Payout*) override;
 
  private:
   BillingRepository& repo_;
+  PayoutRepository& payouts_;
 };
 
 class AdminServiceImpl final : public v1::AdminService::Service {

@@ -1,6 +1,4 @@
 // `tessera billing deposit|balance|transfers|invoice`.
-#include <sodium.h>
-
 #include <iostream>
 
 #include "services/cli/commands.h"
@@ -39,8 +37,9 @@ void PrintInvoice(const v1::Invoice& invoice) {
 }  // namespace
 
 void AddBillingCommands(CLI::App& app, CliContext& ctx) {
-  CLI::App* billing = app.add_subcommand("billing", "Balances, transfers, invoices, usage proofs")->require_subcommand(1);
+  CLI::App* billing = app.add_subcommand("billing", "Balances, transfers, invoices, usage proofs, payouts")->require_subcommand(1);
   AddProofCommands(*billing, ctx);
+  AddPayoutCommands(*billing, ctx);
   auto account = std::make_shared<std::string>();
 
   auto* deposit = billing->add_subcommand("deposit", "Mint tokens into a customer's available balance (admin)");
@@ -53,15 +52,7 @@ void AddBillingCommands(CLI::App& app, CliContext& ctx) {
     v1::DepositRequest request;
     request.set_account(*account);
     request.set_amount_utok(*amount);
-    if (key->empty()) {
-      unsigned char bytes[12];
-      randombytes_buf(bytes, sizeof bytes);
-      char hex[25];
-      sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
-      request.set_idempotency_key(hex);
-    } else {
-      request.set_idempotency_key(*key);
-    }
+    request.set_idempotency_key(key->empty() ? RandomIdempotencyKey() : *key);
     WithStub(ctx, [&](v1::BillingService::Stub& stub) {
       v1::Transfer response;
       grpc::Status s = stub.Deposit(ctx.Call().get(), request, &response);
@@ -84,9 +75,9 @@ void AddBillingCommands(CLI::App& app, CliContext& ctx) {
       grpc::Status s = stub.GetBalance(ctx.Call().get(), request, &response);
       if (s.ok() && ctx.json()) std::cout << ToJson(response) << "\n";
       if (s.ok() && !ctx.json()) {
-        PrintTable({"ACCOUNT", "AVAILABLE", "ESCROW", "EARNINGS"},
+        PrintTable({"ACCOUNT", "AVAILABLE", "ESCROW", "EARNINGS", "PAYOUT PENDING"},
                    {{response.account(), FormatTokens(response.available_utok()), FormatTokens(response.escrow_utok()),
-                     FormatTokens(response.earnings_utok())}});
+                     FormatTokens(response.earnings_utok()), FormatTokens(response.payout_pending_utok())}});
       }
       return s;
     });

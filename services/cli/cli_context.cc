@@ -1,6 +1,7 @@
 #include "services/cli/cli_context.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <sodium.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -62,6 +63,14 @@ std::string FormatTokens(int64_t utok) {
   std::snprintf(buf, sizeof buf, "%s%llu.%06llu", negative ? "-" : "", static_cast<unsigned long long>(magnitude / 1'000'000),
                 static_cast<unsigned long long>(magnitude % 1'000'000));
   return buf;
+}
+
+std::string RandomIdempotencyKey() {
+  unsigned char bytes[12];
+  randombytes_buf(bytes, sizeof bytes);
+  char hex[25];
+  sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
+  return hex;
 }
 
 }  // namespace tessera::cli

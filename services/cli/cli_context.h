@@ -34,6 +34,9 @@ std::string ToJson(const google::protobuf::Message& message);
 // Prints rows as an aligned table with a header.
 void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
 
+// A fresh key for a money call the user gave no --idempotency-key for (24 hex characters).
+std::string RandomIdempotencyKey();
+
 // 12345678 µT → "12.345678" (exact, integer arithmetic).
 std::string FormatTokens(int64_t utok);
 

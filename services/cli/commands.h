@@ -13,5 +13,7 @@ void AddWorkerCommands(CLI::App& app, CliContext& ctx);
 void AddBillingCommands(CLI::App& app, CliContext& ctx);
 // Under `billing`: proof, verify-proof, batches.
 void AddProofCommands(CLI::App& billing, CliContext& ctx);
+// Under `billing`: payout request|list|approve|reject.
+void AddPayoutCommands(CLI::App& billing, CliContext& ctx);
 
 }  // namespace tessera::cli

@@ -146,6 +146,18 @@ TEST_CASE("customers, workers and the ledger end to end; a killed worker's job f
   CHECK(acme.escrow_utok() == 0);
   CHECK(acme.available_utok() == 50'000'000 - charged);
   CHECK(gpuco.earnings_utok() == charged - fees);
+
+  // The provider is paid out what it asks for once an admin approves; above its earnings is refused.
+  CHECK(c.Cli({"billing", "payout", "request", "gpuco", std::to_string(gpuco.earnings_utok() + 1)}, false).exit_code != 0);
+  const auto payout = FromJson<v1::Payout>(
+      c.Cli({"-o", "json", "billing", "payout", "request", "gpuco", std::to_string(gpuco.earnings_utok())}).out);
+  CHECK(payout.state() == v1::PAYOUT_STATE_REQUESTED);
+  CHECK_THAT(c.Cli({"billing", "payout", "list", "--state", "REQUESTED"}).out, Catch::Contains("gpuco"));
+  CHECK(FromJson<v1::Payout>(c.Cli({"-o", "json", "billing", "payout", "approve", std::to_string(payout.payout_id())}).out)
+            .state() == v1::PAYOUT_STATE_APPROVED);
+  const auto paid = FromJson<v1::Balance>(c.Cli({"-o", "json", "billing", "balance", "gpuco"}).out);
+  CHECK(paid.earnings_utok() == 0);
+  CHECK(paid.payout_pending_utok() == 0);
   const std::string human = c.Cli({"billing", "invoice", std::to_string(job_k)}).out;
   CHECK_THAT(human, Catch::Contains("final"));
 

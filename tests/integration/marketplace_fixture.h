@@ -6,6 +6,7 @@
 
 #include "scheduler/market.h"
 #include "services/billing/billing_repository.h"
+#include "services/billing/payout_repository.h"
 #include "services/billing/settlement.h"
 #include "services/intake/job_repository.h"
 #include "services/scheduler/scheduler_repository.h"
@@ -17,7 +18,8 @@ class Marketplace {
  public:
   static constexpr int64_t kFeeBps = 1'000;
 
-  Marketplace() : jobs(db.store(), kFeeBps), billing(db.store()), scheduler(db.store()), settlement(db.store()) {}
+  Marketplace()
+      : jobs(db.store(), kFeeBps), billing(db.store()), payouts(db.store()), scheduler(db.store()), settlement(db.store()) {}
 
   void CreateAccount(const std::string& name, v1::AccountKind kind) {
     v1::CreateAccountRequest r;
@@ -134,6 +136,7 @@ class Marketplace {
   TestDatabase db;
   intake::JobRepository jobs;
   billing::BillingRepository billing;
+  billing::PayoutRepository payouts;
   scheduler_host::SchedulerRepository scheduler;
   billing::Settlement settlement;
 };

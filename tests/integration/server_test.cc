@@ -75,6 +75,32 @@ TEST_CASE("the server answers health checks and rejects bad input with precise s
   get.set_job_id(999);
   v1::Job job;
   CHECK(s.jobs->GetJob(Ctx().get(), get, &job).error_code() == grpc::StatusCode::NOT_FOUND);
+
+  // Money calls: zero and negative amounts, a rejection without a reason, an unknown account.
+  v1::RequestPayoutRequest payout;
+  payout.set_account("acme");
+  payout.set_idempotency_key("k");
+  v1::Payout paid;
+  for (int64_t amount : {0LL, -5LL}) {
+    payout.set_amount_utok(amount);
+    st = s.billing->RequestPayout(Ctx().get(), payout, &paid);
+    CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK_THAT(st.error_message(), Catch::Contains("amount_utok must be positive"));
+  }
+  v1::DecidePayoutRequest decide;
+  decide.set_payout_id(1);
+  st = s.billing->RejectPayout(Ctx().get(), decide, &paid);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(st.error_message(), Catch::Contains("reason"));
+  payout.set_account("ghost");
+  payout.set_amount_utok(1);
+  CHECK(s.billing->RequestPayout(Ctx().get(), payout, &paid).error_code() == grpc::StatusCode::NOT_FOUND);
+  v1::DepositRequest deposit;
+  deposit.set_account("acme");
+  deposit.set_amount_utok(0);
+  deposit.set_idempotency_key("d");
+  v1::Transfer transfer;
+  CHECK(s.billing->Deposit(Ctx().get(), deposit, &transfer).error_code() == grpc::StatusCode::INVALID_ARGUMENT);
   CHECK(s.db.Scalar("SELECT count(*) FROM jobs") == "0");
 }
 

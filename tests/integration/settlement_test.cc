@@ -260,3 +260,71 @@ TEST_CASE("each settlement batch commits to its reports; a proof verifies offlin
   request.set_seq(99);
   CHECK(m.billing.GetUsageProof(request).status().code() == absl::StatusCode::kNotFound);
 }
+
+TEST_CASE("payouts: earnings are held on request, paid out or returned once, never above earnings", "[integration][billing][payout]") {
+  Funded m;
+  auto submitted = m.jobs.Submit(Marketplace::SleepJob("acme", "earn", 2'000'000));
+  REQUIRE(submitted.ok());
+  REQUIRE(m.MatchOnce({Marketplace::Offer(m.worker, 1'000'000, 2)}).size() == 1);
+  REQUIRE(m.Report(m.worker, submitted->job.job_id(), 1, 1, 3'600'000)[0].stored);  // 1 GPU-hour at 1 token
+  m.SettleAll();
+  const int64_t earned = m.Balance("gpuco").earnings_utok();
+  REQUIRE(earned == 900'000);  // 1 token less the 10% fee
+
+  auto request = [&](int64_t amount, const std::string& key) {
+    v1::RequestPayoutRequest r;
+    r.set_account("gpuco");
+    r.set_amount_utok(amount);
+    r.set_idempotency_key(key);
+    return m.payouts.Request(r);
+  };
+  auto above = request(earned + 1, "too-much");
+  CHECK(above.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(above.status().message()), Catch::Contains("exceeds the earnings"));
+
+  auto first = request(600'000, "p1");
+  REQUIRE(first.ok());
+  CHECK(first->state() == v1::PAYOUT_STATE_REQUESTED);
+  auto retry = request(600'000, "p1");
+  REQUIRE(retry.ok());
+  CHECK(retry->payout_id() == first->payout_id());  // a retry, not a second payout
+  CHECK(request(500'000, "p1").status().code() == absl::StatusCode::kAlreadyExists);
+  CHECK(m.Balance("gpuco").earnings_utok() == 300'000);
+  CHECK(m.Balance("gpuco").payout_pending_utok() == 600'000);
+  CHECK(request(300'001, "p2").status().code() == absl::StatusCode::kFailedPrecondition);  // pending money is not earnings
+
+  auto approved = m.payouts.Approve(first->payout_id());
+  REQUIRE(approved.ok());
+  CHECK(approved->state() == v1::PAYOUT_STATE_APPROVED);
+  CHECK(approved->decided_at_ms() > 0);
+  CHECK(m.payouts.Approve(first->payout_id()).status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(m.payouts.Reject(first->payout_id(), "late").status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(m.Balance("gpuco").payout_pending_utok() == 0);
+
+  auto second = request(300'000, "p2");
+  REQUIRE(second.ok());
+  auto rejected = m.payouts.Reject(second->payout_id(), "bank details missing");
+  REQUIRE(rejected.ok());
+  CHECK(rejected->reason() == "bank details missing");
+  CHECK(m.Balance("gpuco").earnings_utok() == 300'000);  // returned
+  CHECK(m.db.Scalar("SELECT balance_utok FROM ledger_accounts l JOIN accounts a USING (account_id) WHERE a.name = 'treasury'") ==
+        std::to_string(-100'000'000 + 600'000));  // minted 100 tokens, 0.6 paid out
+  CHECK(m.LedgerSum() == 0);
+
+  v1::ListPayoutsRequest list;
+  list.set_account("gpuco");
+  list.set_state(v1::PAYOUT_STATE_APPROVED);
+  auto listed = m.payouts.List(list);
+  REQUIRE(listed.ok());
+  REQUIRE(listed->payouts_size() == 1);
+  CHECK(listed->payouts(0).amount_utok() == 600'000);
+
+  v1::RequestPayoutRequest customer;
+  customer.set_account("acme");
+  customer.set_amount_utok(1);
+  customer.set_idempotency_key("c");
+  CHECK(m.payouts.Request(customer).status().code() == absl::StatusCode::kFailedPrecondition);
+  customer.set_account("nobody");
+  CHECK(m.payouts.Request(customer).status().code() == absl::StatusCode::kNotFound);
+  CHECK(m.payouts.Approve(999).status().code() == absl::StatusCode::kNotFound);
+}
