@@ -130,8 +130,8 @@ absl::StatusOr<v1::Invoice> BillingRepository::GetJobInvoice(int64_t job_id) {
     invoice.set_final(job[0][5].as<bool>());
     int64_t fees = 0;
     for (const pqxx::row& r : tx.exec_params(
-             "SELECT s.attempt, s.worker_id, p.name, s.price_utok_per_gpu_hour, s.gpu_ms_total, s.charged_utok, s.fee_utok,"
-             " s.usage_reports FROM assignments s JOIN workers w USING (worker_id)"
+             "SELECT s.attempt, s.worker_id, p.name, s.price_utok_per_gpu_hour, t.gpu_ms_total, t.charged_utok, t.fee_utok,"
+             " t.usage_reports FROM assignments s JOIN lease_totals t USING (job_id, attempt, worker_id) JOIN workers w USING (worker_id)"
              " JOIN accounts p ON p.account_id = w.provider_account_id WHERE s.job_id = $1 ORDER BY s.attempt, s.node_rank",
              job_id)) {
       v1::InvoiceLine* line = invoice.add_lines();

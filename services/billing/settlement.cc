@@ -31,6 +31,9 @@ struct AssignmentMoney {
   int64_t fee_utok = 0;
   int64_t reports = 0;
   int64_t earnings_ledger_id = 0;
+  // What this batch charges the lease: one CHARGE and one FEE transfer per lease and batch.
+  int64_t batch_charge_utok = 0;
+  int64_t batch_fee_utok = 0;
 };
 
 int64_t FeesLedgerId(pqxx::work& tx) {
@@ -59,10 +62,11 @@ int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>
   }
   std::map<std::tuple<int64_t, int64_t, int64_t>, AssignmentMoney> assignments;  // (job, attempt, worker)
   for (const pqxx::row& r : tx.exec_params(
-           "SELECT a.job_id, a.attempt, a.price_utok_per_gpu_hour, a.gpu_ms_total, a.charged_utok, a.fee_utok,"
-           " a.usage_reports, l.ledger_account_id, a.worker_id FROM assignments a JOIN workers w USING (worker_id)"
+           "SELECT a.job_id, a.attempt, a.price_utok_per_gpu_hour, t.gpu_ms_total, t.charged_utok, t.fee_utok,"
+           " t.usage_reports, l.ledger_account_id, a.worker_id FROM lease_totals t JOIN assignments a USING (job_id, attempt, worker_id)"
+           " JOIN workers w ON w.worker_id = a.worker_id"
            " JOIN ledger_accounts l ON l.account_id = w.provider_account_id AND l.bucket = 'earnings'"
-           " WHERE a.job_id = ANY($1::bigint[]) ORDER BY a.job_id, a.attempt, a.worker_id FOR NO KEY UPDATE OF a",
+           " WHERE t.job_id = ANY($1::bigint[]) ORDER BY t.job_id, t.attempt, t.worker_id FOR NO KEY UPDATE OF t",
            ArrayLiteral(job_ids))) {
     assignments[{r[0].as<int64_t>(), r[1].as<int64_t>(), r[8].as<int64_t>()}] = {
         .price = r[2].as<int64_t>(), .gpu_ms_total = r[3].as<int64_t>(), .charged_utok = r[4].as<int64_t>(),
@@ -83,16 +87,8 @@ int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>
     absl::StatusOr<ReportCharge> charge = ChargeReport(a.gpu_ms_total, r[3].as<int64_t>(), a.price, job.fee_bps,
                                                        a.charged_utok, a.fee_utok, job.hold_utok - job.charged_utok);
     TESSERA_CHECK(charge.ok());  // inputs are bounded by validated specs
-    const std::string key = absl::StrCat(job_id, ":", attempt, ":", worker_id, ":", seq);
-    if (charge->charge_utok - charge->fee_utok > 0) {
-      transfers.push_back({.idempotency_key = "charge:" + key, .kind = "CHARGE", .debit_ledger_id = job.escrow_ledger_id,
-                           .credit_ledger_id = a.earnings_ledger_id, .amount_utok = charge->charge_utok - charge->fee_utok,
-                           .job_id = job_id});
-    }
-    if (charge->fee_utok > 0) {
-      transfers.push_back({.idempotency_key = "fee:" + key, .kind = "FEE", .debit_ledger_id = job.escrow_ledger_id,
-                           .credit_ledger_id = fees_ledger_id, .amount_utok = charge->fee_utok, .job_id = job_id});
-    }
+    a.batch_charge_utok += charge->charge_utok;
+    a.batch_fee_utok += charge->fee_utok;
     job.gpu_ms_added += charge->gpu_ms_total_after - a.gpu_ms_total;
     a.gpu_ms_total = charge->gpu_ms_total_after;
     a.charged_utok += charge->charge_utok;
@@ -116,6 +112,23 @@ int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>
       "INSERT INTO settlement_batches (merkle_root, reports, charged_utok, fee_utok) VALUES (decode($1, 'hex'), $2, $3, $4)"
       " RETURNING batch_id",
       ToHex(root), static_cast<int64_t>(leaves.size()), batch_charged, batch_fees)[0].as<int64_t>();
+  // The money moves per lease and batch (the batch's reports are its references): one batch of
+  // 10,000 reports over 1,000 leases posts 2,000 transfers, not 20,000. The batch commits as a
+  // whole, so a retry finds its reports settled and posts nothing.
+  for (const auto& [key, a] : assignments) {
+    const auto& [job_id, attempt, worker_id] = key;
+    const std::string ref = absl::StrCat(batch_id, ":", job_id, ":", attempt, ":", worker_id);
+    const JobMoney& job = jobs.at(job_id);
+    if (a.batch_charge_utok - a.batch_fee_utok > 0) {
+      transfers.push_back({.idempotency_key = "charge:" + ref, .kind = "CHARGE", .debit_ledger_id = job.escrow_ledger_id,
+                           .credit_ledger_id = a.earnings_ledger_id, .amount_utok = a.batch_charge_utok - a.batch_fee_utok,
+                           .job_id = job_id});
+    }
+    if (a.batch_fee_utok > 0) {
+      transfers.push_back({.idempotency_key = "fee:" + ref, .kind = "FEE", .debit_ledger_id = job.escrow_ledger_id,
+                           .credit_ledger_id = fees_ledger_id, .amount_utok = a.batch_fee_utok, .job_id = job_id});
+    }
+  }
   tx.exec_params0(
       "UPDATE usage_reports u SET settled = true, charge_utok = s.charge, fee_utok = s.fee, batch_id = $7, leaf_index = s.ord - 1"
       " FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) WITH ORDINALITY"
@@ -133,7 +146,7 @@ int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>
     }
   }
   tx.exec_params0(
-      "UPDATE assignments a SET gpu_ms_total = s.ms, charged_utok = s.charged, fee_utok = s.fee, usage_reports = s.reports"
+      "UPDATE lease_totals a SET gpu_ms_total = s.ms, charged_utok = s.charged, fee_utok = s.fee, usage_reports = s.reports"
       " FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])"
       "   AS s(job_id, attempt, worker_id, ms, charged, fee, reports)"
       " WHERE a.job_id = s.job_id AND a.attempt = s.attempt AND a.worker_id = s.worker_id",

@@ -299,6 +299,7 @@ absl::StatusOr<PersistedDecisions> SchedulerRepository::PersistDecisions(const s
         "  INSERT INTO assignments (job_id, attempt, worker_id, gpu_indexes, price_utok_per_gpu_hour, state, node_rank)"
         "  SELECT p.job_id, a.attempt, p.worker_id, p.gpus::int[], p.price, 'LIVE', p.node_rank FROM p JOIN assigned a USING (job_id)"
         "  RETURNING job_id, attempt, worker_id, gpu_indexes, price_utok_per_gpu_hour, node_rank),"
+        " totals AS (INSERT INTO lease_totals (job_id, attempt, worker_id) SELECT job_id, attempt, worker_id FROM leased),"
         " audited AS ("
         "  INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
         "  SELECT job_id, 'ASSIGNED', attempt, worker_id,"
@@ -356,12 +357,13 @@ absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const
         " inserted AS (INSERT INTO usage_reports (job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms)"
         "   SELECT job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms FROM live"
         "   ON CONFLICT DO NOTHING RETURNING job_id, attempt, seq, worker_id)"
-        "SELECT i.job_id, i.attempt, i.seq,"
-        " EXISTS (SELECT 1 FROM inserted n WHERE n.job_id = i.job_id AND n.attempt = i.attempt AND n.seq = i.seq"
-        "   AND n.worker_id = i.worker_id)"
+        // A join, not a correlated EXISTS over the CTE: that would compare every pair of the batch.
+        "SELECT i.job_id, i.attempt, i.seq, n.job_id IS NOT NULL"
         " OR EXISTS (SELECT 1 FROM usage_reports u WHERE u.job_id = i.job_id AND u.attempt = i.attempt AND u.seq = i.seq"
         "   AND u.worker_id = i.worker_id)"
-        " FROM input i ORDER BY i.ord"},
+        " FROM input i LEFT JOIN inserted n"
+        "   ON n.job_id = i.job_id AND n.attempt = i.attempt AND n.worker_id = i.worker_id AND n.seq = i.seq"
+        " ORDER BY i.ord"},
         ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(seqs), ArrayLiteral(workers), ArrayLiteral(gpu_ms),
         ArrayLiteral(measured));
     tx.exec0("NOTIFY tessera_settle");
