@@ -21,6 +21,7 @@
 #include "services/billing/settlement.h"
 #include "services/intake/job_repository.h"
 #include "services/scheduler/scheduler_repository.h"
+#include "services/server/tessera_server.h"
 #include "services/store/embedded_postgres.h"
 #include "services/store/migrations.h"
 
@@ -41,7 +42,7 @@ void Check(const absl::Status& s, const char* what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int jobs = 1'000, reports_per_job = 200, batch = 2'000, settle_batch = 10'000;
+  int jobs = 1'000, reports_per_job = 200, batch = 2'000, settle_batch = server::ServerOptions{}.settle_batch_reports;
   CLI::App app{"Tessera usage ingest + settlement benchmark"};
   app.add_option("--jobs", jobs, "Jobs running at once");
   app.add_option("--reports-per-job", reports_per_job);

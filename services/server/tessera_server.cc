@@ -123,7 +123,8 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
     parts->admin_service = std::make_unique<billing::AdminServiceImpl>(*parts->billing);
     builder.RegisterService(parts->billing_service.get());
     builder.RegisterService(parts->admin_service.get());
-    parts->settlement = std::make_unique<billing::SettlementLoop>(*parts->db, options.settle_interval_ms, 10'000);
+    parts->settlement = std::make_unique<billing::SettlementLoop>(*parts->db, options.settle_interval_ms,
+                                                                 options.settle_batch_reports);
   }
   if (s.contains("scheduler")) {
     // Started by the leader election below: only the leader schedules.
