@@ -22,22 +22,15 @@
 #include "services/intake/job_repository.h"
 #include "services/scheduler/scheduler_repository.h"
 #include "services/server/tessera_server.h"
-#include "services/store/embedded_postgres.h"
-#include "services/store/migrations.h"
+#include "bench/bench_database.h"
 
 using namespace tessera;
+using bench::Check;
 using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
 double Seconds(SteadyClock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-void Check(const absl::Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "%s: %s\n", what, s.ToString().c_str());
-    std::exit(1);
-  }
-}
 
 }  // namespace
 
@@ -53,14 +46,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
 
-  char tmpl[] = "/tmp/tessera-settle-bench-XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
-  std::filesystem::permissions(dir, std::filesystem::perms(0755));
-  auto pg = store::EmbeddedPostgres::Start({.data_dir = dir, .port = 5432, .durable = true, .database = "tessera", .extra_settings = ""});
-  Check(pg.status(), "embedded PostgreSQL");
-  auto db = store::Database::Open((*pg)->url(), 8);
-  Check(db.status(), "database");
-  Check(store::ApplyMigrations(**db, store::EmbeddedMigrations()).status(), "migrations");
+  bench::BenchDatabase bench_db;
+  auto* db = &bench_db.db;
+  auto* pg = &bench_db.pg;
 
   // Setup: a funded customer, 16 workers of 64 GPUs, `jobs` single-GPU jobs all running.
   billing::BillingRepository billing(**db);
@@ -210,7 +198,5 @@ int main(int argc, char** argv) {
               total_s, static_cast<long long>(batches), static_cast<long long>(unsettled));
   std::printf("  COPY ceiling (same rows)   %8.0f rows/s (%.2f s); ours is %.1f%% of it\n", ceiling, copy_s, 100 * rate / ceiling);
   std::printf("  ledger sum %lld (must be 0)\n", static_cast<long long>(sum));
-  (void)(*pg)->Stop();
-  std::filesystem::remove_all(dir);
   return unsettled == 0 && sum == 0 ? 0 : 1;
 }

@@ -100,12 +100,15 @@ absl::StatusOr<v1::ListTransfersResponse> BillingRepository::ListTransfers(const
         absl::StrCat("SELECT ", kTransferColumns,
                      " WHERE t.transfer_id IN ("
                      "  (SELECT transfer_id FROM transfers WHERE debit_ledger_id = ANY($1::bigint[]) AND transfer_id < $2"
+                     "   AND created_at >= to_timestamp($4 / 1000.0) AND created_at < to_timestamp($5 / 1000.0)"
                      "   ORDER BY transfer_id DESC LIMIT $3)"
                      "  UNION ALL"
                      "  (SELECT transfer_id FROM transfers WHERE credit_ledger_id = ANY($1::bigint[]) AND transfer_id < $2"
+                     "   AND created_at >= to_timestamp($4 / 1000.0) AND created_at < to_timestamp($5 / 1000.0)"
                      "   ORDER BY transfer_id DESC LIMIT $3))"
                      " ORDER BY t.transfer_id DESC LIMIT $3"),
-        store::ArrayLiteral(ledger_ids), before, page_size + 1);
+        store::ArrayLiteral(ledger_ids), before, page_size + 1, request.from_ms(),
+        request.to_ms() > 0 ? request.to_ms() : INT64_MAX / 1000);
     v1::ListTransfersResponse response;
     for (pqxx::result::size_type i = 0; i < rows.size() && i < page_size; ++i) *response.add_transfers() = TransferFromRow(rows[i]);
     if (rows.size() > page_size) response.set_next_page_token(std::to_string(response.transfers().rbegin()->transfer_id()));
@@ -147,6 +150,42 @@ absl::StatusOr<v1::Invoice> BillingRepository::GetJobInvoice(int64_t job_id) {
     }
     invoice.set_fee_utok(fees);
     return invoice;
+  });
+}
+
+absl::StatusOr<v1::Statement> BillingRepository::GetStatement(const std::string& account, const std::string& month) {
+  return db_.Transact("statement", [&](pqxx::work& tx) -> absl::StatusOr<v1::Statement> {
+    const pqxx::result buckets = tx.exec_params(
+        "SELECT l.bucket, coalesce(sum(m.credit_utok - m.debit_utok) FILTER (WHERE m.month < $2::date), 0)::bigint,"
+        " coalesce(sum(m.credit_utok - m.debit_utok) FILTER (WHERE m.month <= $2::date), 0)::bigint"
+        " FROM accounts a JOIN ledger_accounts l USING (account_id) LEFT JOIN ledger_months m USING (ledger_account_id)"
+        " WHERE a.name = $1 GROUP BY l.ledger_account_id, l.bucket ORDER BY l.ledger_account_id",
+        account, month + "-01");
+    if (buckets.empty()) return absl::NotFoundError(absl::StrCat("account '", account, "' not found"));
+    v1::Statement statement;
+    statement.set_account(account);
+    statement.set_month(month);
+    for (const pqxx::row& b : buckets) {
+      v1::StatementBucket* out = statement.add_buckets();
+      out->set_bucket(b[0].as<std::string>());
+      out->set_opening_utok(b[1].as<int64_t>());
+      out->set_closing_utok(b[2].as<int64_t>());
+    }
+    for (const pqxx::row& r : tx.exec_params(
+             "SELECT l.bucket, m.kind, m.debit_utok, m.credit_utok, m.transfers FROM accounts a"
+             " JOIN ledger_accounts l USING (account_id) JOIN ledger_months m USING (ledger_account_id)"
+             " WHERE a.name = $1 AND m.month = $2::date ORDER BY l.ledger_account_id, m.kind",
+             account, month + "-01")) {
+      v1::StatementLine* line = statement.add_lines();
+      line->set_bucket(r[0].as<std::string>());
+      v1::TransferKind kind = v1::TRANSFER_KIND_UNSPECIFIED;
+      v1::TransferKind_Parse("TRANSFER_KIND_" + r[1].as<std::string>(), &kind);
+      line->set_kind(kind);
+      line->set_debit_utok(r[2].as<int64_t>());
+      line->set_credit_utok(r[3].as<int64_t>());
+      line->set_transfers(r[4].as<uint64_t>());
+    }
+    return statement;
   });
 }
 

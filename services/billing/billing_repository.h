@@ -16,6 +16,8 @@ class BillingRepository {
   absl::StatusOr<v1::Balance> GetBalance(const std::string& account);
   absl::StatusOr<v1::ListTransfersResponse> ListTransfers(const v1::ListTransfersRequest& request);
   absl::StatusOr<v1::Invoice> GetJobInvoice(int64_t job_id);
+  // `month` is "YYYY-MM" (validated by the service).
+  absl::StatusOr<v1::Statement> GetStatement(const std::string& account, const std::string& month);
   // Rebuilds the report's batch tree from the stored reports; INTERNAL if it no longer matches the
   // stored root (the stored reports were altered).
   absl::StatusOr<v1::UsageProof> GetUsageProof(const v1::GetUsageProofRequest& request);

@@ -1,5 +1,7 @@
 #include "services/billing/billing_service.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "services/common/grpc_status.h"
 #include "services/intake/job_spec_validator.h"
@@ -38,7 +40,23 @@ grpc::Status BillingServiceImpl::GetBalance(grpc::ServerContext*, const v1::GetB
 grpc::Status BillingServiceImpl::ListTransfers(grpc::ServerContext*, const v1::ListTransfersRequest* request,
                                                v1::ListTransfersResponse* response) {
   if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
+  if (request->from_ms() < 0 || request->to_ms() < 0 || (request->to_ms() > 0 && request->to_ms() <= request->from_ms())) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "from_ms and to_ms must be 0 or positive, with from_ms < to_ms"};
+  }
   return Reply(repo_.ListTransfers(*request), response);
+}
+
+grpc::Status BillingServiceImpl::GetStatement(grpc::ServerContext*, const v1::GetStatementRequest* request,
+                                              v1::Statement* response) {
+  if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
+  const std::string& m = request->month();
+  const bool digits = m.size() == 7 && m[4] == '-' &&
+                      std::all_of(m.begin(), m.end(), [](char c) { return c == '-' || (c >= '0' && c <= '9'); });
+  const int month = digits ? (m[5] - '0') * 10 + (m[6] - '0') : 0;
+  if (!digits || month < 1 || month > 12 || m.substr(0, 4) < "1970") {
+    return {grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("month must be YYYY-MM (UTC), e.g. 2026-11, got '", m, "'")};
+  }
+  return Reply(repo_.GetStatement(request->account(), m), response);
 }
 
 grpc::Status BillingServiceImpl::GetJobInvoice(grpc::ServerContext*, const v1::GetJobInvoiceRequest* request,

@@ -16,6 +16,7 @@ class BillingServiceImpl final : public v1::BillingService::Service {
   grpc::Status GetBalance(grpc::ServerContext*, const v1::GetBalanceRequest*, v1::Balance*) override;
   grpc::Status ListTransfers(grpc::ServerContext*, const v1::ListTransfersRequest*, v1::ListTransfersResponse*) override;
   grpc::Status GetJobInvoice(grpc::ServerContext*, const v1::GetJobInvoiceRequest*, v1::Invoice*) override;
+  grpc::Status GetStatement(grpc::ServerContext*, const v1::GetStatementRequest*, v1::Statement*) override;
   grpc::Status GetUsageProof(grpc::ServerContext*, const v1::GetUsageProofRequest*, v1::UsageProof*) override;
   grpc::Status ListSettlementBatches(grpc::ServerContext*, const v1::ListSettlementBatchesRequest*,
                                      v1::ListSettlementBatchesResponse*) override;

@@ -12,7 +12,8 @@ constexpr store::Statement kLockBuckets{
     "SELECT 1 FROM ledger_accounts WHERE ledger_account_id = ANY($1::bigint[])"
     " ORDER BY ledger_account_id FOR NO KEY UPDATE"};
 
-// Inserts the new transfers, then adds each bucket's net movement to its balance.
+// Inserts the new transfers, then adds each bucket's net movement to its balance and to its
+// month's totals by kind (ledger_months, for statements).
 constexpr store::Statement kPostTransfers{
     "ledger_post_transfers",
     "WITH input AS ("
@@ -22,15 +23,25 @@ constexpr store::Statement kPostTransfers{
     "  INSERT INTO transfers (idempotency_key, kind, debit_ledger_id, credit_ledger_id, amount_utok, job_id)"
     "  SELECT key, kind, debit, credit, amount, NULLIF(job_id, 0) FROM input"
     "  ON CONFLICT (idempotency_key) DO NOTHING"
-    "  RETURNING debit_ledger_id, credit_ledger_id, amount_utok),"
+    "  RETURNING debit_ledger_id, credit_ledger_id, amount_utok, kind, created_at),"
     " movements AS ("
     "  SELECT debit_ledger_id AS id, -amount_utok AS delta FROM inserted"
     "  UNION ALL SELECT credit_ledger_id, amount_utok FROM inserted),"
     " net AS (SELECT id, sum(delta)::bigint AS delta FROM movements GROUP BY id),"
     " updated AS ("
     "  UPDATE ledger_accounts l SET balance_utok = l.balance_utok + net.delta FROM net"
-    "  WHERE l.ledger_account_id = net.id RETURNING 1)"
-    "SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated)"};
+    "  WHERE l.ledger_account_id = net.id RETURNING 1),"
+    " monthly AS ("
+    "  INSERT INTO ledger_months (ledger_account_id, month, kind, debit_utok, credit_utok, transfers)"
+    "  SELECT id, month, kind, sum(debit)::bigint, sum(credit)::bigint, count(*) FROM ("
+    "    SELECT debit_ledger_id AS id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date AS month, kind,"
+    "     amount_utok AS debit, 0 AS credit FROM inserted"
+    "    UNION ALL SELECT credit_ledger_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date, kind, 0, amount_utok"
+    "    FROM inserted) m GROUP BY id, month, kind"
+    "  ON CONFLICT (ledger_account_id, month, kind) DO UPDATE SET debit_utok = ledger_months.debit_utok + excluded.debit_utok,"
+    "   credit_utok = ledger_months.credit_utok + excluded.credit_utok, transfers = ledger_months.transfers + excluded.transfers"
+    "  RETURNING 1)"
+    "SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated), (SELECT count(*) FROM monthly)"};
 
 }  // namespace
 

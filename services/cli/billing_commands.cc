@@ -109,6 +109,37 @@ void AddBillingCommands(CLI::App& app, CliContext& ctx) {
     });
   });
 
+  auto* statement = billing->add_subcommand("statement", "An account's month: balances and movement by kind");
+  auto month = std::make_shared<std::string>();
+  statement->add_option("account", *account)->required();
+  statement->add_option("month", *month, "YYYY-MM (UTC)")->required();
+  statement->callback([&ctx, account, month] {
+    WithStub(ctx, [&](v1::BillingService::Stub& stub) {
+      v1::GetStatementRequest request;
+      request.set_account(*account);
+      request.set_month(*month);
+      v1::Statement response;
+      grpc::Status s = stub.GetStatement(ctx.Call().get(), request, &response);
+      if (!s.ok() || ctx.json()) {
+        if (s.ok()) std::cout << ToJson(response) << "\n";
+        return s;
+      }
+      std::cout << "statement of " << response.account() << " for " << response.month() << " (tokens)\n";
+      std::vector<std::vector<std::string>> rows;
+      for (const v1::StatementBucket& b : response.buckets()) {
+        rows.push_back({b.bucket(), FormatTokens(b.opening_utok()), FormatTokens(b.closing_utok())});
+      }
+      PrintTable({"BUCKET", "OPENING", "CLOSING"}, rows);
+      rows.clear();
+      for (const v1::StatementLine& l : response.lines()) {
+        rows.push_back({l.bucket(), KindName(l.kind()), FormatTokens(l.debit_utok()), FormatTokens(l.credit_utok()),
+                        std::to_string(l.transfers())});
+      }
+      PrintTable({"BUCKET", "KIND", "OUT", "IN", "TRANSFERS"}, rows);
+      return s;
+    });
+  });
+
   auto* invoice = billing->add_subcommand("invoice", "Show what a job cost");
   auto job_id = std::make_shared<int64_t>(0);
   invoice->add_option("job_id", *job_id)->required();

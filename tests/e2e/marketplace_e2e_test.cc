@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -158,6 +159,15 @@ TEST_CASE("customers, workers and the ledger end to end; a killed worker's job f
   const auto paid = FromJson<v1::Balance>(c.Cli({"-o", "json", "billing", "balance", "gpuco"}).out);
   CHECK(paid.earnings_utok() == 0);
   CHECK(paid.payout_pending_utok() == 0);
+
+  // The month's statement reads the same money by kind.
+  const std::time_t now = std::time(nullptr);
+  char month[8];
+  std::strftime(month, sizeof month, "%Y-%m", std::gmtime(&now));
+  const auto statement = FromJson<v1::Statement>(c.Cli({"-o", "json", "billing", "statement", "acme", month}).out);
+  REQUIRE(statement.buckets_size() == 2);
+  CHECK(statement.buckets(0).closing_utok() == acme.available_utok());
+  CHECK_THAT(c.Cli({"billing", "statement", "gpuco", month}).out, Catch::Contains("PAYOUT"));
   const std::string human = c.Cli({"billing", "invoice", std::to_string(job_k)}).out;
   CHECK_THAT(human, Catch::Contains("final"));
 

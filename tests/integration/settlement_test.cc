@@ -328,3 +328,31 @@ TEST_CASE("payouts: earnings are held on request, paid out or returned once, nev
   CHECK(m.payouts.Request(customer).status().code() == absl::StatusCode::kNotFound);
   CHECK(m.payouts.Approve(999).status().code() == absl::StatusCode::kNotFound);
 }
+
+TEST_CASE("a monthly statement has opening and closing balances and the month's movement by kind", "[integration][billing][statement]") {
+  Funded m;  // 100 tokens deposited this month
+  auto submitted = m.jobs.Submit(Marketplace::SleepJob("acme", "s1", 2'000'000));
+  REQUIRE(submitted.ok());
+  const std::string month = m.db.Scalar("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM')");
+  auto statement = m.billing.GetStatement("acme", month);
+  REQUIRE(statement.ok());
+  REQUIRE(statement->buckets_size() == 2);
+  CHECK(statement->buckets(0).bucket() == "available");
+  CHECK(statement->buckets(0).opening_utok() == 0);
+  CHECK(statement->buckets(0).closing_utok() == m.Balance("acme").available_utok());
+  CHECK(statement->buckets(1).closing_utok() == 2'000'000);  // escrow holds the job
+  std::map<std::pair<std::string, v1::TransferKind>, std::pair<int64_t, int64_t>> lines;
+  for (const auto& l : statement->lines()) lines[{l.bucket(), l.kind()}] = {l.debit_utok(), l.credit_utok()};
+  CHECK(lines.at({"available", v1::TRANSFER_KIND_DEPOSIT}) == std::pair<int64_t, int64_t>{0, 100'000'000});
+  CHECK(lines.at({"available", v1::TRANSFER_KIND_HOLD}) == std::pair<int64_t, int64_t>{2'000'000, 0});
+  CHECK(lines.at({"escrow", v1::TRANSFER_KIND_HOLD}) == std::pair<int64_t, int64_t>{0, 2'000'000});
+
+  // Next month opens where this one closed, with nothing moved yet.
+  const std::string next = m.db.Scalar("SELECT to_char(now() AT TIME ZONE 'UTC' + interval '1 month', 'YYYY-MM')");
+  auto later = m.billing.GetStatement("acme", next);
+  REQUIRE(later.ok());
+  CHECK(later->buckets(0).opening_utok() == statement->buckets(0).closing_utok());
+  CHECK(later->buckets(0).closing_utok() == statement->buckets(0).closing_utok());
+  CHECK(later->lines_size() == 0);
+  CHECK(m.billing.GetStatement("nobody", month).status().code() == absl::StatusCode::kNotFound);
+}
