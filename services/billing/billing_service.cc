@@ -19,6 +19,13 @@ grpc::Status Reply(absl::StatusOr<T> result, T* response) {
 
 grpc::Status Invalid(const absl::Status& s) { return ToGrpcStatus(s); }
 
+grpc::Status ValidatePeriod(const v1::Period& p) {
+  if (p.from_ms() < 0 || p.to_ms() < 0 || (p.to_ms() > 0 && p.to_ms() <= p.from_ms())) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "period: from_ms and to_ms must be 0 or positive, with from_ms < to_ms"};
+  }
+  return grpc::Status::OK;
+}
+
 }  // namespace
 
 grpc::Status BillingServiceImpl::Deposit(grpc::ServerContext*, const v1::DepositRequest* request, v1::Transfer* response) {
@@ -114,6 +121,20 @@ grpc::Status BillingServiceImpl::RejectPayout(grpc::ServerContext*, const v1::De
     return {grpc::StatusCode::INVALID_ARGUMENT, "reason must be 1..500 characters to reject a payout"};
   }
   return Reply(payouts_.Reject(request->payout_id(), request->reason()), response);
+}
+
+grpc::Status BillingServiceImpl::GetUsageReport(grpc::ServerContext*, const v1::GetUsageReportRequest* request,
+                                                v1::UsageReportSummary* response) {
+  if (grpc::Status s = ValidatePeriod(request->period()); !s.ok()) return s;
+  if (request->group_by() == v1::USAGE_GROUP_UNSPECIFIED || !v1::UsageGroup_IsValid(request->group_by())) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "group_by must be CUSTOMER, PROVIDER, GPU_MODEL or REGION"};
+  }
+  return Reply(reports_.UsageReport(*request), response);
+}
+
+grpc::Status BillingServiceImpl::GetRevenue(grpc::ServerContext*, const v1::GetRevenueRequest* request, v1::Revenue* response) {
+  if (grpc::Status s = ValidatePeriod(request->period()); !s.ok()) return s;
+  return Reply(reports_.Revenue(request->period()), response);
 }
 
 grpc::Status AdminServiceImpl::CreateAccount(grpc::ServerContext*, const v1::CreateAccountRequest* request,

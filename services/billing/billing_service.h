@@ -4,6 +4,7 @@
 
 #include "services/billing/billing_repository.h"
 #include "services/billing/payout_repository.h"
+#include "services/billing/report_repository.h"
 #include "tessera/v1/admin.grpc.pb.h"
 #include "tessera/v1/billing.grpc.pb.h"
 
@@ -11,7 +12,8 @@ namespace tessera::billing {
 
 class BillingServiceImpl final : public v1::BillingService::Service {
  public:
-  BillingServiceImpl(BillingRepository& repo, PayoutRepository& payouts) : repo_(repo), payouts_(payouts) {}
+  BillingServiceImpl(BillingRepository& repo, PayoutRepository& payouts, ReportRepository& reports)
+      : repo_(repo), payouts_(payouts), reports_(reports) {}
   grpc::Status Deposit(grpc::ServerContext*, const v1::DepositRequest*, v1::Transfer*) override;
   grpc::Status GetBalance(grpc::ServerContext*, const v1::GetBalanceRequest*, v1::Balance*) override;
   grpc::Status ListTransfers(grpc::ServerContext*, const v1::ListTransfersRequest*, v1::ListTransfersResponse*) override;
@@ -24,10 +26,13 @@ class BillingServiceImpl final : public v1::BillingService::Service {
   grpc::Status ListPayouts(grpc::ServerContext*, const v1::ListPayoutsRequest*, v1::ListPayoutsResponse*) override;
   grpc::Status ApprovePayout(grpc::ServerContext*, const v1::DecidePayoutRequest*, v1::Payout*) override;
   grpc::Status RejectPayout(grpc::ServerContext*, const v1::DecidePayoutRequest*, v1::Payout*) override;
+  grpc::Status GetUsageReport(grpc::ServerContext*, const v1::GetUsageReportRequest*, v1::UsageReportSummary*) override;
+  grpc::Status GetRevenue(grpc::ServerContext*, const v1::GetRevenueRequest*, v1::Revenue*) override;
 
  private:
   BillingRepository& repo_;
   PayoutRepository& payouts_;
+  ReportRepository& reports_;
 };
 
 class AdminServiceImpl final : public v1::AdminService::Service {

@@ -40,6 +40,7 @@ void AddBillingCommands(CLI::App& app, CliContext& ctx) {
   CLI::App* billing = app.add_subcommand("billing", "Balances, transfers, invoices, usage proofs, payouts")->require_subcommand(1);
   AddProofCommands(*billing, ctx);
   AddPayoutCommands(*billing, ctx);
+  AddReportCommands(*billing, ctx);
   auto account = std::make_shared<std::string>();
 
   auto* deposit = billing->add_subcommand("deposit", "Mint tokens into a customer's available balance (admin)");

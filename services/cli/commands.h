@@ -15,5 +15,7 @@ void AddBillingCommands(CLI::App& app, CliContext& ctx);
 void AddProofCommands(CLI::App& billing, CliContext& ctx);
 // Under `billing`: payout request|list|approve|reject.
 void AddPayoutCommands(CLI::App& billing, CliContext& ctx);
+// Under `billing`: usage, revenue.
+void AddReportCommands(CLI::App& billing, CliContext& ctx);
 
 }  // namespace tessera::cli

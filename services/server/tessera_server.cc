@@ -29,6 +29,7 @@ struct TesseraServer::Parts {
   std::unique_ptr<intake::JobRepository> jobs;
   std::unique_ptr<billing::BillingRepository> billing;
   std::unique_ptr<billing::PayoutRepository> payouts;
+  std::unique_ptr<billing::ReportRepository> reports;
   std::unique_ptr<scheduler_host::SchedulerHost> scheduler;
   std::unique_ptr<billing::SettlementLoop> settlement;
   std::unique_ptr<intake::JobServiceImpl> job_service;
@@ -119,7 +120,8 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
   if (s.contains("billing")) {
     parts->billing = std::make_unique<billing::BillingRepository>(*parts->db);
     parts->payouts = std::make_unique<billing::PayoutRepository>(*parts->db);
-    parts->billing_service = std::make_unique<billing::BillingServiceImpl>(*parts->billing, *parts->payouts);
+    parts->reports = std::make_unique<billing::ReportRepository>(*parts->db);
+    parts->billing_service = std::make_unique<billing::BillingServiceImpl>(*parts->billing, *parts->payouts, *parts->reports);
     parts->admin_service = std::make_unique<billing::AdminServiceImpl>(*parts->billing);
     builder.RegisterService(parts->billing_service.get());
     builder.RegisterService(parts->admin_service.get());

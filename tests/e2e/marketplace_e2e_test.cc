@@ -168,6 +168,10 @@ TEST_CASE("customers, workers and the ledger end to end; a killed worker's job f
   REQUIRE(statement.buckets_size() == 2);
   CHECK(statement.buckets(0).closing_utok() == acme.available_utok());
   CHECK_THAT(c.Cli({"billing", "statement", "gpuco", month}).out, Catch::Contains("PAYOUT"));
+  const auto by_provider = FromJson<v1::UsageReportSummary>(c.Cli({"-o", "json", "billing", "usage", "--group-by", "provider"}).out);
+  REQUIRE(by_provider.rows_size() == 1);
+  CHECK(by_provider.rows(0).charged_utok() == charged);
+  CHECK(FromJson<v1::Revenue>(c.Cli({"-o", "json", "billing", "revenue"}).out).fee_utok() == fees);
   const std::string human = c.Cli({"billing", "invoice", std::to_string(job_k)}).out;
   CHECK_THAT(human, Catch::Contains("final"));
 

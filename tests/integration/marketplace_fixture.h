@@ -7,6 +7,7 @@
 #include "scheduler/market.h"
 #include "services/billing/billing_repository.h"
 #include "services/billing/payout_repository.h"
+#include "services/billing/report_repository.h"
 #include "services/billing/settlement.h"
 #include "services/intake/job_repository.h"
 #include "services/scheduler/scheduler_repository.h"
@@ -19,7 +20,8 @@ class Marketplace {
   static constexpr int64_t kFeeBps = 1'000;
 
   Marketplace()
-      : jobs(db.store(), kFeeBps), billing(db.store()), payouts(db.store()), scheduler(db.store()), settlement(db.store()) {}
+      : jobs(db.store(), kFeeBps), billing(db.store()), payouts(db.store()), reports(db.store()), scheduler(db.store()),
+        settlement(db.store()) {}
 
   void CreateAccount(const std::string& name, v1::AccountKind kind) {
     v1::CreateAccountRequest r;
@@ -137,6 +139,7 @@ class Marketplace {
   intake::JobRepository jobs;
   billing::BillingRepository billing;
   billing::PayoutRepository payouts;
+  billing::ReportRepository reports;
   scheduler_host::SchedulerRepository scheduler;
   billing::Settlement settlement;
 };

@@ -356,3 +356,35 @@ TEST_CASE("a monthly statement has opening and closing balances and the month's 
   CHECK(later->lines_size() == 0);
   CHECK(m.billing.GetStatement("nobody", month).status().code() == absl::StatusCode::kNotFound);
 }
+
+TEST_CASE("admin reports: settled usage by customer, provider, GPU model and region; fee revenue", "[integration][billing][report]") {
+  Funded m;
+  auto submitted = m.jobs.Submit(Marketplace::SleepJob("acme", "r1", 2'000'000));
+  REQUIRE(submitted.ok());
+  REQUIRE(m.MatchOnce({Marketplace::Offer(m.worker, 1'000'000, 2)}).size() == 1);
+  REQUIRE(m.Report(m.worker, submitted->job.job_id(), 1, 1, 1'800'000)[0].stored);  // half a GPU-hour
+  REQUIRE(m.Report(m.worker, submitted->job.job_id(), 1, 2, 1'800'000)[0].stored);
+  m.SettleAll();
+  for (auto [group, key] : {std::pair{v1::USAGE_GROUP_CUSTOMER, "acme"}, {v1::USAGE_GROUP_PROVIDER, "gpuco"},
+                            {v1::USAGE_GROUP_GPU_MODEL, "H100"}, {v1::USAGE_GROUP_REGION, "test"}}) {
+    v1::GetUsageReportRequest request;
+    request.set_group_by(group);
+    auto report = m.reports.UsageReport(request);
+    REQUIRE(report.ok());
+    REQUIRE(report->rows_size() == 1);
+    CHECK(report->rows(0).key() == key);
+    CHECK(report->rows(0).gpu_ms() == 3'600'000);
+    CHECK(report->rows(0).charged_utok() == 1'000'000);
+    CHECK(report->rows(0).fee_utok() == 100'000);
+    CHECK(report->rows(0).reports() == 2);
+    CHECK(report->rows(0).jobs() == 1);
+  }
+  v1::Period all;
+  auto revenue = m.reports.Revenue(all);
+  REQUIRE(revenue.ok());
+  CHECK(revenue->fee_utok() == 100'000);
+  v1::Period past;
+  past.set_from_ms(1);
+  past.set_to_ms(2);
+  CHECK(m.reports.Revenue(past)->fee_utok() == 0);
+}

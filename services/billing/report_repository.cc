@@ -1,0 +1,67 @@
+#include "services/billing/report_repository.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace tessera::billing {
+namespace {
+
+// The period's bounds as SQL parameters: to_ms 0 is "now" (the far future for a query).
+int64_t ToMs(const v1::Period& p) { return p.to_ms() > 0 ? p.to_ms() : INT64_MAX / 1000; }
+
+}  // namespace
+
+absl::StatusOr<v1::UsageReportSummary> ReportRepository::UsageReport(const v1::GetUsageReportRequest& request) {
+  // The group key, per settled report. A lease's GPUs are all of one model (same-host) or a spread
+  // job's GPUs on one worker; the lease's first GPU names the model.
+  const char* key = "";
+  switch (request.group_by()) {
+    case v1::USAGE_GROUP_CUSTOMER: key = "customer.name"; break;
+    case v1::USAGE_GROUP_PROVIDER: key = "provider.name"; break;
+    case v1::USAGE_GROUP_GPU_MODEL: key = "g.model"; break;
+    default: key = "w.region"; break;
+  }
+  return db_.Transact("usage report", [&](pqxx::work& tx) -> absl::StatusOr<v1::UsageReportSummary> {
+    const pqxx::result rows = tx.exec_params(absl::StrCat(
+        "SELECT ", key, ", sum(u.gpu_ms)::bigint, sum(u.charge_utok)::bigint, sum(u.fee_utok)::bigint, count(*),"
+        " count(DISTINCT u.job_id)"
+        " FROM settlement_batches b JOIN usage_reports u ON u.batch_id = b.batch_id"
+        " JOIN assignments a ON a.job_id = u.job_id AND a.attempt = u.attempt AND a.worker_id = u.worker_id"
+        " JOIN jobs j ON j.job_id = u.job_id JOIN accounts customer ON customer.account_id = j.account_id"
+        " JOIN workers w ON w.worker_id = u.worker_id JOIN accounts provider ON provider.account_id = w.provider_account_id"
+        " JOIN gpus g ON g.worker_id = u.worker_id AND g.gpu_index = a.gpu_indexes[1]"
+        " WHERE b.created_at >= to_timestamp($1 / 1000.0) AND b.created_at < to_timestamp($2 / 1000.0)"
+        " GROUP BY 1 ORDER BY 3 DESC, 1"),
+        request.period().from_ms(), ToMs(request.period()));
+    v1::UsageReportSummary summary;
+    *summary.mutable_period() = request.period();
+    summary.set_group_by(request.group_by());
+    for (const pqxx::row& r : rows) {
+      v1::UsageGroupRow* row = summary.add_rows();
+      row->set_key(r[0].as<std::string>());
+      row->set_gpu_ms(r[1].as<int64_t>());
+      row->set_charged_utok(r[2].as<int64_t>());
+      row->set_fee_utok(r[3].as<int64_t>());
+      row->set_reports(r[4].as<uint64_t>());
+      row->set_jobs(r[5].as<uint64_t>());
+    }
+    return summary;
+  });
+}
+
+absl::StatusOr<v1::Revenue> ReportRepository::Revenue(const v1::Period& period) {
+  return db_.Transact("revenue", [&](pqxx::work& tx) -> absl::StatusOr<v1::Revenue> {
+    const pqxx::row r = tx.exec_params1(
+        "SELECT coalesce(sum(t.amount_utok), 0)::bigint, count(*) FROM transfers t"
+        " JOIN ledger_accounts l ON l.ledger_account_id = t.credit_ledger_id JOIN accounts a USING (account_id)"
+        " WHERE a.kind = 'platform' AND l.bucket = 'fees' AND t.kind = 'FEE'"
+        " AND t.created_at >= to_timestamp($1 / 1000.0) AND t.created_at < to_timestamp($2 / 1000.0)",
+        period.from_ms(), ToMs(period));
+    v1::Revenue revenue;
+    *revenue.mutable_period() = period;
+    revenue.set_fee_utok(r[0].as<int64_t>());
+    revenue.set_fee_transfers(r[1].as<uint64_t>());
+    return revenue;
+  });
+}
+
+}  // namespace tessera::billing

@@ -1,0 +1,67 @@
+// `tessera billing usage|revenue`: the admin's reports over settled money.
+#include <iostream>
+
+#include "services/cli/commands.h"
+#include "tessera/v1/billing.grpc.pb.h"
+
+namespace tessera::cli {
+
+void AddReportCommands(CLI::App& billing, CliContext& ctx) {
+  auto from_ms = std::make_shared<int64_t>(0);
+  auto to_ms = std::make_shared<int64_t>(0);
+  auto group = std::make_shared<std::string>("customer");
+  auto* usage = billing.add_subcommand("usage", "Settled usage grouped by customer, provider, gpu_model or region (admin)");
+  usage->add_option("--group-by", *group, "customer, provider, gpu_model or region")
+      ->check(CLI::IsMember({"customer", "provider", "gpu_model", "region"}));
+  usage->add_option("--from-ms", *from_ms, "Period start, Unix epoch ms (default: the beginning)");
+  usage->add_option("--to-ms", *to_ms, "Period end, exclusive (default: now)");
+  usage->callback([&ctx, from_ms, to_ms, group] {
+    v1::GetUsageReportRequest request;
+    request.mutable_period()->set_from_ms(*from_ms);
+    request.mutable_period()->set_to_ms(*to_ms);
+    v1::UsageGroup g = v1::USAGE_GROUP_UNSPECIFIED;
+    std::string name = "USAGE_GROUP_" + *group;
+    for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    v1::UsageGroup_Parse(name, &g);
+    request.set_group_by(g);
+    v1::UsageReportSummary response;
+    grpc::Status s = v1::BillingService::NewStub(ctx.Channel())->GetUsageReport(ctx.Call().get(), request, &response);
+    if (!s.ok()) {
+      ctx.exit_code = ReportError(s);
+      return;
+    }
+    if (ctx.json()) {
+      std::cout << ToJson(response) << "\n";
+      return;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const v1::UsageGroupRow& r : response.rows()) {
+      rows.push_back({r.key(), std::to_string(r.gpu_ms()), FormatTokens(r.charged_utok()), FormatTokens(r.fee_utok()),
+                      std::to_string(r.reports()), std::to_string(r.jobs())});
+    }
+    PrintTable({*group, "GPU-MS", "CHARGED", "FEES", "REPORTS", "JOBS"}, rows);
+  });
+
+  auto* revenue = billing.add_subcommand("revenue", "The platform's fee revenue in a period (admin)");
+  revenue->add_option("--from-ms", *from_ms, "Period start, Unix epoch ms (default: the beginning)");
+  revenue->add_option("--to-ms", *to_ms, "Period end, exclusive (default: now)");
+  revenue->callback([&ctx, from_ms, to_ms] {
+    v1::GetRevenueRequest request;
+    request.mutable_period()->set_from_ms(*from_ms);
+    request.mutable_period()->set_to_ms(*to_ms);
+    v1::Revenue response;
+    grpc::Status s = v1::BillingService::NewStub(ctx.Channel())->GetRevenue(ctx.Call().get(), request, &response);
+    if (!s.ok()) {
+      ctx.exit_code = ReportError(s);
+      return;
+    }
+    if (ctx.json()) {
+      std::cout << ToJson(response) << "\n";
+      return;
+    }
+    std::cout << "platform fees " << FormatTokens(response.fee_utok()) << " tokens over " << response.fee_transfers()
+              << " fee transfers\n";
+  });
+}
+
+}  // namespace tessera::cli
