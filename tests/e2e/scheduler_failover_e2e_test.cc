@@ -15,11 +15,7 @@ using testing::SleepSpec;
 
 namespace {
 
-std::string Leader(Cluster& c) {
-  return testing::RunCommand({"/usr/bin/psql", c.DatabaseUrl(), "-Atc",
-                              "SELECT epoch || ' ' || leader FROM scheduler_leadership"})
-      .out;
-}
+std::string Leader(Cluster& c) { return c.Sql("SELECT epoch || ' ' || leader FROM scheduler_leadership"); }
 
 }  // namespace
 

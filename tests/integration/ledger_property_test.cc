@@ -9,6 +9,7 @@
 #include <random>
 
 #include "tests/integration/marketplace_fixture.h"
+#include "tests/support/ledger_invariants.h"
 
 using namespace tessera;
 using testing::Marketplace;
@@ -16,25 +17,10 @@ using testing::Marketplace;
 namespace {
 
 void CheckInvariants(Marketplace& m) {
-  CHECK(m.LedgerSum() == 0);
-  CHECK(m.db.Scalar("SELECT count(*) FROM ledger_accounts WHERE bucket <> 'main' AND balance_utok < 0") == "0");
-  // Each settled report's charge is counted once: in its lease's totals, its job, and the ledger.
-  CHECK(m.db.Scalar("SELECT count(*) FROM lease_totals t WHERE t.charged_utok <> (SELECT coalesce(sum(charge_utok), 0)"
-                    " FROM usage_reports u WHERE u.job_id = t.job_id AND u.attempt = t.attempt AND u.worker_id = t.worker_id"
-                    " AND u.settled) OR t.gpu_ms_total < (SELECT coalesce(sum(gpu_ms), 0) FROM usage_reports u"
-                    " WHERE u.job_id = t.job_id AND u.attempt = t.attempt AND u.worker_id = t.worker_id AND u.settled)") == "0");
-  CHECK(m.db.Scalar("SELECT count(*) FROM jobs j WHERE j.charged_utok <> (SELECT coalesce(sum(charged_utok), 0)"
-                    " FROM lease_totals t WHERE t.job_id = j.job_id) OR j.charged_utok <> (SELECT coalesce(sum(amount_utok), 0)"
-                    " FROM transfers x WHERE x.job_id = j.job_id AND x.kind IN ('CHARGE', 'FEE'))") == "0");
-  // floor(total × price / 3.6e6) per lease, unless the job's hold capped it; never above the hold.
-  CHECK(m.db.Scalar("SELECT count(*) FROM lease_totals t JOIN assignments a USING (job_id, attempt, worker_id)"
-                    " JOIN jobs j ON j.job_id = t.job_id WHERE j.charged_utok > j.hold_utok"
-                    " OR (j.charged_utok < j.hold_utok AND t.charged_utok <> (t.gpu_ms_total::numeric * a.price_utok_per_gpu_hour"
-                    "     / 3600000)::bigint - CASE WHEN (t.gpu_ms_total::numeric * a.price_utok_per_gpu_hour / 3600000)"
-                    "     < ((t.gpu_ms_total::numeric * a.price_utok_per_gpu_hour / 3600000)::bigint) THEN 1 ELSE 0 END)") == "0");
-  // The customer's escrow is exactly what its jobs still hold.
-  CHECK(m.db.Scalar("SELECT l.balance_utok = (SELECT coalesce(sum(hold_utok - charged_utok - released_utok), 0) FROM jobs)"
-                    " FROM ledger_accounts l JOIN accounts a USING (account_id) WHERE a.name = 'acme' AND l.bucket = 'escrow'") == "t");
+  for (const auto& [name, violations] : testing::LedgerInvariants()) {
+    INFO(name);
+    CHECK(m.db.Scalar(violations) == "0");
+  }
 }
 
 }  // namespace

@@ -39,11 +39,28 @@ class Cluster {
     char tmpl[] = "/tmp/tessera-e2e-XXXXXX";
     dir_ = mkdtemp(tmpl);
     std::filesystem::permissions(dir_, std::filesystem::perms(0755));
-    server_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{kBin + "/tessera", "server", "--services", services, "--listen", "127.0.0.1:0", "--data-dir", dir_ + "/data",
-                                 "--port-file", dir_ + "/port", "--lease-timeout-ms", "2000", "--no-fsync"},
-        dir_ + "/server.log");
+    server_args_ = {kBin + "/tessera", "server", "--services", services, "--listen", "127.0.0.1:0", "--data-dir", dir_ + "/data",
+                    "--port-file", dir_ + "/port", "--lease-timeout-ms", "2000", "--no-fsync"};
+    server_ = std::make_unique<ChildProcess>(server_args_, dir_ + "/server.log");
     port_ = WaitForPort(dir_ + "/port");
+  }
+
+  // SIGKILLs the server wherever it is and starts it again on the same data directory (it adopts
+  // the PostgreSQL cluster the dead one left running). The new server listens on a new port.
+  void KillAndRestartServer() {
+    server_->Signal(SIGKILL);
+    server_->Wait(10'000);
+    std::filesystem::remove(dir_ + "/port");
+    server_ = std::make_unique<ChildProcess>(server_args_, dir_ + "/server-" + std::to_string(++restarts_) + ".log");
+    port_ = WaitForPort(dir_ + "/port");
+  }
+
+  // One value from the store of record, read with psql.
+  std::string Sql(const std::string& query) {
+    testing::CommandResult r = RunCommand({"/usr/bin/psql", DatabaseUrl(), "-Atc", query});
+    REQUIRE(r.exit_code == 0);
+    while (!r.out.empty() && r.out.back() == '\n') r.out.pop_back();
+    return r.out;
   }
 
   // Another server hosting only the scheduler, on the main server's database. Returns its address.
@@ -137,6 +154,8 @@ class Cluster {
 
   std::string dir_;
   int port_ = 0;
+  std::vector<std::string> server_args_;
+  int restarts_ = 0;
   std::unique_ptr<ChildProcess> server_;
   std::map<std::string, std::unique_ptr<ChildProcess>> workers_;
   std::map<std::string, std::unique_ptr<ChildProcess>> schedulers_;
