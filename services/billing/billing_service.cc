@@ -137,6 +137,18 @@ grpc::Status BillingServiceImpl::GetRevenue(grpc::ServerContext*, const v1::GetR
   return Reply(reports_.Revenue(request->period()), response);
 }
 
+grpc::Status BillingServiceImpl::ExportUsage(grpc::ServerContext* context, const v1::ExportUsageRequest* request,
+                                             grpc::ServerWriter<v1::ExportChunk>* writer) {
+  if (grpc::Status s = ValidatePeriod(request->period()); !s.ok()) return s;
+  if (!v1::ExportFormat_IsValid(request->format())) return {grpc::StatusCode::INVALID_ARGUMENT, "format is not an export format"};
+  absl::Status exported = reports_.ExportUsage(*request, [&](std::string data) {
+    v1::ExportChunk chunk;
+    chunk.set_data(std::move(data));
+    return !context->IsCancelled() && writer->Write(chunk);
+  });
+  return ToGrpcStatus(exported);
+}
+
 grpc::Status AdminServiceImpl::CreateAccount(grpc::ServerContext*, const v1::CreateAccountRequest* request,
                                              v1::Account* response) {
   if (absl::Status s = intake::ValidateName("name", request->name()); !s.ok()) return Invalid(s);

@@ -28,6 +28,7 @@ class BillingServiceImpl final : public v1::BillingService::Service {
   grpc::Status RejectPayout(grpc::ServerContext*, const v1::DecidePayoutRequest*, v1::Payout*) override;
   grpc::Status GetUsageReport(grpc::ServerContext*, const v1::GetUsageReportRequest*, v1::UsageReportSummary*) override;
   grpc::Status GetRevenue(grpc::ServerContext*, const v1::GetRevenueRequest*, v1::Revenue*) override;
+  grpc::Status ExportUsage(grpc::ServerContext*, const v1::ExportUsageRequest*, grpc::ServerWriter<v1::ExportChunk>*) override;
 
  private:
   BillingRepository& repo_;

@@ -48,6 +48,52 @@ absl::StatusOr<v1::UsageReportSummary> ReportRepository::UsageReport(const v1::G
   });
 }
 
+absl::Status ReportRepository::ExportUsage(const v1::ExportUsageRequest& request,
+                                          const std::function<bool(std::string)>& sink) {
+  constexpr int kRowsPerChunk = 2'000;
+  static constexpr const char* kColumns[] = {"batch_id", "leaf_index", "job_id", "attempt", "worker_id", "seq", "gpu_ms",
+                                             "measured_at_ms", "charge_utok", "fee_utok", "customer", "provider", "settled_at_ms"};
+  const bool json = request.format() == v1::EXPORT_FORMAT_JSON_LINES;
+  if (!json) {
+    std::string header;
+    for (const char* c : kColumns) header += (header.empty() ? "" : ",") + std::string(c);
+    if (!sink(header + "\n")) return absl::OkStatus();
+  }
+  int64_t after_batch = 0, after_leaf = -1;
+  while (true) {
+    absl::StatusOr<std::string> chunk = db_.Transact("export usage", [&](pqxx::work& tx) -> absl::StatusOr<std::string> {
+      const pqxx::result rows = tx.exec_params(
+          "SELECT u.batch_id, u.leaf_index, u.job_id, u.attempt, u.worker_id, u.seq, u.gpu_ms, u.measured_at_ms, u.charge_utok,"
+          " u.fee_utok, customer.name, provider.name, (extract(epoch FROM b.created_at) * 1000)::bigint"
+          " FROM settlement_batches b JOIN usage_reports u ON u.batch_id = b.batch_id"
+          " JOIN jobs j ON j.job_id = u.job_id JOIN accounts customer ON customer.account_id = j.account_id"
+          " JOIN workers w ON w.worker_id = u.worker_id JOIN accounts provider ON provider.account_id = w.provider_account_id"
+          " WHERE b.created_at >= to_timestamp($1 / 1000.0) AND b.created_at < to_timestamp($2 / 1000.0)"
+          " AND (u.batch_id, u.leaf_index) > ($3, $4) ORDER BY u.batch_id, u.leaf_index LIMIT $5",
+          request.period().from_ms(), ToMs(request.period()), after_batch, after_leaf, kRowsPerChunk);
+      std::string out;
+      for (const pqxx::row& r : rows) {
+        std::string line;
+        for (int i = 0; i < static_cast<int>(std::size(kColumns)); ++i) {
+          // Account names are [a-z0-9_-]: no quoting is ever needed, in CSV or JSON.
+          const bool text = i == 10 || i == 11;
+          if (json) {
+            line += absl::StrCat(i == 0 ? "{" : ",", "\"", kColumns[i], "\":", text ? "\"" : "", r[i].c_str(), text ? "\"" : "");
+          } else {
+            line += absl::StrCat(i == 0 ? "" : ",", r[i].c_str());
+          }
+        }
+        out += line + (json ? "}\n" : "\n");
+        after_batch = r[0].as<int64_t>();
+        after_leaf = r[1].as<int64_t>();
+      }
+      return out;
+    });
+    if (!chunk.ok()) return chunk.status();
+    if (chunk->empty() || !sink(*std::move(chunk))) return absl::OkStatus();
+  }
+}
+
 absl::StatusOr<v1::Revenue> ReportRepository::Revenue(const v1::Period& period) {
   return db_.Transact("revenue", [&](pqxx::work& tx) -> absl::StatusOr<v1::Revenue> {
     const pqxx::row r = tx.exec_params1(

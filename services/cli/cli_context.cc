@@ -38,7 +38,30 @@ std::string ToJson(const google::protobuf::Message& message) {
   return out;
 }
 
+namespace {
+bool tables_as_csv = false;
+
+std::string CsvField(const std::string& field) {
+  if (field.find_first_of(",\"\r\n") == std::string::npos) return field;
+  std::string quoted = "\"";
+  for (char c : field) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return quoted + "\"";
+}
+}  // namespace
+
+void PrintTablesAsCsv(bool csv) { tables_as_csv = csv; }
+
 void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  if (tables_as_csv) {
+    auto print_csv = [](const std::vector<std::string>& row) {
+      std::string line;
+      for (size_t i = 0; i < row.size(); ++i) line += (i > 0 ? "," : "") + CsvField(row[i]);
+      std::cout << line << "\r\n";
+    };
+    print_csv(header);
+    for (const auto& row : rows) print_csv(row);
+    return;
+  }
   std::vector<size_t> width(header.size());
   for (size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
   for (const auto& row : rows) {

@@ -15,7 +15,7 @@ namespace tessera::cli {
 
 struct CliContext {
   std::string server = "127.0.0.1:7070";
-  std::string output = "table";  // table | json
+  std::string output = "table";  // table | csv | json
   int timeout_ms = 10'000;
   int exit_code = 0;  // set by the subcommand that ran
 
@@ -31,7 +31,11 @@ int ReportError(const grpc::Status& status);
 // One protobuf message as a line of JSON (field names as in the .proto).
 std::string ToJson(const google::protobuf::Message& message);
 
-// Prints rows as an aligned table with a header.
+// Tables print as CSV (RFC 4180: a header line, fields quoted when needed) instead of aligned
+// columns; set from `-o csv`.
+void PrintTablesAsCsv(bool csv);
+
+// Prints rows as an aligned table with a header (or as CSV, see above).
 void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
 
 // A fresh key for a money call the user gave no --idempotency-key for (24 hex characters).

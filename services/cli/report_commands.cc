@@ -42,6 +42,23 @@ void AddReportCommands(CLI::App& billing, CliContext& ctx) {
     PrintTable({*group, "GPU-MS", "CHARGED", "FEES", "REPORTS", "JOBS"}, rows);
   });
 
+  auto* exported = billing.add_subcommand("export", "Every settled usage report in a period, for accounting (admin)");
+  auto format = std::make_shared<std::string>("csv");
+  exported->add_option("--format", *format, "csv or jsonl")->check(CLI::IsMember({"csv", "jsonl"}));
+  exported->add_option("--from-ms", *from_ms, "Period start, Unix epoch ms (default: the beginning)");
+  exported->add_option("--to-ms", *to_ms, "Period end, exclusive (default: now)");
+  exported->callback([&ctx, from_ms, to_ms, format] {
+    v1::ExportUsageRequest request;
+    request.mutable_period()->set_from_ms(*from_ms);
+    request.mutable_period()->set_to_ms(*to_ms);
+    request.set_format(*format == "jsonl" ? v1::EXPORT_FORMAT_JSON_LINES : v1::EXPORT_FORMAT_CSV);
+    auto context = ctx.Call();
+    auto reader = v1::BillingService::NewStub(ctx.Channel())->ExportUsage(context.get(), request);
+    v1::ExportChunk chunk;
+    while (reader->Read(&chunk)) std::cout << chunk.data();
+    if (grpc::Status s = reader->Finish(); !s.ok()) ctx.exit_code = ReportError(s);
+  });
+
   auto* revenue = billing.add_subcommand("revenue", "The platform's fee revenue in a period (admin)");
   revenue->add_option("--from-ms", *from_ms, "Period start, Unix epoch ms (default: the beginning)");
   revenue->add_option("--to-ms", *to_ms, "Period end, exclusive (default: now)");

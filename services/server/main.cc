@@ -14,7 +14,9 @@ int main(int argc, char** argv) {
   CLI::App app{"Tessera: a decentralized GPU compute marketplace"};
   app.require_subcommand(1);
   app.add_option("--server", ctx.server, "Server address (env TESSERA_SERVER)");
-  app.add_option("--output,-o", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
+  app.add_option("--output,-o", ctx.output, "table, csv or json")
+      ->check(CLI::IsMember({"table", "csv", "json"}))
+      ->each([](const std::string& format) { tessera::cli::PrintTablesAsCsv(format == "csv"); });
   app.add_option("--timeout-ms", ctx.timeout_ms, "Deadline of each call");
   tessera::server::AddServerCommands(app, ctx);
   tessera::cli::AddAccountCommands(app, ctx);

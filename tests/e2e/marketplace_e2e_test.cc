@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -172,6 +173,13 @@ TEST_CASE("customers, workers and the ledger end to end; a killed worker's job f
   REQUIRE(by_provider.rows_size() == 1);
   CHECK(by_provider.rows(0).charged_utok() == charged);
   CHECK(FromJson<v1::Revenue>(c.Cli({"-o", "json", "billing", "revenue"}).out).fee_utok() == fees);
+  CHECK(c.Cli({"-o", "csv", "billing", "usage", "--group-by", "region"}).out.starts_with("region,GPU-MS,CHARGED,FEES,REPORTS,JOBS\r\n"));
+  const std::string csv = c.Cli({"billing", "export"}).out;
+  CHECK(csv.starts_with("batch_id,leaf_index,job_id,attempt,worker_id,seq,gpu_ms,"));
+  CHECK(static_cast<uint64_t>(std::count(csv.begin(), csv.end(), '\n')) == by_provider.rows(0).reports() + 1);
+  const std::string jsonl = c.Cli({"billing", "export", "--format", "jsonl"}).out;
+  CHECK(jsonl.starts_with("{\"batch_id\":"));
+  CHECK_THAT(jsonl, Catch::Contains("\"provider\":\"gpuco\""));
   const std::string human = c.Cli({"billing", "invoice", std::to_string(job_k)}).out;
   CHECK_THAT(human, Catch::Contains("final"));
 
