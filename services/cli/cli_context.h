@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,5 +44,20 @@ std::string RandomIdempotencyKey();
 
 // 12345678 µT → "12.345678" (exact, integer arithmetic).
 std::string FormatTokens(int64_t utok);
+
+// Runs one unary call, `call(grpc::ClientContext*, Response*)`, and shows its answer: the error on
+// stderr (exit code 1), the response as JSON with -o json, or else `print(response)`.
+template <typename Response, typename Call, typename Print>
+void Show(CliContext& ctx, Call&& call, Print&& print) {
+  Response response;
+  grpc::Status s = call(ctx.Call().get(), &response);
+  if (!s.ok()) {
+    ctx.exit_code = ReportError(s);
+  } else if (ctx.json()) {
+    std::cout << ToJson(response) << "\n";
+  } else {
+    print(response);
+  }
+}
 
 }  // namespace tessera::cli

@@ -21,19 +21,13 @@ void PrintPayouts(const google::protobuf::RepeatedPtrField<v1::Payout>& payouts)
 template <typename Request, typename Call>
 void PayoutCall(CliContext& ctx, const Request& request, Call call) {
   auto stub = v1::BillingService::NewStub(ctx.Channel());
-  v1::Payout response;
-  grpc::Status s = call(*stub, request, &response);
-  if (!s.ok()) {
-    ctx.exit_code = ReportError(s);
-    return;
-  }
-  if (ctx.json()) {
-    std::cout << ToJson(response) << "\n";
-    return;
-  }
-  google::protobuf::RepeatedPtrField<v1::Payout> one;
-  *one.Add() = response;
-  PrintPayouts(one);
+  Show<v1::Payout>(
+      ctx, [&](grpc::ClientContext* c, v1::Payout* out) { return call(*stub, c, request, out); },
+      [](const v1::Payout& p) {
+        google::protobuf::RepeatedPtrField<v1::Payout> one;
+        *one.Add() = p;
+        PrintPayouts(one);
+      });
 }
 
 }  // namespace
@@ -53,9 +47,7 @@ void AddPayoutCommands(CLI::App& billing, CliContext& ctx) {
     r.set_account(*account);
     r.set_amount_utok(*amount);
     r.set_idempotency_key(key->empty() ? RandomIdempotencyKey() : *key);
-    PayoutCall(ctx, r, [&](v1::BillingService::Stub& stub, const auto& req, v1::Payout* out) {
-      return stub.RequestPayout(ctx.Call().get(), req, out);
-    });
+    PayoutCall(ctx, r, [](auto& stub, auto* c, const auto& req, auto* out) { return stub.RequestPayout(c, req, out); });
   });
 
   auto* list = payout->add_subcommand("list", "Payouts, newest first");
@@ -72,13 +64,10 @@ void AddPayoutCommands(CLI::App& billing, CliContext& ctx) {
       return;
     }
     r.set_state(parsed);
-    v1::ListPayoutsResponse response;
-    grpc::Status s = v1::BillingService::NewStub(ctx.Channel())->ListPayouts(ctx.Call().get(), r, &response);
-    if (!s.ok()) {
-      ctx.exit_code = ReportError(s);
-      return;
-    }
-    ctx.json() ? void(std::cout << ToJson(response) << "\n") : PrintPayouts(response.payouts());
+    auto stub = v1::BillingService::NewStub(ctx.Channel());
+    Show<v1::ListPayoutsResponse>(
+        ctx, [&](grpc::ClientContext* c, auto* out) { return stub->ListPayouts(c, r, out); },
+        [](const v1::ListPayoutsResponse& response) { PrintPayouts(response.payouts()); });
   });
 
   auto payout_id = std::make_shared<int64_t>(0);
@@ -88,9 +77,7 @@ void AddPayoutCommands(CLI::App& billing, CliContext& ctx) {
   approve->callback([&ctx, payout_id] {
     v1::DecidePayoutRequest r;
     r.set_payout_id(*payout_id);
-    PayoutCall(ctx, r, [&](v1::BillingService::Stub& stub, const auto& req, v1::Payout* out) {
-      return stub.ApprovePayout(ctx.Call().get(), req, out);
-    });
+    PayoutCall(ctx, r, [](auto& stub, auto* c, const auto& req, auto* out) { return stub.ApprovePayout(c, req, out); });
   });
   auto* reject = payout->add_subcommand("reject", "Return a requested payout to the provider's earnings (admin)");
   reject->add_option("payout_id", *payout_id)->required();
@@ -99,9 +86,7 @@ void AddPayoutCommands(CLI::App& billing, CliContext& ctx) {
     v1::DecidePayoutRequest r;
     r.set_payout_id(*payout_id);
     r.set_reason(*reason);
-    PayoutCall(ctx, r, [&](v1::BillingService::Stub& stub, const auto& req, v1::Payout* out) {
-      return stub.RejectPayout(ctx.Call().get(), req, out);
-    });
+    PayoutCall(ctx, r, [](auto& stub, auto* c, const auto& req, auto* out) { return stub.RejectPayout(c, req, out); });
   });
 }
 

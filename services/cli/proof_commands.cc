@@ -38,23 +38,18 @@ void AddProofCommands(CLI::App& billing, CliContext& ctx) {
     request.set_seq(*seq);
     request.set_attempt(*attempt);
     request.set_worker_id(*worker);
-    v1::UsageProof response;
-    grpc::Status s = v1::BillingService::NewStub(ctx.Channel())->GetUsageProof(ctx.Call().get(), request, &response);
-    if (!s.ok()) {
-      ctx.exit_code = ReportError(s);
-      return;
-    }
-    if (ctx.json()) {
-      std::cout << ToJson(response) << "\n";
-      return;
-    }
-    PrintTable({"JOB", "ATTEMPT", "WORKER", "SEQ", "GPU-MS", "CHARGE", "FEE", "BATCH", "LEAF"},
-               {{std::to_string(response.job_id()), std::to_string(response.attempt()), std::to_string(response.worker_id()),
-                 std::to_string(response.seq()), std::to_string(response.gpu_ms()), FormatTokens(response.charge_utok()),
-                 FormatTokens(response.fee_utok()), std::to_string(response.batch_id()),
-                 std::to_string(response.leaf_index()) + " of " + std::to_string(response.tree_size())}});
-    std::cout << "root " << HexOf(response.merkle_root()) << "\n";
-    for (const std::string& p : response.path()) std::cout << "path " << HexOf(p) << "\n";
+    auto stub = v1::BillingService::NewStub(ctx.Channel());
+    Show<v1::UsageProof>(
+        ctx, [&](grpc::ClientContext* c, v1::UsageProof* out) { return stub->GetUsageProof(c, request, out); },
+        [](const v1::UsageProof& p) {
+          PrintTable({"JOB", "ATTEMPT", "WORKER", "SEQ", "GPU-MS", "CHARGE", "FEE", "BATCH", "LEAF"},
+                     {{std::to_string(p.job_id()), std::to_string(p.attempt()), std::to_string(p.worker_id()),
+                       std::to_string(p.seq()), std::to_string(p.gpu_ms()), FormatTokens(p.charge_utok()),
+                       FormatTokens(p.fee_utok()), std::to_string(p.batch_id()),
+                       std::to_string(p.leaf_index()) + " of " + std::to_string(p.tree_size())}});
+          std::cout << "root " << HexOf(p.merkle_root()) << "\n";
+          for (const std::string& h : p.path()) std::cout << "path " << HexOf(h) << "\n";
+        });
   });
 
   auto* verify = billing.add_subcommand("verify-proof", "Check a saved proof offline (exit 0 iff it holds)");
@@ -95,22 +90,17 @@ void AddProofCommands(CLI::App& billing, CliContext& ctx) {
   batches->callback([&ctx, page_size] {
     v1::ListSettlementBatchesRequest request;
     request.set_page_size(*page_size);
-    v1::ListSettlementBatchesResponse response;
-    grpc::Status s = v1::BillingService::NewStub(ctx.Channel())->ListSettlementBatches(ctx.Call().get(), request, &response);
-    if (!s.ok()) {
-      ctx.exit_code = ReportError(s);
-      return;
-    }
-    if (ctx.json()) {
-      std::cout << ToJson(response) << "\n";
-      return;
-    }
-    std::vector<std::vector<std::string>> rows;
-    for (const v1::SettlementBatch& b : response.batches()) {
-      rows.push_back({std::to_string(b.batch_id()), std::to_string(b.reports()), FormatTokens(b.charged_utok()),
-                      FormatTokens(b.fee_utok()), HexOf(b.merkle_root())});
-    }
-    PrintTable({"BATCH", "REPORTS", "CHARGED", "FEES", "MERKLE ROOT"}, rows);
+    auto stub = v1::BillingService::NewStub(ctx.Channel());
+    Show<v1::ListSettlementBatchesResponse>(
+        ctx, [&](grpc::ClientContext* c, auto* out) { return stub->ListSettlementBatches(c, request, out); },
+        [](const v1::ListSettlementBatchesResponse& response) {
+          std::vector<std::vector<std::string>> rows;
+          for (const v1::SettlementBatch& b : response.batches()) {
+            rows.push_back({std::to_string(b.batch_id()), std::to_string(b.reports()), FormatTokens(b.charged_utok()),
+                            FormatTokens(b.fee_utok()), HexOf(b.merkle_root())});
+          }
+          PrintTable({"BATCH", "REPORTS", "CHARGED", "FEES", "MERKLE ROOT"}, rows);
+        });
   });
 }
 

@@ -24,22 +24,17 @@ void AddReportCommands(CLI::App& billing, CliContext& ctx) {
     for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     v1::UsageGroup_Parse(name, &g);
     request.set_group_by(g);
-    v1::UsageReportSummary response;
-    grpc::Status s = v1::BillingService::NewStub(ctx.Channel())->GetUsageReport(ctx.Call().get(), request, &response);
-    if (!s.ok()) {
-      ctx.exit_code = ReportError(s);
-      return;
-    }
-    if (ctx.json()) {
-      std::cout << ToJson(response) << "\n";
-      return;
-    }
-    std::vector<std::vector<std::string>> rows;
-    for (const v1::UsageGroupRow& r : response.rows()) {
-      rows.push_back({r.key(), std::to_string(r.gpu_ms()), FormatTokens(r.charged_utok()), FormatTokens(r.fee_utok()),
-                      std::to_string(r.reports()), std::to_string(r.jobs())});
-    }
-    PrintTable({*group, "GPU-MS", "CHARGED", "FEES", "REPORTS", "JOBS"}, rows);
+    auto stub = v1::BillingService::NewStub(ctx.Channel());
+    Show<v1::UsageReportSummary>(
+        ctx, [&](grpc::ClientContext* c, auto* out) { return stub->GetUsageReport(c, request, out); },
+        [&](const v1::UsageReportSummary& response) {
+          std::vector<std::vector<std::string>> rows;
+          for (const v1::UsageGroupRow& r : response.rows()) {
+            rows.push_back({r.key(), std::to_string(r.gpu_ms()), FormatTokens(r.charged_utok()), FormatTokens(r.fee_utok()),
+                            std::to_string(r.reports()), std::to_string(r.jobs())});
+          }
+          PrintTable({*group, "GPU-MS", "CHARGED", "FEES", "REPORTS", "JOBS"}, rows);
+        });
   });
 
   auto* exported = billing.add_subcommand("export", "Every settled usage report in a period, for accounting (admin)");
@@ -66,18 +61,12 @@ void AddReportCommands(CLI::App& billing, CliContext& ctx) {
     v1::GetRevenueRequest request;
     request.mutable_period()->set_from_ms(*from_ms);
     request.mutable_period()->set_to_ms(*to_ms);
-    v1::Revenue response;
-    grpc::Status s = v1::BillingService::NewStub(ctx.Channel())->GetRevenue(ctx.Call().get(), request, &response);
-    if (!s.ok()) {
-      ctx.exit_code = ReportError(s);
-      return;
-    }
-    if (ctx.json()) {
-      std::cout << ToJson(response) << "\n";
-      return;
-    }
-    std::cout << "platform fees " << FormatTokens(response.fee_utok()) << " tokens over " << response.fee_transfers()
-              << " fee transfers\n";
+    auto stub = v1::BillingService::NewStub(ctx.Channel());
+    Show<v1::Revenue>(
+        ctx, [&](grpc::ClientContext* c, auto* out) { return stub->GetRevenue(c, request, out); },
+        [](const v1::Revenue& r) {
+          std::cout << "platform fees " << FormatTokens(r.fee_utok()) << " tokens over " << r.fee_transfers() << " fee transfers\n";
+        });
   });
 }
 
