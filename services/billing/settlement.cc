@@ -169,7 +169,21 @@ int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>
 }
 
 // Releases the unspent escrow of ended jobs whose usage is all settled.
-int64_t ReleaseEndedJobs(pqxx::work& tx, int max_jobs, std::vector<TransferSpec>& transfers) {
+// Jobs whose escrow this pass releases, and how much; marked released after the transfers post
+// (the database refuses any transfer against a hold already released).
+struct Releases {
+  std::vector<int64_t> jobs, amounts;
+};
+
+void MarkReleased(pqxx::work& tx, const Releases& releases) {
+  if (releases.jobs.empty()) return;
+  tx.exec_params0(
+      "UPDATE jobs j SET escrow_released = true, released_utok = s.released"
+      " FROM unnest($1::bigint[], $2::bigint[]) AS s(job_id, released) WHERE j.job_id = s.job_id",
+      ArrayLiteral(releases.jobs), ArrayLiteral(releases.amounts));
+}
+
+int64_t ReleaseEndedJobs(pqxx::work& tx, int max_jobs, std::vector<TransferSpec>& transfers, Releases& releases) {
   const pqxx::result rows = tx.exec_params(
       "SELECT j.job_id, j.hold_utok - j.charged_utok, es.ledger_account_id, av.ledger_account_id FROM jobs j"
       " JOIN ledger_accounts es ON es.account_id = j.account_id AND es.bucket = 'escrow'"
@@ -178,7 +192,6 @@ int64_t ReleaseEndedJobs(pqxx::work& tx, int max_jobs, std::vector<TransferSpec>
       " AND NOT EXISTS (SELECT 1 FROM usage_reports u WHERE u.job_id = j.job_id AND NOT u.settled)"
       " ORDER BY j.job_id LIMIT $1 FOR NO KEY UPDATE OF j SKIP LOCKED",
       max_jobs);
-  std::vector<int64_t> ids, released;
   for (const pqxx::row& r : rows) {
     const auto job_id = r[0].as<int64_t>();
     const auto unspent = r[1].as<int64_t>();
@@ -188,16 +201,10 @@ int64_t ReleaseEndedJobs(pqxx::work& tx, int max_jobs, std::vector<TransferSpec>
                            .debit_ledger_id = r[2].as<int64_t>(), .credit_ledger_id = r[3].as<int64_t>(),
                            .amount_utok = unspent, .job_id = job_id});
     }
-    ids.push_back(job_id);
-    released.push_back(unspent);
+    releases.jobs.push_back(job_id);
+    releases.amounts.push_back(unspent);
   }
-  if (!ids.empty()) {
-    tx.exec_params0(
-        "UPDATE jobs j SET escrow_released = true, released_utok = s.released"
-        " FROM unnest($1::bigint[], $2::bigint[]) AS s(job_id, released) WHERE j.job_id = s.job_id",
-        ArrayLiteral(ids), ArrayLiteral(released));
-  }
-  return static_cast<int64_t>(ids.size());
+  return static_cast<int64_t>(rows.size());
 }
 
 }  // namespace
@@ -210,8 +217,10 @@ absl::StatusOr<SettleStats> Settlement::SettleOnce(int max_reports) {
     if (!tx.exec_params1("SELECT pg_try_advisory_xact_lock($1)", kSettlementLockKey)[0].as<bool>()) return stats;
     std::vector<TransferSpec> transfers;
     stats.reports_settled = ChargeReports(tx, max_reports, transfers);
-    stats.jobs_released = ReleaseEndedJobs(tx, max_reports, transfers);
+    Releases releases;
+    stats.jobs_released = ReleaseEndedJobs(tx, max_reports, transfers, releases);
     stats.transfers_posted = PostTransfers(tx, transfers);
+    MarkReleased(tx, releases);
     return stats;
   });
 }

@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include "services/billing/ledger.h"
 #include "services/billing/usage_proof.h"
 #include "services/common/money.h"
 #include "tests/integration/marketplace_fixture.h"
@@ -61,6 +62,21 @@ TEST_CASE("submit → assign → usage → settle → release leaves the ledger 
   CHECK(m.Balance("gpuco").earnings_utok() == charge - fee);
   CHECK(m.LedgerSum() == 0);
   CHECK(m.db.Scalar("SELECT string_agg(state, ',' ORDER BY event_id) FROM job_events") == "QUEUED,ASSIGNED,SUCCEEDED");
+
+  // The hold is closed: the database refuses any further charge or release against it.
+  for (const char* kind : {"CHARGE", "RELEASE"}) {
+    absl::Status late = m.db.store().Transact("late post", [&](pqxx::work& tx) -> absl::Status {
+      billing::PostTransfers(tx, {{.idempotency_key = std::string("late-") + kind, .kind = kind,
+                                   .debit_ledger_id = *billing::LedgerId(tx, "acme", "escrow"),
+                                   .credit_ledger_id = *billing::LedgerId(tx, "acme", "available"), .amount_utok = 1,
+                                   .job_id = job}});
+      return absl::OkStatus();
+    });
+    INFO(kind);
+    CHECK_FALSE(late.ok());
+    CHECK_THAT(std::string(late.message()), Catch::Contains("is already released"));
+  }
+  CHECK(m.LedgerSum() == 0);
 }
 
 TEST_CASE("a duplicated usage report is acknowledged and charged once", "[integration][billing]") {
