@@ -127,7 +127,10 @@ grpc::Status BillingServiceImpl::GetUsageReport(grpc::ServerContext*, const v1::
                                                 v1::UsageReportSummary* response) {
   if (grpc::Status s = ValidatePeriod(request->period()); !s.ok()) return s;
   if (request->group_by() == v1::USAGE_GROUP_UNSPECIFIED || !v1::UsageGroup_IsValid(request->group_by())) {
-    return {grpc::StatusCode::INVALID_ARGUMENT, "group_by must be CUSTOMER, PROVIDER, GPU_MODEL or REGION"};
+    return {grpc::StatusCode::INVALID_ARGUMENT, "group_by must be CUSTOMER, PROVIDER, GPU_MODEL, REGION or WORKER"};
+  }
+  if (!request->account().empty()) {
+    if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
   }
   return Reply(reports_.UsageReport(*request), response);
 }

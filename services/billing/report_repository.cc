@@ -18,6 +18,7 @@ absl::StatusOr<v1::UsageReportSummary> ReportRepository::UsageReport(const v1::G
     case v1::USAGE_GROUP_CUSTOMER: key = "customer.name"; break;
     case v1::USAGE_GROUP_PROVIDER: key = "provider.name"; break;
     case v1::USAGE_GROUP_GPU_MODEL: key = "g.model"; break;
+    case v1::USAGE_GROUP_WORKER: key = "w.worker_id || '/' || w.name"; break;
     default: key = "w.region"; break;
   }
   return db_.Transact("usage report", [&](pqxx::work& tx) -> absl::StatusOr<v1::UsageReportSummary> {
@@ -30,8 +31,9 @@ absl::StatusOr<v1::UsageReportSummary> ReportRepository::UsageReport(const v1::G
         " JOIN workers w ON w.worker_id = u.worker_id JOIN accounts provider ON provider.account_id = w.provider_account_id"
         " JOIN gpus g ON g.worker_id = u.worker_id AND g.gpu_index = a.gpu_indexes[1]"
         " WHERE b.created_at >= to_timestamp($1 / 1000.0) AND b.created_at < to_timestamp($2 / 1000.0)"
+        " AND ($3 = '' OR customer.name = $3 OR provider.name = $3)"
         " GROUP BY 1 ORDER BY 3 DESC, 1"),
-        request.period().from_ms(), ToMs(request.period()));
+        request.period().from_ms(), ToMs(request.period()), request.account());
     v1::UsageReportSummary summary;
     *summary.mutable_period() = request.period();
     summary.set_group_by(request.group_by());

@@ -1,4 +1,5 @@
-// `tessera billing usage|revenue`: the admin's reports over settled money.
+// `tessera billing usage|export|revenue`: reports over settled money (a provider's earnings by
+// worker with --account; everything else is the admin's).
 #include <iostream>
 
 #include "services/cli/commands.h"
@@ -11,12 +12,15 @@ void AddReportCommands(CLI::App& billing, CliContext& ctx) {
   auto to_ms = std::make_shared<int64_t>(0);
   auto group = std::make_shared<std::string>("customer");
   auto* usage = billing.add_subcommand("usage", "Settled usage grouped by customer, provider, gpu_model or region (admin)");
-  usage->add_option("--group-by", *group, "customer, provider, gpu_model or region")
-      ->check(CLI::IsMember({"customer", "provider", "gpu_model", "region"}));
+  auto account = std::make_shared<std::string>();
+  usage->add_option("--group-by", *group, "customer, provider, gpu_model, region or worker")
+      ->check(CLI::IsMember({"customer", "provider", "gpu_model", "region", "worker"}));
+  usage->add_option("--account", *account, "Only this customer's or provider's usage (a provider's earnings)");
   usage->add_option("--from-ms", *from_ms, "Period start, Unix epoch ms (default: the beginning)");
   usage->add_option("--to-ms", *to_ms, "Period end, exclusive (default: now)");
-  usage->callback([&ctx, from_ms, to_ms, group] {
+  usage->callback([&ctx, from_ms, to_ms, group, account] {
     v1::GetUsageReportRequest request;
+    request.set_account(*account);
     request.mutable_period()->set_from_ms(*from_ms);
     request.mutable_period()->set_to_ms(*to_ms);
     v1::UsageGroup g = v1::USAGE_GROUP_UNSPECIFIED;

@@ -395,6 +395,16 @@ TEST_CASE("admin reports: settled usage by customer, provider, GPU model and reg
     CHECK(report->rows(0).reports() == 2);
     CHECK(report->rows(0).jobs() == 1);
   }
+  v1::GetUsageReportRequest by_worker;
+  by_worker.set_group_by(v1::USAGE_GROUP_WORKER);
+  by_worker.set_account("gpuco");  // a provider's earnings by machine
+  auto earnings = m.reports.UsageReport(by_worker);
+  REQUIRE(earnings.ok());
+  REQUIRE(earnings->rows_size() == 1);
+  CHECK(earnings->rows(0).key() == std::to_string(m.worker) + "/w1");
+  CHECK(earnings->rows(0).charged_utok() - earnings->rows(0).fee_utok() == 900'000);
+  by_worker.set_account("someone-else");
+  CHECK(m.reports.UsageReport(by_worker)->rows_size() == 0);
   v1::Period all;
   auto revenue = m.reports.Revenue(all);
   REQUIRE(revenue.ok());
