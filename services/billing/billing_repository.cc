@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/billing/merkle.h"
+#include "services/billing/period.h"
 #include "services/billing/usage_proof.h"
 #include "services/common/pagination.h"
 #include "services/billing/ledger.h"
@@ -107,8 +108,7 @@ absl::StatusOr<v1::ListTransfersResponse> BillingRepository::ListTransfers(const
                      "   AND created_at >= to_timestamp($4 / 1000.0) AND created_at < to_timestamp($5 / 1000.0)"
                      "   ORDER BY transfer_id DESC LIMIT $3))"
                      " ORDER BY t.transfer_id DESC LIMIT $3"),
-        store::ArrayLiteral(ledger_ids), before, page_size + 1, request.from_ms(),
-        request.to_ms() > 0 ? request.to_ms() : INT64_MAX / 1000);
+        store::ArrayLiteral(ledger_ids), before, page_size + 1, request.period().from_ms(), PeriodEndMs(request.period()));
     v1::ListTransfersResponse response;
     for (pqxx::result::size_type i = 0; i < rows.size() && i < page_size; ++i) *response.add_transfers() = TransferFromRow(rows[i]);
     if (rows.size() > page_size) response.set_next_page_token(std::to_string(response.transfers().rbegin()->transfer_id()));

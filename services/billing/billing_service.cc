@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "services/billing/period.h"
 #include "services/common/grpc_status.h"
 #include "services/intake/job_spec_validator.h"
 
@@ -19,12 +20,6 @@ grpc::Status Reply(absl::StatusOr<T> result, T* response) {
 
 grpc::Status Invalid(const absl::Status& s) { return ToGrpcStatus(s); }
 
-grpc::Status ValidatePeriod(const v1::Period& p) {
-  if (p.from_ms() < 0 || p.to_ms() < 0 || (p.to_ms() > 0 && p.to_ms() <= p.from_ms())) {
-    return {grpc::StatusCode::INVALID_ARGUMENT, "period: from_ms and to_ms must be 0 or positive, with from_ms < to_ms"};
-  }
-  return grpc::Status::OK;
-}
 
 }  // namespace
 
@@ -47,9 +42,7 @@ grpc::Status BillingServiceImpl::GetBalance(grpc::ServerContext*, const v1::GetB
 grpc::Status BillingServiceImpl::ListTransfers(grpc::ServerContext*, const v1::ListTransfersRequest* request,
                                                v1::ListTransfersResponse* response) {
   if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
-  if (request->from_ms() < 0 || request->to_ms() < 0 || (request->to_ms() > 0 && request->to_ms() <= request->from_ms())) {
-    return {grpc::StatusCode::INVALID_ARGUMENT, "from_ms and to_ms must be 0 or positive, with from_ms < to_ms"};
-  }
+  if (absl::Status s = ValidatePeriod(request->period()); !s.ok()) return Invalid(s);
   return Reply(repo_.ListTransfers(*request), response);
 }
 
@@ -125,7 +118,7 @@ grpc::Status BillingServiceImpl::RejectPayout(grpc::ServerContext*, const v1::De
 
 grpc::Status BillingServiceImpl::GetUsageReport(grpc::ServerContext*, const v1::GetUsageReportRequest* request,
                                                 v1::UsageReportSummary* response) {
-  if (grpc::Status s = ValidatePeriod(request->period()); !s.ok()) return s;
+  if (absl::Status s = ValidatePeriod(request->period()); !s.ok()) return Invalid(s);
   if (request->group_by() == v1::USAGE_GROUP_UNSPECIFIED || !v1::UsageGroup_IsValid(request->group_by())) {
     return {grpc::StatusCode::INVALID_ARGUMENT, "group_by must be CUSTOMER, PROVIDER, GPU_MODEL, REGION or WORKER"};
   }
@@ -136,13 +129,13 @@ grpc::Status BillingServiceImpl::GetUsageReport(grpc::ServerContext*, const v1::
 }
 
 grpc::Status BillingServiceImpl::GetRevenue(grpc::ServerContext*, const v1::GetRevenueRequest* request, v1::Revenue* response) {
-  if (grpc::Status s = ValidatePeriod(request->period()); !s.ok()) return s;
+  if (absl::Status s = ValidatePeriod(request->period()); !s.ok()) return Invalid(s);
   return Reply(reports_.Revenue(request->period()), response);
 }
 
 grpc::Status BillingServiceImpl::ExportUsage(grpc::ServerContext* context, const v1::ExportUsageRequest* request,
                                              grpc::ServerWriter<v1::ExportChunk>* writer) {
-  if (grpc::Status s = ValidatePeriod(request->period()); !s.ok()) return s;
+  if (absl::Status s = ValidatePeriod(request->period()); !s.ok()) return Invalid(s);
   if (!v1::ExportFormat_IsValid(request->format())) return {grpc::StatusCode::INVALID_ARGUMENT, "format is not an export format"};
   absl::Status exported = reports_.ExportUsage(*request, [&](std::string data) {
     v1::ExportChunk chunk;

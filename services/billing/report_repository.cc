@@ -1,15 +1,9 @@
 #include "services/billing/report_repository.h"
 
 #include "absl/strings/str_cat.h"
+#include "services/billing/period.h"
 
 namespace tessera::billing {
-namespace {
-
-// The period's bounds as SQL parameters: to_ms 0 is "now" (the far future for a query).
-int64_t ToMs(const v1::Period& p) { return p.to_ms() > 0 ? p.to_ms() : INT64_MAX / 1000; }
-
-}  // namespace
-
 absl::StatusOr<v1::UsageReportSummary> ReportRepository::UsageReport(const v1::GetUsageReportRequest& request) {
   // The group key, per settled report. A lease's GPUs are all of one model (same-host) or a spread
   // job's GPUs on one worker; the lease's first GPU names the model.
@@ -33,7 +27,7 @@ absl::StatusOr<v1::UsageReportSummary> ReportRepository::UsageReport(const v1::G
         " WHERE b.created_at >= to_timestamp($1 / 1000.0) AND b.created_at < to_timestamp($2 / 1000.0)"
         " AND ($3 = '' OR customer.name = $3 OR provider.name = $3)"
         " GROUP BY 1 ORDER BY 3 DESC, 1"),
-        request.period().from_ms(), ToMs(request.period()), request.account());
+        request.period().from_ms(), PeriodEndMs(request.period()), request.account());
     v1::UsageReportSummary summary;
     *summary.mutable_period() = request.period();
     summary.set_group_by(request.group_by());
@@ -72,7 +66,7 @@ absl::Status ReportRepository::ExportUsage(const v1::ExportUsageRequest& request
           " JOIN workers w ON w.worker_id = u.worker_id JOIN accounts provider ON provider.account_id = w.provider_account_id"
           " WHERE b.created_at >= to_timestamp($1 / 1000.0) AND b.created_at < to_timestamp($2 / 1000.0)"
           " AND (u.batch_id, u.leaf_index) > ($3, $4) ORDER BY u.batch_id, u.leaf_index LIMIT $5",
-          request.period().from_ms(), ToMs(request.period()), after_batch, after_leaf, kRowsPerChunk);
+          request.period().from_ms(), PeriodEndMs(request.period()), after_batch, after_leaf, kRowsPerChunk);
       std::string out;
       for (const pqxx::row& r : rows) {
         std::string line;
@@ -103,7 +97,7 @@ absl::StatusOr<v1::Revenue> ReportRepository::Revenue(const v1::Period& period) 
         " JOIN ledger_accounts l ON l.ledger_account_id = t.credit_ledger_id JOIN accounts a USING (account_id)"
         " WHERE a.kind = 'platform' AND l.bucket = 'fees' AND t.kind = 'FEE'"
         " AND t.created_at >= to_timestamp($1 / 1000.0) AND t.created_at < to_timestamp($2 / 1000.0)",
-        period.from_ms(), ToMs(period));
+        period.from_ms(), PeriodEndMs(period));
     v1::Revenue revenue;
     *revenue.mutable_period() = period;
     revenue.set_fee_utok(r[0].as<int64_t>());

@@ -460,20 +460,21 @@ void SchedulerHost::SendLeaseLost(const Requeued& r) {
   }
 }
 
-void SchedulerHost::AddQueuedJobs(const std::vector<int64_t>& job_ids, scheduler::Decisions& decisions) {
+size_t SchedulerHost::AddQueuedJobs(const std::vector<int64_t>& job_ids, scheduler::Decisions& decisions) {
   std::vector<int64_t> unknown;
   for (int64_t id : job_ids) {
     if (!market_->HasJob(id)) unknown.push_back(id);
   }
-  if (unknown.empty()) return;
+  if (unknown.empty()) return 0;
   auto jobs = repo_.LoadQueuedJobs(unknown);
   if (!jobs.ok()) {
     spdlog::warn("loading queued jobs: {}", jobs.status().ToString());
     Post([](MarketEvents& e) { e.reconcile = true; });
-    return;
+    return 0;
   }
   const int64_t now_ms = clock_.NowMs();
   for (const scheduler::JobRequirements& job : *jobs) Merge(decisions, market_->AddJob(job, now_ms));
+  return jobs->size();
 }
 
 void SchedulerHost::Reconcile(scheduler::Decisions& decisions) {
@@ -491,11 +492,8 @@ void SchedulerHost::Reconcile(scheduler::Decisions& decisions) {
       ++dropped;
     }
   }
-  const size_t before = market_->queued_jobs();
-  AddQueuedJobs(*ids, decisions);
-  if (dropped > 0 || market_->queued_jobs() + decisions.placements.size() > before) {
-    spdlog::info("queue reconciled with PostgreSQL: {} dropped, the missing ones added", dropped);
-  }
+  const size_t added = AddQueuedJobs(*ids, decisions);
+  if (dropped > 0 || added > 0) spdlog::info("queue reconciled with PostgreSQL: {} dropped, {} added", dropped, added);
 }
 
 absl::Status SchedulerHost::Rebuild(scheduler::Decisions& decisions) {

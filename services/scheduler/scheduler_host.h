@@ -99,7 +99,8 @@ class SchedulerHost final : public StreamHandler {
   void SendLeaseLost(const Requeued& r);
   void HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello, scheduler::Decisions& decisions);
   void ExpireLeases(scheduler::Decisions& decisions);
-  void AddQueuedJobs(const std::vector<int64_t>& job_ids, scheduler::Decisions& decisions);
+  // Loads those of `job_ids` the market does not hold and that are QUEUED; returns how many.
+  size_t AddQueuedJobs(const std::vector<int64_t>& job_ids, scheduler::Decisions& decisions);
   void Reconcile(scheduler::Decisions& decisions);
   // Loads the whole market from PostgreSQL; workers are schedulable only while connected.
   absl::Status Rebuild(scheduler::Decisions& decisions);

@@ -371,6 +371,20 @@ TEST_CASE("a monthly statement has opening and closing balances and the month's 
   CHECK(later->buckets(0).closing_utok() == statement->buckets(0).closing_utok());
   CHECK(later->lines_size() == 0);
   CHECK(m.billing.GetStatement("nobody", month).status().code() == absl::StatusCode::kNotFound);
+
+  // Transfers of a period: all of them now, none from tomorrow on.
+  const int64_t tomorrow_ms = std::stoll(m.db.Scalar("SELECT (extract(epoch FROM now() + interval '1 day') * 1000)::bigint"));
+  v1::ListTransfersRequest list;
+  list.set_account("acme");
+  list.mutable_period()->set_to_ms(tomorrow_ms);
+  auto until_tomorrow = m.billing.ListTransfers(list);
+  REQUIRE(until_tomorrow.ok());
+  CHECK(until_tomorrow->transfers_size() == 2);  // the deposit and the hold
+  list.mutable_period()->set_from_ms(tomorrow_ms);
+  list.mutable_period()->set_to_ms(0);
+  auto from_tomorrow = m.billing.ListTransfers(list);
+  REQUIRE(from_tomorrow.ok());
+  CHECK(from_tomorrow->transfers_size() == 0);
 }
 
 TEST_CASE("admin reports: settled usage by customer, provider, GPU model and region; fee revenue", "[integration][billing][report]") {
