@@ -35,7 +35,7 @@ double Seconds(SteadyClock::duration d) { return std::chrono::duration<double>(d
 }  // namespace
 
 int main(int argc, char** argv) {
-  int jobs = 1'000, reports_per_job = 200, batch = 2'000, settle_batch = server::ServerOptions{}.settle_batch_reports;
+  int jobs = 1'000, reports_per_job = 500, batch = 2'000, settle_batch = server::ServerOptions{}.settle_batch_reports;
   CLI::App app{"Tessera usage ingest + settlement benchmark"};
   app.add_option("--jobs", jobs, "Jobs running at once");
   app.add_option("--reports-per-job", reports_per_job);

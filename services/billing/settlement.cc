@@ -47,7 +47,7 @@ int64_t FeesLedgerId(pqxx::work& tx) {
 // Charges the batch of unsettled reports; returns how many were settled.
 int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>& transfers) {
   const pqxx::result reports = tx.exec_params(
-      "SELECT job_id, attempt, seq, gpu_ms, worker_id, measured_at_ms FROM usage_reports WHERE NOT settled"
+      "SELECT job_id, attempt, seq, gpu_ms, worker_id, measured_at_ms, ctid FROM usage_reports WHERE NOT settled"
       " ORDER BY job_id, attempt, worker_id, seq LIMIT $1",
       max_reports);
   if (reports.empty()) return 0;
@@ -77,7 +77,8 @@ int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>
   }
 
   const int64_t fees_ledger_id = FeesLedgerId(tx);
-  std::vector<int64_t> r_job, r_attempt, r_worker, r_seq, r_charge, r_fee;
+  std::vector<int64_t> r_job, r_seq, r_charge, r_fee;
+  std::vector<std::string> r_tid;
   std::vector<Hash> leaves;  // in report order, which is the batch's leaf order
   int64_t batch_charged = 0, batch_fees = 0;
   for (const pqxx::row& r : reports) {
@@ -105,8 +106,8 @@ int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>
                                          .fee_utok = charge->fee_utok})));
     batch_charged += charge->charge_utok;
     batch_fees += charge->fee_utok;
-    for (auto [v, x] : {std::pair{&r_job, job_id}, {&r_attempt, attempt}, {&r_worker, worker_id}, {&r_seq, seq},
-                        {&r_charge, charge->charge_utok}, {&r_fee, charge->fee_utok}}) {
+    r_tid.push_back(r[6].as<std::string>());
+    for (auto [v, x] : {std::pair{&r_job, job_id}, {&r_seq, seq}, {&r_charge, charge->charge_utok}, {&r_fee, charge->fee_utok}}) {
       v->push_back(x);
     }
   }
@@ -132,13 +133,17 @@ int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>
                            .credit_ledger_id = fees_ledger_id, .amount_utok = a.batch_fee_utok, .job_id = job_id});
     }
   }
-  tx.exec_params0(
-      "UPDATE usage_reports u SET settled = true, charge_utok = s.charge, fee_utok = s.fee, batch_id = $7, leaf_index = s.ord - 1"
-      " FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) WITH ORDINALITY"
-      "   AS s(job_id, attempt, worker_id, seq, charge, fee, ord)"
-      " WHERE u.job_id = s.job_id AND u.attempt = s.attempt AND u.worker_id = s.worker_id AND u.seq = s.seq",
-      ArrayLiteral(r_job), ArrayLiteral(r_attempt), ArrayLiteral(r_worker), ArrayLiteral(r_seq), ArrayLiteral(r_charge),
-      ArrayLiteral(r_fee), batch_id);
+  // Each report is updated where the SELECT above found it (its ctid: stable here, as only this
+  // pass, under the settlement lock, updates reports). Left to itself the planner hash-joins the
+  // batch against a sequential scan of every report ever stored, a pass that grows with history.
+  tx.exec0("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off");
+  const pqxx::result marked = tx.exec_params(
+      "UPDATE usage_reports u SET settled = true, charge_utok = s.charge, fee_utok = s.fee, batch_id = $6, leaf_index = s.ord - 1"
+      " FROM unnest($1::tid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) WITH ORDINALITY AS s(tid, job_id, seq, charge, fee, ord)"
+      " WHERE u.ctid = s.tid AND u.job_id = s.job_id AND u.seq = s.seq AND NOT u.settled",
+      ArrayLiteral(r_tid), ArrayLiteral(r_job), ArrayLiteral(r_seq), ArrayLiteral(r_charge), ArrayLiteral(r_fee), batch_id);
+  tx.exec0("RESET enable_hashjoin; RESET enable_mergejoin");
+  TESSERA_CHECK(marked.affected_rows() == reports.size());
 
   std::vector<int64_t> a_job, a_attempt, a_worker, a_ms, a_charged, a_fee, a_reports;
   for (const auto& [key, a] : assignments) {
