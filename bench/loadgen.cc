@@ -277,7 +277,7 @@ int main(int argc, char** argv) {
     pqxx::connection conn("host=" + dir + "/run port=5432 user=postgres dbname=tessera");
     for (;;) {
       pqxx::nontransaction tx(conn);
-      if (tx.exec("SELECT count(*) FROM jobs WHERE NOT escrow_released")[0][0].as<int64_t>() == 0) break;
+      if (tx.exec("SELECT count(*) FROM jobs WHERE hold_state = 'PENDING'")[0][0].as<int64_t>() == 0) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     settled_at = SteadyClock::now();

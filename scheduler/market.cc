@@ -712,6 +712,10 @@ Decisions Market::Requeue(int64_t job_id, int64_t now_ms) {
   return out;
 }
 
+void Market::SetMaxDuration(int64_t job_id, int64_t max_duration_ms) {
+  if (auto it = jobs_.find(job_id); it != jobs_.end()) it->second.req.max_duration_ms = max_duration_ms;
+}
+
 Decisions Market::RemoveJob(int64_t job_id, int64_t now_ms) {
   Decisions out;
   auto it = jobs_.find(job_id);

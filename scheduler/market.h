@@ -59,6 +59,9 @@ class Market {
   Decisions Requeue(int64_t job_id, int64_t now_ms);
   // Cancelled: removed wherever it is.
   Decisions RemoveJob(int64_t job_id, int64_t now_ms);
+  // The customer extended the job (ExtendJob): providers' duration limits are checked against the
+  // new one from its next placement on. Unknown jobs are ignored.
+  void SetMaxDuration(int64_t job_id, int64_t max_duration_ms);
   // Periodic: reservations for long-waiting gang jobs, preemption for ON_DEMAND jobs, and a full
   // pass over the queue.
   Decisions Tick(int64_t now_ms);

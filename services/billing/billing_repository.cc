@@ -5,6 +5,7 @@
 #include "services/billing/merkle.h"
 #include "services/billing/period.h"
 #include "services/billing/usage_proof.h"
+#include "services/common/job_state_machine.h"
 #include "services/common/pagination.h"
 #include "services/billing/ledger.h"
 
@@ -116,13 +117,16 @@ absl::StatusOr<v1::ListTransfersResponse> BillingRepository::ListTransfers(const
   });
 }
 
-absl::StatusOr<v1::Invoice> BillingRepository::GetJobInvoice(int64_t job_id) {
+absl::StatusOr<v1::Invoice> BillingRepository::GetJobInvoice(int64_t job_id, const std::string& account) {
   return db_.Transact("job invoice", [&](pqxx::work& tx) -> absl::StatusOr<v1::Invoice> {
     const pqxx::result job = tx.exec_params(
-        "SELECT a.name, j.state, j.hold_utok, j.charged_utok, j.released_utok, j.escrow_released"
+        "SELECT a.name, j.state, j.hold_utok, j.charged_utok, j.released_utok, j.hold_state"
         " FROM jobs j JOIN accounts a USING (account_id) WHERE j.job_id = $1",
         job_id);
-    if (job.empty()) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+    // Another account's job is not found rather than refused: its existence is not disclosed.
+    if (job.empty() || (!account.empty() && job[0][0].as<std::string>() != account)) {
+      return absl::NotFoundError(absl::StrCat("job ", job_id, " not found", account.empty() ? "" : " for account '" + account + "'"));
+    }
     v1::Invoice invoice;
     invoice.set_job_id(job_id);
     invoice.set_account(job[0][0].as<std::string>());
@@ -130,7 +134,8 @@ absl::StatusOr<v1::Invoice> BillingRepository::GetJobInvoice(int64_t job_id) {
     invoice.set_hold_utok(job[0][2].as<int64_t>());
     invoice.set_charged_utok(job[0][3].as<int64_t>());
     invoice.set_released_utok(job[0][4].as<int64_t>());
-    invoice.set_final(job[0][5].as<bool>());
+    invoice.set_hold_state(ParseHoldState(job[0][5].as<std::string>()));
+    invoice.set_final(invoice.hold_state() != v1::ESCROW_HOLD_STATE_PENDING);
     int64_t fees = 0;
     for (const pqxx::row& r : tx.exec_params(
              "SELECT s.attempt, s.worker_id, p.name, s.price_utok_per_gpu_hour, t.gpu_ms_total, t.charged_utok, t.fee_utok,"

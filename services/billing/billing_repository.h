@@ -15,7 +15,8 @@ class BillingRepository {
   absl::StatusOr<v1::Transfer> Deposit(const v1::DepositRequest& request);
   absl::StatusOr<v1::Balance> GetBalance(const std::string& account);
   absl::StatusOr<v1::ListTransfersResponse> ListTransfers(const v1::ListTransfersRequest& request);
-  absl::StatusOr<v1::Invoice> GetJobInvoice(int64_t job_id);
+  // `account` non-empty: the customer asking; another account's job is NOT_FOUND.
+  absl::StatusOr<v1::Invoice> GetJobInvoice(int64_t job_id, const std::string& account);
   // `month` is "YYYY-MM" (validated by the service).
   absl::StatusOr<v1::Statement> GetStatement(const std::string& account, const std::string& month);
   // Rebuilds the report's batch tree from the stored reports; INTERNAL if it no longer matches the

@@ -62,7 +62,7 @@ grpc::Status BillingServiceImpl::GetStatement(grpc::ServerContext*, const v1::Ge
 grpc::Status BillingServiceImpl::GetJobInvoice(grpc::ServerContext*, const v1::GetJobInvoiceRequest* request,
                                                v1::Invoice* response) {
   if (request->job_id() <= 0) return {grpc::StatusCode::INVALID_ARGUMENT, "job_id must be positive"};
-  return Reply(repo_.GetJobInvoice(request->job_id()), response);
+  return Reply(repo_.GetJobInvoice(request->job_id(), request->account()), response);
 }
 
 grpc::Status BillingServiceImpl::GetUsageProof(grpc::ServerContext*, const v1::GetUsageProofRequest* request,

@@ -25,10 +25,19 @@ struct JobMoney {
   int64_t gpu_ms_added = 0;
   int64_t fee_bps = 0;
   int64_t escrow_ledger_id = 0;
+  int64_t attempt = 0;
+  int64_t max_duration_ms = 0;
+  int64_t warned_at_max_ms = 0;  // the limit of the last ESCROW_LOW warning, 0: none
+  int64_t remaining_ms = -1;     // least run time left on any of its leases after this batch; -1: unknown
 };
+
+// A job is warned that its escrow runs low once an attempt has used this share of max_duration_ms:
+// the customer then has the rest of it to ExtendJob before the worker stops the job at the limit.
+constexpr int64_t kEscrowLowPercent = 80;
 
 struct AssignmentMoney {
   int64_t price = 0;
+  int64_t gpus = 1;
   int64_t gpu_ms_total = 0;
   int64_t charged_utok = 0;
   int64_t fee_utok = 0;
@@ -44,6 +53,40 @@ int64_t FeesLedgerId(pqxx::work& tx) {
                  " WHERE a.kind = 'platform' AND l.bucket = 'fees'")[0][0].as<int64_t>();
 }
 
+using Leases = std::map<std::tuple<int64_t, int64_t, int64_t>, AssignmentMoney>;  // (job, attempt, worker)
+
+// Jobs whose attempt has now run kEscrowLowPercent of its limit get one ESCROW_LOW event (WatchJob
+// streams it) per limit: an extension raises the limit and so re-arms the warning. Settled usage
+// is the measure because it is what draws the escrow down; a lease's run time is its GPU-ms over
+// its GPUs.
+void WarnLowEscrow(pqxx::work& tx, std::map<int64_t, JobMoney>& jobs, const Leases& leases) {
+  std::vector<int64_t> warn_jobs, warn_remaining;
+  for (const auto& [key, lease] : leases) {
+    JobMoney& job = jobs.at(std::get<0>(key));
+    if (std::get<1>(key) != job.attempt) continue;  // an earlier attempt's late usage
+    const int64_t ran_ms = lease.gpu_ms_total / lease.gpus;
+    const int64_t remaining = std::max<int64_t>(0, job.max_duration_ms - ran_ms);
+    if (job.remaining_ms < 0 || remaining < job.remaining_ms) job.remaining_ms = remaining;
+  }
+  for (const auto& [job_id, job] : jobs) {
+    if (job.warned_at_max_ms >= job.max_duration_ms || job.remaining_ms < 0) continue;
+    if ((job.max_duration_ms - job.remaining_ms) * 100 < job.max_duration_ms * kEscrowLowPercent) continue;
+    warn_jobs.push_back(job_id);
+    warn_remaining.push_back(job.remaining_ms);
+  }
+  if (warn_jobs.empty()) return;
+  tx.exec_params0(
+      "WITH warned AS (UPDATE jobs j SET escrow_warned_at_max_ms = j.max_duration_ms"
+      "   FROM unnest($1::bigint[], $2::bigint[]) AS s(job_id, remaining_ms)"
+      "   WHERE j.job_id = s.job_id AND j.state IN ('ASSIGNED', 'RUNNING')"
+      "   RETURNING j.job_id, j.state, j.attempt, j.worker_id, j.max_duration_ms, j.hold_utok, j.charged_utok, s.remaining_ms)"
+      " INSERT INTO job_events (job_id, state, attempt, worker_id, kind, remaining_ms, message)"
+      " SELECT job_id, state, attempt, worker_id, 'ESCROW_LOW', remaining_ms,"
+      "   'escrow low: ' || remaining_ms || ' ms left of max_duration_ms ' || max_duration_ms || ' (' || charged_utok || ' of '"
+      "   || hold_utok || ' µT held is charged); ExtendJob now, or the job is stopped at the limit' FROM warned",
+      ArrayLiteral(warn_jobs), ArrayLiteral(warn_remaining));
+}
+
 // Charges the batch of unsettled reports; returns how many were settled.
 int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>& transfers) {
   const pqxx::result reports = tx.exec_params(
@@ -56,23 +99,26 @@ int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>
 
   std::map<int64_t, JobMoney> jobs;
   for (const pqxx::row& r : tx.exec_params(
-           "SELECT j.job_id, j.hold_utok, j.charged_utok, j.fee_bps, l.ledger_account_id FROM jobs j"
+           "SELECT j.job_id, j.hold_utok, j.charged_utok, j.fee_bps, l.ledger_account_id, j.max_duration_ms, j.escrow_warned_at_max_ms,"
+           " j.attempt"
+           " FROM jobs j"
            " JOIN ledger_accounts l ON l.account_id = j.account_id AND l.bucket = 'escrow'"
            " WHERE j.job_id = ANY($1::bigint[]) ORDER BY j.job_id FOR NO KEY UPDATE OF j",
            ArrayLiteral(job_ids))) {
     jobs[r[0].as<int64_t>()] = {.hold_utok = r[1].as<int64_t>(), .charged_utok = r[2].as<int64_t>(), .gpu_ms_added = 0,
-                                .fee_bps = r[3].as<int64_t>(), .escrow_ledger_id = r[4].as<int64_t>()};
+                                .fee_bps = r[3].as<int64_t>(), .escrow_ledger_id = r[4].as<int64_t>(),
+                                .attempt = r[7].as<int64_t>(), .max_duration_ms = r[5].as<int64_t>(), .warned_at_max_ms = r[6].as<int64_t>(), .remaining_ms = -1};
   }
-  std::map<std::tuple<int64_t, int64_t, int64_t>, AssignmentMoney> assignments;  // (job, attempt, worker)
+  Leases assignments;
   for (const pqxx::row& r : tx.exec_params(
            "SELECT a.job_id, a.attempt, a.price_utok_per_gpu_hour, t.gpu_ms_total, t.charged_utok, t.fee_utok,"
-           " t.usage_reports, l.ledger_account_id, a.worker_id FROM lease_totals t JOIN assignments a USING (job_id, attempt, worker_id)"
+           " t.usage_reports, l.ledger_account_id, a.worker_id, cardinality(a.gpu_indexes) FROM lease_totals t JOIN assignments a USING (job_id, attempt, worker_id)"
            " JOIN workers w ON w.worker_id = a.worker_id"
            " JOIN ledger_accounts l ON l.account_id = w.provider_account_id AND l.bucket = 'earnings'"
            " WHERE t.job_id = ANY($1::bigint[]) ORDER BY t.job_id, t.attempt, t.worker_id FOR NO KEY UPDATE OF t",
            ArrayLiteral(job_ids))) {
     assignments[{r[0].as<int64_t>(), r[1].as<int64_t>(), r[8].as<int64_t>()}] = {
-        .price = r[2].as<int64_t>(), .gpu_ms_total = r[3].as<int64_t>(), .charged_utok = r[4].as<int64_t>(),
+        .price = r[2].as<int64_t>(), .gpus = std::max<int64_t>(1, r[9].as<int64_t>()), .gpu_ms_total = r[3].as<int64_t>(), .charged_utok = r[4].as<int64_t>(),
         .fee_utok = r[5].as<int64_t>(), .reports = r[6].as<int64_t>(), .earnings_ledger_id = r[7].as<int64_t>()};
   }
 
@@ -170,12 +216,13 @@ int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>
       "UPDATE jobs j SET charged_utok = s.charged, gpu_ms_total = j.gpu_ms_total + s.ms"
       " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS s(job_id, charged, ms) WHERE j.job_id = s.job_id",
       ArrayLiteral(j_id), ArrayLiteral(j_charged), ArrayLiteral(j_ms));
+  WarnLowEscrow(tx, jobs, assignments);
   return static_cast<int64_t>(reports.size());
 }
 
-// Releases the unspent escrow of ended jobs whose usage is all settled.
-// Jobs whose escrow this pass releases, and how much; marked released after the transfers post
-// (the database refuses any transfer against a hold already released).
+// Closes the escrow holds of ended jobs whose usage is all settled: RELEASED with the unspent rest,
+// or VOIDED when nothing was charged. Marked after the transfers post (the database refuses any
+// transfer against a closed hold).
 struct Releases {
   std::vector<int64_t> jobs, amounts;
 };
@@ -183,7 +230,7 @@ struct Releases {
 void MarkReleased(pqxx::work& tx, const Releases& releases) {
   if (releases.jobs.empty()) return;
   tx.exec_params0(
-      "UPDATE jobs j SET escrow_released = true, released_utok = s.released"
+      "UPDATE jobs j SET released_utok = s.released, hold_state = CASE WHEN j.charged_utok = 0 THEN 'VOIDED' ELSE 'RELEASED' END"
       " FROM unnest($1::bigint[], $2::bigint[]) AS s(job_id, released) WHERE j.job_id = s.job_id",
       ArrayLiteral(releases.jobs), ArrayLiteral(releases.amounts));
 }
@@ -193,7 +240,7 @@ int64_t ReleaseEndedJobs(pqxx::work& tx, int max_jobs, std::vector<TransferSpec>
       "SELECT j.job_id, j.hold_utok - j.charged_utok, es.ledger_account_id, av.ledger_account_id FROM jobs j"
       " JOIN ledger_accounts es ON es.account_id = j.account_id AND es.bucket = 'escrow'"
       " JOIN ledger_accounts av ON av.account_id = j.account_id AND av.bucket = 'available'"
-      " WHERE NOT j.escrow_released AND j.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED')"
+      " WHERE j.hold_state = 'PENDING' AND j.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED')"
       " AND NOT EXISTS (SELECT 1 FROM usage_reports u WHERE u.job_id = j.job_id AND NOT u.settled)"
       " ORDER BY j.job_id LIMIT $1 FOR NO KEY UPDATE OF j SKIP LOCKED",
       max_jobs);

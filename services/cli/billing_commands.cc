@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "services/cli/commands.h"
+#include "services/common/job_state_machine.h"
 #include "tessera/v1/billing.grpc.pb.h"
 
 namespace tessera::cli {
@@ -21,7 +22,7 @@ void WithStub(CliContext& ctx, Fn&& fn) {
 
 void PrintInvoice(const v1::Invoice& invoice) {
   std::cout << "invoice for job " << invoice.job_id() << " (" << invoice.account() << ", " << invoice.state()
-            << (invoice.final() ? ", final" : ", provisional") << ")\n";
+            << (invoice.final() ? ", final" : ", provisional") << ", escrow hold " << HoldStateName(invoice.hold_state()) << ")\n";
   std::vector<std::vector<std::string>> rows;
   for (const v1::InvoiceLine& l : invoice.lines()) {
     rows.push_back({std::to_string(l.attempt()), std::to_string(l.worker_id()), l.provider_account(),
@@ -144,10 +145,13 @@ void AddBillingCommands(CLI::App& app, CliContext& ctx) {
   auto* invoice = billing->add_subcommand("invoice", "Show what a job cost");
   auto job_id = std::make_shared<int64_t>(0);
   invoice->add_option("job_id", *job_id)->required();
-  invoice->callback([&ctx, job_id] {
+  auto asking = std::make_shared<std::string>();
+  invoice->add_option("--account", *asking, "The customer asking: another account's job is not found");
+  invoice->callback([&ctx, job_id, asking] {
     WithStub(ctx, [&](v1::BillingService::Stub& stub) {
       v1::GetJobInvoiceRequest request;
       request.set_job_id(*job_id);
+      request.set_account(*asking);
       v1::Invoice response;
       grpc::Status s = stub.GetJobInvoice(ctx.Call().get(), request, &response);
       if (s.ok()) ctx.json() ? void(std::cout << ToJson(response) << "\n") : PrintInvoice(response);

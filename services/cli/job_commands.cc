@@ -1,4 +1,4 @@
-// `tessera job submit|get|list|cancel|watch`.
+// `tessera job submit|get|list|cancel|extend|watch`.
 #include <sodium.h>
 
 #include <cstdio>
@@ -52,7 +52,8 @@ void PrintJob(const v1::Job& job) {
       {"state", std::string(JobStateName(job.state()))},
       {"gpus", std::to_string(job.spec().gpu_count())},
       {"bid", std::to_string(job.bid_utok_per_gpu_hour()) + " µT/GPU-h (" + std::string(PriorityClassName(job.priority_class())) + ")"},
-      {"hold", FormatTokens(job.hold_utok()) + " tokens"},
+      {"hold", FormatTokens(job.hold_utok()) + " tokens (" + std::string(HoldStateName(job.hold_state())) + ")"},
+      {"limit", std::to_string(job.max_duration_ms()) + " ms"},
       {"attempt", std::to_string(job.attempt()) + " of " + std::to_string(job.max_attempts())},
       {"worker", job.worker_id() ? std::to_string(job.worker_id()) : "-"},
       {"price", job.price_utok_per_gpu_hour() ? std::to_string(job.price_utok_per_gpu_hour()) + " µT/GPU-h" : "-"},
@@ -139,6 +140,29 @@ void AddGetListCancel(CLI::App& job, CliContext& ctx) {
     });
   });
 
+  auto* extend = job.add_subcommand("extend", "Give a running job more time: raise max_duration_ms and hold the difference");
+  auto additional_ms = std::make_shared<int64_t>(0);
+  auto request_id = std::make_shared<std::string>();
+  extend->add_option("job_id", *job_id)->required();
+  extend->add_option("--by-ms", *additional_ms, "Run time to add, milliseconds")->required();
+  extend->add_option("--request-id", *request_id, "A retry with the same id extends once (default: random)");
+  extend->callback([&ctx, job_id, additional_ms, request_id] {
+    WithStub(ctx, [&](v1::JobService::Stub& stub) {
+      v1::ExtendJobRequest request;
+      request.set_job_id(*job_id);
+      request.set_additional_duration_ms(*additional_ms);
+      request.set_request_id(request_id->empty() ? RandomIdempotencyKey() : *request_id);
+      v1::Job response;
+      grpc::Status s = stub.ExtendJob(ctx.Call().get(), request, &response);
+      if (s.ok()) {
+        ctx.json() ? void(std::cout << ToJson(response) << "\n")
+                   : void(std::cout << "job " << *job_id << " may now run " << response.max_duration_ms() << " ms; "
+                                    << FormatTokens(response.hold_utok()) << " tokens held\n");
+      }
+      return s;
+    });
+  });
+
   auto* list = job.add_subcommand("list", "List an account's jobs, newest first");
   auto account = std::make_shared<std::string>();
   auto state = std::make_shared<std::string>();
@@ -198,9 +222,11 @@ void AddWatch(CLI::App& job, CliContext& ctx) {
         continue;
       }
       std::cout << "job " << update.job_id() << "  " << JobStateName(update.state()) << "  attempt " << update.attempt();
-      if (update.message() == "progress") {
+      if (update.kind() == v1::JOB_UPDATE_KIND_PROGRESS) {
         std::cout << "  progress " << Percent(update.progress_ppm());
         if (update.loss() != 0) std::cout << "  loss " << update.loss();
+      } else if (update.kind() == v1::JOB_UPDATE_KIND_ESCROW_LOW) {
+        std::cout << "  WARNING " << update.message() << " (tessera job extend " << update.job_id() << " --by-ms N)";
       } else {
         std::cout << "  " << update.message();
       }

@@ -25,6 +25,29 @@ constexpr std::array<std::pair<v1::WorkerState, std::string_view>, 5> kWorkerSta
     {v1::WORKER_STATE_QUARANTINED, "QUARANTINED"},
 }};
 
+constexpr std::array<std::pair<v1::EscrowHoldState, std::string_view>, 3> kHoldStateNames = {{
+    {v1::ESCROW_HOLD_STATE_PENDING, "PENDING"},
+    {v1::ESCROW_HOLD_STATE_RELEASED, "RELEASED"},
+    {v1::ESCROW_HOLD_STATE_VOIDED, "VOIDED"},
+}};
+
+// The stored name of an enum value, and back, through one of the tables above.
+template <typename Enum, size_t N>
+std::string_view NameIn(const std::array<std::pair<Enum, std::string_view>, N>& names, Enum value) {
+  for (const auto& [known, name] : names) {
+    if (known == value) return name;
+  }
+  return "UNSPECIFIED";
+}
+
+template <typename Enum, size_t N>
+std::optional<Enum> ValueIn(const std::array<std::pair<Enum, std::string_view>, N>& names, std::string_view name) {
+  for (const auto& [value, known] : names) {
+    if (known == name) return value;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 bool IsTerminal(JobState state) {
@@ -50,19 +73,9 @@ bool CanTransition(JobState from, JobState to) {
   }
 }
 
-std::string_view JobStateName(JobState state) {
-  for (const auto& [value, name] : kJobStateNames) {
-    if (value == state) return name;
-  }
-  return "UNSPECIFIED";
-}
+std::string_view JobStateName(JobState state) { return NameIn(kJobStateNames, state); }
 
-std::optional<JobState> ParseJobState(std::string_view name) {
-  for (const auto& [value, known] : kJobStateNames) {
-    if (known == name) return value;
-  }
-  return std::nullopt;
-}
+std::optional<JobState> ParseJobState(std::string_view name) { return ValueIn(kJobStateNames, name); }
 
 std::string_view PriorityClassName(v1::PriorityClass priority) {
   return priority == v1::PRIORITY_CLASS_SPOT ? "SPOT" : "ON_DEMAND";
@@ -72,18 +85,16 @@ v1::PriorityClass ParsePriorityClass(std::string_view name) {
   return name == "SPOT" ? v1::PRIORITY_CLASS_SPOT : v1::PRIORITY_CLASS_ON_DEMAND;
 }
 
-std::string_view WorkerStateName(v1::WorkerState state) {
-  for (const auto& [value, name] : kWorkerStateNames) {
-    if (value == state) return name;
-  }
-  return "UNSPECIFIED";
-}
+std::string_view WorkerStateName(v1::WorkerState state) { return NameIn(kWorkerStateNames, state); }
 
 v1::WorkerState ParseWorkerState(std::string_view name) {
-  for (const auto& [value, known] : kWorkerStateNames) {
-    if (known == name) return value;
-  }
-  return v1::WORKER_STATE_UNSPECIFIED;
+  return ValueIn(kWorkerStateNames, name).value_or(v1::WORKER_STATE_UNSPECIFIED);
+}
+
+std::string_view HoldStateName(v1::EscrowHoldState state) { return NameIn(kHoldStateNames, state); }
+
+v1::EscrowHoldState ParseHoldState(std::string_view name) {
+  return ValueIn(kHoldStateNames, name).value_or(v1::ESCROW_HOLD_STATE_UNSPECIFIED);
 }
 
 }  // namespace tessera

@@ -24,4 +24,8 @@ v1::PriorityClass ParsePriorityClass(std::string_view name);
 std::string_view WorkerStateName(v1::WorkerState state);
 v1::WorkerState ParseWorkerState(std::string_view name);
 
+// "PENDING", "RELEASED", "VOIDED": a job's escrow hold as stored.
+std::string_view HoldStateName(v1::EscrowHoldState state);
+v1::EscrowHoldState ParseHoldState(std::string_view name);
+
 }  // namespace tessera

@@ -8,6 +8,7 @@
 #include "services/common/pagination.h"
 #include "services/intake/job_spec_validator.h"
 #include "services/store/statement.h"
+#include "tessera/v1/workers.pb.h"
 
 namespace tessera::intake {
 namespace {
@@ -49,13 +50,19 @@ struct AccountBalances {
   int64_t available = 0;  // what is left after the holds decided so far in this batch
 };
 
+v1::JobUpdateKind ParseUpdateKind(const std::string& kind) {
+  if (kind == "ESCROW_LOW") return v1::JOB_UPDATE_KIND_ESCROW_LOW;
+  if (kind == "EXTENDED") return v1::JOB_UPDATE_KIND_EXTENDED;
+  return v1::JOB_UPDATE_KIND_STATE;
+}
+
 }  // namespace
 
 const char* const kJobColumns =
     "j.job_id, a.name, j.request_id, j.spec, j.state, j.hold_utok, j.bid_utok_per_gpu_hour, j.priority_class,"
     " j.attempt, j.max_attempts, coalesce(j.worker_id, 0), j.price_utok_per_gpu_hour, j.gpu_ms_total, j.charged_utok,"
     " j.progress_ppm, j.wait_reason, j.result, (extract(epoch FROM j.created_at) * 1000)::bigint,"
-    " (extract(epoch FROM j.updated_at) * 1000)::bigint";
+    " (extract(epoch FROM j.updated_at) * 1000)::bigint, j.max_duration_ms, j.hold_state";
 
 v1::Job JobFromRow(const pqxx::row& row) {
   v1::Job job;
@@ -78,6 +85,8 @@ v1::Job JobFromRow(const pqxx::row& row) {
   if (!row[16].is_null()) job.mutable_result()->ParseFromString(pqxx::binarystring(row[16]).str());
   job.set_created_at_ms(row[17].as<int64_t>());
   job.set_updated_at_ms(row[18].as<int64_t>());
+  job.set_max_duration_ms(row[19].as<int64_t>());
+  job.set_hold_state(ParseHoldState(row[20].as<std::string>()));
   return job;
 }
 
@@ -328,6 +337,100 @@ absl::StatusOr<v1::Job> JobRepository::Cancel(int64_t job_id) {
   });
 }
 
+absl::StatusOr<v1::Job> JobRepository::Extend(const v1::ExtendJobRequest& request) {
+  const int64_t job_id = request.job_id();
+  return db_.Transact("extend job", [&](pqxx::work& tx) -> absl::StatusOr<v1::Job> {
+    // The job, then the customer's balances: the lock order of settlement, which charges it.
+    const pqxx::result jobs = tx.exec_params(
+        "SELECT state, attempt, bid_utok_per_gpu_hour, gpu_count, max_duration_ms, hold_utok, hold_state FROM jobs"
+        " WHERE job_id = $1 FOR NO KEY UPDATE",
+        job_id);
+    if (jobs.empty()) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+    const pqxx::row job = jobs[0];
+    const pqxx::result balances = tx.exec_params(
+        "SELECT l.bucket, l.ledger_account_id, l.balance_utok FROM jobs j JOIN ledger_accounts l USING (account_id)"
+        " WHERE j.job_id = $1 AND l.bucket IN ('available', 'escrow') ORDER BY l.ledger_account_id FOR NO KEY UPDATE OF l",
+        job_id);
+    int64_t available_id = 0, escrow_id = 0, available = 0;
+    for (const pqxx::row& b : balances) {
+      if (b[0].as<std::string>() == "available") {
+        available_id = b[1].as<int64_t>();
+        available = b[2].as<int64_t>();
+      } else {
+        escrow_id = b[1].as<int64_t>();
+      }
+    }
+    const pqxx::result earlier = tx.exec_params(
+        "SELECT additional_duration_ms FROM job_extensions WHERE job_id = $1 AND request_id = $2", job_id, request.request_id());
+    if (!earlier.empty()) {
+      if (earlier[0][0].as<int64_t>() != request.additional_duration_ms()) {
+        return absl::AlreadyExistsError(absl::StrCat("request_id '", request.request_id(), "' already extended job ", job_id, " by ",
+                                                     earlier[0][0].as<int64_t>(), " ms"));
+      }
+      return LoadJob(tx, job_id);  // a retry: applied once already
+    }
+    const v1::JobState state = ParseJobState(job[0].as<std::string>()).value_or(v1::JOB_STATE_UNSPECIFIED);
+    if (IsTerminal(state) || job[6].as<std::string>() != "PENDING") {
+      return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is already ", std::string(JobStateName(state)),
+                                                        "; only a job that has not ended can be extended"));
+    }
+    const auto attempt = job[1].as<int64_t>();
+    const auto old_max = job[4].as<int64_t>();
+    const int64_t new_max = old_max + request.additional_duration_ms();
+    if (new_max > kMaxDurationMs) {
+      return absl::OutOfRangeError(absl::StrCat("max_duration_ms would be ", new_max, ", above the limit of ", kMaxDurationMs,
+                                                " (30 days)"));
+    }
+    // The workers running it must accept the new limit (their providers' max_job_duration_ms).
+    std::vector<int64_t> running_on;
+    for (const pqxx::row& w : tx.exec_params(
+             "SELECT w.worker_id, w.policy FROM assignments a JOIN workers w USING (worker_id)"
+             " WHERE a.job_id = $1 AND a.attempt = $2 AND a.state = 'LIVE'",
+             job_id, attempt)) {
+      v1::ProviderPolicy policy;
+      policy.ParseFromString(pqxx::binarystring(w[1]).str());
+      if (policy.max_job_duration_ms() > 0 && new_max > policy.max_job_duration_ms()) {
+        return absl::FailedPreconditionError(absl::StrCat("worker ", w[0].as<int64_t>(), " running job ", job_id,
+                                                          " takes jobs of at most ", policy.max_job_duration_ms(),
+                                                          " ms (its provider's policy); the extension would make it ", new_max, " ms"));
+      }
+      running_on.push_back(w[0].as<int64_t>());
+    }
+    // The hold stays exactly what the limit costs at the bid: floor(bid × GPUs × max / 1 h).
+    absl::StatusOr<int64_t> new_hold = HoldAmount(job[2].as<int64_t>(), job[3].as<int64_t>(), new_max);
+    if (!new_hold.ok()) return new_hold.status();
+    const int64_t added = *new_hold - job[5].as<int64_t>();
+    if (available < added) {
+      return absl::FailedPreconditionError(absl::StrCat("insufficient balance: the extension needs ", added,
+                                                        " µT more in escrow, the account has ", available, " µT available"));
+    }
+    if (added > 0) {
+      billing::PostTransfers(tx,
+                             {{.idempotency_key = absl::StrCat("extend:", job_id, ":", request.request_id()), .kind = "HOLD",
+                               .debit_ledger_id = available_id, .credit_ledger_id = escrow_id, .amount_utok = added,
+                               .job_id = job_id}},
+                             billing::BucketLocks::kAlreadyHeld);
+    }
+    tx.exec_params0("UPDATE jobs SET max_duration_ms = $2, hold_utok = $3, updated_at = now() WHERE job_id = $1", job_id, new_max,
+                    *new_hold);
+    tx.exec_params0(
+        "INSERT INTO job_extensions (job_id, request_id, additional_duration_ms, hold_added_utok, max_duration_ms_after)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        job_id, request.request_id(), request.additional_duration_ms(), added, new_max);
+    tx.exec_params0(
+        "INSERT INTO job_events (job_id, state, attempt, message, kind) VALUES ($1, $2, $3, $4, 'EXTENDED')", job_id,
+        std::string(JobStateName(state)), attempt,
+        absl::StrCat("extended by ", request.additional_duration_ms(), " ms to max_duration_ms ", new_max, "; ", added,
+                     " µT more held in escrow"));
+    // The scheduler updates its market and tells each worker running it (worker 0: not running).
+    if (running_on.empty()) running_on.push_back(0);
+    for (int64_t worker_id : running_on) {
+      tx.exec_params("SELECT pg_notify('tessera_extensions', $1)", absl::StrCat(job_id, " ", attempt, " ", worker_id, " ", new_max));
+    }
+    return LoadJob(tx, job_id);
+  });
+}
+
 absl::StatusOr<JobChanges> JobRepository::ChangesSince(int64_t job_id, int64_t after_event_id) {
   return db_.Transact("watch job", [&](pqxx::work& tx) -> absl::StatusOr<JobChanges> {
     absl::StatusOr<v1::Job> job = LoadJob(tx, job_id);
@@ -336,7 +439,7 @@ absl::StatusOr<JobChanges> JobRepository::ChangesSince(int64_t job_id, int64_t a
     const pqxx::row loss = tx.exec_params1("SELECT coalesce(last_loss, 0) FROM jobs WHERE job_id = $1", job_id);
     changes.loss = loss[0].as<double>();
     const pqxx::result events = tx.exec_params(
-        "SELECT event_id, state, attempt, message, (extract(epoch FROM created_at) * 1000)::bigint"
+        "SELECT event_id, state, attempt, message, (extract(epoch FROM created_at) * 1000)::bigint, kind, coalesce(remaining_ms, 0)"
         " FROM job_events WHERE job_id = $1 AND event_id > $2 ORDER BY event_id LIMIT $3",
         job_id, after_event_id, kMaxEventsPerRead);
     for (const pqxx::row& e : events) {
@@ -346,6 +449,8 @@ absl::StatusOr<JobChanges> JobRepository::ChangesSince(int64_t job_id, int64_t a
       u.set_attempt(e[2].as<uint32_t>());
       u.set_message(e[3].as<std::string>());
       u.set_at_ms(e[4].as<int64_t>());
+      u.set_kind(ParseUpdateKind(e[5].as<std::string>()));
+      u.set_remaining_ms(e[6].as<int64_t>());
       changes.last_event_id = e[0].as<int64_t>();
     }
     return changes;

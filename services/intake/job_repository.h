@@ -41,6 +41,8 @@ class JobRepository {
   absl::StatusOr<v1::Job> Get(int64_t job_id);
   absl::StatusOr<v1::ListJobsResponse> List(const v1::ListJobsRequest& request);
   absl::StatusOr<v1::Job> Cancel(int64_t job_id);
+  // ExtendJob: the request is already validated (ValidateExtendRequest).
+  absl::StatusOr<v1::Job> Extend(const v1::ExtendJobRequest& request);
   absl::StatusOr<JobChanges> ChangesSince(int64_t job_id, int64_t after_event_id);
 
  private:

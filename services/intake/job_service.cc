@@ -54,6 +54,14 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const v1::CancelJob
   return grpc::Status::OK;
 }
 
+grpc::Status JobServiceImpl::ExtendJob(grpc::ServerContext*, const v1::ExtendJobRequest* request, v1::Job* response) {
+  if (absl::Status s = ValidateExtendRequest(*request); !s.ok()) return ToGrpcStatus(s);
+  absl::StatusOr<v1::Job> job = jobs_.Extend(*request);
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  *response = *std::move(job);
+  return grpc::Status::OK;
+}
+
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
                                       grpc::ServerWriter<v1::JobUpdate>* writer) {
   if (grpc::Status s = RequireJobId(request->job_id()); !s.ok()) return s;
@@ -77,6 +85,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
       progress.set_progress_ppm(job.progress_ppm());
       progress.set_loss(changes->loss);
       progress.set_message("progress");
+      progress.set_kind(v1::JOB_UPDATE_KIND_PROGRESS);
       progress.set_at_ms(job.updated_at_ms());
       if (!writer->Write(progress)) return grpc::Status::OK;
     }
@@ -88,6 +97,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
         waiting.set_state(job.state());
         waiting.set_attempt(job.attempt());
         waiting.set_message("waiting: " + last_wait_reason);
+        waiting.set_kind(v1::JOB_UPDATE_KIND_WAITING);
         waiting.set_at_ms(job.updated_at_ms());
         if (!writer->Write(waiting)) return grpc::Status::OK;
       }

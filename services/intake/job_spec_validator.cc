@@ -98,8 +98,9 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   }
   if (spec.kind() == "sleep") {
     if (!spec.has_sleep()) return absl::InvalidArgumentError("spec.sleep is required for kind sleep");
-    if (spec.sleep().duration_ms() < 0 || spec.sleep().duration_ms() > spec.max_duration_ms()) {
-      return OutOfRange("spec.sleep.duration_ms", 0, spec.max_duration_ms(), spec.sleep().duration_ms());
+    // It may exceed max_duration_ms: such a job is stopped at its limit unless ExtendJob raises it.
+    if (spec.sleep().duration_ms() < 0 || spec.sleep().duration_ms() > kMaxDurationMs) {
+      return OutOfRange("spec.sleep.duration_ms", 0, kMaxDurationMs, spec.sleep().duration_ms());
     }
     if (spec.has_train_mlp()) return absl::InvalidArgumentError("spec.train_mlp must not be set for kind sleep");
     return absl::OkStatus();
@@ -109,13 +110,26 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   return ValidateTrainMlp(spec.train_mlp());
 }
 
-absl::Status ValidateSubmitRequest(const v1::SubmitJobRequest& request) {
-  if (absl::Status s = ValidateName("account", request.account()); !s.ok()) return s;
-  if (request.request_id().empty() || request.request_id().size() > 128 || !PrintableAscii(request.request_id())) {
+absl::Status ValidateRequestId(std::string_view request_id) {
+  if (request_id.empty() || request_id.size() > 128 || !PrintableAscii(request_id)) {
     return absl::InvalidArgumentError("request_id must be 1..128 printable ASCII characters without spaces");
   }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSubmitRequest(const v1::SubmitJobRequest& request) {
+  if (absl::Status s = ValidateName("account", request.account()); !s.ok()) return s;
+  if (absl::Status s = ValidateRequestId(request.request_id()); !s.ok()) return s;
   if (!request.has_spec()) return absl::InvalidArgumentError("spec is required");
   return ValidateJobSpec(request.spec());
+}
+
+absl::Status ValidateExtendRequest(const v1::ExtendJobRequest& request) {
+  if (request.job_id() <= 0) return absl::InvalidArgumentError("job_id must be positive");
+  if (request.additional_duration_ms() < 1 || request.additional_duration_ms() > kMaxDurationMs) {
+    return OutOfRange("additional_duration_ms", 1, kMaxDurationMs, request.additional_duration_ms());
+  }
+  return ValidateRequestId(request.request_id());
 }
 
 }  // namespace tessera::intake

@@ -1,4 +1,4 @@
-// Validates a SubmitJobRequest at the edge, before anything is written. Every error is
+// Validates a SubmitJobRequest (and an ExtendJobRequest) at the edge, before anything is written. Every error is
 // INVALID_ARGUMENT with a message that names the offending field and says what is allowed.
 #pragma once
 
@@ -17,6 +17,8 @@ inline constexpr int32_t kMaxReputation = 1000;
 
 absl::Status ValidateSubmitRequest(const v1::SubmitJobRequest& request);
 absl::Status ValidateJobSpec(const v1::JobSpec& spec);
+absl::Status ValidateExtendRequest(const v1::ExtendJobRequest& request);
+absl::Status ValidateRequestId(std::string_view request_id);
 
 // Names of accounts and workers: 1..64 of [a-z0-9_-], starting with a letter.
 absl::Status ValidateName(std::string_view field, std::string_view value);

@@ -22,6 +22,14 @@ v1::ServerMessage CancelMessage(int64_t job_id, uint32_t attempt, const std::str
   return m;
 }
 
+v1::ServerMessage ExtendedMessage(int64_t job_id, uint32_t attempt, int64_t max_duration_ms) {
+  v1::ServerMessage m;
+  m.mutable_extended()->set_job_id(job_id);
+  m.mutable_extended()->set_attempt(attempt);
+  m.mutable_extended()->set_max_duration_ms(max_duration_ms);
+  return m;
+}
+
 v1::ServerMessage AssignmentMessage(const LiveAssignment& a) {
   v1::ServerMessage m;
   *m.mutable_assignment() = a.message;
@@ -91,7 +99,7 @@ absl::Status SchedulerHost::Start(int64_t epoch) {
   if (absl::Status s = Rebuild(none); !s.ok()) return s;
   market_stale_ = false;
   listener_ = std::make_unique<store::NotificationListener>(
-      db_.url(), std::vector<std::string>{"tessera_jobs", "tessera_cancels"},
+      db_.url(), std::vector<std::string>{"tessera_jobs", "tessera_cancels", "tessera_extensions"},
       [this](const std::string& channel, const std::string& payload) { OnNotification(channel, payload); });
   ingest_thread_ = std::thread([this] { IngestLoop(); });
   scheduling_thread_ = std::thread([this] { SchedulingLoop(); });
@@ -156,6 +164,12 @@ void SchedulerHost::OnNotification(const std::string& channel, const std::string
     int64_t job_id = 0, worker_id = 0;
     uint32_t attempt = 0;
     if (in >> job_id >> attempt >> worker_id) Post([&](MarketEvents& e) { e.cancelled.emplace_back(job_id, attempt, worker_id); });
+    return;
+  }
+  if (channel == "tessera_extensions") {
+    std::istringstream in(payload);
+    Extension x;
+    if (in >> x.job_id >> x.attempt >> x.worker_id >> x.max_duration_ms) Post([&](MarketEvents& e) { e.extended.push_back(x); });
     return;
   }
   int64_t job_id = 0;
@@ -315,6 +329,7 @@ void SchedulerHost::SchedulingLoop() {
       // Without a market only streams are looked after; the rest is in PostgreSQL for the rebuild.
       for (Inbound& in : events.hellos) in.session->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "scheduler is recovering; reconnect"));
       for (const auto& [job_id, attempt, worker_id] : events.cancelled) SendCancel(job_id, attempt, worker_id);
+      for (const Extension& x : events.extended) SendExtension(x);
       continue;
     }
     ApplyEvents(events, decisions);
@@ -349,8 +364,17 @@ void SchedulerHost::ApplyEvents(MarketEvents& events, scheduler::Decisions& deci
     SendCancel(job_id, attempt, worker_id);
     Merge(decisions, market_->RemoveJob(job_id, now_ms));
   }
+  for (const Extension& x : events.extended) {
+    SendExtension(x);
+    market_->SetMaxDuration(x.job_id, x.max_duration_ms);
+  }
   for (int64_t job_id : events.finished) Merge(decisions, market_->FinishJob(job_id, now_ms));
   AddQueuedJobs(events.submitted, decisions);
+}
+
+void SchedulerHost::SendExtension(const Extension& x) {
+  if (x.worker_id == 0) return;  // not running: the limit travels with its next assignment
+  if (auto session = registry_.SessionOf(x.worker_id)) session->Send(ExtendedMessage(x.job_id, x.attempt, x.max_duration_ms));
 }
 
 void SchedulerHost::SendCancel(int64_t job_id, uint32_t attempt, int64_t worker_id) {
@@ -421,6 +445,8 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
   session->Send(welcome);
   for (const auto& [job_id, attempt] : running) session->Send(CancelMessage(job_id, attempt, "lease is no longer live"));
   for (const LiveAssignment& a : resend) session->Send(AssignmentMessage(a));
+  // A job kept across the reconnect may have been extended meanwhile: the limit in force again.
+  for (const LiveAssignment& a : keep) session->Send(ExtendedMessage(a.job_id, a.attempt, a.message.spec().max_duration_ms()));
   spdlog::info("worker {} connected ({} GPUs, {} jobs kept, {} resent, {} requeued)", record.worker_id, record.gpus.size(),
                keep.size(), resend.size(), lost.size());
 }

@@ -73,15 +73,24 @@ class SchedulerHost final : public StreamHandler {
     bool empty() const { return usage.empty() && events.started.empty() && events.progress.empty() && events.finished.empty(); }
   };
   // What the scheduling thread has to apply to the market, in this order.
+  // ExtendJob raised a job's limit (NOTIFY tessera_extensions); worker 0: the job is not running.
+  struct Extension {
+    int64_t job_id = 0;
+    uint32_t attempt = 0;
+    int64_t worker_id = 0;
+    int64_t max_duration_ms = 0;
+  };
   struct MarketEvents {
     std::vector<Inbound> hellos;
     std::vector<int64_t> disconnected;                       // workers whose stream closed
     std::vector<std::tuple<int64_t, uint32_t, int64_t>> cancelled;  // job, attempt, worker (0: was queued)
     std::vector<int64_t> finished;                           // jobs that reached a terminal state
     std::vector<int64_t> submitted;                          // jobs announced by NOTIFY
+    std::vector<Extension> extended;
     bool reconcile = false;
     bool empty() const {
-      return hellos.empty() && disconnected.empty() && cancelled.empty() && finished.empty() && submitted.empty() && !reconcile;
+      return hellos.empty() && disconnected.empty() && cancelled.empty() && finished.empty() && submitted.empty() &&
+             extended.empty() && !reconcile;
     }
   };
 
@@ -95,6 +104,7 @@ class SchedulerHost final : public StreamHandler {
   void SchedulingLoop();
   void ApplyEvents(MarketEvents& events, scheduler::Decisions& decisions);
   void SendCancel(int64_t job_id, uint32_t attempt, int64_t worker_id);
+  void SendExtension(const Extension& x);
   // A spread job's lease on a worker still up ended because another of its workers was lost.
   void SendLeaseLost(const Requeued& r);
   void HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello, scheduler::Decisions& decisions);

@@ -21,7 +21,8 @@ std::string IndexLiteral(const std::vector<uint32_t>& indexes) {
 constexpr const char* kAssignmentColumns =
     "a.job_id, a.attempt, a.worker_id, a.gpu_indexes, a.price_utok_per_gpu_hour, j.spec, j.state, c.name,"
     " (extract(epoch FROM j.created_at) * 1000)::bigint, a.node_rank,"
-    " (SELECT array_agg(o.worker_id ORDER BY o.node_rank) FROM assignments o WHERE o.job_id = a.job_id AND o.attempt = a.attempt)";
+    " (SELECT array_agg(o.worker_id ORDER BY o.node_rank) FROM assignments o WHERE o.job_id = a.job_id AND o.attempt = a.attempt),"
+    " j.max_duration_ms";
 
 LiveAssignment AssignmentFromRow(const pqxx::row& row) {
   LiveAssignment a;
@@ -34,6 +35,7 @@ LiveAssignment AssignmentFromRow(const pqxx::row& row) {
   a.message.set_attempt(a.attempt);
   a.message.set_price_utok_per_gpu_hour(row[4].as<int64_t>());
   a.message.mutable_spec()->ParseFromString(pqxx::binarystring(row[5]).str());
+  a.message.mutable_spec()->set_max_duration_ms(row[11].as<int64_t>());  // the limit in force (ExtendJob)
   for (uint32_t i : a.gpu_indexes) a.message.add_gpu_indexes(i);
   a.account = row[7].as<std::string>();
   a.submitted_at_ms = row[8].as<int64_t>();
@@ -43,9 +45,10 @@ LiveAssignment AssignmentFromRow(const pqxx::row& row) {
 }
 
 scheduler::JobRequirements RequirementsFromRow(const pqxx::row& row) {
-  // Columns: job_id, account name, spec, submitted ms.
+  // Columns: job_id, account name, spec, submitted ms, max_duration_ms (the limit in force).
   v1::JobSpec spec;
   spec.ParseFromString(pqxx::binarystring(row[2]).str());
+  spec.set_max_duration_ms(row[4].as<int64_t>());
   return JobRequirementsFrom(row[0].as<int64_t>(), row[1].as<std::string>(), spec, row[3].as<int64_t>());
 }
 
@@ -227,7 +230,7 @@ absl::StatusOr<MarketSnapshot> SchedulerRepository::LoadMarket() {
       snapshot.live.push_back(AssignmentFromRow(r));
     }
     for (const pqxx::row& r : tx.exec(
-             "SELECT j.job_id, c.name, j.spec, (extract(epoch FROM j.created_at) * 1000)::bigint"
+             "SELECT j.job_id, c.name, j.spec, (extract(epoch FROM j.created_at) * 1000)::bigint, j.max_duration_ms"
              " FROM jobs j JOIN accounts c USING (account_id) WHERE j.state = 'QUEUED' ORDER BY j.job_id")) {
       snapshot.queued.push_back(RequirementsFromRow(r));
     }
@@ -239,7 +242,7 @@ absl::StatusOr<std::vector<scheduler::JobRequirements>> SchedulerRepository::Loa
   return db_.Transact("load queued jobs", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<scheduler::JobRequirements>> {
     std::vector<scheduler::JobRequirements> jobs;
     for (const pqxx::row& r : store::Exec(tx, {"sched_load_queued",
-             "SELECT j.job_id, c.name, j.spec, (extract(epoch FROM j.created_at) * 1000)::bigint"
+             "SELECT j.job_id, c.name, j.spec, (extract(epoch FROM j.created_at) * 1000)::bigint, j.max_duration_ms"
              " FROM jobs j JOIN accounts c USING (account_id) WHERE j.job_id = ANY($1::bigint[]) AND j.state = 'QUEUED'"
              " ORDER BY j.job_id"},
              ArrayLiteral(job_ids))) {
@@ -294,7 +297,7 @@ absl::StatusOr<PersistedDecisions> SchedulerRepository::PersistDecisions(const s
         "  UPDATE jobs j SET state = 'ASSIGNED', attempt = j.attempt + 1, worker_id = p.worker_id,"
         "   price_utok_per_gpu_hour = p.price, wait_reason = '', progress_ppm = 0, updated_at = now()"
         "  FROM p WHERE j.job_id = p.job_id AND p.node_rank = 0 AND j.state = 'QUEUED'"
-        "  RETURNING j.job_id, j.attempt, j.spec, j.state, j.account_id, j.created_at),"
+        "  RETURNING j.job_id, j.attempt, j.spec, j.state, j.account_id, j.created_at, j.max_duration_ms),"
         " leased AS ("
         "  INSERT INTO assignments (job_id, attempt, worker_id, gpu_indexes, price_utok_per_gpu_hour, state, node_rank)"
         "  SELECT p.job_id, a.attempt, p.worker_id, p.gpus::int[], p.price, 'LIVE', p.node_rank FROM p JOIN assigned a USING (job_id)"
@@ -309,7 +312,7 @@ absl::StatusOr<PersistedDecisions> SchedulerRepository::PersistDecisions(const s
         // The columns of kAssignmentColumns, the node list from the input (the new rows are not
         // visible to a subquery of this statement).
         "SELECT l.job_id, l.attempt, l.worker_id, l.gpu_indexes, l.price_utok_per_gpu_hour, a.spec, a.state, c.name,"
-        " (extract(epoch FROM a.created_at) * 1000)::bigint, l.node_rank, p.nodes"
+        " (extract(epoch FROM a.created_at) * 1000)::bigint, l.node_rank, p.nodes, a.max_duration_ms"
         " FROM leased l JOIN assigned a USING (job_id) JOIN p ON p.job_id = l.job_id AND p.worker_id = l.worker_id"
         " JOIN accounts c ON c.account_id = a.account_id ORDER BY l.job_id, l.node_rank"},
         ArrayLiteral(jobs), ArrayLiteral(workers), ArrayLiteral(prices), ArrayLiteral(gpus), ArrayLiteral(ranks),

@@ -166,6 +166,11 @@ void Agent::Handle(const v1::ServerMessage& message) {
       if (it != runners_.end()) it->second->Cancel(message.cancel().reason());
       break;
     }
+    case v1::ServerMessage::kExtended: {
+      auto it = runners_.find({message.extended().job_id(), message.extended().attempt()});
+      if (it != runners_.end()) it->second->Extend(message.extended().max_duration_ms());
+      break;
+    }
     case v1::ServerMessage::kUsageAck:
     case v1::ServerMessage::kFinishedAck:
       std::erase_if(outbox_, [&](const v1::WorkerMessage& m) { return IsAcked(m, message); });

@@ -3,11 +3,18 @@
 #include <algorithm>
 #include <chrono>
 
+#include "absl/strings/str_cat.h"
+
 namespace tessera::worker {
 
 JobRunner::JobRunner(v1::Assignment assignment, JobReporter& reporter, kernels::TrainBackend& backend, const Clock& clock,
                      RunnerOptions options)
-    : assignment_(std::move(assignment)), reporter_(reporter), backend_(backend), clock_(clock), options_(options) {
+    : assignment_(std::move(assignment)),
+      reporter_(reporter),
+      backend_(backend),
+      clock_(clock),
+      options_(options),
+      max_duration_ms_(assignment_.spec().max_duration_ms()) {
   started_ms_ = metered_until_ms_ = clock_.NowMs();
   meter_thread_ = std::thread([this] { Meter(); });
 }
@@ -52,7 +59,7 @@ void JobRunner::Meter() {
     }
     work_done_.notify_all();
   });
-  const int64_t deadline_ms = started_ms_ + assignment_.spec().max_duration_ms();
+  const auto deadline_ms = [this] { return started_ms_ + max_duration_ms_.load(); };
   bool timed_out = false;
   while (true) {
     bool done;
@@ -62,15 +69,15 @@ void JobRunner::Meter() {
       done = work_done_flag_;
     }
     const int64_t now_ms = clock_.NowMs();
-    if (!done && now_ms >= deadline_ms && !timed_out) {
+    if (!done && now_ms >= deadline_ms() && !timed_out) {
       timed_out = true;  // stop the kernel; usage is billed up to the limit only
       cancel_ = true;
     }
     if (done) break;
-    ReportUsage(std::min(now_ms, deadline_ms));
+    ReportUsage(std::min(now_ms, deadline_ms()));
   }
   work.join();
-  ReportUsage(std::min(clock_.NowMs(), deadline_ms));
+  ReportUsage(std::min(clock_.NowMs(), deadline_ms()));
 
   v1::WorkerMessage finished;
   {
@@ -78,7 +85,9 @@ void JobRunner::Meter() {
     *finished.mutable_finished() = outcome_;
     if (timed_out) {
       finished.mutable_finished()->set_succeeded(false);
-      finished.mutable_finished()->mutable_result()->set_error("stopped: exceeded max_duration_ms");
+      finished.mutable_finished()->mutable_result()->set_error(
+          absl::StrCat("stopped: the escrow is exhausted at max_duration_ms ", max_duration_ms_.load(),
+                       " (ExtendJob before the limit keeps a job running)"));
     } else if (cancel_ && !cancel_reason_.empty() && !outcome_.succeeded()) {
       finished.mutable_finished()->mutable_result()->set_error("cancelled: " + cancel_reason_);
     }

@@ -1,8 +1,8 @@
 // Runs one assignment on a worker: the kernel on its own thread, metering on another. Usage is
 // reported every `usage_interval_ms` as GPU-milliseconds held since the previous report (wall time
 // × GPUs held), with per-attempt sequence numbers from 1; then one final report and the result.
-// A cancel stops the kernel within one mini-batch; a job past max_duration is stopped and billed
-// to its limit; a kernel error fails the job with its text and never crashes the agent.
+// A cancel stops the kernel within one mini-batch; a job past max_duration (as extended) is stopped
+// and billed to its limit; a kernel error fails the job with its text and never crashes the agent.
 #pragma once
 
 #include <atomic>
@@ -36,6 +36,8 @@ class JobRunner {
   ~JobRunner();
 
   void Cancel(const std::string& reason);
+  // The customer extended the job (ExtendJob): it may run until `max_duration_ms` after its start.
+  void Extend(int64_t max_duration_ms) { max_duration_ms_ = max_duration_ms; }
   bool finished() const { return finished_.load(); }
   const v1::Assignment& assignment() const { return assignment_; }
 
@@ -53,6 +55,7 @@ class JobRunner {
   const RunnerOptions options_;
 
   std::atomic<bool> cancel_{false};
+  std::atomic<int64_t> max_duration_ms_;
   std::atomic<bool> finished_{false};
   std::mutex mu_;
   std::condition_variable work_done_;

@@ -1,6 +1,6 @@
 // Property test of the money rules against a real PostgreSQL: random sequences of deposits,
-// submits, placements, usage reports (duplicated, out of order, retried), finishes, cancels,
-// settlement passes and payouts. After every step the ledger balances, no customer or provider
+// submits, extensions, placements, usage reports (duplicated, out of order, retried), finishes,
+// cancels, settlement passes and payouts. After every step the ledger balances, no customer or provider
 // balance is negative, every report is charged once, and every lease's charge is
 // floor(total_gpu_ms × price / 3,600,000) unless its job's hold ran out, and never above the hold.
 #include <catch2/catch.hpp>
@@ -83,6 +83,14 @@ TEST_CASE("ledger property: random money sequences keep every invariant", "[inte
     } else if (op < 92) {
       auto stats = m.settlement.SettleOnce(1 + pick(20));
       REQUIRE(stats.ok());
+    } else if (op >= 96 && submitted > 0) {
+      // An extension of some job, sometimes a retry of an earlier request (applied once); refused
+      // for an ended job or a short balance, with nothing written.
+      v1::ExtendJobRequest r;
+      r.set_job_id(std::stoll(m.db.Scalar("SELECT coalesce(min(job_id), 1) FROM jobs")) + pick(submitted));
+      r.set_additional_duration_ms(60'000 * (1 + pick(3)));
+      r.set_request_id("extend-" + std::to_string(pick(4)));
+      (void)m.jobs.Extend(r);
     } else {
       const int64_t earnings = m.billing.GetBalance("gpuco")->earnings_utok();
       if (!requested_payouts.empty() && pick(2) == 0) {

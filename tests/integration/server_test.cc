@@ -76,6 +76,23 @@ TEST_CASE("the server answers health checks and rejects bad input with precise s
   v1::Job job;
   CHECK(s.jobs->GetJob(Ctx().get(), get, &job).error_code() == grpc::StatusCode::NOT_FOUND);
 
+  // ExtendJob: each field checked at the edge, an unknown job not found.
+  struct BadExtension { int64_t job_id, ms; const char* request_id; grpc::StatusCode code; const char* says; };
+  for (const BadExtension& bad : {BadExtension{0, 1'000, "x", grpc::StatusCode::INVALID_ARGUMENT, "job_id must be positive"},
+                                   {1, 0, "x", grpc::StatusCode::INVALID_ARGUMENT, "additional_duration_ms must be between 1"},
+                                   {1, -5, "x", grpc::StatusCode::INVALID_ARGUMENT, "additional_duration_ms must be between 1"},
+                                   {1, 31LL * 24 * 3'600'000, "x", grpc::StatusCode::INVALID_ARGUMENT, "additional_duration_ms"},
+                                   {1, 1'000, "", grpc::StatusCode::INVALID_ARGUMENT, "request_id must be 1..128"},
+                                   {999, 1'000, "x", grpc::StatusCode::NOT_FOUND, "job 999 not found"}}) {
+    v1::ExtendJobRequest extend;
+    extend.set_job_id(bad.job_id);
+    extend.set_additional_duration_ms(bad.ms);
+    extend.set_request_id(bad.request_id);
+    st = s.jobs->ExtendJob(Ctx().get(), extend, &job);
+    CHECK(st.error_code() == bad.code);
+    CHECK_THAT(st.error_message(), Catch::Contains(bad.says));
+  }
+
   // Money calls: zero and negative amounts, a rejection without a reason, an unknown account.
   v1::RequestPayoutRequest payout;
   payout.set_account("acme");

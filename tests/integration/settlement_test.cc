@@ -48,7 +48,7 @@ TEST_CASE("submit → assign → usage → settle → release leaves the ledger 
 
   const int64_t charge = *CumulativeCharge(6'000, 1'000'000);  // 1666 µT
   const int64_t fee = CumulativeFee(charge, Marketplace::kFeeBps);
-  auto invoice = m.billing.GetJobInvoice(job);
+  auto invoice = m.billing.GetJobInvoice(job, "acme");
   REQUIRE(invoice.ok());
   CHECK(invoice->final());
   CHECK(invoice->charged_utok() == charge);
@@ -152,7 +152,7 @@ TEST_CASE("a lost lease requeues the job; the stale worker's late reports are re
   CHECK(m.Report(other, job, 2, 1, 3'600)[0].stored);
   m.Finish(other, job, 2, true);
   m.SettleAll();
-  auto invoice = m.billing.GetJobInvoice(job);
+  auto invoice = m.billing.GetJobInvoice(job, "acme");
   REQUIRE(invoice.ok());
   REQUIRE(invoice->lines_size() == 2);
   CHECK(invoice->lines(0).gpu_ms() == 500);  // billed only for what was reported

@@ -3,6 +3,8 @@
 // CLI run as a user would, with JSON output parsed back into protobuf messages.
 #pragma once
 
+#include <signal.h>
+
 #include <catch2/catch.hpp>
 #include <google/protobuf/util/json_util.h>
 

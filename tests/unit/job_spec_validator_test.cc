@@ -56,9 +56,11 @@ TEST_CASE("bad specs are rejected with a message naming the field", "[validator]
     r.mutable_spec()->clear_sleep();
     CHECK_THAT(ErrorOf(r), Catch::Contains("spec.sleep is required"));
   }
-  SECTION("sleep longer than the maximum duration") {
-    r.mutable_spec()->mutable_sleep()->set_duration_ms(120'000);
-    CHECK_THAT(ErrorOf(r), Catch::Contains("spec.sleep.duration_ms"));
+  SECTION("sleep longer than any job may run (longer than its own limit is allowed: ExtendJob)") {
+    r.mutable_spec()->mutable_sleep()->set_duration_ms(31LL * 24 * 3'600'000);
+    CHECK_THAT(ErrorOf(r), Catch::Contains("spec.sleep.duration_ms must be between 0 and 2592000000"));
+    r.mutable_spec()->mutable_sleep()->set_duration_ms(r.spec().max_duration_ms() + 1);
+    CHECK(intake::ValidateSubmitRequest(r).ok());
   }
   SECTION("bad request id") {
     r.set_request_id("");
