@@ -14,7 +14,8 @@ namespace {
 
 const char* const kTransferColumns =
     "t.transfer_id, t.kind, da.name || '/' || dl.bucket, ca.name || '/' || cl.bucket, t.amount_utok,"
-    " coalesce(t.job_id, 0), t.idempotency_key, (extract(epoch FROM t.created_at) * 1000)::bigint"
+    " coalesce(t.job_id, 0), t.idempotency_key, (extract(epoch FROM t.created_at) * 1000)::bigint,"
+    " coalesce(t.attempt, 0), coalesce(t.worker_id, 0), coalesce(t.batch_id, 0)"
     " FROM transfers t"
     " JOIN ledger_accounts dl ON dl.ledger_account_id = t.debit_ledger_id JOIN accounts da ON da.account_id = dl.account_id"
     " JOIN ledger_accounts cl ON cl.ledger_account_id = t.credit_ledger_id JOIN accounts ca ON ca.account_id = cl.account_id";
@@ -31,6 +32,9 @@ v1::Transfer TransferFromRow(const pqxx::row& r) {
   t.set_job_id(r[5].as<int64_t>());
   t.set_idempotency_key(r[6].as<std::string>());
   t.set_created_at_ms(r[7].as<int64_t>());
+  t.set_attempt(r[8].as<uint32_t>());
+  t.set_worker_id(r[9].as<int64_t>());
+  t.set_batch_id(r[10].as<int64_t>());
   return t;
 }
 

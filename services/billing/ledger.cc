@@ -17,11 +17,13 @@ constexpr store::Statement kLockBuckets{
 constexpr store::Statement kPostTransfers{
     "ledger_post_transfers",
     "WITH input AS ("
-    "  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])"
-    "    AS t(key, kind, debit, credit, amount, job_id)),"
+    "  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::int[],"
+    "    $8::bigint[], $9::bigint[]) AS t(key, kind, debit, credit, amount, job_id, attempt, worker_id, batch_id)),"
     " inserted AS ("
-    "  INSERT INTO transfers (idempotency_key, kind, debit_ledger_id, credit_ledger_id, amount_utok, job_id)"
-    "  SELECT key, kind, debit, credit, amount, NULLIF(job_id, 0) FROM input"
+    "  INSERT INTO transfers (idempotency_key, kind, debit_ledger_id, credit_ledger_id, amount_utok, job_id, attempt, worker_id,"
+    "   batch_id)"
+    "  SELECT key, kind, debit, credit, amount, NULLIF(job_id, 0), NULLIF(attempt, 0), NULLIF(worker_id, 0), NULLIF(batch_id, 0)"
+    "  FROM input"
     "  ON CONFLICT (idempotency_key) DO NOTHING"
     "  RETURNING debit_ledger_id, credit_ledger_id, amount_utok, kind, created_at),"
     " movements AS ("
@@ -48,7 +50,7 @@ constexpr store::Statement kPostTransfers{
 int64_t PostTransfers(pqxx::work& tx, const std::vector<TransferSpec>& transfers, BucketLocks locks) {
   if (transfers.empty()) return 0;
   std::vector<std::string> keys, kinds;
-  std::vector<int64_t> debits, credits, amounts, jobs;
+  std::vector<int64_t> debits, credits, amounts, jobs, attempts, workers, batches;
   for (const TransferSpec& t : transfers) {
     TESSERA_CHECK(t.amount_utok > 0);
     TESSERA_CHECK(t.debit_ledger_id != t.credit_ledger_id);
@@ -58,6 +60,9 @@ int64_t PostTransfers(pqxx::work& tx, const std::vector<TransferSpec>& transfers
     credits.push_back(t.credit_ledger_id);
     amounts.push_back(t.amount_utok);
     jobs.push_back(t.job_id);
+    attempts.push_back(t.attempt);
+    workers.push_back(t.worker_id);
+    batches.push_back(t.batch_id);
   }
   // Lock the touched buckets in id order first, so that concurrent money transactions always lock
   // in the same order and cannot deadlock each other.
@@ -68,7 +73,8 @@ int64_t PostTransfers(pqxx::work& tx, const std::vector<TransferSpec>& transfers
   }
   const pqxx::result r = store::Exec(tx, kPostTransfers,
       store::ArrayLiteral(keys), store::ArrayLiteral(kinds), store::ArrayLiteral(debits), store::ArrayLiteral(credits),
-      store::ArrayLiteral(amounts), store::ArrayLiteral(jobs));
+      store::ArrayLiteral(amounts), store::ArrayLiteral(jobs), store::ArrayLiteral(attempts), store::ArrayLiteral(workers),
+      store::ArrayLiteral(batches));
   return r[0][0].as<int64_t>();
 }
 

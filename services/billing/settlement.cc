@@ -172,11 +172,12 @@ int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>
     if (a.batch_charge_utok - a.batch_fee_utok > 0) {
       transfers.push_back({.idempotency_key = "charge:" + ref, .kind = "CHARGE", .debit_ledger_id = job.escrow_ledger_id,
                            .credit_ledger_id = a.earnings_ledger_id, .amount_utok = a.batch_charge_utok - a.batch_fee_utok,
-                           .job_id = job_id});
+                           .job_id = job_id, .attempt = attempt, .worker_id = worker_id, .batch_id = batch_id});
     }
     if (a.batch_fee_utok > 0) {
       transfers.push_back({.idempotency_key = "fee:" + ref, .kind = "FEE", .debit_ledger_id = job.escrow_ledger_id,
-                           .credit_ledger_id = fees_ledger_id, .amount_utok = a.batch_fee_utok, .job_id = job_id});
+                           .credit_ledger_id = fees_ledger_id, .amount_utok = a.batch_fee_utok, .job_id = job_id,
+                           .attempt = attempt, .worker_id = worker_id, .batch_id = batch_id});
     }
   }
   // Each report is updated where the SELECT above found it (its ctid: stable here, as only this

@@ -103,10 +103,15 @@ void AddBillingCommands(CLI::App& app, CliContext& ctx) {
       }
       std::vector<std::vector<std::string>> rows;
       for (const v1::Transfer& t : response.transfers()) {
+        // What a CHARGE or FEE pays for: lease job/attempt@worker, in settlement batch N.
+        const std::string paid_for = t.batch_id() ? std::to_string(t.job_id()) + "/" + std::to_string(t.attempt()) + "@" +
+                                                        std::to_string(t.worker_id()) + " batch " + std::to_string(t.batch_id())
+                                     : t.job_id() ? std::to_string(t.job_id())
+                                                  : "-";
         rows.push_back({std::to_string(t.transfer_id()), KindName(t.kind()), t.debit(), t.credit(),
-                        FormatTokens(t.amount_utok()), t.job_id() ? std::to_string(t.job_id()) : "-"});
+                        FormatTokens(t.amount_utok()), paid_for});
       }
-      PrintTable({"ID", "KIND", "DEBIT", "CREDIT", "AMOUNT", "JOB"}, rows);
+      PrintTable({"ID", "KIND", "DEBIT", "CREDIT", "AMOUNT", "FOR"}, rows);
       return s;
     });
   });

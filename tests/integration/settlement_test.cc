@@ -63,6 +63,25 @@ TEST_CASE("submit → assign → usage → settle → release leaves the ledger 
   CHECK(m.LedgerSum() == 0);
   CHECK(m.db.Scalar("SELECT string_agg(state, ',' ORDER BY event_id) FROM job_events") == "QUEUED,ASSIGNED,SUCCEEDED");
 
+  // The provider's CHARGE names what it pays for: the lease's reports in one settlement batch,
+  // each provable against that batch's root.
+  v1::ListTransfersRequest list;
+  list.set_account("gpuco");
+  auto earned = m.billing.ListTransfers(list);
+  REQUIRE(earned.ok());
+  REQUIRE(earned->transfers_size() == 1);
+  const v1::Transfer& paid = earned->transfers(0);
+  CHECK(paid.kind() == v1::TRANSFER_KIND_CHARGE);
+  CHECK(paid.job_id() == job);
+  CHECK(paid.attempt() == attempt);
+  CHECK(paid.worker_id() == m.worker);
+  v1::GetUsageProofRequest proof_request;
+  proof_request.set_job_id(job);
+  proof_request.set_seq(2);
+  auto proof = m.billing.GetUsageProof(proof_request);
+  REQUIRE(proof.ok());
+  CHECK(paid.batch_id() == proof->batch_id());
+
   // The hold is closed: the database refuses any further charge or release against it.
   for (const char* kind : {"CHARGE", "RELEASE"}) {
     absl::Status late = m.db.store().Transact("late post", [&](pqxx::work& tx) -> absl::Status {
