@@ -45,9 +45,7 @@ size_t IndexOf(const std::vector<v1::JobUpdate>& updates, const std::function<bo
 
 TEST_CASE("a job nearing its escrow limit is warned, and runs on when extended or stops at the limit", "[e2e][slow]") {
   Cluster c;
-  c.Cli({"account", "create", "acme"});
-  c.Cli({"account", "create", "gpuco", "--kind", "provider"});
-  c.Cli({"billing", "deposit", "acme", "50000000", "--idempotency-key", "first"});
+  c.OpenMarket();
   c.StartWorker("w1", "1000000");
   c.StartWorker("w2", "1000000");
 

@@ -43,9 +43,7 @@ std::string TrainSpec(int seed) {
 
 TEST_CASE("customers, workers and the ledger end to end; a killed worker's job finishes elsewhere", "[e2e][slow]") {
   Cluster c;
-  c.Cli({"account", "create", "acme"});
-  c.Cli({"account", "create", "gpuco", "--kind", "provider"});
-  c.Cli({"billing", "deposit", "acme", "50000000", "--idempotency-key", "first"});
+  c.OpenMarket();
   ChildProcess& cheap = c.StartWorker("cheap", "1000000");
   c.StartWorker("dear", "1500000");
   for (int i = 0; i < 100; ++i) {

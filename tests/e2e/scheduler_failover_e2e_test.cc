@@ -23,9 +23,7 @@ TEST_CASE("scheduler failover: the standby takes over when the leader is killed"
   Cluster c("intake,billing");
   const std::string first = c.StartScheduler("sched-a");
   const std::string second = c.StartScheduler("sched-b");
-  c.Cli({"account", "create", "acme"});
-  c.Cli({"account", "create", "gpuco", "--kind", "provider"});
-  c.Cli({"billing", "deposit", "acme", "50000000", "--idempotency-key", "d"});
+  c.OpenMarket();
   c.StartWorker("rig", "1000000", first + "," + second);
 
   // sched-a started first and leads (epoch 1); the worker ends up on it.

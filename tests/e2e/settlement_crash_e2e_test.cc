@@ -16,9 +16,7 @@ using testing::SleepSpec;
 
 TEST_CASE("settlement survives SIGKILL: nothing lost, nothing charged twice", "[e2e][slow][crash]") {
   Cluster c;
-  c.Cli({"account", "create", "acme"});
-  c.Cli({"account", "create", "gpuco", "--kind", "provider"});
-  c.Cli({"billing", "deposit", "acme", "50000000", "--idempotency-key", "d"});
+  c.OpenMarket();
   for (const char* name : {"rig-a", "rig-b", "rig-c"}) c.StartWorker(name, "1000000");
   for (int i = 0; i < 3; ++i) c.Submit(SleepSpec(20'000), "long-" + std::to_string(i));
 

@@ -4,21 +4,14 @@
 
 #include "services/common/money.h"
 #include "tests/integration/marketplace_fixture.h"
-#include "tests/support/ledger_invariants.h"
 
 using namespace tessera;
 using testing::Marketplace;
 
 namespace {
 
-struct Funded : Marketplace {
-  Funded() {
-    CreateAccount("acme", v1::ACCOUNT_KIND_CUSTOMER);
-    CreateAccount("rival", v1::ACCOUNT_KIND_CUSTOMER);
-    CreateAccount("gpuco", v1::ACCOUNT_KIND_PROVIDER);
-    Deposit("acme", 100'000'000, "d1");
-    worker = RegisterWorker("gpuco", "w1", 1'000'000, 2);
-  }
+struct Funded : testing::FundedMarketplace {
+  Funded() { CreateAccount("rival", v1::ACCOUNT_KIND_CUSTOMER); }
   int64_t Submit(const std::string& request_id, int64_t max_duration_ms) {
     auto submitted = jobs.Submit(SleepJob("acme", request_id, 2'000'000, max_duration_ms));
     REQUIRE(submitted.ok());
@@ -46,13 +39,6 @@ struct Funded : Marketplace {
     }
     return out;
   }
-  void CheckInvariants() {
-    for (const auto& [name, violations] : testing::LedgerInvariants()) {
-      INFO(name);
-      CHECK(db.Scalar(violations) == "0");
-    }
-  }
-  int64_t worker = 0;
 };
 
 }  // namespace

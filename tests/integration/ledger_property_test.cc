@@ -9,21 +9,9 @@
 #include <random>
 
 #include "tests/integration/marketplace_fixture.h"
-#include "tests/support/ledger_invariants.h"
 
 using namespace tessera;
 using testing::Marketplace;
-
-namespace {
-
-void CheckInvariants(Marketplace& m) {
-  for (const auto& [name, violations] : testing::LedgerInvariants()) {
-    INFO(name);
-    CHECK(m.db.Scalar(violations) == "0");
-  }
-}
-
-}  // namespace
 
 TEST_CASE("ledger property: random money sequences keep every invariant", "[integration][billing][property]") {
   const uint64_t seed = GENERATE(range(1u, 7u));
@@ -105,10 +93,10 @@ TEST_CASE("ledger property: random money sequences keep every invariant", "[inte
         if (auto p = m.payouts.Request(r); p.ok()) requested_payouts.push_back(p->payout_id());
       }
     }
-    CheckInvariants(m);
+    m.CheckInvariants();
   }
   m.SettleAll();
-  CheckInvariants(m);
+  m.CheckInvariants();
   CHECK(m.db.Scalar("SELECT count(*) FROM usage_reports WHERE NOT settled") == "0");
   // The sequence did exercise the ledger: reports were charged, holds spent and released.
   CHECK(std::stoll(m.db.Scalar("SELECT count(*) FROM usage_reports")) > 0);

@@ -11,6 +11,7 @@
 #include "services/billing/settlement.h"
 #include "services/intake/job_repository.h"
 #include "services/scheduler/scheduler_repository.h"
+#include "tests/support/ledger_invariants.h"
 #include "tests/support/test_database.h"
 
 namespace tessera::testing {
@@ -132,6 +133,14 @@ class Marketplace {
     }
   }
 
+  // Every money invariant of tests/support/ledger_invariants.h, each a named CHECK.
+  void CheckInvariants() {
+    for (const auto& [name, violations] : LedgerInvariants()) {
+      INFO(name);
+      CHECK(db.Scalar(violations) == "0");
+    }
+  }
+
   int64_t LedgerSum() { return std::stoll(db.Scalar("SELECT coalesce(sum(balance_utok), 0) FROM ledger_accounts")); }
   int64_t Count(const std::string& table) { return std::stoll(db.Scalar("SELECT count(*) FROM " + table)); }
 
@@ -142,6 +151,23 @@ class Marketplace {
   billing::ReportRepository reports;
   scheduler_host::SchedulerRepository scheduler;
   billing::Settlement settlement;
+};
+
+// A marketplace open for business: the customer `acme` with 100 tokens, the provider `gpuco` and
+// its worker `w1` (2 GPUs asking 1 token per GPU-hour).
+struct FundedMarketplace : Marketplace {
+  FundedMarketplace() {
+    CreateAccount("acme", v1::ACCOUNT_KIND_CUSTOMER);
+    CreateAccount("gpuco", v1::ACCOUNT_KIND_PROVIDER);
+    Deposit("acme", 100'000'000, "d1");
+    worker = RegisterWorker("gpuco", "w1", 1'000'000, 2);
+  }
+  v1::Balance Balance(const std::string& account) {
+    auto b = billing.GetBalance(account);
+    REQUIRE(b.ok());
+    return *b;
+  }
+  int64_t worker = 0;
 };
 
 }  // namespace tessera::testing

@@ -8,24 +8,7 @@
 using namespace tessera;
 using testing::Marketplace;
 
-namespace {
-
-struct Funded : Marketplace {
-  Funded() {
-    CreateAccount("acme", v1::ACCOUNT_KIND_CUSTOMER);
-    CreateAccount("gpuco", v1::ACCOUNT_KIND_PROVIDER);
-    Deposit("acme", 100'000'000, "d1");
-    worker = RegisterWorker("gpuco", "w1", 1'000'000, 2);
-  }
-  v1::Balance Balance(const std::string& account) {
-    auto b = billing.GetBalance(account);
-    REQUIRE(b.ok());
-    return *b;
-  }
-  int64_t worker = 0;
-};
-
-}  // namespace
+using Funded = testing::FundedMarketplace;
 
 TEST_CASE("submit → assign → usage → settle → release leaves the ledger balanced", "[integration][billing]") {
   Funded m;

@@ -101,6 +101,13 @@ class Cluster {
   }
 
   // A worker offering one device; `servers` defaults to the main server.
+  // The customer `acme` with 50 tokens to spend and the provider `gpuco`, as every test starts.
+  void OpenMarket() {
+    Cli({"account", "create", "acme"});
+    Cli({"account", "create", "gpuco", "--kind", "provider"});
+    Cli({"billing", "deposit", "acme", "50000000", "--idempotency-key", "opening"});
+  }
+
   ChildProcess& StartWorker(const std::string& name, const std::string& ask, const std::string& servers = "") {
     workers_[name] = std::make_unique<ChildProcess>(
         std::vector<std::string>{kBin + "/tessera-worker", "--server", servers.empty() ? address() : servers, "--provider",
