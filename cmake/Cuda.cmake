@@ -17,4 +17,17 @@ if(NOT TESSERA_CUDA STREQUAL "OFF")
     message(FATAL_ERROR "TESSERA_CUDA=ON but no CUDA toolkit (nvcc) was found")
   endif()
 endif()
+if(TESSERA_HAVE_CUDA)
+  # A100 and H100/H200 natively, plus PTX for anything newer.
+  if(NOT CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 80-real 90-real 90-virtual)
+  endif()
+  if(CCACHE_PROGRAM)
+    set(CMAKE_CUDA_COMPILER_LAUNCHER "${CCACHE_PROGRAM}")
+  endif()
+  enable_language(CUDA)
+  # Debian's packages export /usr/include as an include directory; passed to nvcc as -isystem it
+  # breaks the C++ library's #include_next <math.h>. It is searched anyway: treat it as implicit.
+  list(APPEND CMAKE_CUDA_IMPLICIT_INCLUDE_DIRECTORIES /usr/include)
+endif()
 message(STATUS "Tessera CUDA backends: ${TESSERA_HAVE_CUDA}")

@@ -1,6 +1,9 @@
 #include "kernels/mlp_cpu.h"
 
+#include <sodium.h>
+
 #include <cmath>
+#include <cstring>
 
 namespace tessera::kernels {
 namespace {
@@ -91,6 +94,26 @@ void SgdStep(MlpWeights& w, const MlpWeights& grad, float learning_rate) {
   step(w.b1, grad.b1);
   step(w.w2, grad.w2);
   step(w.b2, grad.b2);
+}
+
+// libsodium's SHA-256 needs no sodium_init(); the binaries call it at start anyway.
+std::string WeightsSha256(const MlpWeights& w) {
+  crypto_hash_sha256_state state;
+  crypto_hash_sha256_init(&state);
+  for (const std::vector<float>* part : {&w.w1, &w.b1, &w.w2, &w.b2}) {
+    for (float v : *part) {
+      uint32_t bits;
+      std::memcpy(&bits, &v, sizeof bits);
+      const unsigned char le[4] = {static_cast<unsigned char>(bits), static_cast<unsigned char>(bits >> 8),
+                                   static_cast<unsigned char>(bits >> 16), static_cast<unsigned char>(bits >> 24)};
+      crypto_hash_sha256_update(&state, le, sizeof le);
+    }
+  }
+  unsigned char digest[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256_final(&state, digest);
+  char hex[2 * crypto_hash_sha256_BYTES + 1];
+  sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
+  return hex;
 }
 
 }  // namespace tessera::kernels

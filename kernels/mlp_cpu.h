@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/synthetic_data.h"
@@ -25,5 +26,8 @@ MlpWeights MlpGradients(const MlpWeights& w, const Dataset& data, uint32_t first
 
 // One SGD step: w -= learning_rate * grad.
 void SgdStep(MlpWeights& w, const MlpWeights& grad, float learning_rate);
+
+// Hex SHA-256 of the weights W1, b1, W2, b2 as little-endian float32: every backend's result hash.
+std::string WeightsSha256(const MlpWeights& w);
 
 }  // namespace tessera::kernels

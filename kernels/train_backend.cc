@@ -1,33 +1,11 @@
 #include "kernels/train_backend.h"
 
-#include <sodium.h>
-
 #include <algorithm>
-#include <cstring>
 
 #include "kernels/mlp_cpu.h"
 
 namespace tessera::kernels {
 namespace {
-
-std::string WeightsSha256(const MlpWeights& w) {
-  crypto_hash_sha256_state state;
-  crypto_hash_sha256_init(&state);
-  for (const std::vector<float>* part : {&w.w1, &w.b1, &w.w2, &w.b2}) {
-    for (float v : *part) {
-      uint32_t bits;
-      std::memcpy(&bits, &v, sizeof bits);
-      const unsigned char le[4] = {static_cast<unsigned char>(bits), static_cast<unsigned char>(bits >> 8),
-                                   static_cast<unsigned char>(bits >> 16), static_cast<unsigned char>(bits >> 24)};
-      crypto_hash_sha256_update(&state, le, sizeof le);
-    }
-  }
-  unsigned char digest[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256_final(&state, digest);
-  char hex[2 * crypto_hash_sha256_BYTES + 1];
-  sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
-  return hex;
-}
 
 class CpuTrainBackend final : public TrainBackend {
  public:
@@ -63,7 +41,6 @@ class CpuTrainBackend final : public TrainBackend {
 
 }  // namespace
 
-// libsodium's SHA-256 needs no sodium_init(); the binaries call it at start anyway.
 std::unique_ptr<TrainBackend> MakeCpuTrainBackend() { return std::make_unique<CpuTrainBackend>(); }
 
 }  // namespace tessera::kernels

@@ -27,6 +27,9 @@ absl::Status ValidateTrainMlp(const v1::TrainMlpParams& p) {
   for (const Bound& b : bounds) {
     if (b.value < b.lo || b.value > b.hi) return OutOfRange(b.field, b.lo, b.hi, b.value);
   }
+  if (!p.precision().empty() && p.precision() != "fp32" && p.precision() != "bf16") {
+    return absl::InvalidArgumentError(absl::StrCat("spec.train_mlp.precision must be fp32 or bf16, got '", p.precision(), "'"));
+  }
   return absl::OkStatus();
 }
 

@@ -44,6 +44,21 @@ LiveAssignment AssignmentFromRow(const pqxx::row& row) {
   return a;
 }
 
+// The columns GpuFromRow reads, from `first` on.
+#define GPU_COLUMNS "gpu_index, model, memory_mib, compute_capability, uuid, pci_bus_id, peer_indexes"
+
+v1::Gpu GpuFromRow(const pqxx::row& r, int first) {
+  v1::Gpu gpu;
+  gpu.set_index(r[first].as<uint32_t>());
+  gpu.set_model(r[first + 1].as<std::string>());
+  gpu.set_memory_mib(r[first + 2].as<uint64_t>());
+  gpu.set_compute_capability(r[first + 3].as<std::string>());
+  gpu.set_uuid(r[first + 4].as<std::string>());
+  gpu.set_pci_bus_id(r[first + 5].as<std::string>());
+  for (int64_t peer : store::ParseIntArray(r[first + 6].as<std::string>())) gpu.add_peer_indexes(static_cast<uint32_t>(peer));
+  return gpu;
+}
+
 scheduler::JobRequirements RequirementsFromRow(const pqxx::row& row) {
   // Columns: job_id, account name, spec, submitted ms, max_duration_ms (the limit in force).
   v1::JobSpec spec;
@@ -68,17 +83,10 @@ std::vector<WorkerRecord> LoadWorkerRecords(pqxx::work& tx, const std::vector<in
     w.policy.ParseFromString(pqxx::binarystring(r[5]).str());
   }
   for (const pqxx::row& r : store::Exec(tx, {"sched_load_gpus",
-           "SELECT worker_id, gpu_index, model, memory_mib, compute_capability, uuid FROM gpus"
-           " WHERE worker_id = ANY($1::bigint[]) ORDER BY worker_id, gpu_index"},
+           "SELECT worker_id, " GPU_COLUMNS " FROM gpus WHERE worker_id = ANY($1::bigint[]) ORDER BY worker_id, gpu_index"},
            ArrayLiteral(ids))) {
     auto it = records.find(r[0].as<int64_t>());
-    if (it == records.end()) continue;
-    v1::Gpu& gpu = it->second.gpus.emplace_back();
-    gpu.set_index(r[1].as<uint32_t>());
-    gpu.set_model(r[2].as<std::string>());
-    gpu.set_memory_mib(r[3].as<uint64_t>());
-    gpu.set_compute_capability(r[4].as<std::string>());
-    gpu.set_uuid(r[5].as<std::string>());
+    if (it != records.end()) it->second.gpus.push_back(GpuFromRow(r, 1));
   }
   std::vector<WorkerRecord> out;
   for (int64_t id : ids) {
@@ -124,18 +132,22 @@ absl::StatusOr<v1::RegisterWorkerResponse> SchedulerRepository::RegisterWorker(c
         account[0][0].as<int64_t>(), request.name(), request.region(), request.ask_utok_per_gpu_hour(),
         Hex(request.policy().SerializeAsString()))[0].as<int64_t>();
     std::vector<int64_t> indexes, memory;
-    std::vector<std::string> models, capabilities;
+    std::vector<std::string> models, capabilities, buses, peers;
     for (const v1::Gpu& gpu : request.gpus()) {
       indexes.push_back(gpu.index());
       memory.push_back(static_cast<int64_t>(gpu.memory_mib()));
       models.push_back(gpu.model());
       capabilities.push_back(gpu.compute_capability());
+      buses.push_back(gpu.pci_bus_id());
+      peers.push_back(IndexLiteral({gpu.peer_indexes().begin(), gpu.peer_indexes().end()}));
     }
     tx.exec_params0(
-        "INSERT INTO gpus (worker_id, gpu_index, model, memory_mib, compute_capability, uuid)"
-        " SELECT $1, * FROM unnest($2::int[], $3::text[], $4::bigint[], $5::text[], $6::text[])",
+        "INSERT INTO gpus (worker_id, gpu_index, model, memory_mib, compute_capability, uuid, pci_bus_id, peer_indexes)"
+        " SELECT $1, i, m, mem, cc, u, bus, p::int[]"
+        " FROM unnest($2::int[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[])"
+        "   AS t(i, m, mem, cc, u, bus, p)",
         worker_id, ArrayLiteral(indexes), ArrayLiteral(models), ArrayLiteral(memory), ArrayLiteral(capabilities),
-        ArrayLiteral(uuids));
+        ArrayLiteral(uuids), ArrayLiteral(buses), ArrayLiteral(peers));
     v1::RegisterWorkerResponse response;
     response.set_worker_id(worker_id);
     response.set_state(v1::WORKER_STATE_OFFLINE);
@@ -170,17 +182,9 @@ absl::StatusOr<std::vector<v1::Worker>> SchedulerRepository::ListWorkers(const s
       w.mutable_policy()->ParseFromString(pqxx::binarystring(r[9]).str());
     }
     const pqxx::result gpus = tx.exec_params(
-        "SELECT worker_id, gpu_index, model, memory_mib, compute_capability, uuid FROM gpus"
-        " WHERE worker_id = ANY($1::bigint[]) ORDER BY worker_id, gpu_index",
+        "SELECT worker_id, " GPU_COLUMNS " FROM gpus WHERE worker_id = ANY($1::bigint[]) ORDER BY worker_id, gpu_index",
         ArrayLiteral(order));
-    for (const pqxx::row& r : gpus) {
-      v1::Gpu* gpu = workers[r[0].as<int64_t>()].add_gpus();
-      gpu->set_index(r[1].as<uint32_t>());
-      gpu->set_model(r[2].as<std::string>());
-      gpu->set_memory_mib(r[3].as<uint64_t>());
-      gpu->set_compute_capability(r[4].as<std::string>());
-      gpu->set_uuid(r[5].as<std::string>());
-    }
+    for (const pqxx::row& r : gpus) *workers[r[0].as<int64_t>()].add_gpus() = GpuFromRow(r, 1);
     std::vector<v1::Worker> out;
     for (int64_t id : order) out.push_back(std::move(workers[id]));
     return out;

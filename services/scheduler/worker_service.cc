@@ -31,6 +31,12 @@ absl::Status ValidateRegisterWorker(const v1::RegisterWorkerRequest& request) {
     if (!uuids.insert(gpu.uuid()).second) return absl::InvalidArgumentError(absl::StrCat("gpus.uuid '", gpu.uuid(), "' is listed twice"));
     if (gpu.model().empty() || gpu.model().size() > 64) return absl::InvalidArgumentError("gpus.model must be 1..64 characters");
     if (auto cc = ParseComputeCapability("gpus.compute_capability", gpu.compute_capability()); !cc.ok()) return cc.status();
+    if (gpu.pci_bus_id().size() > 64) return absl::InvalidArgumentError("gpus.pci_bus_id must be at most 64 characters");
+    for (uint32_t peer : gpu.peer_indexes()) {
+      if (peer >= static_cast<uint32_t>(request.gpus_size()) || peer == gpu.index()) {
+        return absl::InvalidArgumentError(absl::StrCat("gpus.peer_indexes of GPU ", gpu.index(), " must name other GPUs of this worker, got ", peer));
+      }
+    }
   }
   return ValidateProviderPolicy(request.policy());
 }

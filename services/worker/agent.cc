@@ -59,7 +59,7 @@ absl::StatusOr<int64_t> Agent::RegisterOrLoad() {
   request.set_region(options_.region);
   request.set_ask_utok_per_gpu_hour(options_.ask_utok_per_gpu_hour);
   *request.mutable_policy() = options_.policy;
-  for (v1::Gpu& gpu : CpuDevices(options_.devices, options_.name)) *request.add_gpus() = std::move(gpu);
+  for (const v1::Gpu& gpu : options_.devices) *request.add_gpus() = gpu;
   grpc::Status s(grpc::StatusCode::INVALID_ARGUMENT, "no --server given");
   v1::RegisterWorkerResponse response;
   for (auto& stub : stubs_) {

@@ -33,7 +33,8 @@ struct AgentOptions {
   std::string name;
   std::string region = "local";
   int64_t ask_utok_per_gpu_hour = 1'000'000;
-  int devices = 1;
+  // The devices offered at registration (DetectDevices or CpuDevices), by index.
+  std::vector<v1::Gpu> devices;
   // What the provider requires of jobs; sent at registration and in every hello, so a restart
   // with new flags updates it.
   v1::ProviderPolicy policy;

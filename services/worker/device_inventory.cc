@@ -47,4 +47,22 @@ std::vector<v1::Gpu> CpuDevices(int count, const std::string& worker_name) {
   return devices;
 }
 
+std::vector<v1::Gpu> GpuDevices(const std::vector<kernels::CudaDevice>& cuda, int limit) {
+  std::vector<v1::Gpu> devices;
+  for (const kernels::CudaDevice& d : cuda) {
+    if (limit > 0 && static_cast<int>(devices.size()) == limit) break;
+    v1::Gpu& gpu = devices.emplace_back();
+    gpu.set_index(d.ordinal);
+    gpu.set_model(kernels::MarketModelName(d.name));
+    gpu.set_memory_mib(d.memory_mib);
+    gpu.set_compute_capability(std::to_string(d.compute_major) + "." + std::to_string(d.compute_minor));
+    gpu.set_uuid(d.uuid);
+    gpu.set_pci_bus_id(d.pci_bus_id);
+    for (uint32_t peer : d.peers) {
+      if (limit <= 0 || peer < static_cast<uint32_t>(limit)) gpu.add_peer_indexes(peer);
+    }
+  }
+  return devices;
+}
+
 }  // namespace tessera::worker

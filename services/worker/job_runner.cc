@@ -141,7 +141,9 @@ void JobRunner::RunTrainMlp() {
   const v1::TrainMlpParams& p = assignment_.spec().train_mlp();
   const kernels::MlpConfig config{.seed = p.seed(), .input_dim = p.input_dim(), .hidden_dim = p.hidden_dim(),
                                   .output_dim = p.output_dim(), .samples = p.samples(), .batch_size = p.batch_size(),
-                                  .epochs = p.epochs(), .learning_rate = static_cast<float>(p.learning_rate_micros()) / 1e6f};
+                                  .epochs = p.epochs(), .learning_rate = static_cast<float>(p.learning_rate_micros()) / 1e6f,
+                                  .precision = p.precision() == "bf16" ? kernels::Precision::kBf16 : kernels::Precision::kFp32,
+                                  .devices = {assignment_.gpu_indexes().begin(), assignment_.gpu_indexes().end()}};
   absl::StatusOr<kernels::TrainResult> result = backend_.TrainMlp(
       config,
       [this](const kernels::EpochReport& epoch) {

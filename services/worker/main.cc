@@ -9,24 +9,28 @@
 #include <charconv>
 #include <thread>
 
+#include "kernels/cuda_devices.h"
 #include "services/worker/agent.h"
+#include "services/worker/device_inventory.h"
 
 int main(int argc, char** argv) {
   if (sodium_init() < 0) return 1;
   tessera::worker::AgentOptions options;
   if (const char* server = std::getenv("TESSERA_SERVER")) options.server = server;
   std::string state_dir = "tessera-worker";
-  bool cpu = true;
+  bool cpu = false;
+  int device_count = 0;
   CLI::App app{"tessera-worker: runs Tessera jobs on this machine's devices"};
   app.add_option("--server", options.server, "Scheduler address (env TESSERA_SERVER)");
   app.add_option("--provider", options.provider_account, "Provider account that owns this machine")->required();
   app.add_option("--name", options.name, "Machine name")->required();
   app.add_option("--region", options.region, "Region label");
   app.add_option("--ask", options.ask_utok_per_gpu_hour, "Price per GPU-hour in µT")->check(CLI::PositiveNumber);
-  app.add_option("--gpus", options.devices, "Devices to offer")->check(CLI::Range(1, 64));
+  app.add_option("--gpus", device_count, "Devices to offer: at most this many GPUs (default all), or this many CPU devices (default 1)")
+      ->check(CLI::Range(1, 64));
   app.add_option("--state-dir", state_dir, "Where the worker keeps its identity");
   app.add_option("--usage-interval-ms", options.runner.usage_interval_ms, "Usage report period")->check(CLI::Range(10, 60'000));
-  app.add_flag("--cpu", cpu, "Run on the CPU backend (the only backend of this build)");
+  app.add_flag("--cpu", cpu, "Offer CPU devices and run the CPU kernels even where NVIDIA GPUs are present");
   // Provider policy: which jobs this machine takes besides those whose bid covers the ask.
   std::vector<std::string> min_bids, allowed, denied;
   int64_t max_job_duration_ms = 0;
@@ -61,8 +65,29 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // The machine's NVIDIA GPUs and the CUDA kernels, unless there are none (or --cpu).
+  std::unique_ptr<tessera::kernels::TrainBackend> backend;
+  if (!cpu) {
+    absl::StatusOr<std::vector<tessera::kernels::CudaDevice>> gpus = tessera::kernels::ListCudaDevices();
+    if (!gpus.ok()) {
+      std::cerr << "error: " << gpus.status().message() << " (--cpu runs on the CPU instead)\n";
+      return 1;
+    }
+    if (!gpus->empty()) {
+      options.devices = tessera::worker::GpuDevices(*gpus, device_count);
+      backend = tessera::kernels::MakeCudaTrainBackend();
+    } else {
+      spdlog::info("no usable NVIDIA GPU here: offering CPU devices");
+    }
+  }
+  if (backend == nullptr) {
+    options.devices = tessera::worker::CpuDevices(device_count > 0 ? device_count : 1, options.name);
+    backend = tessera::kernels::MakeCpuTrainBackend();
+  }
+  spdlog::info("offering {} {} device(s), {} backend", options.devices.size(), options.devices.front().model(), backend->Name());
+
   tessera::SystemClock clock;
-  tessera::worker::Agent agent(options, tessera::kernels::MakeCpuTrainBackend(), clock);
+  tessera::worker::Agent agent(options, std::move(backend), clock);
   absl::StatusOr<int64_t> id = agent.RegisterOrLoad();
   if (!id.ok()) {
     std::cerr << "error: " << id.status().message() << "\n";

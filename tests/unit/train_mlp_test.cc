@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/cuda_devices.h"
 #include "kernels/mlp_cpu.h"
 #include "kernels/train_backend.h"
 
@@ -54,4 +55,20 @@ TEST_CASE("MLP gradients match finite differences", "[kernels]") {
   check(w.b1, g.b1);
   check(w.w2, g.w2);
   check(w.b2, g.b2);
+}
+
+TEST_CASE("GPU names become the market's model names", "[kernels]") {
+  CHECK(MarketModelName("NVIDIA H100 80GB HBM3") == "H100");
+  CHECK(MarketModelName("NVIDIA H200") == "H200");
+  CHECK(MarketModelName("NVIDIA A100-SXM4-80GB") == "A100");
+  CHECK(MarketModelName("NVIDIA GeForce RTX 4090") == "RTX 4090");
+  CHECK(MarketModelName("NVIDIA L40S") == "L40S");
+  CHECK(MarketModelName("Tesla V100-SXM2-16GB") == "V100");
+}
+
+TEST_CASE("without a usable GPU the CUDA inventory is empty, not an error", "[kernels]") {
+  // This machine (and CI) has no NVIDIA driver: the worker falls back to CPU devices.
+  absl::StatusOr<std::vector<CudaDevice>> devices = ListCudaDevices();
+  REQUIRE(devices.ok());
+  if (!devices->empty()) WARN("this machine has " << devices->size() << " GPU(s); the fallback is not exercised");
 }

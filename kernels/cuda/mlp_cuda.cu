@@ -1,0 +1,396 @@
+// The CUDA backend of `train_mlp`: the model of mlp_cpu.h (tanh hidden layer, linear output, mean
+// squared error, plain SGD) with every matrix product on cuBLAS (cublasGemmEx: fp32, or bf16 inputs
+// with fp32 accumulation) and custom kernels only for what no library does: the synthetic dataset
+// generated on the device from the job's seed, bias + tanh, the residual and loss, bias gradients
+// and the SGD update. Weights start from the same MlpWeights::Init as the CPU, the data is the same
+// SplitMix64 stream (counter-based, so element n is computed on its own thread), and the loss curve
+// matches the CPU reference within the tolerance stated in train_backend.h.
+//
+// Matrices are row-major as on the CPU. cuBLAS is column-major, so Gemm() below computes the
+// row-major C = op(A)·op(B) as the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, swapping the operands.
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/mlp_cpu.h"
+#include "kernels/train_backend.h"
+
+namespace tessera::kernels {
+namespace {
+
+constexpr uint32_t kTeacherHidden = 16;  // as MakeTeacherDataset
+constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
+constexpr int kThreads = 256;
+// Rows per forward pass when the loss is taken over the whole dataset (bounds device memory).
+constexpr uint32_t kLossChunkRows = 8'192;
+
+// ---- errors: every CUDA and cuBLAS failure becomes a Status with its text ----
+
+absl::Status CudaStatus(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat("CUDA error in ", what, ": ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")"));
+}
+
+absl::Status BlasStatus(cublasStatus_t e, const char* what) {
+  if (e == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat("cuBLAS error in ", what, ": ", cublasGetStatusName(e), " (", cublasGetStatusString(e), ")"));
+}
+
+#define TESSERA_CUDA_TRY(expr)                                  \
+  do {                                                          \
+    if (absl::Status s_ = (expr); !s_.ok()) return s_;          \
+  } while (false)
+
+// ---- device code ----
+
+__device__ float Symmetric(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  z ^= z >> 31;
+  const auto bits = static_cast<int32_t>(z >> 40);
+  return static_cast<float>(bits - (1 << 23)) / static_cast<float>(1 << 23);
+}
+
+// Element `first + i` of the SplitMix64 stream seeded with `state0`, scaled: the same numbers, in
+// the same order, as SplitMix64::NextSymmetric on the host.
+// The scales multiply in the host's order, so the rounding is the same too.
+__global__ void FillSymmetric(float* out, uint64_t n, uint64_t state0, uint64_t first, float scale, float factor) {
+  for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
+    out[i] = Symmetric(state0 + (first + i + 1) * kGolden) * scale * factor;
+  }
+}
+
+// Targets of the teacher network: y = tanh(x·w1)·w2, one thread per sample.
+__global__ void TeacherTargets(const float* x, const float* w1, const float* w2, float* y, uint32_t samples,
+                               uint32_t input_dim, uint32_t output_dim) {
+  const uint32_t s = blockIdx.x * blockDim.x + threadIdx.x;
+  if (s >= samples) return;
+  float hidden[kTeacherHidden];
+  for (uint32_t h = 0; h < kTeacherHidden; ++h) {
+    float acc = 0;
+    for (uint32_t i = 0; i < input_dim; ++i) acc += x[static_cast<size_t>(s) * input_dim + i] * w1[static_cast<size_t>(i) * kTeacherHidden + h];
+    hidden[h] = tanhf(acc);
+  }
+  for (uint32_t o = 0; o < output_dim; ++o) {
+    float acc = 0;
+    for (uint32_t h = 0; h < kTeacherHidden; ++h) acc += hidden[h] * w2[static_cast<size_t>(h) * output_dim + o];
+    y[static_cast<size_t>(s) * output_dim + o] = acc;
+  }
+}
+
+// h = tanh(z + b) in place over [rows × cols]; also writes the bf16 copy the next GEMM reads.
+__global__ void BiasTanh(float* z, const float* b, __nv_bfloat16* z_bf16, uint64_t n, uint32_t cols) {
+  for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
+    const float h = tanhf(z[i] + b[i % cols]);
+    z[i] = h;
+    if (z_bf16 != nullptr) z_bf16[i] = __float2bfloat16(h);
+  }
+}
+
+// out += b; d = scale·(out − y), the gradient of the mean squared error; its bf16 copy too.
+__global__ void BiasResidual(float* out, const float* b, const float* y, float* d, __nv_bfloat16* d_bf16, uint64_t n,
+                             uint32_t cols, float scale) {
+  for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
+    const float o = out[i] + b[i % cols];
+    out[i] = o;
+    const float g = scale * (o - y[i]);
+    d[i] = g;
+    if (d_bf16 != nullptr) d_bf16[i] = __float2bfloat16(g);
+  }
+}
+
+// Σ (out + b − y)² over [rows × cols], accumulated in double.
+__global__ void SquaredError(const float* out, const float* b, const float* y, uint64_t n, uint32_t cols, double* sum) {
+  __shared__ double partial[kThreads];
+  double acc = 0;
+  for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
+    const double e = static_cast<double>(out[i] + b[i % cols]) - y[i];
+    acc += e * e;
+  }
+  partial[threadIdx.x] = acc;
+  __syncthreads();
+  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) atomicAdd(sum, partial[0]);
+}
+
+// dz = dh ⊙ (1 − h²), the tanh derivative; its bf16 copy too.
+__global__ void TanhBackward(float* dh, const float* h, __nv_bfloat16* dz_bf16, uint64_t n) {
+  for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
+    const float dz = dh[i] * (1.0f - h[i] * h[i]);
+    dh[i] = dz;
+    if (dz_bf16 != nullptr) dz_bf16[i] = __float2bfloat16(dz);
+  }
+}
+
+// db[c] = Σ_r d[r][c]: one thread per column (the bias gradients are tiny next to the GEMMs).
+__global__ void ColumnSums(const float* d, float* db, uint32_t rows, uint32_t cols) {
+  const uint32_t c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  float acc = 0;
+  for (uint32_t r = 0; r < rows; ++r) acc += d[static_cast<size_t>(r) * cols + c];
+  db[c] = acc;
+}
+
+// w −= lr·g over every parameter at once (they live in one buffer, as do their gradients).
+__global__ void SgdUpdate(float* w, const float* g, __nv_bfloat16* w_bf16, uint64_t n, float learning_rate) {
+  for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
+    const float v = w[i] - learning_rate * g[i];
+    w[i] = v;
+    if (w_bf16 != nullptr) w_bf16[i] = __float2bfloat16(v);
+  }
+}
+
+__global__ void ToBf16(const float* in, __nv_bfloat16* out, uint64_t n) {
+  for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
+    out[i] = __float2bfloat16(in[i]);
+  }
+}
+
+unsigned Blocks(uint64_t n) { return static_cast<unsigned>(std::min<uint64_t>((n + kThreads - 1) / kThreads, 65'535)); }
+
+// ---- host side ----
+
+// A device allocation of T, freed with its owner.
+template <typename T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() {
+    if (ptr_ != nullptr) (void)cudaFree(ptr_);
+  }
+  absl::Status Allocate(size_t count) {
+    count_ = count;
+    return CudaStatus(cudaMalloc(reinterpret_cast<void**>(&ptr_), std::max<size_t>(1, count) * sizeof(T)), "cudaMalloc");
+  }
+  T* get() const { return ptr_; }
+  size_t count() const { return count_; }
+
+ private:
+  T* ptr_ = nullptr;
+  size_t count_ = 0;
+};
+
+// A row-major fp32 matrix and, in bf16 mode, its bf16 shadow (the GEMMs' input).
+struct Operand {
+  const void* data;
+  cudaDataType type;
+};
+
+class Trainer {
+ public:
+  explicit Trainer(const MlpConfig& config) : c_(config), bf16_(config.precision == Precision::kBf16) {}
+  ~Trainer() {
+    if (blas_ != nullptr) cublasDestroy(blas_);
+  }
+
+  absl::StatusOr<TrainResult> Run(const std::function<void(const EpochReport&)>& on_epoch, const std::atomic<bool>* cancel) {
+    const int device = c_.devices.empty() ? 0 : static_cast<int>(c_.devices.front());
+    TESSERA_CUDA_TRY(CudaStatus(cudaSetDevice(device), "cudaSetDevice"));
+    TESSERA_CUDA_TRY(BlasStatus(cublasCreate(&blas_), "cublasCreate"));
+    // fp32 GEMMs stay fp32 (no TF32): the CPU reference is the yardstick.
+    TESSERA_CUDA_TRY(BlasStatus(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode"));
+    TESSERA_CUDA_TRY(Allocate());
+    TESSERA_CUDA_TRY(MakeDataset());
+    TESSERA_CUDA_TRY(InitWeights());
+
+    TrainResult result;
+    absl::StatusOr<float> loss = DatasetLoss();
+    if (!loss.ok()) return loss.status();
+    result.initial_loss = *loss;
+    for (uint32_t epoch = 1; epoch <= c_.epochs; ++epoch) {
+      for (uint32_t first = 0; first < c_.samples; first += c_.batch_size) {
+        if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) return absl::CancelledError("train_mlp cancelled");
+        TESSERA_CUDA_TRY(Step(first, std::min(c_.batch_size, c_.samples - first)));
+      }
+      loss = DatasetLoss();
+      if (!loss.ok()) return loss.status();
+      result.loss_per_epoch.push_back(*loss);
+      if (on_epoch) on_epoch(EpochReport{.epoch = epoch, .epochs = c_.epochs, .loss = *loss});
+    }
+    result.final_loss = result.loss_per_epoch.empty() ? result.initial_loss : result.loss_per_epoch.back();
+    absl::StatusOr<MlpWeights> weights = DownloadWeights();
+    if (!weights.ok()) return weights.status();
+    result.weights_sha256 = WeightsSha256(*weights);
+    return result;
+  }
+
+ private:
+  size_t W1Size() const { return static_cast<size_t>(c_.input_dim) * c_.hidden_dim; }
+  size_t W2Size() const { return static_cast<size_t>(c_.hidden_dim) * c_.output_dim; }
+  size_t ParamCount() const { return W1Size() + c_.hidden_dim + W2Size() + c_.output_dim; }
+  // Parameters and gradients are one buffer each: [W1 | b1 | W2 | b2].
+  float* W1(float* base) const { return base; }
+  float* B1(float* base) const { return base + W1Size(); }
+  float* W2(float* base) const { return base + W1Size() + c_.hidden_dim; }
+  float* B2(float* base) const { return base + W1Size() + c_.hidden_dim + W2Size(); }
+
+  absl::Status Allocate() {
+    const uint32_t rows = std::max(c_.batch_size, std::min(c_.samples, kLossChunkRows));
+    TESSERA_CUDA_TRY(x_.Allocate(static_cast<size_t>(c_.samples) * c_.input_dim));
+    TESSERA_CUDA_TRY(y_.Allocate(static_cast<size_t>(c_.samples) * c_.output_dim));
+    TESSERA_CUDA_TRY(params_.Allocate(ParamCount()));
+    TESSERA_CUDA_TRY(grads_.Allocate(ParamCount()));
+    TESSERA_CUDA_TRY(h_.Allocate(static_cast<size_t>(rows) * c_.hidden_dim));
+    TESSERA_CUDA_TRY(out_.Allocate(static_cast<size_t>(rows) * c_.output_dim));
+    TESSERA_CUDA_TRY(d_out_.Allocate(static_cast<size_t>(rows) * c_.output_dim));
+    TESSERA_CUDA_TRY(d_h_.Allocate(static_cast<size_t>(rows) * c_.hidden_dim));
+    TESSERA_CUDA_TRY(loss_sum_.Allocate(1));
+    if (bf16_) {
+      TESSERA_CUDA_TRY(x_bf16_.Allocate(x_.count()));
+      TESSERA_CUDA_TRY(params_bf16_.Allocate(ParamCount()));
+      TESSERA_CUDA_TRY(h_bf16_.Allocate(h_.count()));
+      TESSERA_CUDA_TRY(d_out_bf16_.Allocate(d_out_.count()));
+      TESSERA_CUDA_TRY(d_h_bf16_.Allocate(d_h_.count()));
+    }
+    return absl::OkStatus();
+  }
+
+  // The CPU's MakeTeacherDataset, on the device: the stream draws the teacher's W1, then its W2,
+  // then the inputs, in that order.
+  absl::Status MakeDataset() {
+    const uint64_t state0 = c_.seed ^ 0x7E55E4A0DA7A5E7ULL;
+    const size_t t1 = static_cast<size_t>(c_.input_dim) * kTeacherHidden, t2 = static_cast<size_t>(kTeacherHidden) * c_.output_dim;
+    DeviceBuffer<float> teacher;
+    TESSERA_CUDA_TRY(teacher.Allocate(t1 + t2));
+    const float scale1 = 1.0f / std::sqrt(static_cast<float>(c_.input_dim));
+    FillSymmetric<<<Blocks(t1), kThreads>>>(teacher.get(), t1, state0, 0, scale1, 1.7f);
+    FillSymmetric<<<Blocks(t2), kThreads>>>(teacher.get() + t1, t2, state0, t1, 0.5f, 1.0f);
+    FillSymmetric<<<Blocks(x_.count()), kThreads>>>(x_.get(), x_.count(), state0, t1 + t2, 1.0f, 1.0f);
+    TeacherTargets<<<(c_.samples + kThreads - 1) / kThreads, kThreads>>>(x_.get(), teacher.get(), teacher.get() + t1, y_.get(),
+                                                                         c_.samples, c_.input_dim, c_.output_dim);
+    if (bf16_) ToBf16<<<Blocks(x_.count()), kThreads>>>(x_.get(), x_bf16_.get(), x_.count());
+    TESSERA_CUDA_TRY(CudaStatus(cudaGetLastError(), "dataset kernels"));
+    return CudaStatus(cudaDeviceSynchronize(), "dataset");  // `teacher` is freed on return
+  }
+
+  absl::Status InitWeights() {
+    const MlpWeights w = MlpWeights::Init(c_.seed, c_.input_dim, c_.hidden_dim, c_.output_dim);
+    std::vector<float> host;
+    host.reserve(ParamCount());
+    for (const std::vector<float>* part : {&w.w1, &w.b1, &w.w2, &w.b2}) host.insert(host.end(), part->begin(), part->end());
+    TESSERA_CUDA_TRY(CudaStatus(cudaMemcpy(params_.get(), host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice), "upload weights"));
+    if (bf16_) ToBf16<<<Blocks(ParamCount()), kThreads>>>(params_.get(), params_bf16_.get(), ParamCount());
+    return CudaStatus(cudaGetLastError(), "init weights");
+  }
+
+  absl::StatusOr<MlpWeights> DownloadWeights() {
+    std::vector<float> host(ParamCount());
+    TESSERA_CUDA_TRY(CudaStatus(cudaMemcpy(host.data(), params_.get(), host.size() * sizeof(float), cudaMemcpyDeviceToHost), "download weights"));
+    MlpWeights w{.input_dim = c_.input_dim, .hidden_dim = c_.hidden_dim, .output_dim = c_.output_dim, .w1 = {}, .b1 = {}, .w2 = {}, .b2 = {}};
+    auto at = host.begin();
+    for (auto [part, n] : {std::pair{&w.w1, W1Size()}, {&w.b1, size_t{c_.hidden_dim}}, {&w.w2, W2Size()}, {&w.b2, size_t{c_.output_dim}}}) {
+      part->assign(at, at + static_cast<std::ptrdiff_t>(n));
+      at += static_cast<std::ptrdiff_t>(n);
+    }
+    return w;
+  }
+
+  // The operand a GEMM reads for an fp32 buffer at `offset` of `fp32` (or of its bf16 shadow).
+  Operand Of(const float* fp32, const __nv_bfloat16* shadow, size_t offset) const {
+    if (bf16_) return {shadow + offset, CUDA_R_16BF};
+    return {fp32 + offset, CUDA_R_32F};
+  }
+  Operand W1Operand() const { return Of(params_.get(), params_bf16_.get(), 0); }
+  Operand W2Operand() const { return Of(params_.get(), params_bf16_.get(), W1Size() + c_.hidden_dim); }
+
+  // Row-major C[m×n] = op(A)·op(B) (+ beta·C): A is stored [m×k] ([k×m] when a_t), B [k×n] ([n×k]
+  // when b_t).
+  absl::Status Gemm(bool a_t, bool b_t, uint32_t m, uint32_t n, uint32_t k, Operand a, Operand b, float* c) {
+    const float alpha = 1.0f, beta = 0.0f;
+    return BlasStatus(cublasGemmEx(blas_, b_t ? CUBLAS_OP_T : CUBLAS_OP_N, a_t ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                   static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha,
+                                   b.data, b.type, static_cast<int>(b_t ? k : n),
+                                   a.data, a.type, static_cast<int>(a_t ? m : k), &beta,
+                                   c, CUDA_R_32F, static_cast<int>(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                      "cublasGemmEx");
+  }
+
+  // Hidden activations of `rows` samples from `first`: h = tanh(x·W1 + b1), then out = h·W2 (bias
+  // not yet added).
+  absl::Status Forward(uint32_t first, uint32_t rows) {
+    float* p = params_.get();
+    const size_t x_at = static_cast<size_t>(first) * c_.input_dim;
+    TESSERA_CUDA_TRY(Gemm(false, false, rows, c_.hidden_dim, c_.input_dim, Of(x_.get(), x_bf16_.get(), x_at),
+                          W1Operand(), h_.get()));
+    const uint64_t nh = static_cast<uint64_t>(rows) * c_.hidden_dim;
+    BiasTanh<<<Blocks(nh), kThreads>>>(h_.get(), B1(p), bf16_ ? h_bf16_.get() : nullptr, nh, c_.hidden_dim);
+    return Gemm(false, false, rows, c_.output_dim, c_.hidden_dim, Of(h_.get(), h_bf16_.get(), 0), W2Operand(), out_.get());
+  }
+
+  absl::Status Step(uint32_t first, uint32_t rows) {
+    float* p = params_.get();
+    float* g = grads_.get();
+    TESSERA_CUDA_TRY(Forward(first, rows));
+    const uint64_t no = static_cast<uint64_t>(rows) * c_.output_dim, nh = static_cast<uint64_t>(rows) * c_.hidden_dim;
+    const float scale = 2.0f / (static_cast<float>(rows) * static_cast<float>(c_.output_dim));
+    BiasResidual<<<Blocks(no), kThreads>>>(out_.get(), B2(p), y_.get() + static_cast<size_t>(first) * c_.output_dim, d_out_.get(),
+                                           bf16_ ? d_out_bf16_.get() : nullptr, no, c_.output_dim, scale);
+    // dW2 = hᵀ·d_out, db2 = Σ d_out; dh = d_out·W2ᵀ, dz = dh ⊙ (1 − h²); dW1 = xᵀ·dz, db1 = Σ dz.
+    const Operand d_out = Of(d_out_.get(), d_out_bf16_.get(), 0);
+    TESSERA_CUDA_TRY(Gemm(true, false, c_.hidden_dim, c_.output_dim, rows, Of(h_.get(), h_bf16_.get(), 0), d_out, W2(g)));
+    ColumnSums<<<(c_.output_dim + kThreads - 1) / kThreads, kThreads>>>(d_out_.get(), B2(g), rows, c_.output_dim);
+    TESSERA_CUDA_TRY(Gemm(false, true, rows, c_.hidden_dim, c_.output_dim, d_out, W2Operand(), d_h_.get()));
+    TanhBackward<<<Blocks(nh), kThreads>>>(d_h_.get(), h_.get(), bf16_ ? d_h_bf16_.get() : nullptr, nh);
+    TESSERA_CUDA_TRY(Gemm(true, false, c_.input_dim, c_.hidden_dim, rows,
+                          Of(x_.get(), x_bf16_.get(), static_cast<size_t>(first) * c_.input_dim), Of(d_h_.get(), d_h_bf16_.get(), 0),
+                          W1(g)));
+    ColumnSums<<<(c_.hidden_dim + kThreads - 1) / kThreads, kThreads>>>(d_h_.get(), B1(g), rows, c_.hidden_dim);
+    SgdUpdate<<<Blocks(ParamCount()), kThreads>>>(p, g, bf16_ ? params_bf16_.get() : nullptr, ParamCount(), c_.learning_rate);
+    return CudaStatus(cudaGetLastError(), "training step");
+  }
+
+  // Mean squared error over the whole dataset, in chunks.
+  absl::StatusOr<float> DatasetLoss() {
+    TESSERA_CUDA_TRY(CudaStatus(cudaMemset(loss_sum_.get(), 0, sizeof(double)), "cudaMemset"));
+    const uint32_t chunk = static_cast<uint32_t>(std::min<size_t>(out_.count() / c_.output_dim, kLossChunkRows));
+    for (uint32_t first = 0; first < c_.samples; first += chunk) {
+      const uint32_t rows = std::min(chunk, c_.samples - first);
+      TESSERA_CUDA_TRY(Forward(first, rows));
+      const uint64_t no = static_cast<uint64_t>(rows) * c_.output_dim;
+      SquaredError<<<std::min<unsigned>(Blocks(no), 1'024), kThreads>>>(out_.get(), B2(params_.get()),
+                                                                        y_.get() + static_cast<size_t>(first) * c_.output_dim, no,
+                                                                        c_.output_dim, loss_sum_.get());
+    }
+    double sum = 0;
+    TESSERA_CUDA_TRY(CudaStatus(cudaMemcpy(&sum, loss_sum_.get(), sizeof sum, cudaMemcpyDeviceToHost), "loss"));
+    return static_cast<float>(sum / (static_cast<double>(c_.samples) * c_.output_dim));
+  }
+
+  const MlpConfig c_;
+  const bool bf16_;
+  cublasHandle_t blas_ = nullptr;
+  DeviceBuffer<float> x_, y_, params_, grads_, h_, out_, d_out_, d_h_;
+  DeviceBuffer<double> loss_sum_;
+  DeviceBuffer<__nv_bfloat16> x_bf16_, params_bf16_, h_bf16_, d_out_bf16_, d_h_bf16_;
+};
+
+class CudaTrainBackend final : public TrainBackend {
+ public:
+  std::string_view Name() const override { return "cuda"; }
+
+  absl::StatusOr<TrainResult> TrainMlp(const MlpConfig& config, const std::function<void(const EpochReport&)>& on_epoch,
+                                       const std::atomic<bool>* cancel) override {
+    if (config.batch_size == 0 || config.samples == 0 || config.batch_size > config.samples) {
+      return absl::InvalidArgumentError("batch_size must be in 1..samples");
+    }
+    Trainer trainer(config);
+    return trainer.Run(on_epoch, cancel);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<TrainBackend> MakeCudaTrainBackend() { return std::make_unique<CudaTrainBackend>(); }
+
+}  // namespace tessera::kernels

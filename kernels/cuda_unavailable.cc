@@ -1,0 +1,11 @@
+// This build has no CUDA toolkit: the worker offers and runs CPU devices only.
+#include "kernels/cuda_devices.h"
+#include "kernels/train_backend.h"
+
+namespace tessera::kernels {
+
+std::unique_ptr<TrainBackend> MakeCudaTrainBackend() { return nullptr; }
+
+absl::StatusOr<std::vector<CudaDevice>> ListCudaDevices() { return std::vector<CudaDevice>{}; }
+
+}  // namespace tessera::kernels
