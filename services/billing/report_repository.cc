@@ -48,7 +48,8 @@ absl::Status ReportRepository::ExportUsage(const v1::ExportUsageRequest& request
                                           const std::function<bool(std::string)>& sink) {
   constexpr int kRowsPerChunk = 2'000;
   static constexpr const char* kColumns[] = {"batch_id", "leaf_index", "job_id", "attempt", "worker_id", "seq", "gpu_ms",
-                                             "measured_at_ms", "charge_utok", "fee_utok", "customer", "provider", "settled_at_ms"};
+                                             "measured_at_ms", "charge_utok", "fee_utok", "customer", "provider", "settled_at_ms",
+                                             "avg_gpu_utilization_ppm", "peak_gpu_memory_mib", "energy_mj"};
   const bool json = request.format() == v1::EXPORT_FORMAT_JSON_LINES;
   if (!json) {
     std::string header;
@@ -60,7 +61,8 @@ absl::Status ReportRepository::ExportUsage(const v1::ExportUsageRequest& request
     absl::StatusOr<std::string> chunk = db_.Transact("export usage", [&](pqxx::work& tx) -> absl::StatusOr<std::string> {
       const pqxx::result rows = tx.exec_params(
           "SELECT u.batch_id, u.leaf_index, u.job_id, u.attempt, u.worker_id, u.seq, u.gpu_ms, u.measured_at_ms, u.charge_utok,"
-          " u.fee_utok, customer.name, provider.name, (extract(epoch FROM b.created_at) * 1000)::bigint"
+          " u.fee_utok, customer.name, provider.name, (extract(epoch FROM b.created_at) * 1000)::bigint,"
+          " u.avg_gpu_utilization_ppm, u.peak_gpu_memory_mib, u.energy_mj"
           " FROM settlement_batches b JOIN usage_reports u ON u.batch_id = b.batch_id"
           " JOIN jobs j ON j.job_id = u.job_id JOIN accounts customer ON customer.account_id = j.account_id"
           " JOIN workers w ON w.worker_id = u.worker_id JOIN accounts provider ON provider.account_id = w.provider_account_id"

@@ -344,7 +344,7 @@ absl::Status SchedulerRepository::UpdateWaitReasons(const std::vector<std::pair<
 }
 
 absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const std::vector<UsageIn>& usage) {
-  std::vector<int64_t> jobs, attempts, seqs, workers, gpu_ms, measured;
+  std::vector<int64_t> jobs, attempts, seqs, workers, gpu_ms, measured, utilization, memory, energy;
   for (const UsageIn& u : usage) {
     jobs.push_back(u.report.job_id());
     attempts.push_back(u.report.attempt());
@@ -352,17 +352,23 @@ absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const
     workers.push_back(u.worker_id);
     gpu_ms.push_back(u.report.gpu_ms());
     measured.push_back(u.report.measured_at_ms());
+    // Clamped into the columns' ranges: informational figures never make a report unstorable.
+    utilization.push_back(std::min<int64_t>(u.report.avg_gpu_utilization_ppm(), 1'000'000));
+    memory.push_back(static_cast<int64_t>(std::min<uint64_t>(u.report.peak_gpu_memory_mib(), INT64_MAX)));
+    energy.push_back(static_cast<int64_t>(std::min<uint64_t>(u.report.energy_mj(), INT64_MAX)));
   }
   return db_.Transact("ingest usage", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<UsageOutcome>> {
     // A report is stored only while its lease is live and only from the worker holding it; the
     // share lock keeps the lease from ending under us. Duplicates are ignored by the primary key.
     const pqxx::result rows = store::Exec(tx, {"sched_ingest_usage",
-        "WITH input AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])"
-        "   WITH ORDINALITY AS t(job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms, ord)),"
-        " live AS (SELECT i.job_id, i.attempt, i.seq, i.worker_id, i.gpu_ms, i.measured_at_ms FROM input i JOIN assignments a ON a.job_id = i.job_id AND a.attempt = i.attempt"
+        "WITH input AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],"
+        "   $7::int[], $8::bigint[], $9::bigint[])"
+        "   WITH ORDINALITY AS t(job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms, utilization, memory, energy, ord)),"
+        " live AS (SELECT i.* FROM input i JOIN assignments a ON a.job_id = i.job_id AND a.attempt = i.attempt"
         "   AND a.worker_id = i.worker_id AND a.state = 'LIVE' FOR SHARE OF a),"
-        " inserted AS (INSERT INTO usage_reports (job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms)"
-        "   SELECT job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms FROM live"
+        " inserted AS (INSERT INTO usage_reports (job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms,"
+        "   avg_gpu_utilization_ppm, peak_gpu_memory_mib, energy_mj)"
+        "   SELECT job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms, utilization, memory, energy FROM live"
         "   ON CONFLICT DO NOTHING RETURNING job_id, attempt, seq, worker_id)"
         // A join, not a correlated EXISTS over the CTE: that would compare every pair of the batch.
         "SELECT i.job_id, i.attempt, i.seq, n.job_id IS NOT NULL"
@@ -372,7 +378,7 @@ absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const
         "   ON n.job_id = i.job_id AND n.attempt = i.attempt AND n.worker_id = i.worker_id AND n.seq = i.seq"
         " ORDER BY i.ord"},
         ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(seqs), ArrayLiteral(workers), ArrayLiteral(gpu_ms),
-        ArrayLiteral(measured));
+        ArrayLiteral(measured), ArrayLiteral(utilization), ArrayLiteral(memory), ArrayLiteral(energy));
     tx.exec0("NOTIFY tessera_settle");
     std::vector<UsageOutcome> out;
     for (const pqxx::row& r : rows) {

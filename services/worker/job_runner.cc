@@ -16,6 +16,7 @@ JobRunner::JobRunner(v1::Assignment assignment, JobReporter& reporter, kernels::
       options_(options),
       max_duration_ms_(assignment_.spec().max_duration_ms()) {
   started_ms_ = metered_until_ms_ = clock_.NowMs();
+  SampleGpus(started_ms_);  // the energy counters' starting point
   meter_thread_ = std::thread([this] { Meter(); });
 }
 
@@ -41,8 +42,36 @@ void JobRunner::ReportUsage(int64_t until_ms) {
   usage->set_seq(++seq_);
   usage->set_gpu_ms((until_ms - metered_until_ms_) * assignment_.gpu_indexes_size());
   usage->set_measured_at_ms(until_ms);
+  if (metering_.samples > 0) {
+    usage->set_avg_gpu_utilization_ppm(static_cast<uint32_t>(metering_.utilization_sum_pct * 10'000 / metering_.samples));
+    usage->set_peak_gpu_memory_mib(metering_.peak_memory_mib);
+    usage->set_energy_mj(metering_.energy_mj);
+  }
+  metering_.utilization_sum_pct = metering_.samples = metering_.peak_memory_mib = metering_.energy_mj = 0;
   metered_until_ms_ = until_ms;
   reporter_.Send(std::move(m));
+}
+
+void JobRunner::SampleGpus(int64_t now_ms) {
+  if (options_.sampler == nullptr) return;
+  const auto& gpus = assignment_.gpu_indexes();
+  metering_.last_energy_mj.resize(static_cast<size_t>(gpus.size()));
+  const int64_t elapsed_ms = metering_.last_sample_ms == 0 ? 0 : now_ms - metering_.last_sample_ms;
+  metering_.last_sample_ms = now_ms;
+  for (int i = 0; i < gpus.size(); ++i) {
+    std::optional<GpuSample> s = options_.sampler->Sample(gpus[i]);
+    if (!s) continue;
+    metering_.utilization_sum_pct += s->utilization_pct;
+    metering_.samples += 1;
+    metering_.peak_memory_mib = std::max(metering_.peak_memory_mib, s->memory_used_mib);
+    std::optional<uint64_t>& last = metering_.last_energy_mj[static_cast<size_t>(i)];
+    if (s->energy_mj && last && *s->energy_mj >= *last) {
+      metering_.energy_mj += *s->energy_mj - *last;
+    } else if (!s->energy_mj && elapsed_ms > 0) {
+      metering_.energy_mj += s->power_mw * static_cast<uint64_t>(elapsed_ms) / 1'000;  // mW × ms = µJ
+    }
+    last = s->energy_mj;
+  }
 }
 
 void JobRunner::Meter() {
@@ -74,10 +103,13 @@ void JobRunner::Meter() {
       cancel_ = true;
     }
     if (done) break;
+    SampleGpus(now_ms);
     ReportUsage(std::min(now_ms, deadline_ms()));
   }
   work.join();
-  ReportUsage(std::min(clock_.NowMs(), deadline_ms()));
+  const int64_t end_ms = clock_.NowMs();
+  SampleGpus(end_ms);
+  ReportUsage(std::min(end_ms, deadline_ms()));
 
   v1::WorkerMessage finished;
   {

@@ -1,6 +1,8 @@
 // Runs one assignment on a worker: the kernel on its own thread, metering on another. Usage is
 // reported every `usage_interval_ms` as GPU-milliseconds held since the previous report (wall time
 // × GPUs held), with per-attempt sequence numbers from 1; then one final report and the result.
+// With a GpuSampler each report also carries the GPUs' mean utilization, peak memory and the
+// energy they drew (NVML's counter, or power × time where a device has none).
 // A cancel stops the kernel within one mini-batch; a job past max_duration (as extended) is stopped
 // and billed to its limit; a kernel error fails the job with its text and never crashes the agent.
 #pragma once
@@ -10,10 +12,13 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include "kernels/train_backend.h"
 #include "services/common/clock.h"
+#include "services/worker/gpu_sampler.h"
 #include "tessera/v1/workers.pb.h"
 
 namespace tessera::worker {
@@ -27,6 +32,9 @@ class JobReporter {
 
 struct RunnerOptions {
   int64_t usage_interval_ms = 1'000;
+  // Reads the job's GPUs once per usage interval (utilization, memory, energy); null: not metered
+  // beyond GPU-ms (CPU devices, no NVML).
+  GpuSampler* sampler = nullptr;
 };
 
 class JobRunner {
@@ -47,6 +55,7 @@ class JobRunner {
   void RunSleep();
   void RunTrainMlp();
   void ReportUsage(int64_t now_ms);
+  void SampleGpus(int64_t now_ms);
 
   const v1::Assignment assignment_;
   JobReporter& reporter_;
@@ -66,6 +75,14 @@ class JobRunner {
   int64_t started_ms_ = 0;
   int64_t metered_until_ms_ = 0;  // meter thread only
   uint64_t seq_ = 0;              // meter thread only
+  // What the sampler saw since the last report (meter thread only).
+  struct Metering {
+    uint64_t utilization_sum_pct = 0, samples = 0;
+    uint64_t peak_memory_mib = 0;
+    uint64_t energy_mj = 0;
+    std::vector<std::optional<uint64_t>> last_energy_mj;  // per GPU: the counter at the last sample
+    int64_t last_sample_ms = 0;
+  } metering_;
   std::thread meter_thread_;
 };
 

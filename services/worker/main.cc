@@ -67,6 +67,7 @@ int main(int argc, char** argv) {
 
   // The machine's NVIDIA GPUs and the CUDA kernels, unless there are none (or --cpu).
   std::unique_ptr<tessera::kernels::TrainBackend> backend;
+  std::unique_ptr<tessera::worker::GpuSampler> sampler;
   if (!cpu) {
     absl::StatusOr<std::vector<tessera::kernels::CudaDevice>> gpus = tessera::kernels::ListCudaDevices();
     if (!gpus.ok()) {
@@ -76,6 +77,9 @@ int main(int argc, char** argv) {
     if (!gpus->empty()) {
       options.devices = tessera::worker::GpuDevices(*gpus, device_count);
       backend = tessera::kernels::MakeCudaTrainBackend();
+      sampler = tessera::worker::MakeNvmlSampler();
+      options.runner.sampler = sampler.get();
+      if (sampler == nullptr) spdlog::warn("no NVML: usage reports carry GPU-ms only (no utilization, memory or energy)");
     } else {
       spdlog::info("no usable NVIDIA GPU here: offering CPU devices");
     }

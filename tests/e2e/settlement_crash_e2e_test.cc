@@ -20,12 +20,12 @@ TEST_CASE("settlement survives SIGKILL: nothing lost, nothing charged twice", "[
   for (const char* name : {"rig-a", "rig-b", "rig-c"}) c.StartWorker(name, "1000000");
   for (int i = 0; i < 3; ++i) c.Submit(SleepSpec(20'000), "long-" + std::to_string(i));
 
-  // Kill once usage is flowing and some of it has been settled (passes are running).
-  for (int i = 0; i < 300 && std::stoll(c.Sql("SELECT count(*) FROM usage_reports WHERE settled")) == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(700));
-  REQUIRE(std::stoll(c.Sql("SELECT count(*) FROM usage_reports")) > 5);
+  // Kill once usage is flowing from every worker and some of it has been settled (passes are
+  // running), with reports still arriving.
+  const std::string flowing =
+      "SELECT count(*) FILTER (WHERE settled) > 0 AND count(*) > 10 AND count(DISTINCT worker_id) = 3 FROM usage_reports";
+  for (int i = 0; i < 300 && c.Sql(flowing) != "t"; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  REQUIRE(c.Sql(flowing) == "t");
   c.KillAndRestartServer();
   const std::string stored = c.Sql("SELECT count(*) FROM usage_reports");
 

@@ -1,0 +1,166 @@
+// The worker's job runner with a fake GPU sampler and real time (short sleep jobs): metering,
+// the max-duration stop and its extension, and cancel.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include "services/worker/job_runner.h"
+
+using namespace tessera;
+using worker::GpuSample;
+using worker::JobRunner;
+
+namespace {
+
+class Collected final : public worker::JobReporter {
+ public:
+  void Send(v1::WorkerMessage m) override {
+    std::lock_guard lock(mu_);
+    messages_.push_back(std::move(m));
+  }
+  std::vector<v1::WorkerMessage> messages() {
+    std::lock_guard lock(mu_);
+    return messages_;
+  }
+  std::vector<v1::UsageReport> usage() {
+    std::vector<v1::UsageReport> out;
+    for (const auto& m : messages()) {
+      if (m.has_usage()) out.push_back(m.usage());
+    }
+    return out;
+  }
+  int64_t GpuMs() {
+    int64_t total = 0;
+    for (const auto& u : usage()) total += u.gpu_ms();
+    return total;
+  }
+  std::optional<v1::JobFinished> Finished() {
+    for (const auto& m : messages()) {
+      if (m.has_finished()) return m.finished();
+    }
+    return std::nullopt;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<v1::WorkerMessage> messages_;
+};
+
+// GPU 0 has an energy counter that grows 100 mJ per read; GPU 1 has none and draws 200 W.
+class FakeSampler final : public worker::GpuSampler {
+ public:
+  std::string_view Name() const override { return "fake"; }
+  std::optional<GpuSample> Sample(uint32_t index) override {
+    if (index == 0) {
+      counter_ += 100;
+      return GpuSample{.utilization_pct = 50, .memory_used_mib = 1'000, .power_mw = 0, .energy_mj = counter_};
+    }
+    return GpuSample{.utilization_pct = 100, .memory_used_mib = 3'000, .power_mw = 200'000, .energy_mj = std::nullopt};
+  }
+
+ private:
+  uint64_t counter_ = 5'000'000;  // since the driver loaded: only differences count
+};
+
+v1::Assignment SleepAssignment(int64_t sleep_ms, int64_t max_duration_ms, int gpus) {
+  v1::Assignment a;
+  a.set_job_id(7);
+  a.set_attempt(1);
+  a.mutable_spec()->set_kind("sleep");
+  a.mutable_spec()->set_gpu_count(static_cast<uint32_t>(gpus));
+  a.mutable_spec()->set_max_duration_ms(max_duration_ms);
+  a.mutable_spec()->mutable_sleep()->set_duration_ms(sleep_ms);
+  for (int i = 0; i < gpus; ++i) a.add_gpu_indexes(static_cast<uint32_t>(i));
+  return a;
+}
+
+// Runs until the runner reports its finish, at most `timeout`.
+bool WaitFinished(JobRunner& runner, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (!runner.finished() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return runner.finished();
+}
+
+}  // namespace
+
+TEST_CASE("usage reports carry the sampler's utilization, peak memory and energy", "[worker]") {
+  Collected out;
+  FakeSampler sampler;
+  SystemClock clock;
+  auto backend = kernels::MakeCpuTrainBackend();
+  JobRunner runner(SleepAssignment(300, 10'000, 2), out, *backend, clock,
+                   worker::RunnerOptions{.usage_interval_ms = 50, .sampler = &sampler});
+  REQUIRE(WaitFinished(runner, std::chrono::seconds(5)));
+  REQUIRE(out.Finished().has_value());
+  CHECK(out.Finished()->succeeded());
+  const std::vector<v1::UsageReport> usage = out.usage();
+  REQUIRE(usage.size() >= 3);
+  uint64_t energy = 0;
+  for (size_t i = 0; i < usage.size(); ++i) {
+    CHECK(usage[i].seq() == i + 1);
+    CHECK(usage[i].avg_gpu_utilization_ppm() == 750'000);  // (50% + 100%) / 2
+    CHECK(usage[i].peak_gpu_memory_mib() == 3'000);
+    energy += usage[i].energy_mj();
+  }
+  CHECK(out.GpuMs() >= 600);   // 2 GPUs × 300 ms
+  CHECK(out.GpuMs() <= 1'000);
+  // GPU 0: 100 mJ per read after the first; GPU 1: 200 W over ~300 ms ≈ 60,000 mJ.
+  const uint64_t reads_after_first = usage.size();
+  CHECK(energy >= 100 * reads_after_first + 200 * 250);
+  CHECK(energy <= 100 * (reads_after_first + 1) + 200 * 1'000);
+}
+
+TEST_CASE("without a sampler a report carries GPU-ms only", "[worker]") {
+  Collected out;
+  SystemClock clock;
+  auto backend = kernels::MakeCpuTrainBackend();
+  JobRunner runner(SleepAssignment(100, 10'000, 1), out, *backend, clock, worker::RunnerOptions{.usage_interval_ms = 20, .sampler = nullptr});
+  REQUIRE(WaitFinished(runner, std::chrono::seconds(5)));
+  for (const auto& u : out.usage()) {
+    CHECK(u.avg_gpu_utilization_ppm() == 0);
+    CHECK(u.energy_mj() == 0);
+  }
+  CHECK(out.GpuMs() >= 100);
+}
+
+TEST_CASE("a job past its limit is stopped, says why and is billed to the limit; an extension lets it finish",
+          "[worker]") {
+  Collected out;
+  SystemClock clock;
+  auto backend = kernels::MakeCpuTrainBackend();
+  SECTION("stopped") {
+    JobRunner runner(SleepAssignment(5'000, 200, 1), out, *backend, clock, worker::RunnerOptions{.usage_interval_ms = 20, .sampler = nullptr});
+    REQUIRE(WaitFinished(runner, std::chrono::seconds(3)));
+    REQUIRE(out.Finished().has_value());
+    CHECK_FALSE(out.Finished()->succeeded());
+    CHECK_THAT(out.Finished()->result().error(), Catch::Contains("escrow is exhausted at max_duration_ms 200"));
+    CHECK(out.GpuMs() <= 200);
+    CHECK(out.GpuMs() >= 150);
+  }
+  SECTION("extended in time") {
+    JobRunner runner(SleepAssignment(400, 200, 1), out, *backend, clock, worker::RunnerOptions{.usage_interval_ms = 20, .sampler = nullptr});
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    runner.Extend(1'000);
+    REQUIRE(WaitFinished(runner, std::chrono::seconds(3)));
+    REQUIRE(out.Finished().has_value());
+    CHECK(out.Finished()->succeeded());
+    CHECK(out.GpuMs() >= 400);
+  }
+}
+
+TEST_CASE("a cancel stops a job within a second and says why", "[worker]") {
+  Collected out;
+  SystemClock clock;
+  auto backend = kernels::MakeCpuTrainBackend();
+  JobRunner runner(SleepAssignment(60'000, 120'000, 1), out, *backend, clock, worker::RunnerOptions{.usage_interval_ms = 50, .sampler = nullptr});
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto cancelled_at = std::chrono::steady_clock::now();
+  runner.Cancel("customer asked");
+  REQUIRE(WaitFinished(runner, std::chrono::seconds(1)));
+  CHECK(std::chrono::steady_clock::now() - cancelled_at < std::chrono::seconds(1));
+  REQUIRE(out.Finished().has_value());
+  CHECK_FALSE(out.Finished()->succeeded());
+  CHECK_THAT(out.Finished()->result().error(), Catch::Contains("cancelled: customer asked"));
+}
