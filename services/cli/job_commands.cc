@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "absl/strings/str_format.h"
 #include "services/cli/commands.h"
 #include "services/cli/job_spec_file.h"
 #include "services/common/job_state_machine.h"
@@ -66,6 +67,10 @@ void PrintJob(const v1::Job& job) {
   if (job.has_result() && job.result().error().empty() && !job.result().weights_sha256().empty()) {
     rows.push_back({"loss", std::to_string(job.result().initial_loss()) + " -> " + std::to_string(job.result().final_loss())});
     rows.push_back({"weights", "sha256:" + job.result().weights_sha256()});
+  }
+  if (job.has_result() && job.result().achieved_tflops() > 0) {
+    rows.push_back({"throughput", absl::StrFormat("%.3f TFLOP/s on %s (%.3f s timed)", job.result().achieved_tflops(),
+                                                  job.result().backend(), job.result().timed_seconds())});
   }
   if (job.has_result() && !job.result().error().empty()) rows.push_back({"error", job.result().error()});
   PrintTable({"FIELD", "VALUE"}, rows);

@@ -13,6 +13,13 @@ absl::Status OutOfRange(std::string_view field, int64_t lo, int64_t hi, int64_t 
   return absl::InvalidArgumentError(absl::StrCat(std::string(field), " must be between ", lo, " and ", hi, ", got ", got));
 }
 
+absl::Status ValidatePrecision(const std::string& field, const std::string& precision) {
+  if (!precision.empty() && precision != "fp32" && precision != "bf16") {
+    return absl::InvalidArgumentError(absl::StrCat(field, " must be fp32 or bf16, got '", precision, "'"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateTrainMlp(const v1::TrainMlpParams& p) {
   struct Bound { std::string_view field; int64_t value, lo, hi; };
   const Bound bounds[] = {
@@ -27,10 +34,13 @@ absl::Status ValidateTrainMlp(const v1::TrainMlpParams& p) {
   for (const Bound& b : bounds) {
     if (b.value < b.lo || b.value > b.hi) return OutOfRange(b.field, b.lo, b.hi, b.value);
   }
-  if (!p.precision().empty() && p.precision() != "fp32" && p.precision() != "bf16") {
-    return absl::InvalidArgumentError(absl::StrCat("spec.train_mlp.precision must be fp32 or bf16, got '", p.precision(), "'"));
-  }
-  return absl::OkStatus();
+  return ValidatePrecision("spec.train_mlp.precision", p.precision());
+}
+
+absl::Status ValidateGemmBench(const v1::GemmBenchParams& p) {
+  if (p.n() < 16 || p.n() > 16'384) return OutOfRange("spec.gemm_bench.n", 16, 16'384, p.n());
+  if (p.iterations() < 1 || p.iterations() > 10'000) return OutOfRange("spec.gemm_bench.iterations", 1, 10'000, p.iterations());
+  return ValidatePrecision("spec.gemm_bench.precision", p.precision());
 }
 
 absl::Status ValidateRequirements(const v1::JobSpec& spec) {
@@ -76,9 +86,9 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
     return absl::InvalidArgumentError(
         absl::StrCat("spec is ", spec.ByteSizeLong(), " bytes; the limit is ", kMaxSpecBytes));
   }
-  if (spec.kind() != "sleep" && spec.kind() != "train_mlp") {
+  if (spec.kind() != "sleep" && spec.kind() != "train_mlp" && spec.kind() != "gemm_bench") {
     return absl::InvalidArgumentError(
-        absl::StrCat("spec.kind: unknown job kind '", spec.kind(), "' (expected sleep or train_mlp)"));
+        absl::StrCat("spec.kind: unknown job kind '", spec.kind(), "' (expected sleep, train_mlp or gemm_bench)"));
   }
   if (spec.gpu_count() < 1 || spec.gpu_count() > kMaxGpuCount) return OutOfRange("spec.gpu_count", 1, kMaxGpuCount, spec.gpu_count());
   if (spec.gpu_models_size() > 16) return absl::InvalidArgumentError("spec.gpu_models lists more than 16 models");
@@ -99,17 +109,23 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
       !hold.ok()) {
     return absl::InvalidArgumentError("spec.bid_utok_per_gpu_hour × gpu_count × max_duration_ms overflows the hold");
   }
+  // Exactly the parameters of its kind.
+  const std::pair<std::string, bool> params[] = {
+      {"sleep", spec.has_sleep()}, {"train_mlp", spec.has_train_mlp()}, {"gemm_bench", spec.has_gemm_bench()}};
+  for (const auto& [kind, set] : params) {
+    if (kind == spec.kind() && !set) return absl::InvalidArgumentError(absl::StrCat("spec.", kind, " is required for kind ", kind));
+    if (kind != spec.kind() && set) {
+      return absl::InvalidArgumentError(absl::StrCat("spec.", kind, " must not be set for kind ", spec.kind()));
+    }
+  }
   if (spec.kind() == "sleep") {
-    if (!spec.has_sleep()) return absl::InvalidArgumentError("spec.sleep is required for kind sleep");
     // It may exceed max_duration_ms: such a job is stopped at its limit unless ExtendJob raises it.
     if (spec.sleep().duration_ms() < 0 || spec.sleep().duration_ms() > kMaxDurationMs) {
       return OutOfRange("spec.sleep.duration_ms", 0, kMaxDurationMs, spec.sleep().duration_ms());
     }
-    if (spec.has_train_mlp()) return absl::InvalidArgumentError("spec.train_mlp must not be set for kind sleep");
     return absl::OkStatus();
   }
-  if (!spec.has_train_mlp()) return absl::InvalidArgumentError("spec.train_mlp is required for kind train_mlp");
-  if (spec.has_sleep()) return absl::InvalidArgumentError("spec.sleep must not be set for kind train_mlp");
+  if (spec.kind() == "gemm_bench") return ValidateGemmBench(spec.gemm_bench());
   return ValidateTrainMlp(spec.train_mlp());
 }
 

@@ -27,7 +27,7 @@ bool IsAcked(const v1::WorkerMessage& m, const v1::ServerMessage& ack) {
 
 }  // namespace
 
-Agent::Agent(AgentOptions options, std::unique_ptr<kernels::TrainBackend> backend, const Clock& clock)
+Agent::Agent(AgentOptions options, std::unique_ptr<kernels::ComputeBackend> backend, const Clock& clock)
     : options_(std::move(options)), backend_(std::move(backend)), clock_(clock) {
   for (absl::string_view server : absl::StrSplit(options_.server, ',', absl::SkipEmpty())) {
     servers_.emplace_back(server);

@@ -18,7 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/base/thread_annotations.h"
-#include "kernels/train_backend.h"
+#include "kernels/compute_backend.h"
 #include "services/common/clock.h"
 #include "services/worker/job_runner.h"
 #include "tessera/v1/workers.grpc.pb.h"
@@ -44,7 +44,7 @@ struct AgentOptions {
 
 class Agent final : public JobReporter {
  public:
-  Agent(AgentOptions options, std::unique_ptr<kernels::TrainBackend> backend, const Clock& clock);
+  Agent(AgentOptions options, std::unique_ptr<kernels::ComputeBackend> backend, const Clock& clock);
   ~Agent() override;
 
   // Loads the saved worker id or registers the machine and saves it.
@@ -65,7 +65,7 @@ class Agent final : public JobReporter {
   bool WriteLocked(const v1::WorkerMessage& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const AgentOptions options_;
-  const std::unique_ptr<kernels::TrainBackend> backend_;
+  const std::unique_ptr<kernels::ComputeBackend> backend_;
   const Clock& clock_;
   std::vector<std::string> servers_;
   std::vector<std::unique_ptr<v1::WorkerService::Stub>> stubs_;

@@ -7,7 +7,7 @@
 
 namespace tessera::worker {
 
-JobRunner::JobRunner(v1::Assignment assignment, JobReporter& reporter, kernels::TrainBackend& backend, const Clock& clock,
+JobRunner::JobRunner(v1::Assignment assignment, JobReporter& reporter, kernels::ComputeBackend& backend, const Clock& clock,
                      RunnerOptions options)
     : assignment_(std::move(assignment)),
       reporter_(reporter),
@@ -137,6 +137,8 @@ void JobRunner::Work() {
       RunSleep();
     } else if (assignment_.spec().kind() == "train_mlp") {
       RunTrainMlp();
+    } else if (assignment_.spec().kind() == "gemm_bench") {
+      RunGemmBench();
     } else {
       std::lock_guard lock(mu_);
       outcome_.mutable_result()->set_error("unknown job kind '" + assignment_.spec().kind() + "'");
@@ -174,8 +176,7 @@ void JobRunner::RunTrainMlp() {
   const kernels::MlpConfig config{.seed = p.seed(), .input_dim = p.input_dim(), .hidden_dim = p.hidden_dim(),
                                   .output_dim = p.output_dim(), .samples = p.samples(), .batch_size = p.batch_size(),
                                   .epochs = p.epochs(), .learning_rate = static_cast<float>(p.learning_rate_micros()) / 1e6f,
-                                  .precision = p.precision() == "bf16" ? kernels::Precision::kBf16 : kernels::Precision::kFp32,
-                                  .devices = {assignment_.gpu_indexes().begin(), assignment_.gpu_indexes().end()}};
+                                  .precision = PrecisionOf(p.precision()), .devices = Devices()};
   absl::StatusOr<kernels::TrainResult> result = backend_.TrainMlp(
       config,
       [this](const kernels::EpochReport& epoch) {
@@ -197,6 +198,33 @@ void JobRunner::RunTrainMlp() {
   outcome_.mutable_result()->set_initial_loss(result->initial_loss);
   outcome_.mutable_result()->set_final_loss(result->final_loss);
   outcome_.mutable_result()->set_weights_sha256(result->weights_sha256);
+}
+
+void JobRunner::RunGemmBench() {
+  const v1::GemmBenchParams& p = assignment_.spec().gemm_bench();
+  absl::StatusOr<kernels::GemmBenchResult> result = backend_.GemmBench(
+      {.seed = static_cast<uint64_t>(assignment_.job_id()), .n = p.n(), .iterations = p.iterations(), .precision = PrecisionOf(p.precision()),
+       .devices = Devices()},
+      &cancel_);
+  std::lock_guard lock(mu_);
+  if (!result.ok()) {
+    outcome_.set_succeeded(false);
+    outcome_.mutable_result()->set_error(std::string(result.status().message()));
+    return;
+  }
+  outcome_.set_succeeded(true);
+  outcome_.mutable_result()->set_achieved_tflops(result->tflops);
+  outcome_.mutable_result()->set_timed_seconds(result->seconds);
+  outcome_.mutable_result()->set_checksum(result->checksum);
+  outcome_.mutable_result()->set_backend(std::string(backend_.Name()));
+}
+
+std::vector<uint32_t> JobRunner::Devices() const {
+  return {assignment_.gpu_indexes().begin(), assignment_.gpu_indexes().end()};
+}
+
+kernels::Precision JobRunner::PrecisionOf(const std::string& precision) {
+  return precision == "bf16" ? kernels::Precision::kBf16 : kernels::Precision::kFp32;
 }
 
 }  // namespace tessera::worker

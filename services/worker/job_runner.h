@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "kernels/train_backend.h"
+#include "kernels/compute_backend.h"
 #include "services/common/clock.h"
 #include "services/worker/gpu_sampler.h"
 #include "tessera/v1/workers.pb.h"
@@ -39,7 +39,7 @@ struct RunnerOptions {
 
 class JobRunner {
  public:
-  JobRunner(v1::Assignment assignment, JobReporter& reporter, kernels::TrainBackend& backend, const Clock& clock,
+  JobRunner(v1::Assignment assignment, JobReporter& reporter, kernels::ComputeBackend& backend, const Clock& clock,
             RunnerOptions options);
   ~JobRunner();
 
@@ -54,12 +54,15 @@ class JobRunner {
   void Work();
   void RunSleep();
   void RunTrainMlp();
+  void RunGemmBench();
+  std::vector<uint32_t> Devices() const;  // the assignment's GPU indexes
+  static kernels::Precision PrecisionOf(const std::string& precision);
   void ReportUsage(int64_t now_ms);
   void SampleGpus(int64_t now_ms);
 
   const v1::Assignment assignment_;
   JobReporter& reporter_;
-  kernels::TrainBackend& backend_;
+  kernels::ComputeBackend& backend_;
   const Clock& clock_;
   const RunnerOptions options_;
 

@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   // The machine's NVIDIA GPUs and the CUDA kernels, unless there are none (or --cpu).
-  std::unique_ptr<tessera::kernels::TrainBackend> backend;
+  std::unique_ptr<tessera::kernels::ComputeBackend> backend;
   std::unique_ptr<tessera::worker::GpuSampler> sampler;
   if (!cpu) {
     absl::StatusOr<std::vector<tessera::kernels::CudaDevice>> gpus = tessera::kernels::ListCudaDevices();
@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
     }
     if (!gpus->empty()) {
       options.devices = tessera::worker::GpuDevices(*gpus, device_count);
-      backend = tessera::kernels::MakeCudaTrainBackend();
+      backend = tessera::kernels::MakeCudaBackend();
       sampler = tessera::worker::MakeNvmlSampler();
       options.runner.sampler = sampler.get();
       if (sampler == nullptr) spdlog::warn("no NVML: usage reports carry GPU-ms only (no utilization, memory or energy)");
@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
   }
   if (backend == nullptr) {
     options.devices = tessera::worker::CpuDevices(device_count > 0 ? device_count : 1, options.name);
-    backend = tessera::kernels::MakeCpuTrainBackend();
+    backend = tessera::kernels::MakeCpuBackend();
   }
   spdlog::info("offering {} {} device(s), {} backend", options.devices.size(), options.devices.front().model(), backend->Name());
 

@@ -78,6 +78,20 @@ TEST_CASE("customers, workers and the ledger end to end; a killed worker's job f
     fees += invoice.fee_utok();
   }
 
+  // A worker's real throughput, measured by a gemm_bench job (the CPU device here).
+  {
+    const int64_t bench = c.Submit("kind: gemm_bench\ngpu_count: 1\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 600000\n"
+                                   "gemm_bench:\n  n: 128\n  iterations: 5\n", "gemm");
+    const v1::Job done = c.WaitFor(bench, [](const v1::Job& j) { return testing::IsTerminal(j); }, 60'000);
+    CHECK(done.state() == v1::JOB_STATE_SUCCEEDED);
+    CHECK(done.result().achieved_tflops() > 0);
+    CHECK(done.result().backend() == "cpu");
+    CHECK_THAT(c.Cli({"job", "get", std::to_string(bench)}).out, Catch::Contains("TFLOP/s on cpu"));
+    const v1::Invoice invoice = c.FinalInvoice(bench);
+    charged += invoice.charged_utok();
+    fees += invoice.fee_utok();
+  }
+
   // Anyone can check a settled report against its batch's published Merkle root, offline.
   {
     const std::string proof_json = c.Cli({"-o", "json", "billing", "proof", std::to_string(job_a), "1"}).out;

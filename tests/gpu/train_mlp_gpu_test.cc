@@ -7,7 +7,8 @@
 #include <thread>
 
 #include "kernels/cuda_devices.h"
-#include "kernels/train_backend.h"
+#include "kernels/compute_backend.h"
+#include "kernels/mlp_cpu.h"
 
 using namespace tessera::kernels;
 
@@ -17,7 +18,7 @@ namespace {
 bool HaveGpu() {
   absl::StatusOr<std::vector<CudaDevice>> devices = ListCudaDevices();
   REQUIRE(devices.ok());
-  if (devices->empty() || MakeCudaTrainBackend() == nullptr) {
+  if (devices->empty() || MakeCudaBackend() == nullptr) {
     WARN("SKIPPED: no CUDA device (or a build without CUDA); run on a GPU machine with `ctest -L gpu`");
     return false;
   }
@@ -48,8 +49,8 @@ TEST_CASE("the CUDA runtime lists plausible devices", "[gpu]") {
 
 TEST_CASE("fp32 train_mlp on the GPU follows the CPU's loss curve within 1e-3", "[gpu]") {
   if (!HaveGpu()) return;
-  auto cpu = MakeCpuTrainBackend()->TrainMlp(Model(Precision::kFp32), nullptr, nullptr);
-  auto gpu = MakeCudaTrainBackend()->TrainMlp(Model(Precision::kFp32), nullptr, nullptr);
+  auto cpu = MakeCpuBackend()->TrainMlp(Model(Precision::kFp32), nullptr, nullptr);
+  auto gpu = MakeCudaBackend()->TrainMlp(Model(Precision::kFp32), nullptr, nullptr);
   REQUIRE(cpu.ok());
   REQUIRE(gpu.ok());
   CHECK(std::abs(gpu->initial_loss - cpu->initial_loss) <= 1e-4f * cpu->initial_loss);  // same data, same weights
@@ -64,8 +65,8 @@ TEST_CASE("fp32 train_mlp on the GPU follows the CPU's loss curve within 1e-3", 
 
 TEST_CASE("bf16 train_mlp (cuBLAS bf16 inputs, fp32 accumulation) learns and stays within 5e-2", "[gpu]") {
   if (!HaveGpu()) return;
-  auto cpu = MakeCpuTrainBackend()->TrainMlp(Model(Precision::kFp32), nullptr, nullptr);
-  auto gpu = MakeCudaTrainBackend()->TrainMlp(Model(Precision::kBf16), nullptr, nullptr);
+  auto cpu = MakeCpuBackend()->TrainMlp(Model(Precision::kFp32), nullptr, nullptr);
+  auto gpu = MakeCudaBackend()->TrainMlp(Model(Precision::kBf16), nullptr, nullptr);
   REQUIRE(cpu.ok());
   REQUIRE(gpu.ok());
   CHECK(gpu->final_loss < 0.5f * gpu->initial_loss);
@@ -82,7 +83,7 @@ TEST_CASE("a cancel stops the GPU run within a second", "[gpu]") {
     cancel = true;
   });
   const auto cancelled_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
-  auto r = MakeCudaTrainBackend()->TrainMlp(big, nullptr, &cancel);
+  auto r = MakeCudaBackend()->TrainMlp(big, nullptr, &cancel);
   const auto stopped_at = std::chrono::steady_clock::now();
   canceller.join();
   CHECK(r.status().code() == absl::StatusCode::kCancelled);
@@ -93,7 +94,22 @@ TEST_CASE("a CUDA error fails the run with its text and leaves the process alive
   if (!HaveGpu()) return;
   MlpConfig bad = Model(Precision::kFp32);
   bad.devices = {999};
-  auto r = MakeCudaTrainBackend()->TrainMlp(bad, nullptr, nullptr);
+  auto r = MakeCudaBackend()->TrainMlp(bad, nullptr, nullptr);
   CHECK(r.status().code() == absl::StatusCode::kInternal);
   CHECK_THAT(std::string(r.status().message()), Catch::Contains("cudaSetDevice"));
+}
+
+TEST_CASE("gemm_bench on the GPU agrees with the CPU and reports real throughput", "[gpu]") {
+  if (!HaveGpu()) return;
+  const GemmBenchConfig small{.seed = 3, .n = 256, .iterations = 2, .precision = Precision::kFp32, .devices = {0}};
+  auto cpu = MakeCpuBackend()->GemmBench(small, nullptr);
+  auto gpu = MakeCudaBackend()->GemmBench(small, nullptr);
+  REQUIRE(cpu.ok());
+  REQUIRE(gpu.ok());
+  CHECK(std::abs(gpu->checksum - cpu->checksum) <= 1e-3 * std::max(1.0, std::abs(cpu->checksum)));
+  const GemmBenchConfig big{.seed = 3, .n = 8'192, .iterations = 20, .precision = Precision::kBf16, .devices = {0}};
+  auto fast = MakeCudaBackend()->GemmBench(big, nullptr);
+  REQUIRE(fast.ok());
+  WARN("bf16 8192³ on this GPU: " << fast->tflops << " TFLOP/s");
+  CHECK(fast->tflops > 50);  // any A100/H100-class GPU; an H100 does several hundred
 }

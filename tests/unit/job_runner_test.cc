@@ -89,7 +89,7 @@ TEST_CASE("usage reports carry the sampler's utilization, peak memory and energy
   Collected out;
   FakeSampler sampler;
   SystemClock clock;
-  auto backend = kernels::MakeCpuTrainBackend();
+  auto backend = kernels::MakeCpuBackend();
   JobRunner runner(SleepAssignment(300, 10'000, 2), out, *backend, clock,
                    worker::RunnerOptions{.usage_interval_ms = 50, .sampler = &sampler});
   REQUIRE(WaitFinished(runner, std::chrono::seconds(5)));
@@ -115,7 +115,7 @@ TEST_CASE("usage reports carry the sampler's utilization, peak memory and energy
 TEST_CASE("without a sampler a report carries GPU-ms only", "[worker]") {
   Collected out;
   SystemClock clock;
-  auto backend = kernels::MakeCpuTrainBackend();
+  auto backend = kernels::MakeCpuBackend();
   JobRunner runner(SleepAssignment(100, 10'000, 1), out, *backend, clock, worker::RunnerOptions{.usage_interval_ms = 20, .sampler = nullptr});
   REQUIRE(WaitFinished(runner, std::chrono::seconds(5)));
   for (const auto& u : out.usage()) {
@@ -129,7 +129,7 @@ TEST_CASE("a job past its limit is stopped, says why and is billed to the limit;
           "[worker]") {
   Collected out;
   SystemClock clock;
-  auto backend = kernels::MakeCpuTrainBackend();
+  auto backend = kernels::MakeCpuBackend();
   SECTION("stopped") {
     JobRunner runner(SleepAssignment(5'000, 200, 1), out, *backend, clock, worker::RunnerOptions{.usage_interval_ms = 20, .sampler = nullptr});
     REQUIRE(WaitFinished(runner, std::chrono::seconds(3)));
@@ -153,7 +153,7 @@ TEST_CASE("a job past its limit is stopped, says why and is billed to the limit;
 TEST_CASE("a cancel stops a job within a second and says why", "[worker]") {
   Collected out;
   SystemClock clock;
-  auto backend = kernels::MakeCpuTrainBackend();
+  auto backend = kernels::MakeCpuBackend();
   JobRunner runner(SleepAssignment(60'000, 120'000, 1), out, *backend, clock, worker::RunnerOptions{.usage_interval_ms = 50, .sampler = nullptr});
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   const auto cancelled_at = std::chrono::steady_clock::now();

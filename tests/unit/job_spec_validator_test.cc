@@ -133,3 +133,33 @@ TEST_CASE("compute capabilities parse to major x 10 + minor", "[validator]") {
     CHECK(ParseComputeCapability("f", bad).status().code() == absl::StatusCode::kInvalidArgument);
   }
 }
+
+TEST_CASE("gemm_bench specs are checked field by field", "[validator]") {
+  v1::SubmitJobRequest r = ValidSleep();
+  r.mutable_spec()->set_kind("gemm_bench");
+  r.mutable_spec()->clear_sleep();
+  v1::GemmBenchParams* p = r.mutable_spec()->mutable_gemm_bench();
+  p->set_n(1'024);
+  p->set_iterations(10);
+  p->set_precision("bf16");
+  CHECK(intake::ValidateSubmitRequest(r).ok());
+  SECTION("n") {
+    p->set_n(8);
+    CHECK_THAT(ErrorOf(r), Catch::Contains("spec.gemm_bench.n must be between 16 and 16384, got 8"));
+  }
+  SECTION("iterations") {
+    p->set_iterations(0);
+    CHECK_THAT(ErrorOf(r), Catch::Contains("spec.gemm_bench.iterations must be between 1 and 10000"));
+  }
+  SECTION("precision") {
+    p->set_precision("fp8");
+    CHECK_THAT(ErrorOf(r), Catch::Contains("spec.gemm_bench.precision must be fp32 or bf16, got 'fp8'"));
+  }
+  SECTION("its parameters, and only those") {
+    r.mutable_spec()->mutable_sleep()->set_duration_ms(5);
+    CHECK_THAT(ErrorOf(r), Catch::Contains("spec.sleep must not be set for kind gemm_bench"));
+    r.mutable_spec()->clear_sleep();
+    r.mutable_spec()->clear_gemm_bench();
+    CHECK_THAT(ErrorOf(r), Catch::Contains("spec.gemm_bench is required for kind gemm_bench"));
+  }
+}

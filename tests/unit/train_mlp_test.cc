@@ -4,12 +4,12 @@
 
 #include "kernels/cuda_devices.h"
 #include "kernels/mlp_cpu.h"
-#include "kernels/train_backend.h"
+#include "kernels/compute_backend.h"
 
 using namespace tessera::kernels;
 
 TEST_CASE("train_mlp on the CPU lowers the loss and is deterministic", "[kernels]") {
-  auto backend = MakeCpuTrainBackend();
+  auto backend = MakeCpuBackend();
   const MlpConfig config{.seed = 7, .input_dim = 8, .hidden_dim = 32, .output_dim = 2, .samples = 512,
                          .batch_size = 32, .epochs = 20, .learning_rate = 0.05f};
   std::vector<EpochReport> epochs;
@@ -28,7 +28,7 @@ TEST_CASE("train_mlp on the CPU lowers the loss and is deterministic", "[kernels
 }
 
 TEST_CASE("train_mlp stops within a batch when cancelled", "[kernels]") {
-  auto backend = MakeCpuTrainBackend();
+  auto backend = MakeCpuBackend();
   std::atomic<bool> cancel{true};
   auto r = backend->TrainMlp(MlpConfig{}, nullptr, &cancel);
   CHECK(r.status().code() == absl::StatusCode::kCancelled);
@@ -71,4 +71,23 @@ TEST_CASE("without a usable GPU the CUDA inventory is empty, not an error", "[ke
   absl::StatusOr<std::vector<CudaDevice>> devices = ListCudaDevices();
   REQUIRE(devices.ok());
   if (!devices->empty()) WARN("this machine has " << devices->size() << " GPU(s); the fallback is not exercised");
+}
+
+TEST_CASE("gemm_bench on the CPU multiplies the shared operands and times them", "[kernels]") {
+  const GemmBenchConfig config{.seed = 5, .n = 48, .iterations = 3, .precision = Precision::kFp32, .devices = {}};
+  auto r = MakeCpuBackend()->GemmBench(config, nullptr);
+  REQUIRE(r.ok());
+  CHECK(r->tflops > 0);
+  CHECK(r->seconds > 0);
+  std::vector<float> a, b;
+  GemmOperands(config.seed, config.n, a, b);
+  double reference = 0;  // Σ_ij (A·B)_ij, naively
+  for (uint32_t i = 0; i < config.n; ++i) {
+    for (uint32_t j = 0; j < config.n; ++j) {
+      for (uint32_t k = 0; k < config.n; ++k) reference += static_cast<double>(a[i * config.n + k]) * b[k * config.n + j];
+    }
+  }
+  CHECK(std::abs(r->checksum - reference) <= 1e-3 * std::max(1.0, std::abs(reference)));
+  std::atomic<bool> cancel{true};
+  CHECK(MakeCpuBackend()->GemmBench(config, &cancel).status().code() == absl::StatusCode::kCancelled);
 }

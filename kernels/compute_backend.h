@@ -1,8 +1,9 @@
-// The interface every compute backend of `train_mlp` implements. The CPU backend is the reference;
+// The interface every compute backend implements (the CPU reference, CUDA): the job kinds
+// `train_mlp` and `gemm_bench`. The CPU backend is the reference;
 // the CUDA backend (cuBLAS GEMMs) plugs in behind the same interface and must reach the same loss
 // curve: within 1e-3 relative per epoch in fp32 (tests/gpu), 5e-2 in bf16.
 //
-//   std::unique_ptr<TrainBackend> backend = MakeCpuTrainBackend();
+//   std::unique_ptr<ComputeBackend> backend = MakeCpuBackend();
 //   absl::StatusOr<TrainResult> r = backend->TrainMlp(config, on_epoch, &cancelled);
 #pragma once
 
@@ -51,21 +52,41 @@ struct TrainResult {
   std::string weights_sha256;
 };
 
-class TrainBackend {
+// gemm_bench: C = A·B for n×n matrices, `iterations` times, after one untimed warm-up.
+struct GemmBenchConfig {
+  uint64_t seed = 1;
+  uint32_t n = 1'024;
+  uint32_t iterations = 10;
+  Precision precision = Precision::kFp32;
+  std::vector<uint32_t> devices = {};
+};
+
+struct GemmBenchResult {
+  double tflops = 0;          // 2·n³·iterations / timed seconds / 10¹²
+  double seconds = 0;         // timed
+  double checksum = 0;        // Σ C of the last product (backends agree to rounding)
+};
+
+// The result of `iterations` products taking `seconds`, with the last product's checksum.
+GemmBenchResult GemmBenchSummary(const GemmBenchConfig& config, double seconds, const std::vector<float>& last_product);
+
+class ComputeBackend {
  public:
-  virtual ~TrainBackend() = default;
+  virtual ~ComputeBackend() = default;
   virtual std::string_view Name() const = 0;
   // Trains to completion. `on_epoch` is called after every epoch. Setting `*cancel` stops the run
   // within one mini-batch and returns CANCELLED.
   virtual absl::StatusOr<TrainResult> TrainMlp(const MlpConfig& config,
                                                const std::function<void(const EpochReport&)>& on_epoch,
                                                const std::atomic<bool>* cancel) = 0;
+  // Measures what the device really delivers on the GEMM at the heart of training.
+  virtual absl::StatusOr<GemmBenchResult> GemmBench(const GemmBenchConfig& config, const std::atomic<bool>* cancel) = 0;
 };
 
-std::unique_ptr<TrainBackend> MakeCpuTrainBackend();
+std::unique_ptr<ComputeBackend> MakeCpuBackend();
 
 // The CUDA backend (cuBLAS GEMMs, device-side data and updates); null when this build has no CUDA.
 // Running it where no GPU is usable fails the job with the CUDA error, never the process.
-std::unique_ptr<TrainBackend> MakeCudaTrainBackend();
+std::unique_ptr<ComputeBackend> MakeCudaBackend();
 
 }  // namespace tessera::kernels

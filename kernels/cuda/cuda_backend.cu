@@ -1,4 +1,4 @@
-// The CUDA backend of `train_mlp`: the model of mlp_cpu.h (tanh hidden layer, linear output, mean
+// The CUDA backend: `gemm_bench` (cublasGemmEx, timed with CUDA events) and `train_mlp`, the model of mlp_cpu.h (tanh hidden layer, linear output, mean
 // squared error, plain SGD) with every matrix product on cuBLAS (cublasGemmEx: fp32, or bf16 inputs
 // with fp32 accumulation) and custom kernels only for what no library does: the synthetic dataset
 // generated on the device from the job's seed, bias + tanh, the residual and loss, bias gradients
@@ -19,7 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/mlp_cpu.h"
-#include "kernels/train_backend.h"
+#include "kernels/compute_backend.h"
 
 namespace tessera::kernels {
 namespace {
@@ -149,6 +149,22 @@ __global__ void SgdUpdate(float* w, const float* g, __nv_bfloat16* w_bf16, uint6
   }
 }
 
+// Σ x over n elements, accumulated in double.
+__global__ void Sum(const float* x, uint64_t n, double* sum) {
+  __shared__ double partial[kThreads];
+  double acc = 0;
+  for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
+    acc += x[i];
+  }
+  partial[threadIdx.x] = acc;
+  __syncthreads();
+  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) atomicAdd(sum, partial[0]);
+}
+
 __global__ void ToBf16(const float* in, __nv_bfloat16* out, uint64_t n) {
   for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
     out[i] = __float2bfloat16(in[i]);
@@ -213,10 +229,10 @@ class Trainer {
         if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) return absl::CancelledError("train_mlp cancelled");
         TESSERA_CUDA_TRY(Step(first, std::min(c_.batch_size, c_.samples - first)));
       }
-      loss = DatasetLoss();
-      if (!loss.ok()) return loss.status();
-      result.loss_per_epoch.push_back(*loss);
-      if (on_epoch) on_epoch(EpochReport{.epoch = epoch, .epochs = c_.epochs, .loss = *loss});
+      absl::StatusOr<float> epoch_loss = DatasetLoss();
+      if (!epoch_loss.ok()) return epoch_loss.status();
+      result.loss_per_epoch.push_back(*epoch_loss);
+      if (on_epoch) on_epoch(EpochReport{.epoch = epoch, .epochs = c_.epochs, .loss = *epoch_loss});
     }
     result.final_loss = result.loss_per_epoch.empty() ? result.initial_loss : result.loss_per_epoch.back();
     absl::StatusOr<MlpWeights> weights = DownloadWeights();
@@ -375,7 +391,7 @@ class Trainer {
   DeviceBuffer<__nv_bfloat16> x_bf16_, params_bf16_, h_bf16_, d_out_bf16_, d_h_bf16_;
 };
 
-class CudaTrainBackend final : public TrainBackend {
+class CudaBackend final : public ComputeBackend {
  public:
   std::string_view Name() const override { return "cuda"; }
 
@@ -387,10 +403,84 @@ class CudaTrainBackend final : public TrainBackend {
     Trainer trainer(config);
     return trainer.Run(on_epoch, cancel);
   }
+
+  absl::StatusOr<GemmBenchResult> GemmBench(const GemmBenchConfig& config, const std::atomic<bool>* cancel) override {
+    const int device = config.devices.empty() ? 0 : static_cast<int>(config.devices.front());
+    TESSERA_CUDA_TRY(CudaStatus(cudaSetDevice(device), "cudaSetDevice"));
+    const bool bf16 = config.precision == Precision::kBf16;
+    const uint64_t n = config.n, elements = n * n;
+    DeviceBuffer<float> a, b, c;
+    DeviceBuffer<__nv_bfloat16> a16, b16;
+    DeviceBuffer<double> sum;
+    TESSERA_CUDA_TRY(a.Allocate(elements));
+    TESSERA_CUDA_TRY(b.Allocate(elements));
+    TESSERA_CUDA_TRY(c.Allocate(elements));
+    TESSERA_CUDA_TRY(sum.Allocate(1));
+    // The operands of GemmOperands: one stream, A then B.
+    const uint64_t state0 = config.seed ^ kGemmSeedMix;
+    FillSymmetric<<<Blocks(elements), kThreads>>>(a.get(), elements, state0, 0, 1.0f, 1.0f);
+    FillSymmetric<<<Blocks(elements), kThreads>>>(b.get(), elements, state0, elements, 1.0f, 1.0f);
+    if (bf16) {
+      TESSERA_CUDA_TRY(a16.Allocate(elements));
+      TESSERA_CUDA_TRY(b16.Allocate(elements));
+      ToBf16<<<Blocks(elements), kThreads>>>(a.get(), a16.get(), elements);
+      ToBf16<<<Blocks(elements), kThreads>>>(b.get(), b16.get(), elements);
+    }
+    TESSERA_CUDA_TRY(CudaStatus(cudaGetLastError(), "gemm operands"));
+    cublasHandle_t blas = nullptr;
+    TESSERA_CUDA_TRY(BlasStatus(cublasCreate(&blas), "cublasCreate"));
+    struct BlasGuard {
+      cublasHandle_t h;
+      ~BlasGuard() { cublasDestroy(h); }
+    } guard{blas};
+    const void* pa = bf16 ? static_cast<const void*>(a16.get()) : a.get();
+    const void* pb = bf16 ? static_cast<const void*>(b16.get()) : b.get();
+    const cudaDataType type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    const float alpha = 1.0f, beta = 0.0f;
+    const int dim = static_cast<int>(n);
+    // Row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ: the operands swap.
+    auto gemm = [&] {
+      return BlasStatus(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, dim, dim, dim, &alpha, pb, type, dim, pa, type, dim, &beta,
+                                     c.get(), CUDA_R_32F, dim, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                        "cublasGemmEx");
+    };
+    TESSERA_CUDA_TRY(gemm());  // warm-up: cuBLAS picks and loads its kernel
+    TESSERA_CUDA_TRY(CudaStatus(cudaDeviceSynchronize(), "warm-up"));
+    cudaEvent_t start = nullptr, stop = nullptr;
+    TESSERA_CUDA_TRY(CudaStatus(cudaEventCreate(&start), "cudaEventCreate"));
+    TESSERA_CUDA_TRY(CudaStatus(cudaEventCreate(&stop), "cudaEventCreate"));
+    struct EventGuard {
+      cudaEvent_t a, b;
+      ~EventGuard() {
+        (void)cudaEventDestroy(a);
+        (void)cudaEventDestroy(b);
+      }
+    } events{start, stop};
+    // Small products are queued in runs (a sync per product would be what we measure); big ones
+    // one at a time, so that a cancel waits for one product, never for a long queue.
+    const uint32_t per_sync = n >= 4'096 ? 1 : 64;
+    TESSERA_CUDA_TRY(CudaStatus(cudaEventRecord(start), "cudaEventRecord"));
+    for (uint32_t it = 0; it < config.iterations; ++it) {
+      TESSERA_CUDA_TRY(gemm());
+      if ((it + 1) % per_sync == 0) {
+        TESSERA_CUDA_TRY(CudaStatus(cudaDeviceSynchronize(), "gemm"));
+        if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) return absl::CancelledError("gemm_bench cancelled");
+      }
+    }
+    TESSERA_CUDA_TRY(CudaStatus(cudaEventRecord(stop), "cudaEventRecord"));
+    TESSERA_CUDA_TRY(CudaStatus(cudaEventSynchronize(stop), "cudaEventSynchronize"));
+    float ms = 0;
+    TESSERA_CUDA_TRY(CudaStatus(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime"));
+    TESSERA_CUDA_TRY(CudaStatus(cudaMemset(sum.get(), 0, sizeof(double)), "cudaMemset"));
+    Sum<<<std::min<unsigned>(Blocks(elements), 1'024), kThreads>>>(c.get(), elements, sum.get());
+    GemmBenchResult r = GemmBenchSummary(config, ms / 1e3, {});
+    TESSERA_CUDA_TRY(CudaStatus(cudaMemcpy(&r.checksum, sum.get(), sizeof(double), cudaMemcpyDeviceToHost), "checksum"));
+    return r;
+  }
 };
 
 }  // namespace
 
-std::unique_ptr<TrainBackend> MakeCudaTrainBackend() { return std::make_unique<CudaTrainBackend>(); }
+std::unique_ptr<ComputeBackend> MakeCudaBackend() { return std::make_unique<CudaBackend>(); }
 
 }  // namespace tessera::kernels
