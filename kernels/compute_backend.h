@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +23,14 @@ namespace tessera::kernels {
 // The GEMMs' input precision. Accumulation and the master weights are always fp32. The CPU reference
 // computes in fp32 whatever is asked; bf16 on the GPU tracks its loss curve more loosely.
 enum class Precision { kFp32, kBf16 };
+
+// A job over several workers: the collective communicator it joins (NCCL's id, from node rank 0
+// through the scheduler), this worker's first global rank and the world size.
+struct Communicator {
+  std::string unique_id;
+  uint32_t first_rank = 0;
+  uint32_t world_size = 1;
+};
 
 struct MlpConfig {
   uint64_t seed = 1;
@@ -36,6 +45,8 @@ struct MlpConfig {
   // The job's devices (its assignment's GPU indexes): a GPU backend uses these and no others. The
   // CPU backend ignores them.
   std::vector<uint32_t> devices = {};
+  // Set for a job over several workers. The CPU backend trains each node's replica on its own.
+  std::optional<Communicator> communicator = std::nullopt;
 };
 
 struct EpochReport {

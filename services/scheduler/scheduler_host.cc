@@ -30,6 +30,15 @@ v1::ServerMessage ExtendedMessage(int64_t job_id, uint32_t attempt, int64_t max_
   return m;
 }
 
+v1::ServerMessage RendezvousMessage(const RendezvousOut& r) {
+  v1::ServerMessage m;
+  m.mutable_rendezvous()->set_job_id(r.job_id);
+  m.mutable_rendezvous()->set_attempt(r.attempt);
+  m.mutable_rendezvous()->set_unique_id(r.unique_id);
+  for (uint32_t n : r.node_gpu_counts) m.mutable_rendezvous()->add_node_gpu_counts(n);
+  return m;
+}
+
 v1::ServerMessage AssignmentMessage(const LiveAssignment& a) {
   v1::ServerMessage m;
   *m.mutable_assignment() = a.message;
@@ -249,11 +258,30 @@ void SchedulerHost::ProcessBatch(std::vector<Inbound>& batch) {
         segment.events.finished.emplace_back(worker_id, m.finished());
         segment.finished_sessions.push_back(in.session);
         break;
+      case v1::WorkerMessage::kRendezvousOffer:
+        ForwardRendezvous(worker_id, m.rendezvous_offer());
+        break;
       default:
         break;  // heartbeat: the touch above is all it does
     }
   }
   FlushSegment(segment);
+}
+
+void SchedulerHost::ForwardRendezvous(int64_t worker_id, const v1::RendezvousOffer& offer) {
+  if (offer.unique_id().empty() || offer.unique_id().size() > 256) {
+    spdlog::warn("worker {}: rendezvous offer for job {} with a {}-byte id ignored (1..256)", worker_id, offer.job_id(),
+                 offer.unique_id().size());
+    return;
+  }
+  absl::StatusOr<RendezvousOut> kept = repo_.RecordRendezvous(worker_id, offer);
+  if (!kept.ok()) {
+    spdlog::warn("worker {}: rendezvous offer ignored: {}", worker_id, kept.status().ToString());
+    return;
+  }
+  for (int64_t peer : kept->recipients) {
+    if (auto session = registry_.SessionOf(peer)) session->Send(RendezvousMessage(*kept));
+  }
 }
 
 void SchedulerHost::FlushSegment(Segment& segment) {
@@ -447,6 +475,12 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
   for (const LiveAssignment& a : resend) session->Send(AssignmentMessage(a));
   // A job kept across the reconnect may have been extended meanwhile: the limit in force again.
   for (const LiveAssignment& a : keep) session->Send(ExtendedMessage(a.job_id, a.attempt, a.message.spec().max_duration_ms()));
+  // And a worker waiting for its jobs' communicator ids gets them again.
+  if (absl::StatusOr<std::vector<RendezvousOut>> pending = repo_.RendezvousFor(record.worker_id); pending.ok()) {
+    for (const RendezvousOut& r : *pending) session->Send(RendezvousMessage(r));
+  } else {
+    spdlog::warn("worker {}: rendezvous not resent: {}", record.worker_id, pending.status().ToString());
+  }
   spdlog::info("worker {} connected ({} GPUs, {} jobs kept, {} resent, {} requeued)", record.worker_id, record.gpus.size(),
                keep.size(), resend.size(), lost.size());
 }

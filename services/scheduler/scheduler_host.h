@@ -97,6 +97,7 @@ class SchedulerHost final : public StreamHandler {
   void IngestLoop();
   void ProcessBatch(std::vector<Inbound>& batch);
   void FlushSegment(Segment& segment);
+  void ForwardRendezvous(int64_t worker_id, const v1::RendezvousOffer& offer);
   void OnNotification(const std::string& channel, const std::string& payload);
   void Post(const std::function<void(MarketEvents&)>& add);
 

@@ -389,6 +389,65 @@ absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const
   });
 }
 
+namespace {
+
+std::vector<uint32_t> NodeGpuCounts(pqxx::work& tx, int64_t job_id, uint32_t attempt) {
+  std::vector<uint32_t> counts;
+  for (const pqxx::row& r : tx.exec_params("SELECT cardinality(gpu_indexes) FROM assignments WHERE job_id = $1 AND attempt = $2"
+                                           " ORDER BY node_rank", job_id, attempt)) {
+    counts.push_back(r[0].as<uint32_t>());
+  }
+  return counts;
+}
+
+}  // namespace
+
+absl::StatusOr<RendezvousOut> SchedulerRepository::RecordRendezvous(int64_t worker_id, const v1::RendezvousOffer& offer) {
+  return db_.Transact("record rendezvous", [&](pqxx::work& tx) -> absl::StatusOr<RendezvousOut> {
+    const pqxx::result leases = tx.exec_params(
+        "SELECT worker_id, node_rank FROM assignments WHERE job_id = $1 AND attempt = $2 AND state = 'LIVE' FOR SHARE",
+        offer.job_id(), offer.attempt());
+    RendezvousOut out{.job_id = offer.job_id(), .attempt = offer.attempt(), .unique_id = {}, .node_gpu_counts = {}, .recipients = {}};
+    bool is_rank_zero = false;
+    for (const pqxx::row& r : leases) {
+      if (r[0].as<int64_t>() == worker_id) {
+        is_rank_zero = r[1].as<int>() == 0;
+      } else {
+        out.recipients.push_back(r[0].as<int64_t>());
+      }
+    }
+    if (!is_rank_zero) {
+      return absl::PermissionDeniedError(absl::StrCat("worker ", worker_id, " holds no live node-rank-0 lease of job ",
+                                                      offer.job_id(), " attempt ", offer.attempt()));
+    }
+    tx.exec_params0(
+        "INSERT INTO job_rendezvous (job_id, attempt, unique_id) VALUES ($1, $2, decode($3, 'hex')) ON CONFLICT DO NOTHING",
+        offer.job_id(), offer.attempt(), Hex(offer.unique_id()));
+    out.unique_id = pqxx::binarystring(tx.exec_params1("SELECT unique_id FROM job_rendezvous WHERE job_id = $1 AND attempt = $2",
+                                                       offer.job_id(), offer.attempt())[0]).str();
+    out.node_gpu_counts = NodeGpuCounts(tx, offer.job_id(), offer.attempt());
+    return out;
+  });
+}
+
+absl::StatusOr<std::vector<RendezvousOut>> SchedulerRepository::RendezvousFor(int64_t worker_id) {
+  return db_.Transact("rendezvous for worker", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<RendezvousOut>> {
+    std::vector<RendezvousOut> out;
+    for (const pqxx::row& r : tx.exec_params(
+             "SELECT r.job_id, r.attempt, r.unique_id FROM job_rendezvous r JOIN assignments a USING (job_id, attempt)"
+             " WHERE a.worker_id = $1 AND a.state = 'LIVE' AND a.node_rank > 0",
+             worker_id)) {
+      RendezvousOut& o = out.emplace_back();
+      o.job_id = r[0].as<int64_t>();
+      o.attempt = r[1].as<uint32_t>();
+      o.unique_id = pqxx::binarystring(r[2]).str();
+      o.node_gpu_counts = NodeGpuCounts(tx, o.job_id, o.attempt);
+      o.recipients = {worker_id};
+    }
+    return out;
+  });
+}
+
 absl::StatusOr<SchedulerRepository::AppliedEvents> SchedulerRepository::ApplyStateEvents(const StateEvents& events) {
   std::vector<int64_t> s_job, s_attempt, s_worker, p_job, p_attempt, p_worker, p_ppm, f_job, f_attempt, f_worker;
   std::vector<std::string> p_loss, f_state, f_result, f_message;

@@ -46,6 +46,15 @@ struct MarketSnapshot {
   std::vector<scheduler::JobRequirements> queued;
 };
 
+// A job's communicator id and who gets it: the attempt's live workers other than the one asking.
+struct RendezvousOut {
+  int64_t job_id = 0;
+  uint32_t attempt = 0;
+  std::string unique_id;
+  std::vector<uint32_t> node_gpu_counts;  // in node_rank order
+  std::vector<int64_t> recipients;
+};
+
 struct UsageIn {
   int64_t worker_id = 0;
   v1::UsageReport report;
@@ -111,6 +120,13 @@ class SchedulerRepository {
   absl::Status UpdateWaitReasons(const std::vector<std::pair<int64_t, std::string>>& reasons);
 
   absl::StatusOr<std::vector<UsageOutcome>> IngestUsage(const std::vector<UsageIn>& usage);
+  // The offer of `worker_id`, which must hold the attempt's live node-rank-0 lease
+  // (PERMISSION_DENIED otherwise). The first offer of an attempt is kept; a later one gets the kept
+  // id back. Recipients: the attempt's other live workers.
+  absl::StatusOr<RendezvousOut> RecordRendezvous(int64_t worker_id, const v1::RendezvousOffer& offer);
+  // The rendezvous of every live lease of `worker_id` at node rank > 0 that has one (to resend
+  // after a reconnect).
+  absl::StatusOr<std::vector<RendezvousOut>> RendezvousFor(int64_t worker_id);
   // Applies started/progress/finished. Every finish is acknowledged (recorded now, or its lease had
   // already ended); `ended` lists the jobs that this call moved to a terminal state. A spread job
   // ends when one of its workers fails or the last one finishes.

@@ -166,6 +166,11 @@ void Agent::Handle(const v1::ServerMessage& message) {
       if (it != runners_.end()) it->second->Cancel(message.cancel().reason());
       break;
     }
+    case v1::ServerMessage::kRendezvous: {
+      auto it = runners_.find({message.rendezvous().job_id(), message.rendezvous().attempt()});
+      if (it != runners_.end()) it->second->OnRendezvous(message.rendezvous());
+      break;
+    }
     case v1::ServerMessage::kExtended: {
       auto it = runners_.find({message.extended().job_id(), message.extended().attempt()});
       if (it != runners_.end()) it->second->Extend(message.extended().max_duration_ms());

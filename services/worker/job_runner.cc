@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include <sodium.h>
+
 #include "absl/strings/str_cat.h"
 
 namespace tessera::worker {
@@ -171,12 +173,55 @@ void JobRunner::RunSleep() {
   outcome_.set_succeeded(!cancel_);
 }
 
+void JobRunner::OnRendezvous(const v1::Rendezvous& rendezvous) {
+  {
+    std::lock_guard lock(mu_);
+    rendezvous_ = rendezvous;
+  }
+  work_done_.notify_all();
+}
+
+absl::StatusOr<std::optional<kernels::Communicator>> JobRunner::JoinCommunicator() {
+  if (assignment_.node_worker_ids_size() <= 1) return std::nullopt;
+  if (assignment_.node_rank() == 0) {
+    std::string id(128, '\0');  // an ncclUniqueId's size; any unguessable bytes serve the CPU backend
+    randombytes_buf(id.data(), id.size());
+    v1::WorkerMessage offer;
+    offer.mutable_rendezvous_offer()->set_job_id(assignment_.job_id());
+    offer.mutable_rendezvous_offer()->set_attempt(assignment_.attempt());
+    offer.mutable_rendezvous_offer()->set_unique_id(id);
+    reporter_.Send(std::move(offer));
+    return kernels::Communicator{.unique_id = id, .first_rank = 0, .world_size = assignment_.spec().gpu_count()};
+  }
+  std::unique_lock lock(mu_);
+  const bool arrived = work_done_.wait_for(lock, std::chrono::milliseconds(options_.rendezvous_timeout_ms),
+                                           [&] { return rendezvous_.has_value() || cancel_.load(); });
+  if (cancel_) return absl::CancelledError("cancelled while waiting for the rendezvous");
+  if (!arrived) {
+    return absl::DeadlineExceededError(absl::StrCat("no rendezvous from node rank 0 within ", options_.rendezvous_timeout_ms, " ms"));
+  }
+  kernels::Communicator c{.unique_id = rendezvous_->unique_id(), .first_rank = 0, .world_size = 0};
+  for (int node = 0; node < rendezvous_->node_gpu_counts_size(); ++node) {
+    if (node < static_cast<int>(assignment_.node_rank())) c.first_rank += rendezvous_->node_gpu_counts(node);
+    c.world_size += rendezvous_->node_gpu_counts(node);
+  }
+  return c;
+}
+
 void JobRunner::RunTrainMlp() {
+  absl::StatusOr<std::optional<kernels::Communicator>> communicator = JoinCommunicator();
+  if (!communicator.ok()) {
+    std::lock_guard lock(mu_);
+    outcome_.set_succeeded(false);
+    outcome_.mutable_result()->set_error(std::string(communicator.status().message()));
+    return;
+  }
   const v1::TrainMlpParams& p = assignment_.spec().train_mlp();
   const kernels::MlpConfig config{.seed = p.seed(), .input_dim = p.input_dim(), .hidden_dim = p.hidden_dim(),
                                   .output_dim = p.output_dim(), .samples = p.samples(), .batch_size = p.batch_size(),
                                   .epochs = p.epochs(), .learning_rate = static_cast<float>(p.learning_rate_micros()) / 1e6f,
-                                  .precision = PrecisionOf(p.precision()), .devices = Devices()};
+                                  .precision = PrecisionOf(p.precision()), .devices = Devices(),
+                                  .communicator = *std::move(communicator)};
   absl::StatusOr<kernels::TrainResult> result = backend_.TrainMlp(
       config,
       [this](const kernels::EpochReport& epoch) {

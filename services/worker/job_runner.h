@@ -35,6 +35,8 @@ struct RunnerOptions {
   // Reads the job's GPUs once per usage interval (utilization, memory, energy); null: not metered
   // beyond GPU-ms (CPU devices, no NVML).
   GpuSampler* sampler = nullptr;
+  // How long a node of a multi-worker job waits for node rank 0's communicator id.
+  int64_t rendezvous_timeout_ms = 60'000;
 };
 
 class JobRunner {
@@ -46,6 +48,8 @@ class JobRunner {
   void Cancel(const std::string& reason);
   // The customer extended the job (ExtendJob): it may run until `max_duration_ms` after its start.
   void Extend(int64_t max_duration_ms) { max_duration_ms_ = max_duration_ms; }
+  // The communicator id of a job over several workers arrived from the scheduler (node rank > 0).
+  void OnRendezvous(const v1::Rendezvous& rendezvous);
   bool finished() const { return finished_.load(); }
   const v1::Assignment& assignment() const { return assignment_; }
 
@@ -55,6 +59,9 @@ class JobRunner {
   void RunSleep();
   void RunTrainMlp();
   void RunGemmBench();
+  // A job over several workers: node rank 0 creates and offers the communicator id, the others
+  // wait for it (until cancelled or `rendezvous_timeout_ms`). Null for a job on one worker.
+  absl::StatusOr<std::optional<kernels::Communicator>> JoinCommunicator();
   std::vector<uint32_t> Devices() const;  // the assignment's GPU indexes
   static kernels::Precision PrecisionOf(const std::string& precision);
   void ReportUsage(int64_t now_ms);
@@ -74,6 +81,7 @@ class JobRunner {
   bool work_done_flag_ = false;
   std::string cancel_reason_;
   v1::JobFinished outcome_;
+  std::optional<v1::Rendezvous> rendezvous_;  // guarded by mu_, signalled on work_done_
 
   int64_t started_ms_ = 0;
   int64_t metered_until_ms_ = 0;  // meter thread only

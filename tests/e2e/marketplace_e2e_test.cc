@@ -92,6 +92,21 @@ TEST_CASE("customers, workers and the ledger end to end; a killed worker's job f
     fees += invoice.fee_utok();
   }
 
+  // A training job over both workers: node rank 0's communicator id reaches the other through the
+  // scheduler, and both finish.
+  {
+    std::string spread = TrainSpec(3);
+    spread.replace(spread.find("gpu_count: 1"), 12, "gpu_count: 2\nplacement: GPU_PLACEMENT_SPREAD");
+    const int64_t job = c.Submit(spread, "train-spread");
+    const v1::Job done = c.WaitFor(job, [](const v1::Job& j) { return testing::IsTerminal(j); }, 60'000);
+    CHECK(done.state() == v1::JOB_STATE_SUCCEEDED);
+    CHECK(c.Sql("SELECT count(*) FROM job_rendezvous WHERE job_id = " + std::to_string(job)) == "1");
+    CHECK(c.Sql("SELECT count(*) FROM assignments WHERE end_reason = 'succeeded' AND job_id = " + std::to_string(job)) == "2");
+    const v1::Invoice invoice = c.FinalInvoice(job);
+    charged += invoice.charged_utok();
+    fees += invoice.fee_utok();
+  }
+
   // Anyone can check a settled report against its batch's published Merkle root, offline.
   {
     const std::string proof_json = c.Cli({"-o", "json", "billing", "proof", std::to_string(job_a), "1"}).out;

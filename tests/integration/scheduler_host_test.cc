@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "services/scheduler/scheduler_repository.h"
 #include "tests/integration/running_server.h"
 
 using namespace tessera;
@@ -297,4 +298,57 @@ TEST_CASE("a long-waiting gang job reserves a worker; smaller jobs wait behind i
   const v1::Assignment next = conn.ReadUntil(IsAssignment).assignment();
   CHECK(next.job_id() == gang.job().job_id());  // the reservation is served first
   CHECK(next.gpu_indexes_size() == 2);
+}
+
+TEST_CASE("a spread job's communicator id travels from node rank 0 through the scheduler", "[integration][scheduler]") {
+  RunningServer s;
+  CreateFundedMarket(s.channel);
+  const int64_t first = RegisterWorker(s.channel, 1'000'000, 2, "GPU-rdv-a");
+  const int64_t second = RegisterWorker(s.channel, 2'000'000, 2, "GPU-rdv-b");
+  WorkerConnection a(s.channel, first);
+  auto b = std::make_unique<WorkerConnection>(s.channel, second);
+  auto request = SleepRequest("rendezvous", 3'000'000);
+  request.mutable_spec()->set_gpu_count(3);
+  request.mutable_spec()->set_placement(v1::GPU_PLACEMENT_SPREAD);
+  v1::SubmitJobResponse submitted;
+  REQUIRE(s.Submit(request, &submitted).ok());
+  const int64_t job_id = submitted.job().job_id();
+  REQUIRE(a.ReadUntil(IsAssignment).assignment().node_rank() == 0);
+  REQUIRE(b->ReadUntil(IsAssignment).assignment().node_rank() == 1);
+  auto offer = [&](WorkerConnection& from, const std::string& id) {
+    v1::WorkerMessage m;
+    m.mutable_rendezvous_offer()->set_job_id(job_id);
+    m.mutable_rendezvous_offer()->set_attempt(1);
+    m.mutable_rendezvous_offer()->set_unique_id(id);
+    from.Send(m);
+  };
+  auto is_rendezvous = [](const v1::ServerMessage& m) { return m.has_rendezvous(); };
+
+  offer(a, std::string(128, 'x'));
+  const v1::Rendezvous got = b->ReadUntil(is_rendezvous).rendezvous();
+  CHECK(got.job_id() == job_id);
+  CHECK(got.unique_id() == std::string(128, 'x'));
+  CHECK(std::vector<uint32_t>(got.node_gpu_counts().begin(), got.node_gpu_counts().end()) == std::vector<uint32_t>{2, 1});
+
+  // The first offer of an attempt is kept; node rank 1 cannot offer one.
+  offer(a, std::string(128, 'y'));
+  CHECK(b->ReadUntil(is_rendezvous).rendezvous().unique_id() == std::string(128, 'x'));
+  scheduler_host::SchedulerRepository repo(s.db.store());
+  v1::RendezvousOffer from_rank_one;
+  from_rank_one.set_job_id(job_id);
+  from_rank_one.set_attempt(1);
+  from_rank_one.set_unique_id("z");
+  CHECK(repo.RecordRendezvous(second, from_rank_one).status().code() == absl::StatusCode::kPermissionDenied);
+  offer(a, std::string(300, 'w'));  // over 256 bytes: ignored at the edge
+  CHECK(s.db.Scalar("SELECT count(*) FROM job_rendezvous") == "1");
+  CHECK(s.db.Scalar("SELECT encode(unique_id, 'escape') = repeat('x', 128) FROM job_rendezvous") == "t");
+
+  // A reconnecting node gets it again after its hello.
+  b.reset();
+  WorkerConnection again(s.channel, second, [&](v1::Hello& hello) {
+    v1::RunningJob* running = hello.add_running();
+    running->set_job_id(job_id);
+    running->set_attempt(1);
+  });
+  CHECK(again.ReadUntil(is_rendezvous).rendezvous().unique_id() == std::string(128, 'x'));
 }

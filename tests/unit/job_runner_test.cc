@@ -164,3 +164,62 @@ TEST_CASE("a cancel stops a job within a second and says why", "[worker]") {
   CHECK_FALSE(out.Finished()->succeeded());
   CHECK_THAT(out.Finished()->result().error(), Catch::Contains("cancelled: customer asked"));
 }
+
+TEST_CASE("a multi-worker training job offers its communicator id at node rank 0 and waits for it elsewhere", "[worker]") {
+  v1::Assignment a;
+  a.set_job_id(9);
+  a.set_attempt(1);
+  a.mutable_spec()->set_kind("train_mlp");
+  a.mutable_spec()->set_gpu_count(2);
+  a.mutable_spec()->set_max_duration_ms(60'000);
+  v1::TrainMlpParams* p = a.mutable_spec()->mutable_train_mlp();
+  p->set_seed(1);
+  p->set_input_dim(4);
+  p->set_hidden_dim(8);
+  p->set_output_dim(1);
+  p->set_samples(64);
+  p->set_batch_size(16);
+  p->set_epochs(2);
+  p->set_learning_rate_micros(50'000);
+  a.add_gpu_indexes(0);
+  a.add_node_worker_ids(100);
+  a.add_node_worker_ids(200);
+  SystemClock clock;
+  auto backend = kernels::MakeCpuBackend();
+  const worker::RunnerOptions options{.usage_interval_ms = 20, .sampler = nullptr, .rendezvous_timeout_ms = 300};
+  SECTION("rank 0 offers 128 unguessable bytes and trains") {
+    Collected out;
+    JobRunner runner(a, out, *backend, clock, options);
+    REQUIRE(WaitFinished(runner, std::chrono::seconds(5)));
+    CHECK(out.Finished()->succeeded());
+    std::vector<v1::RendezvousOffer> offers;
+    for (const auto& m : out.messages()) {
+      if (m.has_rendezvous_offer()) offers.push_back(m.rendezvous_offer());
+    }
+    REQUIRE(offers.size() == 1);
+    CHECK(offers[0].job_id() == 9);
+    CHECK(offers[0].unique_id().size() == 128);
+  }
+  SECTION("rank 1 trains once the id arrives") {
+    a.set_node_rank(1);
+    Collected out;
+    JobRunner runner(a, out, *backend, clock, options);
+    v1::Rendezvous r;
+    r.set_job_id(9);
+    r.set_attempt(1);
+    r.set_unique_id(std::string(128, 'x'));
+    r.add_node_gpu_counts(1);
+    r.add_node_gpu_counts(1);
+    runner.OnRendezvous(r);
+    REQUIRE(WaitFinished(runner, std::chrono::seconds(5)));
+    CHECK(out.Finished()->succeeded());
+  }
+  SECTION("rank 1 fails cleanly when it never arrives") {
+    a.set_node_rank(1);
+    Collected out;
+    JobRunner runner(a, out, *backend, clock, options);
+    REQUIRE(WaitFinished(runner, std::chrono::seconds(5)));
+    CHECK_FALSE(out.Finished()->succeeded());
+    CHECK_THAT(out.Finished()->result().error(), Catch::Contains("no rendezvous from node rank 0 within 300 ms"));
+  }
+}
