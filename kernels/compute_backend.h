@@ -90,6 +90,9 @@ class ComputeBackend {
   virtual absl::StatusOr<TrainResult> TrainMlp(const MlpConfig& config,
                                                const std::function<void(const EpochReport&)>& on_epoch,
                                                const std::atomic<bool>* cancel) = 0;
+  // A fresh id for a communicator this worker's node rank 0 creates for a job over several workers
+  // (ncclGetUniqueId on CUDA; unguessable bytes on the CPU, which has no collective).
+  virtual std::string NewCommunicatorId() = 0;
   // Measures what the device really delivers on the GEMM at the heart of training.
   virtual absl::StatusOr<GemmBenchResult> GemmBench(const GemmBenchConfig& config, const std::atomic<bool>* cancel) = 0;
 };

@@ -1,5 +1,7 @@
 #include "kernels/compute_backend.h"
 
+#include <sodium.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -56,6 +58,12 @@ class CpuBackend final : public ComputeBackend {
     result.final_loss = result.loss_per_epoch.empty() ? result.initial_loss : result.loss_per_epoch.back();
     result.weights_sha256 = WeightsSha256(weights);
     return result;
+  }
+
+  std::string NewCommunicatorId() override {
+    std::string id(128, '\0');
+    randombytes_buf(id.data(), id.size());
+    return id;
   }
 
   absl::StatusOr<GemmBenchResult> GemmBench(const GemmBenchConfig& config, const std::atomic<bool>* cancel) override {

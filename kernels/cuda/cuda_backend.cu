@@ -12,9 +12,16 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <nccl.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstring>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -40,6 +47,55 @@ absl::Status CudaStatus(cudaError_t e, const char* what) {
 absl::Status BlasStatus(cublasStatus_t e, const char* what) {
   if (e == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
   return absl::InternalError(absl::StrCat("cuBLAS error in ", what, ": ", cublasGetStatusName(e), " (", cublasGetStatusString(e), ")"));
+}
+
+absl::Status NcclStatus(ncclResult_t e, const char* what) {
+  if (e == ncclSuccess || e == ncclInProgress) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat("NCCL error in ", what, ": ", ncclGetErrorString(e)));
+}
+
+// A communicator shared by its trainer and the watchdog. Teardown is always ncclCommAbort: it
+// never blocks (ncclCommDestroy can wait forever on a dead peer), and it is done exactly once.
+class Comm {
+ public:
+  explicit Comm(ncclComm_t comm) : comm_(comm) {}
+  ~Comm() { Abort(); }
+  ncclComm_t get() const { return comm_; }
+  void Abort() {
+    std::lock_guard lock(mu_);
+    if (comm_ != nullptr && !aborted_) (void)ncclCommAbort(comm_);
+    aborted_ = true;
+  }
+  bool aborted() {
+    std::lock_guard lock(mu_);
+    return aborted_;
+  }
+  // The communicator's asynchronous state: ncclSuccess, ncclInProgress or an error.
+  ncclResult_t AsyncError() {
+    std::lock_guard lock(mu_);
+    if (aborted_) return ncclInternalError;
+    ncclResult_t e = ncclSuccess;
+    if (ncclCommGetAsyncError(comm_, &e) != ncclSuccess) return ncclInternalError;
+    return e;
+  }
+
+ private:
+  std::mutex mu_;
+  ncclComm_t comm_;
+  bool aborted_ = false;
+};
+
+// Non-blocking NCCL calls return before they are done: wait until the communicator settles.
+absl::Status AwaitComm(Comm& comm, const char* what) {
+  while (true) {
+    const ncclResult_t e = comm.AsyncError();
+    if (e == ncclSuccess) return absl::OkStatus();
+    if (e != ncclInProgress) {
+      return comm.aborted() ? absl::AbortedError(absl::StrCat("NCCL communicator aborted during ", what))
+                            : NcclStatus(e, what);
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
 }
 
 #define TESSERA_CUDA_TRY(expr)                                  \
@@ -210,6 +266,35 @@ class Trainer {
     if (blas_ != nullptr) cublasDestroy(blas_);
   }
 
+  // Data parallel: this trainer is global `rank` of `world`; each step it takes its share of the
+  // batch and the gradients are summed over all ranks (ncclAllReduce, in place) before the update.
+  // Non-blocking, so that the watchdog can abort it while it waits for peers.
+  absl::Status JoinCommunicator(const ncclUniqueId& id, uint32_t world, uint32_t rank) {
+    const int device = c_.devices.empty() ? 0 : static_cast<int>(c_.devices.front());
+    TESSERA_CUDA_TRY(CudaStatus(cudaSetDevice(device), "cudaSetDevice"));
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    ncclComm_t raw = nullptr;
+    const ncclResult_t started = ncclCommInitRankConfig(&raw, static_cast<int>(world), id, static_cast<int>(rank), &config);
+    if (raw == nullptr) return NcclStatus(started == ncclSuccess ? ncclInternalError : started, "ncclCommInitRankConfig");
+    auto comm = std::make_shared<Comm>(raw);
+    {
+      std::lock_guard lock(comm_mu_);
+      comm_ = comm;
+    }
+    rank_ = rank;
+    world_ = world;
+    TESSERA_CUDA_TRY(NcclStatus(started, "ncclCommInitRankConfig"));
+    return AwaitComm(*comm, "ncclCommInitRankConfig");
+  }
+  // Whether the communicator formed and carried a step (the watchdog's deadline is for forming).
+  bool trained_a_step() const { return stepped_.load(); }
+  // Null until JoinCommunicator has started one. The watchdog reads it from its own thread.
+  std::shared_ptr<Comm> comm() const {
+    std::lock_guard lock(comm_mu_);
+    return comm_;
+  }
+
   absl::StatusOr<TrainResult> Run(const std::function<void(const EpochReport&)>& on_epoch, const std::atomic<bool>* cancel) {
     const int device = c_.devices.empty() ? 0 : static_cast<int>(c_.devices.front());
     TESSERA_CUDA_TRY(CudaStatus(cudaSetDevice(device), "cudaSetDevice"));
@@ -344,12 +429,35 @@ class Trainer {
     return Gemm(false, false, rows, c_.output_dim, c_.hidden_dim, Of(h_.get(), h_bf16_.get(), 0), W2Operand(), out_.get());
   }
 
-  absl::Status Step(uint32_t first, uint32_t rows) {
+  // One SGD step over the batch [batch_first, batch_first + batch_rows): this rank's share of it,
+  // then (data parallel) the sum of every rank's gradients, each scaled for the whole batch.
+  absl::Status Step(uint32_t batch_first, uint32_t batch_rows) {
+    const uint32_t share = batch_rows / world_, extra = batch_rows % world_;
+    const uint32_t rows = share + (rank_ < extra ? 1 : 0);
+    const uint32_t first = batch_first + rank_ * share + std::min(rank_, extra);
+    const float scale = 2.0f / (static_cast<float>(batch_rows) * static_cast<float>(c_.output_dim));
+    if (rows == 0) {
+      TESSERA_CUDA_TRY(CudaStatus(cudaMemset(grads_.get(), 0, ParamCount() * sizeof(float)), "cudaMemset"));
+    } else {
+      TESSERA_CUDA_TRY(Gradients(first, rows, scale));
+    }
+    if (const std::shared_ptr<Comm> comm = this->comm()) {
+      TESSERA_CUDA_TRY(NcclStatus(ncclAllReduce(grads_.get(), grads_.get(), ParamCount(), ncclFloat, ncclSum, comm->get(), nullptr),
+                                  "ncclAllReduce"));
+      TESSERA_CUDA_TRY(AwaitComm(*comm, "ncclAllReduce"));
+      stepped_ = true;
+    }
+    SgdUpdate<<<Blocks(ParamCount()), kThreads>>>(params_.get(), grads_.get(), bf16_ ? params_bf16_.get() : nullptr, ParamCount(),
+                                                  c_.learning_rate);
+    return CudaStatus(cudaGetLastError(), "training step");
+  }
+
+  // The gradients of `rows` samples from `first`, each sample's loss gradient scaled by `scale`.
+  absl::Status Gradients(uint32_t first, uint32_t rows, float scale) {
     float* p = params_.get();
     float* g = grads_.get();
     TESSERA_CUDA_TRY(Forward(first, rows));
     const uint64_t no = static_cast<uint64_t>(rows) * c_.output_dim, nh = static_cast<uint64_t>(rows) * c_.hidden_dim;
-    const float scale = 2.0f / (static_cast<float>(rows) * static_cast<float>(c_.output_dim));
     BiasResidual<<<Blocks(no), kThreads>>>(out_.get(), B2(p), y_.get() + static_cast<size_t>(first) * c_.output_dim, d_out_.get(),
                                            bf16_ ? d_out_bf16_.get() : nullptr, no, c_.output_dim, scale);
     // dW2 = hᵀ·d_out, db2 = Σ d_out; dh = d_out·W2ᵀ, dz = dh ⊙ (1 − h²); dW1 = xᵀ·dz, db1 = Σ dz.
@@ -362,8 +470,7 @@ class Trainer {
                           Of(x_.get(), x_bf16_.get(), static_cast<size_t>(first) * c_.input_dim), Of(d_h_.get(), d_h_bf16_.get(), 0),
                           W1(g)));
     ColumnSums<<<(c_.hidden_dim + kThreads - 1) / kThreads, kThreads>>>(d_h_.get(), B1(g), rows, c_.hidden_dim);
-    SgdUpdate<<<Blocks(ParamCount()), kThreads>>>(p, g, bf16_ ? params_bf16_.get() : nullptr, ParamCount(), c_.learning_rate);
-    return CudaStatus(cudaGetLastError(), "training step");
+    return CudaStatus(cudaGetLastError(), "gradients");
   }
 
   // Mean squared error over the whole dataset, in chunks.
@@ -386,10 +493,93 @@ class Trainer {
   const MlpConfig c_;
   const bool bf16_;
   cublasHandle_t blas_ = nullptr;
+  mutable std::mutex comm_mu_;
+  std::atomic<bool> stepped_{false};
+  std::shared_ptr<Comm> comm_;  // null: alone
+  uint32_t rank_ = 0, world_ = 1;
   DeviceBuffer<float> x_, y_, params_, grads_, h_, out_, d_out_, d_h_;
   DeviceBuffer<double> loss_sum_;
   DeviceBuffer<__nv_bfloat16> x_bf16_, params_bf16_, h_bf16_, d_out_bf16_, d_h_bf16_;
 };
+
+// How long a communicator may take to form (every rank joined) before the watchdog gives up.
+constexpr auto kCommunicatorDeadline = std::chrono::seconds(120);
+
+// Data-parallel train_mlp: one thread and one trainer per local GPU, each a rank of one NCCL
+// communicator (with the ranks of the job's other workers when it spans several). A watchdog polls
+// every communicator and aborts them all on an asynchronous error, a cancel, or a communicator
+// that does not form in time: a dead peer fails the job cleanly instead of hanging the worker.
+absl::StatusOr<TrainResult> TrainDataParallel(const MlpConfig& config, const std::function<void(const EpochReport&)>& on_epoch,
+                                              const std::atomic<bool>* cancel) {
+  const std::vector<uint32_t> local = config.devices.empty() ? std::vector<uint32_t>{0} : config.devices;
+  const uint32_t world = config.communicator ? config.communicator->world_size : static_cast<uint32_t>(local.size());
+  const uint32_t first_rank = config.communicator ? config.communicator->first_rank : 0;
+  ncclUniqueId id{};
+  if (config.communicator) {
+    if (config.communicator->unique_id.size() != sizeof id.internal) {
+      return absl::InvalidArgumentError(absl::StrCat("a communicator id is ", sizeof id.internal, " bytes, got ",
+                                                     config.communicator->unique_id.size()));
+    }
+    std::memcpy(id.internal, config.communicator->unique_id.data(), sizeof id.internal);
+  } else {
+    TESSERA_CUDA_TRY(NcclStatus(ncclGetUniqueId(&id), "ncclGetUniqueId"));
+  }
+  if (first_rank + local.size() > world) return absl::InvalidArgumentError("the job's ranks exceed its world size");
+
+  std::vector<std::unique_ptr<Trainer>> trainers;
+  for (uint32_t d : local) {
+    MlpConfig one = config;
+    one.devices = {d};
+    trainers.push_back(std::make_unique<Trainer>(one));
+  }
+  std::vector<std::optional<absl::StatusOr<TrainResult>>> results(local.size());  // each set by its thread
+  std::atomic<int> running{static_cast<int>(local.size())};
+  std::atomic<bool> stop{false};  // set on the first failure: the others stop at their next batch
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < local.size(); ++i) {
+    threads.emplace_back([&, i] {
+      const absl::Status joined = trainers[i]->JoinCommunicator(id, world, first_rank + static_cast<uint32_t>(i));
+      absl::StatusOr<TrainResult> result =
+          joined.ok() ? trainers[i]->Run(i == 0 ? on_epoch : nullptr, &stop) : absl::StatusOr<TrainResult>(joined);
+      if (!result.ok()) stop = true;
+      (void)results[i].emplace(std::move(result));
+      --running;
+    });
+  }
+  // The watchdog: the only thread that ever aborts a communicator while it is in use.
+  const auto deadline = std::chrono::steady_clock::now() + kCommunicatorDeadline;
+  std::string why;
+  auto fail = [&](std::string reason) {
+    if (why.empty()) why = std::move(reason);
+    stop = true;
+  };
+  while (running > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (cancel != nullptr && cancel->load()) fail("cancelled");
+    for (const auto& t : trainers) {
+      const std::shared_ptr<Comm> comm = t->comm();
+      const ncclResult_t e = comm == nullptr ? ncclInProgress : comm->AsyncError();
+      if (e == ncclInProgress && !t->trained_a_step() && std::chrono::steady_clock::now() > deadline) {
+        fail("the communicator did not form in time");
+      } else if (e != ncclSuccess && e != ncclInProgress) {
+        fail(absl::StrCat("NCCL: ", ncclGetErrorString(e)));
+      }
+    }
+    if (stop) {
+      for (const auto& t : trainers) {
+        if (auto comm = t->comm()) comm->Abort();
+      }
+    }
+  }
+  for (std::thread& t : threads) t.join();
+  if (cancel != nullptr && cancel->load()) return absl::CancelledError("train_mlp cancelled");
+  for (auto& r : results) {
+    if (!r->ok()) {
+      return why.empty() ? r->status() : absl::Status(r->status().code(), absl::StrCat(r->status().message(), " (", why, ")"));
+    }
+  }
+  return *std::move(results[0]);  // every rank holds the same weights
+}
 
 class CudaBackend final : public ComputeBackend {
  public:
@@ -400,8 +590,17 @@ class CudaBackend final : public ComputeBackend {
     if (config.batch_size == 0 || config.samples == 0 || config.batch_size > config.samples) {
       return absl::InvalidArgumentError("batch_size must be in 1..samples");
     }
-    Trainer trainer(config);
-    return trainer.Run(on_epoch, cancel);
+    if (!config.communicator && config.devices.size() <= 1) {
+      Trainer trainer(config);
+      return trainer.Run(on_epoch, cancel);
+    }
+    return TrainDataParallel(config, on_epoch, cancel);
+  }
+
+  std::string NewCommunicatorId() override {
+    ncclUniqueId id;
+    if (ncclGetUniqueId(&id) != ncclSuccess) return {};
+    return std::string(id.internal, sizeof id.internal);
   }
 
   absl::StatusOr<GemmBenchResult> GemmBench(const GemmBenchConfig& config, const std::atomic<bool>* cancel) override {

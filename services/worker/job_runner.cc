@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <chrono>
 
-#include <sodium.h>
-
 #include "absl/strings/str_cat.h"
 
 namespace tessera::worker {
@@ -184,8 +182,8 @@ void JobRunner::OnRendezvous(const v1::Rendezvous& rendezvous) {
 absl::StatusOr<std::optional<kernels::Communicator>> JobRunner::JoinCommunicator() {
   if (assignment_.node_worker_ids_size() <= 1) return std::nullopt;
   if (assignment_.node_rank() == 0) {
-    std::string id(128, '\0');  // an ncclUniqueId's size; any unguessable bytes serve the CPU backend
-    randombytes_buf(id.data(), id.size());
+    const std::string id = backend_.NewCommunicatorId();
+    if (id.empty()) return absl::InternalError("could not create a communicator id");
     v1::WorkerMessage offer;
     offer.mutable_rendezvous_offer()->set_job_id(assignment_.job_id());
     offer.mutable_rendezvous_offer()->set_attempt(assignment_.attempt());

@@ -113,3 +113,47 @@ TEST_CASE("gemm_bench on the GPU agrees with the CPU and reports real throughput
   WARN("bf16 8192³ on this GPU: " << fast->tflops << " TFLOP/s");
   CHECK(fast->tflops > 50);  // any A100/H100-class GPU; an H100 does several hundred
 }
+
+TEST_CASE("data parallel over NCCL follows the plain run; every local GPU takes a share", "[gpu]") {
+  if (!HaveGpu()) return;
+  auto backend = MakeCudaBackend();
+  auto plain = backend->TrainMlp(Model(Precision::kFp32), nullptr, nullptr);
+  REQUIRE(plain.ok());
+  // One rank: the communicator still all-reduces every step.
+  MlpConfig one_rank = Model(Precision::kFp32);
+  one_rank.communicator = Communicator{.unique_id = backend->NewCommunicatorId(), .first_rank = 0, .world_size = 1};
+  auto dp = backend->TrainMlp(one_rank, nullptr, nullptr);
+  REQUIRE(dp.ok());
+  for (size_t e = 0; e < plain->loss_per_epoch.size(); ++e) CHECK(dp->loss_per_epoch[e] == Approx(plain->loss_per_epoch[e]).epsilon(1e-5));
+  // Every local GPU: the batch is split and the gradients summed, so only rounding differs.
+  const size_t gpus = ListCudaDevices()->size();
+  if (gpus < 2) {
+    WARN("one GPU here: the multi-GPU split is not exercised");
+    return;
+  }
+  MlpConfig all = Model(Precision::kFp32);
+  all.devices.clear();
+  for (uint32_t d = 0; d < gpus; ++d) all.devices.push_back(d);
+  auto split = backend->TrainMlp(all, nullptr, nullptr);
+  REQUIRE(split.ok());
+  for (size_t e = 0; e < plain->loss_per_epoch.size(); ++e) {
+    CHECK(std::abs(split->loss_per_epoch[e] - plain->loss_per_epoch[e]) <= 1e-3f * plain->loss_per_epoch[e]);
+  }
+}
+
+TEST_CASE("a communicator whose peers never come is aborted on cancel, not waited on forever", "[gpu]") {
+  if (!HaveGpu()) return;
+  auto backend = MakeCudaBackend();
+  MlpConfig lonely = Model(Precision::kFp32);
+  lonely.communicator = Communicator{.unique_id = backend->NewCommunicatorId(), .first_rank = 0, .world_size = 2};
+  std::atomic<bool> cancel{false};
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    cancel = true;
+  });
+  const auto start = std::chrono::steady_clock::now();
+  auto r = backend->TrainMlp(lonely, nullptr, &cancel);
+  canceller.join();
+  CHECK(r.status().code() == absl::StatusCode::kCancelled);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(1'500));
+}
