@@ -81,6 +81,20 @@ struct GemmBenchResult {
 // The result of `iterations` products taking `seconds`, with the last product's checksum.
 GemmBenchResult GemmBenchSummary(const GemmBenchConfig& config, double seconds, const std::vector<float>& last_product);
 
+// allreduce_bench: ncclAllReduce (sum, in place) of `megabytes` of fp32 over the given GPUs,
+// `iterations` times after a warm-up.
+struct AllReduceBenchConfig {
+  uint32_t megabytes = 256;
+  uint32_t iterations = 20;
+  std::vector<uint32_t> devices = {};
+};
+
+struct AllReduceBenchResult {
+  double algorithm_gbps = 0;  // bytes / time
+  double bus_gbps = 0;        // × 2(n−1)/n: what each link carried, comparable across GPU counts
+  double seconds = 0;
+};
+
 class ComputeBackend {
  public:
   virtual ~ComputeBackend() = default;
@@ -93,6 +107,9 @@ class ComputeBackend {
   // A fresh id for a communicator this worker's node rank 0 creates for a job over several workers
   // (ncclGetUniqueId on CUDA; unguessable bytes on the CPU, which has no collective).
   virtual std::string NewCommunicatorId() = 0;
+  // Measures the interconnect between the job's GPUs (NCCL); UNIMPLEMENTED on the CPU.
+  virtual absl::StatusOr<AllReduceBenchResult> AllReduceBench(const AllReduceBenchConfig& config,
+                                                              const std::atomic<bool>* cancel) = 0;
   // Measures what the device really delivers on the GEMM at the heart of training.
   virtual absl::StatusOr<GemmBenchResult> GemmBench(const GemmBenchConfig& config, const std::atomic<bool>* cancel) = 0;
 };

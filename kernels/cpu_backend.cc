@@ -60,6 +60,10 @@ class CpuBackend final : public ComputeBackend {
     return result;
   }
 
+  absl::StatusOr<AllReduceBenchResult> AllReduceBench(const AllReduceBenchConfig&, const std::atomic<bool>*) override {
+    return absl::UnimplementedError("allreduce_bench measures NVIDIA GPUs' interconnect; this worker offers CPU devices");
+  }
+
   std::string NewCommunicatorId() override {
     std::string id(128, '\0');
     randombytes_buf(id.data(), id.size());

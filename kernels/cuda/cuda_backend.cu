@@ -597,6 +597,57 @@ class CudaBackend final : public ComputeBackend {
     return TrainDataParallel(config, on_epoch, cancel);
   }
 
+  absl::StatusOr<AllReduceBenchResult> AllReduceBench(const AllReduceBenchConfig& config, const std::atomic<bool>* cancel) override {
+    const std::vector<uint32_t> devices = config.devices.empty() ? std::vector<uint32_t>{0} : config.devices;
+    const size_t count = static_cast<size_t>(config.megabytes) * 1024 * 1024 / sizeof(float);
+    std::vector<int> ordinals(devices.begin(), devices.end());
+    std::vector<ncclComm_t> comms(devices.size(), nullptr);
+    // One process drives every local GPU: ncclCommInitAll makes the communicator, a stream per GPU.
+    TESSERA_CUDA_TRY(NcclStatus(ncclCommInitAll(comms.data(), static_cast<int>(comms.size()), ordinals.data()), "ncclCommInitAll"));
+    struct Teardown {
+      std::vector<ncclComm_t>& comms;
+      ~Teardown() {
+        for (ncclComm_t c : comms) (void)ncclCommAbort(c);  // never blocks
+      }
+    } teardown{comms};
+    std::vector<std::unique_ptr<DeviceBuffer<float>>> buffers;
+    std::vector<cudaStream_t> streams(devices.size(), nullptr);
+    for (size_t i = 0; i < devices.size(); ++i) {
+      TESSERA_CUDA_TRY(CudaStatus(cudaSetDevice(ordinals[i]), "cudaSetDevice"));
+      buffers.push_back(std::make_unique<DeviceBuffer<float>>());
+      TESSERA_CUDA_TRY(buffers.back()->Allocate(count));
+      TESSERA_CUDA_TRY(CudaStatus(cudaMemset(buffers.back()->get(), 0, count * sizeof(float)), "cudaMemset"));
+      TESSERA_CUDA_TRY(CudaStatus(cudaStreamCreate(&streams[i]), "cudaStreamCreate"));
+    }
+    auto all_reduce = [&]() -> absl::Status {
+      TESSERA_CUDA_TRY(NcclStatus(ncclGroupStart(), "ncclGroupStart"));
+      for (size_t i = 0; i < devices.size(); ++i) {
+        TESSERA_CUDA_TRY(NcclStatus(ncclAllReduce(buffers[i]->get(), buffers[i]->get(), count, ncclFloat, ncclSum, comms[i], streams[i]),
+                                    "ncclAllReduce"));
+      }
+      TESSERA_CUDA_TRY(NcclStatus(ncclGroupEnd(), "ncclGroupEnd"));
+      for (size_t i = 0; i < devices.size(); ++i) {
+        TESSERA_CUDA_TRY(CudaStatus(cudaSetDevice(ordinals[i]), "cudaSetDevice"));
+        TESSERA_CUDA_TRY(CudaStatus(cudaStreamSynchronize(streams[i]), "cudaStreamSynchronize"));
+      }
+      return absl::OkStatus();
+    };
+    TESSERA_CUDA_TRY(all_reduce());  // warm-up: NCCL sets up its channels
+    const auto start = std::chrono::steady_clock::now();
+    for (uint32_t it = 0; it < config.iterations; ++it) {
+      if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) return absl::CancelledError("allreduce_bench cancelled");
+      TESSERA_CUDA_TRY(all_reduce());
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (size_t i = 0; i < devices.size(); ++i) (void)cudaStreamDestroy(streams[i]);
+    const double n = static_cast<double>(devices.size());
+    AllReduceBenchResult r;
+    r.seconds = seconds;
+    r.algorithm_gbps = seconds > 0 ? static_cast<double>(count * sizeof(float)) * config.iterations / seconds / 1e9 : 0;
+    r.bus_gbps = r.algorithm_gbps * 2 * (n - 1) / n;
+    return r;
+  }
+
   std::string NewCommunicatorId() override {
     ncclUniqueId id;
     if (ncclGetUniqueId(&id) != ncclSuccess) return {};

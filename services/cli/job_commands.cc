@@ -72,6 +72,10 @@ void PrintJob(const v1::Job& job) {
     rows.push_back({"throughput", absl::StrFormat("%.3f TFLOP/s on %s (%.3f s timed)", job.result().achieved_tflops(),
                                                   job.result().backend(), job.result().timed_seconds())});
   }
+  if (job.has_result() && job.result().algorithm_gbps() > 0) {
+    rows.push_back({"bandwidth", absl::StrFormat("%.1f GB/s bus, %.1f GB/s algorithm on %s", job.result().bus_gbps(),
+                                                 job.result().algorithm_gbps(), job.result().backend())});
+  }
   if (job.has_result() && !job.result().error().empty()) rows.push_back({"error", job.result().error()});
   PrintTable({"FIELD", "VALUE"}, rows);
 }

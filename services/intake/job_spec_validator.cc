@@ -86,9 +86,9 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
     return absl::InvalidArgumentError(
         absl::StrCat("spec is ", spec.ByteSizeLong(), " bytes; the limit is ", kMaxSpecBytes));
   }
-  if (spec.kind() != "sleep" && spec.kind() != "train_mlp" && spec.kind() != "gemm_bench") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("spec.kind: unknown job kind '", spec.kind(), "' (expected sleep, train_mlp or gemm_bench)"));
+  if (spec.kind() != "sleep" && spec.kind() != "train_mlp" && spec.kind() != "gemm_bench" && spec.kind() != "allreduce_bench") {
+    return absl::InvalidArgumentError(absl::StrCat("spec.kind: unknown job kind '", spec.kind(),
+                                                   "' (expected sleep, train_mlp, gemm_bench or allreduce_bench)"));
   }
   if (spec.gpu_count() < 1 || spec.gpu_count() > kMaxGpuCount) return OutOfRange("spec.gpu_count", 1, kMaxGpuCount, spec.gpu_count());
   if (spec.gpu_models_size() > 16) return absl::InvalidArgumentError("spec.gpu_models lists more than 16 models");
@@ -111,7 +111,8 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   }
   // Exactly the parameters of its kind.
   const std::pair<std::string, bool> params[] = {
-      {"sleep", spec.has_sleep()}, {"train_mlp", spec.has_train_mlp()}, {"gemm_bench", spec.has_gemm_bench()}};
+      {"sleep", spec.has_sleep()}, {"train_mlp", spec.has_train_mlp()}, {"gemm_bench", spec.has_gemm_bench()},
+      {"allreduce_bench", spec.has_allreduce_bench()}};
   for (const auto& [kind, set] : params) {
     if (kind == spec.kind() && !set) return absl::InvalidArgumentError(absl::StrCat("spec.", kind, " is required for kind ", kind));
     if (kind != spec.kind() && set) {
@@ -126,6 +127,12 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
     return absl::OkStatus();
   }
   if (spec.kind() == "gemm_bench") return ValidateGemmBench(spec.gemm_bench());
+  if (spec.kind() == "allreduce_bench") {
+    const v1::AllReduceBenchParams& p = spec.allreduce_bench();
+    if (p.megabytes() < 1 || p.megabytes() > 4'096) return OutOfRange("spec.allreduce_bench.megabytes", 1, 4'096, p.megabytes());
+    if (p.iterations() < 1 || p.iterations() > 1'000) return OutOfRange("spec.allreduce_bench.iterations", 1, 1'000, p.iterations());
+    return absl::OkStatus();
+  }
   return ValidateTrainMlp(spec.train_mlp());
 }
 

@@ -139,6 +139,8 @@ void JobRunner::Work() {
       RunTrainMlp();
     } else if (assignment_.spec().kind() == "gemm_bench") {
       RunGemmBench();
+    } else if (assignment_.spec().kind() == "allreduce_bench") {
+      RunAllReduceBench();
     } else {
       std::lock_guard lock(mu_);
       outcome_.mutable_result()->set_error("unknown job kind '" + assignment_.spec().kind() + "'");
@@ -259,6 +261,23 @@ void JobRunner::RunGemmBench() {
   outcome_.mutable_result()->set_achieved_tflops(result->tflops);
   outcome_.mutable_result()->set_timed_seconds(result->seconds);
   outcome_.mutable_result()->set_checksum(result->checksum);
+  outcome_.mutable_result()->set_backend(std::string(backend_.Name()));
+}
+
+void JobRunner::RunAllReduceBench() {
+  const v1::AllReduceBenchParams& p = assignment_.spec().allreduce_bench();
+  absl::StatusOr<kernels::AllReduceBenchResult> result =
+      backend_.AllReduceBench({.megabytes = p.megabytes(), .iterations = p.iterations(), .devices = Devices()}, &cancel_);
+  std::lock_guard lock(mu_);
+  if (!result.ok()) {
+    outcome_.set_succeeded(false);
+    outcome_.mutable_result()->set_error(std::string(result.status().message()));
+    return;
+  }
+  outcome_.set_succeeded(true);
+  outcome_.mutable_result()->set_algorithm_gbps(result->algorithm_gbps);
+  outcome_.mutable_result()->set_bus_gbps(result->bus_gbps);
+  outcome_.mutable_result()->set_timed_seconds(result->seconds);
   outcome_.mutable_result()->set_backend(std::string(backend_.Name()));
 }
 

@@ -59,6 +59,7 @@ class JobRunner {
   void RunSleep();
   void RunTrainMlp();
   void RunGemmBench();
+  void RunAllReduceBench();
   // A job over several workers: node rank 0 creates and offers the communicator id, the others
   // wait for it (until cancelled or `rendezvous_timeout_ms`). Null for a job on one worker.
   absl::StatusOr<std::optional<kernels::Communicator>> JoinCommunicator();

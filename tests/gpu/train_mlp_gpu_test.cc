@@ -157,3 +157,16 @@ TEST_CASE("a communicator whose peers never come is aborted on cancel, not waite
   CHECK(r.status().code() == absl::StatusCode::kCancelled);
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(1'500));
 }
+
+TEST_CASE("allreduce_bench measures NCCL over every local GPU", "[gpu]") {
+  if (!HaveGpu()) return;
+  absl::StatusOr<std::vector<CudaDevice>> devices = ListCudaDevices();
+  REQUIRE(devices.ok());
+  std::vector<uint32_t> all;
+  for (const CudaDevice& d : *devices) all.push_back(d.ordinal);
+  auto r = MakeCudaBackend()->AllReduceBench({.megabytes = 64, .iterations = 10, .devices = all}, nullptr);
+  REQUIRE(r.ok());
+  WARN(all.size() << " GPU(s): " << r->algorithm_gbps << " GB/s algorithm, " << r->bus_gbps << " GB/s bus");
+  CHECK(r->algorithm_gbps > 0);
+  if (all.size() >= 2) CHECK(r->bus_gbps > 10);  // NVLink or PCIe 4, far above
+}

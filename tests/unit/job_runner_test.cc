@@ -223,3 +223,18 @@ TEST_CASE("a multi-worker training job offers its communicator id at node rank 0
     CHECK_THAT(out.Finished()->result().error(), Catch::Contains("no rendezvous from node rank 0 within 300 ms"));
   }
 }
+
+TEST_CASE("allreduce_bench on a CPU worker fails with the reason, not a crash", "[worker]") {
+  v1::Assignment a = SleepAssignment(0, 60'000, 1);
+  a.mutable_spec()->set_kind("allreduce_bench");
+  a.mutable_spec()->clear_sleep();
+  a.mutable_spec()->mutable_allreduce_bench()->set_megabytes(1);
+  a.mutable_spec()->mutable_allreduce_bench()->set_iterations(1);
+  Collected out;
+  SystemClock clock;
+  auto backend = kernels::MakeCpuBackend();
+  JobRunner runner(a, out, *backend, clock, worker::RunnerOptions{.usage_interval_ms = 20, .sampler = nullptr});
+  REQUIRE(WaitFinished(runner, std::chrono::seconds(5)));
+  CHECK_FALSE(out.Finished()->succeeded());
+  CHECK_THAT(out.Finished()->result().error(), Catch::Contains("allreduce_bench measures NVIDIA GPUs' interconnect"));
+}

@@ -163,3 +163,18 @@ TEST_CASE("gemm_bench specs are checked field by field", "[validator]") {
     CHECK_THAT(ErrorOf(r), Catch::Contains("spec.gemm_bench is required for kind gemm_bench"));
   }
 }
+
+TEST_CASE("allreduce_bench specs are checked", "[validator]") {
+  v1::SubmitJobRequest r = ValidSleep();
+  r.mutable_spec()->set_kind("allreduce_bench");
+  r.mutable_spec()->clear_sleep();
+  r.mutable_spec()->set_gpu_count(8);
+  r.mutable_spec()->mutable_allreduce_bench()->set_megabytes(256);
+  r.mutable_spec()->mutable_allreduce_bench()->set_iterations(20);
+  CHECK(intake::ValidateSubmitRequest(r).ok());
+  r.mutable_spec()->mutable_allreduce_bench()->set_megabytes(0);
+  CHECK_THAT(ErrorOf(r), Catch::Contains("spec.allreduce_bench.megabytes must be between 1 and 4096, got 0"));
+  r.mutable_spec()->mutable_allreduce_bench()->set_megabytes(1);
+  r.mutable_spec()->mutable_allreduce_bench()->set_iterations(5'000);
+  CHECK_THAT(ErrorOf(r), Catch::Contains("spec.allreduce_bench.iterations must be between 1 and 1000"));
+}
