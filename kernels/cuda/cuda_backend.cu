@@ -161,14 +161,9 @@ __global__ void BiasResidual(float* out, const float* b, const float* y, float* 
   }
 }
 
-// Σ (out + b − y)² over [rows × cols], accumulated in double.
-__global__ void SquaredError(const float* out, const float* b, const float* y, uint64_t n, uint32_t cols, double* sum) {
+// Adds the block's threads' `acc` to `*sum` (a shared-memory tree, then one atomic per block).
+__device__ void AddBlockSum(double acc, double* sum) {
   __shared__ double partial[kThreads];
-  double acc = 0;
-  for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
-    const double e = static_cast<double>(out[i] + b[i % cols]) - y[i];
-    acc += e * e;
-  }
   partial[threadIdx.x] = acc;
   __syncthreads();
   for (int stride = kThreads / 2; stride > 0; stride /= 2) {
@@ -176,6 +171,16 @@ __global__ void SquaredError(const float* out, const float* b, const float* y, u
     __syncthreads();
   }
   if (threadIdx.x == 0) atomicAdd(sum, partial[0]);
+}
+
+// Σ (out + b − y)² over [rows × cols], accumulated in double.
+__global__ void SquaredError(const float* out, const float* b, const float* y, uint64_t n, uint32_t cols, double* sum) {
+  double acc = 0;
+  for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
+    const double e = static_cast<double>(out[i] + b[i % cols]) - y[i];
+    acc += e * e;
+  }
+  AddBlockSum(acc, sum);
 }
 
 // dz = dh ⊙ (1 − h²), the tanh derivative; its bf16 copy too.
@@ -207,18 +212,11 @@ __global__ void SgdUpdate(float* w, const float* g, __nv_bfloat16* w_bf16, uint6
 
 // Σ x over n elements, accumulated in double.
 __global__ void Sum(const float* x, uint64_t n, double* sum) {
-  __shared__ double partial[kThreads];
   double acc = 0;
   for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
     acc += x[i];
   }
-  partial[threadIdx.x] = acc;
-  __syncthreads();
-  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) atomicAdd(sum, partial[0]);
+  AddBlockSum(acc, sum);
 }
 
 __global__ void ToBf16(const float* in, __nv_bfloat16* out, uint64_t n) {

@@ -212,8 +212,7 @@ void JobRunner::RunTrainMlp() {
   absl::StatusOr<std::optional<kernels::Communicator>> communicator = JoinCommunicator();
   if (!communicator.ok()) {
     std::lock_guard lock(mu_);
-    outcome_.set_succeeded(false);
-    outcome_.mutable_result()->set_error(std::string(communicator.status().message()));
+    RecordOutcome(communicator.status());
     return;
   }
   const v1::TrainMlpParams& p = assignment_.spec().train_mlp();
@@ -234,15 +233,11 @@ void JobRunner::RunTrainMlp() {
       },
       &cancel_);
   std::lock_guard lock(mu_);
-  if (!result.ok()) {
-    outcome_.set_succeeded(false);
-    outcome_.mutable_result()->set_error(std::string(result.status().message()));
-    return;
-  }
-  outcome_.set_succeeded(true);
-  outcome_.mutable_result()->set_initial_loss(result->initial_loss);
-  outcome_.mutable_result()->set_final_loss(result->final_loss);
-  outcome_.mutable_result()->set_weights_sha256(result->weights_sha256);
+  v1::JobResult* out = RecordOutcome(result.status());
+  if (out == nullptr) return;
+  out->set_initial_loss(result->initial_loss);
+  out->set_final_loss(result->final_loss);
+  out->set_weights_sha256(result->weights_sha256);
 }
 
 void JobRunner::RunGemmBench() {
@@ -252,16 +247,12 @@ void JobRunner::RunGemmBench() {
        .devices = Devices()},
       &cancel_);
   std::lock_guard lock(mu_);
-  if (!result.ok()) {
-    outcome_.set_succeeded(false);
-    outcome_.mutable_result()->set_error(std::string(result.status().message()));
-    return;
-  }
-  outcome_.set_succeeded(true);
-  outcome_.mutable_result()->set_achieved_tflops(result->tflops);
-  outcome_.mutable_result()->set_timed_seconds(result->seconds);
-  outcome_.mutable_result()->set_checksum(result->checksum);
-  outcome_.mutable_result()->set_backend(std::string(backend_.Name()));
+  v1::JobResult* out = RecordOutcome(result.status());
+  if (out == nullptr) return;
+  out->set_achieved_tflops(result->tflops);
+  out->set_timed_seconds(result->seconds);
+  out->set_checksum(result->checksum);
+  out->set_backend(std::string(backend_.Name()));
 }
 
 void JobRunner::RunAllReduceBench() {
@@ -269,16 +260,21 @@ void JobRunner::RunAllReduceBench() {
   absl::StatusOr<kernels::AllReduceBenchResult> result =
       backend_.AllReduceBench({.megabytes = p.megabytes(), .iterations = p.iterations(), .devices = Devices()}, &cancel_);
   std::lock_guard lock(mu_);
-  if (!result.ok()) {
-    outcome_.set_succeeded(false);
-    outcome_.mutable_result()->set_error(std::string(result.status().message()));
-    return;
+  v1::JobResult* out = RecordOutcome(result.status());
+  if (out == nullptr) return;
+  out->set_algorithm_gbps(result->algorithm_gbps);
+  out->set_bus_gbps(result->bus_gbps);
+  out->set_timed_seconds(result->seconds);
+  out->set_backend(std::string(backend_.Name()));
+}
+
+v1::JobResult* JobRunner::RecordOutcome(const absl::Status& status) {
+  outcome_.set_succeeded(status.ok());
+  if (!status.ok()) {
+    outcome_.mutable_result()->set_error(std::string(status.message()));
+    return nullptr;
   }
-  outcome_.set_succeeded(true);
-  outcome_.mutable_result()->set_algorithm_gbps(result->algorithm_gbps);
-  outcome_.mutable_result()->set_bus_gbps(result->bus_gbps);
-  outcome_.mutable_result()->set_timed_seconds(result->seconds);
-  outcome_.mutable_result()->set_backend(std::string(backend_.Name()));
+  return outcome_.mutable_result();
 }
 
 std::vector<uint32_t> JobRunner::Devices() const {

@@ -64,6 +64,8 @@ class JobRunner {
   // wait for it (until cancelled or `rendezvous_timeout_ms`). Null for a job on one worker.
   absl::StatusOr<std::optional<kernels::Communicator>> JoinCommunicator();
   std::vector<uint32_t> Devices() const;  // the assignment's GPU indexes
+  // The kernel's outcome (mu_ held): its error, or success and the result to fill in.
+  v1::JobResult* RecordOutcome(const absl::Status& status);
   static kernels::Precision PrecisionOf(const std::string& precision);
   void ReportUsage(int64_t now_ms);
   void SampleGpus(int64_t now_ms);
