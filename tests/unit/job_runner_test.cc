@@ -6,6 +6,7 @@
 #include <mutex>
 #include <thread>
 
+#include "services/worker/device_inventory.h"
 #include "services/worker/job_runner.h"
 
 using namespace tessera;
@@ -237,4 +238,27 @@ TEST_CASE("allreduce_bench on a CPU worker fails with the reason, not a crash", 
   REQUIRE(WaitFinished(runner, std::chrono::seconds(5)));
   CHECK_FALSE(out.Finished()->succeeded());
   CHECK_THAT(out.Finished()->result().error(), Catch::Contains("allreduce_bench measures NVIDIA GPUs' interconnect"));
+}
+
+TEST_CASE("the CUDA inventory becomes the worker's offer: model names, capability, topology", "[worker]") {
+  const std::vector<kernels::CudaDevice> cuda = {
+      {.ordinal = 0, .name = "NVIDIA H100 80GB HBM3", .uuid = "GPU-aaaaaaaa-0000-0000-0000-000000000000", .pci_bus_id = "0000:1B:00.0",
+       .memory_mib = 81'559, .compute_major = 9, .compute_minor = 0, .peers = {1, 2}},
+      {.ordinal = 1, .name = "NVIDIA H100 80GB HBM3", .uuid = "GPU-bbbbbbbb-0000-0000-0000-000000000000", .pci_bus_id = "0000:43:00.0",
+       .memory_mib = 81'559, .compute_major = 9, .compute_minor = 0, .peers = {0, 2}},
+      {.ordinal = 2, .name = "NVIDIA H100 80GB HBM3", .uuid = "GPU-cccccccc-0000-0000-0000-000000000000", .pci_bus_id = "0000:52:00.0",
+       .memory_mib = 81'559, .compute_major = 9, .compute_minor = 0, .peers = {0, 1}},
+  };
+  const std::vector<v1::Gpu> all = worker::GpuDevices(cuda, 0);
+  REQUIRE(all.size() == 3);
+  CHECK(all[1].index() == 1);
+  CHECK(all[1].model() == "H100");
+  CHECK(all[1].compute_capability() == "9.0");
+  CHECK(all[1].memory_mib() == 81'559);
+  CHECK(all[1].pci_bus_id() == "0000:43:00.0");
+  CHECK(std::vector<uint32_t>(all[1].peer_indexes().begin(), all[1].peer_indexes().end()) == std::vector<uint32_t>{0, 2});
+  // Offering two of three: no GPU names a peer that is not offered.
+  const std::vector<v1::Gpu> two = worker::GpuDevices(cuda, 2);
+  REQUIRE(two.size() == 2);
+  CHECK(std::vector<uint32_t>(two[0].peer_indexes().begin(), two[0].peer_indexes().end()) == std::vector<uint32_t>{1});
 }
