@@ -69,6 +69,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<tessera::kernels::ComputeBackend> backend;
   std::unique_ptr<tessera::worker::GpuSampler> sampler;
   if (!cpu) {
+    // CUDA ordinals in PCI order, as NVML numbers devices: the sampler reads the GPUs a job holds.
+    setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID", 1);
     absl::StatusOr<std::vector<tessera::kernels::CudaDevice>> gpus = tessera::kernels::ListCudaDevices();
     if (!gpus.ok()) {
       std::cerr << "error: " << gpus.status().message() << " (--cpu runs on the CPU instead)\n";
