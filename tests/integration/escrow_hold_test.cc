@@ -197,3 +197,30 @@ TEST_CASE("a customer cannot read another customer's invoice", "[integration][bi
   CHECK(other.status().code() == absl::StatusCode::kNotFound);
   CHECK_THAT(std::string(other.status().message()), Catch::Contains("not found for account 'rival'"));
 }
+
+TEST_CASE("an invoice line carries the worker's metering over its settled reports", "[integration][billing]") {
+  Funded m;
+  const int64_t job = m.Submit("metered", 3'600'000);
+  const uint32_t attempt = m.Run(job);
+  std::vector<scheduler_host::UsageIn> usage;
+  for (auto [seq, gpu_ms, ppm, mib, mj] : {std::tuple{1, 1'000, 900'000, 40'000, 300'000}, {2, 3'000, 500'000, 70'000, 900'000}}) {
+    scheduler_host::UsageIn& in = usage.emplace_back();
+    in.worker_id = m.worker;
+    in.report.set_job_id(job);
+    in.report.set_attempt(attempt);
+    in.report.set_seq(static_cast<uint64_t>(seq));
+    in.report.set_gpu_ms(gpu_ms);
+    in.report.set_avg_gpu_utilization_ppm(static_cast<uint32_t>(ppm));
+    in.report.set_peak_gpu_memory_mib(static_cast<uint64_t>(mib));
+    in.report.set_energy_mj(static_cast<uint64_t>(mj));
+  }
+  REQUIRE(m.scheduler.IngestUsage(usage).ok());
+  m.SettleAll();
+  auto invoice = m.billing.GetJobInvoice(job, "acme");
+  REQUIRE(invoice.ok());
+  REQUIRE(invoice->lines_size() == 1);
+  CHECK(invoice->lines(0).avg_gpu_utilization_ppm() == 600'000);  // (0.9 × 1 s + 0.5 × 3 s) / 4 s
+  CHECK(invoice->lines(0).peak_gpu_memory_mib() == 70'000);
+  CHECK(invoice->lines(0).energy_mj() == 1'200'000);
+  CHECK(invoice->lines(0).charge_utok() == 1'111);  // by GPU-ms alone: 4 s at 1 token per GPU-hour
+}
