@@ -28,9 +28,11 @@ echo "== server on $TESSERA_SERVER (embedded PostgreSQL under .demo/data)"
 tessera account create acme
 tessera account create gpuco --kind provider
 tessera billing deposit acme 100000000 --idempotency-key demo-deposit
-"$bin/tessera-worker" --server "$TESSERA_SERVER" --provider gpuco --name rig-a --gpus 2 --ask 1200000 --state-dir "$demo/rig-a" >"$demo/rig-a.log" 2>&1 &
+# Two CPU workers (--cpu), so the demo is the same on any machine; without it a worker offers the
+# machine's NVIDIA GPUs, and jobs must then ask for their model (examples/gemm_bench.yaml).
+"$bin/tessera-worker" --server "$TESSERA_SERVER" --provider gpuco --name rig-a --cpu --gpus 2 --ask 1200000 --state-dir "$demo/rig-a" >"$demo/rig-a.log" 2>&1 &
 pids+=($!)
-"$bin/tessera-worker" --server "$TESSERA_SERVER" --provider gpuco --name rig-b --gpus 2 --ask 1000000 --state-dir "$demo/rig-b" >"$demo/rig-b.log" 2>&1 &
+"$bin/tessera-worker" --server "$TESSERA_SERVER" --provider gpuco --name rig-b --cpu --gpus 2 --ask 1000000 --state-dir "$demo/rig-b" >"$demo/rig-b.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 50); do [ "$(tessera worker list | grep -c ' yes ')" = 2 ] && break; sleep 0.2; done
 echo "== workers"

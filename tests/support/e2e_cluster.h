@@ -108,10 +108,12 @@ class Cluster {
     Cli({"billing", "deposit", "acme", "50000000", "--idempotency-key", "opening"});
   }
 
+  // A CPU worker (--cpu), even on a GPU machine: these tests are about the marketplace, and their
+  // jobs ask for model "CPU".
   ChildProcess& StartWorker(const std::string& name, const std::string& ask, const std::string& servers = "") {
     workers_[name] = std::make_unique<ChildProcess>(
         std::vector<std::string>{kBin + "/tessera-worker", "--server", servers.empty() ? address() : servers, "--provider",
-                                 "gpuco", "--name", name, "--gpus", "1", "--ask", ask, "--usage-interval-ms", "200",
+                                 "gpuco", "--name", name, "--cpu", "--gpus", "1", "--ask", ask, "--usage-interval-ms", "200",
                                  "--state-dir", dir_ + "/" + name},
         dir_ + "/" + name + ".log");
     return *workers_[name];
