@@ -27,11 +27,6 @@ MlpWeights MlpGradients(const MlpWeights& w, const Dataset& data, uint32_t first
 // One SGD step: w -= learning_rate * grad.
 void SgdStep(MlpWeights& w, const MlpWeights& grad, float learning_rate);
 
-// gemm_bench's operands A then B (n×n each, row-major), one SplitMix64 stream from the seed: every
-// backend multiplies the same matrices.
-void GemmOperands(uint64_t seed, uint32_t n, std::vector<float>& a, std::vector<float>& b);
-inline constexpr uint64_t kGemmSeedMix = 0x6E3B6E3B6E3B6E3BULL;
-
 // Hex SHA-256 of the weights W1, b1, W2, b2 as little-endian float32: every backend's result hash.
 std::string WeightsSha256(const MlpWeights& w);
 

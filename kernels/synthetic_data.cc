@@ -47,4 +47,12 @@ Dataset MakeTeacherDataset(uint64_t seed, uint32_t samples, uint32_t input_dim, 
   return data;
 }
 
+void GemmOperands(uint64_t seed, uint32_t n, std::vector<float>& a, std::vector<float>& b) {
+  SplitMix64 rng(seed ^ kGemmSeedMix);
+  a.resize(static_cast<size_t>(n) * n);
+  b.resize(static_cast<size_t>(n) * n);
+  for (float& v : a) v = rng.NextSymmetric();
+  for (float& v : b) v = rng.NextSymmetric();
+}
+
 }  // namespace tessera::kernels

@@ -31,4 +31,9 @@ struct Dataset {
 
 Dataset MakeTeacherDataset(uint64_t seed, uint32_t samples, uint32_t input_dim, uint32_t output_dim);
 
+// gemm_bench's operands A then B (n×n each, row-major), one SplitMix64 stream from the seed: every
+// backend multiplies the same matrices.
+void GemmOperands(uint64_t seed, uint32_t n, std::vector<float>& a, std::vector<float>& b);
+inline constexpr uint64_t kGemmSeedMix = 0x6E3B6E3B6E3B6E3BULL;
+
 }  // namespace tessera::kernels

@@ -69,6 +69,13 @@ bool PrintableAscii(std::string_view s) {
   return true;
 }
 
+absl::Status ValidateRequestId(std::string_view request_id) {
+  if (request_id.empty() || request_id.size() > 128 || !PrintableAscii(request_id)) {
+    return absl::InvalidArgumentError("request_id must be 1..128 printable ASCII characters without spaces");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateName(std::string_view field, std::string_view value) {
@@ -134,13 +141,6 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
     return absl::OkStatus();
   }
   return ValidateTrainMlp(spec.train_mlp());
-}
-
-absl::Status ValidateRequestId(std::string_view request_id) {
-  if (request_id.empty() || request_id.size() > 128 || !PrintableAscii(request_id)) {
-    return absl::InvalidArgumentError("request_id must be 1..128 printable ASCII characters without spaces");
-  }
-  return absl::OkStatus();
 }
 
 absl::Status ValidateSubmitRequest(const v1::SubmitJobRequest& request) {

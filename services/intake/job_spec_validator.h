@@ -18,7 +18,6 @@ inline constexpr int32_t kMaxReputation = 1000;
 absl::Status ValidateSubmitRequest(const v1::SubmitJobRequest& request);
 absl::Status ValidateJobSpec(const v1::JobSpec& spec);
 absl::Status ValidateExtendRequest(const v1::ExtendJobRequest& request);
-absl::Status ValidateRequestId(std::string_view request_id);
 
 // Names of accounts and workers: 1..64 of [a-z0-9_-], starting with a letter.
 absl::Status ValidateName(std::string_view field, std::string_view value);

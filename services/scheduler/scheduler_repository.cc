@@ -442,7 +442,6 @@ absl::StatusOr<std::vector<RendezvousOut>> SchedulerRepository::RendezvousFor(in
       o.attempt = r[1].as<uint32_t>();
       o.unique_id = pqxx::binarystring(r[2]).str();
       o.node_gpu_counts = NodeGpuCounts(tx, o.job_id, o.attempt);
-      o.recipients = {worker_id};
     }
     return out;
   });

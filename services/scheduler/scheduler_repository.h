@@ -46,7 +46,7 @@ struct MarketSnapshot {
   std::vector<scheduler::JobRequirements> queued;
 };
 
-// A job's communicator id and who gets it: the attempt's live workers other than the one asking.
+// A job's communicator id; `recipients` (RecordRendezvous only): the attempt's other live workers.
 struct RendezvousOut {
   int64_t job_id = 0;
   uint32_t attempt = 0;
@@ -125,7 +125,7 @@ class SchedulerRepository {
   // id back. Recipients: the attempt's other live workers.
   absl::StatusOr<RendezvousOut> RecordRendezvous(int64_t worker_id, const v1::RendezvousOffer& offer);
   // The rendezvous of every live lease of `worker_id` at node rank > 0 that has one (to resend
-  // after a reconnect).
+  // to it after a reconnect; `recipients` is left empty).
   absl::StatusOr<std::vector<RendezvousOut>> RendezvousFor(int64_t worker_id);
   // Applies started/progress/finished. Every finish is acknowledged (recorded now, or its lease had
   // already ended); `ended` lists the jobs that this call moved to a terminal state. A spread job
