@@ -24,6 +24,8 @@
 #include <thread>
 #include <pqxx/pqxx>
 
+#include "services/auth/client_channel.h"
+#include "services/common/grpc_status.h"
 #include "services/server/tessera_server.h"
 #include "tessera/v1/admin.grpc.pb.h"
 #include "tessera/v1/billing.grpc.pb.h"
@@ -173,10 +175,25 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cannot start the server: %s\n", server.status().ToString().c_str());
     return 1;
   }
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()), grpc::InsecureChannelCredentials());
-  auto admin = v1::AdminService::NewStub(channel);
-  auto billing = v1::BillingService::NewStub(channel);
-  auto worker_stub = v1::WorkerService::NewStub(channel);
+  const std::string address = "127.0.0.1:" + std::to_string((*server)->port());
+  absl::StatusOr<std::string> admin_key = auth::ReadApiKeyFile((*server)->issued_admin_key_file());
+  if (!admin_key.ok()) {
+    std::fprintf(stderr, "%s\n", admin_key.status().ToString().c_str());
+    return 1;
+  }
+  auto admin_channel = auth::AuthenticatedChannel(address, *admin_key);
+  auto admin = v1::AdminService::NewStub(admin_channel);
+  auto billing = v1::BillingService::NewStub(admin_channel);
+  // Every party calls with its own API key, as in production: the customers' submits are
+  // authenticated, scoped and rate limited per key.
+  auto key_for = [&](v1::Role role, const std::string& account) {
+    v1::CreateApiKeyRequest request;
+    request.set_role(role);
+    request.set_account(account);
+    v1::CreateApiKeyResponse key;
+    (void)admin->CreateApiKey(Ctx().get(), request, &key);
+    return key.secret_key();
+  };
 
   // Setup: one provider, K workers; C customers, each funded.
   v1::CreateAccountRequest account;
@@ -184,6 +201,9 @@ int main(int argc, char** argv) {
   account.set_name("provider");
   account.set_kind(v1::ACCOUNT_KIND_PROVIDER);
   admin->CreateAccount(Ctx().get(), account, &created);
+  auto channel = auth::AuthenticatedChannel(address, key_for(v1::ROLE_PROVIDER, "provider"));
+  auto worker_stub = v1::WorkerService::NewStub(channel);
+  std::vector<std::string> customer_keys;
   for (int c = 0; c < clients; ++c) {
     account.set_name("customer" + std::to_string(c));
     account.set_kind(v1::ACCOUNT_KIND_CUSTOMER);
@@ -194,6 +214,7 @@ int main(int argc, char** argv) {
     deposit.set_idempotency_key("fund-" + std::to_string(c));
     v1::Transfer t;
     billing->Deposit(Ctx().get(), deposit, &t);
+    customer_keys.push_back(key_for(v1::ROLE_CUSTOMER, account.name()));
   }
   Timeline timeline;
   std::atomic<int64_t> done{0};
@@ -225,7 +246,7 @@ int main(int argc, char** argv) {
     std::vector<std::thread> submitters;
     for (int c = 0; c < clients; ++c) {
       submitters.emplace_back([&, c] {
-        auto stub = v1::JobService::NewStub(channel);
+        auto stub = v1::JobService::NewStub(auth::AuthenticatedChannel(address, customer_keys[c]));
         for (int i = next++; i < count; i = next++) {
           v1::SubmitJobRequest request;
           request.set_account("customer" + std::to_string(c));
@@ -238,7 +259,13 @@ int main(int argc, char** argv) {
           spec->mutable_sleep()->set_duration_ms(0);
           v1::SubmitJobResponse response;
           const auto t0 = SteadyClock::now();
-          if (grpc::Status s = stub->SubmitJob(Ctx().get(), request, &response); !s.ok()) {
+          grpc::Status s = stub->SubmitJob(Ctx().get(), request, &response);
+          // Over the per-key rate limit: back off as the server says, as a well-behaved client does.
+          for (int retry = 0; retry < 100 && s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED; ++retry) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(RetryDelayMs(s).value_or(10)));
+            s = stub->SubmitJob(Ctx().get(), request, &response);
+          }
+          if (!s.ok()) {
             if (failed++ == 0) std::fprintf(stderr, "submit failed: %s\n", s.error_message().c_str());
             continue;
           }

@@ -283,6 +283,17 @@ absl::StatusOr<v1::ListSettlementBatchesResponse> BillingRepository::ListSettlem
   });
 }
 
+absl::StatusOr<UsageOwners> BillingRepository::OwnersOfUsage(int64_t job_id, int64_t worker_id) {
+  return db_.Transact("usage owners", [&](pqxx::work& tx) -> absl::StatusOr<UsageOwners> {
+    const pqxx::result r = tx.exec_params(
+        "SELECT c.name, p.name FROM jobs j JOIN accounts c ON c.account_id = j.account_id, workers w"
+        " JOIN accounts p ON p.account_id = w.provider_account_id WHERE j.job_id = $1 AND w.worker_id = $2",
+        job_id, worker_id);
+    if (r.empty()) return absl::NotFoundError(absl::StrCat("no usage of job ", job_id, " on worker ", worker_id));
+    return UsageOwners{.customer = r[0][0].as<std::string>(), .provider = r[0][1].as<std::string>()};
+  });
+}
+
 absl::StatusOr<v1::Account> BillingRepository::CreateAccount(const v1::CreateAccountRequest& request) {
   const std::string kind = request.kind() == v1::ACCOUNT_KIND_CUSTOMER ? "customer" : "provider";
   return db_.Transact("create account", [&](pqxx::work& tx) -> absl::StatusOr<v1::Account> {

@@ -8,6 +8,12 @@
 
 namespace tessera::billing {
 
+// Who may see a usage report: the job's customer and the reporting worker's provider.
+struct UsageOwners {
+  std::string customer;
+  std::string provider;
+};
+
 class BillingRepository {
  public:
   explicit BillingRepository(store::Database& db) : db_(db) {}
@@ -22,6 +28,7 @@ class BillingRepository {
   // Rebuilds the report's batch tree from the stored reports; INTERNAL if it no longer matches the
   // stored root (the stored reports were altered).
   absl::StatusOr<v1::UsageProof> GetUsageProof(const v1::GetUsageProofRequest& request);
+  absl::StatusOr<UsageOwners> OwnersOfUsage(int64_t job_id, int64_t worker_id);
   absl::StatusOr<v1::ListSettlementBatchesResponse> ListSettlementBatches(const v1::ListSettlementBatchesRequest& request);
 
   absl::StatusOr<v1::Account> CreateAccount(const v1::CreateAccountRequest& request);

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "services/auth/access_policy.h"
+#include "services/auth/api_key.h"
 #include "services/billing/period.h"
 #include "services/common/grpc_status.h"
 #include "services/intake/job_spec_validator.h"
@@ -23,7 +25,8 @@ grpc::Status Invalid(const absl::Status& s) { return ToGrpcStatus(s); }
 
 }  // namespace
 
-grpc::Status BillingServiceImpl::Deposit(grpc::ServerContext*, const v1::DepositRequest* request, v1::Transfer* response) {
+grpc::Status BillingServiceImpl::Deposit(grpc::ServerContext* context, const v1::DepositRequest* request, v1::Transfer* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.BillingService/Deposit");
   if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
   if (request->amount_utok() <= 0) {
     return {grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("amount_utok must be positive, got ", request->amount_utok())};
@@ -34,21 +37,27 @@ grpc::Status BillingServiceImpl::Deposit(grpc::ServerContext*, const v1::Deposit
   return Reply(repo_.Deposit(*request), response);
 }
 
-grpc::Status BillingServiceImpl::GetBalance(grpc::ServerContext*, const v1::GetBalanceRequest* request, v1::Balance* response) {
+grpc::Status BillingServiceImpl::GetBalance(grpc::ServerContext* context, const v1::GetBalanceRequest* request, v1::Balance* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.BillingService/GetBalance");
   if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
+  if (absl::Status s = auth::RequireAccount(*caller, "account", request->account()); !s.ok()) return Invalid(s);
   return Reply(repo_.GetBalance(request->account()), response);
 }
 
-grpc::Status BillingServiceImpl::ListTransfers(grpc::ServerContext*, const v1::ListTransfersRequest* request,
+grpc::Status BillingServiceImpl::ListTransfers(grpc::ServerContext* context, const v1::ListTransfersRequest* request,
                                                v1::ListTransfersResponse* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.BillingService/ListTransfers");
   if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
+  if (absl::Status s = auth::RequireAccount(*caller, "account", request->account()); !s.ok()) return Invalid(s);
   if (absl::Status s = ValidatePeriod(request->period()); !s.ok()) return Invalid(s);
   return Reply(repo_.ListTransfers(*request), response);
 }
 
-grpc::Status BillingServiceImpl::GetStatement(grpc::ServerContext*, const v1::GetStatementRequest* request,
+grpc::Status BillingServiceImpl::GetStatement(grpc::ServerContext* context, const v1::GetStatementRequest* request,
                                               v1::Statement* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.BillingService/GetStatement");
   if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
+  if (absl::Status s = auth::RequireAccount(*caller, "account", request->account()); !s.ok()) return Invalid(s);
   const std::string& m = request->month();
   const bool digits = m.size() == 7 && m[4] == '-' &&
                       std::all_of(m.begin(), m.end(), [](char c) { return c == '-' || (c >= '0' && c <= '9'); });
@@ -59,30 +68,46 @@ grpc::Status BillingServiceImpl::GetStatement(grpc::ServerContext*, const v1::Ge
   return Reply(repo_.GetStatement(request->account(), m), response);
 }
 
-grpc::Status BillingServiceImpl::GetJobInvoice(grpc::ServerContext*, const v1::GetJobInvoiceRequest* request,
+grpc::Status BillingServiceImpl::GetJobInvoice(grpc::ServerContext* context, const v1::GetJobInvoiceRequest* request,
                                                v1::Invoice* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.BillingService/GetJobInvoice");
   if (request->job_id() <= 0) return {grpc::StatusCode::INVALID_ARGUMENT, "job_id must be positive"};
-  return Reply(repo_.GetJobInvoice(request->job_id(), request->account()), response);
+  // A customer sees only its own invoices: another's job is NOT_FOUND, as one that never was.
+  return Reply(repo_.GetJobInvoice(request->job_id(), caller->admin() ? request->account() : caller->account), response);
 }
 
-grpc::Status BillingServiceImpl::GetUsageProof(grpc::ServerContext*, const v1::GetUsageProofRequest* request,
+grpc::Status BillingServiceImpl::GetUsageProof(grpc::ServerContext* context, const v1::GetUsageProofRequest* request,
                                                v1::UsageProof* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.BillingService/GetUsageProof");
   if (request->job_id() <= 0) return {grpc::StatusCode::INVALID_ARGUMENT, "job_id must be positive"};
   if (request->seq() == 0 || request->seq() > static_cast<uint64_t>(INT64_MAX)) {
     return {grpc::StatusCode::INVALID_ARGUMENT, "seq must be positive"};
   }
   if (request->worker_id() < 0) return {grpc::StatusCode::INVALID_ARGUMENT, "worker_id must be 0 (any) or positive"};
-  return Reply(repo_.GetUsageProof(*request), response);
+  absl::StatusOr<v1::UsageProof> proof = repo_.GetUsageProof(*request);
+  if (proof.ok() && !caller->admin()) {
+    // The job's customer and the reporting worker's provider may prove a report; to anyone else it
+    // does not exist.
+    absl::StatusOr<UsageOwners> owners = repo_.OwnersOfUsage(proof->job_id(), proof->worker_id());
+    if (!owners.ok()) return Invalid(owners.status());
+    if (!auth::MaySee(*caller, caller->role == v1::ROLE_CUSTOMER ? owners->customer : owners->provider)) {
+      return {grpc::StatusCode::NOT_FOUND, absl::StrCat("no usage report ", request->seq(), " of job ", request->job_id())};
+    }
+  }
+  return Reply(std::move(proof), response);
 }
 
-grpc::Status BillingServiceImpl::ListSettlementBatches(grpc::ServerContext*, const v1::ListSettlementBatchesRequest* request,
+grpc::Status BillingServiceImpl::ListSettlementBatches(grpc::ServerContext* context, const v1::ListSettlementBatchesRequest* request,
                                                        v1::ListSettlementBatchesResponse* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.BillingService/ListSettlementBatches");
   return Reply(repo_.ListSettlementBatches(*request), response);
 }
 
-grpc::Status BillingServiceImpl::RequestPayout(grpc::ServerContext*, const v1::RequestPayoutRequest* request,
+grpc::Status BillingServiceImpl::RequestPayout(grpc::ServerContext* context, const v1::RequestPayoutRequest* request,
                                                v1::Payout* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.BillingService/RequestPayout");
   if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
+  if (absl::Status s = auth::RequireAccount(*caller, "account", request->account()); !s.ok()) return Invalid(s);
   if (request->amount_utok() <= 0) {
     return {grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("amount_utok must be positive, got ", request->amount_utok())};
   }
@@ -92,23 +117,30 @@ grpc::Status BillingServiceImpl::RequestPayout(grpc::ServerContext*, const v1::R
   return Reply(payouts_.Request(*request), response);
 }
 
-grpc::Status BillingServiceImpl::ListPayouts(grpc::ServerContext*, const v1::ListPayoutsRequest* request,
+grpc::Status BillingServiceImpl::ListPayouts(grpc::ServerContext* context, const v1::ListPayoutsRequest* request,
                                              v1::ListPayoutsResponse* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.BillingService/ListPayouts");
   if (!request->account().empty()) {
     if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
   }
   if (!v1::PayoutState_IsValid(request->state())) return {grpc::StatusCode::INVALID_ARGUMENT, "state is not a payout state"};
-  return Reply(payouts_.List(*request), response);
+  absl::StatusOr<std::string> account = auth::ScopeAccountFilter(*caller, "account", request->account());
+  if (!account.ok()) return Invalid(account.status());
+  v1::ListPayoutsRequest scoped = *request;
+  scoped.set_account(*account);
+  return Reply(payouts_.List(scoped), response);
 }
 
-grpc::Status BillingServiceImpl::ApprovePayout(grpc::ServerContext*, const v1::DecidePayoutRequest* request,
+grpc::Status BillingServiceImpl::ApprovePayout(grpc::ServerContext* context, const v1::DecidePayoutRequest* request,
                                                v1::Payout* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.BillingService/ApprovePayout");
   if (request->payout_id() <= 0) return {grpc::StatusCode::INVALID_ARGUMENT, "payout_id must be positive"};
   return Reply(payouts_.Approve(request->payout_id()), response);
 }
 
-grpc::Status BillingServiceImpl::RejectPayout(grpc::ServerContext*, const v1::DecidePayoutRequest* request,
+grpc::Status BillingServiceImpl::RejectPayout(grpc::ServerContext* context, const v1::DecidePayoutRequest* request,
                                               v1::Payout* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.BillingService/RejectPayout");
   if (request->payout_id() <= 0) return {grpc::StatusCode::INVALID_ARGUMENT, "payout_id must be positive"};
   if (request->reason().empty() || request->reason().size() > 500) {
     return {grpc::StatusCode::INVALID_ARGUMENT, "reason must be 1..500 characters to reject a payout"};
@@ -116,8 +148,9 @@ grpc::Status BillingServiceImpl::RejectPayout(grpc::ServerContext*, const v1::De
   return Reply(payouts_.Reject(request->payout_id(), request->reason()), response);
 }
 
-grpc::Status BillingServiceImpl::GetUsageReport(grpc::ServerContext*, const v1::GetUsageReportRequest* request,
+grpc::Status BillingServiceImpl::GetUsageReport(grpc::ServerContext* context, const v1::GetUsageReportRequest* request,
                                                 v1::UsageReportSummary* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.BillingService/GetUsageReport");
   if (absl::Status s = ValidatePeriod(request->period()); !s.ok()) return Invalid(s);
   if (request->group_by() == v1::USAGE_GROUP_UNSPECIFIED || !v1::UsageGroup_IsValid(request->group_by())) {
     return {grpc::StatusCode::INVALID_ARGUMENT, "group_by must be CUSTOMER, PROVIDER, GPU_MODEL, REGION or WORKER"};
@@ -125,16 +158,22 @@ grpc::Status BillingServiceImpl::GetUsageReport(grpc::ServerContext*, const v1::
   if (!request->account().empty()) {
     if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
   }
-  return Reply(reports_.UsageReport(*request), response);
+  absl::StatusOr<std::string> account = auth::ScopeAccountFilter(*caller, "account", request->account());
+  if (!account.ok()) return Invalid(account.status());
+  v1::GetUsageReportRequest scoped = *request;
+  scoped.set_account(*account);
+  return Reply(reports_.UsageReport(scoped), response);
 }
 
-grpc::Status BillingServiceImpl::GetRevenue(grpc::ServerContext*, const v1::GetRevenueRequest* request, v1::Revenue* response) {
+grpc::Status BillingServiceImpl::GetRevenue(grpc::ServerContext* context, const v1::GetRevenueRequest* request, v1::Revenue* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.BillingService/GetRevenue");
   if (absl::Status s = ValidatePeriod(request->period()); !s.ok()) return Invalid(s);
   return Reply(reports_.Revenue(request->period()), response);
 }
 
 grpc::Status BillingServiceImpl::ExportUsage(grpc::ServerContext* context, const v1::ExportUsageRequest* request,
                                              grpc::ServerWriter<v1::ExportChunk>* writer) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.BillingService/ExportUsage");
   if (absl::Status s = ValidatePeriod(request->period()); !s.ok()) return Invalid(s);
   if (!v1::ExportFormat_IsValid(request->format())) return {grpc::StatusCode::INVALID_ARGUMENT, "format is not an export format"};
   absl::Status exported = reports_.ExportUsage(*request, [&](std::string data) {
@@ -145,8 +184,9 @@ grpc::Status BillingServiceImpl::ExportUsage(grpc::ServerContext* context, const
   return ToGrpcStatus(exported);
 }
 
-grpc::Status AdminServiceImpl::CreateAccount(grpc::ServerContext*, const v1::CreateAccountRequest* request,
+grpc::Status AdminServiceImpl::CreateAccount(grpc::ServerContext* context, const v1::CreateAccountRequest* request,
                                              v1::Account* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.AdminService/CreateAccount");
   if (absl::Status s = intake::ValidateName("name", request->name()); !s.ok()) return Invalid(s);
   if (request->name() == "platform" || request->name() == "treasury") {
     return {grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("name '", request->name(), "' is reserved")};
@@ -157,9 +197,40 @@ grpc::Status AdminServiceImpl::CreateAccount(grpc::ServerContext*, const v1::Cre
   return Reply(repo_.CreateAccount(*request), response);
 }
 
-grpc::Status AdminServiceImpl::ListAccounts(grpc::ServerContext*, const v1::ListAccountsRequest*,
+grpc::Status AdminServiceImpl::ListAccounts(grpc::ServerContext* context, const v1::ListAccountsRequest*,
                                             v1::ListAccountsResponse* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.AdminService/ListAccounts");
   return Reply(repo_.ListAccounts(), response);
+}
+
+grpc::Status AdminServiceImpl::CreateApiKey(grpc::ServerContext* context, const v1::CreateApiKeyRequest* request,
+                                            v1::CreateApiKeyResponse* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.AdminService/CreateApiKey");
+  if (request->role() == v1::ROLE_ADMIN) {
+    if (!request->account().empty()) return {grpc::StatusCode::INVALID_ARGUMENT, "an admin key acts for no account: leave account empty"};
+  } else if (request->role() == v1::ROLE_CUSTOMER || request->role() == v1::ROLE_PROVIDER) {
+    if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
+  } else {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "role must be CUSTOMER, PROVIDER or ADMIN"};
+  }
+  if (request->label().size() > 128) return {grpc::StatusCode::INVALID_ARGUMENT, "label must be at most 128 characters"};
+  return Reply(keys_.Create(*request, caller->key_id), response);
+}
+
+grpc::Status AdminServiceImpl::ListApiKeys(grpc::ServerContext* context, const v1::ListApiKeysRequest* request,
+                                           v1::ListApiKeysResponse* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.AdminService/ListApiKeys");
+  if (!request->account().empty()) {
+    if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
+  }
+  return Reply(keys_.List(*request), response);
+}
+
+grpc::Status AdminServiceImpl::RevokeApiKey(grpc::ServerContext* context, const v1::RevokeApiKeyRequest* request,
+                                            v1::ApiKey* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.AdminService/RevokeApiKey");
+  if (!auth::IsKeyId(request->key_id())) return {grpc::StatusCode::INVALID_ARGUMENT, "key_id must be 16 hex characters"};
+  return Reply(keys_.Revoke(request->key_id(), caller->key_id), response);
 }
 
 }  // namespace tessera::billing

@@ -1,7 +1,11 @@
 // tessera.v1.BillingService and tessera.v1.AdminService (accounts): validation at the edge, then
-// the BillingRepository. Synchronous gRPC API: each call is one short transaction.
+// the BillingRepository. Synchronous gRPC API: each call is one short transaction. Every call is
+// authenticated and scoped to the caller's account (services/auth/access_policy.h); AdminService
+// also issues and revokes API keys.
 #pragma once
 
+#include "services/auth/api_key_repository.h"
+#include "services/auth/authenticator.h"
 #include "services/billing/billing_repository.h"
 #include "services/billing/payout_repository.h"
 #include "services/billing/report_repository.h"
@@ -12,8 +16,8 @@ namespace tessera::billing {
 
 class BillingServiceImpl final : public v1::BillingService::Service {
  public:
-  BillingServiceImpl(BillingRepository& repo, PayoutRepository& payouts, ReportRepository& reports)
-      : repo_(repo), payouts_(payouts), reports_(reports) {}
+  BillingServiceImpl(BillingRepository& repo, PayoutRepository& payouts, ReportRepository& reports, auth::Authenticator& auth)
+      : repo_(repo), payouts_(payouts), reports_(reports), auth_(auth) {}
   grpc::Status Deposit(grpc::ServerContext*, const v1::DepositRequest*, v1::Transfer*) override;
   grpc::Status GetBalance(grpc::ServerContext*, const v1::GetBalanceRequest*, v1::Balance*) override;
   grpc::Status ListTransfers(grpc::ServerContext*, const v1::ListTransfersRequest*, v1::ListTransfersResponse*) override;
@@ -34,16 +38,23 @@ class BillingServiceImpl final : public v1::BillingService::Service {
   BillingRepository& repo_;
   PayoutRepository& payouts_;
   ReportRepository& reports_;
+  auth::Authenticator& auth_;
 };
 
 class AdminServiceImpl final : public v1::AdminService::Service {
  public:
-  explicit AdminServiceImpl(BillingRepository& repo) : repo_(repo) {}
+  AdminServiceImpl(BillingRepository& repo, auth::ApiKeyRepository& keys, auth::Authenticator& auth)
+      : repo_(repo), keys_(keys), auth_(auth) {}
   grpc::Status CreateAccount(grpc::ServerContext*, const v1::CreateAccountRequest*, v1::Account*) override;
   grpc::Status ListAccounts(grpc::ServerContext*, const v1::ListAccountsRequest*, v1::ListAccountsResponse*) override;
+  grpc::Status CreateApiKey(grpc::ServerContext*, const v1::CreateApiKeyRequest*, v1::CreateApiKeyResponse*) override;
+  grpc::Status ListApiKeys(grpc::ServerContext*, const v1::ListApiKeysRequest*, v1::ListApiKeysResponse*) override;
+  grpc::Status RevokeApiKey(grpc::ServerContext*, const v1::RevokeApiKeyRequest*, v1::ApiKey*) override;
 
  private:
   BillingRepository& repo_;
+  auth::ApiKeyRepository& keys_;
+  auth::Authenticator& auth_;
 };
 
 }  // namespace tessera::billing

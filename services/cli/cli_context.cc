@@ -7,10 +7,21 @@
 #include <cstdio>
 #include <iostream>
 
+#include "services/auth/client_channel.h"
+
 namespace tessera::cli {
 
 std::shared_ptr<grpc::Channel> CliContext::Channel() const {
-  return grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
+  std::string key = api_key;
+  if (key.empty() && !api_key_file.empty()) {
+    absl::StatusOr<std::string> read = auth::ReadApiKeyFile(api_key_file);
+    if (read.ok()) {
+      key = *read;
+    } else {
+      std::cerr << "error: " << read.status().message() << "\n";
+    }
+  }
+  return auth::AuthenticatedChannel(server, key);
 }
 
 std::unique_ptr<grpc::ClientContext> CliContext::Call() const {

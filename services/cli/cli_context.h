@@ -1,5 +1,5 @@
-// What every `tessera` client subcommand shares: the server address, the output format, a
-// channel, a deadline on every call, and printing (human tables or JSON).
+// What every `tessera` client subcommand shares: the server address, the API key, the output
+// format, a channel, a deadline on every call, and printing (human tables or JSON).
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -18,8 +18,13 @@ struct CliContext {
   std::string server = "127.0.0.1:7070";
   std::string output = "table";  // table | csv | json
   int timeout_ms = 10'000;
+  // --api-key (env TESSERA_API_KEY) wins over --api-key-file (env TESSERA_API_KEY_FILE).
+  std::string api_key;
+  std::string api_key_file;
   int exit_code = 0;  // set by the subcommand that ran
 
+  // Sends the API key with every call. An unreadable key file is reported on stderr and the call
+  // goes without a key (the server then answers UNAUTHENTICATED).
   std::shared_ptr<grpc::Channel> Channel() const;
   // A context with this command's deadline.
   std::unique_ptr<grpc::ClientContext> Call() const;

@@ -9,6 +9,8 @@ namespace tessera::cli {
 
 void AddAccountCommands(CLI::App& app, CliContext& ctx);
 void AddJobCommands(CLI::App& app, CliContext& ctx);
+// `admin create-key|list-keys|revoke-key`.
+void AddAdminCommands(CLI::App& app, CliContext& ctx);
 void AddWorkerCommands(CLI::App& app, CliContext& ctx);
 void AddBillingCommands(CLI::App& app, CliContext& ctx);
 // Under `billing`: proof, verify-proof, batches.

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "services/auth/access_policy.h"
 #include "services/common/grpc_status.h"
 #include "services/common/job_state_machine.h"
 #include "services/intake/job_spec_validator.h"
@@ -19,9 +21,18 @@ grpc::Status RequireJobId(int64_t job_id) {
 
 }  // namespace
 
-grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest* request,
+absl::StatusOr<v1::Job> JobServiceImpl::OwnJob(const auth::Caller& caller, int64_t job_id) {
+  absl::StatusOr<v1::Job> job = jobs_.Get(job_id);
+  if (job.ok() && !auth::MaySee(caller, job->account())) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  return job;
+}
+
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request,
                                        v1::SubmitJobResponse* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.JobService/SubmitJob");
   if (absl::Status s = ValidateSubmitRequest(*request); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth::RequireAccount(*caller, "account", request->account()); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = submit_limit_.Take(caller->key_id); !s.ok()) return ToGrpcStatus(s);
   absl::StatusOr<SubmitOutcome> outcome = submits_.Submit(*request);
   if (!outcome.ok()) return ToGrpcStatus(outcome.status());
   *response->mutable_job() = std::move(outcome->job);
@@ -29,33 +40,40 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJob
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::GetJob(grpc::ServerContext*, const v1::GetJobRequest* request, v1::Job* response) {
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request, v1::Job* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.JobService/GetJob");
   if (grpc::Status s = RequireJobId(request->job_id()); !s.ok()) return s;
-  absl::StatusOr<v1::Job> job = jobs_.Get(request->job_id());
+  absl::StatusOr<v1::Job> job = OwnJob(*caller, request->job_id());
   if (!job.ok()) return ToGrpcStatus(job.status());
   *response = *std::move(job);
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* request,
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context, const v1::ListJobsRequest* request,
                                       v1::ListJobsResponse* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.JobService/ListJobs");
   if (absl::Status s = ValidateName("account", request->account()); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth::RequireAccount(*caller, "account", request->account()); !s.ok()) return ToGrpcStatus(s);
   absl::StatusOr<v1::ListJobsResponse> page = jobs_.List(*request);
   if (!page.ok()) return ToGrpcStatus(page.status());
   *response = *std::move(page);
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* request, v1::Job* response) {
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context, const v1::CancelJobRequest* request, v1::Job* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.JobService/CancelJob");
   if (grpc::Status s = RequireJobId(request->job_id()); !s.ok()) return s;
+  if (absl::StatusOr<v1::Job> own = OwnJob(*caller, request->job_id()); !own.ok()) return ToGrpcStatus(own.status());
   absl::StatusOr<v1::Job> job = jobs_.Cancel(request->job_id());
   if (!job.ok()) return ToGrpcStatus(job.status());
   *response = *std::move(job);
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::ExtendJob(grpc::ServerContext*, const v1::ExtendJobRequest* request, v1::Job* response) {
+grpc::Status JobServiceImpl::ExtendJob(grpc::ServerContext* context, const v1::ExtendJobRequest* request, v1::Job* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.JobService/ExtendJob");
   if (absl::Status s = ValidateExtendRequest(*request); !s.ok()) return ToGrpcStatus(s);
+  if (absl::StatusOr<v1::Job> own = OwnJob(*caller, request->job_id()); !own.ok()) return ToGrpcStatus(own.status());
   absl::StatusOr<v1::Job> job = jobs_.Extend(*request);
   if (!job.ok()) return ToGrpcStatus(job.status());
   *response = *std::move(job);
@@ -64,7 +82,9 @@ grpc::Status JobServiceImpl::ExtendJob(grpc::ServerContext*, const v1::ExtendJob
 
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
                                       grpc::ServerWriter<v1::JobUpdate>* writer) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.JobService/WatchJob");
   if (grpc::Status s = RequireJobId(request->job_id()); !s.ok()) return s;
+  if (absl::StatusOr<v1::Job> own = OwnJob(*caller, request->job_id()); !own.ok()) return ToGrpcStatus(own.status());
   int64_t last_event_id = 0;
   uint32_t last_progress_ppm = 0;
   std::string last_wait_reason;

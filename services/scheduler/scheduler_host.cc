@@ -412,7 +412,8 @@ void SchedulerHost::SendCancel(int64_t job_id, uint32_t attempt, int64_t worker_
 
 void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello,
                                 scheduler::Decisions& decisions) {
-  auto activated = repo_.ActivateWorker(hello.worker_id(), hello.has_policy() ? &hello.policy() : nullptr);
+  auto activated = repo_.ActivateWorker(hello.worker_id(), hello.has_policy() ? &hello.policy() : nullptr,
+                                        session->provider_account_id());
   if (!activated.ok()) {
     session->Close(ToGrpcStatus(activated.status()));
     return;

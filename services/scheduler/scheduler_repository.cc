@@ -192,10 +192,14 @@ absl::StatusOr<std::vector<v1::Worker>> SchedulerRepository::ListWorkers(const s
 }
 
 absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> SchedulerRepository::ActivateWorker(
-    int64_t worker_id, const v1::ProviderPolicy* policy) {
+    int64_t worker_id, const v1::ProviderPolicy* policy, int64_t provider_account_id) {
   using Result = std::pair<WorkerRecord, std::vector<LiveAssignment>>;
   return db_.Transact("activate worker", [&](pqxx::work& tx) -> absl::StatusOr<Result> {
-    const pqxx::result w = tx.exec_params("SELECT state FROM workers WHERE worker_id = $1 FOR NO KEY UPDATE", worker_id);
+    const pqxx::result w =
+        tx.exec_params("SELECT state, provider_account_id FROM workers WHERE worker_id = $1 FOR NO KEY UPDATE", worker_id);
+    if (provider_account_id != 0 && (w.empty() || w[0][1].as<int64_t>() != provider_account_id)) {
+      return absl::PermissionDeniedError(absl::StrCat("worker ", worker_id, " is not a worker of this API key's provider account"));
+    }
     if (w.empty()) return absl::NotFoundError(absl::StrCat("worker ", worker_id, " is not registered"));
     v1::WorkerState state = ParseWorkerState(w[0][0].as<std::string>());
     if (state == v1::WORKER_STATE_QUARANTINED) return absl::PermissionDeniedError(absl::StrCat("worker ", worker_id, " is quarantined"));

@@ -102,9 +102,11 @@ class SchedulerRepository {
   absl::StatusOr<std::vector<v1::Worker>> ListWorkers(const std::string& provider_account);
 
   // Marks the worker ACTIVE (it passed hello), replacing its policy when `policy` is given, and
-  // returns it with its live assignments.
+  // returns it with its live assignments. `provider_account_id` non-zero: the stream's key is that
+  // provider's, and a worker of anyone else (or none) is PERMISSION_DENIED, in the same words.
   absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> ActivateWorker(int64_t worker_id,
-                                                                                      const v1::ProviderPolicy* policy);
+                                                                                      const v1::ProviderPolicy* policy,
+                                                                                      int64_t provider_account_id);
 
   // Recovery: the whole market in one consistent snapshot. Workers are those that may hold leases:
   // ACTIVE or DRAINING, or with a LIVE assignment.

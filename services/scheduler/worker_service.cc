@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "services/common/compute_capability.h"
 #include "services/common/grpc_status.h"
+#include "services/auth/access_policy.h"
 #include "services/intake/job_spec_validator.h"
 
 namespace tessera::scheduler_host {
@@ -60,18 +61,23 @@ absl::Status ValidateProviderPolicy(const v1::ProviderPolicy& policy) {
   return absl::OkStatus();
 }
 
-grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext*, const v1::RegisterWorkerRequest* request,
+grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context, const v1::RegisterWorkerRequest* request,
                                                v1::RegisterWorkerResponse* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.WorkerService/RegisterWorker");
   if (absl::Status s = ValidateRegisterWorker(*request); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth::RequireAccount(*caller, "provider_account", request->provider_account()); !s.ok()) return ToGrpcStatus(s);
   absl::StatusOr<v1::RegisterWorkerResponse> registered = host_.repository().RegisterWorker(*request);
   if (!registered.ok()) return ToGrpcStatus(registered.status());
   *response = *std::move(registered);
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest* request,
+grpc::Status WorkerServiceImpl::ListWorkers(grpc::ServerContext* context, const v1::ListWorkersRequest* request,
                                             v1::ListWorkersResponse* response) {
-  absl::StatusOr<std::vector<v1::Worker>> workers = host_.repository().ListWorkers(request->provider_account());
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.WorkerService/ListWorkers");
+  absl::StatusOr<std::string> provider = auth::ScopeAccountFilter(*caller, "provider_account", request->provider_account());
+  if (!provider.ok()) return ToGrpcStatus(provider.status());
+  absl::StatusOr<std::vector<v1::Worker>> workers = host_.repository().ListWorkers(*provider);
   if (!workers.ok()) return ToGrpcStatus(workers.status());
   const std::vector<int64_t> connected = host_.registry().ConnectedWorkers();
   for (v1::Worker& w : *workers) {
@@ -81,8 +87,32 @@ grpc::Status WorkerServiceImpl::ListWorkers(grpc::ServerContext*, const v1::List
   return grpc::Status::OK;
 }
 
-grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage>* WorkerServiceImpl::Connect(grpc::CallbackServerContext*) {
-  return new WorkerStream(host_);
+grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage>* WorkerServiceImpl::Connect(grpc::CallbackServerContext* context) {
+  absl::StatusOr<auth::Caller> caller = auth_.Authorize(*context, "tessera.v1.WorkerService/Connect");
+  if (!caller.ok()) return new RejectedStream(ToGrpcStatus(caller.status()));
+  std::shared_ptr<void> slot;
+  if (!caller->admin()) {
+    slot = TakeStreamSlot(caller->account_id);
+    if (slot == nullptr) {
+      return new RejectedStream(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                             absl::StrCat("provider '", caller->account, "' already has ", max_streams_per_provider_,
+                                                          " worker streams open (--max-streams-per-provider)")));
+    }
+  }
+  return new WorkerStream(host_, caller->admin() ? 0 : caller->account_id, std::move(slot));
+}
+
+std::shared_ptr<void> WorkerServiceImpl::TakeStreamSlot(int64_t provider_account_id) {
+  std::lock_guard lock(streams_mu_);
+  int& open = open_streams_[provider_account_id];
+  if (open >= max_streams_per_provider_) return nullptr;
+  ++open;
+  // The service outlives every stream: the server shuts gRPC down before destroying it.
+  return std::shared_ptr<void>(new char, [this, provider_account_id](void* token) {
+    delete static_cast<char*>(token);
+    std::lock_guard lock(streams_mu_);
+    if (--open_streams_[provider_account_id] == 0) open_streams_.erase(provider_account_id);
+  });
 }
 
 }  // namespace tessera::scheduler_host

@@ -52,7 +52,9 @@ void WorkerSession::Detach() {
   outbox_.clear();
 }
 
-WorkerStream::WorkerStream(StreamHandler& handler) : handler_(handler), session_(std::make_shared<WorkerSession>(this)) {
+WorkerStream::WorkerStream(StreamHandler& handler, int64_t provider_account_id, std::shared_ptr<void> slot)
+    : handler_(handler), session_(std::make_shared<WorkerSession>(this)), slot_(std::move(slot)) {
+  session_->provider_account_id_ = provider_account_id;
   StartRead(&incoming_);
 }
 

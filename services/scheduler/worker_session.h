@@ -29,6 +29,9 @@ class WorkerSession {
 
   int64_t worker_id() const { return worker_id_.load(); }
   void set_worker_id(int64_t id) { worker_id_.store(id); }
+  // The provider account whose API key opened the stream: its hello may name only that account's
+  // workers. 0: an admin key, which may speak for any worker. Set before the first read.
+  int64_t provider_account_id() const { return provider_account_id_; }
 
  private:
   friend class WorkerStream;
@@ -47,6 +50,7 @@ class WorkerSession {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
   std::atomic<int64_t> worker_id_{0};
+  int64_t provider_account_id_ = 0;
 };
 
 class StreamHandler {
@@ -58,7 +62,8 @@ class StreamHandler {
 
 class WorkerStream final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage> {
  public:
-  explicit WorkerStream(StreamHandler& handler);
+  // `slot` is held while the stream lives (the provider's open-stream quota) and released at its end.
+  WorkerStream(StreamHandler& handler, int64_t provider_account_id, std::shared_ptr<void> slot);
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
@@ -69,6 +74,14 @@ class WorkerStream final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1:
   StreamHandler& handler_;
   std::shared_ptr<WorkerSession> session_;
   v1::WorkerMessage incoming_;
+  std::shared_ptr<void> slot_;
+};
+
+// A stream refused before it starts (bad key, quota): finishes at once with `status`.
+class RejectedStream final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage> {
+ public:
+  explicit RejectedStream(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
 };
 
 }  // namespace tessera::scheduler_host

@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   if (sodium_init() < 0) return 1;
   tessera::cli::CliContext ctx;
   if (const char* server = std::getenv("TESSERA_SERVER")) ctx.server = server;
+  if (const char* key = std::getenv("TESSERA_API_KEY")) ctx.api_key = key;
+  if (const char* file = std::getenv("TESSERA_API_KEY_FILE")) ctx.api_key_file = file;
   CLI::App app{"Tessera: a decentralized GPU compute marketplace"};
   app.require_subcommand(1);
   app.add_option("--server", ctx.server, "Server address (env TESSERA_SERVER)");
@@ -18,8 +20,11 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"table", "csv", "json"}))
       ->each([](const std::string& format) { tessera::cli::PrintTablesAsCsv(format == "csv"); });
   app.add_option("--timeout-ms", ctx.timeout_ms, "Deadline of each call");
+  app.add_option("--api-key", ctx.api_key, "API key sent with every call (env TESSERA_API_KEY)");
+  app.add_option("--api-key-file", ctx.api_key_file, "File holding the API key (env TESSERA_API_KEY_FILE)");
   tessera::server::AddServerCommands(app, ctx);
   tessera::cli::AddAccountCommands(app, ctx);
+  tessera::cli::AddAdminCommands(app, ctx);
   tessera::cli::AddJobCommands(app, ctx);
   tessera::cli::AddWorkerCommands(app, ctx);
   tessera::cli::AddBillingCommands(app, ctx);

@@ -101,10 +101,19 @@ void AddServerCommands(CLI::App& app, cli::CliContext& ctx) {
       ->check(CLI::Range(int64_t{0}, int64_t{86'400'000}));
   server->add_option("--db-pool", options->db_pool_size, "PostgreSQL connections")->check(CLI::Range(2, 200));
   server->add_option("--port-file", *port_file, "Write the bound port here once serving");
+  auto admin_key_file = std::make_shared<std::string>();
+  server->add_option("--admin-key-file", *admin_key_file,
+                     "Where the first admin API key goes when the database has none (default <data-dir>/admin.key)");
+  server->add_option("--submit-rate-per-key", options->submit_rate_per_key, "SubmitJob calls per second per API key; 0: unlimited")
+      ->check(CLI::NonNegativeNumber);
+  server->add_option("--submit-burst-per-key", options->submit_burst_per_key, "SubmitJob burst per API key")->check(CLI::PositiveNumber);
+  server->add_option("--max-streams-per-provider", options->max_streams_per_provider, "Worker streams a provider may hold open")
+      ->check(CLI::Range(1, 1'000'000));
   server->add_flag("--no-fsync", [options](int64_t) { options->durable_embedded_database = false; },
                    "Embedded database without fsync (tests and benchmarks of CPU cost only)");
-  server->callback([&ctx, options, services, port_file, data_dir] {
+  server->callback([&ctx, options, services, port_file, data_dir, admin_key_file] {
     options->data_dir = *data_dir;
+    options->admin_key_file = *admin_key_file;
     ctx.exit_code = RunServer(*options, *services, *port_file);
   });
 

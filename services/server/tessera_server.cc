@@ -11,6 +11,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "services/auth/api_key_repository.h"
+#include "services/auth/authenticator.h"
+#include "services/auth/client_channel.h"
+#include "services/auth/rate_limiter.h"
 #include "services/billing/billing_service.h"
 #include "services/billing/settlement.h"
 #include "services/intake/job_service.h"
@@ -26,6 +30,10 @@ struct TesseraServer::Parts {
   SystemClock clock;
   std::unique_ptr<store::EmbeddedPostgres> embedded;
   std::unique_ptr<store::Database> db;
+  std::unique_ptr<auth::ApiKeyRepository> keys;
+  std::unique_ptr<auth::Authenticator> authenticator;
+  std::unique_ptr<auth::RateLimiter> submit_limit;
+  std::filesystem::path issued_admin_key_file;
   std::unique_ptr<intake::JobRepository> jobs;
   std::unique_ptr<billing::BillingRepository> billing;
   std::unique_ptr<billing::PayoutRepository> payouts;
@@ -82,6 +90,23 @@ void TesseraServer::StartLeaderElection(Parts& parts) {
   if (!parts.election->WaitFirstRound(10'000)) spdlog::warn("leader election has not completed a round yet");
 }
 
+// A new database has no key, and every call needs one: the first server issues an admin key and
+// writes it, owner-readable only, where the operator finds it (never to the log).
+absl::Status TesseraServer::IssueAdminKeyIfNone(const ServerOptions& options, Parts& parts) {
+  const std::filesystem::path file = options.admin_key_file.empty() ? options.data_dir / "admin.key" : options.admin_key_file;
+  absl::StatusOr<bool> issued = parts.keys->EnsureAdminKey([&](const std::string& key) {
+    std::error_code ignored;
+    std::filesystem::create_directories(file.parent_path(), ignored);
+    return auth::WriteSecretFile(file, key);
+  });
+  if (!issued.ok()) return issued.status();
+  if (*issued) {
+    parts.issued_admin_key_file = file;
+    spdlog::info("issued the first admin API key into {} (tessera --api-key-file {})", file.string(), file.string());
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const ServerOptions& options) {
   if (absl::Status s = ValidateServices(options.services); !s.ok()) return s;
   auto parts = std::make_unique<Parts>();
@@ -101,6 +126,11 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
   auto applied = store::ApplyMigrations(*parts->db, store::EmbeddedMigrations());
   if (!applied.ok()) return applied.status();
   if (!applied->empty()) spdlog::info("applied migrations: {}", absl::StrJoin(*applied, ", "));
+  parts->keys = std::make_unique<auth::ApiKeyRepository>(*parts->db);
+  if (absl::Status s = IssueAdminKeyIfNone(options, *parts); !s.ok()) return s;
+  parts->authenticator = std::make_unique<auth::Authenticator>(*parts->keys, parts->clock);
+  parts->submit_limit =
+      std::make_unique<auth::RateLimiter>(parts->clock, options.submit_rate_per_key, options.submit_burst_per_key, "SubmitJob");
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -114,15 +144,16 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
   const auto& s = options.services;
   if (s.contains("intake")) {
     parts->jobs = std::make_unique<intake::JobRepository>(*parts->db, options.fee_bps);
-    parts->job_service = std::make_unique<intake::JobServiceImpl>(*parts->jobs);
+    parts->job_service = std::make_unique<intake::JobServiceImpl>(*parts->jobs, *parts->authenticator, *parts->submit_limit);
     builder.RegisterService(parts->job_service.get());
   }
   if (s.contains("billing")) {
     parts->billing = std::make_unique<billing::BillingRepository>(*parts->db);
     parts->payouts = std::make_unique<billing::PayoutRepository>(*parts->db);
     parts->reports = std::make_unique<billing::ReportRepository>(*parts->db);
-    parts->billing_service = std::make_unique<billing::BillingServiceImpl>(*parts->billing, *parts->payouts, *parts->reports);
-    parts->admin_service = std::make_unique<billing::AdminServiceImpl>(*parts->billing);
+    parts->billing_service =
+        std::make_unique<billing::BillingServiceImpl>(*parts->billing, *parts->payouts, *parts->reports, *parts->authenticator);
+    parts->admin_service = std::make_unique<billing::AdminServiceImpl>(*parts->billing, *parts->keys, *parts->authenticator);
     builder.RegisterService(parts->billing_service.get());
     builder.RegisterService(parts->admin_service.get());
     parts->settlement = std::make_unique<billing::SettlementLoop>(*parts->db, options.settle_interval_ms,
@@ -131,7 +162,8 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
   if (s.contains("scheduler")) {
     // Started by the leader election below: only the leader schedules.
     parts->scheduler = std::make_unique<scheduler_host::SchedulerHost>(*parts->db, parts->clock, options.scheduler);
-    parts->worker_service = std::make_unique<scheduler_host::WorkerServiceImpl>(*parts->scheduler);
+    parts->worker_service = std::make_unique<scheduler_host::WorkerServiceImpl>(*parts->scheduler, *parts->authenticator,
+                                                                                options.max_streams_per_provider);
     builder.RegisterService(parts->worker_service.get());
   }
   parts->grpc_server = builder.BuildAndStart();
@@ -149,6 +181,8 @@ TesseraServer::TesseraServer(std::unique_ptr<Parts> parts) : parts_(std::move(pa
 TesseraServer::~TesseraServer() { Shutdown(); }
 
 int TesseraServer::port() const { return parts_->port; }
+
+const std::filesystem::path& TesseraServer::issued_admin_key_file() const { return parts_->issued_admin_key_file; }
 
 void TesseraServer::Wait() { parts_->grpc_server->Wait(); }
 

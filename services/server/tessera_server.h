@@ -30,6 +30,14 @@ struct ServerOptions {
   // Reports per settlement transaction (and Merkle batch): bigger batches settle more per second
   // (bench/tessera_settle_bench: ~47,000/s at 10,000, ~51,000/s at 20,000 on 2 cores).
   int settle_batch_reports = 20'000;
+  // Where the server writes the admin API key it issues when the database has no active one
+  // (first start). Empty: <data_dir>/admin.key.
+  std::filesystem::path admin_key_file;
+  // SubmitJob calls per API key: the average rate and the burst (token bucket). 0: unlimited.
+  double submit_rate_per_key = 200;
+  double submit_burst_per_key = 400;
+  // Worker streams one provider may hold open at once.
+  int max_streams_per_provider = 1'024;
   scheduler_host::SchedulerOptions scheduler;
 };
 
@@ -41,6 +49,8 @@ class TesseraServer {
   ~TesseraServer();
 
   int port() const;
+  // The file holding the admin key this server issued at start; empty when it issued none.
+  const std::filesystem::path& issued_admin_key_file() const;
   void Wait();
   // Stops accepting calls, drains in-flight ones (bounded), flushes settlement, stops PostgreSQL.
   void Shutdown();
@@ -49,6 +59,7 @@ class TesseraServer {
   struct Parts;
   explicit TesseraServer(std::unique_ptr<Parts> parts);
   static void StartLeaderElection(Parts& parts);
+  static absl::Status IssueAdminKeyIfNone(const ServerOptions& options, Parts& parts);
   std::unique_ptr<Parts> parts_;
 };
 

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "services/auth/client_channel.h"
 #include "services/worker/device_inventory.h"
 
 namespace tessera::worker {
@@ -31,7 +32,7 @@ Agent::Agent(AgentOptions options, std::unique_ptr<kernels::ComputeBackend> back
     : options_(std::move(options)), backend_(std::move(backend)), clock_(clock) {
   for (absl::string_view server : absl::StrSplit(options_.server, ',', absl::SkipEmpty())) {
     servers_.emplace_back(server);
-    stubs_.push_back(v1::WorkerService::NewStub(grpc::CreateChannel(servers_.back(), grpc::InsecureChannelCredentials())));
+    stubs_.push_back(v1::WorkerService::NewStub(auth::AuthenticatedChannel(servers_.back(), options_.api_key)));
   }
 }
 

@@ -30,6 +30,8 @@ struct AgentOptions {
   // accepts its stream.
   std::string server = "127.0.0.1:7070";
   std::string provider_account;
+  // The provider's API key (role provider, acting for provider_account), sent with every call.
+  std::string api_key;
   std::string name;
   std::string region = "local";
   int64_t ask_utok_per_gpu_hour = 1'000'000;

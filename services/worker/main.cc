@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "kernels/cuda_devices.h"
+#include "services/auth/client_channel.h"
 #include "services/worker/agent.h"
 #include "services/worker/device_inventory.h"
 
@@ -17,12 +18,17 @@ int main(int argc, char** argv) {
   if (sodium_init() < 0) return 1;
   tessera::worker::AgentOptions options;
   if (const char* server = std::getenv("TESSERA_SERVER")) options.server = server;
+  if (const char* key = std::getenv("TESSERA_API_KEY")) options.api_key = key;
+  std::string api_key_file;
+  if (const char* file = std::getenv("TESSERA_API_KEY_FILE")) api_key_file = file;
   std::string state_dir = "tessera-worker";
   bool cpu = false;
   int device_count = 0;
   CLI::App app{"tessera-worker: runs Tessera jobs on this machine's devices"};
   app.add_option("--server", options.server, "Scheduler address (env TESSERA_SERVER)");
   app.add_option("--provider", options.provider_account, "Provider account that owns this machine")->required();
+  app.add_option("--api-key", options.api_key, "The provider's API key (env TESSERA_API_KEY)");
+  app.add_option("--api-key-file", api_key_file, "File holding the provider's API key (env TESSERA_API_KEY_FILE)");
   app.add_option("--name", options.name, "Machine name")->required();
   app.add_option("--region", options.region, "Region label");
   app.add_option("--ask", options.ask_utok_per_gpu_hour, "Price per GPU-hour in µT")->check(CLI::PositiveNumber);
@@ -43,6 +49,14 @@ int main(int argc, char** argv) {
   app.add_flag("--refuse-spot", refuse_spot, "Take no SPOT (preemptible) jobs");
   CLI11_PARSE(app, argc, argv);
   options.state_dir = state_dir;
+  if (options.api_key.empty() && !api_key_file.empty()) {
+    absl::StatusOr<std::string> key = tessera::auth::ReadApiKeyFile(api_key_file);
+    if (!key.ok()) {
+      std::cerr << "error: " << key.status().message() << "\n";
+      return 2;
+    }
+    options.api_key = *key;
+  }
   for (const std::string& entry : min_bids) {
     const size_t eq = entry.find('=');
     int64_t bid = 0;

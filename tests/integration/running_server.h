@@ -6,8 +6,12 @@
 #include <grpcpp/grpcpp.h>
 
 #include <functional>
+#include <map>
+#include <mutex>
 #include <set>
 
+#include "services/auth/api_key_repository.h"
+#include "services/auth/client_channel.h"
 #include "services/server/tessera_server.h"
 #include "tessera/v1/admin.grpc.pb.h"
 #include "tessera/v1/billing.grpc.pb.h"
@@ -23,9 +27,45 @@ inline std::unique_ptr<grpc::ClientContext> Ctx() {
   return c;
 }
 
+// An API key issued straight into the test database, as an operator with database access would.
+inline std::string IssueKey(const std::string& database_url, v1::Role role, const std::string& account = "") {
+  auto db = store::Database::Open(database_url, 1);
+  REQUIRE(db.ok());
+  auth::ApiKeyRepository keys(**db);
+  v1::CreateApiKeyRequest request;
+  request.set_role(role);
+  request.set_account(account);
+  request.set_label("test");
+  absl::StatusOr<v1::CreateApiKeyResponse> key = keys.Create(request, "");
+  INFO(key.status().ToString());
+  REQUIRE(key.ok());
+  return key->secret_key();
+}
+
+// The admin key of each test database, and of each server's port, for ChannelTo.
+struct AdminKeys {
+  std::mutex mu;
+  std::map<std::string, std::string> by_url;
+  std::map<int, std::string> by_port;
+  static AdminKeys& Get() {
+    static AdminKeys keys;
+    return keys;
+  }
+};
+
+inline std::string AdminKeyFor(const std::string& database_url) {
+  AdminKeys& keys = AdminKeys::Get();
+  std::lock_guard lock(keys.mu);
+  auto [it, added] = keys.by_url.try_emplace(database_url);
+  if (added) it->second = IssueKey(database_url, v1::ROLE_ADMIN);
+  return it->second;
+}
+
+// The server on a test database; the database gets an admin key first (so the server issues none).
 inline std::unique_ptr<server::TesseraServer> StartServer(
     const std::string& database_url, std::set<std::string> services = {"intake", "scheduler", "billing"},
     int64_t lease_timeout_ms = 2'000, const std::function<void(server::ServerOptions&)>& customize = {}) {
+  const std::string admin_key = AdminKeyFor(database_url);
   server::ServerOptions options;
   options.listen_address = "127.0.0.1:0";
   options.database_url = database_url;
@@ -33,12 +73,22 @@ inline std::unique_ptr<server::TesseraServer> StartServer(
   options.scheduler.lease_timeout_ms = lease_timeout_ms;
   if (customize) customize(options);
   auto started = server::TesseraServer::Start(options);
+  INFO(started.status().ToString());
   REQUIRE(started.ok());
+  AdminKeys& keys = AdminKeys::Get();
+  std::lock_guard lock(keys.mu);
+  keys.by_port[(*started)->port()] = admin_key;
   return *std::move(started);
 }
 
-inline std::shared_ptr<grpc::Channel> ChannelTo(const server::TesseraServer& server) {
-  return grpc::CreateChannel("127.0.0.1:" + std::to_string(server.port()), grpc::InsecureChannelCredentials());
+// A channel to the server that calls with `api_key`, by default its database's admin key.
+inline std::shared_ptr<grpc::Channel> ChannelTo(const server::TesseraServer& server, std::optional<std::string> api_key = {}) {
+  if (!api_key) {
+    AdminKeys& keys = AdminKeys::Get();
+    std::lock_guard lock(keys.mu);
+    api_key = keys.by_port.at(server.port());
+  }
+  return auth::AuthenticatedChannel("127.0.0.1:" + std::to_string(server.port()), *api_key);
 }
 
 inline void CreateAccount(const std::shared_ptr<grpc::Channel>& channel, const std::string& name, v1::AccountKind kind) {

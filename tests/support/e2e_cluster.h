@@ -89,12 +89,21 @@ class Cluster {
     if (getenv("TESSERA_KEEP_TEST_DIRS") == nullptr) std::filesystem::remove_all(dir_);
   }
 
-  // Runs the CLI against this server; REQUIREs success unless `expect_ok` is false.
+  // The admin API key the server issued into its data directory at first start.
+  std::string AdminKeyFile() const { return dir_ + "/data/admin.key"; }
+
+  // Runs the CLI against this server as the admin; REQUIREs success unless `expect_ok` is false.
   testing::CommandResult Cli(std::vector<std::string> args, bool expect_ok = true) {
+    return CliWithKeyFile(AdminKeyFile(), std::move(args), expect_ok);
+  }
+
+  // Runs the CLI with the API key in `key_file` (empty: none).
+  testing::CommandResult CliWithKeyFile(const std::string& key_file, std::vector<std::string> args, bool expect_ok = true) {
+    if (!key_file.empty()) args.insert(args.begin(), {"--api-key-file", key_file});
     args.insert(args.begin(), {kBin + "/tessera", "--server", "127.0.0.1:" + std::to_string(port_)});
     testing::CommandResult r = RunCommand(args);
     if (expect_ok) {
-      INFO("tessera " << args[3] << " " << (args.size() > 4 ? args[4] : "") << " → " << r.out);
+      INFO(JoinArgs(args) << " → " << r.out);
       REQUIRE(r.exit_code == 0);
     }
     return r;
@@ -108,13 +117,23 @@ class Cluster {
     Cli({"billing", "deposit", "acme", "50000000", "--idempotency-key", "opening"});
   }
 
+  // A key of `role` for `account`, issued through the CLI and stored in a file; returns the path.
+  std::string IssueKeyFile(const std::string& role, const std::string& account) {
+    const std::string path = dir_ + "/" + role + "-" + account + ".key";
+    std::vector<std::string> args = {"admin", "create-key", "--role", role};
+    if (!account.empty()) args.insert(args.end(), {"--account", account});
+    std::ofstream(path) << Cli(args).out;
+    return path;
+  }
+
   // A CPU worker (--cpu), even on a GPU machine: these tests are about the marketplace, and their
-  // jobs ask for model "CPU".
+  // jobs ask for model "CPU". It runs with a provider key of `gpuco` (issued once).
   ChildProcess& StartWorker(const std::string& name, const std::string& ask, const std::string& servers = "") {
+    if (provider_key_file_.empty()) provider_key_file_ = IssueKeyFile("provider", "gpuco");
     workers_[name] = std::make_unique<ChildProcess>(
         std::vector<std::string>{kBin + "/tessera-worker", "--server", servers.empty() ? address() : servers, "--provider",
-                                 "gpuco", "--name", name, "--cpu", "--gpus", "1", "--ask", ask, "--usage-interval-ms", "200",
-                                 "--state-dir", dir_ + "/" + name},
+                                 "gpuco", "--api-key-file", provider_key_file_, "--name", name, "--cpu", "--gpus", "1", "--ask",
+                                 ask, "--usage-interval-ms", "200", "--state-dir", dir_ + "/" + name},
         dir_ + "/" + name + ".log");
     return *workers_[name];
   }
@@ -163,7 +182,14 @@ class Cluster {
     return port;
   }
 
+  static std::string JoinArgs(const std::vector<std::string>& args) {
+    std::string line;
+    for (size_t i = 1; i < args.size(); ++i) line += (i > 1 ? " " : "") + args[i];
+    return line;
+  }
+
   std::string dir_;
+  std::string provider_key_file_;
   int port_ = 0;
   std::vector<std::string> server_args_;
   int restarts_ = 0;

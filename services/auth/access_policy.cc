@@ -1,0 +1,96 @@
+#include "services/auth/access_policy.h"
+
+#include <array>
+
+#include "absl/strings/str_cat.h"
+
+namespace tessera::auth {
+namespace {
+
+struct MethodAccess {
+  absl::string_view method;
+  bool customer;
+  bool provider;
+};
+
+// Admins may call every method; this says what else may. Keep it in the order of the .proto files.
+constexpr std::array kPolicy = {
+    MethodAccess{"tessera.v1.JobService/SubmitJob", true, false},
+    MethodAccess{"tessera.v1.JobService/GetJob", true, false},
+    MethodAccess{"tessera.v1.JobService/ListJobs", true, false},
+    MethodAccess{"tessera.v1.JobService/CancelJob", true, false},
+    MethodAccess{"tessera.v1.JobService/WatchJob", true, false},
+    MethodAccess{"tessera.v1.JobService/ExtendJob", true, false},
+    MethodAccess{"tessera.v1.WorkerService/RegisterWorker", false, true},
+    MethodAccess{"tessera.v1.WorkerService/Connect", false, true},
+    MethodAccess{"tessera.v1.WorkerService/ListWorkers", false, true},
+    MethodAccess{"tessera.v1.BillingService/Deposit", false, false},
+    MethodAccess{"tessera.v1.BillingService/GetBalance", true, true},
+    MethodAccess{"tessera.v1.BillingService/ListTransfers", true, true},
+    MethodAccess{"tessera.v1.BillingService/GetStatement", true, true},
+    MethodAccess{"tessera.v1.BillingService/GetJobInvoice", true, false},
+    MethodAccess{"tessera.v1.BillingService/GetUsageProof", true, true},
+    MethodAccess{"tessera.v1.BillingService/RequestPayout", false, true},
+    MethodAccess{"tessera.v1.BillingService/ListPayouts", false, true},
+    MethodAccess{"tessera.v1.BillingService/ApprovePayout", false, false},
+    MethodAccess{"tessera.v1.BillingService/RejectPayout", false, false},
+    MethodAccess{"tessera.v1.BillingService/GetUsageReport", true, true},
+    MethodAccess{"tessera.v1.BillingService/ExportUsage", false, false},
+    MethodAccess{"tessera.v1.BillingService/GetRevenue", false, false},
+    // Merkle roots are public commitments: anyone holding a report checks it against them.
+    MethodAccess{"tessera.v1.BillingService/ListSettlementBatches", true, true},
+    MethodAccess{"tessera.v1.AdminService/CreateAccount", false, false},
+    MethodAccess{"tessera.v1.AdminService/ListAccounts", false, false},
+    MethodAccess{"tessera.v1.AdminService/CreateApiKey", false, false},
+    MethodAccess{"tessera.v1.AdminService/ListApiKeys", false, false},
+    MethodAccess{"tessera.v1.AdminService/RevokeApiKey", false, false},
+};
+
+}  // namespace
+
+absl::string_view RoleName(v1::Role role) {
+  switch (role) {
+    case v1::ROLE_CUSTOMER: return "customer";
+    case v1::ROLE_PROVIDER: return "provider";
+    case v1::ROLE_ADMIN: return "admin";
+    default: return "unspecified";
+  }
+}
+
+v1::Role ParseRole(absl::string_view name) {
+  if (name == "customer") return v1::ROLE_CUSTOMER;
+  if (name == "provider") return v1::ROLE_PROVIDER;
+  if (name == "admin") return v1::ROLE_ADMIN;
+  return v1::ROLE_UNSPECIFIED;
+}
+
+bool RoleMayCall(v1::Role role, absl::string_view method) {
+  if (role == v1::ROLE_ADMIN) return true;
+  for (const MethodAccess& m : kPolicy) {
+    if (m.method == method) return (role == v1::ROLE_CUSTOMER && m.customer) || (role == v1::ROLE_PROVIDER && m.provider);
+  }
+  return false;
+}
+
+std::vector<std::string> PolicyMethods() {
+  std::vector<std::string> out;
+  for (const MethodAccess& m : kPolicy) out.emplace_back(m.method);
+  return out;
+}
+
+absl::Status RequireAccount(const Caller& caller, absl::string_view field, absl::string_view account) {
+  if (caller.admin() || account == caller.account) return absl::OkStatus();
+  return absl::PermissionDeniedError(
+      absl::StrCat("this API key acts for account '", caller.account, "', not for ", field, " '", account, "'"));
+}
+
+absl::StatusOr<std::string> ScopeAccountFilter(const Caller& caller, absl::string_view field, absl::string_view requested) {
+  if (caller.admin()) return std::string(requested);
+  if (requested.empty()) return caller.account;
+  if (absl::Status s = RequireAccount(caller, field, requested); !s.ok()) return s;
+  return caller.account;
+}
+
+bool MaySee(const Caller& caller, absl::string_view owner_account) { return caller.admin() || owner_account == caller.account; }
+
+}  // namespace tessera::auth
