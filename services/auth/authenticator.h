@@ -32,11 +32,9 @@
 
 namespace tessera::auth {
 
-inline constexpr int64_t kKeyCacheTtlMs = 5'000;
-
 class Authenticator {
  public:
-  Authenticator(ApiKeyRepository& keys, const Clock& clock, int64_t cache_ttl_ms = kKeyCacheTtlMs)
+  Authenticator(ApiKeyRepository& keys, const Clock& clock, int64_t cache_ttl_ms)
       : keys_(keys), clock_(clock), cache_ttl_ms_(cache_ttl_ms) {}
 
   // UNAUTHENTICATED for a missing, malformed, unknown, wrong or revoked key (one message for the

@@ -21,4 +21,15 @@ class SystemClock final : public Clock {
   }
 };
 
+// A clock that moves only when told: tests and the simulation.
+class ManualClock final : public Clock {
+ public:
+  explicit ManualClock(int64_t now_ms = 0) : now_ms_(now_ms) {}
+  int64_t NowMs() const override { return now_ms_; }
+  void Advance(int64_t ms) { now_ms_ += ms; }
+
+ private:
+  int64_t now_ms_;
+};
+
 }  // namespace tessera

@@ -128,7 +128,7 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
   if (!applied->empty()) spdlog::info("applied migrations: {}", absl::StrJoin(*applied, ", "));
   parts->keys = std::make_unique<auth::ApiKeyRepository>(*parts->db);
   if (absl::Status s = IssueAdminKeyIfNone(options, *parts); !s.ok()) return s;
-  parts->authenticator = std::make_unique<auth::Authenticator>(*parts->keys, parts->clock);
+  parts->authenticator = std::make_unique<auth::Authenticator>(*parts->keys, parts->clock, options.key_cache_ttl_ms);
   parts->submit_limit =
       std::make_unique<auth::RateLimiter>(parts->clock, options.submit_rate_per_key, options.submit_burst_per_key, "SubmitJob");
 

@@ -36,6 +36,8 @@ struct ServerOptions {
   // SubmitJob calls per API key: the average rate and the burst (token bucket). 0: unlimited.
   double submit_rate_per_key = 200;
   double submit_burst_per_key = 400;
+  // How long a server trusts a looked-up key before reading it again (a revoke takes this long).
+  int64_t key_cache_ttl_ms = 5'000;
   // Worker streams one provider may hold open at once.
   int max_streams_per_provider = 1'024;
   scheduler_host::SchedulerOptions scheduler;

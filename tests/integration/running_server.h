@@ -3,9 +3,12 @@
 #pragma once
 
 #include <catch2/catch.hpp>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <condition_variable>
 #include <functional>
+#include <optional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -25,6 +28,33 @@ inline std::unique_ptr<grpc::ClientContext> Ctx() {
   auto c = std::make_unique<grpc::ClientContext>();
   c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   return c;
+}
+
+// Calls a unary RPC by its full name ("/pkg.Service/Method") with a serialized request, as any
+// client of the API could; returns the status and fills `response`.
+inline grpc::Status CallUnary(const std::shared_ptr<grpc::Channel>& channel, const std::string& method, const std::string& request,
+                              std::string* response = nullptr) {
+  grpc::Slice slice(request.data(), request.size());
+  grpc::ByteBuffer request_bytes(&slice, 1), response_bytes;
+  grpc::GenericStub generic(channel);
+  auto ctx = Ctx();
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<grpc::Status> status;
+  generic.UnaryCall(ctx.get(), method, grpc::StubOptions(), &request_bytes, &response_bytes, [&](grpc::Status st) {
+    std::lock_guard lock(mu);
+    status = st;
+    cv.notify_one();
+  });
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return status.has_value(); });
+  if (response != nullptr && status->ok()) {
+    std::vector<grpc::Slice> slices;
+    (void)response_bytes.Dump(&slices);
+    response->clear();
+    for (const grpc::Slice& s : slices) response->append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  return *status;
 }
 
 // An API key issued straight into the test database, as an operator with database access would.
