@@ -10,7 +10,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git ca-certificates procps util-linux
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libpqxx-dev catch2 libsodium-dev libspdlog-dev libcli11-dev libyaml-cpp-dev libbenchmark-dev
-  postgresql-15
+  postgresql-15 openssl
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done

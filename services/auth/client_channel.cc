@@ -5,12 +5,10 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
-#include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "services/auth/tls.h"
 
 namespace tessera::auth {
 namespace {
@@ -52,11 +50,9 @@ std::shared_ptr<grpc::Channel> AuthenticatedChannel(const std::string& target, c
 }
 
 absl::StatusOr<std::string> ReadApiKeyFile(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read the API key file ", path.string(), ": ", std::strerror(errno)));
-  std::stringstream text;
-  text << in.rdbuf();
-  std::string key(absl::StripAsciiWhitespace(text.str()));
+  absl::StatusOr<std::string> text = ReadFileText(path);
+  if (!text.ok()) return absl::NotFoundError(absl::StrCat("cannot read the API key file: ", text.status().message()));
+  std::string key(absl::StripAsciiWhitespace(*text));
   if (key.empty()) return absl::InvalidArgumentError(absl::StrCat("the API key file ", path.string(), " is empty"));
   return key;
 }

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "services/auth/client_channel.h"
+#include "services/auth/tls.h"
 
 namespace tessera::cli {
 
@@ -21,7 +22,12 @@ std::shared_ptr<grpc::Channel> CliContext::Channel() const {
       std::cerr << "error: " << read.status().message() << "\n";
     }
   }
-  return auth::AuthenticatedChannel(server, key);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials = auth::ClientCredentials({.ca = tls_ca, .cert = {}, .key = {}});
+  if (!credentials.ok()) {
+    std::cerr << "error: " << credentials.status().message() << "\n";
+    credentials = grpc::InsecureChannelCredentials();
+  }
+  return auth::AuthenticatedChannel(server, key, *credentials);
 }
 
 std::unique_ptr<grpc::ClientContext> CliContext::Call() const {

@@ -21,6 +21,8 @@ struct CliContext {
   // --api-key (env TESSERA_API_KEY) wins over --api-key-file (env TESSERA_API_KEY_FILE).
   std::string api_key;
   std::string api_key_file;
+  // The CA that signed a TLS server's certificate (env TESSERA_TLS_CA); empty: plaintext.
+  std::string tls_ca;
   int exit_code = 0;  // set by the subcommand that ran
 
   // Sends the API key with every call. An unreadable key file is reported on stderr and the call

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   if (const char* server = std::getenv("TESSERA_SERVER")) ctx.server = server;
   if (const char* key = std::getenv("TESSERA_API_KEY")) ctx.api_key = key;
   if (const char* file = std::getenv("TESSERA_API_KEY_FILE")) ctx.api_key_file = file;
+  if (const char* ca = std::getenv("TESSERA_TLS_CA")) ctx.tls_ca = ca;
   CLI::App app{"Tessera: a decentralized GPU compute marketplace"};
   app.require_subcommand(1);
   app.add_option("--server", ctx.server, "Server address (env TESSERA_SERVER)");
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   app.add_option("--timeout-ms", ctx.timeout_ms, "Deadline of each call");
   app.add_option("--api-key", ctx.api_key, "API key sent with every call (env TESSERA_API_KEY)");
   app.add_option("--api-key-file", ctx.api_key_file, "File holding the API key (env TESSERA_API_KEY_FILE)");
+  app.add_option("--tls-ca", ctx.tls_ca, "PEM CA of a TLS server's certificate (env TESSERA_TLS_CA)");
   tessera::server::AddServerCommands(app, ctx);
   tessera::cli::AddAccountCommands(app, ctx);
   tessera::cli::AddAdminCommands(app, ctx);

@@ -25,7 +25,18 @@ sigset_t BlockShutdownSignals() {
   return set;
 }
 
-int RunServer(ServerOptions options, const std::string& services, const std::string& port_file) {
+// Paths given as flags (CLI11 binds strings; ServerOptions holds paths).
+struct PathFlags {
+  std::string port_file, worker_port_file, admin_key_file, tls_cert, tls_key, worker_ca;
+};
+
+void WritePortFile(const std::string& path, int port) {
+  if (path.empty()) return;
+  std::ofstream(path + ".tmp") << port << "\n";
+  std::rename((path + ".tmp").c_str(), path.c_str());
+}
+
+int RunServer(ServerOptions options, const std::string& services, const PathFlags& paths) {
   options.services.clear();
   for (absl::string_view s : absl::StrSplit(services, ',', absl::SkipEmpty())) options.services.insert(std::string(s));
   const sigset_t signals = BlockShutdownSignals();
@@ -34,10 +45,9 @@ int RunServer(ServerOptions options, const std::string& services, const std::str
     std::cerr << "error: " << server.status().message() << "\n";
     return 1;
   }
-  if (!port_file.empty()) {
-    std::ofstream(port_file + ".tmp") << (*server)->port() << "\n";
-    std::rename((port_file + ".tmp").c_str(), port_file.c_str());
-  }
+  // The worker port first: whoever waits for the main port file finds both.
+  WritePortFile(paths.worker_port_file, (*server)->worker_port());
+  WritePortFile(paths.port_file, (*server)->port());
   std::thread waiter([&] {
     int sig = 0;
     sigwait(&signals, &sig);
@@ -83,7 +93,7 @@ int RunMigrate(const std::string& database_url, const std::string& data_dir) {
 void AddServerCommands(CLI::App& app, cli::CliContext& ctx) {
   auto options = std::make_shared<ServerOptions>();
   auto services = std::make_shared<std::string>("intake,scheduler,billing");
-  auto port_file = std::make_shared<std::string>();
+  auto paths = std::make_shared<PathFlags>();
   auto data_dir = std::make_shared<std::string>("tessera-data");
   auto* server = app.add_subcommand("server", "Run the Tessera server (all services and an embedded PostgreSQL by default)");
   server->add_option("--listen", options->listen_address, "Address to serve gRPC on (port 0 picks one)");
@@ -100,9 +110,15 @@ void AddServerCommands(CLI::App& app, cli::CliContext& ctx) {
                      "A gang job waiting this long reserves a worker (bounded backfill)")
       ->check(CLI::Range(int64_t{0}, int64_t{86'400'000}));
   server->add_option("--db-pool", options->db_pool_size, "PostgreSQL connections")->check(CLI::Range(2, 200));
-  server->add_option("--port-file", *port_file, "Write the bound port here once serving");
-  auto admin_key_file = std::make_shared<std::string>();
-  server->add_option("--admin-key-file", *admin_key_file,
+  server->add_option("--port-file", paths->port_file, "Write the bound port here once serving");
+  server->add_option("--tls-cert", paths->tls_cert, "PEM certificate (chain) of the server: TLS on every port");
+  server->add_option("--tls-key", paths->tls_key, "PEM private key of --tls-cert");
+  server->add_option("--worker-listen", options->worker_listen_address,
+                     "A separate address for worker agents (WorkerService moves there from --listen)");
+  server->add_option("--worker-ca", paths->worker_ca,
+                     "PEM CA of worker client certificates: the worker port becomes mutual TLS (needs --tls-cert)");
+  server->add_option("--worker-port-file", paths->worker_port_file, "Write the bound worker port here once serving");
+  server->add_option("--admin-key-file", paths->admin_key_file,
                      "Where the first admin API key goes when the database has none (default <data-dir>/admin.key)");
   server->add_option("--submit-rate-per-key", options->submit_rate_per_key, "SubmitJob calls per second per API key; 0: unlimited")
       ->check(CLI::NonNegativeNumber);
@@ -111,10 +127,13 @@ void AddServerCommands(CLI::App& app, cli::CliContext& ctx) {
       ->check(CLI::Range(1, 1'000'000));
   server->add_flag("--no-fsync", [options](int64_t) { options->durable_embedded_database = false; },
                    "Embedded database without fsync (tests and benchmarks of CPU cost only)");
-  server->callback([&ctx, options, services, port_file, data_dir, admin_key_file] {
+  server->callback([&ctx, options, services, paths, data_dir] {
     options->data_dir = *data_dir;
-    options->admin_key_file = *admin_key_file;
-    ctx.exit_code = RunServer(*options, *services, *port_file);
+    options->admin_key_file = paths->admin_key_file;
+    options->tls_cert_file = paths->tls_cert;
+    options->tls_key_file = paths->tls_key;
+    options->worker_ca_file = paths->worker_ca;
+    ctx.exit_code = RunServer(*options, *services, *paths);
   });
 
   auto url = std::make_shared<std::string>();

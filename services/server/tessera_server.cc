@@ -15,6 +15,7 @@
 #include "services/auth/authenticator.h"
 #include "services/auth/client_channel.h"
 #include "services/auth/rate_limiter.h"
+#include "services/auth/tls.h"
 #include "services/billing/billing_service.h"
 #include "services/billing/settlement.h"
 #include "services/intake/job_service.h"
@@ -45,6 +46,8 @@ struct TesseraServer::Parts {
   std::unique_ptr<billing::AdminServiceImpl> admin_service;
   std::unique_ptr<scheduler_host::WorkerServiceImpl> worker_service;
   std::unique_ptr<grpc::Server> grpc_server;
+  std::unique_ptr<grpc::Server> worker_grpc_server;  // only with a separate worker port
+  int worker_port = 0;
   std::unique_ptr<store::LeaderElection> election;
   std::string database_url;
   int port = 0;
@@ -88,6 +91,24 @@ void TesseraServer::StartLeaderElection(Parts& parts) {
         scheduler->Stop();
       });
   if (!parts.election->WaitFirstRound(10'000)) spdlog::warn("leader election has not completed a round yet");
+}
+
+// The worker agents' own port, serving WorkerService alone: with a worker CA it is mutual TLS, so a
+// machine without a certificate from the network's CA cannot even open a stream.
+absl::Status TesseraServer::StartWorkerPort(const ServerOptions& options, Parts& parts) {
+  auto credentials =
+      auth::ServerCredentials({.cert = options.tls_cert_file, .key = options.tls_key_file, .client_ca = options.worker_ca_file});
+  if (!credentials.ok()) return credentials.status();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.worker_listen_address, *credentials, &parts.worker_port);
+  builder.SetMaxReceiveMessageSize(4 * 1024 * 1024);
+  builder.RegisterService(parts.worker_service.get());
+  parts.worker_grpc_server = builder.BuildAndStart();
+  if (parts.worker_grpc_server == nullptr || parts.worker_port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.worker_listen_address));
+  }
+  spdlog::info("worker port {}{}", parts.worker_port, options.worker_ca_file.empty() ? "" : " (mutual TLS)");
+  return absl::OkStatus();
 }
 
 // A new database has no key, and every call needs one: the first server issues an admin key and
@@ -134,8 +155,13 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  auto credentials = auth::ServerCredentials({.cert = options.tls_cert_file, .key = options.tls_key_file, .client_ca = {}});
+  if (!credentials.ok()) return credentials.status();
+  if (!options.worker_ca_file.empty() && options.worker_listen_address.empty()) {
+    return absl::InvalidArgumentError("--worker-ca needs --worker-listen: mutual TLS is for the worker port");
+  }
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &parts->port);
+  builder.AddListeningPort(options.listen_address, *credentials, &parts->port);
   grpc::ResourceQuota quota("tessera");
   quota.SetMaxThreads(options.max_rpc_threads);
   builder.SetResourceQuota(quota);
@@ -164,13 +190,16 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
     parts->scheduler = std::make_unique<scheduler_host::SchedulerHost>(*parts->db, parts->clock, options.scheduler);
     parts->worker_service = std::make_unique<scheduler_host::WorkerServiceImpl>(*parts->scheduler, *parts->authenticator,
                                                                                 options.max_streams_per_provider);
-    builder.RegisterService(parts->worker_service.get());
+    if (options.worker_listen_address.empty()) builder.RegisterService(parts->worker_service.get());
   }
   parts->grpc_server = builder.BuildAndStart();
   if (parts->grpc_server == nullptr || parts->port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
   }
   parts->database_url = url;
+  if (parts->worker_service && !options.worker_listen_address.empty()) {
+    if (absl::Status started = StartWorkerPort(options, *parts); !started.ok()) return started;
+  }
   if (parts->scheduler) StartLeaderElection(*parts);
   spdlog::info("tessera server listening on port {} with {}", parts->port, absl::StrJoin(s, ","));
   return std::unique_ptr<TesseraServer>(new TesseraServer(std::move(parts)));
@@ -182,6 +211,8 @@ TesseraServer::~TesseraServer() { Shutdown(); }
 
 int TesseraServer::port() const { return parts_->port; }
 
+int TesseraServer::worker_port() const { return parts_->worker_port; }
+
 const std::filesystem::path& TesseraServer::issued_admin_key_file() const { return parts_->issued_admin_key_file; }
 
 void TesseraServer::Wait() { parts_->grpc_server->Wait(); }
@@ -189,7 +220,9 @@ void TesseraServer::Wait() { parts_->grpc_server->Wait(); }
 void TesseraServer::Shutdown() {
   if (parts_->shut_down) return;
   parts_->shut_down = true;
-  parts_->grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  const auto drain_deadline = std::chrono::system_clock::now() + std::chrono::seconds(5);
+  if (parts_->worker_grpc_server) parts_->worker_grpc_server->Shutdown(drain_deadline);
+  parts_->grpc_server->Shutdown(drain_deadline);
   parts_->election.reset();  // steps down: the standby takes over at once
   if (parts_->scheduler) parts_->scheduler->Stop();
   parts_->settlement.reset();  // its last pass flushes what was ingested

@@ -18,6 +18,13 @@ namespace tessera::server {
 
 struct ServerOptions {
   std::string listen_address = "127.0.0.1:7070";
+  // TLS for every port (PEM files); empty: plaintext.
+  std::filesystem::path tls_cert_file;
+  std::filesystem::path tls_key_file;
+  // A separate port for the worker agents (WorkerService only, which then leaves the main port).
+  // With worker_ca_file it is mutual TLS: a worker must present a certificate that CA signed.
+  std::string worker_listen_address;
+  std::filesystem::path worker_ca_file;
   std::set<std::string> services = {"intake", "scheduler", "billing"};
   std::string database_url;  // empty: embedded PostgreSQL under data_dir
   std::filesystem::path data_dir = "tessera-data";
@@ -51,6 +58,8 @@ class TesseraServer {
   ~TesseraServer();
 
   int port() const;
+  // The worker port, when worker_listen_address was given; else 0 (workers use port()).
+  int worker_port() const;
   // The file holding the admin key this server issued at start; empty when it issued none.
   const std::filesystem::path& issued_admin_key_file() const;
   void Wait();
@@ -62,6 +71,7 @@ class TesseraServer {
   explicit TesseraServer(std::unique_ptr<Parts> parts);
   static void StartLeaderElection(Parts& parts);
   static absl::Status IssueAdminKeyIfNone(const ServerOptions& options, Parts& parts);
+  static absl::Status StartWorkerPort(const ServerOptions& options, Parts& parts);
   std::unique_ptr<Parts> parts_;
 };
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "services/auth/client_channel.h"
+#include "services/auth/tls.h"
 #include "services/worker/device_inventory.h"
 
 namespace tessera::worker {
@@ -29,11 +30,17 @@ bool IsAcked(const v1::WorkerMessage& m, const v1::ServerMessage& ack) {
 }  // namespace
 
 Agent::Agent(AgentOptions options, std::unique_ptr<kernels::ComputeBackend> backend, const Clock& clock)
-    : options_(std::move(options)), backend_(std::move(backend)), clock_(clock) {
+    : options_(std::move(options)), backend_(std::move(backend)), clock_(clock) {}
+
+absl::Status Agent::Connect() {
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      auth::ClientCredentials({.ca = options_.tls_ca, .cert = options_.tls_cert, .key = options_.tls_key});
+  if (!credentials.ok()) return credentials.status();
   for (absl::string_view server : absl::StrSplit(options_.server, ',', absl::SkipEmpty())) {
     servers_.emplace_back(server);
-    stubs_.push_back(v1::WorkerService::NewStub(auth::AuthenticatedChannel(servers_.back(), options_.api_key)));
+    stubs_.push_back(v1::WorkerService::NewStub(auth::AuthenticatedChannel(servers_.back(), options_.api_key, *credentials)));
   }
+  return absl::OkStatus();
 }
 
 Agent::~Agent() {

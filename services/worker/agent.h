@@ -32,6 +32,8 @@ struct AgentOptions {
   std::string provider_account;
   // The provider's API key (role provider, acting for provider_account), sent with every call.
   std::string api_key;
+  // TLS to the scheduler: its CA, and this machine's certificate for an mTLS worker port.
+  std::filesystem::path tls_ca, tls_cert, tls_key;
   std::string name;
   std::string region = "local";
   int64_t ask_utok_per_gpu_hour = 1'000'000;
@@ -49,6 +51,8 @@ class Agent final : public JobReporter {
   Agent(AgentOptions options, std::unique_ptr<kernels::ComputeBackend> backend, const Clock& clock);
   ~Agent() override;
 
+  // INVALID_ARGUMENT or NOT_FOUND when the TLS files are unusable; call before RegisterOrLoad.
+  absl::Status Connect();
   // Loads the saved worker id or registers the machine and saves it.
   absl::StatusOr<int64_t> RegisterOrLoad();
   // Connects and serves until Stop(), reconnecting with backoff.

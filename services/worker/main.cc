@@ -29,6 +29,10 @@ int main(int argc, char** argv) {
   app.add_option("--provider", options.provider_account, "Provider account that owns this machine")->required();
   app.add_option("--api-key", options.api_key, "The provider's API key (env TESSERA_API_KEY)");
   app.add_option("--api-key-file", api_key_file, "File holding the provider's API key (env TESSERA_API_KEY_FILE)");
+  std::string tls_ca, tls_cert, tls_key;
+  app.add_option("--tls-ca", tls_ca, "PEM CA of the scheduler's TLS certificate");
+  app.add_option("--tls-cert", tls_cert, "PEM certificate of this machine, for a mutual-TLS worker port");
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
   app.add_option("--name", options.name, "Machine name")->required();
   app.add_option("--region", options.region, "Region label");
   app.add_option("--ask", options.ask_utok_per_gpu_hour, "Price per GPU-hour in µT")->check(CLI::PositiveNumber);
@@ -49,6 +53,9 @@ int main(int argc, char** argv) {
   app.add_flag("--refuse-spot", refuse_spot, "Take no SPOT (preemptible) jobs");
   CLI11_PARSE(app, argc, argv);
   options.state_dir = state_dir;
+  options.tls_ca = tls_ca;
+  options.tls_cert = tls_cert;
+  options.tls_key = tls_key;
   if (options.api_key.empty() && !api_key_file.empty()) {
     absl::StatusOr<std::string> key = tessera::auth::ReadApiKeyFile(api_key_file);
     if (!key.ok()) {
@@ -108,6 +115,10 @@ int main(int argc, char** argv) {
 
   tessera::SystemClock clock;
   tessera::worker::Agent agent(options, std::move(backend), clock);
+  if (absl::Status connected = agent.Connect(); !connected.ok()) {
+    std::cerr << "error: " << connected.message() << "\n";
+    return 2;
+  }
   absl::StatusOr<int64_t> id = agent.RegisterOrLoad();
   if (!id.ok()) {
     std::cerr << "error: " << id.status().message() << "\n";
