@@ -26,6 +26,7 @@
 
 #include "services/auth/client_channel.h"
 #include "services/common/grpc_status.h"
+#include "services/common/worker_signing.h"
 #include "services/server/tessera_server.h"
 #include "tessera/v1/admin.grpc.pb.h"
 #include "tessera/v1/billing.grpc.pb.h"
@@ -73,8 +74,9 @@ std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 30) {
 
 class SimulatedWorker {
  public:
-  SimulatedWorker(std::shared_ptr<grpc::Channel> channel, int64_t worker_id, Timeline& timeline, std::atomic<int64_t>& done)
-      : stub_(v1::WorkerService::NewStub(channel)), worker_id_(worker_id), timeline_(timeline), done_(done) {
+  SimulatedWorker(std::shared_ptr<grpc::Channel> channel, int64_t worker_id, WorkerKeyPair key, Timeline& timeline,
+                  std::atomic<int64_t>& done)
+      : stub_(v1::WorkerService::NewStub(channel)), worker_id_(worker_id), key_(std::move(key)), timeline_(timeline), done_(done) {
     thread_ = std::thread([this] { Run(); });
   }
   ~SimulatedWorker() {
@@ -103,6 +105,7 @@ class SimulatedWorker {
         u->set_attempt(a.attempt());
         u->set_seq(1);
         u->set_gpu_ms(0);
+        SignUsage(key_, worker_id_, u);  // as a real agent does: the server verifies every report
         stream->Write(m);
         m.Clear();
         v1::JobFinished* f = m.mutable_finished();
@@ -110,6 +113,7 @@ class SimulatedWorker {
         f->set_attempt(a.attempt());
         f->set_succeeded(true);
         f->set_last_usage_seq(1);
+        SignFinished(key_, worker_id_, f);
         stream->Write(m);
       } else if (in.has_finished_ack()) {
         timeline_.Mark(timeline_.completed, in.finished_ack().job_id(), SteadyClock::now());
@@ -121,6 +125,7 @@ class SimulatedWorker {
 
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   const int64_t worker_id_;
+  const WorkerKeyPair key_;
   Timeline& timeline_;
   std::atomic<int64_t>& done_;
   grpc::ClientContext context_;
@@ -225,6 +230,8 @@ int main(int argc, char** argv) {
     reg.set_name("sim" + std::to_string(w));
     reg.set_region("bench");
     reg.set_ask_utok_per_gpu_hour(1'000'000);
+    WorkerKeyPair key = WorkerKeyPair::Generate();
+    reg.set_public_key(key.public_key);
     for (int g = 0; g < gpus_per_worker; ++g) {
       v1::Gpu* gpu = reg.add_gpus();
       gpu->set_index(g);
@@ -235,7 +242,7 @@ int main(int argc, char** argv) {
     }
     v1::RegisterWorkerResponse r;
     if (!worker_stub->RegisterWorker(Ctx().get(), reg, &r).ok()) return 1;
-    sims.push_back(std::make_unique<SimulatedWorker>(channel, r.worker_id(), timeline, done));
+    sims.push_back(std::make_unique<SimulatedWorker>(channel, r.worker_id(), std::move(key), timeline, done));
   }
   std::this_thread::sleep_for(std::chrono::seconds(1));
 

@@ -119,6 +119,12 @@ int main(int argc, char** argv) {
   auto persisted = scheduler.PersistDecisions(placements, {});
   Check(persisted.status(), "placements");
   for (const auto& a : persisted->assigned) running.emplace_back(a.job_id, a.worker_id);
+  {
+    // Each job reports a second of GPU time per report: its lease must be old enough for that
+    // (ingest refuses more GPU-ms than a lease's wall time × GPUs).
+    pqxx::connection conn((*pg)->url());
+    pqxx::nontransaction(conn).exec0("UPDATE assignments SET created_at = now() - interval '30 days'");
+  }
   if (static_cast<int>(running.size()) != jobs) {
     std::fprintf(stderr, "only %zu of %d jobs running\n", running.size(), jobs);
     return 1;
@@ -143,6 +149,14 @@ int main(int argc, char** argv) {
     }
   });
   std::vector<scheduler_host::UsageIn> chunk;
+  auto ingest = [&] {
+    absl::StatusOr<std::vector<scheduler_host::UsageOutcome>> outcomes = scheduler.IngestUsage(chunk);
+    Check(outcomes.status(), "ingest");
+    for (const auto& o : *outcomes) {
+      if (!o.stored) Check(absl::InternalError("report refused: " + o.reason), "ingest");
+    }
+    chunk.clear();
+  };
   for (int seq = 1; seq <= reports_per_job; ++seq) {
     for (const auto& [job, worker] : running) {
       scheduler_host::UsageIn u{.worker_id = worker, .report = {}};
@@ -152,13 +166,10 @@ int main(int argc, char** argv) {
       u.report.set_gpu_ms(1'000);
       u.report.set_measured_at_ms(seq * 1'000LL);
       chunk.push_back(std::move(u));
-      if (static_cast<int>(chunk.size()) == batch) {
-        Check(scheduler.IngestUsage(chunk).status(), "ingest");
-        chunk.clear();
-      }
+      if (static_cast<int>(chunk.size()) == batch) ingest();
     }
   }
-  if (!chunk.empty()) Check(scheduler.IngestUsage(chunk).status(), "ingest");
+  if (!chunk.empty()) ingest();
   const auto ingested_at = SteadyClock::now();
   ingest_done = true;
   settler.join();

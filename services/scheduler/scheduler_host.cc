@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/grpc_status.h"
+#include "services/common/worker_signing.h"
 #include "services/scheduler/market_inputs.h"
 #include "services/scheduler/worker_service.h"
 
@@ -57,13 +58,21 @@ bool PlausibleUsage(const v1::UsageReport& usage) {
          usage.gpu_ms() >= 0 && usage.gpu_ms() <= kMaxGpuMsPerReport;
 }
 
-v1::ServerMessage UsageAckMessage(const v1::UsageReport& usage, bool accepted) {
+v1::ServerMessage UsageAckMessage(const v1::UsageReport& usage, bool accepted, const std::string& reason = "") {
   v1::ServerMessage ack;
   ack.mutable_usage_ack()->set_job_id(usage.job_id());
   ack.mutable_usage_ack()->set_attempt(usage.attempt());
   ack.mutable_usage_ack()->set_through_seq(usage.seq());
   ack.mutable_usage_ack()->set_accepted(accepted);
+  ack.mutable_usage_ack()->set_reason(reason);
   return ack;
+}
+
+FraudSignal BadSignature(const char* kind, int64_t worker_id, int64_t job_id, uint32_t attempt, uint64_t seq, const std::string& what,
+                         const std::string& signature) {
+  return {.worker_id = worker_id, .kind = kind, .job_id = job_id, .attempt = attempt, .seq = seq,
+          .evidence = absl::StrCat(what, signature.empty() ? " is unsigned" : " carries a signature that the worker's key does not verify",
+                                   " (", signature.size(), "-byte signature ", store::Hex(signature.substr(0, 64)), ")")};
 }
 
 void Merge(scheduler::Decisions& into, scheduler::Decisions from) {
@@ -229,6 +238,14 @@ void SchedulerHost::ProcessBatch(std::vector<Inbound>& batch) {
           continue;
         }
       }
+      // Before any later message of the stream is taken under the claimed id: is it the stream
+      // key's provider's machine, and with which key does it sign?
+      absl::StatusOr<WorkerIdentity> identity = repo_.Identify(m.hello().worker_id(), in.session->provider_account_id());
+      if (!identity.ok()) {
+        in.session->Close(ToGrpcStatus(identity.status()));
+        continue;
+      }
+      in.session->set_public_key(std::move(identity->public_key));
       in.session->set_worker_id(m.hello().worker_id());
       Post([&](MarketEvents& e) { e.hellos.push_back(std::move(in)); });
       continue;
@@ -248,13 +265,29 @@ void SchedulerHost::ProcessBatch(std::vector<Inbound>& batch) {
         break;
       case v1::WorkerMessage::kUsage:
         if (!PlausibleUsage(m.usage())) {
-          in.session->Send(UsageAckMessage(m.usage(), false));  // refused at the edge, never stored
+          in.session->Send(UsageAckMessage(m.usage(), false, "implausible report"));  // refused at the edge, never stored
+          break;
+        }
+        if (!VerifyUsage(in.session->public_key(), worker_id, m.usage())) {
+          const v1::UsageReport& u = m.usage();
+          segment.signals.push_back(BadSignature("BAD_SIGNATURE", worker_id, u.job_id(), u.attempt(), u.seq(),
+                                                 absl::StrCat("usage report ", u.seq(), " of job ", u.job_id()), u.signature()));
+          in.session->Send(UsageAckMessage(u, false, "bad signature"));
           break;
         }
         segment.usage.push_back({.worker_id = worker_id, .report = m.usage()});
         segment.usage_sessions.push_back(in.session);
         break;
       case v1::WorkerMessage::kFinished:
+        if (!VerifyFinished(in.session->public_key(), worker_id, m.finished())) {
+          const v1::JobFinished& f = m.finished();
+          segment.signals.push_back(BadSignature("BAD_RESULT_SIGNATURE", worker_id, f.job_id(), f.attempt(), 0,
+                                                 absl::StrCat("the result of job ", f.job_id(), " attempt ", f.attempt()), f.signature()));
+          // Not applied and not acknowledged: a worker that cannot sign its results cannot finish jobs.
+          in.session->Close(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                         absl::StrCat("the result of job ", f.job_id(), " is not signed by this worker's key")));
+          break;
+        }
         segment.events.finished.emplace_back(worker_id, m.finished());
         segment.finished_sessions.push_back(in.session);
         break;
@@ -286,6 +319,7 @@ void SchedulerHost::ForwardRendezvous(int64_t worker_id, const v1::RendezvousOff
 
 void SchedulerHost::FlushSegment(Segment& segment) {
   if (segment.empty()) return;
+  if (absl::Status s = repo_.RecordFraudSignals(segment.signals); !s.ok()) spdlog::error("fraud signals not recorded: {}", s.ToString());
   if (!segment.usage.empty()) {
     absl::StatusOr<std::vector<UsageOutcome>> outcomes = repo_.IngestUsage(segment.usage);
     if (!outcomes.ok()) {
@@ -294,7 +328,7 @@ void SchedulerHost::FlushSegment(Segment& segment) {
       for (auto& s : segment.usage_sessions) s->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "usage not stored; resend"));
     } else {
       for (size_t i = 0; i < outcomes->size(); ++i) {
-        segment.usage_sessions[i]->Send(UsageAckMessage(segment.usage[i].report, (*outcomes)[i].stored));
+        segment.usage_sessions[i]->Send(UsageAckMessage(segment.usage[i].report, (*outcomes)[i].stored, (*outcomes)[i].reason));
       }
     }
   }
@@ -412,8 +446,7 @@ void SchedulerHost::SendCancel(int64_t job_id, uint32_t attempt, int64_t worker_
 
 void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello,
                                 scheduler::Decisions& decisions) {
-  auto activated = repo_.ActivateWorker(hello.worker_id(), hello.has_policy() ? &hello.policy() : nullptr,
-                                        session->provider_account_id());
+  auto activated = repo_.ActivateWorker(hello.worker_id(), hello.has_policy() ? &hello.policy() : nullptr);
   if (!activated.ok()) {
     session->Close(ToGrpcStatus(activated.status()));
     return;

@@ -70,7 +70,10 @@ class SchedulerHost final : public StreamHandler {
     std::vector<std::shared_ptr<WorkerSession>> usage_sessions;
     StateEvents events;
     std::vector<std::shared_ptr<WorkerSession>> finished_sessions;
-    bool empty() const { return usage.empty() && events.started.empty() && events.progress.empty() && events.finished.empty(); }
+    std::vector<FraudSignal> signals;  // refused at the edge (signatures)
+    bool empty() const {
+      return usage.empty() && events.started.empty() && events.progress.empty() && events.finished.empty() && signals.empty();
+    }
   };
   // What the scheduling thread has to apply to the market, in this order.
   // ExtendJob raised a job's limit (NOTIFY tessera_extensions); worker 0: the job is not running.

@@ -1,6 +1,7 @@
 #include "services/scheduler/scheduler_repository.h"
 
 #include <map>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "services/common/job_state_machine.h"
@@ -127,10 +128,10 @@ absl::StatusOr<v1::RegisterWorkerResponse> SchedulerRepository::RegisterWorker(c
     // Proof of GPU (the trust issue) will hold new workers in PENDING_VERIFICATION; until then a
     // registered worker is ACTIVE once it connects.
     const auto worker_id = tx.exec_params1(
-        "INSERT INTO workers (provider_account_id, name, region, ask_utok_per_gpu_hour, state, policy)"
-        " VALUES ($1, $2, $3, $4, 'OFFLINE', decode($5, 'hex')) RETURNING worker_id",
+        "INSERT INTO workers (provider_account_id, name, region, ask_utok_per_gpu_hour, state, policy, public_key)"
+        " VALUES ($1, $2, $3, $4, 'OFFLINE', decode($5, 'hex'), NULLIF(decode($6, 'hex'), '')) RETURNING worker_id",
         account[0][0].as<int64_t>(), request.name(), request.region(), request.ask_utok_per_gpu_hour(),
-        Hex(request.policy().SerializeAsString()))[0].as<int64_t>();
+        Hex(request.policy().SerializeAsString()), Hex(request.public_key()))[0].as<int64_t>();
     std::vector<int64_t> indexes, memory;
     std::vector<std::string> models, capabilities, buses, peers;
     for (const v1::Gpu& gpu : request.gpus()) {
@@ -161,7 +162,7 @@ absl::StatusOr<std::vector<v1::Worker>> SchedulerRepository::ListWorkers(const s
         "SELECT w.worker_id, a.name, w.name, w.region, w.ask_utok_per_gpu_hour, w.state,"
         " coalesce((extract(epoch FROM w.last_seen_at) * 1000)::bigint, 0),"
         " (SELECT coalesce(sum(cardinality(gpu_indexes)), 0) FROM assignments s WHERE s.worker_id = w.worker_id AND s.state = 'LIVE'),"
-        " w.reputation, w.policy"
+        " w.reputation, w.policy, coalesce(w.public_key, '')"
         " FROM workers w JOIN accounts a ON a.account_id = w.provider_account_id"
         " WHERE $1 = '' OR a.name = $1 ORDER BY w.worker_id",
         provider_account);
@@ -180,6 +181,7 @@ absl::StatusOr<std::vector<v1::Worker>> SchedulerRepository::ListWorkers(const s
       w.set_busy_gpus(r[7].as<uint32_t>());
       w.set_reputation(r[8].as<int32_t>());
       w.mutable_policy()->ParseFromString(pqxx::binarystring(r[9]).str());
+      w.set_public_key(pqxx::binarystring(r[10]).str());
     }
     const pqxx::result gpus = tx.exec_params(
         "SELECT worker_id, " GPU_COLUMNS " FROM gpus WHERE worker_id = ANY($1::bigint[]) ORDER BY worker_id, gpu_index",
@@ -192,14 +194,10 @@ absl::StatusOr<std::vector<v1::Worker>> SchedulerRepository::ListWorkers(const s
 }
 
 absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> SchedulerRepository::ActivateWorker(
-    int64_t worker_id, const v1::ProviderPolicy* policy, int64_t provider_account_id) {
+    int64_t worker_id, const v1::ProviderPolicy* policy) {
   using Result = std::pair<WorkerRecord, std::vector<LiveAssignment>>;
   return db_.Transact("activate worker", [&](pqxx::work& tx) -> absl::StatusOr<Result> {
-    const pqxx::result w =
-        tx.exec_params("SELECT state, provider_account_id FROM workers WHERE worker_id = $1 FOR NO KEY UPDATE", worker_id);
-    if (provider_account_id != 0 && (w.empty() || w[0][1].as<int64_t>() != provider_account_id)) {
-      return absl::PermissionDeniedError(absl::StrCat("worker ", worker_id, " is not a worker of this API key's provider account"));
-    }
+    const pqxx::result w = tx.exec_params("SELECT state FROM workers WHERE worker_id = $1 FOR NO KEY UPDATE", worker_id);
     if (w.empty()) return absl::NotFoundError(absl::StrCat("worker ", worker_id, " is not registered"));
     v1::WorkerState state = ParseWorkerState(w[0][0].as<std::string>());
     if (state == v1::WORKER_STATE_QUARANTINED) return absl::PermissionDeniedError(absl::StrCat("worker ", worker_id, " is quarantined"));
@@ -217,6 +215,29 @@ absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> SchedulerRe
       result.second.push_back(AssignmentFromRow(r));
     }
     return result;
+  });
+}
+
+void InsertFraudSignals(pqxx::work& tx, const std::vector<FraudSignal>& signals);
+
+absl::StatusOr<WorkerIdentity> SchedulerRepository::Identify(int64_t worker_id, int64_t provider_account_id) {
+  return db_.Transact("identify worker", [&](pqxx::work& tx) -> absl::StatusOr<WorkerIdentity> {
+    static constexpr store::Statement kIdentify{
+        "sched_identify_worker", "SELECT provider_account_id, coalesce(public_key, '') FROM workers WHERE worker_id = $1"};
+    const pqxx::result w = store::Exec(tx, kIdentify, worker_id);
+    if (provider_account_id != 0 && (w.empty() || w[0][0].as<int64_t>() != provider_account_id)) {
+      return absl::PermissionDeniedError(absl::StrCat("worker ", worker_id, " is not a worker of this API key's provider account"));
+    }
+    if (w.empty()) return absl::NotFoundError(absl::StrCat("worker ", worker_id, " is not registered"));
+    return WorkerIdentity{.provider_account_id = w[0][0].as<int64_t>(), .public_key = pqxx::binarystring(w[0][1]).str()};
+  });
+}
+
+absl::Status SchedulerRepository::RecordFraudSignals(const std::vector<FraudSignal>& signals) {
+  if (signals.empty()) return absl::OkStatus();
+  return db_.Transact("record fraud signals", [&](pqxx::work& tx) -> absl::Status {
+    InsertFraudSignals(tx, signals);
+    return absl::OkStatus();
   });
 }
 
@@ -347,48 +368,187 @@ absl::Status SchedulerRepository::UpdateWaitReasons(const std::vector<std::pair<
   });
 }
 
-absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const std::vector<UsageIn>& usage) {
-  std::vector<int64_t> jobs, attempts, seqs, workers, gpu_ms, measured, utilization, memory, energy;
+namespace {
+
+// A worker's clock may run ahead of ours by this much; a report dated later is refused.
+constexpr int64_t kMaxFutureMs = 60'000;
+// A lease's wall time bounds the GPU-ms it can report: (age + slack) × GPUs × (1 + 1%), the slack
+// and the percent for clocks that tick at slightly different rates.
+constexpr int64_t kClaimSlackMs = 2'000;
+
+// What the store knows of one report's lease and seq, read before the checks.
+struct LeaseView {
+  bool live = false;
+  bool ever_leased = false;  // the worker held this (job, attempt) at some time
+  int64_t age_ms = 0;
+  int64_t gpus = 0;
+  int64_t last_seq = 0;
+  int64_t gpu_ms_reported = 0;
+  bool stored = false;  // a report with this seq exists…
+  std::string stored_signature;
+  int64_t stored_gpu_ms = 0;  // …with this content
+};
+
+using LeaseKey = std::tuple<int64_t, uint32_t, int64_t>;  // job, attempt, worker
+
+std::vector<LeaseView> ReadLeaseViews(pqxx::work& tx, const std::vector<UsageIn>& usage, int64_t* now_ms) {
+  std::vector<int64_t> jobs, attempts, workers, seqs;
   for (const UsageIn& u : usage) {
     jobs.push_back(u.report.job_id());
     attempts.push_back(u.report.attempt());
-    seqs.push_back(static_cast<int64_t>(u.report.seq()));
     workers.push_back(u.worker_id);
-    gpu_ms.push_back(u.report.gpu_ms());
-    measured.push_back(u.report.measured_at_ms());
-    // Clamped into the columns' ranges: informational figures never make a report unstorable.
-    utilization.push_back(std::min<int64_t>(u.report.avg_gpu_utilization_ppm(), 1'000'000));
-    memory.push_back(static_cast<int64_t>(std::min<uint64_t>(u.report.peak_gpu_memory_mib(), INT64_MAX)));
-    energy.push_back(static_cast<int64_t>(std::min<uint64_t>(u.report.energy_mj(), INT64_MAX)));
+    seqs.push_back(static_cast<int64_t>(std::min<uint64_t>(u.report.seq(), INT64_MAX)));
   }
+  // The share lock keeps each live lease from ending while its reports are stored.
+  const pqxx::result rows = store::Exec(tx, {"sched_usage_views",
+      "WITH input AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[])"
+      "   WITH ORDINALITY AS t(job_id, attempt, worker_id, seq, ord)),"
+      " live AS (SELECT i.ord, (extract(epoch FROM now() - a.created_at) * 1000)::bigint AS age_ms,"
+      "   cardinality(a.gpu_indexes) AS gpus FROM input i JOIN assignments a ON a.job_id = i.job_id AND a.attempt = i.attempt"
+      "   AND a.worker_id = i.worker_id AND a.state = 'LIVE' FOR SHARE OF a)"
+      // Lateral lookups: index probes per report, never a join over every report ever stored.
+      " SELECT l.ord IS NOT NULL, e.ever, coalesce(l.age_ms, 0), coalesce(l.gpus, 0), coalesce(t.last_seq, 0),"
+      "   coalesce(t.gpu_ms_reported, 0), u.gpu_ms IS NOT NULL, coalesce(u.signature, ''), coalesce(u.gpu_ms, 0),"
+      "   (extract(epoch FROM now()) * 1000)::bigint"
+      " FROM input i LEFT JOIN live l ON l.ord = i.ord"
+      // Whether the worker ever held the lease matters only when it holds it no longer, and a stored
+      // report only when the seq is not after the lease's last: the probes run only then.
+      " CROSS JOIN LATERAL (SELECT l.ord IS NOT NULL OR EXISTS (SELECT 1 FROM assignments x WHERE x.job_id = i.job_id"
+      "   AND x.attempt = i.attempt AND x.worker_id = i.worker_id) AS ever) e"
+      " LEFT JOIN LATERAL (SELECT last_seq, gpu_ms_reported FROM lease_ingest t WHERE t.job_id = i.job_id AND t.attempt = i.attempt"
+      "   AND t.worker_id = i.worker_id) t ON true"
+      " LEFT JOIN LATERAL (SELECT signature, gpu_ms FROM usage_reports u WHERE i.seq <= t.last_seq AND u.job_id = i.job_id"
+      "   AND u.attempt = i.attempt AND u.worker_id = i.worker_id AND u.seq = i.seq) u ON true"
+      " ORDER BY i.ord"},
+      ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(workers), ArrayLiteral(seqs));
+  std::vector<LeaseView> views;
+  for (const pqxx::row& r : rows) {
+    views.push_back({.live = r[0].as<bool>(), .ever_leased = r[1].as<bool>(), .age_ms = r[2].as<int64_t>(), .gpus = r[3].as<int64_t>(),
+                     .last_seq = r[4].as<int64_t>(), .gpu_ms_reported = r[5].as<int64_t>(), .stored = r[6].as<bool>(),
+                     .stored_signature = pqxx::binarystring(r[7]).str(), .stored_gpu_ms = r[8].as<int64_t>()});
+    *now_ms = r[9].as<int64_t>();
+  }
+  return views;
+}
+
+// The checks, in order, against the store's view and what this batch accepted before it.
+// Returns the refusal (empty: accept) and fills `signal` when no honest worker would send it.
+std::string Screen(const UsageIn& u, const LeaseView& view, int64_t now_ms, std::pair<int64_t, int64_t>& lease, FraudSignal& signal,
+                   const std::map<std::tuple<int64_t, uint32_t, int64_t, uint64_t>, std::pair<std::string, int64_t>>& accepted) {
+  const v1::UsageReport& r = u.report;
+  auto flag = [&](std::string kind, std::string evidence) {
+    signal = {.worker_id = u.worker_id, .kind = std::move(kind), .job_id = r.job_id(), .attempt = r.attempt(), .seq = r.seq(),
+              .evidence = evidence};
+    return evidence;
+  };
+  if (!view.live) {
+    const std::string why = absl::StrCat("no live lease of job ", r.job_id(), " attempt ", r.attempt(), " on this worker");
+    return view.ever_leased ? why : flag("UNLEASED_REPORT", why + " (it never held one)");
+  }
+  auto same = [&](const std::string& signature, int64_t gpu_ms) { return signature == r.signature() && gpu_ms == r.gpu_ms(); };
+  const auto earlier = accepted.find({r.job_id(), r.attempt(), u.worker_id, r.seq()});
+  if (view.stored || earlier != accepted.end()) {
+    const bool duplicate = view.stored ? same(view.stored_signature, view.stored_gpu_ms) : same(earlier->second.first, earlier->second.second);
+    if (duplicate) return "";
+    return flag("REPLAYED_REPORT", absl::StrCat("seq ", r.seq(), " was already reported with other content"));
+  }
+  if (static_cast<int64_t>(std::min<uint64_t>(r.seq(), INT64_MAX)) <= lease.first) {
+    return flag("REPLAYED_REPORT", absl::StrCat("seq ", r.seq(), " is not after the last stored seq ", lease.first));
+  }
+  if (r.measured_at_ms() > now_ms + kMaxFutureMs) {
+    return flag("FUTURE_DATED", absl::StrCat("measured_at_ms ", r.measured_at_ms(), " is ", r.measured_at_ms() - now_ms,
+                                             " ms ahead of the server's clock (at most ", kMaxFutureMs, ")"));
+  }
+  const __int128 most = static_cast<__int128>(view.age_ms + kClaimSlackMs) * view.gpus * 101 / 100;
+  if (static_cast<__int128>(lease.second) + r.gpu_ms() > most) {
+    return flag("OVER_CLAIM", absl::StrCat(lease.second + r.gpu_ms(), " GPU-ms in total on a lease ", view.age_ms, " ms old with ",
+                                           view.gpus, " GPUs (at most ", static_cast<int64_t>(most), ")"));
+  }
+  return "";
+}
+
+}  // namespace
+
+void InsertFraudSignals(pqxx::work& tx, const std::vector<FraudSignal>& signals) {
+  if (signals.empty()) return;
+  std::vector<int64_t> workers, jobs, attempts, seqs;
+  std::vector<std::string> kinds, evidence;
+  for (const FraudSignal& f : signals) {
+    workers.push_back(f.worker_id);
+    kinds.push_back(f.kind);
+    jobs.push_back(f.job_id);
+    attempts.push_back(f.attempt);
+    seqs.push_back(static_cast<int64_t>(std::min<uint64_t>(f.seq, INT64_MAX)));
+    evidence.push_back(f.evidence);
+  }
+  tx.exec_params0(
+      "INSERT INTO fraud_signals (worker_id, kind, job_id, attempt, seq, evidence)"
+      " SELECT w, k, NULLIF(j, 0), NULLIF(a, 0), NULLIF(s, 0), e"
+      " FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::int[], $5::bigint[], $6::text[]) AS t(w, k, j, a, s, e)",
+      ArrayLiteral(workers), ArrayLiteral(kinds), ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(seqs), ArrayLiteral(evidence));
+}
+
+absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const std::vector<UsageIn>& usage) {
   return db_.Transact("ingest usage", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<UsageOutcome>> {
-    // A report is stored only while its lease is live and only from the worker holding it; the
-    // share lock keeps the lease from ending under us. Duplicates are ignored by the primary key.
-    const pqxx::result rows = store::Exec(tx, {"sched_ingest_usage",
-        "WITH input AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],"
-        "   $7::int[], $8::bigint[], $9::bigint[])"
-        "   WITH ORDINALITY AS t(job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms, utilization, memory, energy, ord)),"
-        " live AS (SELECT i.* FROM input i JOIN assignments a ON a.job_id = i.job_id AND a.attempt = i.attempt"
-        "   AND a.worker_id = i.worker_id AND a.state = 'LIVE' FOR SHARE OF a),"
-        " inserted AS (INSERT INTO usage_reports (job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms,"
-        "   avg_gpu_utilization_ppm, peak_gpu_memory_mib, energy_mj)"
-        "   SELECT job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms, utilization, memory, energy FROM live"
-        "   ON CONFLICT DO NOTHING RETURNING job_id, attempt, seq, worker_id)"
-        // A join, not a correlated EXISTS over the CTE: that would compare every pair of the batch.
-        "SELECT i.job_id, i.attempt, i.seq, n.job_id IS NOT NULL"
-        " OR EXISTS (SELECT 1 FROM usage_reports u WHERE u.job_id = i.job_id AND u.attempt = i.attempt AND u.seq = i.seq"
-        "   AND u.worker_id = i.worker_id)"
-        " FROM input i LEFT JOIN inserted n"
-        "   ON n.job_id = i.job_id AND n.attempt = i.attempt AND n.worker_id = i.worker_id AND n.seq = i.seq"
-        " ORDER BY i.ord"},
-        ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(seqs), ArrayLiteral(workers), ArrayLiteral(gpu_ms),
-        ArrayLiteral(measured), ArrayLiteral(utilization), ArrayLiteral(memory), ArrayLiteral(energy));
-    tx.exec0("NOTIFY tessera_settle");
+    int64_t now_ms = 0;
+    const std::vector<LeaseView> views = ReadLeaseViews(tx, usage, &now_ms);
+    std::map<LeaseKey, std::pair<int64_t, int64_t>> leases;  // (last seq, GPU-ms reported) as this batch moves them
+    std::map<std::tuple<int64_t, uint32_t, int64_t, uint64_t>, std::pair<std::string, int64_t>> accepted;
+    std::vector<FraudSignal> signals;
+    std::vector<int64_t> jobs, attempts, seqs, workers, gpu_ms, measured, utilization, memory, energy;
+    std::vector<std::string> signatures;
     std::vector<UsageOutcome> out;
-    for (const pqxx::row& r : rows) {
-      out.push_back({.job_id = r[0].as<int64_t>(), .attempt = r[1].as<uint32_t>(), .seq = r[2].as<uint64_t>(),
-                     .stored = r[3].as<bool>()});
+    for (size_t i = 0; i < usage.size(); ++i) {
+      const UsageIn& u = usage[i];
+      const v1::UsageReport& r = u.report;
+      auto [lease, added] = leases.try_emplace({r.job_id(), r.attempt(), u.worker_id}, views[i].last_seq, views[i].gpu_ms_reported);
+      FraudSignal signal;
+      const bool new_report = !views[i].stored && !accepted.contains({r.job_id(), r.attempt(), u.worker_id, r.seq()});
+      std::string refused = Screen(u, views[i], now_ms, lease->second, signal, accepted);
+      out.push_back({.job_id = r.job_id(), .attempt = r.attempt(), .seq = r.seq(), .stored = refused.empty(), .reason = refused});
+      if (!signal.kind.empty()) signals.push_back(std::move(signal));
+      if (!refused.empty() || !new_report) continue;
+      accepted[{r.job_id(), r.attempt(), u.worker_id, r.seq()}] = {r.signature(), r.gpu_ms()};
+      lease->second = {static_cast<int64_t>(r.seq()), lease->second.second + r.gpu_ms()};
+      jobs.push_back(r.job_id());
+      attempts.push_back(r.attempt());
+      seqs.push_back(static_cast<int64_t>(r.seq()));
+      workers.push_back(u.worker_id);
+      gpu_ms.push_back(r.gpu_ms());
+      measured.push_back(r.measured_at_ms());
+      // Clamped into the columns' ranges: informational figures never make a report unstorable.
+      utilization.push_back(std::min<int64_t>(r.avg_gpu_utilization_ppm(), 1'000'000));
+      memory.push_back(static_cast<int64_t>(std::min<uint64_t>(r.peak_gpu_memory_mib(), INT64_MAX)));
+      energy.push_back(static_cast<int64_t>(std::min<uint64_t>(r.energy_mj(), INT64_MAX)));
+      signatures.push_back(Hex(r.signature()));
     }
+    if (!jobs.empty()) {
+      store::Exec(tx, {"sched_ingest_usage",
+          "INSERT INTO usage_reports (job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms, avg_gpu_utilization_ppm,"
+          "   peak_gpu_memory_mib, energy_mj, signature)"
+          " SELECT j, a, s, w, g, m, u, mem, e, NULLIF(decode(sig, 'hex'), '')"
+          " FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::int[], $8::bigint[],"
+          "   $9::bigint[], $10::text[]) AS t(j, a, s, w, g, m, u, mem, e, sig) ON CONFLICT DO NOTHING"},
+          ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(seqs), ArrayLiteral(workers), ArrayLiteral(gpu_ms),
+          ArrayLiteral(measured), ArrayLiteral(utilization), ArrayLiteral(memory), ArrayLiteral(energy), ArrayLiteral(signatures));
+      std::vector<int64_t> lease_jobs, lease_attempts, lease_workers, last_seqs, reported;
+      for (const auto& [key, totals] : leases) {
+        lease_jobs.push_back(std::get<0>(key));
+        lease_attempts.push_back(std::get<1>(key));
+        lease_workers.push_back(std::get<2>(key));
+        last_seqs.push_back(totals.first);
+        reported.push_back(totals.second);
+      }
+      store::Exec(tx, {"sched_lease_ingest",
+          "INSERT INTO lease_ingest (job_id, attempt, worker_id, last_seq, gpu_ms_reported)"
+          " SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[])"
+          " ON CONFLICT (job_id, attempt, worker_id) DO UPDATE SET last_seq = EXCLUDED.last_seq,"
+          "   gpu_ms_reported = EXCLUDED.gpu_ms_reported"},
+          ArrayLiteral(lease_jobs), ArrayLiteral(lease_attempts), ArrayLiteral(lease_workers), ArrayLiteral(last_seqs),
+          ArrayLiteral(reported));
+      tx.exec0("NOTIFY tessera_settle");
+    }
+    InsertFraudSignals(tx, signals);
     return out;
   });
 }

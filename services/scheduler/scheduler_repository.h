@@ -60,12 +60,28 @@ struct UsageIn {
   v1::UsageReport report;
 };
 
-// What the ingest round stored: per report, whether it is (now or already) durable.
+// What the ingest round stored: per report, whether it is (now or already) durable, and why not.
 struct UsageOutcome {
   int64_t job_id = 0;
   uint32_t attempt = 0;
   uint64_t seq = 0;
   bool stored = false;
+  std::string reason;  // empty when stored
+};
+
+struct WorkerIdentity {
+  int64_t provider_account_id = 0;
+  std::string public_key;  // empty: registered before keys (its reports cannot be accepted)
+};
+
+// A refused report or result, stored with what shows it (fraud_signals).
+struct FraudSignal {
+  int64_t worker_id = 0;
+  std::string kind;  // BAD_SIGNATURE, REPLAYED_REPORT, FUTURE_DATED, OVER_CLAIM, UNLEASED_REPORT, BAD_RESULT_SIGNATURE
+  int64_t job_id = 0;
+  uint32_t attempt = 0;
+  uint64_t seq = 0;
+  std::string evidence;
 };
 
 struct StateEvents {
@@ -102,11 +118,14 @@ class SchedulerRepository {
   absl::StatusOr<std::vector<v1::Worker>> ListWorkers(const std::string& provider_account);
 
   // Marks the worker ACTIVE (it passed hello), replacing its policy when `policy` is given, and
-  // returns it with its live assignments. `provider_account_id` non-zero: the stream's key is that
-  // provider's, and a worker of anyone else (or none) is PERMISSION_DENIED, in the same words.
+  // returns it with its live assignments.
   absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> ActivateWorker(int64_t worker_id,
-                                                                                      const v1::ProviderPolicy* policy,
-                                                                                      int64_t provider_account_id);
+                                                                                      const v1::ProviderPolicy* policy);
+  // Who a hello's worker id is: its provider and public key. `provider_account_id` non-zero: the
+  // stream's key is that provider's, and a worker of anyone else (or none) is PERMISSION_DENIED,
+  // in the same words, so a stream can never speak for a machine its provider does not own.
+  absl::StatusOr<WorkerIdentity> Identify(int64_t worker_id, int64_t provider_account_id);
+  absl::Status RecordFraudSignals(const std::vector<FraudSignal>& signals);
 
   // Recovery: the whole market in one consistent snapshot. Workers are those that may hold leases:
   // ACTIVE or DRAINING, or with a LIVE assignment.
@@ -121,6 +140,11 @@ class SchedulerRepository {
                                                       const std::vector<int64_t>& preempted_jobs);
   absl::Status UpdateWaitReasons(const std::vector<std::pair<int64_t, std::string>>& reasons);
 
+  // Stores the reports that pass the checks that need the store of record, in order: a live lease
+  // of that worker, a seq after the lease's last (an identical resend is a duplicate, stored
+  // already), at most the lease's wall time × GPUs in total, not dated in the future. The others
+  // are refused, and those no honest worker sends become fraud signals, in the same transaction.
+  // Signatures are checked before this (SchedulerHost, with the worker's key).
   absl::StatusOr<std::vector<UsageOutcome>> IngestUsage(const std::vector<UsageIn>& usage);
   // The offer of `worker_id`, which must hold the attempt's live node-rank-0 lease
   // (PERMISSION_DENIED otherwise). The first offer of an attempt is kept; a later one gets the kept

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "services/common/compute_capability.h"
 #include "services/common/grpc_status.h"
+#include "services/common/worker_signing.h"
 #include "services/auth/access_policy.h"
 #include "services/intake/job_spec_validator.h"
 
@@ -16,6 +17,10 @@ absl::Status ValidateRegisterWorker(const v1::RegisterWorkerRequest& request) {
   if (request.region().empty() || request.region().size() > 64) return absl::InvalidArgumentError("region must be 1..64 characters");
   if (request.ask_utok_per_gpu_hour() <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("ask_utok_per_gpu_hour must be positive, got ", request.ask_utok_per_gpu_hour()));
+  }
+  if (request.public_key().size() != kPublicKeyBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("public_key must be the machine's 32-byte Ed25519 public key, got ", request.public_key().size(), " bytes"));
   }
   if (request.gpus_size() < 1 || request.gpus_size() > 64) {
     return absl::InvalidArgumentError(absl::StrCat("gpus must list 1..64 devices, got ", request.gpus_size()));

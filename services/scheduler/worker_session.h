@@ -32,6 +32,10 @@ class WorkerSession {
   // The provider account whose API key opened the stream: its hello may name only that account's
   // workers. 0: an admin key, which may speak for any worker. Set before the first read.
   int64_t provider_account_id() const { return provider_account_id_; }
+  // The Ed25519 key the hello's worker registered; set, with the worker id, by the ingest thread
+  // (the only one that reads it) when it accepts the hello.
+  const std::string& public_key() const { return public_key_; }
+  void set_public_key(std::string key) { public_key_ = std::move(key); }
 
  private:
   friend class WorkerStream;
@@ -51,6 +55,7 @@ class WorkerSession {
   grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
   std::atomic<int64_t> worker_id_{0};
   int64_t provider_account_id_ = 0;
+  std::string public_key_;
 };
 
 class StreamHandler {

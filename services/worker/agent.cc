@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sodium.h>
+
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
@@ -54,12 +56,47 @@ Agent::~Agent() {
   runners.clear();  // cancels and joins outside the lock: runners report through Send()
 }
 
+// The machine's Ed25519 key, kept beside its worker id (hex, owner-readable only). Made before the
+// machine registers, so that a crash after registration never leaves a worker without its key.
+absl::Status Agent::LoadOrMakeKey(bool registered) {
+  const std::filesystem::path key_file = options_.state_dir / "worker.ed25519";
+  if (!std::filesystem::exists(key_file)) {
+    if (registered) {
+      return absl::FailedPreconditionError(absl::StrCat(options_.state_dir.string(), " holds a worker id but no worker.ed25519 key "
+                                                        "(registered before signed usage): remove it to register the machine again"));
+    }
+    key_ = WorkerKeyPair::Generate();
+    std::string hex(2 * key_.secret_key.size() + 1, '\0');
+    sodium_bin2hex(hex.data(), hex.size(), reinterpret_cast<const unsigned char*>(key_.secret_key.data()), key_.secret_key.size());
+    hex.pop_back();
+    return auth::WriteSecretFile(key_file, hex);
+  }
+  absl::StatusOr<std::string> hex = auth::ReadApiKeyFile(key_file);
+  if (!hex.ok()) return hex.status();
+  std::string raw(hex->size() / 2, '\0');
+  size_t length = 0;
+  if (sodium_hex2bin(reinterpret_cast<unsigned char*>(raw.data()), raw.size(), hex->data(), hex->size(), nullptr, &length, nullptr) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(key_file.string(), " is not hex"));
+  }
+  raw.resize(length);
+  absl::StatusOr<WorkerKeyPair> key = WorkerKeyPair::FromSecretKey(raw);
+  if (!key.ok()) return absl::InvalidArgumentError(absl::StrCat(key_file.string(), ": ", key.status().message()));
+  key_ = *std::move(key);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int64_t> Agent::RegisterOrLoad() {
   const std::filesystem::path id_file = options_.state_dir / "worker-id";
-  if (std::ifstream in(id_file); in && (in >> worker_id_) && worker_id_ > 0) return worker_id_;
   std::error_code ec;
   std::filesystem::create_directories(options_.state_dir, ec);
   if (ec) return absl::PermissionDeniedError("cannot create state dir " + options_.state_dir.string() + ": " + ec.message());
+  int64_t saved_id = 0;
+  const bool registered = static_cast<bool>(std::ifstream(id_file) >> saved_id) && saved_id > 0;
+  if (absl::Status s = LoadOrMakeKey(registered); !s.ok()) return s;
+  if (registered) {
+    worker_id_ = saved_id;
+    return worker_id_;
+  }
 
   v1::RegisterWorkerRequest request;
   request.set_provider_account(options_.provider_account);
@@ -67,6 +104,7 @@ absl::StatusOr<int64_t> Agent::RegisterOrLoad() {
   request.set_region(options_.region);
   request.set_ask_utok_per_gpu_hour(options_.ask_utok_per_gpu_hour);
   *request.mutable_policy() = options_.policy;
+  request.set_public_key(key_.public_key);
   for (const v1::Gpu& gpu : options_.devices) *request.add_gpus() = gpu;
   grpc::Status s(grpc::StatusCode::INVALID_ARGUMENT, "no --server given");
   v1::RegisterWorkerResponse response;
@@ -114,6 +152,9 @@ bool Agent::WriteLocked(const v1::WorkerMessage& message) {
 }
 
 void Agent::Send(v1::WorkerMessage message) {
+  // Signed once, so that a resend from the outbox is byte-identical (the server's duplicate check).
+  if (message.has_usage()) SignUsage(key_, worker_id_, message.mutable_usage());
+  if (message.has_finished()) SignFinished(key_, worker_id_, message.mutable_finished());
   std::lock_guard lock(mu_);
   if ((message.has_usage() || message.has_finished()) && outbox_.size() < kMaxOutbox) outbox_.push_back(message);
   WriteLocked(message);

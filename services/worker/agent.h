@@ -20,6 +20,7 @@
 #include "absl/base/thread_annotations.h"
 #include "kernels/compute_backend.h"
 #include "services/common/clock.h"
+#include "services/common/worker_signing.h"
 #include "services/worker/job_runner.h"
 #include "tessera/v1/workers.grpc.pb.h"
 
@@ -55,6 +56,7 @@ class Agent final : public JobReporter {
   absl::Status Connect();
   // Loads the saved worker id or registers the machine and saves it.
   absl::StatusOr<int64_t> RegisterOrLoad();
+  const std::string& public_key() const { return key_.public_key; }
   // Connects and serves until Stop(), reconnecting with backoff.
   void Run();
   void Stop();
@@ -83,6 +85,9 @@ class Agent final : public JobReporter {
   std::mutex mu_;  // guards the stream pointer, the outbox and the runners
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
   grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
+  absl::Status LoadOrMakeKey(bool registered);
+
+  WorkerKeyPair key_;  // set by RegisterOrLoad, before the first message
   std::deque<v1::WorkerMessage> outbox_ ABSL_GUARDED_BY(mu_);  // usage and results awaiting ack
   std::map<JobKey, std::unique_ptr<JobRunner>> runners_ ABSL_GUARDED_BY(mu_);
   std::thread heartbeat_thread_;

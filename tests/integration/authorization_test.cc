@@ -244,6 +244,7 @@ TEST_CASE("a provider registers and runs only its own workers and sees only its 
   reg.set_name("imposter");
   reg.set_region("test");
   reg.set_ask_utok_per_gpu_hour(1);
+  reg.set_public_key(testing::TestWorkerKey().public_key);
   v1::Gpu* gpu = reg.add_gpus();
   gpu->set_model("H100");
   gpu->set_uuid("GPU-imposter");

@@ -147,7 +147,7 @@ TEST_CASE("ExtendJob respects the running worker's provider policy", "[integrati
   m.Run(job);
   v1::ProviderPolicy policy;
   policy.set_max_job_duration_ms(900'000);
-  REQUIRE(m.scheduler.ActivateWorker(m.worker, &policy, 0).ok());
+  REQUIRE(m.scheduler.ActivateWorker(m.worker, &policy).ok());
   CHECK(m.Extend(job, 300'000, "to-the-cap").ok());
   auto over = m.Extend(job, 1, "over-the-cap");
   CHECK(over.status().code() == absl::StatusCode::kFailedPrecondition);
@@ -214,6 +214,7 @@ TEST_CASE("an invoice line carries the worker's metering over its settled report
     in.report.set_peak_gpu_memory_mib(static_cast<uint64_t>(mib));
     in.report.set_energy_mj(static_cast<uint64_t>(mj));
   }
+  m.db.Scalar("UPDATE assignments SET created_at = now() - interval '1 minute' WHERE job_id = " + std::to_string(job));
   REQUIRE(m.scheduler.IngestUsage(usage).ok());
   m.SettleAll();
   auto invoice = m.billing.GetJobInvoice(job, "acme");

@@ -15,6 +15,7 @@
 
 #include "services/auth/api_key_repository.h"
 #include "services/auth/client_channel.h"
+#include "services/common/worker_signing.h"
 #include "services/server/tessera_server.h"
 #include "tessera/v1/admin.grpc.pb.h"
 #include "tessera/v1/billing.grpc.pb.h"
@@ -141,7 +142,21 @@ inline void CreateFundedMarket(const std::shared_ptr<grpc::Channel>& channel) {
   REQUIRE(v1::BillingService::NewStub(channel)->Deposit(Ctx().get(), deposit, &transfer).ok());
 }
 
-// A worker of `gpuco` with `gpus` H100s; returns its id.
+// The key every test worker registers and signs with (tests need no secrecy; each worker's id is
+// in what it signs, so a signature still never fits another worker's report).
+inline const WorkerKeyPair& TestWorkerKey() {
+  static const WorkerKeyPair key = WorkerKeyPair::FromSeed("tessera test worker key");
+  return key;
+}
+
+// `m` as worker `worker_id` sends it: usage and results signed.
+inline v1::WorkerMessage Signed(v1::WorkerMessage m, int64_t worker_id) {
+  if (m.has_usage()) SignUsage(TestWorkerKey(), worker_id, m.mutable_usage());
+  if (m.has_finished()) SignFinished(TestWorkerKey(), worker_id, m.mutable_finished());
+  return m;
+}
+
+// A worker of `gpuco` with `gpus` H100s, registered with TestWorkerKey; returns its id.
 inline int64_t RegisterWorker(const std::shared_ptr<grpc::Channel>& channel, int64_t ask, uint32_t gpus,
                               const std::string& uuid_prefix,
                               const std::function<void(v1::RegisterWorkerRequest&)>& customize = {}) {
@@ -150,6 +165,7 @@ inline int64_t RegisterWorker(const std::shared_ptr<grpc::Channel>& channel, int
   reg.set_name("w1");
   reg.set_region("test");
   reg.set_ask_utok_per_gpu_hour(ask);
+  reg.set_public_key(TestWorkerKey().public_key);
   for (uint32_t i = 0; i < gpus; ++i) {
     v1::Gpu* gpu = reg.add_gpus();
     gpu->set_index(i);
@@ -198,7 +214,7 @@ inline v1::SubmitJobRequest SleepRequest(const std::string& request_id, int64_t 
 struct WorkerConnection {
   WorkerConnection(const std::shared_ptr<grpc::Channel>& channel, int64_t worker_id,
                    const std::function<void(v1::Hello&)>& customize = {})
-      : stub(v1::WorkerService::NewStub(channel)), stream(stub->Connect(&context)) {
+      : stub(v1::WorkerService::NewStub(channel)), stream(stub->Connect(&context)), worker_id(worker_id) {
     v1::WorkerMessage hello;
     hello.mutable_hello()->set_worker_id(worker_id);
     if (customize) customize(*hello.mutable_hello());
@@ -218,11 +234,13 @@ struct WorkerConnection {
     FAIL("the stream ended first");
     return in;
   }
-  void Send(const v1::WorkerMessage& m) { REQUIRE(stream->Write(m)); }
+  // Sends `m` signed with the test worker key.
+  void Send(const v1::WorkerMessage& m) { REQUIRE(stream->Write(Signed(m, worker_id))); }
 
   grpc::ClientContext context;
   std::unique_ptr<v1::WorkerService::Stub> stub;
   std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>> stream;
+  int64_t worker_id;
 };
 
 }  // namespace tessera::testing

@@ -177,6 +177,8 @@ TEST_CASE("a spread job holds a lease on each of its workers and ends with the l
     w.Send(m);
     CHECK(w.ReadUntil([](const v1::ServerMessage& in) { return in.has_usage_ack(); }).usage_ack().accepted());
   };
+  // 18 s of use needs a lease at least that old: the server refuses over-claims.
+  s.db.Scalar("UPDATE assignments SET created_at = now() - interval '1 minute' WHERE job_id = " + std::to_string(job_id));
   usage(a, 36'000);  // 2 GPUs × 18 s at 1 token per GPU-hour
   usage(b, 18'000);  // 1 GPU × 18 s at 2 tokens
   auto finish = [&](WorkerConnection& w) {

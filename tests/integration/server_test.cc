@@ -138,13 +138,13 @@ TEST_CASE("a bid below every ask stays queued and GetJob says why", "[integratio
   report.mutable_usage()->set_attempt(1);
   report.mutable_usage()->set_seq(1);
   report.mutable_usage()->set_gpu_ms(-5);
-  REQUIRE(stream->Write(report));
+  REQUIRE(stream->Write(Signed(report, worker_id)));
   v1::ServerMessage ack;
   REQUIRE(stream->Read(&ack));
   REQUIRE(ack.has_usage_ack());
   CHECK_FALSE(ack.usage_ack().accepted());
   report.mutable_usage()->set_gpu_ms(1'000);
-  REQUIRE(stream->Write(report));
+  REQUIRE(stream->Write(Signed(report, worker_id)));
   REQUIRE(stream->Read(&ack));
   REQUIRE(ack.has_usage_ack());
   CHECK(ack.usage_ack().accepted());
@@ -190,12 +190,14 @@ TEST_CASE("services split across processes share one database", "[integration][s
   m.mutable_usage()->set_attempt(1);
   m.mutable_usage()->set_seq(1);
   m.mutable_usage()->set_gpu_ms(36'000);
-  REQUIRE(stream->Write(m));
+  // 36 s of GPU time needs a lease at least that old: the server refuses over-claims.
+  db.Scalar("UPDATE assignments SET created_at = now() - interval '1 minute' WHERE job_id = " + std::to_string(job_id));
+  REQUIRE(stream->Write(Signed(m, worker_id)));
   m.Clear();
   m.mutable_finished()->set_job_id(job_id);
   m.mutable_finished()->set_attempt(1);
   m.mutable_finished()->set_succeeded(true);
-  REQUIRE(stream->Write(m));
+  REQUIRE(stream->Write(Signed(m, worker_id)));
   bool usage_acked = false, finish_acked = false;
   while ((!usage_acked || !finish_acked) && stream->Read(&in)) {
     usage_acked |= in.has_usage_ack() && in.usage_ack().accepted();
@@ -277,7 +279,7 @@ TEST_CASE("a scheduler restart mid-load recovers queued and running jobs from Po
   finished.mutable_finished()->set_job_id(running[0]);
   finished.mutable_finished()->set_attempt(1);
   finished.mutable_finished()->set_succeeded(true);
-  REQUIRE(stream2->Write(finished));
+  REQUIRE(stream2->Write(Signed(finished, worker_id)));
   bool assigned = false;
   while (!assigned && stream2->Read(&in)) {
     CHECK_FALSE(in.has_cancel());  // the surviving running job is never cancelled
