@@ -50,6 +50,13 @@ TEST_CASE("keys end to end: the bootstrap admin key, issued keys by role, and re
       c.CliWithKeyFile(acme_key, {"-o", "json", "job", "submit", "-f", spec, "--account", "acme", "--request-id", "k1"}).out);
   const v1::Job done = c.WaitFor(submitted.job().job_id(), testing::IsTerminal, 20'000);
   CHECK(done.state() == v1::JOB_STATE_SUCCEEDED);
+  // The worker made its Ed25519 key before registering, keeps it owner-readable only, and signed
+  // the usage the server stored.
+  REQUIRE(stat((c.dir() + "/w1/worker.ed25519").c_str(), &key_file) == 0);
+  CHECK((key_file.st_mode & 0777) == 0600);
+  CHECK(c.Sql("SELECT length(public_key) FROM workers") == "32");
+  CHECK(c.Sql("SELECT count(*) FROM usage_reports WHERE signature IS NULL") == "0");
+  CHECK(c.Sql("SELECT count(*) FROM fraud_signals") == "0");
 
   // The customer's key cannot mint tokens, nor act as another customer.
   auto deposit = RunWithStderr({bin, "--server", c.address(), "--api-key-file", acme_key, "billing", "deposit", "acme", "1"});
