@@ -127,6 +127,15 @@ void Market::UpsertWorker(const WorkerSpec& spec) {
   ReindexAll(w);
 }
 
+bool Market::SetReputation(int64_t worker_id, int32_t reputation) {
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return false;
+  WorkerSpec spec = it->second.spec;
+  spec.reputation = reputation;
+  UpsertWorker(spec);
+  return true;
+}
+
 std::vector<int64_t> Market::RemoveWorker(int64_t worker_id) {
   auto it = workers_.find(worker_id);
   if (it == workers_.end()) return {};

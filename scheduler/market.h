@@ -40,6 +40,9 @@ class Market {
 
   // Adds a worker with all GPUs free, or updates an existing worker's ask, reputation and policy.
   void UpsertWorker(const WorkerSpec& spec);
+  // A worker's reputation changed (the trust checks): later matching sees it. False when the market
+  // does not hold the worker (nothing is added).
+  bool SetReputation(int64_t worker_id, int32_t reputation);
   // Removes a worker; returns the jobs that ran on it. They leave the core; the host requeues them
   // (AddJob again) or fails them.
   std::vector<int64_t> RemoveWorker(int64_t worker_id);

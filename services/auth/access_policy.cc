@@ -44,6 +44,10 @@ constexpr std::array kPolicy = {
     MethodAccess{"tessera.v1.AdminService/CreateApiKey", false, false},
     MethodAccess{"tessera.v1.AdminService/ListApiKeys", false, false},
     MethodAccess{"tessera.v1.AdminService/RevokeApiKey", false, false},
+    MethodAccess{"tessera.v1.AdminService/ListFraudSignals", false, false},
+    MethodAccess{"tessera.v1.AdminService/GetWorkerTrust", false, false},
+    MethodAccess{"tessera.v1.AdminService/QuarantineWorker", false, false},
+    MethodAccess{"tessera.v1.AdminService/ReleaseWorker", false, false},
 };
 
 }  // namespace

@@ -233,4 +233,40 @@ grpc::Status AdminServiceImpl::RevokeApiKey(grpc::ServerContext* context, const 
   return Reply(keys_.Revoke(request->key_id(), caller->key_id), response);
 }
 
+grpc::Status AdminServiceImpl::ListFraudSignals(grpc::ServerContext* context, const v1::ListFraudSignalsRequest* request,
+                                                v1::ListFraudSignalsResponse* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.AdminService/ListFraudSignals");
+  if (request->worker_id() < 0) return {grpc::StatusCode::INVALID_ARGUMENT, "worker_id must be 0 (every worker) or positive"};
+  if (request->limit() > 1'000) return {grpc::StatusCode::INVALID_ARGUMENT, "limit must be at most 1000"};
+  if (request->kind().size() > 64) return {grpc::StatusCode::INVALID_ARGUMENT, "kind must be at most 64 characters"};
+  return Reply(trust_.ListSignals(*request), response);
+}
+
+grpc::Status AdminServiceImpl::GetWorkerTrust(grpc::ServerContext* context, const v1::GetWorkerTrustRequest* request,
+                                              v1::WorkerTrust* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.AdminService/GetWorkerTrust");
+  if (request->worker_id() <= 0) return {grpc::StatusCode::INVALID_ARGUMENT, "worker_id must be positive"};
+  return Reply(trust_.GetWorkerTrust(request->worker_id()), response);
+}
+
+grpc::Status AdminServiceImpl::QuarantineWorker(grpc::ServerContext* context, const v1::QuarantineWorkerRequest* request,
+                                                v1::WorkerTrust* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.AdminService/QuarantineWorker");
+  if (request->worker_id() <= 0) return {grpc::StatusCode::INVALID_ARGUMENT, "worker_id must be positive"};
+  if (request->reason().empty() || request->reason().size() > 500) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "reason must be 1..500 characters to quarantine a worker"};
+  }
+  return Reply(trust_.Quarantine(request->worker_id(), request->reason(), caller->key_id), response);
+}
+
+grpc::Status AdminServiceImpl::ReleaseWorker(grpc::ServerContext* context, const v1::ReleaseWorkerRequest* request,
+                                             v1::WorkerTrust* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.AdminService/ReleaseWorker");
+  if (request->worker_id() <= 0) return {grpc::StatusCode::INVALID_ARGUMENT, "worker_id must be positive"};
+  if (request->reason().empty() || request->reason().size() > 500) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "reason must be 1..500 characters to release a worker"};
+  }
+  return Reply(trust_.Release(request->worker_id(), request->reason(), caller->key_id), response);
+}
+
 }  // namespace tessera::billing

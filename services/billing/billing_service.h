@@ -9,6 +9,7 @@
 #include "services/billing/billing_repository.h"
 #include "services/billing/payout_repository.h"
 #include "services/billing/report_repository.h"
+#include "services/scheduler/trust_repository.h"
 #include "tessera/v1/admin.grpc.pb.h"
 #include "tessera/v1/billing.grpc.pb.h"
 
@@ -43,17 +44,23 @@ class BillingServiceImpl final : public v1::BillingService::Service {
 
 class AdminServiceImpl final : public v1::AdminService::Service {
  public:
-  AdminServiceImpl(BillingRepository& repo, auth::ApiKeyRepository& keys, auth::Authenticator& auth)
-      : repo_(repo), keys_(keys), auth_(auth) {}
+  AdminServiceImpl(BillingRepository& repo, auth::ApiKeyRepository& keys, scheduler_host::TrustRepository& trust,
+                   auth::Authenticator& auth)
+      : repo_(repo), keys_(keys), trust_(trust), auth_(auth) {}
   grpc::Status CreateAccount(grpc::ServerContext*, const v1::CreateAccountRequest*, v1::Account*) override;
   grpc::Status ListAccounts(grpc::ServerContext*, const v1::ListAccountsRequest*, v1::ListAccountsResponse*) override;
   grpc::Status CreateApiKey(grpc::ServerContext*, const v1::CreateApiKeyRequest*, v1::CreateApiKeyResponse*) override;
   grpc::Status ListApiKeys(grpc::ServerContext*, const v1::ListApiKeysRequest*, v1::ListApiKeysResponse*) override;
   grpc::Status RevokeApiKey(grpc::ServerContext*, const v1::RevokeApiKeyRequest*, v1::ApiKey*) override;
+  grpc::Status ListFraudSignals(grpc::ServerContext*, const v1::ListFraudSignalsRequest*, v1::ListFraudSignalsResponse*) override;
+  grpc::Status GetWorkerTrust(grpc::ServerContext*, const v1::GetWorkerTrustRequest*, v1::WorkerTrust*) override;
+  grpc::Status QuarantineWorker(grpc::ServerContext*, const v1::QuarantineWorkerRequest*, v1::WorkerTrust*) override;
+  grpc::Status ReleaseWorker(grpc::ServerContext*, const v1::ReleaseWorkerRequest*, v1::WorkerTrust*) override;
 
  private:
   BillingRepository& repo_;
   auth::ApiKeyRepository& keys_;
+  scheduler_host::TrustRepository& trust_;
   auth::Authenticator& auth_;
 };
 

@@ -1,8 +1,11 @@
-// `tessera admin create-key|list-keys|revoke-key`: the operator's API keys.
+// `tessera admin create-key|list-keys|revoke-key`: the operator's API keys; `tessera admin fraud
+// list|show|quarantine|release`: fraud signals and quarantines.
 #include <iostream>
 
 #include "services/auth/caller.h"
+#include "absl/strings/str_cat.h"
 #include "services/cli/commands.h"
+#include "services/common/job_state_machine.h"
 #include "tessera/v1/admin.grpc.pb.h"
 
 namespace tessera::cli {
@@ -15,10 +18,84 @@ std::vector<std::string> KeyRow(const v1::ApiKey& k) {
 
 const std::vector<std::string> kKeyHeader = {"KEY ID", "ROLE", "ACCOUNT", "LABEL", "STATE"};
 
+void PrintSignals(const google::protobuf::RepeatedPtrField<v1::FraudSignal>& signals) {
+  std::vector<std::vector<std::string>> rows;
+  for (const v1::FraudSignal& f : signals) {
+    rows.push_back({std::to_string(f.signal_id()), std::to_string(f.worker_id()), f.kind(),
+                    f.job_id() == 0 ? "-" : absl::StrCat(f.job_id(), "/", f.attempt(), f.seq() == 0 ? "" : absl::StrCat(" #", f.seq())),
+                    f.evidence()});
+  }
+  PrintTable({"ID", "WORKER", "KIND", "REPORT", "EVIDENCE"}, rows);
+}
+
+void PrintTrust(const v1::WorkerTrust& t) {
+  PrintTable({"FIELD", "VALUE"},
+             {{"worker", std::to_string(t.worker_id())},
+              {"provider", t.provider_account()},
+              {"state", std::string(WorkerStateName(t.state()))},
+              {"reputation", absl::StrCat(t.reputation(), " / 1000")},
+              {"anomaly", absl::StrCat(t.anomaly_score())},
+              {"leases (30 d)", absl::StrCat(t.leases_succeeded(), " succeeded, ", t.leases_failed(), " failed, ", t.leases_lost(), " lost")},
+              {"subnet", t.registered_subnet().empty() ? "-" : t.registered_subnet()},
+              {"quarantined for", t.quarantine_reason().empty() ? "-" : t.quarantine_reason()}});
+  if (t.signals_size() > 0) {
+    std::cout << "\n";
+    PrintSignals(t.signals());
+  }
+}
+
+void AddFraudCommands(CLI::App& admin, CliContext& ctx) {
+  CLI::App* fraud = admin.add_subcommand("fraud", "Fraud signals, worker trust and quarantines")->require_subcommand(1);
+  auto* list = fraud->add_subcommand("list", "Fraud signals, newest first");
+  auto request = std::make_shared<v1::ListFraudSignalsRequest>();
+  list->add_option_function<int64_t>("--worker", [request](int64_t w) { request->set_worker_id(w); }, "Only this worker's");
+  list->add_option_function<std::string>("--kind", [request](const std::string& k) { request->set_kind(k); }, "Only this kind");
+  list->add_option_function<uint32_t>("--limit", [request](uint32_t n) { request->set_limit(n); }, "At most this many (default 100)");
+  list->callback([&ctx, request] {
+    Show<v1::ListFraudSignalsResponse>(
+        ctx, [&](grpc::ClientContext* c, v1::ListFraudSignalsResponse* r) { return v1::AdminService::NewStub(ctx.Channel())->ListFraudSignals(c, *request, r); },
+        [](const v1::ListFraudSignalsResponse& r) { PrintSignals(r.signals()); });
+  });
+
+  auto worker_id = std::make_shared<int64_t>(0);
+  auto reason = std::make_shared<std::string>();
+  auto* show = fraud->add_subcommand("show", "A worker's trust record: reputation, its inputs, latest signals");
+  show->add_option("worker_id", *worker_id, "The worker")->required();
+  show->callback([&ctx, worker_id] {
+    v1::GetWorkerTrustRequest r;
+    r.set_worker_id(*worker_id);
+    Show<v1::WorkerTrust>(
+        ctx, [&](grpc::ClientContext* c, v1::WorkerTrust* t) { return v1::AdminService::NewStub(ctx.Channel())->GetWorkerTrust(c, r, t); },
+        PrintTrust);
+  });
+  auto* quarantine = fraud->add_subcommand("quarantine", "Take a worker out of the market until released");
+  quarantine->add_option("worker_id", *worker_id, "The worker")->required();
+  quarantine->add_option("--reason", *reason, "Why (recorded as evidence)")->required();
+  quarantine->callback([&ctx, worker_id, reason] {
+    v1::QuarantineWorkerRequest r;
+    r.set_worker_id(*worker_id);
+    r.set_reason(*reason);
+    Show<v1::WorkerTrust>(
+        ctx, [&](grpc::ClientContext* c, v1::WorkerTrust* t) { return v1::AdminService::NewStub(ctx.Channel())->QuarantineWorker(c, r, t); },
+        PrintTrust);
+  });
+  auto* release = fraud->add_subcommand("release", "Lift a worker's quarantine");
+  release->add_option("worker_id", *worker_id, "The worker")->required();
+  release->add_option("--reason", *reason, "Why (for the audit log)")->required();
+  release->callback([&ctx, worker_id, reason] {
+    v1::ReleaseWorkerRequest r;
+    r.set_worker_id(*worker_id);
+    r.set_reason(*reason);
+    Show<v1::WorkerTrust>(
+        ctx, [&](grpc::ClientContext* c, v1::WorkerTrust* t) { return v1::AdminService::NewStub(ctx.Channel())->ReleaseWorker(c, r, t); },
+        PrintTrust);
+  });
+}
+
 }  // namespace
 
 void AddAdminCommands(CLI::App& app, CliContext& ctx) {
-  CLI::App* admin = app.add_subcommand("admin", "Operator functions: API keys")->require_subcommand(1);
+  CLI::App* admin = app.add_subcommand("admin", "Operator functions: API keys, fraud signals, quarantines")->require_subcommand(1);
 
   auto* create = admin->add_subcommand("create-key", "Issue an API key; the key is printed once and cannot be recovered");
   auto role = std::make_shared<std::string>();
@@ -59,6 +136,8 @@ void AddAdminCommands(CLI::App& app, CliContext& ctx) {
           PrintTable(kKeyHeader, rows);
         });
   });
+
+  AddFraudCommands(*admin, ctx);
 
   auto* revoke = admin->add_subcommand("revoke-key", "Revoke an API key for good (servers stop accepting it within 5 s)");
   auto key_id = std::make_shared<std::string>();

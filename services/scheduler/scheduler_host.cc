@@ -95,7 +95,7 @@ scheduler::JobRequirements RequirementsOf(const LiveAssignment& a) {
 }  // namespace
 
 SchedulerHost::SchedulerHost(store::Database& db, const Clock& clock, SchedulerOptions options)
-    : db_(db), clock_(clock), options_(options), repo_(db) {}
+    : db_(db), clock_(clock), options_(options), repo_(db), trust_(db) {}
 
 SchedulerHost::~SchedulerHost() { Stop(); }
 
@@ -117,7 +117,7 @@ absl::Status SchedulerHost::Start(int64_t epoch) {
   if (absl::Status s = Rebuild(none); !s.ok()) return s;
   market_stale_ = false;
   listener_ = std::make_unique<store::NotificationListener>(
-      db_.url(), std::vector<std::string>{"tessera_jobs", "tessera_cancels", "tessera_extensions"},
+      db_.url(), std::vector<std::string>{"tessera_jobs", "tessera_cancels", "tessera_extensions", "tessera_quarantine"},
       [this](const std::string& channel, const std::string& payload) { OnNotification(channel, payload); });
   ingest_thread_ = std::thread([this] { IngestLoop(); });
   scheduling_thread_ = std::thread([this] { SchedulingLoop(); });
@@ -182,6 +182,12 @@ void SchedulerHost::OnNotification(const std::string& channel, const std::string
     int64_t job_id = 0, worker_id = 0;
     uint32_t attempt = 0;
     if (in >> job_id >> attempt >> worker_id) Post([&](MarketEvents& e) { e.cancelled.emplace_back(job_id, attempt, worker_id); });
+    return;
+  }
+  if (channel == "tessera_quarantine") {
+    int64_t worker_id = 0;
+    const auto [end, error] = std::from_chars(payload.data(), payload.data() + payload.size(), worker_id);
+    if (error == std::errc() && worker_id > 0) Post([&](MarketEvents& e) { e.quarantined.push_back(worker_id); });
     return;
   }
   if (channel == "tessera_extensions") {
@@ -366,6 +372,7 @@ void SchedulerHost::SchedulingLoop() {
   int64_t next_tick_ms = clock_.NowMs();
   int64_t next_reconcile_ms = next_tick_ms + options_.reconcile_interval_ms;
   int64_t next_touch_ms = next_tick_ms + kTouchWorkersEveryMs;
+  int64_t next_reputation_ms = next_tick_ms + options_.reputation_interval_ms;
   while (true) {
     MarketEvents events;
     {
@@ -408,6 +415,10 @@ void SchedulerHost::SchedulingLoop() {
     // A market found inconsistent this round decides nothing; the next round rebuilds it.
     if (!market_stale_) Commit(std::move(decisions));
     if (tick && !market_stale_) RefreshWaitReasons();
+    if (now_ms >= next_reputation_ms && !market_stale_) {
+      next_reputation_ms = now_ms + options_.reputation_interval_ms;
+      RefreshReputations();
+    }
     if (now_ms >= next_touch_ms) {
       next_touch_ms = now_ms + kTouchWorkersEveryMs;
       if (absl::Status s = repo_.TouchWorkers(registry_.ConnectedWorkers()); !s.ok()) spdlog::warn("{}", s.ToString());
@@ -415,9 +426,26 @@ void SchedulerHost::SchedulingLoop() {
   }
 }
 
+void SchedulerHost::RefreshReputations() {
+  absl::StatusOr<std::vector<std::pair<int64_t, int32_t>>> changed = trust_.RefreshReputations();
+  if (!changed.ok()) {
+    spdlog::warn("reputation refresh: {}", changed.status().ToString());
+    return;
+  }
+  for (const auto& [worker_id, reputation] : *changed) (void)market_->SetReputation(worker_id, reputation);
+}
+
 void SchedulerHost::ApplyEvents(MarketEvents& events, scheduler::Decisions& decisions) {
   const int64_t now_ms = clock_.NowMs();
   for (Inbound& in : events.hellos) HandleHello(in.session, in.message.hello(), decisions);
+  for (int64_t worker_id : events.quarantined) {
+    // No new jobs from now on; its stream ends (it cannot reconnect), so its leases expire and their
+    // jobs run elsewhere.
+    Merge(decisions, market_->SetSchedulable(worker_id, false, now_ms));
+    if (auto session = registry_.SessionOf(worker_id)) {
+      session->Close(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, absl::StrCat("worker ", worker_id, " is quarantined")));
+    }
+  }
   for (int64_t worker_id : events.disconnected) {
     // A newer stream may already have replaced the closed one.
     if (registry_.SessionOf(worker_id) == nullptr) Merge(decisions, market_->SetSchedulable(worker_id, false, now_ms));

@@ -40,6 +40,8 @@ struct SchedulerOptions {
   size_t max_inbound_messages = 100'000;   // beyond this a stream is refused, not buffered
   size_t max_ingest_batch = 2'000;
   size_t wait_reasons_per_tick = 256;      // queued jobs whose wait reason is refreshed per tick
+  int64_t reputation_interval_ms = 10'000; // reputations are recomputed from the store this often
+  TrustLimits trust;
   scheduler::MarketOptions market;
 };
 
@@ -58,6 +60,7 @@ class SchedulerHost final : public StreamHandler {
   void OnClosed(const std::shared_ptr<WorkerSession>& session) override;
 
   SchedulerRepository& repository() { return repo_; }
+  const SchedulerOptions& options() const { return options_; }
   const WorkerRegistry& registry() const { return registry_; }
 
  private:
@@ -90,13 +93,15 @@ class SchedulerHost final : public StreamHandler {
     std::vector<int64_t> finished;                           // jobs that reached a terminal state
     std::vector<int64_t> submitted;                          // jobs announced by NOTIFY
     std::vector<Extension> extended;
+    std::vector<int64_t> quarantined;                        // workers an operator took out
     bool reconcile = false;
     bool empty() const {
       return hellos.empty() && disconnected.empty() && cancelled.empty() && finished.empty() && submitted.empty() &&
-             extended.empty() && !reconcile;
+             extended.empty() && quarantined.empty() && !reconcile;
     }
   };
 
+  void RefreshReputations();
   void IngestLoop();
   void ProcessBatch(std::vector<Inbound>& batch);
   void FlushSegment(Segment& segment);
@@ -127,6 +132,7 @@ class SchedulerHost final : public StreamHandler {
   const Clock& clock_;
   const SchedulerOptions options_;
   SchedulerRepository repo_;
+  TrustRepository trust_;
   WorkerRegistry registry_;
 
   std::mutex inbound_mu_;

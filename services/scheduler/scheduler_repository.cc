@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "services/common/job_state_machine.h"
 #include "services/scheduler/market_inputs.h"
+#include "services/scheduler/trust_repository.h"
 #include "services/store/statement.h"
 
 namespace tessera::scheduler_host {
@@ -109,7 +110,8 @@ absl::Status SchedulerRepository::CheckEpoch(pqxx::work& tx) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::RegisterWorkerResponse> SchedulerRepository::RegisterWorker(const v1::RegisterWorkerRequest& request) {
+absl::StatusOr<v1::RegisterWorkerResponse> SchedulerRepository::RegisterWorker(const v1::RegisterWorkerRequest& request,
+                                                                              const std::string& subnet, const TrustLimits& limits) {
   return db_.Transact("register worker", [&](pqxx::work& tx) -> absl::StatusOr<v1::RegisterWorkerResponse> {
     const pqxx::result account = tx.exec_params("SELECT account_id, kind FROM accounts WHERE name = $1",
                                                 request.provider_account());
@@ -120,13 +122,6 @@ absl::StatusOr<v1::RegisterWorkerResponse> SchedulerRepository::RegisterWorker(c
     }
     std::vector<std::string> uuids;
     for (const v1::Gpu& gpu : request.gpus()) uuids.push_back(gpu.uuid());
-    const pqxx::result taken = tx.exec_params("SELECT uuid FROM gpus WHERE uuid = ANY($1::text[]) LIMIT 1", ArrayLiteral(uuids));
-    if (!taken.empty()) {
-      return absl::AlreadyExistsError(absl::StrCat("gpus.uuid '", taken[0][0].as<std::string>(),
-                                                   "' is already registered to another worker"));
-    }
-    // Proof of GPU (the trust issue) will hold new workers in PENDING_VERIFICATION; until then a
-    // registered worker is ACTIVE once it connects.
     const auto worker_id = tx.exec_params1(
         "INSERT INTO workers (provider_account_id, name, region, ask_utok_per_gpu_hour, state, policy, public_key)"
         " VALUES ($1, $2, $3, $4, 'OFFLINE', decode($5, 'hex'), NULLIF(decode($6, 'hex'), '')) RETURNING worker_id",
@@ -149,9 +144,10 @@ absl::StatusOr<v1::RegisterWorkerResponse> SchedulerRepository::RegisterWorker(c
         "   AS t(i, m, mem, cc, u, bus, p)",
         worker_id, ArrayLiteral(indexes), ArrayLiteral(models), ArrayLiteral(memory), ArrayLiteral(capabilities),
         ArrayLiteral(uuids), ArrayLiteral(buses), ArrayLiteral(peers));
+    const bool quarantined = FlagRegistration(tx, worker_id, account[0][0].as<int64_t>(), uuids, subnet, limits);
     v1::RegisterWorkerResponse response;
     response.set_worker_id(worker_id);
-    response.set_state(v1::WORKER_STATE_OFFLINE);
+    response.set_state(quarantined ? v1::WORKER_STATE_QUARANTINED : v1::WORKER_STATE_OFFLINE);
     return response;
   });
 }
@@ -370,6 +366,8 @@ absl::Status SchedulerRepository::UpdateWaitReasons(const std::vector<std::pair<
 
 namespace {
 
+__extension__ typedef __int128 Int128;
+
 // A worker's clock may run ahead of ours by this much; a report dated later is refused.
 constexpr int64_t kMaxFutureMs = 60'000;
 // A lease's wall time bounds the GPU-ms it can report: (age + slack) × GPUs × (1 + 1%), the slack
@@ -384,12 +382,30 @@ struct LeaseView {
   int64_t gpus = 0;
   int64_t last_seq = 0;
   int64_t gpu_ms_reported = 0;
+  int64_t utilization_gpu_ms = 0, energy_mj = 0, metered_gpu_ms = 0;  // telemetry so far
   bool stored = false;  // a report with this seq exists…
   std::string stored_signature;
   int64_t stored_gpu_ms = 0;  // …with this content
 };
 
 using LeaseKey = std::tuple<int64_t, uint32_t, int64_t>;  // job, attempt, worker
+
+// A lease's ingest record as this batch moves it (lease_ingest).
+struct LeaseTotals {
+  int64_t last_seq = 0;
+  int64_t gpu_ms_reported = 0;
+  int64_t utilization_gpu_ms = 0, energy_mj = 0, metered_gpu_ms = 0;
+
+  void Add(const v1::UsageReport& r) {
+    last_seq = static_cast<int64_t>(r.seq());
+    gpu_ms_reported += r.gpu_ms();
+    if (r.avg_gpu_utilization_ppm() == 0 && r.energy_mj() == 0) return;  // no sampler on this device
+    utilization_gpu_ms += static_cast<int64_t>(static_cast<Int128>(std::min<uint32_t>(r.avg_gpu_utilization_ppm(), 1'000'000)) *
+                                               r.gpu_ms() / 1'000'000);
+    energy_mj += static_cast<int64_t>(std::min<uint64_t>(r.energy_mj(), INT64_MAX / 4));
+    metered_gpu_ms += r.gpu_ms();
+  }
+};
 
 std::vector<LeaseView> ReadLeaseViews(pqxx::work& tx, const std::vector<UsageIn>& usage, int64_t* now_ms) {
   std::vector<int64_t> jobs, attempts, workers, seqs;
@@ -409,13 +425,14 @@ std::vector<LeaseView> ReadLeaseViews(pqxx::work& tx, const std::vector<UsageIn>
       // Lateral lookups: index probes per report, never a join over every report ever stored.
       " SELECT l.ord IS NOT NULL, e.ever, coalesce(l.age_ms, 0), coalesce(l.gpus, 0), coalesce(t.last_seq, 0),"
       "   coalesce(t.gpu_ms_reported, 0), u.gpu_ms IS NOT NULL, coalesce(u.signature, ''), coalesce(u.gpu_ms, 0),"
-      "   (extract(epoch FROM now()) * 1000)::bigint"
+      "   (extract(epoch FROM now()) * 1000)::bigint, coalesce(t.utilization_gpu_ms, 0), coalesce(t.energy_mj, 0),"
+      "   coalesce(t.metered_gpu_ms, 0)"
       " FROM input i LEFT JOIN live l ON l.ord = i.ord"
       // Whether the worker ever held the lease matters only when it holds it no longer, and a stored
       // report only when the seq is not after the lease's last: the probes run only then.
       " CROSS JOIN LATERAL (SELECT l.ord IS NOT NULL OR EXISTS (SELECT 1 FROM assignments x WHERE x.job_id = i.job_id"
       "   AND x.attempt = i.attempt AND x.worker_id = i.worker_id) AS ever) e"
-      " LEFT JOIN LATERAL (SELECT last_seq, gpu_ms_reported FROM lease_ingest t WHERE t.job_id = i.job_id AND t.attempt = i.attempt"
+      " LEFT JOIN LATERAL (SELECT last_seq, gpu_ms_reported, utilization_gpu_ms, energy_mj, metered_gpu_ms FROM lease_ingest t WHERE t.job_id = i.job_id AND t.attempt = i.attempt"
       "   AND t.worker_id = i.worker_id) t ON true"
       " LEFT JOIN LATERAL (SELECT signature, gpu_ms FROM usage_reports u WHERE i.seq <= t.last_seq AND u.job_id = i.job_id"
       "   AND u.attempt = i.attempt AND u.worker_id = i.worker_id AND u.seq = i.seq) u ON true"
@@ -424,7 +441,9 @@ std::vector<LeaseView> ReadLeaseViews(pqxx::work& tx, const std::vector<UsageIn>
   std::vector<LeaseView> views;
   for (const pqxx::row& r : rows) {
     views.push_back({.live = r[0].as<bool>(), .ever_leased = r[1].as<bool>(), .age_ms = r[2].as<int64_t>(), .gpus = r[3].as<int64_t>(),
-                     .last_seq = r[4].as<int64_t>(), .gpu_ms_reported = r[5].as<int64_t>(), .stored = r[6].as<bool>(),
+                     .last_seq = r[4].as<int64_t>(), .gpu_ms_reported = r[5].as<int64_t>(),
+                     .utilization_gpu_ms = r[10].as<int64_t>(), .energy_mj = r[11].as<int64_t>(), .metered_gpu_ms = r[12].as<int64_t>(),
+                     .stored = r[6].as<bool>(),
                      .stored_signature = pqxx::binarystring(r[7]).str(), .stored_gpu_ms = r[8].as<int64_t>()});
     *now_ms = r[9].as<int64_t>();
   }
@@ -433,7 +452,7 @@ std::vector<LeaseView> ReadLeaseViews(pqxx::work& tx, const std::vector<UsageIn>
 
 // The checks, in order, against the store's view and what this batch accepted before it.
 // Returns the refusal (empty: accept) and fills `signal` when no honest worker would send it.
-std::string Screen(const UsageIn& u, const LeaseView& view, int64_t now_ms, std::pair<int64_t, int64_t>& lease, FraudSignal& signal,
+std::string Screen(const UsageIn& u, const LeaseView& view, int64_t now_ms, const LeaseTotals& lease, FraudSignal& signal,
                    const std::map<std::tuple<int64_t, uint32_t, int64_t, uint64_t>, std::pair<std::string, int64_t>>& accepted) {
   const v1::UsageReport& r = u.report;
   auto flag = [&](std::string kind, std::string evidence) {
@@ -452,16 +471,16 @@ std::string Screen(const UsageIn& u, const LeaseView& view, int64_t now_ms, std:
     if (duplicate) return "";
     return flag("REPLAYED_REPORT", absl::StrCat("seq ", r.seq(), " was already reported with other content"));
   }
-  if (static_cast<int64_t>(std::min<uint64_t>(r.seq(), INT64_MAX)) <= lease.first) {
-    return flag("REPLAYED_REPORT", absl::StrCat("seq ", r.seq(), " is not after the last stored seq ", lease.first));
+  if (static_cast<int64_t>(std::min<uint64_t>(r.seq(), INT64_MAX)) <= lease.last_seq) {
+    return flag("REPLAYED_REPORT", absl::StrCat("seq ", r.seq(), " is not after the last stored seq ", lease.last_seq));
   }
   if (r.measured_at_ms() > now_ms + kMaxFutureMs) {
     return flag("FUTURE_DATED", absl::StrCat("measured_at_ms ", r.measured_at_ms(), " is ", r.measured_at_ms() - now_ms,
                                              " ms ahead of the server's clock (at most ", kMaxFutureMs, ")"));
   }
-  const __int128 most = static_cast<__int128>(view.age_ms + kClaimSlackMs) * view.gpus * 101 / 100;
-  if (static_cast<__int128>(lease.second) + r.gpu_ms() > most) {
-    return flag("OVER_CLAIM", absl::StrCat(lease.second + r.gpu_ms(), " GPU-ms in total on a lease ", view.age_ms, " ms old with ",
+  const Int128 most = static_cast<Int128>(view.age_ms + kClaimSlackMs) * view.gpus * 101 / 100;
+  if (static_cast<Int128>(lease.gpu_ms_reported) + r.gpu_ms() > most) {
+    return flag("OVER_CLAIM", absl::StrCat(lease.gpu_ms_reported + r.gpu_ms(), " GPU-ms in total on a lease ", view.age_ms, " ms old with ",
                                            view.gpus, " GPUs (at most ", static_cast<int64_t>(most), ")"));
   }
   return "";
@@ -492,7 +511,7 @@ absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const
   return db_.Transact("ingest usage", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<UsageOutcome>> {
     int64_t now_ms = 0;
     const std::vector<LeaseView> views = ReadLeaseViews(tx, usage, &now_ms);
-    std::map<LeaseKey, std::pair<int64_t, int64_t>> leases;  // (last seq, GPU-ms reported) as this batch moves them
+    std::map<LeaseKey, LeaseTotals> leases;
     std::map<std::tuple<int64_t, uint32_t, int64_t, uint64_t>, std::pair<std::string, int64_t>> accepted;
     std::vector<FraudSignal> signals;
     std::vector<int64_t> jobs, attempts, seqs, workers, gpu_ms, measured, utilization, memory, energy;
@@ -501,7 +520,11 @@ absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const
     for (size_t i = 0; i < usage.size(); ++i) {
       const UsageIn& u = usage[i];
       const v1::UsageReport& r = u.report;
-      auto [lease, added] = leases.try_emplace({r.job_id(), r.attempt(), u.worker_id}, views[i].last_seq, views[i].gpu_ms_reported);
+      const LeaseView& view = views[i];
+      auto [lease, added] = leases.try_emplace({r.job_id(), r.attempt(), u.worker_id},
+                                               LeaseTotals{.last_seq = view.last_seq, .gpu_ms_reported = view.gpu_ms_reported,
+                                                           .utilization_gpu_ms = view.utilization_gpu_ms, .energy_mj = view.energy_mj,
+                                                           .metered_gpu_ms = view.metered_gpu_ms});
       FraudSignal signal;
       const bool new_report = !views[i].stored && !accepted.contains({r.job_id(), r.attempt(), u.worker_id, r.seq()});
       std::string refused = Screen(u, views[i], now_ms, lease->second, signal, accepted);
@@ -509,7 +532,7 @@ absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const
       if (!signal.kind.empty()) signals.push_back(std::move(signal));
       if (!refused.empty() || !new_report) continue;
       accepted[{r.job_id(), r.attempt(), u.worker_id, r.seq()}] = {r.signature(), r.gpu_ms()};
-      lease->second = {static_cast<int64_t>(r.seq()), lease->second.second + r.gpu_ms()};
+      lease->second.Add(r);
       jobs.push_back(r.job_id());
       attempts.push_back(r.attempt());
       seqs.push_back(static_cast<int64_t>(r.seq()));
@@ -531,21 +554,27 @@ absl::StatusOr<std::vector<UsageOutcome>> SchedulerRepository::IngestUsage(const
           "   $9::bigint[], $10::text[]) AS t(j, a, s, w, g, m, u, mem, e, sig) ON CONFLICT DO NOTHING"},
           ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(seqs), ArrayLiteral(workers), ArrayLiteral(gpu_ms),
           ArrayLiteral(measured), ArrayLiteral(utilization), ArrayLiteral(memory), ArrayLiteral(energy), ArrayLiteral(signatures));
-      std::vector<int64_t> lease_jobs, lease_attempts, lease_workers, last_seqs, reported;
+      std::vector<int64_t> lease_jobs, lease_attempts, lease_workers, last_seqs, reported, utilization_ms, energies, metered;
       for (const auto& [key, totals] : leases) {
         lease_jobs.push_back(std::get<0>(key));
         lease_attempts.push_back(std::get<1>(key));
         lease_workers.push_back(std::get<2>(key));
-        last_seqs.push_back(totals.first);
-        reported.push_back(totals.second);
+        last_seqs.push_back(totals.last_seq);
+        reported.push_back(totals.gpu_ms_reported);
+        utilization_ms.push_back(totals.utilization_gpu_ms);
+        energies.push_back(totals.energy_mj);
+        metered.push_back(totals.metered_gpu_ms);
       }
       store::Exec(tx, {"sched_lease_ingest",
-          "INSERT INTO lease_ingest (job_id, attempt, worker_id, last_seq, gpu_ms_reported)"
-          " SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[])"
+          "INSERT INTO lease_ingest (job_id, attempt, worker_id, last_seq, gpu_ms_reported, utilization_gpu_ms, energy_mj,"
+          "   metered_gpu_ms)"
+          " SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],"
+          "   $8::bigint[])"
           " ON CONFLICT (job_id, attempt, worker_id) DO UPDATE SET last_seq = EXCLUDED.last_seq,"
-          "   gpu_ms_reported = EXCLUDED.gpu_ms_reported"},
+          "   gpu_ms_reported = EXCLUDED.gpu_ms_reported, utilization_gpu_ms = EXCLUDED.utilization_gpu_ms,"
+          "   energy_mj = EXCLUDED.energy_mj, metered_gpu_ms = EXCLUDED.metered_gpu_ms"},
           ArrayLiteral(lease_jobs), ArrayLiteral(lease_attempts), ArrayLiteral(lease_workers), ArrayLiteral(last_seqs),
-          ArrayLiteral(reported));
+          ArrayLiteral(reported), ArrayLiteral(utilization_ms), ArrayLiteral(energies), ArrayLiteral(metered));
       tx.exec0("NOTIFY tessera_settle");
     }
     InsertFraudSignals(tx, signals);

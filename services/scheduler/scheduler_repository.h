@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "scheduler/market_types.h"
+#include "services/scheduler/trust_repository.h"
 #include "services/store/database.h"
 #include "tessera/v1/workers.pb.h"
 
@@ -114,7 +115,10 @@ class SchedulerRepository {
   void set_epoch(int64_t epoch) { epoch_.store(epoch); }
   int64_t epoch() const { return epoch_.load(); }
 
-  absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& request);
+  // `subnet` is where the request came from (SubnetOfPeer; empty: unknown). A machine whose GPU
+  // UUIDs another worker already has is registered QUARANTINED; crowds are flagged (TrustLimits).
+  absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& request, const std::string& subnet = "",
+                                                            const TrustLimits& limits = {});
   absl::StatusOr<std::vector<v1::Worker>> ListWorkers(const std::string& provider_account);
 
   // Marks the worker ACTIVE (it passed hello), replacing its policy when `policy` is given, and

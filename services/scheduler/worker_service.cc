@@ -71,7 +71,8 @@ grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context, con
   TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.WorkerService/RegisterWorker");
   if (absl::Status s = ValidateRegisterWorker(*request); !s.ok()) return ToGrpcStatus(s);
   if (absl::Status s = auth::RequireAccount(*caller, "provider_account", request->provider_account()); !s.ok()) return ToGrpcStatus(s);
-  absl::StatusOr<v1::RegisterWorkerResponse> registered = host_.repository().RegisterWorker(*request);
+  absl::StatusOr<v1::RegisterWorkerResponse> registered =
+      host_.repository().RegisterWorker(*request, SubnetOfPeer(context->peer()), host_.options().trust);
   if (!registered.ok()) return ToGrpcStatus(registered.status());
   *response = *std::move(registered);
   return grpc::Status::OK;

@@ -123,6 +123,14 @@ void AddServerCommands(CLI::App& app, cli::CliContext& ctx) {
   server->add_option("--submit-rate-per-key", options->submit_rate_per_key, "SubmitJob calls per second per API key; 0: unlimited")
       ->check(CLI::NonNegativeNumber);
   server->add_option("--submit-burst-per-key", options->submit_burst_per_key, "SubmitJob burst per API key")->check(CLI::PositiveNumber);
+  server->add_option("--max-workers-per-subnet", options->scheduler.trust.max_workers_per_subnet,
+                     "More workers than this behind one /24 (IPv6 /64) are all flagged (SUBNET_CROWD)")
+      ->check(CLI::Range(1, 1'000'000));
+  server->add_option("--max-workers-per-provider", options->scheduler.trust.max_workers_per_provider,
+                     "More workers than this under one provider are all flagged (PROVIDER_FLEET)")
+      ->check(CLI::Range(1, 10'000'000));
+  server->add_option("--reputation-interval-ms", options->scheduler.reputation_interval_ms, "Recompute reputations this often")
+      ->check(CLI::Range(int64_t{100}, int64_t{3'600'000}));
   server->add_option("--max-streams-per-provider", options->max_streams_per_provider, "Worker streams a provider may hold open")
       ->check(CLI::Range(1, 1'000'000));
   server->add_flag("--no-fsync", [options](int64_t) { options->durable_embedded_database = false; },

@@ -39,6 +39,7 @@ struct TesseraServer::Parts {
   std::unique_ptr<billing::BillingRepository> billing;
   std::unique_ptr<billing::PayoutRepository> payouts;
   std::unique_ptr<billing::ReportRepository> reports;
+  std::unique_ptr<scheduler_host::TrustRepository> trust;
   std::unique_ptr<scheduler_host::SchedulerHost> scheduler;
   std::unique_ptr<billing::SettlementLoop> settlement;
   std::unique_ptr<intake::JobServiceImpl> job_service;
@@ -179,7 +180,9 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
     parts->reports = std::make_unique<billing::ReportRepository>(*parts->db);
     parts->billing_service =
         std::make_unique<billing::BillingServiceImpl>(*parts->billing, *parts->payouts, *parts->reports, *parts->authenticator);
-    parts->admin_service = std::make_unique<billing::AdminServiceImpl>(*parts->billing, *parts->keys, *parts->authenticator);
+    parts->trust = std::make_unique<scheduler_host::TrustRepository>(*parts->db);
+    parts->admin_service =
+        std::make_unique<billing::AdminServiceImpl>(*parts->billing, *parts->keys, *parts->trust, *parts->authenticator);
     builder.RegisterService(parts->billing_service.get());
     builder.RegisterService(parts->admin_service.get());
     parts->settlement = std::make_unique<billing::SettlementLoop>(*parts->db, options.settle_interval_ms,

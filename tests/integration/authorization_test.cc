@@ -50,6 +50,10 @@ const std::map<std::string, std::set<v1::Role>> kMayCall = {
     {"tessera.v1.AdminService/CreateApiKey", {}},
     {"tessera.v1.AdminService/ListApiKeys", {}},
     {"tessera.v1.AdminService/RevokeApiKey", {}},
+    {"tessera.v1.AdminService/ListFraudSignals", {}},
+    {"tessera.v1.AdminService/GetWorkerTrust", {}},
+    {"tessera.v1.AdminService/QuarantineWorker", {}},
+    {"tessera.v1.AdminService/ReleaseWorker", {}},
 };
 
 // Calls `method` with an empty request; streaming RPCs through their typed stubs.
