@@ -170,7 +170,7 @@ absl::StatusOr<std::vector<std::pair<int64_t, int32_t>>> TrustRepository::Refres
         "   RETURNING w.worker_id, w.reputation, s.old_a, s.a, s.model, s.util, s.energy),"
         " flagged AS (INSERT INTO fraud_signals (worker_id, kind, evidence) SELECT worker_id, 'TELEMETRY_ANOMALY',"
         "   format('telemetry unlike other %s workers: mean utilization %s%%, %s mJ per GPU-ms (robust z %s)', model,"
-        "     round((util / 10000)::numeric, 1), round(energy::numeric, 3), round(a::numeric, 1))"
+        "     round((util * 100)::numeric, 1), round(energy::numeric, 3), round(a::numeric, 1))"
         "   FROM changed WHERE a > $3 AND old_a <= $3)"
         " SELECT worker_id, reputation FROM changed"),
         kMinMeteredGpuMs, kMinWorkersPerModel, kAnomalyThreshold);
@@ -205,9 +205,9 @@ absl::StatusOr<v1::WorkerTrust> TrustRepository::Quarantine(int64_t worker_id, c
     if (w.empty()) return absl::NotFoundError(absl::StrCat("worker ", worker_id, " is not registered"));
     tx.exec_params0("INSERT INTO fraud_signals (worker_id, kind, evidence) VALUES ($1, 'ADMIN_QUARANTINE', $2)", worker_id,
                     absl::StrCat("quarantined by an operator: ", reason));
-    tx.exec_params0("INSERT INTO audit_log (actor_key_id, action, subject, detail) VALUES ($1, 'worker.quarantine', $2, $3)",
+    tx.exec_params0("INSERT INTO audit_log (actor_key_id, action, subject, detail) VALUES (NULLIF($1, ''), 'worker.quarantine', $2, $3)",
                     actor_key_id, absl::StrCat("worker/", worker_id), reason);
-    tx.exec_params0("SELECT pg_notify('tessera_quarantine', $1)", std::to_string(worker_id));
+    tx.exec_params("SELECT pg_notify('tessera_quarantine', $1)", std::to_string(worker_id));
     return TrustOf(tx, worker_id);
   });
 }
@@ -220,7 +220,7 @@ absl::StatusOr<v1::WorkerTrust> TrustRepository::Release(int64_t worker_id, cons
       return absl::FailedPreconditionError(absl::StrCat("worker ", worker_id, " is not quarantined (it is ", w[0][0].as<std::string>(), ")"));
     }
     tx.exec_params0("UPDATE workers SET state = 'OFFLINE', quarantine_reason = '' WHERE worker_id = $1", worker_id);
-    tx.exec_params0("INSERT INTO audit_log (actor_key_id, action, subject, detail) VALUES ($1, 'worker.release', $2, $3)",
+    tx.exec_params0("INSERT INTO audit_log (actor_key_id, action, subject, detail) VALUES (NULLIF($1, ''), 'worker.release', $2, $3)",
                     actor_key_id, absl::StrCat("worker/", worker_id), reason);
     return TrustOf(tx, worker_id);
   });
