@@ -258,14 +258,7 @@ TEST_CASE("a provider registers and runs only its own workers and sees only its 
         grpc::StatusCode::PERMISSION_DENIED);
   // …nor speak for gpuco's worker on a stream; an id that does not exist reads the same.
   for (int64_t id : {gpuco_worker, gpuco_worker + 100}) {
-    grpc::ClientContext ctx;
-    auto stream = v1::WorkerService::NewStub(m.rivalco)->Connect(&ctx);
-    v1::WorkerMessage hello;
-    hello.mutable_hello()->set_worker_id(id);
-    REQUIRE(stream->Write(hello));
-    v1::ServerMessage in;
-    CHECK_FALSE(stream->Read(&in));
-    const grpc::Status st = stream->Finish();
+    const grpc::Status st = testing::RefusedHello(m.rivalco, id);
     CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
     CHECK(st.error_message() == "worker " + std::to_string(id) + " is not a worker of this API key's provider account");
   }

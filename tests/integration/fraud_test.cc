@@ -50,18 +50,9 @@ TEST_CASE("a GPU UUID claimed by a second worker quarantines it and signals both
         "GPU GPU-cloned is also registered to worker " + std::to_string(a));
 
   // The clone cannot join the market…
-  {
-    grpc::ClientContext ctx;
-    auto stream = s.workers->Connect(&ctx);
-    v1::WorkerMessage hello;
-    hello.mutable_hello()->set_worker_id(b);
-    REQUIRE(stream->Write(hello));
-    v1::ServerMessage in;
-    CHECK_FALSE(stream->Read(&in));
-    const grpc::Status st = stream->Finish();
-    CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
-    CHECK_THAT(st.error_message(), Catch::Contains("quarantined"));
-  }
+  const grpc::Status refused = testing::RefusedHello(s.channel, b);
+  CHECK(refused.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK_THAT(refused.error_message(), Catch::Contains("quarantined"));
   // …until an operator, having looked at the evidence, releases it.
   auto admin = v1::AdminService::NewStub(s.channel);
   v1::GetWorkerTrustRequest get;

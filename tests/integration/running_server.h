@@ -210,6 +210,19 @@ inline v1::SubmitJobRequest SleepRequest(const std::string& request_id, int64_t 
 }
 
 
+// Says hello for `worker_id` on a new stream and expects the server to end it at once; returns the
+// status it ended with.
+inline grpc::Status RefusedHello(const std::shared_ptr<grpc::Channel>& channel, int64_t worker_id) {
+  grpc::ClientContext ctx;
+  auto stream = v1::WorkerService::NewStub(channel)->Connect(&ctx);
+  v1::WorkerMessage hello;
+  hello.mutable_hello()->set_worker_id(worker_id);
+  REQUIRE(stream->Write(hello));
+  v1::ServerMessage in;
+  CHECK_FALSE(stream->Read(&in));
+  return stream->Finish();
+}
+
 // A worker's Connect stream that has said hello and read its welcome.
 struct WorkerConnection {
   WorkerConnection(const std::shared_ptr<grpc::Channel>& channel, int64_t worker_id,
