@@ -103,6 +103,7 @@ absl::Status SchedulerHost::Start(int64_t epoch) {
   std::lock_guard lifecycle(lifecycle_mu_);
   if (running_) return absl::OkStatus();
   repo_.set_epoch(epoch);
+  repo_.ForgetLeases();  // another leader may have ingested since this one last did
   stop_ = false;
   {
     std::lock_guard lock(events_mu_);

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "scheduler/market_types.h"
 #include "services/scheduler/trust_repository.h"
+#include "services/scheduler/usage_ingest.h"
 #include "services/store/database.h"
 #include "tessera/v1/workers.pb.h"
 
@@ -56,34 +57,13 @@ struct RendezvousOut {
   std::vector<int64_t> recipients;
 };
 
-struct UsageIn {
-  int64_t worker_id = 0;
-  v1::UsageReport report;
-};
 
-// What the ingest round stored: per report, whether it is (now or already) durable, and why not.
-struct UsageOutcome {
-  int64_t job_id = 0;
-  uint32_t attempt = 0;
-  uint64_t seq = 0;
-  bool stored = false;
-  std::string reason;  // empty when stored
-};
 
 struct WorkerIdentity {
   int64_t provider_account_id = 0;
   std::string public_key;  // empty: registered before keys (its reports cannot be accepted)
 };
 
-// A refused report or result, stored with what shows it (fraud_signals).
-struct FraudSignal {
-  int64_t worker_id = 0;
-  std::string kind;  // BAD_SIGNATURE, REPLAYED_REPORT, FUTURE_DATED, OVER_CLAIM, UNLEASED_REPORT, BAD_RESULT_SIGNATURE
-  int64_t job_id = 0;
-  uint32_t attempt = 0;
-  uint64_t seq = 0;
-  std::string evidence;
-};
 
 struct StateEvents {
   std::vector<std::pair<int64_t, v1::JobStarted>> started;    // (worker_id, message)
@@ -107,7 +87,7 @@ struct PersistedDecisions {
 
 class SchedulerRepository {
  public:
-  explicit SchedulerRepository(store::Database& db) : db_(db) {}
+  explicit SchedulerRepository(store::Database& db) : db_(db), ingest_(db) {}
 
   // The leadership epoch this process was elected with. Placements and requeues are written only
   // while the database still names this epoch (FAILED_PRECONDITION otherwise), so a deposed leader
@@ -150,6 +130,8 @@ class SchedulerRepository {
   // are refused, and those no honest worker sends become fraud signals, in the same transaction.
   // Signatures are checked before this (SchedulerHost, with the worker's key).
   absl::StatusOr<std::vector<UsageOutcome>> IngestUsage(const std::vector<UsageIn>& usage);
+  // A new leadership term: what ingest remembers of leases is read again from the store.
+  void ForgetLeases() { ingest_.Forget(); }
   // The offer of `worker_id`, which must hold the attempt's live node-rank-0 lease
   // (PERMISSION_DENIED otherwise). The first offer of an attempt is kept; a later one gets the kept
   // id back. Recipients: the attempt's other live workers.
@@ -185,6 +167,7 @@ class SchedulerRepository {
 
   store::Database& db_;
   std::atomic<int64_t> epoch_{0};
+  UsageIngest ingest_;
 };
 
 }  // namespace tessera::scheduler_host
