@@ -1,7 +1,6 @@
 #include "services/scheduler/scheduler_repository.h"
 
 #include <map>
-#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "services/common/job_state_machine.h"
