@@ -2,7 +2,8 @@
 
 
 #include "absl/strings/str_cat.h"
-#include "services/billing/merkle.h"
+#include "services/billing/usage_proof.h"
+#include "services/common/merkle.h"
 #include "services/billing/period.h"
 #include "services/billing/usage_proof.h"
 #include "services/common/job_state_machine.h"

@@ -7,7 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/billing/ledger.h"
-#include "services/billing/merkle.h"
+#include "services/billing/usage_proof.h"
+#include "services/common/merkle.h"
 #include "services/common/check.h"
 #include "services/common/money.h"
 

@@ -19,6 +19,28 @@ absl::StatusOr<Hash> HashFrom(const std::string& bytes, std::string_view what) {
 
 }  // namespace
 
+namespace {
+
+void PutBigEndian(std::string& out, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+}  // namespace
+
+std::string UsageLeaf(const UsageLeafFields& f) {
+  std::string out;
+  out.reserve(60);
+  PutBigEndian(out, static_cast<uint64_t>(f.job_id), 8);
+  PutBigEndian(out, f.attempt, 4);
+  PutBigEndian(out, static_cast<uint64_t>(f.worker_id), 8);
+  PutBigEndian(out, f.seq, 8);
+  PutBigEndian(out, static_cast<uint64_t>(f.gpu_ms), 8);
+  PutBigEndian(out, static_cast<uint64_t>(f.measured_at_ms), 8);
+  PutBigEndian(out, static_cast<uint64_t>(f.charge_utok), 8);
+  PutBigEndian(out, static_cast<uint64_t>(f.fee_utok), 8);
+  return out;
+}
+
 UsageLeafFields LeafFieldsOf(const v1::UsageProof& proof) {
   return {.job_id = proof.job_id(), .attempt = proof.attempt(), .worker_id = proof.worker_id(), .seq = proof.seq(),
           .gpu_ms = proof.gpu_ms(), .measured_at_ms = proof.measured_at_ms(), .charge_utok = proof.charge_utok(),

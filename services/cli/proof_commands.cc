@@ -5,7 +5,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "services/billing/merkle.h"
+#include "services/common/merkle.h"
 #include "services/billing/usage_proof.h"
 #include "services/cli/commands.h"
 #include "tessera/v1/billing.grpc.pb.h"
@@ -14,10 +14,10 @@ namespace tessera::cli {
 namespace {
 
 std::string HexOf(const std::string& bytes) {
-  billing::Hash h{};
+  Hash h{};
   if (bytes.size() != h.size()) return "(" + std::to_string(bytes.size()) + " bytes)";
   std::copy(bytes.begin(), bytes.end(), h.begin());
-  return billing::ToHex(h);
+  return ToHex(h);
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 #include <catch2/catch.hpp>
 
-#include "services/billing/merkle.h"
+#include "services/billing/usage_proof.h"
+#include "services/common/merkle.h"
 
+using namespace tessera;
 using namespace tessera::billing;
 
 namespace {

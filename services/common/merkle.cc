@@ -1,15 +1,11 @@
-#include "services/billing/merkle.h"
+#include "services/common/merkle.h"
 
 #include <sodium.h>
 
-#include "services/store/database.h"
 
-namespace tessera::billing {
+namespace tessera {
 namespace {
 
-void PutBigEndian(std::string& out, uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
 
 Hash Sha256(std::string_view a, const Hash* left = nullptr, const Hash* right = nullptr) {
   crypto_hash_sha256_state state;
@@ -48,20 +44,6 @@ void Path(const std::vector<Hash>& leaves, uint64_t index, uint64_t begin, uint6
 }
 
 }  // namespace
-
-std::string UsageLeaf(const UsageLeafFields& f) {
-  std::string out;
-  out.reserve(60);
-  PutBigEndian(out, static_cast<uint64_t>(f.job_id), 8);
-  PutBigEndian(out, f.attempt, 4);
-  PutBigEndian(out, static_cast<uint64_t>(f.worker_id), 8);
-  PutBigEndian(out, f.seq, 8);
-  PutBigEndian(out, static_cast<uint64_t>(f.gpu_ms), 8);
-  PutBigEndian(out, static_cast<uint64_t>(f.measured_at_ms), 8);
-  PutBigEndian(out, static_cast<uint64_t>(f.charge_utok), 8);
-  PutBigEndian(out, static_cast<uint64_t>(f.fee_utok), 8);
-  return out;
-}
 
 Hash LeafHash(std::string_view leaf_bytes) { return Sha256(std::string(1, '\0') + std::string(leaf_bytes)); }
 
@@ -102,7 +84,9 @@ bool VerifyInclusion(const Hash& leaf, uint64_t index, uint64_t tree_size, const
 }
 
 std::string ToHex(const Hash& h) {
-  return store::Hex(std::string_view(reinterpret_cast<const char*>(h.data()), h.size()));
+  char hex[2 * sizeof(Hash) + 1];
+  sodium_bin2hex(hex, sizeof hex, h.data(), h.size());
+  return hex;
 }
 
-}  // namespace tessera::billing
+}  // namespace tessera
