@@ -227,6 +227,11 @@ void Agent::Handle(const v1::ServerMessage& message) {
     }
     case v1::ServerMessage::kUsageAck:
     case v1::ServerMessage::kFinishedAck:
+      if (message.has_usage_ack() && !message.usage_ack().accepted()) {
+        // Refused for good (the server says why; a trust check records it): the provider should know.
+        const v1::UsageAck& a = message.usage_ack();
+        spdlog::warn("usage report {} of job {} attempt {} refused: {}", a.through_seq(), a.job_id(), a.attempt(), a.reason());
+      }
       std::erase_if(outbox_, [&](const v1::WorkerMessage& m) { return IsAcked(m, message); });
       if (message.has_finished_ack()) ReapFinished();
       break;
