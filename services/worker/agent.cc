@@ -6,6 +6,7 @@
 
 #include <fstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "services/auth/client_channel.h"
@@ -71,11 +72,12 @@ absl::Status Agent::LoadOrMakeKey(bool registered) {
     hex.pop_back();
     return auth::WriteSecretFile(key_file, hex);
   }
-  absl::StatusOr<std::string> hex = auth::ReadApiKeyFile(key_file);
-  if (!hex.ok()) return hex.status();
-  std::string raw(hex->size() / 2, '\0');
+  absl::StatusOr<std::string> text = auth::ReadFileText(key_file);
+  if (!text.ok()) return text.status();
+  const std::string hex(absl::StripAsciiWhitespace(*text));
+  std::string raw(hex.size() / 2, '\0');
   size_t length = 0;
-  if (sodium_hex2bin(reinterpret_cast<unsigned char*>(raw.data()), raw.size(), hex->data(), hex->size(), nullptr, &length, nullptr) != 0) {
+  if (sodium_hex2bin(reinterpret_cast<unsigned char*>(raw.data()), raw.size(), hex.data(), hex.size(), nullptr, &length, nullptr) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(key_file.string(), " is not hex"));
   }
   raw.resize(length);

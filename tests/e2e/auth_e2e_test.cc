@@ -3,6 +3,7 @@
 // CLI call and every worker needs a key of the right role, and a bad one is a clear error.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <fstream>
@@ -41,7 +42,7 @@ TEST_CASE("keys end to end: the bootstrap admin key, issued keys by role, and re
 
   c.OpenMarket();
   const std::string acme_key = c.IssueKeyFile("customer", "acme");
-  c.StartWorker("w1", "1000000");  // with gpuco's provider key
+  testing::ChildProcess* w1 = &c.StartWorker("w1", "1000000");  // with gpuco's provider key
   const std::string spec = c.dir() + "/sleep.yaml";
   {
     std::ofstream(spec) << testing::SleepSpec(50);
@@ -56,6 +57,15 @@ TEST_CASE("keys end to end: the bootstrap admin key, issued keys by role, and re
   CHECK((key_file.st_mode & 0777) == 0600);
   CHECK(c.Sql("SELECT length(public_key) FROM workers") == "32");
   CHECK(c.Sql("SELECT count(*) FROM usage_reports WHERE signature IS NULL") == "0");
+  CHECK(c.Sql("SELECT count(*) FROM fraud_signals") == "0");
+  // Restarted, the agent signs with the key it kept (the server still verifies it).
+  w1->Signal(SIGTERM);
+  CHECK(w1->Wait(10'000) >= 0);
+  c.StartWorker("w1", "1000000");
+  const auto again = FromJson<v1::SubmitJobResponse>(
+      c.CliWithKeyFile(acme_key, {"-o", "json", "job", "submit", "-f", spec, "--account", "acme", "--request-id", "k2"}).out);
+  CHECK(c.WaitFor(again.job().job_id(), testing::IsTerminal, 20'000).state() == v1::JOB_STATE_SUCCEEDED);
+  CHECK(c.Sql("SELECT count(*) FROM workers") == "1");  // the same machine, not a new registration
   CHECK(c.Sql("SELECT count(*) FROM fraud_signals") == "0");
 
   // The customer's key cannot mint tokens, nor act as another customer.
