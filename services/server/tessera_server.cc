@@ -131,6 +131,20 @@ absl::Status TesseraServer::IssueAdminKeyIfNone(const ServerOptions& options, Pa
 
 absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const ServerOptions& options) {
   if (absl::Status s = ValidateServices(options.services); !s.ok()) return s;
+  // Options that cannot work are refused before anything is started or written.
+  const auto credentials = auth::ServerCredentials({.cert = options.tls_cert_file, .key = options.tls_key_file, .client_ca = {}});
+  if (!credentials.ok()) return credentials.status();
+  if (!options.worker_ca_file.empty() && options.worker_listen_address.empty()) {
+    return absl::InvalidArgumentError("--worker-ca needs --worker-listen: mutual TLS is for the worker port");
+  }
+  if (!options.worker_listen_address.empty() && !options.services.contains("scheduler")) {
+    return absl::InvalidArgumentError("--worker-listen needs the scheduler service: the worker port serves WorkerService");
+  }
+  if (!options.worker_listen_address.empty()) {
+    auto worker_credentials =
+        auth::ServerCredentials({.cert = options.tls_cert_file, .key = options.tls_key_file, .client_ca = options.worker_ca_file});
+    if (!worker_credentials.ok()) return worker_credentials.status();
+  }
   auto parts = std::make_unique<Parts>();
   std::string url = options.database_url;
   if (url.empty()) {
@@ -156,11 +170,6 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  auto credentials = auth::ServerCredentials({.cert = options.tls_cert_file, .key = options.tls_key_file, .client_ca = {}});
-  if (!credentials.ok()) return credentials.status();
-  if (!options.worker_ca_file.empty() && options.worker_listen_address.empty()) {
-    return absl::InvalidArgumentError("--worker-ca needs --worker-listen: mutual TLS is for the worker port");
-  }
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address, *credentials, &parts->port);
   grpc::ResourceQuota quota("tessera");

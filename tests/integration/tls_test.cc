@@ -116,6 +116,11 @@ TEST_CASE("TLS options that cannot work are refused at start with the reason", "
     o.worker_ca_file = "/ca.pem";
   });
   CHECK(ca_plaintext.message() == "mutual TLS (a client CA) needs --tls-cert and --tls-key");
+  const absl::Status no_scheduler = start([](server::ServerOptions& o) {
+    o.services = {"intake", "billing"};
+    o.worker_listen_address = "127.0.0.1:0";
+  });
+  CHECK(no_scheduler.message() == "--worker-listen needs the scheduler service: the worker port serves WorkerService");
 }
 
 }  // namespace
