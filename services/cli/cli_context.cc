@@ -27,7 +27,9 @@ std::shared_ptr<grpc::Channel> CliContext::Channel() const {
     std::cerr << "error: " << credentials.status().message() << "\n";
     credentials = grpc::InsecureChannelCredentials();
   }
-  return auth::AuthenticatedChannel(server, key, *credentials);
+  grpc::ChannelArguments args;
+  if (!tls_server_name.empty()) args.SetSslTargetNameOverride(tls_server_name);
+  return auth::AuthenticatedChannel(server, key, *credentials, args);
 }
 
 std::unique_ptr<grpc::ClientContext> CliContext::Call() const {

@@ -23,6 +23,7 @@ struct CliContext {
   std::string api_key_file;
   // The CA that signed a TLS server's certificate (env TESSERA_TLS_CA); empty: plaintext.
   std::string tls_ca;
+  std::string tls_server_name;  // checked against the certificate instead of --server's host
   int exit_code = 0;  // set by the subcommand that ran
 
   // Sends the API key with every call. An unreadable key file is reported on stderr and the call

@@ -9,6 +9,8 @@ namespace tessera::cli {
 
 void AddAccountCommands(CLI::App& app, CliContext& ctx);
 void AddJobCommands(CLI::App& app, CliContext& ctx);
+// `health [--service S]`: the grpc.health.v1 check, for probes.
+void AddHealthCommand(CLI::App& app, CliContext& ctx);
 // `admin create-key|list-keys|revoke-key`.
 void AddAdminCommands(CLI::App& app, CliContext& ctx);
 void AddWorkerCommands(CLI::App& app, CliContext& ctx);

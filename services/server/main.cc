@@ -24,9 +24,11 @@ int main(int argc, char** argv) {
   app.add_option("--api-key", ctx.api_key, "API key sent with every call (env TESSERA_API_KEY)");
   app.add_option("--api-key-file", ctx.api_key_file, "File holding the API key (env TESSERA_API_KEY_FILE)");
   app.add_option("--tls-ca", ctx.tls_ca, "PEM CA of a TLS server's certificate (env TESSERA_TLS_CA)");
+  app.add_option("--tls-server-name", ctx.tls_server_name, "The name the server's certificate carries, when --server is another");
   tessera::server::AddServerCommands(app, ctx);
   tessera::cli::AddAccountCommands(app, ctx);
   tessera::cli::AddAdminCommands(app, ctx);
+  tessera::cli::AddHealthCommand(app, ctx);
   tessera::cli::AddJobCommands(app, ctx);
   tessera::cli::AddWorkerCommands(app, ctx);
   tessera::cli::AddBillingCommands(app, ctx);

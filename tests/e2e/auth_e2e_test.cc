@@ -40,6 +40,12 @@ TEST_CASE("keys end to end: the bootstrap admin key, issued keys by role, and re
   auto missing_file = RunWithStderr({bin, "--server", c.address(), "--api-key-file", c.dir() + "/nope.key", "account", "list"});
   CHECK_THAT(missing_file.out, Catch::Contains("cannot read the API key file"));
 
+  // Health needs no key (probes have none); the leader's WorkerService is SERVING.
+  auto health = RunWithStderr({bin, "--server", c.address(), "health", "--service", "tessera.v1.WorkerService"});
+  CHECK(health.exit_code == 0);
+  CHECK(health.out == "SERVING\n");
+  CHECK(RunWithStderr({bin, "--server", c.address(), "health", "--service", "tessera.v1.Nope"}).exit_code == 1);
+
   c.OpenMarket();
   const std::string acme_key = c.IssueKeyFile("customer", "acme");
   testing::ChildProcess* w1 = &c.StartWorker("w1", "1000000");  // with gpuco's provider key
