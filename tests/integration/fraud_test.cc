@@ -79,6 +79,7 @@ TEST_CASE("sybils: 50 workers behind one subnet or on cloned GPUs are flagged, a
   RunningServer s([](server::ServerOptions& o) {
     o.scheduler.trust.max_workers_per_subnet = 10;
     o.scheduler.reputation_interval_ms = 100;
+    o.scheduler.lease_timeout_ms = 60'000;  // 27 streams without heartbeats, opened one by one
   });
   testing::CreateFundedMarket(s.channel);
   // An honest worker elsewhere (its registration address is set as a machine on another network

@@ -55,7 +55,8 @@ struct LeasedWorker {
   }
   std::string Stored() { return s.db.Scalar("SELECT count(*) FROM usage_reports WHERE job_id = " + std::to_string(job)); }
 
-  RunningServer s;
+  // A lease that outlives a slow machine: these streams send no heartbeats.
+  RunningServer s{[](server::ServerOptions& o) { o.scheduler.lease_timeout_ms = 60'000; }};
   int64_t worker = 0;
   int64_t job = 0;
   std::unique_ptr<WorkerConnection> connection;
