@@ -52,22 +52,6 @@ constexpr std::array kPolicy = {
 
 }  // namespace
 
-absl::string_view RoleName(v1::Role role) {
-  switch (role) {
-    case v1::ROLE_CUSTOMER: return "customer";
-    case v1::ROLE_PROVIDER: return "provider";
-    case v1::ROLE_ADMIN: return "admin";
-    default: return "unspecified";
-  }
-}
-
-v1::Role ParseRole(absl::string_view name) {
-  if (name == "customer") return v1::ROLE_CUSTOMER;
-  if (name == "provider") return v1::ROLE_PROVIDER;
-  if (name == "admin") return v1::ROLE_ADMIN;
-  return v1::ROLE_UNSPECIFIED;
-}
-
 bool RoleMayCall(v1::Role role, absl::string_view method) {
   if (role == v1::ROLE_ADMIN) return true;
   for (const MethodAccess& m : kPolicy) {
