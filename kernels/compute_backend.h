@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/gpu_challenge.h"
 
 namespace tessera::kernels {
 
@@ -95,6 +96,13 @@ struct AllReduceBenchResult {
   double seconds = 0;
 };
 
+// Proof of GPU: the challenge's product (gpu_challenge.h) and how long the multiplication alone took
+// on the device, in µs (not deriving the operands, nor copying the product back).
+struct ChallengeRun {
+  std::vector<int32_t> product;
+  double elapsed_us = 0;
+};
+
 class ComputeBackend {
  public:
   virtual ~ComputeBackend() = default;
@@ -112,6 +120,9 @@ class ComputeBackend {
                                                               const std::atomic<bool>* cancel) = 0;
   // Measures what the device really delivers on the GEMM at the heart of training.
   virtual absl::StatusOr<GemmBenchResult> GemmBench(const GemmBenchConfig& config, const std::atomic<bool>* cancel) = 0;
+  // The challenge C = A·B on `device` (a GPU index; the CPU backend ignores it), bit-identical to
+  // ChallengeProduct: int8 tensor cores with int32 accumulation on a GPU.
+  virtual absl::StatusOr<ChallengeRun> RunChallenge(const ChallengeSpec& spec, uint32_t device) = 0;
 };
 
 std::unique_ptr<ComputeBackend> MakeCpuBackend();

@@ -30,6 +30,10 @@ std::vector<int32_t> ChallengeRow(const ChallengeSpec& spec, const std::vector<i
 std::vector<int32_t> ChallengeProduct(const ChallengeSpec& spec) {
   std::vector<int8_t> a, b;
   ChallengeOperands(spec, a, b);
+  return ChallengeProduct(spec, a, b);
+}
+
+std::vector<int32_t> ChallengeProduct(const ChallengeSpec& spec, const std::vector<int8_t>& a, const std::vector<int8_t>& b) {
   const uint32_t n = spec.n;
   std::vector<uint32_t> c(static_cast<size_t>(n) * n, 0);
   constexpr uint32_t kBlock = 64;

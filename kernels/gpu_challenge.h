@@ -24,7 +24,8 @@ inline constexpr uint64_t kChallengeSeedMix = 0xC4A11E9C4A11E9C4ULL;
 void ChallengeOperands(const ChallengeSpec& spec, std::vector<int8_t>& a, std::vector<int8_t>& b);
 // Row `row` of A·B (n values).
 std::vector<int32_t> ChallengeRow(const ChallengeSpec& spec, const std::vector<int8_t>& a, const std::vector<int8_t>& b, uint32_t row);
-// All of A·B, row-major (n² values), computed in cache-sized blocks.
+// All of A·B, row-major (n² values), computed in cache-sized blocks; the first derives the operands.
 std::vector<int32_t> ChallengeProduct(const ChallengeSpec& spec);
+std::vector<int32_t> ChallengeProduct(const ChallengeSpec& spec, const std::vector<int8_t>& a, const std::vector<int8_t>& b);
 
 }  // namespace tessera::kernels

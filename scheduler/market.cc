@@ -746,6 +746,12 @@ Decisions Market::Tick(int64_t now_ms) {
   return out;
 }
 
+bool Market::IsIdle(int64_t worker_id) const {
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end() || it->second.reserved_for != 0) return false;
+  return std::all_of(it->second.holder.begin(), it->second.holder.end(), [](int64_t job) { return job == 0; });
+}
+
 int64_t Market::HolderOf(int64_t worker_id, uint32_t index) const {
   auto it = workers_.find(worker_id);
   return it == workers_.end() || index >= it->second.holder.size() ? 0 : it->second.holder[index];

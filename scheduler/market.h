@@ -82,6 +82,8 @@ class Market {
     return it == jobs_.end() ? nullptr : &it->second.req;
   }
   bool HasWorker(int64_t worker_id) const { return workers_.contains(worker_id); }
+  // Known, holding no job on any GPU and reserved for none (a re-check of its hardware disturbs nothing).
+  bool IsIdle(int64_t worker_id) const;
   // For tests and invariant checks: the job holding a GPU, 0 if free.
   int64_t HolderOf(int64_t worker_id, uint32_t index) const;
 

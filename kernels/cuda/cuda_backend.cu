@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/mlp_cpu.h"
 #include "kernels/compute_backend.h"
+#include "kernels/gpu_challenge.h"
 
 namespace tessera::kernels {
 namespace {
@@ -119,6 +120,35 @@ __device__ float Symmetric(uint64_t z) {
 __global__ void FillSymmetric(float* out, uint64_t n, uint64_t state0, uint64_t first, float scale, float factor) {
   for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
     out[i] = Symmetric(state0 + (first + i + 1) * kGolden) * scale * factor;
+  }
+}
+
+// Proof of GPU: element `i` of the challenge's stream (A's n² elements, then B's) is the low byte of
+// SplitMix64 draw i + 1 from `state0`, as ChallengeOperands draws them on the host.
+__global__ void FillChallengeOperand(int8_t* out, uint64_t count, uint64_t state0, uint64_t first) {
+  for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
+    uint64_t z = state0 + (first + i + 1) * kGolden;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    out[i] = static_cast<int8_t>(static_cast<uint8_t>(z));
+  }
+}
+
+// C = A·B in int32 for sizes cuBLAS's int8 kernels refuse: one thread per element, exact integer
+// arithmetic (the bits do not depend on the order of the sum).
+__global__ void Int8ProductFallback(const int8_t* a, const int8_t* b, int32_t* c, uint32_t n) {
+  const uint64_t elements = static_cast<uint64_t>(n) * n;
+  for (uint64_t e = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; e < elements;
+       e += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
+    const uint32_t i = static_cast<uint32_t>(e / n), j = static_cast<uint32_t>(e % n);
+    uint32_t acc = 0;
+    for (uint32_t k = 0; k < n; ++k) {
+      acc += static_cast<uint32_t>(static_cast<int32_t>(a[static_cast<uint64_t>(i) * n + k]) *
+                                   static_cast<int32_t>(b[static_cast<uint64_t>(k) * n + j]));
+    }
+    c[e] = static_cast<int32_t>(acc);
   }
 }
 
@@ -249,6 +279,34 @@ class DeviceBuffer {
  private:
   T* ptr_ = nullptr;
   size_t count_ = 0;
+};
+
+// Times the device work queued between Start() and ElapsedMs() (CUDA events on the current device).
+class EventTimer {
+ public:
+  EventTimer() = default;
+  EventTimer(const EventTimer&) = delete;
+  EventTimer& operator=(const EventTimer&) = delete;
+  ~EventTimer() {
+    if (start_ != nullptr) (void)cudaEventDestroy(start_);
+    if (stop_ != nullptr) (void)cudaEventDestroy(stop_);
+  }
+  absl::Status Start() {
+    TESSERA_CUDA_TRY(CudaStatus(cudaEventCreate(&start_), "cudaEventCreate"));
+    TESSERA_CUDA_TRY(CudaStatus(cudaEventCreate(&stop_), "cudaEventCreate"));
+    return CudaStatus(cudaEventRecord(start_), "cudaEventRecord");
+  }
+  absl::StatusOr<float> ElapsedMs() {
+    TESSERA_CUDA_TRY(CudaStatus(cudaEventRecord(stop_), "cudaEventRecord"));
+    TESSERA_CUDA_TRY(CudaStatus(cudaEventSynchronize(stop_), "cudaEventSynchronize"));
+    float ms = 0;
+    TESSERA_CUDA_TRY(CudaStatus(cudaEventElapsedTime(&ms, start_, stop_), "cudaEventElapsedTime"));
+    return ms;
+  }
+
+ private:
+  cudaEvent_t start_ = nullptr;
+  cudaEvent_t stop_ = nullptr;
 };
 
 // A row-major fp32 matrix and, in bf16 mode, its bf16 shadow (the GEMMs' input).
@@ -694,20 +752,11 @@ class CudaBackend final : public ComputeBackend {
     };
     TESSERA_CUDA_TRY(gemm());  // warm-up: cuBLAS picks and loads its kernel
     TESSERA_CUDA_TRY(CudaStatus(cudaDeviceSynchronize(), "warm-up"));
-    cudaEvent_t start = nullptr, stop = nullptr;
-    TESSERA_CUDA_TRY(CudaStatus(cudaEventCreate(&start), "cudaEventCreate"));
-    TESSERA_CUDA_TRY(CudaStatus(cudaEventCreate(&stop), "cudaEventCreate"));
-    struct EventGuard {
-      cudaEvent_t a, b;
-      ~EventGuard() {
-        (void)cudaEventDestroy(a);
-        (void)cudaEventDestroy(b);
-      }
-    } events{start, stop};
     // Small products are queued in runs (a sync per product would be what we measure); big ones
     // one at a time, so that a cancel waits for one product, never for a long queue.
     const uint32_t per_sync = n >= 4'096 ? 1 : 64;
-    TESSERA_CUDA_TRY(CudaStatus(cudaEventRecord(start), "cudaEventRecord"));
+    EventTimer timer;
+    TESSERA_CUDA_TRY(timer.Start());
     for (uint32_t it = 0; it < config.iterations; ++it) {
       TESSERA_CUDA_TRY(gemm());
       if ((it + 1) % per_sync == 0) {
@@ -715,15 +764,59 @@ class CudaBackend final : public ComputeBackend {
         if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) return absl::CancelledError("gemm_bench cancelled");
       }
     }
-    TESSERA_CUDA_TRY(CudaStatus(cudaEventRecord(stop), "cudaEventRecord"));
-    TESSERA_CUDA_TRY(CudaStatus(cudaEventSynchronize(stop), "cudaEventSynchronize"));
-    float ms = 0;
-    TESSERA_CUDA_TRY(CudaStatus(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime"));
+    absl::StatusOr<float> ms = timer.ElapsedMs();
+    if (!ms.ok()) return ms.status();
     TESSERA_CUDA_TRY(CudaStatus(cudaMemset(sum.get(), 0, sizeof(double)), "cudaMemset"));
     Sum<<<std::min<unsigned>(Blocks(elements), 1'024), kThreads>>>(c.get(), elements, sum.get());
-    GemmBenchResult r = GemmBenchSummary(config, ms / 1e3, {});
+    GemmBenchResult r = GemmBenchSummary(config, *ms / 1e3, {});
     TESSERA_CUDA_TRY(CudaStatus(cudaMemcpy(&r.checksum, sum.get(), sizeof(double), cudaMemcpyDeviceToHost), "checksum"));
     return r;
+  }
+
+  // The operands are derived on the device; the product is cuBLAS's int8 GEMM (tensor cores, int32
+  // accumulation), timed with CUDA events after an untimed warm-up, or the plain kernel above when
+  // cuBLAS refuses the size.
+  absl::StatusOr<ChallengeRun> RunChallenge(const ChallengeSpec& spec, uint32_t device) override {
+    TESSERA_CUDA_TRY(CudaStatus(cudaSetDevice(static_cast<int>(device)), "cudaSetDevice"));
+    const uint64_t n = spec.n, elements = n * n;
+    DeviceBuffer<int8_t> a, b;
+    DeviceBuffer<int32_t> c;
+    TESSERA_CUDA_TRY(a.Allocate(elements));
+    TESSERA_CUDA_TRY(b.Allocate(elements));
+    TESSERA_CUDA_TRY(c.Allocate(elements));
+    const uint64_t state0 = spec.seed ^ kChallengeSeedMix;
+    FillChallengeOperand<<<Blocks(elements), kThreads>>>(a.get(), elements, state0, 0);
+    FillChallengeOperand<<<Blocks(elements), kThreads>>>(b.get(), elements, state0, elements);
+    TESSERA_CUDA_TRY(CudaStatus(cudaGetLastError(), "challenge operands"));
+    cublasHandle_t blas = nullptr;
+    TESSERA_CUDA_TRY(BlasStatus(cublasCreate(&blas), "cublasCreate"));
+    struct BlasGuard {
+      cublasHandle_t h;
+      ~BlasGuard() { cublasDestroy(h); }
+    } guard{blas};
+    const int32_t alpha = 1, beta = 0;
+    const int dim = static_cast<int>(n);
+    // Row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ: the operands swap.
+    auto product = [&]() -> absl::Status {
+      if (n % 4 == 0) {
+        const cublasStatus_t s = cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, dim, dim, dim, &alpha, b.get(), CUDA_R_8I, dim, a.get(),
+                                              CUDA_R_8I, dim, &beta, c.get(), CUDA_R_32I, dim, CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT);
+        if (s == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
+        if (s != CUBLAS_STATUS_NOT_SUPPORTED && s != CUBLAS_STATUS_INVALID_VALUE) return BlasStatus(s, "cublasGemmEx (int8)");
+      }
+      Int8ProductFallback<<<Blocks(elements), kThreads>>>(a.get(), b.get(), c.get(), spec.n);
+      return CudaStatus(cudaGetLastError(), "int8 product");
+    };
+    TESSERA_CUDA_TRY(product());  // warm-up: cuBLAS picks and loads its kernel
+    TESSERA_CUDA_TRY(CudaStatus(cudaDeviceSynchronize(), "warm-up"));
+    EventTimer timer;
+    TESSERA_CUDA_TRY(timer.Start());
+    TESSERA_CUDA_TRY(product());
+    absl::StatusOr<float> ms = timer.ElapsedMs();
+    if (!ms.ok()) return ms.status();
+    ChallengeRun run{.product = std::vector<int32_t>(elements), .elapsed_us = static_cast<double>(*ms) * 1e3};
+    TESSERA_CUDA_TRY(CudaStatus(cudaMemcpy(run.product.data(), c.get(), elements * sizeof(int32_t), cudaMemcpyDeviceToHost), "product"));
+    return run;
   }
 };
 

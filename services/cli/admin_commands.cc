@@ -1,5 +1,6 @@
 // `tessera admin create-key|list-keys|revoke-key`: the operator's API keys; `tessera admin fraud
 // list|show|quarantine|release`: fraud signals and quarantines.
+#include <ctime>
 #include <iostream>
 
 #include "services/auth/caller.h"
@@ -18,6 +19,15 @@ std::vector<std::string> KeyRow(const v1::ApiKey& k) {
 
 const std::vector<std::string> kKeyHeader = {"KEY ID", "ROLE", "ACCOUNT", "LABEL", "STATE"};
 
+std::string UtcTime(int64_t unix_ms) {
+  const std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S UTC", &utc);
+  return text;
+}
+
 void PrintSignals(const google::protobuf::RepeatedPtrField<v1::FraudSignal>& signals) {
   std::vector<std::vector<std::string>> rows;
   for (const v1::FraudSignal& f : signals) {
@@ -26,6 +36,23 @@ void PrintSignals(const google::protobuf::RepeatedPtrField<v1::FraudSignal>& sig
                     f.evidence()});
   }
   PrintTable({"ID", "WORKER", "KIND", "REPORT", "EVIDENCE"}, rows);
+}
+
+// One row per challenged GPU, so that the evidence of a failure can be checked by hand: the seed and
+// n regenerate the operands, and the root is what the worker signed.
+void PrintChallenges(const google::protobuf::RepeatedPtrField<v1::GpuChallengeRecord>& challenges) {
+  std::vector<std::vector<std::string>> rows;
+  for (const v1::GpuChallengeRecord& c : challenges) {
+    for (const v1::ChallengedGpu& g : c.gpus()) {
+      std::string root;
+      for (unsigned char byte : g.root().substr(0, 8)) absl::StrAppend(&root, absl::Hex(byte, absl::kZeroPad2));
+      rows.push_back({std::to_string(c.challenge_id()), c.reason(), c.outcome(), absl::StrCat(g.gpu_index(), " ", g.model()),
+                      absl::StrCat(g.seed(), " / ", g.n()), root.empty() ? "-" : root + "…",
+                      g.root().empty() ? "-" : absl::StrCat(static_cast<double>(g.elapsed_us()) / 1e3, " ms"),
+                      c.observed_ms() == 0 ? "-" : absl::StrCat(c.observed_ms(), " ms"), c.detail().empty() ? "-" : c.detail()});
+    }
+  }
+  PrintTable({"CHALLENGE", "REASON", "OUTCOME", "GPU", "SEED / N", "ROOT", "REPORTED", "ROUND TRIP", "DETAIL"}, rows);
 }
 
 void PrintTrust(const v1::WorkerTrust& t) {
@@ -37,10 +64,15 @@ void PrintTrust(const v1::WorkerTrust& t) {
               {"anomaly", absl::StrCat(t.anomaly_score())},
               {"leases (30 d)", absl::StrCat(t.leases_succeeded(), " succeeded, ", t.leases_failed(), " failed, ", t.leases_lost(), " lost")},
               {"subnet", t.registered_subnet().empty() ? "-" : t.registered_subnet()},
-              {"quarantined for", t.quarantine_reason().empty() ? "-" : t.quarantine_reason()}});
+              {"quarantined for", t.quarantine_reason().empty() ? "-" : t.quarantine_reason()},
+              {"verified", t.verified_at_ms() == 0 ? "never" : UtcTime(t.verified_at_ms())}});
   if (t.signals_size() > 0) {
     std::cout << "\n";
     PrintSignals(t.signals());
+  }
+  if (t.challenges_size() > 0) {
+    std::cout << "\n";
+    PrintChallenges(t.challenges());
   }
 }
 

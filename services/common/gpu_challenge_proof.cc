@@ -9,13 +9,6 @@ void Put32(std::string& out, uint32_t v) {
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xFF));
 }
 
-std::vector<Hash> RowLeaves(const std::vector<int32_t>& product, uint32_t n) {
-  std::vector<Hash> leaves;
-  leaves.reserve(n);
-  for (uint32_t r = 0; r < n; ++r) leaves.push_back(LeafHash(ChallengeRowLeaf(r, &product[static_cast<size_t>(r) * n], n)));
-  return leaves;
-}
-
 }  // namespace
 
 std::string ChallengeRowLeaf(uint32_t row, const int32_t* values, uint32_t n) {
@@ -27,15 +20,34 @@ std::string ChallengeRowLeaf(uint32_t row, const int32_t* values, uint32_t n) {
   return out;
 }
 
-Hash ChallengeRoot(const std::vector<int32_t>& product, uint32_t n) { return MerkleRoot(RowLeaves(product, n)); }
+CommittedProduct CommitProduct(std::vector<int32_t> product, uint32_t n) {
+  CommittedProduct c{.n = n, .values = std::move(product), .leaves = {}, .root = {}};
+  c.leaves.reserve(n);
+  for (uint32_t r = 0; r < n && c.values.size() >= static_cast<size_t>(r + 1) * n; ++r) {
+    c.leaves.push_back(LeafHash(ChallengeRowLeaf(r, &c.values[static_cast<size_t>(r) * n], n)));
+  }
+  c.root = MerkleRoot(c.leaves);
+  return c;
+}
 
-RowOpening OpenRow(const std::vector<int32_t>& product, uint32_t n, uint32_t row) {
+RowOpening OpenRow(const CommittedProduct& product, uint32_t row) {
   RowOpening opening{.row = row, .values = {}, .path = {}};
-  if (row >= n) return opening;
-  const auto first = product.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(row) * n);
-  opening.values.assign(first, first + n);
-  opening.path = InclusionPath(RowLeaves(product, n), row);
+  if (row >= product.leaves.size()) return opening;
+  const auto first = product.values.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(row) * product.n);
+  opening.values.assign(first, first + product.n);
+  opening.path = InclusionPath(product.leaves, row);
   return opening;
+}
+
+const Int8Throughput* Int8ThroughputOf(absl::string_view model) {
+  for (const Int8Throughput& t : kInt8Throughput) {
+    if (t.model == model) return &t;
+  }
+  return nullptr;
+}
+
+double SlowestChallengeMs(const Int8Throughput& model, uint32_t n) {
+  return 2.0 * n * static_cast<double>(n) * n / (model.min_tops * 1e12) * 1e3;
 }
 
 absl::Status CheckOpening(const kernels::ChallengeSpec& spec, const std::vector<int8_t>& a, const std::vector<int8_t>& b,
@@ -54,8 +66,8 @@ absl::Status CheckOpening(const kernels::ChallengeSpec& spec, const std::vector<
 }
 
 absl::Status CheckChallengeTime(absl::string_view model, uint32_t n, double elapsed_ms) {
-  for (const Int8Throughput& t : kInt8Throughput) {
-    if (t.model != model) continue;
+  if (const Int8Throughput* found = Int8ThroughputOf(model); found != nullptr) {
+    const Int8Throughput& t = *found;
     const double ops = 2.0 * n * static_cast<double>(n) * n;
     const double tops = elapsed_ms > 0 ? ops / (elapsed_ms / 1e3) / 1e12 : 1e30;
     if (tops < t.min_tops) {

@@ -5,6 +5,8 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
+#include "services/common/gpu_challenge_proof.h"
+
 namespace tessera {
 namespace {
 
@@ -32,6 +34,13 @@ bool Verify(absl::string_view public_key, const std::string& message, absl::stri
                                      reinterpret_cast<const unsigned char*>(public_key.data())) == 0;
 }
 
+std::string Sha256(const std::string& bytes) {
+  std::string digest(crypto_hash_sha256_BYTES, '\0');
+  crypto_hash_sha256(reinterpret_cast<unsigned char*>(digest.data()), reinterpret_cast<const unsigned char*>(bytes.data()),
+                     bytes.size());
+  return digest;
+}
+
 std::string DeterministicSha256(const google::protobuf::Message& message) {
   std::string bytes;
   {
@@ -40,10 +49,7 @@ std::string DeterministicSha256(const google::protobuf::Message& message) {
     coded.SetSerializationDeterministic(true);
     message.SerializeToCodedStream(&coded);
   }
-  std::string digest(crypto_hash_sha256_BYTES, '\0');
-  crypto_hash_sha256(reinterpret_cast<unsigned char*>(digest.data()), reinterpret_cast<const unsigned char*>(bytes.data()),
-                     bytes.size());
-  return digest;
+  return Sha256(bytes);
 }
 
 }  // namespace
@@ -98,12 +104,54 @@ std::string CanonicalFinished(int64_t worker_id, const v1::JobFinished& f) {
   return out;
 }
 
+std::string CanonicalChallengeCommit(int64_t worker_id, const v1::ChallengeCommit& c) {
+  std::string out = Domain("tessera/challenge-commit/v1");
+  Put(out, static_cast<uint64_t>(worker_id), 8);
+  Put(out, static_cast<uint64_t>(c.challenge_id()), 8);
+  Put(out, static_cast<uint64_t>(c.gpus_size()), 4);
+  for (const v1::GpuCommitment& g : c.gpus()) {
+    Put(out, g.gpu_index(), 4);
+    out += g.root();
+    Put(out, g.elapsed_us(), 8);
+  }
+  return out;
+}
+
+std::string CanonicalChallengeOpening(int64_t worker_id, const v1::ChallengeOpening& o) {
+  std::string out = Domain("tessera/challenge-opening/v1");
+  Put(out, static_cast<uint64_t>(worker_id), 8);
+  Put(out, static_cast<uint64_t>(o.challenge_id()), 8);
+  Put(out, o.gpu_index(), 4);
+  Put(out, static_cast<uint64_t>(o.rows_size()), 4);
+  for (const v1::OpenedRow& r : o.rows()) {
+    Put(out, r.row(), 4);
+    out += Sha256(ChallengeRowLeaf(r.row(), r.values().data(), static_cast<uint32_t>(r.values_size())));
+  }
+  return out;
+}
+
 void SignUsage(const WorkerKeyPair& key, int64_t worker_id, v1::UsageReport* report) {
   report->set_signature(Signature(key, CanonicalUsage(worker_id, *report)));
 }
 
 void SignFinished(const WorkerKeyPair& key, int64_t worker_id, v1::JobFinished* finished) {
   finished->set_signature(Signature(key, CanonicalFinished(worker_id, *finished)));
+}
+
+void SignChallengeCommit(const WorkerKeyPair& key, int64_t worker_id, v1::ChallengeCommit* commit) {
+  commit->set_signature(Signature(key, CanonicalChallengeCommit(worker_id, *commit)));
+}
+
+void SignChallengeOpening(const WorkerKeyPair& key, int64_t worker_id, v1::ChallengeOpening* opening) {
+  opening->set_signature(Signature(key, CanonicalChallengeOpening(worker_id, *opening)));
+}
+
+bool VerifyChallengeCommit(absl::string_view public_key, int64_t worker_id, const v1::ChallengeCommit& commit) {
+  return Verify(public_key, CanonicalChallengeCommit(worker_id, commit), commit.signature());
+}
+
+bool VerifyChallengeOpening(absl::string_view public_key, int64_t worker_id, const v1::ChallengeOpening& opening) {
+  return Verify(public_key, CanonicalChallengeOpening(worker_id, opening), opening.signature());
 }
 
 bool VerifyUsage(absl::string_view public_key, int64_t worker_id, const v1::UsageReport& report) {

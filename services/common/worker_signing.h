@@ -1,5 +1,5 @@
-// What a worker attests, signed: the canonical encodings of usage reports and job results
-// (specified in workers.proto next to their `signature` fields) and Ed25519 over them (libsodium).
+// What a worker attests, signed: the canonical encodings of usage reports, job results and
+// proof-of-GPU answers (specified in workers.proto next to their `signature` fields) and Ed25519 over them (libsodium).
 // The agent signs with its machine's secret key; the scheduler verifies with the public key the
 // machine registered. The worker id is part of every encoding, so a signature never transfers to
 // another worker's report.
@@ -34,11 +34,17 @@ struct WorkerKeyPair {
 
 std::string CanonicalUsage(int64_t worker_id, const v1::UsageReport& report);
 std::string CanonicalFinished(int64_t worker_id, const v1::JobFinished& finished);
+std::string CanonicalChallengeCommit(int64_t worker_id, const v1::ChallengeCommit& commit);
+std::string CanonicalChallengeOpening(int64_t worker_id, const v1::ChallengeOpening& opening);
 
 void SignUsage(const WorkerKeyPair& key, int64_t worker_id, v1::UsageReport* report);
 void SignFinished(const WorkerKeyPair& key, int64_t worker_id, v1::JobFinished* finished);
+void SignChallengeCommit(const WorkerKeyPair& key, int64_t worker_id, v1::ChallengeCommit* commit);
+void SignChallengeOpening(const WorkerKeyPair& key, int64_t worker_id, v1::ChallengeOpening* opening);
 // False for a wrong, missing or malformed signature or public key.
 bool VerifyUsage(absl::string_view public_key, int64_t worker_id, const v1::UsageReport& report);
 bool VerifyFinished(absl::string_view public_key, int64_t worker_id, const v1::JobFinished& finished);
+bool VerifyChallengeCommit(absl::string_view public_key, int64_t worker_id, const v1::ChallengeCommit& commit);
+bool VerifyChallengeOpening(absl::string_view public_key, int64_t worker_id, const v1::ChallengeOpening& opening);
 
 }  // namespace tessera

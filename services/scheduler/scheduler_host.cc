@@ -95,7 +95,14 @@ scheduler::JobRequirements RequirementsOf(const LiveAssignment& a) {
 }  // namespace
 
 SchedulerHost::SchedulerHost(store::Database& db, const Clock& clock, SchedulerOptions options)
-    : db_(db), clock_(clock), options_(options), repo_(db), trust_(db) {}
+    : db_(db),
+      clock_(clock),
+      options_(options),
+      repo_(db),
+      trust_(db),
+      verifier_(db, clock, options.verifier, [this](int64_t worker_id, v1::WorkerState state) {
+        Post([&](MarketEvents& e) { e.verified.emplace_back(worker_id, state); });
+      }) {}
 
 SchedulerHost::~SchedulerHost() { Stop(); }
 
@@ -117,6 +124,10 @@ absl::Status SchedulerHost::Start(int64_t epoch) {
   scheduler::Decisions none;
   if (absl::Status s = Rebuild(none); !s.ok()) return s;
   market_stale_ = false;
+  recheck_at_ms_.clear();
+  if (options_.verifier.enabled) {
+    if (absl::Status s = verifier_.Start(); !s.ok()) return s;
+  }
   listener_ = std::make_unique<store::NotificationListener>(
       db_.url(), std::vector<std::string>{"tessera_jobs", "tessera_cancels", "tessera_extensions", "tessera_quarantine"},
       [this](const std::string& channel, const std::string& payload) { OnNotification(channel, payload); });
@@ -139,6 +150,7 @@ void SchedulerHost::Stop() {
   for (std::thread* t : {&ingest_thread_, &scheduling_thread_}) {
     if (t->joinable()) t->join();
   }
+  verifier_.Stop();
   listener_.reset();
   registry_.CloseAll(grpc::Status(grpc::StatusCode::UNAVAILABLE, "scheduler stepped down; reconnect to the leader"));
   market_.reset();
@@ -164,6 +176,7 @@ void SchedulerHost::OnMessage(const std::shared_ptr<WorkerSession>& session, v1:
 
 void SchedulerHost::OnClosed(const std::shared_ptr<WorkerSession>& session) {
   registry_.Detach(session);
+  if (options_.verifier.enabled && session->worker_id() != 0) verifier_.OnClosed(session);
   if (const int64_t worker_id = session->worker_id(); worker_id != 0) {
     Post([&](MarketEvents& e) { e.disconnected.push_back(worker_id); });
   }
@@ -301,6 +314,12 @@ void SchedulerHost::ProcessBatch(std::vector<Inbound>& batch) {
       case v1::WorkerMessage::kRendezvousOffer:
         ForwardRendezvous(worker_id, m.rendezvous_offer());
         break;
+      case v1::WorkerMessage::kChallengeCommit:
+        if (options_.verifier.enabled) verifier_.OnCommit(in.session, std::move(*m.mutable_challenge_commit()));
+        break;
+      case v1::WorkerMessage::kChallengeOpening:
+        if (options_.verifier.enabled) verifier_.OnOpening(in.session, std::move(*m.mutable_challenge_opening()));
+        break;
       default:
         break;  // heartbeat: the touch above is all it does
     }
@@ -406,6 +425,7 @@ void SchedulerHost::SchedulingLoop() {
     ExpireLeases(decisions);
     const bool tick = now_ms >= next_tick_ms;
     if (tick) {
+      StartDueRechecks(now_ms, decisions);
       Merge(decisions, market_->Tick(now_ms));
       next_tick_ms = now_ms + options_.tick_interval_ms;
     }
@@ -449,7 +469,16 @@ void SchedulerHost::ApplyEvents(MarketEvents& events, scheduler::Decisions& deci
   }
   for (int64_t worker_id : events.disconnected) {
     // A newer stream may already have replaced the closed one.
-    if (registry_.SessionOf(worker_id) == nullptr) Merge(decisions, market_->SetSchedulable(worker_id, false, now_ms));
+    if (registry_.SessionOf(worker_id) == nullptr) {
+      Merge(decisions, market_->SetSchedulable(worker_id, false, now_ms));
+      recheck_at_ms_.erase(worker_id);
+    }
+  }
+  for (const auto& [worker_id, state] : events.verified) {
+    // Its hardware is what it claims: it joins the market (unless it went away meanwhile).
+    if (registry_.SessionOf(worker_id) == nullptr || !market_->HasWorker(worker_id)) continue;
+    Merge(decisions, market_->SetSchedulable(worker_id, state == v1::WORKER_STATE_ACTIVE, now_ms));
+    if (state == v1::WORKER_STATE_ACTIVE) ScheduleRecheck(worker_id, now_ms);
   }
   for (const auto& [job_id, attempt, worker_id] : events.cancelled) {
     SendCancel(job_id, attempt, worker_id);
@@ -475,7 +504,7 @@ void SchedulerHost::SendCancel(int64_t job_id, uint32_t attempt, int64_t worker_
 
 void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello,
                                 scheduler::Decisions& decisions) {
-  auto activated = repo_.ActivateWorker(hello.worker_id(), hello.has_policy() ? &hello.policy() : nullptr);
+  auto activated = repo_.ActivateWorker(hello.worker_id(), hello.has_policy() ? &hello.policy() : nullptr, options_.verifier.enabled);
   if (!activated.ok()) {
     session->Close(ToGrpcStatus(activated.status()));
     return;
@@ -544,8 +573,41 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
   } else {
     spdlog::warn("worker {}: rendezvous not resent: {}", record.worker_id, pending.status().ToString());
   }
+  if (record.state == v1::WORKER_STATE_PENDING_VERIFICATION) {
+    // It proves its hardware before it gets a job: a never-verified machine, or one whose re-check
+    // was interrupted.
+    verifier_.Challenge(session, record.verified ? ChallengeReason::kRecheck : ChallengeReason::kRegistration);
+  } else if (record.state == v1::WORKER_STATE_ACTIVE) {
+    ScheduleRecheck(record.worker_id, now_ms);
+  }
   spdlog::info("worker {} connected ({} GPUs, {} jobs kept, {} resent, {} requeued)", record.worker_id, record.gpus.size(),
                keep.size(), resend.size(), lost.size());
+}
+
+void SchedulerHost::ScheduleRecheck(int64_t worker_id, int64_t now_ms) {
+  if (!options_.verifier.enabled || options_.verifier.recheck_mean_interval_ms <= 0) return;
+  // Exponential gaps: when the next re-check comes cannot be told from when the last one came.
+  std::exponential_distribution<double> gap(1.0 / static_cast<double>(options_.verifier.recheck_mean_interval_ms));
+  recheck_at_ms_[worker_id] = now_ms + static_cast<int64_t>(gap(recheck_rng_));
+}
+
+void SchedulerHost::StartDueRechecks(int64_t now_ms, scheduler::Decisions& decisions) {
+  for (auto it = recheck_at_ms_.begin(); it != recheck_at_ms_.end();) {
+    const auto [worker_id, due_ms] = *it;
+    std::shared_ptr<WorkerSession> session = registry_.SessionOf(worker_id);
+    if (session == nullptr) {
+      it = recheck_at_ms_.erase(it);
+      continue;
+    }
+    // A busy worker is re-checked once it is idle: a challenge never competes with a customer's job.
+    if (due_ms > now_ms || !market_->IsIdle(worker_id)) {
+      ++it;
+      continue;
+    }
+    Merge(decisions, market_->SetSchedulable(worker_id, false, now_ms));
+    verifier_.Challenge(session, ChallengeReason::kRecheck);
+    it = recheck_at_ms_.erase(it);
+  }
 }
 
 void SchedulerHost::ExpireLeases(scheduler::Decisions& decisions) {

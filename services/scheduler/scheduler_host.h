@@ -20,12 +20,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <tuple>
 
 #include "absl/base/thread_annotations.h"
 #include "scheduler/market.h"
 #include "services/common/clock.h"
+#include "services/scheduler/gpu_verifier.h"
 #include "services/scheduler/scheduler_repository.h"
 #include "services/scheduler/worker_registry.h"
 #include "services/scheduler/worker_session.h"
@@ -42,6 +44,7 @@ struct SchedulerOptions {
   size_t wait_reasons_per_tick = 256;      // queued jobs whose wait reason is refreshed per tick
   int64_t reputation_interval_ms = 10'000; // reputations are recomputed from the store this often
   TrustLimits trust;
+  VerifierOptions verifier;
   scheduler::MarketOptions market;
 };
 
@@ -94,10 +97,11 @@ class SchedulerHost final : public StreamHandler {
     std::vector<int64_t> submitted;                          // jobs announced by NOTIFY
     std::vector<Extension> extended;
     std::vector<int64_t> quarantined;                        // workers an operator took out
+    std::vector<std::pair<int64_t, v1::WorkerState>> verified;  // passed a GPU challenge, now in this state
     bool reconcile = false;
     bool empty() const {
       return hellos.empty() && disconnected.empty() && cancelled.empty() && finished.empty() && submitted.empty() &&
-             extended.empty() && quarantined.empty() && !reconcile;
+             extended.empty() && quarantined.empty() && verified.empty() && !reconcile;
     }
   };
 
@@ -127,6 +131,9 @@ class SchedulerHost final : public StreamHandler {
   // withdrawn from the market (which may place others: repeated a few times).
   void Commit(scheduler::Decisions decisions);
   void RefreshWaitReasons();
+  // Proof of GPU: when an ACTIVE worker is next re-checked, and the re-checks now due of idle ones.
+  void ScheduleRecheck(int64_t worker_id, int64_t now_ms);
+  void StartDueRechecks(int64_t now_ms, scheduler::Decisions& decisions);
 
   store::Database& db_;
   const Clock& clock_;
@@ -134,6 +141,7 @@ class SchedulerHost final : public StreamHandler {
   SchedulerRepository repo_;
   TrustRepository trust_;
   WorkerRegistry registry_;
+  GpuVerifier verifier_;
 
   std::mutex inbound_mu_;
   std::condition_variable inbound_cv_;
@@ -152,6 +160,8 @@ class SchedulerHost final : public StreamHandler {
   bool market_stale_ = false;  // a write failed: rebuild before the next round
   std::map<int64_t, std::string> wait_reasons_;
   size_t wait_reason_cursor_ = 0;
+  std::map<int64_t, int64_t> recheck_at_ms_;  // connected ACTIVE workers
+  std::mt19937_64 recheck_rng_{std::random_device{}()};
 
   std::unique_ptr<store::NotificationListener> listener_;
   std::thread ingest_thread_, scheduling_thread_;

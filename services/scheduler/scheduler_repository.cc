@@ -72,7 +72,7 @@ scheduler::JobRequirements RequirementsFromRow(const pqxx::row& row) {
 std::vector<WorkerRecord> LoadWorkerRecords(pqxx::work& tx, const std::vector<int64_t>& ids) {
   std::map<int64_t, WorkerRecord> records;
   for (const pqxx::row& r : store::Exec(tx, {"sched_load_workers",
-           "SELECT worker_id, state, region, reputation, ask_utok_per_gpu_hour, policy FROM workers"
+           "SELECT worker_id, state, region, reputation, ask_utok_per_gpu_hour, policy, verified_at IS NOT NULL FROM workers"
            " WHERE worker_id = ANY($1::bigint[])"},
            ArrayLiteral(ids))) {
     WorkerRecord& w = records[r[0].as<int64_t>()];
@@ -82,6 +82,7 @@ std::vector<WorkerRecord> LoadWorkerRecords(pqxx::work& tx, const std::vector<in
     w.reputation = r[3].as<int32_t>();
     w.ask_utok_per_gpu_hour = r[4].as<int64_t>();
     w.policy.ParseFromString(pqxx::binarystring(r[5]).str());
+    w.verified = r[6].as<bool>();
   }
   for (const pqxx::row& r : store::Exec(tx, {"sched_load_gpus",
            "SELECT worker_id, " GPU_COLUMNS " FROM gpus WHERE worker_id = ANY($1::bigint[]) ORDER BY worker_id, gpu_index"},
@@ -123,7 +124,7 @@ absl::StatusOr<v1::RegisterWorkerResponse> SchedulerRepository::RegisterWorker(c
     for (const v1::Gpu& gpu : request.gpus()) uuids.push_back(gpu.uuid());
     const auto worker_id = tx.exec_params1(
         "INSERT INTO workers (provider_account_id, name, region, ask_utok_per_gpu_hour, state, policy, public_key)"
-        " VALUES ($1, $2, $3, $4, 'OFFLINE', decode($5, 'hex'), NULLIF(decode($6, 'hex'), '')) RETURNING worker_id",
+        " VALUES ($1, $2, $3, $4, 'PENDING_VERIFICATION', decode($5, 'hex'), NULLIF(decode($6, 'hex'), '')) RETURNING worker_id",
         account[0][0].as<int64_t>(), request.name(), request.region(), request.ask_utok_per_gpu_hour(),
         Hex(request.policy().SerializeAsString()), Hex(request.public_key()))[0].as<int64_t>();
     std::vector<int64_t> indexes, memory;
@@ -146,7 +147,7 @@ absl::StatusOr<v1::RegisterWorkerResponse> SchedulerRepository::RegisterWorker(c
     const bool quarantined = FlagRegistration(tx, worker_id, account[0][0].as<int64_t>(), uuids, subnet, limits);
     v1::RegisterWorkerResponse response;
     response.set_worker_id(worker_id);
-    response.set_state(quarantined ? v1::WORKER_STATE_QUARANTINED : v1::WORKER_STATE_OFFLINE);
+    response.set_state(quarantined ? v1::WORKER_STATE_QUARANTINED : v1::WORKER_STATE_PENDING_VERIFICATION);
     return response;
   });
 }
@@ -189,14 +190,19 @@ absl::StatusOr<std::vector<v1::Worker>> SchedulerRepository::ListWorkers(const s
 }
 
 absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> SchedulerRepository::ActivateWorker(
-    int64_t worker_id, const v1::ProviderPolicy* policy) {
+    int64_t worker_id, const v1::ProviderPolicy* policy, bool require_verification) {
   using Result = std::pair<WorkerRecord, std::vector<LiveAssignment>>;
   return db_.Transact("activate worker", [&](pqxx::work& tx) -> absl::StatusOr<Result> {
-    const pqxx::result w = tx.exec_params("SELECT state FROM workers WHERE worker_id = $1 FOR NO KEY UPDATE", worker_id);
+    const pqxx::result w =
+        tx.exec_params("SELECT state, verified_at IS NOT NULL FROM workers WHERE worker_id = $1 FOR NO KEY UPDATE", worker_id);
     if (w.empty()) return absl::NotFoundError(absl::StrCat("worker ", worker_id, " is not registered"));
     v1::WorkerState state = ParseWorkerState(w[0][0].as<std::string>());
     if (state == v1::WORKER_STATE_QUARANTINED) return absl::PermissionDeniedError(absl::StrCat("worker ", worker_id, " is quarantined"));
-    if (state != v1::WORKER_STATE_DRAINING) state = v1::WORKER_STATE_ACTIVE;
+    if (require_verification && (state == v1::WORKER_STATE_PENDING_VERIFICATION || !w[0][1].as<bool>())) {
+      state = v1::WORKER_STATE_PENDING_VERIFICATION;  // no job until it passes a GPU challenge
+    } else if (state != v1::WORKER_STATE_DRAINING) {
+      state = v1::WORKER_STATE_ACTIVE;
+    }
     tx.exec_params0(
         "UPDATE workers SET state = $2, last_seen_at = now(), policy = CASE WHEN $3 THEN decode($4, 'hex') ELSE policy END"
         " WHERE worker_id = $1",

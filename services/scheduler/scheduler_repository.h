@@ -27,6 +27,7 @@ struct WorkerRecord {
   int64_t ask_utok_per_gpu_hour = 0;
   std::vector<v1::Gpu> gpus;  // ordered by index, dense from 0
   v1::ProviderPolicy policy;
+  bool verified = false;  // it passed a proof-of-GPU challenge once (or an admin vouched for it)
 };
 
 struct LiveAssignment {
@@ -102,9 +103,11 @@ class SchedulerRepository {
   absl::StatusOr<std::vector<v1::Worker>> ListWorkers(const std::string& provider_account);
 
   // Marks the worker ACTIVE (it passed hello), replacing its policy when `policy` is given, and
-  // returns it with its live assignments.
+  // returns it with its live assignments. With `require_verification`, a worker that never passed a
+  // GPU challenge, or whose re-check did not finish, is PENDING_VERIFICATION instead.
   absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> ActivateWorker(int64_t worker_id,
-                                                                                      const v1::ProviderPolicy* policy);
+                                                                                      const v1::ProviderPolicy* policy,
+                                                                                      bool require_verification);
   // Who a hello's worker id is: its provider and public key. `provider_account_id` non-zero: the
   // stream's key is that provider's, and a worker of anyone else (or none) is PERMISSION_DENIED,
   // in the same words, so a stream can never speak for a machine its provider does not own.

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/job_state_machine.h"
+#include "services/scheduler/challenge_repository.h"
 
 namespace tessera::scheduler_host {
 namespace {
@@ -12,7 +13,7 @@ namespace {
 constexpr char kSignalWeight[] =
     "CASE kind WHEN 'DUPLICATE_GPU_UUID' THEN 2.0 WHEN 'ADMIN_QUARANTINE' THEN 2.0 WHEN 'BAD_SIGNATURE' THEN 1.0"
     " WHEN 'BAD_RESULT_SIGNATURE' THEN 1.0 WHEN 'REPLAYED_REPORT' THEN 1.0 WHEN 'OVER_CLAIM' THEN 1.0"
-    " WHEN 'SUBNET_CROWD' THEN 0.75 WHEN 'FUTURE_DATED' THEN 0.5 WHEN 'UNLEASED_REPORT' THEN 0.5 WHEN 'PROVIDER_FLEET' THEN 0.25"
+    " WHEN 'CHALLENGE_FAILED' THEN 2.0 WHEN 'SUBNET_CROWD' THEN 0.75 WHEN 'FUTURE_DATED' THEN 0.5 WHEN 'UNLEASED_REPORT' THEN 0.5 WHEN 'PROVIDER_FLEET' THEN 0.25"
     " ELSE 0 END";
 constexpr double kAnomalyThreshold = 3.5;
 constexpr int kMinWorkersPerModel = 5;
@@ -51,7 +52,8 @@ absl::StatusOr<v1::WorkerTrust> TrustOf(pqxx::work& tx, int64_t worker_id) {
   const pqxx::result w = tx.exec_params(
       "SELECT a.name, w.state, w.reputation, w.anomaly_score, w.quarantine_reason, coalesce(w.registered_subnet::text, ''),"
       " count(*) FILTER (WHERE s.end_reason = 'succeeded'), count(*) FILTER (WHERE s.end_reason = 'failed'),"
-      " count(*) FILTER (WHERE s.end_reason LIKE 'lease expired%' OR s.end_reason LIKE 'worker restarted%')"
+      " count(*) FILTER (WHERE s.end_reason LIKE 'lease expired%' OR s.end_reason LIKE 'worker restarted%'),"
+      " coalesce((extract(epoch FROM w.verified_at) * 1000)::bigint, 0)"
       " FROM workers w JOIN accounts a ON a.account_id = w.provider_account_id"
       " LEFT JOIN assignments s ON s.worker_id = w.worker_id AND s.state = 'ENDED' AND s.ended_at > now() - interval '30 days'"
       " WHERE w.worker_id = $1 GROUP BY a.name, w.worker_id",
@@ -68,11 +70,13 @@ absl::StatusOr<v1::WorkerTrust> TrustOf(pqxx::work& tx, int64_t worker_id) {
   trust.set_leases_succeeded(w[0][6].as<uint32_t>());
   trust.set_leases_failed(w[0][7].as<uint32_t>());
   trust.set_leases_lost(w[0][8].as<uint32_t>());
+  trust.set_verified_at_ms(w[0][9].as<int64_t>());
   for (const pqxx::row& r : tx.exec_params(absl::StrCat("SELECT ", kSignalColumns,
                                                         " FROM fraud_signals WHERE worker_id = $1 ORDER BY signal_id DESC LIMIT 50"),
                                            worker_id)) {
     *trust.add_signals() = SignalFromRow(r);
   }
+  for (v1::GpuChallengeRecord& c : LatestChallenges(tx, worker_id, 10)) *trust.add_challenges() = std::move(c);
   return trust;
 }
 
@@ -219,7 +223,11 @@ absl::StatusOr<v1::WorkerTrust> TrustRepository::Release(int64_t worker_id, cons
     if (w[0][0].as<std::string>() != "QUARANTINED") {
       return absl::FailedPreconditionError(absl::StrCat("worker ", worker_id, " is not quarantined (it is ", w[0][0].as<std::string>(), ")"));
     }
-    tx.exec_params0("UPDATE workers SET state = 'OFFLINE', quarantine_reason = '' WHERE worker_id = $1", worker_id);
+    // The operator vouches for the hardware: a worker quarantined by a failed challenge is not held
+    // at PENDING_VERIFICATION again (its random re-checks go on).
+    tx.exec_params0("UPDATE workers SET state = 'OFFLINE', quarantine_reason = '', verified_at = coalesce(verified_at, now())"
+                    " WHERE worker_id = $1",
+                    worker_id);
     tx.exec_params0("INSERT INTO audit_log (actor_key_id, action, subject, detail) VALUES (NULLIF($1, ''), 'worker.release', $2, $3)",
                     actor_key_id, absl::StrCat("worker/", worker_id), reason);
     return TrustOf(tx, worker_id);

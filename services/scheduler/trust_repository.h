@@ -10,7 +10,7 @@
 //
 //   S, F, L  leases that ended succeeded, failed, or lost (expired, or the worker restarted without
 //            the job); the +1/+2 is a uniform prior, so a new worker starts at 0.5 (500).
-//   w        per signal kind: DUPLICATE_GPU_UUID 2, ADMIN_QUARANTINE 2, BAD_SIGNATURE 1,
+//   w        per signal kind: DUPLICATE_GPU_UUID 2, ADMIN_QUARANTINE 2, CHALLENGE_FAILED 2, BAD_SIGNATURE 1,
 //            BAD_RESULT_SIGNATURE 1, REPLAYED_REPORT 1, OVER_CLAIM 1, SUBNET_CROWD 0.75,
 //            FUTURE_DATED 0.5, UNLEASED_REPORT 0.5, PROVIDER_FLEET 0.25, TELEMETRY_ANOMALY 0 (the
 //            anomaly factor already counts it).
@@ -63,8 +63,8 @@ class TrustRepository {
   // QUARANTINED with the reason (and an ADMIN_QUARANTINE signal); NOTIFY tessera_quarantine makes
   // the scheduler close its stream. Its leases then expire and its jobs run elsewhere.
   absl::StatusOr<v1::WorkerTrust> Quarantine(int64_t worker_id, const std::string& reason, const std::string& actor_key_id);
-  // Lifts a quarantine: the worker is OFFLINE until it connects again. FAILED_PRECONDITION when it
-  // is not quarantined.
+  // Lifts a quarantine: the worker is OFFLINE until it connects again, and counts as verified (the
+  // operator vouches for its hardware). FAILED_PRECONDITION when it is not quarantined.
   absl::StatusOr<v1::WorkerTrust> Release(int64_t worker_id, const std::string& reason, const std::string& actor_key_id);
 
  private:

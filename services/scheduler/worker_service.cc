@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/compute_capability.h"
+#include "services/common/gpu_challenge_proof.h"
 #include "services/common/grpc_status.h"
 #include "services/common/worker_signing.h"
 #include "services/auth/access_policy.h"
@@ -71,6 +72,17 @@ grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context, con
   TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.WorkerService/RegisterWorker");
   if (absl::Status s = ValidateRegisterWorker(*request); !s.ok()) return ToGrpcStatus(s);
   if (absl::Status s = auth::RequireAccount(*caller, "provider_account", request->provider_account()); !s.ok()) return ToGrpcStatus(s);
+  if (host_.options().verifier.enabled) {
+    // A machine that could never pass its challenge is told now, not held PENDING_VERIFICATION forever.
+    for (const v1::Gpu& gpu : request->gpus()) {
+      if (Int8ThroughputOf(gpu.model()) == nullptr) {
+        std::string known;
+        for (const Int8Throughput& t : kInt8Throughput) absl::StrAppend(&known, known.empty() ? "" : ", ", t.model);
+        return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+            "gpus.model '", gpu.model(), "' cannot be verified by a proof-of-GPU challenge; known models: ", known)));
+      }
+    }
+  }
   absl::StatusOr<v1::RegisterWorkerResponse> registered =
       host_.repository().RegisterWorker(*request, SubnetOfPeer(context->peer()), host_.options().trust);
   if (!registered.ok()) return ToGrpcStatus(registered.status());

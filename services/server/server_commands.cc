@@ -133,6 +133,20 @@ void AddServerCommands(CLI::App& app, cli::CliContext& ctx) {
       ->check(CLI::Range(int64_t{100}, int64_t{3'600'000}));
   server->add_option("--max-streams-per-provider", options->max_streams_per_provider, "Worker streams a provider may hold open")
       ->check(CLI::Range(1, 1'000'000));
+  server->add_flag("--verify-gpus,!--no-verify-gpus", options->scheduler.verifier.enabled,
+                   "Hold new workers PENDING_VERIFICATION until they pass a proof-of-GPU challenge (default on; off trusts every "
+                   "machine, as a private fleet may)");
+  server->add_option("--challenge-n", options->scheduler.verifier.challenge_n,
+                     "Matrix size of every GPU challenge; 0: by GPU model (services/common/gpu_challenge_proof.h)")
+      ->check(CLI::Range(0u, 16'384u));
+  server->add_option("--challenge-rows", options->scheduler.verifier.rows_per_gpu, "Rows of each challenged GPU's product to open")
+      ->check(CLI::Range(1u, 64u));
+  server->add_option("--challenge-overhead-ms", options->scheduler.verifier.overhead_ms,
+                     "Time a challenge allows beyond the slowest compute of the claimed GPUs (operands, hashing, network)")
+      ->check(CLI::Range(int64_t{100}, int64_t{600'000}));
+  server->add_option("--recheck-mean-interval-ms", options->scheduler.verifier.recheck_mean_interval_ms,
+                     "Mean time between random re-challenges of an idle worker; 0: never")
+      ->check(CLI::Range(int64_t{0}, int64_t{30LL * 86'400'000}));
   server->add_flag("--no-fsync", [options](int64_t) { options->durable_embedded_database = false; },
                    "Embedded database without fsync (tests and benchmarks of CPU cost only)");
   server->callback([&ctx, options, services, paths, data_dir] {

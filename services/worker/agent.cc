@@ -125,6 +125,10 @@ absl::StatusOr<int64_t> Agent::RegisterOrLoad() {
 }
 
 void Agent::Run() {
+  challenges_ = std::make_unique<ChallengeResponder>(*backend_, key_, worker_id_, [this](const v1::WorkerMessage& m) {
+    std::lock_guard lock(mu_);
+    WriteLocked(m);
+  });
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   int backoff_ms = 100;
   while (!stop_ && !stubs_.empty()) {
@@ -190,6 +194,7 @@ void Agent::ServeOneConnection() {
     stream_ = nullptr;
     context_ = nullptr;
   }
+  challenges_->Reset();
   grpc::Status status = stream->Finish();
   if (!stop_) {
     spdlog::warn("disconnected from {}: {} {}", servers_[current_], static_cast<int>(status.error_code()), status.error_message());
@@ -227,6 +232,21 @@ void Agent::Handle(const v1::ServerMessage& message) {
       if (it != runners_.end()) it->second->Extend(message.extended().max_duration_ms());
       break;
     }
+    case v1::ServerMessage::kChallenge:
+      spdlog::info("proof-of-GPU challenge {} for {} GPU(s)", message.challenge().challenge_id(), message.challenge().gpus_size());
+      challenges_->OnChallenge(message.challenge());
+      break;
+    case v1::ServerMessage::kOpenRows:
+      challenges_->OnOpenRows(message.open_rows());
+      break;
+    case v1::ServerMessage::kChallengeResult:
+      if (message.challenge_result().passed()) {
+        spdlog::info("passed proof-of-GPU challenge {}: the worker is {}", message.challenge_result().challenge_id(),
+                     v1::WorkerState_Name(message.challenge_result().state()));
+      } else {
+        spdlog::error("failed proof-of-GPU challenge {}: {}", message.challenge_result().challenge_id(), message.challenge_result().reason());
+      }
+      break;
     case v1::ServerMessage::kUsageAck:
     case v1::ServerMessage::kFinishedAck:
       if (message.has_usage_ack() && !message.usage_ack().accepted()) {

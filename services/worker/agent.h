@@ -21,6 +21,7 @@
 #include "kernels/compute_backend.h"
 #include "services/common/clock.h"
 #include "services/common/worker_signing.h"
+#include "services/worker/challenge_responder.h"
 #include "services/worker/job_runner.h"
 #include "tessera/v1/workers.grpc.pb.h"
 
@@ -90,6 +91,7 @@ class Agent final : public JobReporter {
   WorkerKeyPair key_;  // set by RegisterOrLoad, before the first message
   std::deque<v1::WorkerMessage> outbox_ ABSL_GUARDED_BY(mu_);  // usage and results awaiting ack
   std::map<JobKey, std::unique_ptr<JobRunner>> runners_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<ChallengeResponder> challenges_;  // made by Run, once the worker id is known
   std::thread heartbeat_thread_;
 };
 

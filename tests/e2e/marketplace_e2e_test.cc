@@ -55,6 +55,13 @@ TEST_CASE("customers, workers and the ledger end to end; a killed worker's job f
   }
   const int64_t cheap_id = WorkerId(c, "cheap");
   const int64_t dear_id = WorkerId(c, "dear");
+  // Both agents proved their (CPU) hardware before any job reached them, and the operator sees how.
+  for (int i = 0; i < 100 && c.Sql("SELECT count(*) FROM gpu_challenges WHERE outcome = 'PASSED'") != "2"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(c.Sql("SELECT count(*) FROM gpu_challenges WHERE outcome = 'PASSED' AND reason = 'REGISTRATION'") == "2");
+  CHECK(c.Sql("SELECT count(*) FROM workers WHERE state = 'ACTIVE' AND verified_at IS NOT NULL") == "2");
+  CHECK_THAT(c.Cli({"admin", "fraud", "show", std::to_string(cheap_id)}).out, Catch::Contains("PASSED") && Catch::Contains("0 CPU"));
 
   // Bad input through the CLI is a clear error, not a crash.
   auto bad = c.Cli({"job", "get", "-5"}, false);

@@ -56,7 +56,7 @@ class Marketplace {
     }
     auto response = scheduler.RegisterWorker(r);
     REQUIRE(response.ok());
-    REQUIRE(scheduler.ActivateWorker(response->worker_id(), nullptr).ok());
+    REQUIRE(scheduler.ActivateWorker(response->worker_id(), nullptr, false).ok());
     return response->worker_id();
   }
 

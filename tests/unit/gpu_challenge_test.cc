@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "kernels/compute_backend.h"
 #include "services/common/gpu_challenge_proof.h"
 
 namespace tessera {
@@ -42,29 +43,30 @@ TEST_CASE("an honest commitment opens; a wrong row, index, path or root does not
   std::vector<int8_t> a, b;
   kernels::ChallengeOperands(spec, a, b);
   const std::vector<int32_t> c = kernels::ChallengeProduct(spec);
-  const Hash root = ChallengeRoot(c, spec.n);
-  for (uint32_t row : {0u, 17u, 39u}) CHECK(CheckOpening(spec, a, b, root, OpenRow(c, spec.n, row)).ok());
+  const CommittedProduct committed = CommitProduct(c, spec.n);
+  const Hash root = committed.root;
+  for (uint32_t row : {0u, 17u, 39u}) CHECK(CheckOpening(spec, a, b, root, OpenRow(committed, row)).ok());
 
-  RowOpening wrong_value = OpenRow(c, spec.n, 17);
+  RowOpening wrong_value = OpenRow(committed, 17);
   wrong_value.values[3] += 1;
   CHECK_THAT(std::string(CheckOpening(spec, a, b, root, wrong_value).message()), Catch::Contains("is not row 17 of A·B"));
-  RowOpening moved = OpenRow(c, spec.n, 17);
+  RowOpening moved = OpenRow(committed, 17);
   moved.row = 18;  // a true row presented as another
   CHECK(absl::IsPermissionDenied(CheckOpening(spec, a, b, root, moved)));
-  RowOpening bad_path = OpenRow(c, spec.n, 17);
+  RowOpening bad_path = OpenRow(committed, 17);
   bad_path.path[0][0] ^= 1;
   CHECK_THAT(std::string(CheckOpening(spec, a, b, root, bad_path).message()), Catch::Contains("does not open the committed root"));
-  RowOpening outside = OpenRow(c, spec.n, 17);
+  RowOpening outside = OpenRow(committed, 17);
   outside.row = 40;
   CHECK(absl::IsPermissionDenied(CheckOpening(spec, a, b, root, outside)));
   // A worker that committed to a random root cannot open true rows against it.
   Hash random_root{};
   random_root[0] = 1;
-  CHECK(absl::IsPermissionDenied(CheckOpening(spec, a, b, random_root, OpenRow(c, spec.n, 5))));
+  CHECK(absl::IsPermissionDenied(CheckOpening(spec, a, b, random_root, OpenRow(committed, 5))));
   // Nor can it commit to a product it changed and open the true rows.
   std::vector<int32_t> forged = c;
   forged[5] += 1;
-  CHECK(absl::IsPermissionDenied(CheckOpening(spec, a, b, ChallengeRoot(forged, spec.n), OpenRow(c, spec.n, 0))));
+  CHECK(absl::IsPermissionDenied(CheckOpening(spec, a, b, CommitProduct(forged, spec.n).root, OpenRow(committed, 0))));
 }
 
 TEST_CASE("the timing table tells a CPU from the GPU it claims to be", "[challenge]") {
@@ -85,4 +87,21 @@ TEST_CASE("the timing table tells a CPU from the GPU it claims to be", "[challen
 }
 
 }  // namespace
+TEST_CASE("the CPU backend's challenge run is the reference product and times the multiplication", "[challenge]") {
+  const ChallengeSpec spec{.seed = 77, .n = 48};
+  absl::StatusOr<kernels::ChallengeRun> run = kernels::MakeCpuBackend()->RunChallenge(spec, 0);
+  REQUIRE(run.ok());
+  CHECK(run->product == kernels::ChallengeProduct(spec));
+  CHECK(run->elapsed_us > 0);
+  // Every model the table knows has a size and a range that a real card fits.
+  for (const Int8Throughput& t : kInt8Throughput) {
+    INFO(t.model);
+    CHECK(t.challenge_n >= 64);
+    CHECK(t.min_tops < t.max_tops);
+    CHECK(Int8ThroughputOf(t.model) == &t);
+    CHECK(SlowestChallengeMs(t, t.challenge_n) < 60'000);
+  }
+  CHECK(Int8ThroughputOf("Imaginary 9000") == nullptr);
+}
+
 }  // namespace tessera

@@ -81,6 +81,48 @@ TEST_CASE("a result's signature covers its outcome and its whole result", "[sign
   }
 }
 
+TEST_CASE("a challenge answer's signatures cover every GPU's root and time, and every opened row", "[signing][challenge]") {
+  const WorkerKeyPair key = WorkerKeyPair::FromSeed("seed");
+  v1::ChallengeCommit c;
+  c.set_challenge_id(9);
+  for (uint32_t i = 0; i < 2; ++i) {
+    v1::GpuCommitment* g = c.add_gpus();
+    g->set_gpu_index(i);
+    g->set_root(std::string(32, static_cast<char>('a' + i)));
+    g->set_elapsed_us(1'000 + i);
+  }
+  SignChallengeCommit(key, 3, &c);
+  CHECK(VerifyChallengeCommit(key.public_key, 3, c));
+  CHECK_FALSE(VerifyChallengeCommit(key.public_key, 4, c));  // another worker's
+  for (auto tamper : std::vector<std::function<void(v1::ChallengeCommit&)>>{
+           [](v1::ChallengeCommit& x) { x.set_challenge_id(10); }, [](v1::ChallengeCommit& x) { x.mutable_gpus(1)->set_elapsed_us(1); },
+           [](v1::ChallengeCommit& x) { (*x.mutable_gpus(0)->mutable_root())[31] ^= 1; },
+           [](v1::ChallengeCommit& x) { x.mutable_gpus(1)->set_gpu_index(5); }, [](v1::ChallengeCommit& x) { x.mutable_gpus()->RemoveLast(); },
+           [](v1::ChallengeCommit& x) { x.clear_signature(); }}) {
+    v1::ChallengeCommit changed = c;
+    tamper(changed);
+    CHECK_FALSE(VerifyChallengeCommit(key.public_key, 3, changed));
+  }
+
+  v1::ChallengeOpening o;
+  o.set_challenge_id(9);
+  o.set_gpu_index(1);
+  for (uint32_t row : {4u, 2u}) {
+    v1::OpenedRow* r = o.add_rows();
+    r->set_row(row);
+    for (int32_t v : {-5, 7, 1 << 20}) r->add_values(v);
+  }
+  SignChallengeOpening(key, 3, &o);
+  CHECK(VerifyChallengeOpening(key.public_key, 3, o));
+  for (auto tamper : std::vector<std::function<void(v1::ChallengeOpening&)>>{
+           [](v1::ChallengeOpening& x) { x.set_gpu_index(0); }, [](v1::ChallengeOpening& x) { x.mutable_rows(1)->set_row(3); },
+           [](v1::ChallengeOpening& x) { x.mutable_rows(0)->set_values(2, 0); }, [](v1::ChallengeOpening& x) { x.mutable_rows()->SwapElements(0, 1); }}) {
+    v1::ChallengeOpening changed = o;
+    tamper(changed);
+    CHECK_FALSE(VerifyChallengeOpening(key.public_key, 3, changed));
+  }
+}
+
 TEST_CASE("a key pair comes back from its 64-byte secret key", "[signing]") {
   const WorkerKeyPair key = WorkerKeyPair::Generate();
   absl::StatusOr<WorkerKeyPair> again = WorkerKeyPair::FromSecretKey(key.secret_key);
