@@ -40,8 +40,12 @@ pids+=($!)
 "$bin/tessera-worker" --server "$TESSERA_SERVER" --provider gpuco --api-key-file "$demo/gpuco.key" --name rig-b --cpu --gpus 2 --ask 1000000 --state-dir "$demo/rig-b" >"$demo/rig-b.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 50); do [ "$(tessera worker list | grep -c ' yes ')" = 2 ] && break; sleep 0.2; done
+# Each worker proves its hardware (a proof-of-GPU challenge) before it is offered a job.
+for _ in $(seq 1 50); do [ "$(tessera worker list | grep -c ACTIVE)" = 2 ] && break; sleep 0.2; done
 echo "== workers"
 tessera worker list
+echo "== rig-a's proof of hardware"
+tessera admin fraud show "$(cat "$demo/rig-a/worker-id")"
 
 jobs=()
 for seed in 7 8; do
