@@ -46,6 +46,8 @@ const Int8Throughput* Int8ThroughputOf(absl::string_view model) {
   return nullptr;
 }
 
+double ChallengeTops(uint32_t n, double elapsed_ms) { return 2.0 * n * static_cast<double>(n) * n / (elapsed_ms / 1e3) / 1e12; }
+
 double SlowestChallengeMs(const Int8Throughput& model, uint32_t n) {
   return 2.0 * n * static_cast<double>(n) * n / (model.min_tops * 1e12) * 1e3;
 }
@@ -68,8 +70,7 @@ absl::Status CheckOpening(const kernels::ChallengeSpec& spec, const std::vector<
 absl::Status CheckChallengeTime(absl::string_view model, uint32_t n, double elapsed_ms) {
   if (const Int8Throughput* found = Int8ThroughputOf(model); found != nullptr) {
     const Int8Throughput& t = *found;
-    const double ops = 2.0 * n * static_cast<double>(n) * n;
-    const double tops = elapsed_ms > 0 ? ops / (elapsed_ms / 1e3) / 1e12 : 1e30;
+    const double tops = elapsed_ms > 0 ? ChallengeTops(n, elapsed_ms) : 1e30;
     if (tops < t.min_tops) {
       return absl::PermissionDeniedError(absl::StrCat("too slow for a ", model, ": ", tops, " int8 TOPS on n = ", n, " in ", elapsed_ms,
                                                       " ms (at least ", t.min_tops, ")"));

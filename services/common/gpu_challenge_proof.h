@@ -64,6 +64,8 @@ inline constexpr Int8Throughput kInt8Throughput[] = {
 };
 // The model's row of the table; null for a model it does not know.
 const Int8Throughput* Int8ThroughputOf(absl::string_view model);
+// What a product of size n done in `elapsed_ms` achieves, in int8 TOPS (2·n³ operations).
+double ChallengeTops(uint32_t n, double elapsed_ms);
 // The longest the model may take on a product of size n (at its min_tops), in ms.
 double SlowestChallengeMs(const Int8Throughput& model, uint32_t n);
 

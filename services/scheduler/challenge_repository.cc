@@ -153,7 +153,7 @@ std::vector<v1::GpuChallengeRecord> LatestChallenges(pqxx::work& tx, int64_t wor
   const pqxx::result rows = tx.exec_params(
       "SELECT c.challenge_id, c.reason, c.outcome, c.detail, coalesce(c.observed_ms, 0),"
       " (extract(epoch FROM c.issued_at) * 1000)::bigint, coalesce((extract(epoch FROM c.completed_at) * 1000)::bigint, 0),"
-      " (g->>'gpu_index')::int, g->>'model', g->>'seed', (g->>'n')::int, coalesce(g->>'root', ''),"
+      " (g->>'gpu_index')::int, g->>'model', g->>'seed', (g->>'n')::int, coalesce(decode(g->>'root', 'hex'), ''),"
       " coalesce((g->>'elapsed_us')::bigint, 0), coalesce(ARRAY(SELECT jsonb_array_elements_text(CASE jsonb_typeof(g->'rows')"
       "   WHEN 'array' THEN g->'rows' ELSE '[]' END))::text, '{}')"
       " FROM (SELECT * FROM gpu_challenges WHERE worker_id = $1 ORDER BY challenge_id DESC LIMIT $2) c,"
@@ -177,13 +177,7 @@ std::vector<v1::GpuChallengeRecord> LatestChallenges(pqxx::work& tx, int64_t wor
     (void)absl::SimpleAtoi(r[9].as<std::string>(), &seed);
     g->set_seed(seed);
     g->set_n(r[10].as<uint32_t>());
-    std::string root(r[11].as<std::string>().size() / 2, '\0');
-    size_t length = 0;
-    const std::string hex = r[11].as<std::string>();
-    if (sodium_hex2bin(reinterpret_cast<unsigned char*>(root.data()), root.size(), hex.data(), hex.size(), nullptr, &length, nullptr) == 0) {
-      root.resize(length);
-      g->set_root(root);
-    }
+    g->set_root(pqxx::binarystring(r[11]).str());
     g->set_elapsed_us(r[12].as<uint64_t>());
     for (int64_t row : store::ParseIntArray(r[13].as<std::string>())) g->add_opened_rows(static_cast<uint32_t>(row));
   }

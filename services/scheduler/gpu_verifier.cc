@@ -34,8 +34,6 @@ std::vector<uint32_t> PickRows(uint32_t n, uint32_t k) {
   return out;
 }
 
-double Tops(uint32_t n, double ms) { return 2.0 * n * static_cast<double>(n) * n / (ms / 1e3) / 1e12; }
-
 }  // namespace
 
 GpuVerifier::GpuVerifier(store::Database& db, const Clock& clock, VerifierOptions options,
@@ -291,7 +289,7 @@ void GpuVerifier::PassChallenge(Open& open) {
   for (const ChallengedGpuState& g : state.gpus) {
     const double ms = static_cast<double>(g.elapsed_us) / 1e3;
     absl::StrAppend(&detail, detail.empty() ? "" : "; ", "GPU ", g.index, " (", g.model, "): n = ", g.spec.n, " in ", ms, " ms, ",
-                    Tops(g.spec.n, ms), " int8 TOPS, ", g.rows.size(), " rows checked");
+                    ChallengeTops(g.spec.n, ms), " int8 TOPS, ", g.rows.size(), " rows checked");
   }
   absl::StrAppend(&detail, "; round trip ", state.observed_ms, " ms");
   const int64_t worker_id = state.worker_id;

@@ -34,7 +34,7 @@ TEST_CASE("the CUDA challenge product is the CPU reference's, and its time fits 
   REQUIRE(run.ok());
   const double ms = run->elapsed_us / 1e3;
   WARN("challenge n = " << spec.n << " on " << model << ": " << ms << " ms, "
-                        << 2.0 * spec.n * spec.n * static_cast<double>(spec.n) / (ms / 1e3) / 1e12 << " int8 TOPS");
+                        << ChallengeTops(spec.n, ms) << " int8 TOPS");
   CHECK(CheckChallengeTime(model, spec.n, ms).ok());
   // The server checks k rows of the full product; a few here, against the CPU's rows.
   std::vector<int8_t> a, b;
