@@ -14,21 +14,9 @@
 #include <pqxx/pqxx>
 
 #include "absl/status/statusor.h"
+#include "services/billing/transfer_spec.h"
 
 namespace tessera::billing {
-
-struct TransferSpec {
-  std::string idempotency_key;
-  std::string kind;  // DEPOSIT, HOLD, CHARGE, FEE, RELEASE, PAYOUT, REFUND
-  int64_t debit_ledger_id = 0;
-  int64_t credit_ledger_id = 0;
-  int64_t amount_utok = 0;  // > 0
-  int64_t job_id = 0;       // 0: none
-  // CHARGE and FEE: the lease whose usage reports in settlement batch `batch_id` they pay for.
-  int64_t attempt = 0;    // 0: none
-  int64_t worker_id = 0;  // 0: none
-  int64_t batch_id = 0;   // 0: none
-};
 
 // Whether PostTransfers must lock the touched buckets (in id order) or the caller already holds
 // those locks, taken in id order.

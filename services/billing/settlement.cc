@@ -7,10 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/billing/ledger.h"
-#include "services/billing/usage_proof.h"
+#include "services/billing/settlement_plan.h"
 #include "services/common/merkle.h"
 #include "services/common/check.h"
-#include "services/common/money.h"
 
 namespace tessera::billing {
 namespace {
@@ -20,41 +19,18 @@ using store::ArrayLiteral;
 // Arbitrary constant naming the settlement lock among PostgreSQL advisory locks.
 constexpr int64_t kSettlementLockKey = 0x7e55e7a5e771e;
 
-struct JobMoney {
-  int64_t hold_utok = 0;
-  int64_t charged_utok = 0;
-  int64_t gpu_ms_added = 0;
-  int64_t fee_bps = 0;
-  int64_t escrow_ledger_id = 0;
-  int64_t attempt = 0;
-  int64_t max_duration_ms = 0;
-  int64_t warned_at_max_ms = 0;  // the limit of the last ESCROW_LOW warning, 0: none
-  int64_t remaining_ms = -1;     // least run time left on any of its leases after this batch; -1: unknown
-};
 
 // A job is warned that its escrow runs low once an attempt has used this share of max_duration_ms:
 // the customer then has the rest of it to ExtendJob before the worker stops the job at the limit.
 constexpr int64_t kEscrowLowPercent = 80;
 
-struct AssignmentMoney {
-  int64_t price = 0;
-  int64_t gpus = 1;
-  int64_t gpu_ms_total = 0;
-  int64_t charged_utok = 0;
-  int64_t fee_utok = 0;
-  int64_t reports = 0;
-  int64_t earnings_ledger_id = 0;
-  // What this batch charges the lease: one CHARGE and one FEE transfer per lease and batch.
-  int64_t batch_charge_utok = 0;
-  int64_t batch_fee_utok = 0;
-};
 
 int64_t FeesLedgerId(pqxx::work& tx) {
   return tx.exec("SELECT ledger_account_id FROM ledger_accounts l JOIN accounts a USING (account_id)"
                  " WHERE a.kind = 'platform' AND l.bucket = 'fees'")[0][0].as<int64_t>();
 }
 
-using Leases = std::map<std::tuple<int64_t, int64_t, int64_t>, AssignmentMoney>;  // (job, attempt, worker)
+using Leases = std::map<LeaseKey, LeaseMoney>;
 
 // Jobs whose attempt has now run kEscrowLowPercent of its limit get one ESCROW_LOW event (WatchJob
 // streams it) per limit: an extension raises the limit and so re-arms the warning. Settled usage
@@ -62,13 +38,7 @@ using Leases = std::map<std::tuple<int64_t, int64_t, int64_t>, AssignmentMoney>;
 // its GPUs.
 void WarnLowEscrow(pqxx::work& tx, std::map<int64_t, JobMoney>& jobs, const Leases& leases) {
   std::vector<int64_t> warn_jobs, warn_remaining;
-  for (const auto& [key, lease] : leases) {
-    JobMoney& job = jobs.at(std::get<0>(key));
-    if (std::get<1>(key) != job.attempt) continue;  // an earlier attempt's late usage
-    const int64_t ran_ms = lease.gpu_ms_total / lease.gpus;
-    const int64_t remaining = std::max<int64_t>(0, job.max_duration_ms - ran_ms);
-    if (job.remaining_ms < 0 || remaining < job.remaining_ms) job.remaining_ms = remaining;
-  }
+  ComputeRemaining(jobs, leases);
   for (const auto& [job_id, job] : jobs) {
     if (job.warned_at_max_ms >= job.max_duration_ms || job.remaining_ms < 0) continue;
     if ((job.max_duration_ms - job.remaining_ms) * 100 < job.max_duration_ms * kEscrowLowPercent) continue;
@@ -123,64 +93,29 @@ int64_t ChargeReports(pqxx::work& tx, int max_reports, std::vector<TransferSpec>
         .fee_utok = r[5].as<int64_t>(), .reports = r[6].as<int64_t>(), .earnings_ledger_id = r[7].as<int64_t>()};
   }
 
-  const int64_t fees_ledger_id = FeesLedgerId(tx);
+  std::vector<UnsettledReport> batch;
   std::vector<int64_t> r_job, r_seq, r_charge, r_fee;
   std::vector<std::string> r_tid;
-  std::vector<Hash> leaves;  // in report order, which is the batch's leaf order
-  int64_t batch_charged = 0, batch_fees = 0;
   for (const pqxx::row& r : reports) {
-    const auto job_id = r[0].as<int64_t>();
-    const auto attempt = r[1].as<int64_t>();
-    const auto seq = r[2].as<int64_t>();
-    const auto worker_id = r[4].as<int64_t>();
-    JobMoney& job = jobs.at(job_id);
-    AssignmentMoney& a = assignments.at({job_id, attempt, worker_id});
-    absl::StatusOr<ReportCharge> charge = ChargeReport(a.gpu_ms_total, r[3].as<int64_t>(), a.price, job.fee_bps,
-                                                       a.charged_utok, a.fee_utok, job.hold_utok - job.charged_utok);
-    TESSERA_CHECK(charge.ok());  // inputs are bounded by validated specs
-    a.batch_charge_utok += charge->charge_utok;
-    a.batch_fee_utok += charge->fee_utok;
-    job.gpu_ms_added += charge->gpu_ms_total_after - a.gpu_ms_total;
-    a.gpu_ms_total = charge->gpu_ms_total_after;
-    a.charged_utok += charge->charge_utok;
-    a.fee_utok += charge->fee_utok;
-    a.reports += 1;
-    job.charged_utok += charge->charge_utok;
-    TESSERA_CHECK(job.charged_utok <= job.hold_utok);  // never above the hold, so never above the bid
-    leaves.push_back(LeafHash(UsageLeaf({.job_id = job_id, .attempt = static_cast<uint32_t>(attempt), .worker_id = worker_id,
-                                         .seq = static_cast<uint64_t>(seq), .gpu_ms = r[3].as<int64_t>(),
-                                         .measured_at_ms = r[5].as<int64_t>(), .charge_utok = charge->charge_utok,
-                                         .fee_utok = charge->fee_utok})));
-    batch_charged += charge->charge_utok;
-    batch_fees += charge->fee_utok;
+    batch.push_back({.job_id = r[0].as<int64_t>(), .attempt = r[1].as<int64_t>(), .worker_id = r[4].as<int64_t>(),
+                     .seq = r[2].as<int64_t>(), .gpu_ms = r[3].as<int64_t>(), .measured_at_ms = r[5].as<int64_t>()});
     r_tid.push_back(r[6].as<std::string>());
-    for (auto [v, x] : {std::pair{&r_job, job_id}, {&r_seq, seq}, {&r_charge, charge->charge_utok}, {&r_fee, charge->fee_utok}}) {
-      v->push_back(x);
-    }
   }
-  const Hash root = MerkleRoot(leaves);
+  const BatchCharges charges = ChargeBatch(batch, jobs, assignments);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    r_job.push_back(batch[i].job_id);
+    r_seq.push_back(batch[i].seq);
+    r_charge.push_back(charges.reports[i].charge_utok);
+    r_fee.push_back(charges.reports[i].fee_utok);
+  }
   const auto batch_id = tx.exec_params1(
       "INSERT INTO settlement_batches (merkle_root, reports, charged_utok, fee_utok) VALUES (decode($1, 'hex'), $2, $3, $4)"
       " RETURNING batch_id",
-      ToHex(root), static_cast<int64_t>(leaves.size()), batch_charged, batch_fees)[0].as<int64_t>();
+      ToHex(charges.merkle_root), static_cast<int64_t>(batch.size()), charges.charged_utok, charges.fee_utok)[0].as<int64_t>();
   // The money moves per lease and batch (the batch's reports are its references): one batch of
   // 10,000 reports over 1,000 leases posts 2,000 transfers, not 20,000. The batch commits as a
   // whole, so a retry finds its reports settled and posts nothing.
-  for (const auto& [key, a] : assignments) {
-    const auto& [job_id, attempt, worker_id] = key;
-    const std::string ref = absl::StrCat(batch_id, ":", job_id, ":", attempt, ":", worker_id);
-    const JobMoney& job = jobs.at(job_id);
-    if (a.batch_charge_utok - a.batch_fee_utok > 0) {
-      transfers.push_back({.idempotency_key = "charge:" + ref, .kind = "CHARGE", .debit_ledger_id = job.escrow_ledger_id,
-                           .credit_ledger_id = a.earnings_ledger_id, .amount_utok = a.batch_charge_utok - a.batch_fee_utok,
-                           .job_id = job_id, .attempt = attempt, .worker_id = worker_id, .batch_id = batch_id});
-    }
-    if (a.batch_fee_utok > 0) {
-      transfers.push_back({.idempotency_key = "fee:" + ref, .kind = "FEE", .debit_ledger_id = job.escrow_ledger_id,
-                           .credit_ledger_id = fees_ledger_id, .amount_utok = a.batch_fee_utok, .job_id = job_id,
-                           .attempt = attempt, .worker_id = worker_id, .batch_id = batch_id});
-    }
-  }
+  for (TransferSpec& t : BatchTransfers(batch_id, FeesLedgerId(tx), jobs, assignments)) transfers.push_back(std::move(t));
   // Each report is updated where the SELECT above found it (its ctid: stable here, as only this
   // pass, under the settlement lock, updates reports). Left to itself the planner hash-joins the
   // batch against a sequential scan of every report ever stored, a pass that grows with history.
@@ -249,12 +184,7 @@ int64_t ReleaseEndedJobs(pqxx::work& tx, int max_jobs, std::vector<TransferSpec>
   for (const pqxx::row& r : rows) {
     const auto job_id = r[0].as<int64_t>();
     const auto unspent = r[1].as<int64_t>();
-    TESSERA_CHECK(unspent >= 0);
-    if (unspent > 0) {
-      transfers.push_back({.idempotency_key = absl::StrCat("release:", job_id), .kind = "RELEASE",
-                           .debit_ledger_id = r[2].as<int64_t>(), .credit_ledger_id = r[3].as<int64_t>(),
-                           .amount_utok = unspent, .job_id = job_id});
-    }
+    if (auto release = ReleaseTransfer(job_id, unspent, r[2].as<int64_t>(), r[3].as<int64_t>())) transfers.push_back(*release);
     releases.jobs.push_back(job_id);
     releases.amounts.push_back(unspent);
   }

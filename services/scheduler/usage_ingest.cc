@@ -12,27 +12,14 @@ namespace {
 using store::ArrayLiteral;
 using store::Hex;
 
-__extension__ typedef __int128 Int128;
-
-// A worker's clock may run ahead of ours by this much; a report dated later is refused.
-constexpr int64_t kMaxFutureMs = 60'000;
-// A lease's wall time bounds the GPU-ms it can report: (age + slack) × GPUs × (1 + 1%), the slack
-// and the percent for clocks that tick at slightly different rates.
-constexpr int64_t kClaimSlackMs = 2'000;
-
-using ReportKey = std::tuple<int64_t, uint32_t, int64_t, uint64_t>;  // job, attempt, worker, seq
-using Content = std::pair<std::string, int64_t>;                     // signature, gpu_ms
-
-UsageIngest::LeaseKey KeyOf(const UsageIn& u) { return {u.report.job_id(), u.report.attempt(), u.worker_id}; }
-ReportKey ReportKeyOf(const UsageIn& u) { return {u.report.job_id(), u.report.attempt(), u.worker_id, u.report.seq()}; }
-int64_t SeqOf(const v1::UsageReport& r) { return static_cast<int64_t>(std::min<uint64_t>(r.seq(), INT64_MAX)); }
+using Content = ReportContent;
 
 // The leases of `usage` that `leases` does not hold yet, read from the store; returns the
 // database's clock (the one leases' start times are on).
-int64_t ReadLeases(pqxx::work& tx, const std::vector<UsageIn>& usage, std::map<UsageIngest::LeaseKey, UsageIngest::Lease>& leases) {
+int64_t ReadLeases(pqxx::work& tx, const std::vector<UsageIn>& usage, std::map<LeaseKey, IngestLease>& leases) {
   std::vector<int64_t> jobs, attempts, workers;
   for (const UsageIn& u : usage) {
-    auto [it, added] = leases.try_emplace(KeyOf(u));
+    auto [it, added] = leases.try_emplace(LeaseKeyOf(u));
     if (!added) continue;
     jobs.push_back(u.report.job_id());
     attempts.push_back(u.report.attempt());
@@ -48,7 +35,7 @@ int64_t ReadLeases(pqxx::work& tx, const std::vector<UsageIn>& usage, std::map<U
            " JOIN assignments a ON a.job_id = m.job_id AND a.attempt = m.attempt AND a.worker_id = m.worker_id"
            " LEFT JOIN lease_ingest t ON t.job_id = m.job_id AND t.attempt = m.attempt AND t.worker_id = m.worker_id"},
            ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(workers))) {
-    UsageIngest::Lease& lease = leases[{r[0].as<int64_t>(), r[1].as<uint32_t>(), r[2].as<int64_t>()}];
+    IngestLease& lease = leases[{r[0].as<int64_t>(), r[1].as<uint32_t>(), r[2].as<int64_t>()}];
     lease = {.exists = true, .created_at_ms = r[3].as<int64_t>(), .gpus = r[4].as<int64_t>(),
              .totals = {.last_seq = r[5].as<int64_t>(), .gpu_ms_reported = r[6].as<int64_t>(), .utilization_gpu_ms = r[7].as<int64_t>(),
                         .energy_mj = r[8].as<int64_t>(), .metered_gpu_ms = r[9].as<int64_t>()}};
@@ -58,10 +45,10 @@ int64_t ReadLeases(pqxx::work& tx, const std::vector<UsageIn>& usage, std::map<U
 
 // What is stored for the reports whose seq is not after their lease's last: a resend, or a replay.
 std::map<ReportKey, Content> ReadStored(pqxx::work& tx, const std::vector<UsageIn>& usage,
-                                        const std::map<UsageIngest::LeaseKey, UsageIngest::Lease>& leases) {
+                                        const std::map<LeaseKey, IngestLease>& leases) {
   std::vector<int64_t> jobs, attempts, workers, seqs;
   for (const UsageIn& u : usage) {
-    const UsageIngest::Lease& lease = leases.at(KeyOf(u));
+    const IngestLease& lease = leases.at(LeaseKeyOf(u));
     if (!lease.exists || SeqOf(u.report) > lease.totals.last_seq) continue;
     jobs.push_back(u.report.job_id());
     attempts.push_back(u.report.attempt());
@@ -81,54 +68,10 @@ std::map<ReportKey, Content> ReadStored(pqxx::work& tx, const std::vector<UsageI
   return stored;
 }
 
-enum class Verdict { kNew, kDuplicate, kRefused };
-
-// The checks, in order, against what the store holds and what this batch accepted before it. A
-// refusal no honest worker causes also fills `signal`.
-Verdict Screen(const UsageIn& u, const UsageIngest::Lease& lease, const UsageIngest::Totals& totals, int64_t now_ms,
-               const std::map<ReportKey, Content>& stored, const std::map<ReportKey, Content>& accepted, std::string& reason,
-               FraudSignal& signal) {
-  const v1::UsageReport& r = u.report;
-  auto flag = [&](const char* kind, std::string evidence) {
-    signal = {.worker_id = u.worker_id, .kind = kind, .job_id = r.job_id(), .attempt = r.attempt(), .seq = r.seq(), .evidence = evidence};
-    reason = std::move(evidence);
-    return Verdict::kRefused;
-  };
-  if (!lease.exists) {
-    return flag("UNLEASED_REPORT", absl::StrCat("no live lease of job ", r.job_id(), " attempt ", r.attempt(),
-                                                " on this worker (it never held one)"));
-  }
-  const ReportKey key = ReportKeyOf(u);
-  const Content* kept = nullptr;
-  if (auto earlier = accepted.find(key); earlier != accepted.end()) {
-    kept = &earlier->second;
-  } else if (auto found = stored.find(key); found != stored.end()) {
-    kept = &found->second;
-  }
-  if (kept != nullptr) {
-    if (*kept == Content{r.signature(), r.gpu_ms()}) return Verdict::kDuplicate;
-    return flag("REPLAYED_REPORT", absl::StrCat("seq ", r.seq(), " was already reported with other content"));
-  }
-  if (SeqOf(r) <= totals.last_seq) {
-    return flag("REPLAYED_REPORT", absl::StrCat("seq ", r.seq(), " is not after the last stored seq ", totals.last_seq));
-  }
-  if (r.measured_at_ms() > now_ms + kMaxFutureMs) {
-    return flag("FUTURE_DATED", absl::StrCat("measured_at_ms ", r.measured_at_ms(), " is ", r.measured_at_ms() - now_ms,
-                                             " ms ahead of the server's clock (at most ", kMaxFutureMs, ")"));
-  }
-  const int64_t age_ms = std::max<int64_t>(0, now_ms - lease.created_at_ms);
-  const Int128 most = static_cast<Int128>(age_ms + kClaimSlackMs) * lease.gpus * 101 / 100;
-  if (static_cast<Int128>(totals.gpu_ms_reported) + r.gpu_ms() > most) {
-    return flag("OVER_CLAIM", absl::StrCat(totals.gpu_ms_reported + r.gpu_ms(), " GPU-ms in total on a lease ", age_ms, " ms old with ",
-                                           lease.gpus, " GPUs (at most ", static_cast<int64_t>(most), ")"));
-  }
-  return Verdict::kNew;
-}
-
 // One statement: the new reports of live leases inserted, those leases' records written, under a
 // share lock on each live lease. Returns the leases that were live.
-std::set<UsageIngest::LeaseKey> InsertOnLiveLeases(pqxx::work& tx, const std::vector<const UsageIn*>& reports,
-                                                   const std::map<UsageIngest::LeaseKey, UsageIngest::Totals>& moved) {
+std::set<LeaseKey> InsertOnLiveLeases(pqxx::work& tx, const std::vector<const UsageIn*>& reports,
+                                                   const std::map<LeaseKey, IngestTotals>& moved) {
   std::vector<int64_t> jobs, attempts, seqs, workers, gpu_ms, measured, utilization, memory, energy;
   std::vector<std::string> signatures;
   for (const UsageIn* u : reports) {
@@ -156,7 +99,7 @@ std::set<UsageIngest::LeaseKey> InsertOnLiveLeases(pqxx::work& tx, const std::ve
     energies.push_back(t.energy_mj);
     metered.push_back(t.metered_gpu_ms);
   }
-  std::set<UsageIngest::LeaseKey> live;
+  std::set<LeaseKey> live;
   for (const pqxx::row& r : store::Exec(tx, {"ingest_insert",
            "WITH input AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],"
            "   $7::int[], $8::bigint[], $9::bigint[], $10::text[])"
@@ -185,37 +128,27 @@ std::set<UsageIngest::LeaseKey> InsertOnLiveLeases(pqxx::work& tx, const std::ve
 
 }  // namespace
 
-void UsageIngest::Totals::Add(const v1::UsageReport& r) {
-  last_seq = SeqOf(r);
-  gpu_ms_reported += r.gpu_ms();
-  if (r.avg_gpu_utilization_ppm() == 0 && r.energy_mj() == 0) return;  // no sampler on this device
-  utilization_gpu_ms +=
-      static_cast<int64_t>(static_cast<Int128>(std::min<uint32_t>(r.avg_gpu_utilization_ppm(), 1'000'000)) * r.gpu_ms() / 1'000'000);
-  energy_mj += static_cast<int64_t>(std::min<uint64_t>(r.energy_mj(), INT64_MAX / 4));
-  metered_gpu_ms += r.gpu_ms();
-}
-
 void UsageIngest::Forget() {
   std::lock_guard lock(mu_);
   leases_.clear();
 }
 
 absl::StatusOr<std::vector<UsageOutcome>> UsageIngest::Ingest(const std::vector<UsageIn>& usage) {
-  std::map<LeaseKey, Lease> known;
+  std::map<LeaseKey, IngestLease> known;
   {
     std::lock_guard lock(mu_);
     for (const UsageIn& u : usage) {
-      if (auto it = leases_.find(KeyOf(u)); it != leases_.end()) known.emplace(it->first, it->second);
+      if (auto it = leases_.find(LeaseKeyOf(u)); it != leases_.end()) known.emplace(it->first, it->second);
     }
   }
-  std::map<LeaseKey, Lease> remember;  // what the committed batch leaves each existing lease at
+  std::map<LeaseKey, IngestLease> remember;  // what the committed batch leaves each existing lease at
   std::set<LeaseKey> ended;             // leases found no longer live
   absl::StatusOr<std::vector<UsageOutcome>> result =
       db_.Transact("ingest usage", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<UsageOutcome>> {
-        std::map<LeaseKey, Lease> leases = known;
+        std::map<LeaseKey, IngestLease> leases = known;
         const int64_t now_ms = ReadLeases(tx, usage, leases);
         const std::map<ReportKey, Content> stored = ReadStored(tx, usage, leases);
-        std::map<LeaseKey, Totals> moved;
+        std::map<LeaseKey, IngestTotals> moved;
         std::map<ReportKey, Content> accepted;
         std::vector<const UsageIn*> candidates;
         std::vector<size_t> candidate_index;
@@ -223,11 +156,11 @@ absl::StatusOr<std::vector<UsageOutcome>> UsageIngest::Ingest(const std::vector<
         std::vector<UsageOutcome> out;
         for (const UsageIn& u : usage) {
           const v1::UsageReport& r = u.report;
-          const Lease& lease = leases.at(KeyOf(u));
-          Totals& totals = moved.try_emplace(KeyOf(u), lease.totals).first->second;
+          const IngestLease& lease = leases.at(LeaseKeyOf(u));
+          IngestTotals& totals = moved.try_emplace(LeaseKeyOf(u), lease.totals).first->second;
           std::string reason;
           FraudSignal signal;
-          const Verdict verdict = Screen(u, lease, totals, now_ms, stored, accepted, reason, signal);
+          const Verdict verdict = ScreenReport(u, lease, totals, now_ms, stored, accepted, reason, signal);
           out.push_back({.job_id = r.job_id(), .attempt = r.attempt(), .seq = r.seq(), .stored = verdict != Verdict::kRefused,
                          .reason = reason});
           if (!signal.kind.empty()) signals.push_back(std::move(signal));
@@ -238,11 +171,11 @@ absl::StatusOr<std::vector<UsageOutcome>> UsageIngest::Ingest(const std::vector<
           candidate_index.push_back(out.size() - 1);
         }
         std::set<LeaseKey> touched;
-        for (const UsageIn* u : candidates) touched.insert(KeyOf(*u));
+        for (const UsageIn* u : candidates) touched.insert(LeaseKeyOf(*u));
         std::erase_if(moved, [&](const auto& entry) { return !touched.contains(entry.first); });
         const std::set<LeaseKey> live = candidates.empty() ? std::set<LeaseKey>{} : InsertOnLiveLeases(tx, candidates, moved);
         for (size_t i = 0; i < candidates.size(); ++i) {
-          if (live.contains(KeyOf(*candidates[i]))) continue;
+          if (live.contains(LeaseKeyOf(*candidates[i]))) continue;
           const v1::UsageReport& r = candidates[i]->report;
           out[candidate_index[i]].stored = false;  // the lease has ended (a late report): refused, no suspicion
           out[candidate_index[i]].reason = absl::StrCat("no live lease of job ", r.job_id(), " attempt ", r.attempt(), " on this worker");
@@ -254,7 +187,7 @@ absl::StatusOr<std::vector<UsageOutcome>> UsageIngest::Ingest(const std::vector<
         for (const auto& [key, lease] : leases) {
           if (moved.contains(key) && !live.contains(key)) ended.insert(key);
           if (!lease.exists || ended.contains(key)) continue;
-          Lease kept = lease;
+          IngestLease kept = lease;
           if (auto m = moved.find(key); m != moved.end()) kept.totals = m->second;
           remember.emplace(key, kept);
         }
