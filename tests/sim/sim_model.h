@@ -1,0 +1,253 @@
+// The simulated world's parts: the random source, the trace, the store of record (with its ledger),
+// the network, the workers and the server. Internal to tests/sim; sim_world.h is the interface.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "scheduler/market.h"
+#include "services/billing/settlement_plan.h"
+#include "services/scheduler/usage_screen.h"
+#include "tests/sim/sim_world.h"
+
+namespace tessera::sim {
+
+// SplitMix64: small, fast, and the same sequence on every platform (std distributions are not).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t Next();
+  int64_t Uniform(int64_t lo, int64_t hi);  // inclusive
+  bool Chance(int ppm) { return ppm > 0 && Uniform(0, 999'999) < ppm; }
+
+ private:
+  uint64_t state_;
+};
+
+// Every event folds into a hash; the lines are kept only when asked (shrinking, the CLI).
+class Trace {
+ public:
+  explicit Trace(bool record) : record_(record) {}
+  void Add(int64_t now_ms, const std::string& line);
+  template <typename... Ints>
+  void Fold(Ints... values) {
+    for (int64_t v : {static_cast<int64_t>(values)...}) hash_ = (hash_ ^ static_cast<uint64_t>(v)) * 0x100000001b3ULL;
+  }
+  bool recording() const { return record_; }
+  uint64_t hash() const { return hash_; }
+  std::vector<std::string> TakeLines() { return std::move(lines_); }
+
+ private:
+  bool record_;
+  uint64_t hash_ = 0xcbf29ce484222325ULL;
+  std::vector<std::string> lines_;
+};
+
+enum class JobState { kQueued, kAssigned, kRunning, kSucceeded, kFailed, kCancelled };
+bool Terminal(JobState s);
+const char* StateName(JobState s);
+
+struct StoreJob {
+  scheduler::JobRequirements req;
+  int customer = 0;
+  int64_t hold_utok = 0;
+  int64_t charged_utok = 0;
+  int64_t fee_bps = 0;
+  uint32_t attempt = 0;
+  uint32_t max_attempts = 3;
+  JobState state = JobState::kQueued;
+  bool hold_pending = true;
+  int64_t work_ms = 0;  // how long the job computes (the simulated kernel)
+};
+
+struct StoreLease {
+  std::vector<uint32_t> gpus;
+  int64_t price = 0;
+  int64_t created_at_ms = 0;
+  bool live = true;
+  bool started = false;
+  scheduler_host::IngestTotals ingest;
+  billing::LeaseMoney money;
+};
+
+struct StoreReport {
+  scheduler_host::ReportContent content;
+  int64_t measured_at_ms = 0;
+  bool settled = false;
+  int64_t charge_utok = 0, fee_utok = 0;
+};
+
+// Ledger bucket ids.
+inline constexpr int64_t kTreasury = 1;
+inline constexpr int64_t kFees = 2;
+inline int64_t AvailableOf(int customer) { return 10 + 2 * customer; }
+inline int64_t EscrowOf(int customer) { return 11 + 2 * customer; }
+inline int64_t EarningsOf(int64_t worker_id) { return 1000 + worker_id; }
+
+// The store of record: what survives a server restart. Each method is one transaction.
+struct Store {
+  std::map<int64_t, scheduler::WorkerSpec> workers;
+  std::map<int64_t, StoreJob> jobs;
+  std::map<std::string, int64_t> submit_keys;  // the customer's request key → job id
+  std::map<scheduler_host::LeaseKey, StoreLease> leases;
+  std::map<scheduler_host::ReportKey, StoreReport> reports;
+  std::set<scheduler_host::ReportKey> unsettled;
+  std::map<int64_t, int64_t> balances;    // ledger bucket → µT
+  std::set<std::string> transfer_keys;    // idempotency keys posted
+  std::map<std::string, int64_t> posted;  // per kind, µT
+  std::map<int, int64_t> deposited;       // per customer
+  std::map<int64_t, int64_t> paid_out;    // per provider (worker)
+  int64_t next_job_id = 1;
+  int64_t next_batch_id = 1;
+
+  // Applies the transfers whose keys are new; returns an error (and applies nothing) where one
+  // would take a bucket other than the treasury's or the fees' below zero, as the schema's
+  // constraints would abort the transaction.
+  std::string Post(const std::vector<billing::TransferSpec>& transfers);
+  std::vector<const StoreLease*> LiveLeasesOf(int64_t job_id, uint32_t attempt) const;
+};
+
+// A message on a worker's stream, either way.
+struct Message {
+  enum Kind { kHello, kHeartbeat, kStarted, kUsage, kFinished, kWelcome, kAssign, kCancel, kUsageAck, kFinishedAck };
+  Kind kind = kHeartbeat;
+  int64_t worker_id = 0;
+  int64_t conn = 0;  // the stream it travels on
+  int64_t job_id = 0;
+  uint32_t attempt = 0;
+  uint64_t seq = 0;
+  int64_t gpu_ms = 0;
+  int64_t measured_at_ms = 0;
+  bool ok = true;  // ack: accepted; finished: succeeded
+  std::vector<uint32_t> gpus;
+  int64_t work_ms = 0;
+  std::vector<std::pair<int64_t, uint32_t>> running;  // hello
+};
+
+struct InFlight {
+  int64_t deliver_at_ms = 0;
+  int64_t order = 0;
+  bool to_server = true;
+  Message m;
+};
+
+struct SimWorker {
+  int64_t id = 0;
+  uint32_t gpu_count = 1;
+  bool up = true;
+  int64_t down_until_ms = 0;
+  int64_t partitioned_until_ms = 0;
+  int64_t conn = 0;           // the stream it is on, 0: none
+  bool welcomed = false;
+  int64_t clock_offset_ms = 0;
+  int64_t next_connect_ms = 0;
+  struct Run {
+    std::vector<uint32_t> gpus;
+    int64_t work_ms = 0;
+    int64_t ran_ms = 0;
+    int64_t reported_ms = 0;
+    uint64_t next_seq = 1;
+    bool fails = false;
+    bool finished = false;
+  };
+  std::map<std::pair<int64_t, uint32_t>, Run> runs;
+  std::deque<Message> outbox;  // usage and finished, until acknowledged
+};
+
+struct Session {
+  int64_t conn = 0;
+  int64_t last_seen_ms = 0;
+};
+
+// The server's memory: lost on a restart.
+struct ServerState {
+  bool up = true;
+  int64_t down_until_ms = 0;
+  std::unique_ptr<scheduler::Market> market;
+  std::map<int64_t, Session> sessions;      // worker → its stream
+  std::map<int64_t, int64_t> lease_clock;   // worker → when it was last heard from
+};
+
+class World {
+ public:
+  explicit World(const SimOptions& options);
+  SimResult Run();
+
+ private:
+  // sim_world.cc: the loop, customers, faults, the network.
+  void Step();
+  void Customers();
+  void Faults();
+  void Deliver();
+  void Send(Message m, bool to_server);
+  void CloseConn(SimWorker& w, const std::string& why);  // both ends see the stream end
+  bool Faulting() const { return now_ms_ < options_.fault_phase_ms; }
+  bool Fire(int ppm);
+  void Note(const std::string& line);
+  bool Quiescent() const;
+
+  // sim_server.cc: the scheduler host and billing.
+  void ServerStart();
+  void ServerCrash();
+  void ServerTick();
+  void OnServerMessage(const Message& m);
+  void OnHello(const Message& m);
+  void OnUsage(const Message& m);
+  void OnFinished(const Message& m);
+  void OnStarted(const Message& m);
+  void Submit(const std::string& key);
+  void Cancel(int64_t job_id);
+  void Commit(const scheduler::Decisions& d);
+  void EndLeases(int64_t job_id, bool fail_if_exhausted, const std::string& why);
+  void ExpireLeases();
+  void SettleOnce();
+  void ReleaseEnded();
+  void SendToWorker(int64_t worker_id, Message m);
+
+  // sim_worker.cc: the agent.
+  void WorkerTick(SimWorker& w);
+  void OnWorkerMessage(SimWorker& w, const Message& m);
+  void WorkerConnect(SimWorker& w);
+  void WorkerCrash(SimWorker& w);
+  void WorkerSend(SimWorker& w, Message m);  // queues usage and results in the outbox
+  void Transmit(SimWorker& w, Message m);    // on the current stream, if any
+
+  // sim_invariants.cc.
+  void CheckInvariants();
+  void CheckFinal();
+  void CheckLease(const scheduler_host::LeaseKey& key);
+  void Violation(const std::string& what);
+
+  const SimOptions options_;
+  Rng rng_;
+  Trace trace_;
+  int64_t now_ms_ = 0;
+  int64_t step_ = 0;
+  Store store_;
+  ServerState server_;
+  std::vector<SimWorker> workers_;
+  std::vector<InFlight> net_;
+  std::map<int64_t, int64_t> conn_last_delivery_ms_;  // keeps each stream in order
+  int64_t next_order_ = 0;
+  int64_t next_conn_ = 1;
+  std::set<int64_t> closed_conns_;
+  // The customers' side: what they were told was accepted, and their pending retries.
+  std::set<int64_t> accepted_jobs_;
+  std::map<std::string, StoreJob> requests_;  // a submit's key → what it asks for (a retry resends it)
+  std::vector<std::string> retry_submits_;
+  int jobs_submitted_ = 0;
+  std::map<int, int> deposits_made_;
+  std::map<int64_t, int> payouts_made_;
+  // The worker's side: reports the server acknowledged as stored.
+  std::set<scheduler_host::ReportKey> acked_reports_;
+  SimResult result_;
+};
+
+}  // namespace tessera::sim

@@ -1,0 +1,107 @@
+// The simulation's own guarantees: the same seed gives the same run, faults really fire, and the
+// invariant checks catch each injected defect (so a green sweep of seeds means something).
+#include <catch2/catch.hpp>
+
+#include "tests/sim/sim_world.h"
+
+namespace tessera::sim {
+namespace {
+
+SimOptions Busy(uint64_t seed) {
+  SimOptions o = OptionsForSeed(seed);
+  o.workers = 4;
+  o.jobs = 30;
+  o.faults = {.worker_crash = 400, .worker_partition = 400, .message_delay = 20'000, .duplicate = 20'000, .reorder = 300'000,
+              .usage_lost = 10'000, .scheduler_restart = 800, .kernel_failure = 50'000, .clock_jump = 300, .settlement_crash = 50'000};
+  return o;
+}
+
+TEST_CASE("the same seed gives the same trace, another seed another", "[sim]") {
+  const SimResult a = RunSimulation(Busy(7));
+  const SimResult b = RunSimulation(Busy(7));
+  const SimResult c = RunSimulation(Busy(8));
+  INFO(a.violation);
+  REQUIRE(a.ok);
+  CHECK(a.trace_hash == b.trace_hash);
+  CHECK(a.step == b.step);
+  CHECK(a.charged_utok == b.charged_utok);
+  CHECK(a.trace_hash != c.trace_hash);
+}
+
+TEST_CASE("a run under every fault settles every job and charges for the work", "[sim]") {
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    const SimResult r = RunSimulation(Busy(seed));
+    INFO("seed " << seed << ": " << r.violation);
+    REQUIRE(r.ok);
+    CHECK(r.faults_fired > 0);
+    CHECK(r.jobs_accepted > 0);
+    CHECK(r.jobs_succeeded + r.jobs_failed + r.jobs_cancelled == r.jobs_accepted);
+    CHECK(r.reports_settled > 0);
+    CHECK(r.charged_utok > 0);
+  }
+}
+
+TEST_CASE("the trace is recorded on request and ends where the run ended", "[sim]") {
+  SimOptions o = Busy(3);
+  o.record_trace = true;
+  const SimResult r = RunSimulation(o);
+  REQUIRE(r.ok);
+  REQUIRE_FALSE(r.trace.empty());
+  CHECK(r.trace_hash == RunSimulation(Busy(3)).trace_hash);  // recording does not change the run
+}
+
+// Runs seeds until the injected defect is caught; returns the first failing result.
+SimResult FirstCatch(InjectedBug bug, uint64_t* seed_out) {
+  for (uint64_t seed = 1; seed <= 200; ++seed) {
+    SimOptions o = Busy(seed);
+    o.bug = bug;
+    SimResult r = RunSimulation(o);
+    if (!r.ok) {
+      *seed_out = seed;
+      return r;
+    }
+  }
+  return {};
+}
+
+TEST_CASE("the checks catch a report settled twice", "[sim]") {
+  uint64_t seed = 0;
+  const SimResult r = FirstCatch(InjectedBug::kResettle, &seed);
+  INFO("seed " << seed);
+  REQUIRE_FALSE(r.ok);
+  CHECK_THAT(r.violation, Catch::Contains("charged") || Catch::Contains("settled"));
+}
+
+TEST_CASE("the checks catch a lease left live after its job was requeued", "[sim]") {
+  uint64_t seed = 0;
+  const SimResult r = FirstCatch(InjectedBug::kStaleLease, &seed);
+  INFO("seed " << seed);
+  REQUIRE_FALSE(r.ok);
+  CHECK_THAT(r.violation, Catch::Contains("live lease") || Catch::Contains("holds jobs") || Catch::Contains("GPU"));
+}
+
+TEST_CASE("the checks catch a job stranded by a worker that restarted without it", "[sim]") {
+  uint64_t seed = 0;
+  const SimResult r = FirstCatch(InjectedBug::kNoRequeueOnHello, &seed);
+  INFO("seed " << seed);
+  REQUIRE_FALSE(r.ok);
+  CHECK_THAT(r.violation, Catch::Contains("not settled"));
+}
+
+TEST_CASE("shrinking keeps the failure and makes the run smaller", "[sim]") {
+  uint64_t seed = 0;
+  const SimResult r = FirstCatch(InjectedBug::kNoRequeueOnHello, &seed);
+  REQUIRE_FALSE(r.ok);
+  SimOptions o = Busy(seed);
+  o.bug = InjectedBug::kNoRequeueOnHello;
+  const ShrunkFailure s = Shrink(o);
+  INFO(Describe(s.options));
+  REQUIRE_FALSE(s.result.ok);
+  CHECK(s.options.jobs <= o.jobs);
+  CHECK(s.options.workers <= o.workers);
+  CHECK_FALSE(s.result.trace.empty());
+  CHECK_THAT(s.result.trace.back(), Catch::Contains("VIOLATION"));
+}
+
+}  // namespace
+}  // namespace tessera::sim

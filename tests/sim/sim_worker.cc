@@ -1,0 +1,142 @@
+// The simulated worker agent, after services/worker/agent.cc: runs keep going while the stream is
+// down, usage and results wait in an in-memory outbox until acknowledged, and a new stream sends
+// its hello (what the worker runs) and then the whole outbox, in order.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "tests/sim/sim_model.h"
+
+namespace tessera::sim {
+namespace {
+
+constexpr int64_t kStepMs = 100;
+constexpr int64_t kReportEveryMs = 2'000;
+constexpr int64_t kHeartbeatEveryMs = 1'000;
+
+}  // namespace
+
+void World::WorkerSend(SimWorker& w, Message m) {
+  m.worker_id = w.id;
+  if (m.kind == Message::kUsage || m.kind == Message::kFinished) w.outbox.push_back(m);
+  Transmit(w, std::move(m));
+}
+
+void World::Transmit(SimWorker& w, Message m) {
+  if (w.conn == 0) return;
+  m.conn = w.conn;
+  if (m.kind == Message::kUsage && Fire(options_.faults.usage_lost)) {
+    CloseConn(w, absl::StrCat("usage seq ", m.seq, " of job ", m.job_id, " lost"));  // the stream breaks with it
+    return;
+  }
+  Send(std::move(m), /*to_server=*/true);
+}
+
+void World::WorkerConnect(SimWorker& w) {
+  w.conn = next_conn_++;
+  w.welcomed = false;
+  Message hello{.kind = Message::kHello, .worker_id = w.id, .conn = w.conn};
+  for (const auto& [key, run] : w.runs) hello.running.push_back(key);
+  Send(hello, /*to_server=*/true);
+  Note(absl::StrCat("worker ", w.id, " connects on stream ", hello.conn, " with ", hello.running.size(), " runs, ", w.outbox.size(),
+                    " queued messages"));
+  // The outbox follows the hello on the same stream, in its original order; it stays queued until
+  // acknowledged.
+  for (const Message& m : std::deque<Message>(w.outbox)) {
+    if (w.conn == 0) break;
+    Transmit(w, m);
+  }
+}
+
+void World::WorkerCrash(SimWorker& w) {
+  CloseConn(w, "worker crashed");
+  w.up = false;
+  w.down_until_ms = now_ms_ + rng_.Uniform(1, 20) * 1'000;
+  w.runs.clear();
+  w.outbox.clear();  // the outbox lives in memory: unsent usage dies with the process
+  Note(absl::StrCat("worker ", w.id, " crashed; back at ", w.down_until_ms));
+}
+
+void World::WorkerTick(SimWorker& w) {
+  if (!w.up) {
+    if (now_ms_ < w.down_until_ms) return;
+    w.up = true;
+    w.next_connect_ms = now_ms_;
+    Note(absl::StrCat("worker ", w.id, " restarted"));
+  }
+  const bool reachable = w.partitioned_until_ms <= now_ms_ && server_.up;
+  if (w.conn == 0 && now_ms_ >= w.next_connect_ms) {
+    if (reachable) {
+      WorkerConnect(w);
+    } else {
+      w.next_connect_ms = now_ms_ + 500;
+    }
+  }
+  for (auto& [key, run] : w.runs) {
+    if (run.finished) continue;
+    run.ran_ms = std::min(run.work_ms, run.ran_ms + kStepMs);
+    const bool failing = run.fails && run.ran_ms >= run.work_ms / 2;
+    const bool done = failing || run.ran_ms == run.work_ms;
+    if (done || run.ran_ms - run.reported_ms >= kReportEveryMs) {
+      if (run.ran_ms > run.reported_ms) {
+        WorkerSend(w, {.kind = Message::kUsage, .job_id = key.first, .attempt = key.second, .seq = run.next_seq++,
+                       .gpu_ms = (run.ran_ms - run.reported_ms) * static_cast<int64_t>(run.gpus.size()),
+                       .measured_at_ms = now_ms_ + w.clock_offset_ms});
+        run.reported_ms = run.ran_ms;
+      }
+    }
+    if (done) {
+      run.finished = true;
+      WorkerSend(w, {.kind = Message::kFinished, .job_id = key.first, .attempt = key.second, .ok = !failing});
+    }
+  }
+  if (w.conn != 0 && now_ms_ % kHeartbeatEveryMs == 0) {
+    Send({.kind = Message::kHeartbeat, .worker_id = w.id, .conn = w.conn}, /*to_server=*/true);
+  }
+}
+
+void World::OnWorkerMessage(SimWorker& w, const Message& m) {
+  auto same = [&](Message::Kind kind) {
+    return [&, kind](const Message& o) { return o.kind == kind && o.job_id == m.job_id && o.attempt == m.attempt && (kind != Message::kUsage || o.seq == m.seq); };
+  };
+  switch (m.kind) {
+    case Message::kWelcome:
+      w.welcomed = true;
+      return;
+    case Message::kAssign: {
+      if (w.runs.contains({m.job_id, m.attempt})) return;  // a resend
+      for (const auto& [key, run] : w.runs) {
+        if (run.finished) continue;
+        for (uint32_t g : m.gpus) {
+          if (std::find(run.gpus.begin(), run.gpus.end(), g) != run.gpus.end()) {
+            return Violation(absl::StrCat("worker ", w.id, " GPU ", g, " assigned to job ", m.job_id, " while job ", key.first,
+                                          " attempt ", key.second, " runs on it"));
+          }
+        }
+      }
+      w.runs[{m.job_id, m.attempt}] = {.gpus = m.gpus, .work_ms = m.work_ms, .fails = Fire(options_.faults.kernel_failure)};
+      Note(absl::StrCat("worker ", w.id, " starts job ", m.job_id, " attempt ", m.attempt));
+      Send({.kind = Message::kStarted, .worker_id = w.id, .conn = w.conn, .job_id = m.job_id, .attempt = m.attempt}, true);
+      return;
+    }
+    case Message::kCancel:
+      if (w.runs.erase({m.job_id, m.attempt}) > 0) Note(absl::StrCat("worker ", w.id, " stops job ", m.job_id, " attempt ", m.attempt));
+      std::erase_if(w.outbox, same(Message::kFinished));  // nothing left to report for a cancelled run
+      return;
+    case Message::kUsageAck: {
+      std::erase_if(w.outbox, same(Message::kUsage));
+      if (!m.ok) return;
+      const scheduler_host::ReportKey key{m.job_id, m.attempt, w.id, m.seq};
+      acked_reports_.insert(key);
+      if (!store_.reports.contains(key)) Violation(absl::StrCat("report ", m.job_id, "/", m.attempt, "/", m.seq, " acknowledged but not stored"));
+      return;
+    }
+    case Message::kFinishedAck:
+      std::erase_if(w.outbox, same(Message::kFinished));
+      if (auto it = w.runs.find({m.job_id, m.attempt}); it != w.runs.end() && it->second.finished) w.runs.erase(it);
+      return;
+    default:
+      return;
+  }
+}
+
+}  // namespace tessera::sim
