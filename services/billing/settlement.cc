@@ -3,9 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
-#include <tuple>
 
-#include "absl/strings/str_cat.h"
 #include "services/billing/ledger.h"
 #include "services/billing/settlement_plan.h"
 #include "services/common/merkle.h"

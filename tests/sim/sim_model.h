@@ -145,7 +145,6 @@ struct SimWorker {
   int64_t down_until_ms = 0;
   int64_t partitioned_until_ms = 0;
   int64_t conn = 0;           // the stream it is on, 0: none
-  bool welcomed = false;
   int64_t clock_offset_ms = 0;
   int64_t next_connect_ms = 0;
   struct Run {
@@ -161,17 +160,12 @@ struct SimWorker {
   std::deque<Message> outbox;  // usage and finished, until acknowledged
 };
 
-struct Session {
-  int64_t conn = 0;
-  int64_t last_seen_ms = 0;
-};
-
 // The server's memory: lost on a restart.
 struct ServerState {
   bool up = true;
   int64_t down_until_ms = 0;
   std::unique_ptr<scheduler::Market> market;
-  std::map<int64_t, Session> sessions;      // worker → its stream
+  std::map<int64_t, int64_t> sessions;      // worker → its stream
   std::map<int64_t, int64_t> lease_clock;   // worker → when it was last heard from
 };
 
@@ -184,6 +178,8 @@ class World {
   // sim_world.cc: the loop, customers, faults, the network.
   void Step();
   void Customers();
+  // Posts a customer's or provider's request, sometimes delivered twice; true when it was new.
+  bool PostRequest(const billing::TransferSpec& t);
   void Faults();
   void Deliver();
   void Send(Message m, bool to_server);
@@ -205,7 +201,9 @@ class World {
   void Submit(const std::string& key);
   void Cancel(int64_t job_id);
   void Commit(const scheduler::Decisions& d);
+  void EndLiveLeases(int64_t job_id, uint32_t attempt);
   void EndLeases(int64_t job_id, bool fail_if_exhausted, const std::string& why);
+  void LoseLeases(int64_t job_id, const std::string& why);  // EndLeases, and the market follows
   void ExpireLeases();
   void SettleOnce();
   void ReleaseEnded();

@@ -56,7 +56,7 @@ void World::SendToWorker(int64_t worker_id, Message m) {
   auto s = server_.sessions.find(worker_id);
   if (s == server_.sessions.end()) return;  // no stream: the worker learns at its next hello
   m.worker_id = worker_id;
-  m.conn = s->second.conn;
+  m.conn = s->second;
   Send(std::move(m), /*to_server=*/false);
 }
 
@@ -89,29 +89,36 @@ void World::Submit(const std::string& key) {
 void World::Cancel(int64_t job_id) {
   StoreJob& job = store_.jobs.at(job_id);
   if (Terminal(job.state)) return;
-  for (auto& [key, lease] : store_.leases) {
-    if (std::get<0>(key) != job_id || !lease.live) continue;
-    lease.live = false;
-    SendToWorker(std::get<2>(key), {.kind = Message::kCancel, .job_id = job_id, .attempt = std::get<1>(key)});
-  }
+  EndLiveLeases(job_id, job.attempt);
   job.state = JobState::kCancelled;
   Note(absl::StrCat("job ", job_id, " cancelled"));
   Commit(server_.market->RemoveJob(job_id, now_ms_));
 }
 
-// Ends the live leases of the job's attempt and sends their workers a cancel. A lost lease
-// requeues the job until its attempts run out; a preemption always requeues it.
-void World::EndLeases(int64_t job_id, bool fail_if_exhausted, const std::string& why) {
-  StoreJob& job = store_.jobs.at(job_id);
-  for (auto it = store_.leases.lower_bound({job_id, job.attempt, 0});
-       it != store_.leases.end() && std::get<0>(it->first) == job_id && std::get<1>(it->first) == job.attempt; ++it) {
+// Ends the live leases of the job's attempt (only the current attempt holds any) and sends their
+// workers a cancel.
+void World::EndLiveLeases(int64_t job_id, uint32_t attempt) {
+  for (auto it = store_.leases.lower_bound({job_id, attempt, 0});
+       it != store_.leases.end() && std::get<0>(it->first) == job_id && std::get<1>(it->first) == attempt; ++it) {
     if (!it->second.live) continue;
     it->second.live = false;
-    SendToWorker(std::get<2>(it->first), {.kind = Message::kCancel, .job_id = job_id, .attempt = job.attempt});
+    SendToWorker(std::get<2>(it->first), {.kind = Message::kCancel, .job_id = job_id, .attempt = attempt});
   }
+}
+
+// A lost lease requeues the job until its attempts run out; a preemption always requeues it.
+void World::EndLeases(int64_t job_id, bool fail_if_exhausted, const std::string& why) {
+  StoreJob& job = store_.jobs.at(job_id);
+  EndLiveLeases(job_id, job.attempt);
   const bool failed = fail_if_exhausted && job.attempt >= job.max_attempts;
   job.state = failed ? JobState::kFailed : JobState::kQueued;
   Note(absl::StrCat("job ", job_id, " attempt ", job.attempt, " lost (", why, "): ", StateName(job.state)));
+}
+
+void World::LoseLeases(int64_t job_id, const std::string& why) {
+  EndLeases(job_id, true, why);
+  const bool failed = store_.jobs.at(job_id).state == JobState::kFailed;
+  Commit(failed ? server_.market->RemoveJob(job_id, now_ms_) : server_.market->Requeue(job_id, now_ms_));
 }
 
 void World::Commit(const scheduler::Decisions& d) {
@@ -140,15 +147,12 @@ void World::Commit(const scheduler::Decisions& d) {
 
 void World::OnServerMessage(const Message& m) {
   auto s = server_.sessions.find(m.worker_id);
-  const bool current = s != server_.sessions.end() && s->second.conn == m.conn;
+  const bool current = s != server_.sessions.end() && s->second == m.conn;
   if (m.kind == Message::kHello) {
     if (!closed_conns_.contains(m.conn)) OnHello(m);
     return;
   }
-  if (current) {
-    s->second.last_seen_ms = now_ms_;
-    server_.lease_clock[m.worker_id] = now_ms_;
-  }
+  if (current) server_.lease_clock[m.worker_id] = now_ms_;
   switch (m.kind) {
     case Message::kStarted: return OnStarted(m);
     case Message::kUsage: return OnUsage(m);
@@ -158,7 +162,7 @@ void World::OnServerMessage(const Message& m) {
 }
 
 void World::OnHello(const Message& m) {
-  server_.sessions[m.worker_id] = {.conn = m.conn, .last_seen_ms = now_ms_};
+  server_.sessions[m.worker_id] = m.conn;
   server_.lease_clock[m.worker_id] = now_ms_;
   const std::set<std::pair<int64_t, uint32_t>> running(m.running.begin(), m.running.end());
   // Reconcile: keep the leases it runs, resend those it never started, requeue those it lost (it
@@ -174,11 +178,7 @@ void World::OnHello(const Message& m) {
       lost.push_back(job_id);
     }
   }
-  for (int64_t job_id : lost) {
-    EndLeases(job_id, true, "worker restarted without the job");
-    const StoreJob& job = store_.jobs.at(job_id);
-    Commit(job.state == JobState::kFailed ? server_.market->RemoveJob(job_id, now_ms_) : server_.market->Requeue(job_id, now_ms_));
-  }
+  for (int64_t job_id : lost) LoseLeases(job_id, "worker restarted without the job");
   // As the host does: the welcome, then the cancels (freeing the worker's GPUs), then the resends.
   SendToWorker(m.worker_id, {.kind = Message::kWelcome});
   for (const auto& [job_id, attempt] : running) {
@@ -252,12 +252,7 @@ void World::OnFinished(const Message& m) {
   StoreJob& job = store_.jobs.at(m.job_id);
   if (job.attempt != m.attempt || Terminal(job.state) || job.state == JobState::kQueued) return;
   if (!m.ok) {
-    for (auto l = store_.leases.lower_bound({m.job_id, m.attempt, 0});
-         l != store_.leases.end() && std::get<0>(l->first) == m.job_id && std::get<1>(l->first) == m.attempt; ++l) {
-      if (!l->second.live) continue;
-      l->second.live = false;  // the job's other workers stop too
-      SendToWorker(std::get<2>(l->first), {.kind = Message::kCancel, .job_id = m.job_id, .attempt = m.attempt});
-    }
+    EndLiveLeases(m.job_id, m.attempt);  // the job's other workers stop too
     job.state = JobState::kFailed;
   } else if (store_.LiveLeasesOf(m.job_id, m.attempt).empty()) {
     job.state = JobState::kSucceeded;
@@ -288,9 +283,7 @@ void World::ExpireLeases() {
         Commit(server_.market->Requeue(job_id, now_ms_));
         continue;
       }
-      EndLeases(job_id, true, absl::StrCat("lease expired: worker ", worker_id, " silent"));
-      const StoreJob& job = store_.jobs.at(job_id);
-      Commit(job.state == JobState::kFailed ? server_.market->RemoveJob(job_id, now_ms_) : server_.market->Requeue(job_id, now_ms_));
+      LoseLeases(job_id, absl::StrCat("lease expired: worker ", worker_id, " silent"));
     }
     server_.lease_clock.erase(worker_id);
     CloseConn(workers_[static_cast<size_t>(worker_id - 1)], "lease expired");

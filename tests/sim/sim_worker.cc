@@ -33,7 +33,6 @@ void World::Transmit(SimWorker& w, Message m) {
 
 void World::WorkerConnect(SimWorker& w) {
   w.conn = next_conn_++;
-  w.welcomed = false;
   Message hello{.kind = Message::kHello, .worker_id = w.id, .conn = w.conn};
   for (const auto& [key, run] : w.runs) hello.running.push_back(key);
   Send(hello, /*to_server=*/true);
@@ -99,9 +98,6 @@ void World::OnWorkerMessage(SimWorker& w, const Message& m) {
     return [&, kind](const Message& o) { return o.kind == kind && o.job_id == m.job_id && o.attempt == m.attempt && (kind != Message::kUsage || o.seq == m.seq); };
   };
   switch (m.kind) {
-    case Message::kWelcome:
-      w.welcomed = true;
-      return;
     case Message::kAssign: {
       if (w.runs.contains({m.job_id, m.attempt})) return;  // a resend
       for (const auto& [key, run] : w.runs) {

@@ -76,7 +76,6 @@ std::vector<const StoreLease*> Store::LiveLeasesOf(int64_t job_id, uint32_t atte
 }
 
 World::World(const SimOptions& options) : options_(options), rng_(options.seed), trace_(options.record_trace) {
-  result_.trace_hash = 0;
   for (int i = 0; i < options_.workers; ++i) {
     SimWorker w;
     w.id = i + 1;
@@ -95,9 +94,7 @@ World::World(const SimOptions& options) : options_(options), rng_(options.seed),
     const std::string error = store_.Post({{.idempotency_key = absl::StrCat("deposit:", c, ":0"), .kind = "DEPOSIT",
                                             .debit_ledger_id = kTreasury, .credit_ledger_id = AvailableOf(c), .amount_utok = amount}});
     if (error.empty()) store_.deposited[c] += amount;
-    store_.balances[EscrowOf(c)] += 0;
   }
-  for (const SimWorker& w : workers_) store_.balances[EarningsOf(w.id)] += 0;
   ServerStart();
 }
 
@@ -216,11 +213,7 @@ void World::Customers() {
     const int64_t amount = rng_.Uniform(1, 4) * 250'000;
     const billing::TransferSpec t{.idempotency_key = absl::StrCat("deposit:", c, ":", ++deposits_made_[c]), .kind = "DEPOSIT",
                                   .debit_ledger_id = kTreasury, .credit_ledger_id = AvailableOf(c), .amount_utok = amount};
-    for (int i = 0, n = Fire(options_.faults.duplicate) ? 2 : 1; i < n; ++i) {
-      const bool fresh = !store_.transfer_keys.contains(t.idempotency_key);
-      if (const std::string error = store_.Post({t}); !error.empty()) Violation("deposit: " + error);
-      if (fresh) store_.deposited[c] += amount;
-    }
+    if (PostRequest(t)) store_.deposited[c] += amount;
     Note(absl::StrCat("deposit ", t.idempotency_key, " ", amount));
   }
   if (rng_.Chance(5'000)) {  // a provider's payout of part of its earnings
@@ -230,14 +223,19 @@ void World::Customers() {
       const int64_t amount = rng_.Uniform(1, earnings);
       const billing::TransferSpec t{.idempotency_key = absl::StrCat("payout:", w.id, ":", ++payouts_made_[w.id]), .kind = "PAYOUT",
                                     .debit_ledger_id = EarningsOf(w.id), .credit_ledger_id = kTreasury, .amount_utok = amount};
-      for (int i = 0, n = Fire(options_.faults.duplicate) ? 2 : 1; i < n; ++i) {
-        const bool fresh = !store_.transfer_keys.contains(t.idempotency_key);
-        if (const std::string error = store_.Post({t}); !error.empty()) Violation("payout: " + error);
-        if (fresh) store_.paid_out[w.id] += amount;
-      }
+      if (PostRequest(t)) store_.paid_out[w.id] += amount;
       Note(absl::StrCat("payout ", t.idempotency_key, " ", amount));
     }
   }
+}
+
+bool World::PostRequest(const billing::TransferSpec& t) {
+  bool fresh = false;
+  for (int i = 0, n = Fire(options_.faults.duplicate) ? 2 : 1; i < n; ++i) {
+    fresh |= !store_.transfer_keys.contains(t.idempotency_key);
+    if (const std::string error = store_.Post({t}); !error.empty()) Violation(t.kind + ": " + error);
+  }
+  return fresh;
 }
 
 void World::Faults() {
@@ -303,12 +301,11 @@ void World::CloseConn(SimWorker& w, const std::string& why) {
   if (w.conn == 0) return;
   Note(absl::StrCat("worker ", w.id, " stream ", w.conn, " closed: ", why));
   closed_conns_.insert(w.conn);
-  if (auto s = server_.sessions.find(w.id); s != server_.sessions.end() && s->second.conn == w.conn) {
+  if (auto s = server_.sessions.find(w.id); s != server_.sessions.end() && s->second == w.conn) {
     server_.sessions.erase(s);
     if (server_.market) Commit(server_.market->SetSchedulable(w.id, false, now_ms_));
   }
   w.conn = 0;
-  w.welcomed = false;
   w.next_connect_ms = now_ms_ + rng_.Uniform(100, 1'000);
 }
 
