@@ -10,6 +10,7 @@
 #include "services/common/grpc_status.h"
 #include "services/common/worker_signing.h"
 #include "services/scheduler/market_inputs.h"
+#include "services/scheduler/usage_screen.h"
 #include "services/scheduler/worker_service.h"
 
 namespace tessera::scheduler_host {
@@ -46,17 +47,10 @@ v1::ServerMessage AssignmentMessage(const LiveAssignment& a) {
   return m;
 }
 
-// One report covers about a second; anything beyond an hour of 64 GPUs is not a measurement.
-constexpr int64_t kMaxGpuMsPerReport = 64LL * 3'600'000;
 // A round's commit withdraws placements that did not take effect and persists what the market
 // decided instead; this bounds the repetitions (a later round picks up the rest).
 constexpr int kMaxCommitRepeats = 4;
 constexpr int64_t kTouchWorkersEveryMs = 5'000;
-
-bool PlausibleUsage(const v1::UsageReport& usage) {
-  return usage.job_id() > 0 && usage.attempt() > 0 && usage.seq() >= 1 && usage.seq() <= static_cast<uint64_t>(INT64_MAX) &&
-         usage.gpu_ms() >= 0 && usage.gpu_ms() <= kMaxGpuMsPerReport;
-}
 
 v1::ServerMessage UsageAckMessage(const v1::UsageReport& usage, bool accepted, const std::string& reason = "") {
   v1::ServerMessage ack;
@@ -537,6 +531,21 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
     for (const Requeued& r : *requeued) {
       if (r.worker_id != record.worker_id) SendLeaseLost(r);
       Merge(decisions, r.failed ? market_->RemoveJob(r.job_id, now_ms) : market_->Requeue(r.job_id, now_ms));
+    }
+  }
+  // Jobs it kept running through a blip longer than its lease: resumed where nothing took their
+  // place (then the market, which holds them as queued, is rebuilt); otherwise cancelled below.
+  if (!running.empty()) {
+    auto resumed = repo_.ResumeLeases(record.worker_id, {running.begin(), running.end()});
+    if (!resumed.ok()) {
+      session->Close(ToGrpcStatus(resumed.status()));
+      return;
+    }
+    for (LiveAssignment& a : *resumed) {
+      spdlog::info("job {} attempt {}: lease resumed on worker {} after its reconnect", a.job_id, a.attempt, record.worker_id);
+      running.erase({a.job_id, a.attempt});
+      keep.push_back(std::move(a));
+      market_stale_ = true;
     }
   }
   market_->UpsertWorker(WorkerSpecFrom(record.worker_id, record.region, record.reputation, record.ask_utok_per_gpu_hour,

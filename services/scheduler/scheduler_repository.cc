@@ -523,6 +523,45 @@ absl::StatusOr<SchedulerRepository::AppliedEvents> SchedulerRepository::ApplySta
   });
 }
 
+absl::StatusOr<std::vector<LiveAssignment>> SchedulerRepository::ResumeLeases(
+    int64_t worker_id, const std::vector<std::pair<int64_t, uint32_t>>& running) {
+  if (running.empty()) return std::vector<LiveAssignment>{};
+  std::vector<int64_t> jobs, attempts;
+  for (const auto& [job, attempt] : running) {
+    jobs.push_back(job);
+    attempts.push_back(attempt);
+  }
+  return db_.Transact("resume leases", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<LiveAssignment>> {
+    if (absl::Status leader = CheckEpoch(tx); !leader.ok()) return leader;
+    const pqxx::result resumed = store::Exec(tx, {"sched_resume_leases",
+        "WITH r AS (SELECT * FROM unnest($2::bigint[], $3::int[]) AS t(job_id, attempt)),"
+        " candidates AS (SELECT a.job_id, a.attempt FROM assignments a JOIN r USING (job_id, attempt) JOIN jobs j ON j.job_id = a.job_id"
+        "   WHERE a.worker_id = $1 AND a.state = 'ENDED' AND j.state = 'QUEUED' AND j.attempt = a.attempt"
+        "   AND NOT EXISTS (SELECT 1 FROM assignments o WHERE o.job_id = a.job_id AND o.attempt = a.attempt AND o.worker_id <> $1)"
+        "   AND NOT EXISTS (SELECT 1 FROM assignments l WHERE l.worker_id = $1 AND l.state = 'LIVE' AND l.gpu_indexes && a.gpu_indexes)"
+        "   FOR NO KEY UPDATE OF j),"
+        " live AS (UPDATE assignments a SET state = 'LIVE', end_reason = '', ended_at = NULL FROM candidates c"
+        "   WHERE a.job_id = c.job_id AND a.attempt = c.attempt AND a.worker_id = $1 RETURNING a.job_id, a.attempt),"
+        " moved AS (UPDATE jobs j SET state = 'RUNNING', worker_id = $1, wait_reason = '', updated_at = now() FROM live l"
+        "   WHERE j.job_id = l.job_id RETURNING j.job_id, j.attempt),"
+        " audited AS (INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
+        "   SELECT job_id, 'RUNNING', attempt, $1, 'lease resumed: worker ' || $1 || ' reconnected still running it' FROM moved)"
+        "SELECT job_id FROM moved"},
+        worker_id, ArrayLiteral(jobs), ArrayLiteral(attempts));
+    std::vector<int64_t> ids;
+    for (const pqxx::row& r : resumed) ids.push_back(r[0].as<int64_t>());
+    std::vector<LiveAssignment> out;
+    if (ids.empty()) return out;
+    static const std::string kResumed = absl::StrCat(
+        "SELECT ", kAssignmentColumns, " FROM assignments a JOIN jobs j USING (job_id)"
+        " JOIN accounts c ON c.account_id = j.account_id WHERE a.worker_id = $1 AND a.state = 'LIVE' AND a.job_id = ANY($2::bigint[])");
+    for (const pqxx::row& r : store::Exec(tx, {"sched_resumed_leases", kResumed.c_str()}, worker_id, ArrayLiteral(ids))) {
+      out.push_back(AssignmentFromRow(r));
+    }
+    return out;
+  });
+}
+
 absl::StatusOr<std::vector<Requeued>> SchedulerRepository::Requeue(
     const std::vector<std::pair<int64_t, uint32_t>>& assignments, const std::vector<int64_t>& offline_workers,
     const std::string& reason) {

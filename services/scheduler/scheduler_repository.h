@@ -152,6 +152,12 @@ class SchedulerRepository {
   };
   absl::StatusOr<AppliedEvents> ApplyStateEvents(const StateEvents& events);
 
+  // The leases a reconnecting worker still runs that ended while it was away (expired), made live
+  // again where nothing took their place: the job is QUEUED on that same attempt, the lease was the
+  // attempt's only one, and none of its GPUs is leased anew. Job RUNNING again, with its audit event,
+  // in one transaction; returns the resumed leases.
+  absl::StatusOr<std::vector<LiveAssignment>> ResumeLeases(int64_t worker_id, const std::vector<std::pair<int64_t, uint32_t>>& running);
+
   // Ends the given live assignments, and the other leases of their jobs, and returns the jobs to the
   // queue (or FAILED when attempts are exhausted); one entry per ended lease. `offline_workers`
   // are also marked OFFLINE in the same transaction.

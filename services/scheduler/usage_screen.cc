@@ -9,6 +9,11 @@ namespace {
 __extension__ typedef __int128 Int128;
 }  // namespace
 
+bool PlausibleUsage(const v1::UsageReport& usage) {
+  return usage.job_id() > 0 && usage.attempt() > 0 && usage.seq() >= 1 && usage.seq() <= static_cast<uint64_t>(INT64_MAX) &&
+         usage.gpu_ms() >= 0 && usage.gpu_ms() <= kMaxGpuMsPerReport;
+}
+
 LeaseKey LeaseKeyOf(const UsageIn& u) { return {u.report.job_id(), u.report.attempt(), u.worker_id}; }
 ReportKey ReportKeyOf(const UsageIn& u) { return {u.report.job_id(), u.report.attempt(), u.worker_id, u.report.seq()}; }
 int64_t SeqOf(const v1::UsageReport& r) { return static_cast<int64_t>(std::min<uint64_t>(r.seq(), INT64_MAX)); }

@@ -38,6 +38,13 @@ inline constexpr int64_t kMaxFutureMs = 60'000;
 // and the percent for clocks that tick at slightly different rates.
 inline constexpr int64_t kClaimSlackMs = 2'000;
 
+// One report covers about a second; anything beyond an hour of 64 GPUs is not a measurement.
+inline constexpr int64_t kMaxGpuMsPerReport = 64LL * 3'600'000;
+
+// The shape check a report passes before its signature is checked: ids and seq positive, gpu_ms
+// within one report's reach. The worker gateway refuses a report that fails it, unstored.
+bool PlausibleUsage(const v1::UsageReport& usage);
+
 using LeaseKey = std::tuple<int64_t, uint32_t, int64_t>;             // job, attempt, worker
 using ReportKey = std::tuple<int64_t, uint32_t, int64_t, uint64_t>;  // job, attempt, worker, seq
 using ReportContent = std::pair<std::string, int64_t>;              // signature, gpu_ms

@@ -16,19 +16,7 @@
 namespace tessera::worker {
 namespace {
 
-constexpr size_t kMaxOutbox = 1'000'000;
 constexpr auto kRpcTimeout = std::chrono::seconds(10);
-
-bool IsAcked(const v1::WorkerMessage& m, const v1::ServerMessage& ack) {
-  if (ack.has_usage_ack() && m.has_usage()) {
-    const auto& a = ack.usage_ack();
-    return m.usage().job_id() == a.job_id() && m.usage().attempt() == a.attempt() && m.usage().seq() <= a.through_seq();
-  }
-  if (ack.has_finished_ack() && m.has_finished()) {
-    return m.finished().job_id() == ack.finished_ack().job_id() && m.finished().attempt() == ack.finished_ack().attempt();
-  }
-  return false;
-}
 
 }  // namespace
 
@@ -95,6 +83,14 @@ absl::StatusOr<int64_t> Agent::RegisterOrLoad() {
   int64_t saved_id = 0;
   const bool registered = static_cast<bool>(std::ifstream(id_file) >> saved_id) && saved_id > 0;
   if (absl::Status s = LoadOrMakeKey(registered); !s.ok()) return s;
+  absl::StatusOr<std::unique_ptr<OutboxJournal>> journal = OutboxJournal::Open(options_.state_dir / "outbox.journal");
+  if (!journal.ok()) return journal.status();
+  journal_ = *std::move(journal);
+  {
+    std::lock_guard lock(mu_);
+    outbox_ = journal_->Pending();
+    if (!outbox_.empty()) spdlog::info("{} usage report(s) and result(s) from before a restart await delivery", outbox_.size());
+  }
   if (registered) {
     worker_id_ = saved_id;
     return worker_id_;
@@ -129,6 +125,7 @@ void Agent::Run() {
     std::lock_guard lock(mu_);
     WriteLocked(m);
   });
+  last_contact_ms_ = clock_.NowMs();
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   int backoff_ms = 100;
   while (!stop_ && !stubs_.empty()) {
@@ -162,7 +159,14 @@ void Agent::Send(v1::WorkerMessage message) {
   if (message.has_usage()) SignUsage(key_, worker_id_, message.mutable_usage());
   if (message.has_finished()) SignFinished(key_, worker_id_, message.mutable_finished());
   std::lock_guard lock(mu_);
-  if ((message.has_usage() || message.has_finished()) && outbox_.size() < kMaxOutbox) outbox_.push_back(message);
+  if (message.has_usage() || message.has_finished()) {
+    // On disk before on the wire: a report the server may have seen is never lost by a crash.
+    if (absl::Status s = journal_->Append(message); !s.ok()) spdlog::error("outbox journal: {}", s.ToString());
+    outbox_.push_back(message);
+    // Until the server has answered the hello, reports wait: it may be resuming their lease.
+    if (welcomed_) WriteLocked(message);
+    return;
+  }
   WriteLocked(message);
 }
 
@@ -170,11 +174,11 @@ void Agent::ServeOneConnection() {
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>> stream = stubs_[current_]->Connect(&context);
   {
-    // Hello, then everything still unacknowledged in its original order, atomically with respect
-    // to runners sending new messages.
+    // Hello; everything still unacknowledged follows the welcome (Handle).
     std::lock_guard lock(mu_);
     context_ = &context;
     stream_ = stream.get();
+    welcomed_ = false;
     v1::WorkerMessage hello;
     hello.mutable_hello()->set_worker_id(worker_id_);
     hello.mutable_hello()->set_agent_version("tessera-worker 0.1.0");
@@ -184,15 +188,18 @@ void Agent::ServeOneConnection() {
       r->set_job_id(key.first);
       r->set_attempt(key.second);
     }
-    bool ok = WriteLocked(hello);
-    for (const v1::WorkerMessage& m : outbox_) ok = ok && WriteLocked(m);
+    WriteLocked(hello);
   }
   v1::ServerMessage message;
-  while (stream->Read(&message)) Handle(message);
+  while (stream->Read(&message)) {
+    last_contact_ms_ = clock_.NowMs();
+    Handle(message);
+  }
   {
     std::lock_guard lock(mu_);
     stream_ = nullptr;
     context_ = nullptr;
+    welcomed_ = false;
   }
   challenges_->Reset();
   grpc::Status status = stream->Finish();
@@ -207,6 +214,12 @@ void Agent::Handle(const v1::ServerMessage& message) {
     case v1::ServerMessage::kWelcome:
       heartbeat_interval_ms_ = std::max<int64_t>(50, message.welcome().heartbeat_interval_ms());
       spdlog::info("connected as worker {}", message.welcome().worker_id());
+      // The hello is reconciled (leases kept, resumed or cancelled): the outbox follows in its
+      // original order, atomically with respect to runners sending new messages.
+      welcomed_ = true;
+      for (const v1::WorkerMessage& m : outbox_) {
+        if (!WriteLocked(m)) break;
+      }
       break;
     case v1::ServerMessage::kAssignment: {
       const v1::Assignment& a = message.assignment();
@@ -254,6 +267,7 @@ void Agent::Handle(const v1::ServerMessage& message) {
         const v1::UsageAck& a = message.usage_ack();
         spdlog::warn("usage report {} of job {} attempt {} refused: {}", a.through_seq(), a.job_id(), a.attempt(), a.reason());
       }
+      if (absl::Status s = journal_->Acknowledge(message); !s.ok()) spdlog::error("outbox journal: {}", s.ToString());
       std::erase_if(outbox_, [&](const v1::WorkerMessage& m) { return IsAcked(m, message); });
       if (message.has_finished_ack()) ReapFinished();
       break;
@@ -278,9 +292,23 @@ void Agent::ReapFinished() {
   }
 }
 
+void Agent::StopJobsPastGrace() {
+  const int64_t silent_ms = clock_.NowMs() - last_contact_ms_;
+  if (silent_ms <= options_.disconnect_grace_ms) return;
+  std::lock_guard lock(mu_);
+  if (welcomed_) return;
+  for (auto& [key, runner] : runners_) {
+    if (runner->finished() || runner->cancelled()) continue;
+    spdlog::warn("job {} attempt {}: no scheduler for {} ms (grace {} ms); stopping it", key.first, key.second, silent_ms,
+                 options_.disconnect_grace_ms);
+    runner->Cancel(absl::StrCat("the worker lost its scheduler for more than ", options_.disconnect_grace_ms, " ms"));
+  }
+}
+
 void Agent::HeartbeatLoop() {
   while (!stop_) {
     std::this_thread::sleep_for(std::chrono::milliseconds(heartbeat_interval_ms_.load()));
+    StopJobsPastGrace();
     v1::WorkerMessage m;
     m.mutable_heartbeat()->set_sent_at_ms(clock_.NowMs());
     std::lock_guard lock(mu_);

@@ -1,7 +1,9 @@
 // The worker agent (`tessera-worker`): registers the machine once (its worker id is kept in the
 // state directory and reused), holds the Connect stream, runs assignments with JobRunner, and
-// survives disconnects: usage reports and results stay in an outbox until the server acknowledges
-// them and are resent in order after every reconnect, while jobs keep running.
+// survives disconnects: usage reports and results stay in an outbox, journaled on disk
+// (outbox_journal.h), until the server acknowledges them, and are resent in order once the server
+// has welcomed a reconnect (and resumed the leases it could), while jobs keep running for up to
+// `disconnect_grace_ms` without a scheduler.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -23,6 +25,7 @@
 #include "services/common/worker_signing.h"
 #include "services/worker/challenge_responder.h"
 #include "services/worker/job_runner.h"
+#include "services/worker/outbox_journal.h"
 #include "tessera/v1/workers.grpc.pb.h"
 
 namespace tessera::worker {
@@ -45,6 +48,9 @@ struct AgentOptions {
   // with new flags updates it.
   v1::ProviderPolicy policy;
   std::filesystem::path state_dir = "tessera-worker";
+  // How long jobs keep running with no scheduler to talk to; past it the agent stops them (their
+  // leases have long expired and the jobs are requeued). Reports keep until delivered regardless.
+  int64_t disconnect_grace_ms = 600'000;
   RunnerOptions runner;
 };
 
@@ -71,6 +77,7 @@ class Agent final : public JobReporter {
   void Handle(const v1::ServerMessage& message);
   void HeartbeatLoop();
   void ReapFinished() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StopJobsPastGrace();
   bool WriteLocked(const v1::WorkerMessage& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const AgentOptions options_;
@@ -90,6 +97,9 @@ class Agent final : public JobReporter {
 
   WorkerKeyPair key_;  // set by RegisterOrLoad, before the first message
   std::deque<v1::WorkerMessage> outbox_ ABSL_GUARDED_BY(mu_);  // usage and results awaiting ack
+  std::unique_ptr<OutboxJournal> journal_;                     // the outbox on disk; set by RegisterOrLoad
+  bool welcomed_ ABSL_GUARDED_BY(mu_) = false;                 // the server answered this stream's hello
+  std::atomic<int64_t> last_contact_ms_{0};                    // the last message from a server
   std::map<JobKey, std::unique_ptr<JobRunner>> runners_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<ChallengeResponder> challenges_;  // made by Run, once the worker id is known
   std::thread heartbeat_thread_;

@@ -51,6 +51,7 @@ class JobRunner {
   // The communicator id of a job over several workers arrived from the scheduler (node rank > 0).
   void OnRendezvous(const v1::Rendezvous& rendezvous);
   bool finished() const { return finished_.load(); }
+  bool cancelled() const { return cancel_.load(); }
   const v1::Assignment& assignment() const { return assignment_; }
 
  private:

@@ -38,7 +38,10 @@ int main(int argc, char** argv) {
   app.add_option("--ask", options.ask_utok_per_gpu_hour, "Price per GPU-hour in µT")->check(CLI::PositiveNumber);
   app.add_option("--gpus", device_count, "Devices to offer: at most this many GPUs (default all), or this many CPU devices (default 1)")
       ->check(CLI::Range(1, 64));
-  app.add_option("--state-dir", state_dir, "Where the worker keeps its identity");
+  app.add_option("--state-dir", state_dir, "Where the worker keeps its identity and its outbox journal");
+  app.add_option("--disconnect-grace-ms", options.disconnect_grace_ms,
+                 "How long jobs keep running while no scheduler answers (default 10 minutes)")
+      ->check(CLI::Range(int64_t{1'000}, int64_t{7} * 24 * 3'600'000));
   app.add_option("--usage-interval-ms", options.runner.usage_interval_ms, "Usage report period")->check(CLI::Range(10, 60'000));
   app.add_flag("--cpu", cpu, "Offer CPU devices and run the CPU kernels even where NVIDIA GPUs are present");
   // Provider policy: which jobs this machine takes besides those whose bid covers the ask.

@@ -1,0 +1,143 @@
+// A worker that loses the scheduler for longer than its lease keeps running its job (the agent's
+// grace period); when it comes back the scheduler resumes the lease if nothing took its place,
+// and otherwise cancels the job there and refuses its late reports.
+#include <catch2/catch.hpp>
+
+#include <thread>
+
+#include "tests/integration/running_server.h"
+#include "tests/support/ledger_invariants.h"
+
+using namespace tessera;
+using namespace tessera::testing;
+
+namespace {
+
+v1::Job GetJob(RunningServer& s, int64_t job_id) {
+  v1::GetJobRequest get;
+  get.set_job_id(job_id);
+  v1::Job job;
+  REQUIRE(s.jobs->GetJob(Ctx().get(), get, &job).ok());
+  return job;
+}
+
+v1::Job WaitForState(RunningServer& s, int64_t job_id, v1::JobState state) {
+  v1::Job job;
+  for (int i = 0; i < 200; ++i) {
+    job = GetJob(s, job_id);
+    if (job.state() == state) return job;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  FAIL("job " << job_id << " is " << v1::JobState_Name(job.state()) << ", not " << v1::JobState_Name(state));
+  return job;
+}
+
+v1::WorkerMessage Usage(int64_t job_id, uint64_t seq) {
+  v1::WorkerMessage m;
+  m.mutable_usage()->set_job_id(job_id);
+  m.mutable_usage()->set_attempt(1);
+  m.mutable_usage()->set_seq(seq);
+  m.mutable_usage()->set_gpu_ms(500);
+  m.mutable_usage()->set_measured_at_ms(SystemClock().NowMs());
+  return m;
+}
+
+bool IsUsageAck(const v1::ServerMessage& m) { return m.has_usage_ack(); }
+
+// Runs job `job_id` (attempt 1) on `conn` and reports one usage report, accepted.
+void StartRunning(WorkerConnection& conn, int64_t job_id) {
+  v1::WorkerMessage started;
+  started.mutable_started()->set_job_id(job_id);
+  started.mutable_started()->set_attempt(1);
+  conn.Send(started);
+  conn.Send(Usage(job_id, 1));
+  REQUIRE(conn.ReadUntil(IsUsageAck).usage_ack().accepted());
+}
+
+std::function<void(v1::Hello&)> Running(int64_t job_id) {
+  return [job_id](v1::Hello& h) {
+    v1::RunningJob* r = h.add_running();
+    r->set_job_id(job_id);
+    r->set_attempt(1);
+  };
+}
+
+}  // namespace
+
+TEST_CASE("a worker back from a long blip resumes its lease when nothing took its place", "[integration][scheduler][blip]") {
+  RunningServer s;
+  CreateFundedMarket(s.channel);
+  const int64_t worker = RegisterWorker(s.channel, 1'000'000, 1, "GPU-blip");
+  v1::SubmitJobResponse submitted;
+  auto request = SleepRequest("long", 2'000'000);
+  request.mutable_spec()->mutable_sleep()->set_duration_ms(30'000);
+  REQUIRE(s.Submit(request, &submitted).ok());
+  const int64_t job_id = submitted.job().job_id();
+  {
+    WorkerConnection conn(s.channel, worker);
+    REQUIRE(conn.ReadUntil([](const v1::ServerMessage& m) { return m.has_assignment(); }).assignment().job_id() == job_id);
+    StartRunning(conn, job_id);
+  }
+  // Silent past the 2 s lease: the lease ends and the job is queued again, with no worker to take it.
+  CHECK(WaitForState(s, job_id, v1::JOB_STATE_QUEUED).attempt() == 1);
+  CHECK(s.db.Scalar("SELECT state FROM assignments WHERE job_id = " + std::to_string(job_id)) == "ENDED");
+
+  // Back, still running it: the same attempt goes on, and the reports it buffered are accepted.
+  WorkerConnection back(s.channel, worker, Running(job_id));
+  const v1::Job resumed = WaitForState(s, job_id, v1::JOB_STATE_RUNNING);
+  CHECK(resumed.attempt() == 1);
+  CHECK(s.db.Scalar("SELECT state || ' ' || end_reason FROM assignments WHERE job_id = " + std::to_string(job_id)) == "LIVE ");
+  CHECK(s.db.Scalar("SELECT count(*) FROM job_events WHERE message LIKE 'lease resumed%' AND job_id = " + std::to_string(job_id)) ==
+        "1");
+  back.Send(Usage(job_id, 2));
+  CHECK(back.ReadUntil(IsUsageAck).usage_ack().accepted());
+
+  v1::WorkerMessage finished;
+  finished.mutable_finished()->set_job_id(job_id);
+  finished.mutable_finished()->set_attempt(1);
+  finished.mutable_finished()->set_succeeded(true);
+  finished.mutable_finished()->set_last_usage_seq(2);
+  back.Send(finished);
+  WaitForState(s, job_id, v1::JOB_STATE_SUCCEEDED);
+  for (int i = 0; i < 100 && s.db.Scalar("SELECT hold_state FROM jobs") == "PENDING"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(s.db.Scalar("SELECT count(*) FROM usage_reports WHERE settled") == "2");
+  for (const auto& [name, violations] : LedgerInvariants()) {
+    INFO(name);
+    CHECK(s.db.Scalar(violations) == "0");
+  }
+}
+
+TEST_CASE("a worker back after its job moved elsewhere is told to stop it; its late reports are refused",
+          "[integration][scheduler][blip]") {
+  RunningServer s;
+  CreateFundedMarket(s.channel);
+  const int64_t stale = RegisterWorker(s.channel, 1'000'000, 1, "GPU-stale");
+  const int64_t other = RegisterWorker(s.channel, 1'500'000, 1, "GPU-other");
+  v1::SubmitJobResponse submitted;
+  auto request = SleepRequest("moved", 2'000'000);
+  request.mutable_spec()->mutable_sleep()->set_duration_ms(30'000);
+  REQUIRE(s.Submit(request, &submitted).ok());
+  const int64_t job_id = submitted.job().job_id();
+  {
+    WorkerConnection conn(s.channel, stale);
+    REQUIRE(conn.ReadUntil([](const v1::ServerMessage& m) { return m.has_assignment(); }).assignment().job_id() == job_id);
+    StartRunning(conn, job_id);
+  }
+  WaitForState(s, job_id, v1::JOB_STATE_QUEUED);
+  WorkerConnection taker(s.channel, other);
+  const v1::ServerMessage second = taker.ReadUntil([](const v1::ServerMessage& m) { return m.has_assignment(); });
+  CHECK(second.assignment().job_id() == job_id);
+  CHECK(second.assignment().attempt() == 2);
+
+  WorkerConnection back(s.channel, stale, Running(job_id));
+  const v1::ServerMessage cancel = back.ReadUntil([](const v1::ServerMessage& m) { return m.has_cancel(); });
+  CHECK(cancel.cancel().job_id() == job_id);
+  CHECK(cancel.cancel().attempt() == 1);
+  back.Send(Usage(job_id, 2));
+  const v1::ServerMessage refused = back.ReadUntil(IsUsageAck);
+  CHECK_FALSE(refused.usage_ack().accepted());
+  CHECK(s.db.Scalar("SELECT count(*) FROM usage_reports WHERE worker_id = " + std::to_string(stale)) == "1");
+  CHECK(GetJob(s, job_id).attempt() == 2);
+}
