@@ -11,6 +11,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libpqxx-dev catch2 libsodium-dev libspdlog-dev libcli11-dev libyaml-cpp-dev libbenchmark-dev
   postgresql-15 openssl
+  clang-14 libclang-rt-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done

@@ -5,7 +5,6 @@
 #include "services/billing/usage_proof.h"
 #include "services/common/merkle.h"
 #include "services/billing/period.h"
-#include "services/billing/usage_proof.h"
 #include "services/common/job_state_machine.h"
 #include "services/common/pagination.h"
 #include "services/billing/ledger.h"
@@ -236,14 +235,7 @@ absl::StatusOr<v1::UsageProof> BillingRepository::GetUsageProof(const v1::GetUsa
       if (f.job_id == request.job_id() && f.seq == request.seq() && f.attempt == found[0][0].as<uint32_t>() &&
           f.worker_id == found[0][1].as<int64_t>()) {
         index = static_cast<int64_t>(leaves.size());
-        proof.set_job_id(f.job_id);
-        proof.set_attempt(f.attempt);
-        proof.set_worker_id(f.worker_id);
-        proof.set_seq(f.seq);
-        proof.set_gpu_ms(f.gpu_ms);
-        proof.set_measured_at_ms(f.measured_at_ms);
-        proof.set_charge_utok(f.charge_utok);
-        proof.set_fee_utok(f.fee_utok);
+        SetLeafFields(f, &proof);
       }
       leaves.push_back(LeafHash(UsageLeaf(f)));
     }

@@ -47,6 +47,17 @@ UsageLeafFields LeafFieldsOf(const v1::UsageProof& proof) {
           .fee_utok = proof.fee_utok()};
 }
 
+void SetLeafFields(const UsageLeafFields& f, v1::UsageProof* proof) {
+  proof->set_job_id(f.job_id);
+  proof->set_attempt(f.attempt);
+  proof->set_worker_id(f.worker_id);
+  proof->set_seq(f.seq);
+  proof->set_gpu_ms(f.gpu_ms);
+  proof->set_measured_at_ms(f.measured_at_ms);
+  proof->set_charge_utok(f.charge_utok);
+  proof->set_fee_utok(f.fee_utok);
+}
+
 absl::Status VerifyUsageProof(const v1::UsageProof& proof) {
   absl::StatusOr<Hash> root = HashFrom(proof.merkle_root(), "merkle_root");
   if (!root.ok()) return root.status();

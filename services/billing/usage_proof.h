@@ -22,8 +22,9 @@ struct UsageLeafFields {
 };
 std::string UsageLeaf(const UsageLeafFields& f);
 
-// The leaf fields a proof carries.
+// The leaf fields a proof carries, and setting them.
 UsageLeafFields LeafFieldsOf(const v1::UsageProof& proof);
+void SetLeafFields(const UsageLeafFields& f, v1::UsageProof* proof);
 
 // OK when the proof's report, index and path lead to its root; otherwise DATA_LOSS saying what does
 // not match (a malformed hash is INVALID_ARGUMENT).

@@ -85,6 +85,16 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
   TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.JobService/WatchJob");
   if (grpc::Status s = RequireJobId(request->job_id()); !s.ok()) return s;
   if (absl::StatusOr<v1::Job> own = OwnJob(*caller, request->job_id()); !own.ok()) return ToGrpcStatus(own.status());
+  // Each stream holds a call thread while it watches: beyond the limit, refused (retry later).
+  if (watch_streams_.fetch_add(1) >= max_watch_streams_) {
+    watch_streams_.fetch_sub(1);
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("too many WatchJob streams open (", max_watch_streams_, "); retry later or poll GetJob"));
+  }
+  struct Release {
+    std::atomic<int>& n;
+    ~Release() { n.fetch_sub(1); }
+  } release{watch_streams_};
   int64_t last_event_id = 0;
   uint32_t last_progress_ppm = 0;
   std::string last_wait_reason;

@@ -5,6 +5,8 @@
 // (services/auth/access_policy.h); submits are rate limited per API key.
 #pragma once
 
+#include <atomic>
+
 #include "services/auth/authenticator.h"
 #include "services/auth/rate_limiter.h"
 #include "services/common/clock.h"
@@ -16,8 +18,8 @@ namespace tessera::intake {
 
 class JobServiceImpl final : public v1::JobService::Service {
  public:
-  JobServiceImpl(JobRepository& jobs, auth::Authenticator& auth, auth::RateLimiter& submit_limit)
-      : jobs_(jobs), submits_(jobs), auth_(auth), submit_limit_(submit_limit) {}
+  JobServiceImpl(JobRepository& jobs, auth::Authenticator& auth, auth::RateLimiter& submit_limit, int max_watch_streams = 64)
+      : jobs_(jobs), submits_(jobs), auth_(auth), submit_limit_(submit_limit), max_watch_streams_(max_watch_streams) {}
 
   grpc::Status SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest*, v1::SubmitJobResponse*) override;
   grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest*, v1::Job*) override;
@@ -34,6 +36,8 @@ class JobServiceImpl final : public v1::JobService::Service {
   SubmitBatcher submits_;
   auth::Authenticator& auth_;
   auth::RateLimiter& submit_limit_;
+  const int max_watch_streams_;
+  std::atomic<int> watch_streams_{0};
 };
 
 }  // namespace tessera::intake

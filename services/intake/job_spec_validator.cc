@@ -115,6 +115,12 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   if (absl::StatusOr<int64_t> hold = HoldAmount(spec.bid_utok_per_gpu_hour(), spec.gpu_count(), spec.max_duration_ms());
       !hold.ok()) {
     return absl::InvalidArgumentError("spec.bid_utok_per_gpu_hour × gpu_count × max_duration_ms overflows the hold");
+  } else if (*hold == 0) {
+    // Charges are floor(GPU-ms × price / 3.6e6) and capped by the hold: such a job could never
+    // pay its provider anything.
+    return absl::InvalidArgumentError(absl::StrCat("spec.bid_utok_per_gpu_hour × gpu_count × max_duration_ms / 3,600,000 is 0 µT (",
+                                                   spec.bid_utok_per_gpu_hour(), " × ", spec.gpu_count(), " × ",
+                                                   spec.max_duration_ms(), "): raise the bid or the duration"));
   }
   // Exactly the parameters of its kind.
   const std::pair<std::string, bool> params[] = {

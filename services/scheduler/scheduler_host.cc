@@ -308,6 +308,9 @@ void SchedulerHost::ProcessBatch(std::vector<Inbound>& batch) {
       case v1::WorkerMessage::kRendezvousOffer:
         ForwardRendezvous(worker_id, m.rendezvous_offer());
         break;
+      case v1::WorkerMessage::kDrain:
+        Post([&](MarketEvents& e) { e.draining.emplace_back(worker_id, m.drain().reason()); });
+        break;
       case v1::WorkerMessage::kChallengeCommit:
         if (options_.verifier.enabled) verifier_.OnCommit(in.session, std::move(*m.mutable_challenge_commit()));
         break;
@@ -461,6 +464,17 @@ void SchedulerHost::ApplyEvents(MarketEvents& events, scheduler::Decisions& deci
       session->Close(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, absl::StrCat("worker ", worker_id, " is quarantined")));
     }
   }
+  for (const auto& [worker_id, reason] : events.draining) {
+    // Its running jobs go on; it gets no new one. The state survives its reconnects (their hellos
+    // say draining) and a scheduler restart (PostgreSQL has it).
+    absl::StatusOr<bool> drained = repo_.DrainWorker(worker_id, reason);
+    if (!drained.ok()) {
+      spdlog::warn("worker {}: drain not recorded: {}", worker_id, drained.status().ToString());
+      continue;
+    }
+    if (*drained) spdlog::info("worker {} is draining: {}", worker_id, reason.empty() ? "its agent asked" : reason);
+    Merge(decisions, market_->SetSchedulable(worker_id, false, now_ms));
+  }
   for (int64_t worker_id : events.disconnected) {
     // A newer stream may already have replaced the closed one.
     if (registry_.SessionOf(worker_id) == nullptr) {
@@ -498,7 +512,8 @@ void SchedulerHost::SendCancel(int64_t job_id, uint32_t attempt, int64_t worker_
 
 void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello,
                                 scheduler::Decisions& decisions) {
-  auto activated = repo_.ActivateWorker(hello.worker_id(), hello.has_policy() ? &hello.policy() : nullptr, options_.verifier.enabled);
+  auto activated = repo_.ActivateWorker(hello.worker_id(), hello.has_policy() ? &hello.policy() : nullptr, options_.verifier.enabled,
+                                        hello.draining());
   if (!activated.ok()) {
     session->Close(ToGrpcStatus(activated.status()));
     return;

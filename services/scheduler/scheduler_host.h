@@ -97,11 +97,12 @@ class SchedulerHost final : public StreamHandler {
     std::vector<int64_t> submitted;                          // jobs announced by NOTIFY
     std::vector<Extension> extended;
     std::vector<int64_t> quarantined;                        // workers an operator took out
+    std::vector<std::pair<int64_t, std::string>> draining;   // workers whose agents drain, and why
     std::vector<std::pair<int64_t, v1::WorkerState>> verified;  // passed a GPU challenge, now in this state
     bool reconcile = false;
     bool empty() const {
       return hellos.empty() && disconnected.empty() && cancelled.empty() && finished.empty() && submitted.empty() &&
-             extended.empty() && quarantined.empty() && verified.empty() && !reconcile;
+             extended.empty() && quarantined.empty() && draining.empty() && verified.empty() && !reconcile;
     }
   };
 

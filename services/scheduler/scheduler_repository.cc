@@ -190,7 +190,7 @@ absl::StatusOr<std::vector<v1::Worker>> SchedulerRepository::ListWorkers(const s
 }
 
 absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> SchedulerRepository::ActivateWorker(
-    int64_t worker_id, const v1::ProviderPolicy* policy, bool require_verification) {
+    int64_t worker_id, const v1::ProviderPolicy* policy, bool require_verification, bool draining) {
   using Result = std::pair<WorkerRecord, std::vector<LiveAssignment>>;
   return db_.Transact("activate worker", [&](pqxx::work& tx) -> absl::StatusOr<Result> {
     const pqxx::result w =
@@ -200,8 +200,13 @@ absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> SchedulerRe
     if (state == v1::WORKER_STATE_QUARANTINED) return absl::PermissionDeniedError(absl::StrCat("worker ", worker_id, " is quarantined"));
     if (require_verification && (state == v1::WORKER_STATE_PENDING_VERIFICATION || !w[0][1].as<bool>())) {
       state = v1::WORKER_STATE_PENDING_VERIFICATION;  // no job until it passes a GPU challenge
-    } else if (state != v1::WORKER_STATE_DRAINING) {
-      state = v1::WORKER_STATE_ACTIVE;
+    } else {
+      const v1::WorkerState now = draining ? v1::WORKER_STATE_DRAINING : v1::WORKER_STATE_ACTIVE;
+      if ((state == v1::WORKER_STATE_DRAINING) != draining) {
+        tx.exec_params0("INSERT INTO audit_log (action, subject, detail) VALUES ($1, $2, 'in its hello')",
+                        draining ? "worker.drain" : "worker.undrain", absl::StrCat("worker/", worker_id));
+      }
+      state = now;
     }
     tx.exec_params0(
         "UPDATE workers SET state = $2, last_seen_at = now(), policy = CASE WHEN $3 THEN decode($4, 'hex') ELSE policy END"
@@ -216,6 +221,17 @@ absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> SchedulerRe
       result.second.push_back(AssignmentFromRow(r));
     }
     return result;
+  });
+}
+
+absl::StatusOr<bool> SchedulerRepository::DrainWorker(int64_t worker_id, const std::string& reason) {
+  return db_.Transact("drain worker", [&](pqxx::work& tx) -> absl::StatusOr<bool> {
+    const pqxx::result changed =
+        tx.exec_params("UPDATE workers SET state = 'DRAINING' WHERE worker_id = $1 AND state = 'ACTIVE' RETURNING 1", worker_id);
+    if (changed.empty()) return false;
+    tx.exec_params0("INSERT INTO audit_log (action, subject, detail) VALUES ('worker.drain', $1, $2)", absl::StrCat("worker/", worker_id),
+                    reason);
+    return true;
   });
 }
 

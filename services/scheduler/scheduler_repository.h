@@ -102,12 +102,17 @@ class SchedulerRepository {
                                                             const TrustLimits& limits = {});
   absl::StatusOr<std::vector<v1::Worker>> ListWorkers(const std::string& provider_account);
 
-  // Marks the worker ACTIVE (it passed hello), replacing its policy when `policy` is given, and
-  // returns it with its live assignments. With `require_verification`, a worker that never passed a
-  // GPU challenge, or whose re-check did not finish, is PENDING_VERIFICATION instead.
+  // Marks the worker ACTIVE (it passed hello), or DRAINING when its agent is `draining`, replacing
+  // its policy when `policy` is given, and returns it with its live assignments. With
+  // `require_verification`, a worker that never passed a GPU challenge, or whose re-check did not
+  // finish, is PENDING_VERIFICATION instead.
   absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> ActivateWorker(int64_t worker_id,
                                                                                       const v1::ProviderPolicy* policy,
-                                                                                      bool require_verification);
+                                                                                      bool require_verification,
+                                                                                      bool draining = false);
+  // An ACTIVE worker whose agent is draining becomes DRAINING (no new jobs), with its audit entry.
+  // Returns whether it changed.
+  absl::StatusOr<bool> DrainWorker(int64_t worker_id, const std::string& reason);
   // Who a hello's worker id is: its provider and public key. `provider_account_id` non-zero: the
   // stream's key is that provider's, and a worker of anyone else (or none) is PERMISSION_DENIED,
   // in the same words, so a stream can never speak for a machine its provider does not own.

@@ -110,6 +110,12 @@ void AddServerCommands(CLI::App& app, cli::CliContext& ctx) {
                      "A gang job waiting this long reserves a worker (bounded backfill)")
       ->check(CLI::Range(int64_t{0}, int64_t{86'400'000}));
   server->add_option("--db-pool", options->db_pool_size, "PostgreSQL connections")->check(CLI::Range(2, 200));
+  server->add_option("--max-rpc-threads", options->max_rpc_threads,
+                     "Calls served at once (worker streams aside); more are refused RESOURCE_EXHAUSTED, never queued")
+      ->check(CLI::Range(4, 100'000));
+  server->add_option("--max-watch-streams", options->max_watch_streams,
+                     "WatchJob streams open at once (each holds a call thread); more are refused RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(0, 100'000));
   server->add_option("--port-file", paths->port_file, "Write the bound port here once serving");
   server->add_option("--tls-cert", paths->tls_cert, "PEM certificate (chain) of the server: TLS on every port");
   server->add_option("--tls-key", paths->tls_key, "PEM private key of --tls-cert");

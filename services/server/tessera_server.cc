@@ -180,7 +180,8 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
   const auto& s = options.services;
   if (s.contains("intake")) {
     parts->jobs = std::make_unique<intake::JobRepository>(*parts->db, options.fee_bps);
-    parts->job_service = std::make_unique<intake::JobServiceImpl>(*parts->jobs, *parts->authenticator, *parts->submit_limit);
+    parts->job_service = std::make_unique<intake::JobServiceImpl>(*parts->jobs, *parts->authenticator, *parts->submit_limit,
+                                                                 options.max_watch_streams);
     builder.RegisterService(parts->job_service.get());
   }
   if (s.contains("billing")) {

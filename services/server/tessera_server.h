@@ -32,7 +32,12 @@ struct ServerOptions {
   std::string embedded_database_settings;  // extra postgresql.conf lines for the embedded cluster
   int64_t fee_bps = 1'000;  // platform fee: 10 %
   int db_pool_size = 16;
+  // Calls served at once, each on a thread of its own; a call beyond them is refused with
+  // RESOURCE_EXHAUSTED at once (gRPC's sync server), so overload never queues without bound.
   int max_rpc_threads = 256;
+  // WatchJob streams at once: they hold call threads for as long as they watch, so they get a
+  // share of max_rpc_threads, not all of it.
+  int max_watch_streams = 64;
   int64_t settle_interval_ms = 200;
   // Reports per settlement transaction (and Merkle batch): bigger batches settle more per second
   // (bench/tessera_settle_bench: ~47,000/s at 10,000, ~51,000/s at 20,000 on 2 cores).

@@ -129,14 +129,35 @@ void Agent::Run() {
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   int backoff_ms = 100;
   while (!stop_ && !stubs_.empty()) {
-    const int64_t began_ms = clock_.NowMs();
-    ServeOneConnection();
+    const bool welcomed = ServeOneConnection();
     if (stop_) break;
     current_ = (current_ + 1) % stubs_.size();  // the next address may be the leader now
-    if (clock_.NowMs() - began_ms > 5'000) backoff_ms = 100;
+    // A server that answered and then went away is most likely restarting: try again soon, well
+    // within the lease. Only servers that never answer get the growing backoff.
+    if (welcomed) backoff_ms = 100;
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
     backoff_ms = std::min(backoff_ms * 2, 5'000);
   }
+}
+
+void Agent::Drain() {
+  draining_ = true;
+  std::lock_guard lock(mu_);
+  spdlog::info("draining: no new jobs; {} running, {} report(s) and result(s) to deliver", runners_.size(), outbox_.size());
+  v1::WorkerMessage m;
+  m.mutable_drain()->set_reason("the agent was asked to drain");
+  if (welcomed_) WriteLocked(m);
+}
+
+void Agent::StopIfDrained() {
+  if (!draining_) return;
+  {
+    std::lock_guard lock(mu_);
+    ReapFinished();
+    if (!runners_.empty() || !outbox_.empty()) return;
+  }
+  spdlog::info("drained: every job finished and every report delivered");
+  Stop();
 }
 
 void Agent::Stop() {
@@ -170,7 +191,7 @@ void Agent::Send(v1::WorkerMessage message) {
   WriteLocked(message);
 }
 
-void Agent::ServeOneConnection() {
+bool Agent::ServeOneConnection() {
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>> stream = stubs_[current_]->Connect(&context);
   {
@@ -183,6 +204,7 @@ void Agent::ServeOneConnection() {
     hello.mutable_hello()->set_worker_id(worker_id_);
     hello.mutable_hello()->set_agent_version("tessera-worker 0.1.0");
     *hello.mutable_hello()->mutable_policy() = options_.policy;
+    hello.mutable_hello()->set_draining(draining_);
     for (const auto& [key, runner] : runners_) {
       v1::RunningJob* r = hello.mutable_hello()->add_running();
       r->set_job_id(key.first);
@@ -191,8 +213,10 @@ void Agent::ServeOneConnection() {
     WriteLocked(hello);
   }
   v1::ServerMessage message;
+  bool welcomed = false;
   while (stream->Read(&message)) {
     last_contact_ms_ = clock_.NowMs();
+    welcomed = welcomed || message.has_welcome();
     Handle(message);
   }
   {
@@ -206,6 +230,7 @@ void Agent::ServeOneConnection() {
   if (!stop_) {
     spdlog::warn("disconnected from {}: {} {}", servers_[current_], static_cast<int>(status.error_code()), status.error_message());
   }
+  return welcomed;
 }
 
 void Agent::Handle(const v1::ServerMessage& message) {
@@ -309,6 +334,7 @@ void Agent::HeartbeatLoop() {
   while (!stop_) {
     std::this_thread::sleep_for(std::chrono::milliseconds(heartbeat_interval_ms_.load()));
     StopJobsPastGrace();
+    StopIfDrained();
     v1::WorkerMessage m;
     m.mutable_heartbeat()->set_sent_at_ms(clock_.NowMs());
     std::lock_guard lock(mu_);

@@ -64,20 +64,25 @@ class Agent final : public JobReporter {
   // Loads the saved worker id or registers the machine and saves it.
   absl::StatusOr<int64_t> RegisterOrLoad();
   const std::string& public_key() const { return key_.public_key; }
-  // Connects and serves until Stop(), reconnecting with backoff.
+  // Connects and serves until Stop(), or until a drain is done, reconnecting with backoff.
   void Run();
   void Stop();
+  // Takes no new jobs (the server is told, now and in every hello), finishes those it runs and
+  // delivers their reports and results, then ends Run().
+  void Drain();
 
   void Send(v1::WorkerMessage message) override;
 
  private:
   using JobKey = std::pair<int64_t, uint32_t>;
 
-  void ServeOneConnection();
+  // One stream, until it breaks; true when the server welcomed it.
+  bool ServeOneConnection();
   void Handle(const v1::ServerMessage& message);
   void HeartbeatLoop();
   void ReapFinished() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StopJobsPastGrace();
+  void StopIfDrained();
   bool WriteLocked(const v1::WorkerMessage& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const AgentOptions options_;
@@ -100,6 +105,7 @@ class Agent final : public JobReporter {
   std::unique_ptr<OutboxJournal> journal_;                     // the outbox on disk; set by RegisterOrLoad
   bool welcomed_ ABSL_GUARDED_BY(mu_) = false;                 // the server answered this stream's hello
   std::atomic<int64_t> last_contact_ms_{0};                    // the last message from a server
+  std::atomic<bool> draining_{false};
   std::map<JobKey, std::unique_ptr<JobRunner>> runners_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<ChallengeResponder> challenges_;  // made by Run, once the worker id is known
   std::thread heartbeat_thread_;

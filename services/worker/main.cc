@@ -127,9 +127,16 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << id.status().message() << "\n";
     return 1;
   }
+  // SIGTERM drains (the jobs running finish, no new ones come, then the agent exits); SIGINT, or
+  // a second SIGTERM, stops at once (the jobs' leases expire and they run elsewhere).
   std::thread waiter([&] {
     int sig = 0;
     sigwait(&signals, &sig);
+    if (sig == SIGTERM) {
+      spdlog::info("SIGTERM: draining (SIGINT or another SIGTERM stops at once)");
+      agent.Drain();
+      sigwait(&signals, &sig);
+    }
     spdlog::info("signal {}: stopping", sig);
     agent.Stop();
   });

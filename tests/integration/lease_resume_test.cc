@@ -44,14 +44,23 @@ v1::WorkerMessage Usage(int64_t job_id, uint64_t seq) {
 
 bool IsUsageAck(const v1::ServerMessage& m) { return m.has_usage_ack(); }
 
-// Runs job `job_id` (attempt 1) on `conn` and reports one usage report, accepted.
-void StartRunning(WorkerConnection& conn, int64_t job_id) {
+// A 30 s job submitted, assigned to `worker`, started there with one usage report accepted; then
+// the worker's stream goes away. Returns the job's id.
+int64_t RunThenVanish(RunningServer& s, int64_t worker, const std::string& request_id) {
+  v1::SubmitJobResponse submitted;
+  auto request = SleepRequest(request_id, 2'000'000);
+  request.mutable_spec()->mutable_sleep()->set_duration_ms(30'000);
+  REQUIRE(s.Submit(request, &submitted).ok());
+  const int64_t job_id = submitted.job().job_id();
+  WorkerConnection conn(s.channel, worker);
+  REQUIRE(conn.ReadUntil([](const v1::ServerMessage& m) { return m.has_assignment(); }).assignment().job_id() == job_id);
   v1::WorkerMessage started;
   started.mutable_started()->set_job_id(job_id);
   started.mutable_started()->set_attempt(1);
   conn.Send(started);
   conn.Send(Usage(job_id, 1));
   REQUIRE(conn.ReadUntil(IsUsageAck).usage_ack().accepted());
+  return job_id;
 }
 
 std::function<void(v1::Hello&)> Running(int64_t job_id) {
@@ -68,16 +77,7 @@ TEST_CASE("a worker back from a long blip resumes its lease when nothing took it
   RunningServer s;
   CreateFundedMarket(s.channel);
   const int64_t worker = RegisterWorker(s.channel, 1'000'000, 1, "GPU-blip");
-  v1::SubmitJobResponse submitted;
-  auto request = SleepRequest("long", 2'000'000);
-  request.mutable_spec()->mutable_sleep()->set_duration_ms(30'000);
-  REQUIRE(s.Submit(request, &submitted).ok());
-  const int64_t job_id = submitted.job().job_id();
-  {
-    WorkerConnection conn(s.channel, worker);
-    REQUIRE(conn.ReadUntil([](const v1::ServerMessage& m) { return m.has_assignment(); }).assignment().job_id() == job_id);
-    StartRunning(conn, job_id);
-  }
+  const int64_t job_id = RunThenVanish(s, worker, "long");
   // Silent past the 2 s lease: the lease ends and the job is queued again, with no worker to take it.
   CHECK(WaitForState(s, job_id, v1::JOB_STATE_QUEUED).attempt() == 1);
   CHECK(s.db.Scalar("SELECT state FROM assignments WHERE job_id = " + std::to_string(job_id)) == "ENDED");
@@ -115,16 +115,7 @@ TEST_CASE("a worker back after its job moved elsewhere is told to stop it; its l
   CreateFundedMarket(s.channel);
   const int64_t stale = RegisterWorker(s.channel, 1'000'000, 1, "GPU-stale");
   const int64_t other = RegisterWorker(s.channel, 1'500'000, 1, "GPU-other");
-  v1::SubmitJobResponse submitted;
-  auto request = SleepRequest("moved", 2'000'000);
-  request.mutable_spec()->mutable_sleep()->set_duration_ms(30'000);
-  REQUIRE(s.Submit(request, &submitted).ok());
-  const int64_t job_id = submitted.job().job_id();
-  {
-    WorkerConnection conn(s.channel, stale);
-    REQUIRE(conn.ReadUntil([](const v1::ServerMessage& m) { return m.has_assignment(); }).assignment().job_id() == job_id);
-    StartRunning(conn, job_id);
-  }
+  const int64_t job_id = RunThenVanish(s, stale, "moved");
   WaitForState(s, job_id, v1::JOB_STATE_QUEUED);
   WorkerConnection taker(s.channel, other);
   const v1::ServerMessage second = taker.ReadUntil([](const v1::ServerMessage& m) { return m.has_assignment(); });

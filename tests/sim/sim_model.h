@@ -145,6 +145,7 @@ struct SimWorker {
   int64_t down_until_ms = 0;
   int64_t partitioned_until_ms = 0;
   int64_t conn = 0;           // the stream it is on, 0: none
+  bool welcomed = false;      // the server answered this stream's hello
   int64_t clock_offset_ms = 0;
   int64_t next_connect_ms = 0;
   struct Run {
@@ -157,7 +158,7 @@ struct SimWorker {
     bool finished = false;
   };
   std::map<std::pair<int64_t, uint32_t>, Run> runs;
-  std::deque<Message> outbox;  // usage and finished, until acknowledged
+  std::deque<Message> outbox;  // usage and finished, until acknowledged; on disk (a crash keeps it)
 };
 
 // The server's memory: lost on a restart.
@@ -185,13 +186,17 @@ class World {
   void Send(Message m, bool to_server);
   void CloseConn(SimWorker& w, const std::string& why);  // both ends see the stream end
   bool Faulting() const { return now_ms_ < options_.fault_phase_ms; }
-  bool Fire(int ppm);
+  // Whether the fault of kind `rate` (a member of FaultRates) fires now: its stream, or null. Each
+  // kind draws from a stream of its own, as do the fault's own parameters, so that shrinking one
+  // kind's rate leaves the draws of the others and of the workload where they were.
+  Rng* Fire(int FaultRates::*rate);
   void Note(const std::string& line);
   bool Quiescent() const;
 
   // sim_server.cc: the scheduler host and billing.
   void ServerStart();
-  void ServerCrash();
+  void RebuildMarket();  // from the store of record, as after a restart
+  void ServerCrash(Rng& fault);  // `fault`: the stream its downtime is drawn from
   void ServerTick();
   void OnServerMessage(const Message& m);
   void OnHello(const Message& m);
@@ -213,7 +218,7 @@ class World {
   void WorkerTick(SimWorker& w);
   void OnWorkerMessage(SimWorker& w, const Message& m);
   void WorkerConnect(SimWorker& w);
-  void WorkerCrash(SimWorker& w);
+  void WorkerCrash(SimWorker& w, Rng& fault);
   void WorkerSend(SimWorker& w, Message m);  // queues usage and results in the outbox
   void Transmit(SimWorker& w, Message m);    // on the current stream, if any
 
@@ -224,7 +229,8 @@ class World {
   void Violation(const std::string& what);
 
   const SimOptions options_;
-  Rng rng_;
+  Rng rng_;  // the workload, the network's ordinary delays, the servers' choices
+  std::vector<Rng> fault_rngs_;  // one per kind, in kFaultKinds order
   Trace trace_;
   int64_t now_ms_ = 0;
   int64_t step_ = 0;

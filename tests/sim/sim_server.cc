@@ -20,6 +20,10 @@ std::string Sig(const Message& m) { return absl::StrCat(m.worker_id, "/", m.job_
 
 void World::ServerStart() {
   server_ = ServerState{};
+  RebuildMarket();
+}
+
+void World::RebuildMarket() {
   server_.market = std::make_unique<scheduler::Market>();
   scheduler::Market& market = *server_.market;
   for (const auto& [id, spec] : store_.workers) {
@@ -32,7 +36,7 @@ void World::ServerStart() {
     if (!lease.live) continue;
     const auto& [job_id, attempt, worker_id] = key;
     for (uint32_t g : lease.gpus) running[job_id].push_back({.worker_id = worker_id, .index = g, .price_utok_per_gpu_hour = lease.price});
-    server_.lease_clock[worker_id] = now_ms_;  // every worker that may hold a lease gets a lease clock from now
+    server_.lease_clock.try_emplace(worker_id, now_ms_);  // every worker that may hold a lease gets a lease clock from now
   }
   for (const auto& [job_id, gpus] : running) {
     if (!market.RestoreRunning(store_.jobs.at(job_id).req, gpus, now_ms_)) Violation(absl::StrCat("job ", job_id, ": restore refused its GPUs"));
@@ -40,12 +44,13 @@ void World::ServerStart() {
   for (const auto& [job_id, job] : store_.jobs) {
     if (job.state == JobState::kQueued) Commit(market.AddJob(job.req, now_ms_));
   }
-  Note(absl::StrCat("server started: ", running.size(), " running, ", market.queued_jobs(), " queued"));
+  for (const auto& [worker_id, conn] : server_.sessions) Commit(market.SetSchedulable(worker_id, true, now_ms_));
+  Note(absl::StrCat("market rebuilt from the store: ", running.size(), " running, ", market.queued_jobs(), " queued"));
 }
 
-void World::ServerCrash() {
+void World::ServerCrash(Rng& fault) {
   server_.up = false;
-  server_.down_until_ms = now_ms_ + rng_.Uniform(1, 5) * 1'000;
+  server_.down_until_ms = now_ms_ + fault.Uniform(1, 5) * 1'000;
   server_.market.reset();
   server_.sessions.clear();
   for (SimWorker& w : workers_) CloseConn(w, "server crashed");
@@ -179,6 +184,30 @@ void World::OnHello(const Message& m) {
     }
   }
   for (int64_t job_id : lost) LoseLeases(job_id, "worker restarted without the job");
+  // Runs it kept through a blip longer than its lease: resumed where nothing took their place (the
+  // job still queued on that attempt, this the attempt's only lease, its GPUs free), as the
+  // scheduler repository's ResumeLeases does; the market is rebuilt to hold them.
+  bool resumed = false;
+  for (const auto& [job_id, attempt] : running) {
+    auto it = store_.leases.find({job_id, attempt, m.worker_id});
+    StoreJob& job = store_.jobs.at(job_id);
+    if (it == store_.leases.end() || it->second.live || job.state != JobState::kQueued || job.attempt != attempt) continue;
+    bool alone = true, gpus_free = true;
+    for (const auto& [key, other] : store_.leases) {
+      const auto& [other_job, other_attempt, other_worker] = key;
+      if (other_job == job_id && other_attempt == attempt && other_worker != m.worker_id) alone = false;
+      if (other_worker == m.worker_id && other.live) {
+        for (uint32_t g : other.gpus) gpus_free = gpus_free && std::find(it->second.gpus.begin(), it->second.gpus.end(), g) == it->second.gpus.end();
+      }
+    }
+    if (!alone || !gpus_free) continue;
+    it->second.live = true;
+    it->second.started = true;  // it runs the job, whether or not its JobStarted arrived
+    job.state = JobState::kRunning;
+    resumed = true;
+    Note(absl::StrCat("job ", job_id, " attempt ", attempt, " resumed on worker ", m.worker_id));
+  }
+
   // As the host does: the welcome, then the cancels (freeing the worker's GPUs), then the resends.
   SendToWorker(m.worker_id, {.kind = Message::kWelcome});
   for (const auto& [job_id, attempt] : running) {
@@ -193,6 +222,9 @@ void World::OnHello(const Message& m) {
                                .work_ms = store_.jobs.at(std::get<0>(key)).work_ms});
   }
   Note(absl::StrCat("hello from worker ", m.worker_id, " on stream ", m.conn, " running ", running.size()));
+  // Last, as the host's decisions are committed after the hello's messages are sent: no new
+  // assignment can overtake a cancel that frees its GPUs.
+  if (resumed) return RebuildMarket();
   Commit(server_.market->SetSchedulable(m.worker_id, true, now_ms_));
 }
 
@@ -300,7 +332,7 @@ void World::ServerTick() {
 }
 
 void World::SettleOnce() {
-  if (Fire(options_.faults.settlement_crash)) return Note("settlement pass crashed before commit");
+  if (Fire(&FaultRates::settlement_crash)) return Note("settlement pass crashed before commit");
   const size_t max_reports = static_cast<size_t>(rng_.Uniform(1, 64));
   std::vector<billing::UnsettledReport> batch;
   std::vector<scheduler_host::ReportKey> keys;

@@ -1,6 +1,7 @@
 // The simulated worker agent, after services/worker/agent.cc: runs keep going while the stream is
-// down, usage and results wait in an in-memory outbox until acknowledged, and a new stream sends
-// its hello (what the worker runs) and then the whole outbox, in order.
+// down, usage and results wait in the outbox (journaled on disk, so a crash keeps it) until
+// acknowledged, and a new stream sends its hello (what the worker runs), then the whole outbox in
+// order once the server's welcome says the hello was reconciled.
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -17,14 +18,17 @@ constexpr int64_t kHeartbeatEveryMs = 1'000;
 
 void World::WorkerSend(SimWorker& w, Message m) {
   m.worker_id = w.id;
-  if (m.kind == Message::kUsage || m.kind == Message::kFinished) w.outbox.push_back(m);
+  if (m.kind == Message::kUsage || m.kind == Message::kFinished) {
+    w.outbox.push_back(m);
+    if (!w.welcomed) return;  // the welcome sends it
+  }
   Transmit(w, std::move(m));
 }
 
 void World::Transmit(SimWorker& w, Message m) {
   if (w.conn == 0) return;
   m.conn = w.conn;
-  if (m.kind == Message::kUsage && Fire(options_.faults.usage_lost)) {
+  if (m.kind == Message::kUsage && Fire(&FaultRates::usage_lost)) {
     CloseConn(w, absl::StrCat("usage seq ", m.seq, " of job ", m.job_id, " lost"));  // the stream breaks with it
     return;
   }
@@ -33,26 +37,20 @@ void World::Transmit(SimWorker& w, Message m) {
 
 void World::WorkerConnect(SimWorker& w) {
   w.conn = next_conn_++;
+  w.welcomed = false;
   Message hello{.kind = Message::kHello, .worker_id = w.id, .conn = w.conn};
   for (const auto& [key, run] : w.runs) hello.running.push_back(key);
   Send(hello, /*to_server=*/true);
   Note(absl::StrCat("worker ", w.id, " connects on stream ", hello.conn, " with ", hello.running.size(), " runs, ", w.outbox.size(),
                     " queued messages"));
-  // The outbox follows the hello on the same stream, in its original order; it stays queued until
-  // acknowledged.
-  for (const Message& m : std::deque<Message>(w.outbox)) {
-    if (w.conn == 0) break;
-    Transmit(w, m);
-  }
 }
 
-void World::WorkerCrash(SimWorker& w) {
+void World::WorkerCrash(SimWorker& w, Rng& fault) {
   CloseConn(w, "worker crashed");
   w.up = false;
-  w.down_until_ms = now_ms_ + rng_.Uniform(1, 20) * 1'000;
-  w.runs.clear();
-  w.outbox.clear();  // the outbox lives in memory: unsent usage dies with the process
-  Note(absl::StrCat("worker ", w.id, " crashed; back at ", w.down_until_ms));
+  w.down_until_ms = now_ms_ + fault.Uniform(1, 20) * 1'000;
+  w.runs.clear();  // the outbox is on disk: it is delivered after the restart
+  Note(absl::StrCat("worker ", w.id, " crashed; back at ", w.down_until_ms, " with ", w.outbox.size(), " journaled messages"));
 }
 
 void World::WorkerTick(SimWorker& w) {
@@ -98,6 +96,15 @@ void World::OnWorkerMessage(SimWorker& w, const Message& m) {
     return [&, kind](const Message& o) { return o.kind == kind && o.job_id == m.job_id && o.attempt == m.attempt && (kind != Message::kUsage || o.seq == m.seq); };
   };
   switch (m.kind) {
+    case Message::kWelcome:
+      // The hello is reconciled: the outbox follows on this stream, in its original order, and
+      // stays queued until acknowledged.
+      w.welcomed = true;
+      for (const Message& queued : std::deque<Message>(w.outbox)) {
+        if (w.conn == 0) break;
+        Transmit(w, queued);
+      }
+      return;
     case Message::kAssign: {
       if (w.runs.contains({m.job_id, m.attempt})) return;  // a resend
       for (const auto& [key, run] : w.runs) {
@@ -109,7 +116,7 @@ void World::OnWorkerMessage(SimWorker& w, const Message& m) {
           }
         }
       }
-      w.runs[{m.job_id, m.attempt}] = {.gpus = m.gpus, .work_ms = m.work_ms, .fails = Fire(options_.faults.kernel_failure)};
+      w.runs[{m.job_id, m.attempt}] = {.gpus = m.gpus, .work_ms = m.work_ms, .fails = Fire(&FaultRates::kernel_failure) != nullptr};
       Note(absl::StrCat("worker ", w.id, " starts job ", m.job_id, " attempt ", m.attempt));
       Send({.kind = Message::kStarted, .worker_id = w.id, .conn = w.conn, .job_id = m.job_id, .attempt = m.attempt}, true);
       return;

@@ -9,6 +9,11 @@ namespace {
 
 constexpr int64_t kStepMs = 100;
 
+constexpr int FaultRates::*kFaultKinds[] = {
+    &FaultRates::worker_crash, &FaultRates::worker_partition, &FaultRates::message_delay, &FaultRates::duplicate,
+    &FaultRates::reorder,      &FaultRates::usage_lost,       &FaultRates::scheduler_restart, &FaultRates::kernel_failure,
+    &FaultRates::clock_jump,   &FaultRates::settlement_crash};
+
 }  // namespace
 
 uint64_t Rng::Next() {
@@ -76,6 +81,7 @@ std::vector<const StoreLease*> Store::LiveLeasesOf(int64_t job_id, uint32_t atte
 }
 
 World::World(const SimOptions& options) : options_(options), rng_(options.seed), trace_(options.record_trace) {
+  for (size_t i = 0; i < std::size(kFaultKinds); ++i) fault_rngs_.emplace_back(Rng(options.seed ^ (0xd1b54a32d192ed03ULL * (i + 1))).Next());
   for (int i = 0; i < options_.workers; ++i) {
     SimWorker w;
     w.id = i + 1;
@@ -98,10 +104,12 @@ World::World(const SimOptions& options) : options_(options), rng_(options.seed),
   ServerStart();
 }
 
-bool World::Fire(int ppm) {
-  if (!Faulting() || !rng_.Chance(ppm)) return false;
+Rng* World::Fire(int FaultRates::*rate) {
+  const size_t kind = static_cast<size_t>(std::find(std::begin(kFaultKinds), std::end(kFaultKinds), rate) - std::begin(kFaultKinds));
+  Rng& stream = fault_rngs_.at(kind);
+  if (!Faulting() || !stream.Chance(options_.faults.*rate)) return nullptr;
   ++result_.faults_fired;
-  return true;
+  return &stream;
 }
 
 void World::Note(const std::string& line) { trace_.Add(now_ms_, line); }
@@ -201,7 +209,7 @@ void World::Customers() {
       continue;
     }
     Submit(key);
-    if (Fire(options_.faults.duplicate)) Submit(key);  // the response was lost; the client retries
+    if (Fire(&FaultRates::duplicate)) Submit(key);  // the response was lost; the client retries
   }
   if (rng_.Chance(3'000) && !accepted_jobs_.empty() && server_.up) {
     auto it = accepted_jobs_.begin();
@@ -231,7 +239,7 @@ void World::Customers() {
 
 bool World::PostRequest(const billing::TransferSpec& t) {
   bool fresh = false;
-  for (int i = 0, n = Fire(options_.faults.duplicate) ? 2 : 1; i < n; ++i) {
+  for (int i = 0, n = Fire(&FaultRates::duplicate) ? 2 : 1; i < n; ++i) {
     fresh |= !store_.transfer_keys.contains(t.idempotency_key);
     if (const std::string error = store_.Post({t}); !error.empty()) Violation(t.kind + ": " + error);
   }
@@ -240,20 +248,23 @@ bool World::PostRequest(const billing::TransferSpec& t) {
 
 void World::Faults() {
   if (!Faulting()) return;
-  if (server_.up && Fire(options_.faults.scheduler_restart)) ServerCrash();
+  if (server_.up) {
+    if (Rng* r = Fire(&FaultRates::scheduler_restart)) ServerCrash(*r);
+  }
   for (SimWorker& w : workers_) {
     if (!w.up) continue;
-    if (Fire(options_.faults.worker_crash)) {
-      WorkerCrash(w);
+    if (Rng* r = Fire(&FaultRates::worker_crash)) {
+      WorkerCrash(w, *r);
       continue;
     }
-    if (w.partitioned_until_ms <= now_ms_ && Fire(options_.faults.worker_partition)) {
-      w.partitioned_until_ms = now_ms_ + rng_.Uniform(1, 30) * 1'000;
+    Rng* partition = w.partitioned_until_ms <= now_ms_ ? Fire(&FaultRates::worker_partition) : nullptr;
+    if (partition != nullptr) {
+      w.partitioned_until_ms = now_ms_ + partition->Uniform(1, 30) * 1'000;
       Note(absl::StrCat("worker ", w.id, " partitioned until ", w.partitioned_until_ms));
       if (w.conn != 0) CloseConn(w, "partitioned");
     }
-    if (Fire(options_.faults.clock_jump)) {
-      w.clock_offset_ms = std::clamp<int64_t>(w.clock_offset_ms + rng_.Uniform(-90'000, 90'000), -120'000, 120'000);
+    if (Rng* jump = Fire(&FaultRates::clock_jump)) {
+      w.clock_offset_ms = std::clamp<int64_t>(w.clock_offset_ms + jump->Uniform(-90'000, 90'000), -120'000, 120'000);
       Note(absl::StrCat("worker ", w.id, " clock offset now ", w.clock_offset_ms, " ms"));
     }
   }
@@ -261,10 +272,10 @@ void World::Faults() {
 
 void World::Send(Message m, bool to_server) {
   int64_t delay_ms = rng_.Uniform(1, 40);
-  if (Fire(options_.faults.message_delay)) delay_ms = rng_.Uniform(100, 3'000);
+  if (Rng* delay = Fire(&FaultRates::message_delay)) delay_ms = delay->Uniform(100, 3'000);
   int64_t& last = conn_last_delivery_ms_[m.conn];
   last = std::max(last, now_ms_ + delay_ms);  // a stream delivers in order
-  const bool twice = Fire(options_.faults.duplicate);
+  const bool twice = Fire(&FaultRates::duplicate) != nullptr;
   net_.push_back({.deliver_at_ms = last, .order = next_order_++, .to_server = to_server, .m = m});
   if (twice) net_.push_back({.deliver_at_ms = last, .order = next_order_++, .to_server = to_server, .m = std::move(m)});
 }
@@ -287,7 +298,7 @@ void World::Deliver() {
       // A broken stream's last messages: lost, or (reordering) still read by the server after
       // the worker's new stream has started.
       if (!server_.up) continue;
-      if (closed_conns_.contains(f.m.conn) && !Fire(options_.faults.reorder)) continue;
+      if (closed_conns_.contains(f.m.conn) && !Fire(&FaultRates::reorder)) continue;
       OnServerMessage(f.m);
     } else {
       if (!w.up || f.m.conn != w.conn || closed_conns_.contains(f.m.conn)) continue;
@@ -306,6 +317,7 @@ void World::CloseConn(SimWorker& w, const std::string& why) {
     if (server_.market) Commit(server_.market->SetSchedulable(w.id, false, now_ms_));
   }
   w.conn = 0;
+  w.welcomed = false;
   w.next_connect_ms = now_ms_ + rng_.Uniform(100, 1'000);
 }
 

@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -37,23 +38,37 @@ Message FromJson(const std::string& json) {
 
 class Cluster {
  public:
-  explicit Cluster(const std::string& services = "intake,scheduler,billing") {
+  explicit Cluster(const std::string& services = "intake,scheduler,billing", int64_t lease_timeout_ms = 2'000,
+                   const std::vector<std::string>& more_server_args = {}) {
     char tmpl[] = "/tmp/tessera-e2e-XXXXXX";
     dir_ = mkdtemp(tmpl);
     std::filesystem::permissions(dir_, std::filesystem::perms(0755));
     server_args_ = {kBin + "/tessera", "server", "--services", services, "--listen", "127.0.0.1:0", "--data-dir", dir_ + "/data",
-                    "--port-file", dir_ + "/port", "--lease-timeout-ms", "2000", "--no-fsync"};
+                    "--port-file", dir_ + "/port", "--lease-timeout-ms", std::to_string(lease_timeout_ms), "--no-fsync"};
+    server_args_.insert(server_args_.end(), more_server_args.begin(), more_server_args.end());
     server_ = std::make_unique<ChildProcess>(server_args_, dir_ + "/server.log");
     port_ = WaitForPort(dir_ + "/port");
   }
 
   // SIGKILLs the server wherever it is and starts it again on the same data directory (it adopts
-  // the PostgreSQL cluster the dead one left running). The new server listens on a new port.
-  void KillAndRestartServer() {
-    server_->Signal(SIGKILL);
-    server_->Wait(10'000);
+  // the PostgreSQL cluster the dead one left running). The new server listens on a new port, or
+  // with `same_port` on the old one, so that the workers find it again.
+  void KillAndRestartServer(bool same_port = false) {
+    StopServer(SIGKILL);
+    StartServerAgain(same_port);
+  }
+
+  // Sends `sig` to the server and waits for it to exit; returns its exit status (as from waitpid).
+  int StopServer(int sig) {
+    server_->Signal(sig);
+    const int status = server_->Wait(30'000);
     std::filesystem::remove(dir_ + "/port");
-    server_ = std::make_unique<ChildProcess>(server_args_, dir_ + "/server-" + std::to_string(++restarts_) + ".log");
+    return status;
+  }
+  void StartServerAgain(bool same_port) {
+    std::vector<std::string> args = server_args_;
+    if (same_port) *std::find(args.begin(), args.end(), "127.0.0.1:0") = address();
+    server_ = std::make_unique<ChildProcess>(args, dir_ + "/server-" + std::to_string(++restarts_) + ".log");
     port_ = WaitForPort(dir_ + "/port");
   }
 
@@ -170,6 +185,7 @@ class Cluster {
   }
 
   ChildProcess& server() { return *server_; }
+  ChildProcess& worker(const std::string& name) { return *workers_.at(name); }
   const std::string& dir() const { return dir_; }
 
  private:

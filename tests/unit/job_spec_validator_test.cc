@@ -74,6 +74,13 @@ TEST_CASE("bad specs are rejected with a message naming the field", "[validator]
     r.mutable_spec()->set_max_duration_ms(0);
     CHECK_THAT(ErrorOf(r), Catch::Contains("spec.max_duration_ms"));
   }
+  SECTION("a hold that rounds to nothing (found by fuzz_job_spec: 1 µT/GPU-h for 1 ms)") {
+    r.mutable_spec()->set_bid_utok_per_gpu_hour(1);
+    r.mutable_spec()->set_max_duration_ms(1);
+    CHECK_THAT(ErrorOf(r), Catch::Contains("is 0 µT (1 × 1 × 1): raise the bid or the duration"));
+    r.mutable_spec()->set_max_duration_ms(3'600'000);  // 1 µT: the least a job may hold
+    CHECK(intake::ValidateSubmitRequest(r).ok());
+  }
 }
 
 TEST_CASE("train_mlp bounds are checked", "[validator]") {

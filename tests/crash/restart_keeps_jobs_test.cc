@@ -1,0 +1,72 @@
+// A server restart, abrupt or graceful, under running jobs stops none of them: the workers keep
+// running through it, reconnect to the new server on the same port within their lease, and the
+// jobs finish on their first attempt with every report settled once. SIGTERM also drains: the
+// server exits 0 and has settled, before it exits, everything it had received.
+#include <catch2/catch.hpp>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <thread>
+
+#include "tests/crash/crash_checks.h"
+
+using namespace tessera;
+using namespace tessera::testing;
+
+namespace {
+
+std::vector<int64_t> StartJobs(Cluster& c, int n) {
+  c.OpenMarket();
+  std::vector<int64_t> jobs;
+  for (int i = 0; i < n; ++i) c.StartWorker("rig-" + std::to_string(i), "1000000");
+  for (int i = 0; i < n; ++i) jobs.push_back(c.Submit(SleepSpec(8'000), "through-restart-" + std::to_string(i)));
+  for (int64_t job : jobs) c.WaitFor(job, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_RUNNING; }, 30'000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1'500));  // reports flowing
+  return jobs;
+}
+
+void CheckUninterrupted(Cluster& c, const std::vector<int64_t>& jobs) {
+  for (int64_t job : jobs) {
+    const v1::Job done = c.WaitFor(job, [](const v1::Job& j) { return testing::IsTerminal(j); }, 60'000);
+    INFO("job " << job);
+    CHECK(done.state() == v1::JOB_STATE_SUCCEEDED);
+    CHECK(done.attempt() == 1);
+    // Its reports are one unbroken sequence: none lost, none resent as new.
+    CHECK(c.Sql("SELECT max(seq) = count(*) FROM usage_reports WHERE job_id = " + std::to_string(job)) == "t");
+  }
+  CHECK(c.Sql("SELECT count(*) FROM job_events WHERE message LIKE '%requeued%' OR message LIKE '%resumed%'") == "0");
+  CHECK(c.Sql("SELECT count(*) FROM assignments WHERE end_reason NOT IN ('succeeded')") == "0");
+  WaitForQuiet(c, 60'000);
+  CHECK(c.Sql("SELECT coalesce(sum(reports), 0) FROM settlement_batches") == c.Sql("SELECT count(*) FROM usage_reports"));
+  CheckLedgerInvariants(c);
+  std::vector<std::string> names;
+  for (size_t i = 0; i < jobs.size(); ++i) names.push_back("rig-" + std::to_string(i));
+  CheckJournalsMatchStore(c, names);
+}
+
+}  // namespace
+
+TEST_CASE("a SIGKILLed server restarted under running jobs stops none of them", "[crash][restart]") {
+  Cluster c("intake,scheduler,billing", /*lease_timeout_ms=*/10'000);
+  const std::vector<int64_t> jobs = StartJobs(c, 2);
+  c.KillAndRestartServer(/*same_port=*/true);
+  CheckUninterrupted(c, jobs);
+}
+
+TEST_CASE("SIGTERM drains: the server settles what it received, exits 0, and its restart stops no job", "[crash][restart]") {
+  Cluster c("intake,scheduler,billing", /*lease_timeout_ms=*/10'000);
+  const std::vector<int64_t> jobs = StartJobs(c, 2);
+  const auto asked = std::chrono::steady_clock::now();
+  const int status = c.StopServer(SIGTERM);
+  const double took_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count();
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(took_s < 8.0);
+  c.StartServerAgain(/*same_port=*/true);
+  // Every report received before the old server stopped was settled by it: no batch of the new
+  // server (its PostgreSQL started after the old one stopped) holds one.
+  CHECK(c.Sql("SELECT count(*) FROM usage_reports u JOIN settlement_batches b USING (batch_id)"
+              " WHERE u.received_at < pg_postmaster_start_time() AND b.created_at > pg_postmaster_start_time()") == "0");
+  CHECK(c.Sql("SELECT count(*) > 0 FROM usage_reports WHERE received_at < pg_postmaster_start_time()") == "t");
+  CheckUninterrupted(c, jobs);
+}
