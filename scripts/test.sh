@@ -22,6 +22,6 @@ if [ "$sanitized" = 1 ]; then
     exit 1
   fi
   [ "$status" = 0 ] || exit "$status"
-  TESSERA_SANITIZED_BUILT=1 ./scripts/test-sanitized.sh -j 2
+  TESSERA_SANITIZED_BUILT=1 ./scripts/test-sanitized.sh -j 3
 fi
 exit "$status"

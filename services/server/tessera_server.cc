@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -25,6 +26,16 @@
 #include "services/store/migrations.h"
 
 namespace tessera::server {
+namespace {
+
+// Worker agents ping their Connect stream (agent.cc: a partitioned server shows up as a missed ping,
+// not as a stream that hangs for the TCP timeout); such pings are welcome, also between messages.
+void AllowWorkerKeepalive(grpc::ServerBuilder& builder) {
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1'000);
+}
+
+}  // namespace
 
 // Destruction order matters: the gRPC server first, then the loops, then the database.
 struct TesseraServer::Parts {
@@ -103,6 +114,7 @@ absl::Status TesseraServer::StartWorkerPort(const ServerOptions& options, Parts&
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.worker_listen_address, *credentials, &parts.worker_port);
   builder.SetMaxReceiveMessageSize(4 * 1024 * 1024);
+  AllowWorkerKeepalive(builder);
   builder.RegisterService(parts.worker_service.get());
   parts.worker_grpc_server = builder.BuildAndStart();
   if (parts.worker_grpc_server == nullptr || parts.worker_port == 0) {
@@ -176,6 +188,7 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
   quota.SetMaxThreads(options.max_rpc_threads);
   builder.SetResourceQuota(quota);
   builder.SetMaxReceiveMessageSize(4 * 1024 * 1024);
+  AllowWorkerKeepalive(builder);
 
   const auto& s = options.services;
   if (s.contains("intake")) {
@@ -233,11 +246,17 @@ void TesseraServer::Wait() { parts_->grpc_server->Wait(); }
 void TesseraServer::Shutdown() {
   if (parts_->shut_down) return;
   parts_->shut_down = true;
+  // New calls are refused at once; those in flight get until the deadline. Worker streams never
+  // end by themselves: stopping the scheduler ends them (their workers reconnect to the next
+  // server, their jobs running on), so the drain waits only for the short calls.
   const auto drain_deadline = std::chrono::system_clock::now() + std::chrono::seconds(5);
-  if (parts_->worker_grpc_server) parts_->worker_grpc_server->Shutdown(drain_deadline);
-  parts_->grpc_server->Shutdown(drain_deadline);
+  std::thread drain([&] {
+    if (parts_->worker_grpc_server) parts_->worker_grpc_server->Shutdown(drain_deadline);
+    parts_->grpc_server->Shutdown(drain_deadline);
+  });
   parts_->election.reset();  // steps down: the standby takes over at once
   if (parts_->scheduler) parts_->scheduler->Stop();
+  drain.join();
   parts_->settlement.reset();  // its last pass flushes what was ingested
   parts_->db.reset();
   if (parts_->embedded) (void)parts_->embedded->Stop();

@@ -29,7 +29,16 @@ absl::Status Agent::Connect() {
   if (!credentials.ok()) return credentials.status();
   for (absl::string_view server : absl::StrSplit(options_.server, ',', absl::SkipEmpty())) {
     servers_.emplace_back(server);
-    stubs_.push_back(v1::WorkerService::NewStub(auth::AuthenticatedChannel(servers_.back(), options_.api_key, *credentials)));
+    // The Connect stream has no deadline (it lasts as long as the worker); its liveness is HTTP/2
+    // keepalive instead: a server that does not answer a ping in time is gone (a partition, a frozen
+    // or dead machine), and the agent reconnects, to another scheduler if it has one.
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(options_.keepalive_ms));
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(options_.keepalive_ms));
+    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    stubs_.push_back(
+        v1::WorkerService::NewStub(auth::AuthenticatedChannel(servers_.back(), options_.api_key, *credentials, args)));
   }
   return absl::OkStatus();
 }

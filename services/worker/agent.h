@@ -51,6 +51,8 @@ struct AgentOptions {
   // How long jobs keep running with no scheduler to talk to; past it the agent stops them (their
   // leases have long expired and the jobs are requeued). Reports keep until delivered regardless.
   int64_t disconnect_grace_ms = 600'000;
+  // HTTP/2 pings on the scheduler stream this often; one unanswered this long ends the stream.
+  int64_t keepalive_ms = 10'000;
   RunnerOptions runner;
 };
 

@@ -42,6 +42,8 @@ int main(int argc, char** argv) {
   app.add_option("--disconnect-grace-ms", options.disconnect_grace_ms,
                  "How long jobs keep running while no scheduler answers (default 10 minutes)")
       ->check(CLI::Range(int64_t{1'000}, int64_t{7} * 24 * 3'600'000));
+  app.add_option("--keepalive-ms", options.keepalive_ms, "Ping the scheduler this often; no answer this long: reconnect")
+      ->check(CLI::Range(int64_t{2'000}, int64_t{600'000}));
   app.add_option("--usage-interval-ms", options.runner.usage_interval_ms, "Usage report period")->check(CLI::Range(10, 60'000));
   app.add_flag("--cpu", cpu, "Offer CPU devices and run the CPU kernels even where NVIDIA GPUs are present");
   // Provider policy: which jobs this machine takes besides those whose bid covers the ask.

@@ -1,11 +1,12 @@
-// A server restart, abrupt or graceful, under running jobs stops none of them: the workers keep
-// running through it, reconnect to the new server on the same port within their lease, and the
-// jobs finish on their first attempt with every report settled once. SIGTERM also drains: the
-// server exits 0 and has settled, before it exits, everything it had received.
+// A server restart, abrupt or graceful, or a freeze, under running jobs stops none of them: the
+// workers keep running through it, reconnect to the new server on the same port within their
+// lease, and the jobs finish on their first attempt with every report settled once. SIGTERM also
+// drains: the server exits 0 and has settled, before it exits, everything it had received.
 #include <catch2/catch.hpp>
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <fstream>
 #include <thread>
 
 #include "tests/crash/crash_checks.h"
@@ -69,4 +70,23 @@ TEST_CASE("SIGTERM drains: the server settles what it received, exits 0, and its
               " WHERE u.received_at < pg_postmaster_start_time() AND b.created_at > pg_postmaster_start_time()") == "0");
   CHECK(c.Sql("SELECT count(*) > 0 FROM usage_reports WHERE received_at < pg_postmaster_start_time()") == "t");
   CheckUninterrupted(c, jobs);
+}
+
+TEST_CASE("a frozen server: the worker's keepalive notices, it reconnects once the server thaws, the job goes on",
+          "[crash][restart]") {
+  Cluster c("intake,scheduler,billing", /*lease_timeout_ms=*/10'000);
+  c.OpenMarket();
+  c.StartWorker("rig-0", "1000000", "", {"--keepalive-ms", "2000"});
+  const int64_t job = c.Submit(SleepSpec(8'000), "through-freeze");
+  c.WaitFor(job, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_RUNNING; }, 30'000);
+  c.server().Signal(SIGSTOP);  // TCP still answers; nothing above it does
+  std::this_thread::sleep_for(std::chrono::seconds(6));
+  c.server().Signal(SIGCONT);
+  CheckUninterrupted(c, {job});
+  std::ifstream log(c.dir() + "/rig-0.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  CHECK_THAT(text, Catch::Contains("disconnected from"));  // the stream was given up, not left hanging
+  size_t connects = 0;
+  for (size_t at = text.find("connected as worker"); at != std::string::npos; at = text.find("connected as worker", at + 1)) ++connects;
+  CHECK(connects >= 2);  // and a new one welcomed after the thaw
 }

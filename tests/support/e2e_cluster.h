@@ -143,13 +143,14 @@ class Cluster {
 
   // A CPU worker (--cpu), even on a GPU machine: these tests are about the marketplace, and their
   // jobs ask for model "CPU". It runs with a provider key of `gpuco` (issued once).
-  ChildProcess& StartWorker(const std::string& name, const std::string& ask, const std::string& servers = "") {
+  ChildProcess& StartWorker(const std::string& name, const std::string& ask, const std::string& servers = "",
+                            const std::vector<std::string>& more_args = {}) {
     if (provider_key_file_.empty()) provider_key_file_ = IssueKeyFile("provider", "gpuco");
-    workers_[name] = std::make_unique<ChildProcess>(
-        std::vector<std::string>{kBin + "/tessera-worker", "--server", servers.empty() ? address() : servers, "--provider",
-                                 "gpuco", "--api-key-file", provider_key_file_, "--name", name, "--cpu", "--gpus", "1", "--ask",
-                                 ask, "--usage-interval-ms", "200", "--state-dir", dir_ + "/" + name},
-        dir_ + "/" + name + ".log");
+    std::vector<std::string> args{kBin + "/tessera-worker", "--server", servers.empty() ? address() : servers, "--provider",
+                                  "gpuco", "--api-key-file", provider_key_file_, "--name", name, "--cpu", "--gpus", "1", "--ask",
+                                  ask, "--usage-interval-ms", "200", "--state-dir", dir_ + "/" + name};
+    args.insert(args.end(), more_args.begin(), more_args.end());
+    workers_[name] = std::make_unique<ChildProcess>(args, dir_ + "/" + name + ".log");
     return *workers_[name];
   }
 
