@@ -189,6 +189,7 @@ void Agent::Send(v1::WorkerMessage message) {
   if (message.has_usage()) SignUsage(key_, worker_id_, message.mutable_usage());
   if (message.has_finished()) SignFinished(key_, worker_id_, message.mutable_finished());
   std::lock_guard lock(mu_);
+  if (message.has_finished() && abandoned_.contains({message.finished().job_id(), message.finished().attempt()})) return;
   if (message.has_usage() || message.has_finished()) {
     // On disk before on the wire: a report the server may have seen is never lost by a crash.
     if (absl::Status s = journal_->Append(message); !s.ok()) spdlog::error("outbox journal: {}", s.ToString());
@@ -215,6 +216,7 @@ bool Agent::ServeOneConnection() {
     *hello.mutable_hello()->mutable_policy() = options_.policy;
     hello.mutable_hello()->set_draining(draining_);
     for (const auto& [key, runner] : runners_) {
+      if (abandoned_.contains(key)) continue;  // being stopped: the scheduler requeues it
       v1::RunningJob* r = hello.mutable_hello()->add_running();
       r->set_job_id(key.first);
       r->set_attempt(key.second);
@@ -328,13 +330,14 @@ void Agent::ReapFinished() {
 
 void Agent::StopJobsPastGrace() {
   const int64_t silent_ms = clock_.NowMs() - last_contact_ms_;
-  if (silent_ms <= options_.disconnect_grace_ms) return;
   std::lock_guard lock(mu_);
-  if (welcomed_) return;
+  ReapFinished();  // runs stopped here before are forgotten once their meters have stopped
+  if (silent_ms <= options_.disconnect_grace_ms || welcomed_) return;
   for (auto& [key, runner] : runners_) {
     if (runner->finished() || runner->cancelled()) continue;
     spdlog::warn("job {} attempt {}: no scheduler for {} ms (grace {} ms); stopping it", key.first, key.second, silent_ms,
                  options_.disconnect_grace_ms);
+    abandoned_.insert(key);
     runner->Cancel(absl::StrCat("the worker lost its scheduler for more than ", options_.disconnect_grace_ms, " ms"));
   }
 }

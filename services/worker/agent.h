@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -108,6 +109,9 @@ class Agent final : public JobReporter {
   bool welcomed_ ABSL_GUARDED_BY(mu_) = false;                 // the server answered this stream's hello
   std::atomic<int64_t> last_contact_ms_{0};                    // the last message from a server
   std::atomic<bool> draining_{false};
+  // Runs stopped past the grace period: their result is not reported (the job did not fail; the
+  // scheduler requeues it, as for a worker that lost it).
+  std::set<JobKey> abandoned_ ABSL_GUARDED_BY(mu_);
   std::map<JobKey, std::unique_ptr<JobRunner>> runners_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<ChallengeResponder> challenges_;  // made by Run, once the worker id is known
   std::thread heartbeat_thread_;

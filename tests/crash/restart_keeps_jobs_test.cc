@@ -90,3 +90,24 @@ TEST_CASE("a frozen server: the worker's keepalive notices, it reconnects once t
   for (size_t at = text.find("connected as worker"); at != std::string::npos; at = text.find("connected as worker", at + 1)) ++connects;
   CHECK(connects >= 2);  // and a new one welcomed after the thaw
 }
+
+TEST_CASE("a server gone longer than the worker's grace period: the worker stops its job, which runs again later",
+          "[crash][restart]") {
+  Cluster c("intake,scheduler,billing", /*lease_timeout_ms=*/10'000);
+  c.OpenMarket();
+  c.StartWorker("rig-0", "1000000", "", {"--keepalive-ms", "2000", "--disconnect-grace-ms", "1000"});
+  const int64_t job = c.Submit(SleepSpec(8'000), "past-grace");
+  c.WaitFor(job, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_RUNNING; }, 30'000);
+  c.server().Signal(SIGSTOP);
+  std::this_thread::sleep_for(std::chrono::seconds(7));  // keepalive gives up after ~4 s, the grace after 1 s more
+  c.server().Signal(SIGCONT);
+  const v1::Job done = c.WaitFor(job, [](const v1::Job& j) { return testing::IsTerminal(j); }, 60'000);
+  CHECK(done.state() == v1::JOB_STATE_SUCCEEDED);
+  CHECK(done.attempt() == 2);  // the first attempt was stopped by its worker, the second ran
+  std::ifstream log(c.dir() + "/rig-0.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  CHECK_THAT(text, Catch::Contains("(grace 1000 ms); stopping it"));
+  WaitForQuiet(c, 30'000);
+  CheckLedgerInvariants(c);
+  CheckJournalsMatchStore(c, {"rig-0"});
+}
