@@ -309,7 +309,7 @@ void SchedulerHost::ProcessBatch(std::vector<Inbound>& batch) {
         ForwardRendezvous(worker_id, m.rendezvous_offer());
         break;
       case v1::WorkerMessage::kDrain:
-        Post([&](MarketEvents& e) { e.draining.emplace_back(worker_id, m.drain().reason()); });
+        Post([&](MarketEvents& e) { e.draining.emplace_back(in.session, m.drain().reason()); });
         break;
       case v1::WorkerMessage::kChallengeCommit:
         if (options_.verifier.enabled) verifier_.OnCommit(in.session, std::move(*m.mutable_challenge_commit()));
@@ -464,9 +464,12 @@ void SchedulerHost::ApplyEvents(MarketEvents& events, scheduler::Decisions& deci
       session->Close(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, absl::StrCat("worker ", worker_id, " is quarantined")));
     }
   }
-  for (const auto& [worker_id, reason] : events.draining) {
+  for (const auto& [session, reason] : events.draining) {
     // Its running jobs go on; it gets no new one. The state survives its reconnects (their hellos
-    // say draining) and a scheduler restart (PostgreSQL has it).
+    // say draining) and a scheduler restart (PostgreSQL has it). A drain from a stream that a newer
+    // one replaced is stale: the newer hello said whether the agent drains.
+    const int64_t worker_id = session->worker_id();
+    if (registry_.SessionOf(worker_id) != session) continue;
     absl::StatusOr<bool> drained = repo_.DrainWorker(worker_id, reason);
     if (!drained.ok()) {
       spdlog::warn("worker {}: drain not recorded: {}", worker_id, drained.status().ToString());

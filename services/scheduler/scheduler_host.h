@@ -97,7 +97,7 @@ class SchedulerHost final : public StreamHandler {
     std::vector<int64_t> submitted;                          // jobs announced by NOTIFY
     std::vector<Extension> extended;
     std::vector<int64_t> quarantined;                        // workers an operator took out
-    std::vector<std::pair<int64_t, std::string>> draining;   // workers whose agents drain, and why
+    std::vector<std::pair<std::shared_ptr<WorkerSession>, std::string>> draining;  // streams whose agents drain, and why
     std::vector<std::pair<int64_t, v1::WorkerState>> verified;  // passed a GPU challenge, now in this state
     bool reconcile = false;
     bool empty() const {
