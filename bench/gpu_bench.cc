@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <string>
 
 #include "kernels/compute_backend.h"
 #include "kernels/cuda_devices.h"
@@ -21,19 +22,21 @@ int main(int argc, char** argv) {
   app.add_option("--dim", dim, "input, hidden and output width of the MLP");
   app.add_option("--batch", batch);
   app.add_option("--steps", steps, "SGD steps per epoch");
-  app.add_option("--epochs", epochs);
+  // The first epoch includes start-up and is left out of the median: at least one more is needed.
+  app.add_option("--epochs", epochs, "epochs (at least 2)")->check(CLI::Range(2u, 1'000u));
   app.add_option("--gemm-n", gemm_n);
   app.add_option("--gemm-iterations", gemm_iterations);
   CLI11_PARSE(app, argc, argv);
 
-  auto devices = ListCudaDevices();
+  const CudaProbe probe = ProbeCuda();
   std::unique_ptr<ComputeBackend> cuda = MakeCudaBackend();
-  if (!devices.ok() || devices->empty() || cuda == nullptr) {
-    std::printf("no CUDA device (or a build without CUDA): GPU benchmarks skipped\n");
+  if (probe.state != CudaRuntimeState::kReady || cuda == nullptr) {
+    std::printf("%s: GPU benchmarks skipped (%s)\n", std::string(CudaRuntimeStateName(probe.state)).c_str(), probe.error.c_str());
     return 0;
   }
-  std::printf("device 0: %s, %llu MiB, compute %d.%d\n", (*devices)[0].name.c_str(),
-              static_cast<unsigned long long>((*devices)[0].memory_mib), (*devices)[0].compute_major, (*devices)[0].compute_minor);
+  const CudaDevice& device = probe.devices.front();
+  std::printf("device 0: %s, %llu MiB, compute %d.%d\n", device.name.c_str(), static_cast<unsigned long long>(device.memory_mib),
+              device.compute_major, device.compute_minor);
 
   const MlpConfig config{.seed = 1, .input_dim = dim, .hidden_dim = dim, .output_dim = dim, .samples = batch * steps,
                          .batch_size = batch, .epochs = epochs, .learning_rate = 0.01f, .precision = Precision::kBf16,
@@ -50,6 +53,10 @@ int main(int argc, char** argv) {
       nullptr);
   if (!trained.ok()) {
     std::fprintf(stderr, "train_mlp: %s\n", std::string(trained.status().message()).c_str());
+    return 1;
+  }
+  if (epoch_ms.size() < 2) {
+    std::fprintf(stderr, "train_mlp reported %zu epochs: no epoch without start-up to time\n", epoch_ms.size());
     return 1;
   }
   epoch_ms.erase(epoch_ms.begin());  // the first epoch includes start-up (cuBLAS, allocations)

@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/gpu_challenge.h"
+#include "kernels/gpu_challenge_plan.h"
 
 namespace tessera::kernels {
 
@@ -97,10 +98,13 @@ struct AllReduceBenchResult {
 };
 
 // Proof of GPU: the challenge's product (gpu_challenge.h) and how long the multiplication alone took
-// on the device, in µs (not deriving the operands, nor copying the product back).
+// on the device, in µs (not deriving the operands, nor copying the product back): on a GPU the mean
+// over `products_timed` products run back to back and timed as one batch (gpu_challenge_plan.h).
 struct ChallengeRun {
   std::vector<int32_t> product;
   double elapsed_us = 0;
+  ChallengePath path = ChallengePath::kHost;  // which code computed it: only kCublasInt8 is a GPU's full speed
+  uint32_t products_timed = 1;
 };
 
 class ComputeBackend {
@@ -121,8 +125,13 @@ class ComputeBackend {
   // Measures what the device really delivers on the GEMM at the heart of training.
   virtual absl::StatusOr<GemmBenchResult> GemmBench(const GemmBenchConfig& config, const std::atomic<bool>* cancel) = 0;
   // The challenge C = A·B on `device` (a GPU index; the CPU backend ignores it), bit-identical to
-  // ChallengeProduct: int8 tensor cores with int32 accumulation on a GPU.
+  // ChallengeProduct: int8 tensor cores with int32 accumulation on a GPU. Safe to call for different
+  // devices from different threads at once (a worker answers for all its GPUs in parallel).
   virtual absl::StatusOr<ChallengeRun> RunChallenge(const ChallengeSpec& spec, uint32_t device) = 0;
+  // Sets up now what the first challenge on these devices (every visible one when empty) would
+  // otherwise set up inside its deadline: a GPU's context and libraries. Blocks until done; a
+  // failure waits for the challenge to report it. Nothing to do on the CPU.
+  virtual void WarmUp(const std::vector<uint32_t>& devices) { (void)devices; }
 };
 
 std::unique_ptr<ComputeBackend> MakeCpuBackend();

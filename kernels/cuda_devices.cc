@@ -2,6 +2,20 @@
 
 namespace tessera::kernels {
 
+std::string_view CudaRuntimeStateName(CudaRuntimeState state) {
+  switch (state) {
+    case CudaRuntimeState::kNotBuilt:
+      return "a build without CUDA";
+    case CudaRuntimeState::kNoDevice:
+      return "no CUDA device";
+    case CudaRuntimeState::kStartFailed:
+      return "the CUDA runtime could not start";
+    case CudaRuntimeState::kReady:
+      return "ready";
+  }
+  return "unknown";
+}
+
 std::string MarketModelName(std::string_view name) {
   for (std::string_view prefix : {"NVIDIA ", "GeForce ", "Tesla "}) {
     if (name.starts_with(prefix)) name.remove_prefix(prefix.size());

@@ -25,6 +25,26 @@ struct CudaDevice {
 // other than "no device" or "no driver" (those mean: this machine has no usable GPU).
 absl::StatusOr<std::vector<CudaDevice>> ListCudaDevices();
 
+// What the CUDA runtime says about this machine, telling apart "there is no NVIDIA device" from "the
+// runtime could not start" (no driver, a driver too old for this CUDA, a broken installation): a
+// worker may treat both as "no GPU", but a GPU test machine must not pass having checked nothing.
+enum class CudaRuntimeState {
+  kNotBuilt,     // this build has no CUDA
+  kNoDevice,     // the runtime started and found no device (cudaErrorNoDevice)
+  kStartFailed,  // the runtime could not start, or could not read a device
+  kReady,        // at least one device, all readable
+};
+std::string_view CudaRuntimeStateName(CudaRuntimeState state);
+
+struct CudaProbe {
+  CudaRuntimeState state = CudaRuntimeState::kNotBuilt;
+  // The runtime's own words when it did not reach kReady, e.g. "cudaGetDeviceCount:
+  // cudaErrorInsufficientDriver (CUDA driver version is insufficient for CUDA runtime version)".
+  std::string error;
+  std::vector<CudaDevice> devices;  // kReady only
+};
+CudaProbe ProbeCuda();
+
 // The market's model name of a device: "NVIDIA H100 80GB HBM3" → "H100", "NVIDIA A100-SXM4-80GB"
 // → "A100", "NVIDIA GeForce RTX 4090" → "RTX 4090", "NVIDIA L40S" → "L40S".
 std::string MarketModelName(std::string_view device_name);

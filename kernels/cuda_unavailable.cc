@@ -8,4 +8,6 @@ std::unique_ptr<ComputeBackend> MakeCudaBackend() { return nullptr; }
 
 absl::StatusOr<std::vector<CudaDevice>> ListCudaDevices() { return std::vector<CudaDevice>{}; }
 
+CudaProbe ProbeCuda() { return CudaProbe{.state = CudaRuntimeState::kNotBuilt, .error = "this build has no CUDA", .devices = {}}; }
+
 }  // namespace tessera::kernels

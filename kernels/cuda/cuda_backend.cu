@@ -8,6 +8,7 @@
 //
 // Matrices are row-major as on the CPU. cuBLAS is column-major, so Gemm() below computes the
 // row-major C = op(A)·op(B) as the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, swapping the operands.
+// Proof of GPU's product lives in challenge_cuda.cu; the helpers both use, in cuda_support.cuh.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -25,30 +26,31 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "kernels/mlp_cpu.h"
 #include "kernels/compute_backend.h"
+#include "kernels/cuda/challenge_cuda.h"
+#include "kernels/cuda/cuda_support.cuh"
+#include "kernels/data_parallel_sync.h"
 #include "kernels/gpu_challenge.h"
+#include "kernels/mlp_cpu.h"
 
 namespace tessera::kernels {
 namespace {
 
+using gpu::BlasStatus;
+using gpu::Blocks;
+using gpu::CudaStatus;
+using gpu::DeviceBuffer;
+using gpu::DeviceStream;
+using gpu::EventTimer;
+using gpu::kThreads;
+using gpu::ScopedDevice;
+
 constexpr uint32_t kTeacherHidden = 16;  // as MakeTeacherDataset
 constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
-constexpr int kThreads = 256;
 // Rows per forward pass when the loss is taken over the whole dataset (bounds device memory).
 constexpr uint32_t kLossChunkRows = 8'192;
 
-// ---- errors: every CUDA and cuBLAS failure becomes a Status with its text ----
-
-absl::Status CudaStatus(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat("CUDA error in ", what, ": ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")"));
-}
-
-absl::Status BlasStatus(cublasStatus_t e, const char* what) {
-  if (e == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat("cuBLAS error in ", what, ": ", cublasGetStatusName(e), " (", cublasGetStatusString(e), ")"));
-}
+// ---- errors: every CUDA, cuBLAS and NCCL failure becomes a Status with its text ----
 
 absl::Status NcclStatus(ncclResult_t e, const char* what) {
   if (e == ncclSuccess || e == ncclInProgress) return absl::OkStatus();
@@ -57,11 +59,13 @@ absl::Status NcclStatus(ncclResult_t e, const char* what) {
 
 // A communicator shared by its trainer and the watchdog. Teardown is always ncclCommAbort: it
 // never blocks (ncclCommDestroy can wait forever on a dead peer), and it is done exactly once.
+// Abort frees the communicator, and NCCL allows one thread at a time on a communicator, so every
+// NCCL call on it is made under mu_ and only while it is not aborted: the trainer's all-reduce can
+// never be enqueued on a communicator the watchdog has just freed.
 class Comm {
  public:
   explicit Comm(ncclComm_t comm) : comm_(comm) {}
   ~Comm() { Abort(); }
-  ncclComm_t get() const { return comm_; }
   void Abort() {
     std::lock_guard lock(mu_);
     if (comm_ != nullptr && !aborted_) (void)ncclCommAbort(comm_);
@@ -70,6 +74,12 @@ class Comm {
   bool aborted() {
     std::lock_guard lock(mu_);
     return aborted_;
+  }
+  // Enqueues the in-place sum of `count` floats over every rank on `stream`; ABORTED once aborted.
+  absl::Status AllReduceSum(float* buffer, size_t count, cudaStream_t stream) {
+    std::lock_guard lock(mu_);
+    if (aborted_) return absl::AbortedError("NCCL communicator aborted before ncclAllReduce");
+    return NcclStatus(ncclAllReduce(buffer, buffer, count, ncclFloat, ncclSum, comm_, stream), "ncclAllReduce");
   }
   // The communicator's asynchronous state: ncclSuccess, ncclInProgress or an error.
   ncclResult_t AsyncError() {
@@ -82,8 +92,8 @@ class Comm {
 
  private:
   std::mutex mu_;
-  ncclComm_t comm_;
-  bool aborted_ = false;
+  ncclComm_t comm_;      // freed by Abort; used only under mu_ while !aborted_
+  bool aborted_ = false;  // guarded by mu_
 };
 
 // Non-blocking NCCL calls return before they are done: wait until the communicator settles.
@@ -98,11 +108,6 @@ absl::Status AwaitComm(Comm& comm, const char* what) {
     std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
 }
-
-#define TESSERA_CUDA_TRY(expr)                                  \
-  do {                                                          \
-    if (absl::Status s_ = (expr); !s_.ok()) return s_;          \
-  } while (false)
 
 // ---- device code ----
 
@@ -120,35 +125,6 @@ __device__ float Symmetric(uint64_t z) {
 __global__ void FillSymmetric(float* out, uint64_t n, uint64_t state0, uint64_t first, float scale, float factor) {
   for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
     out[i] = Symmetric(state0 + (first + i + 1) * kGolden) * scale * factor;
-  }
-}
-
-// Proof of GPU: element `i` of the challenge's stream (A's n² elements, then B's) is the low byte of
-// SplitMix64 draw i + 1 from `state0`, as ChallengeOperands draws them on the host.
-__global__ void FillChallengeOperand(int8_t* out, uint64_t count, uint64_t state0, uint64_t first) {
-  for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < count;
-       i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
-    uint64_t z = state0 + (first + i + 1) * kGolden;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-    out[i] = static_cast<int8_t>(static_cast<uint8_t>(z));
-  }
-}
-
-// C = A·B in int32 for sizes cuBLAS's int8 kernels refuse: one thread per element, exact integer
-// arithmetic (the bits do not depend on the order of the sum).
-__global__ void Int8ProductFallback(const int8_t* a, const int8_t* b, int32_t* c, uint32_t n) {
-  const uint64_t elements = static_cast<uint64_t>(n) * n;
-  for (uint64_t e = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; e < elements;
-       e += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
-    const uint32_t i = static_cast<uint32_t>(e / n), j = static_cast<uint32_t>(e % n);
-    uint32_t acc = 0;
-    for (uint32_t k = 0; k < n; ++k) {
-      acc += static_cast<uint32_t>(static_cast<int32_t>(a[static_cast<uint64_t>(i) * n + k]) *
-                                   static_cast<int32_t>(b[static_cast<uint64_t>(k) * n + j]));
-    }
-    c[e] = static_cast<int32_t>(acc);
   }
 }
 
@@ -255,59 +231,7 @@ __global__ void ToBf16(const float* in, __nv_bfloat16* out, uint64_t n) {
   }
 }
 
-unsigned Blocks(uint64_t n) { return static_cast<unsigned>(std::min<uint64_t>((n + kThreads - 1) / kThreads, 65'535)); }
-
 // ---- host side ----
-
-// A device allocation of T, freed with its owner.
-template <typename T>
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  ~DeviceBuffer() {
-    if (ptr_ != nullptr) (void)cudaFree(ptr_);
-  }
-  absl::Status Allocate(size_t count) {
-    count_ = count;
-    return CudaStatus(cudaMalloc(reinterpret_cast<void**>(&ptr_), std::max<size_t>(1, count) * sizeof(T)), "cudaMalloc");
-  }
-  T* get() const { return ptr_; }
-  size_t count() const { return count_; }
-
- private:
-  T* ptr_ = nullptr;
-  size_t count_ = 0;
-};
-
-// Times the device work queued between Start() and ElapsedMs() (CUDA events on the current device).
-class EventTimer {
- public:
-  EventTimer() = default;
-  EventTimer(const EventTimer&) = delete;
-  EventTimer& operator=(const EventTimer&) = delete;
-  ~EventTimer() {
-    if (start_ != nullptr) (void)cudaEventDestroy(start_);
-    if (stop_ != nullptr) (void)cudaEventDestroy(stop_);
-  }
-  absl::Status Start() {
-    TESSERA_CUDA_TRY(CudaStatus(cudaEventCreate(&start_), "cudaEventCreate"));
-    TESSERA_CUDA_TRY(CudaStatus(cudaEventCreate(&stop_), "cudaEventCreate"));
-    return CudaStatus(cudaEventRecord(start_), "cudaEventRecord");
-  }
-  absl::StatusOr<float> ElapsedMs() {
-    TESSERA_CUDA_TRY(CudaStatus(cudaEventRecord(stop_), "cudaEventRecord"));
-    TESSERA_CUDA_TRY(CudaStatus(cudaEventSynchronize(stop_), "cudaEventSynchronize"));
-    float ms = 0;
-    TESSERA_CUDA_TRY(CudaStatus(cudaEventElapsedTime(&ms, start_, stop_), "cudaEventElapsedTime"));
-    return ms;
-  }
-
- private:
-  cudaEvent_t start_ = nullptr;
-  cudaEvent_t stop_ = nullptr;
-};
 
 // A row-major fp32 matrix and, in bf16 mode, its bf16 shadow (the GEMMs' input).
 struct Operand {
@@ -318,16 +242,25 @@ struct Operand {
 class Trainer {
  public:
   explicit Trainer(const MlpConfig& config) : c_(config), bf16_(config.precision == Precision::kBf16) {}
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+  // A data-parallel job destroys its trainers on the caller's thread, whose current device is
+  // another: the handle is destroyed on its own device (the buffers free themselves on theirs).
   ~Trainer() {
-    if (blas_ != nullptr) cublasDestroy(blas_);
+    // Aborted before the buffers are freed: cudaFree waits for the device, which would wait forever
+    // for a collective whose peer is gone.
+    if (const std::shared_ptr<Comm> comm = this->comm()) comm->Abort();
+    if (blas_ == nullptr) return;
+    ScopedDevice on(device());
+    (void)cublasDestroy(blas_);
   }
 
   // Data parallel: this trainer is global `rank` of `world`; each step it takes its share of the
   // batch and the gradients are summed over all ranks (ncclAllReduce, in place) before the update.
   // Non-blocking, so that the watchdog can abort it while it waits for peers.
+  // Call it after Prepare: no device allocation may follow, while peers may already run collectives.
   absl::Status JoinCommunicator(const ncclUniqueId& id, uint32_t world, uint32_t rank) {
-    const int device = c_.devices.empty() ? 0 : static_cast<int>(c_.devices.front());
-    TESSERA_CUDA_TRY(CudaStatus(cudaSetDevice(device), "cudaSetDevice"));
+    TESSERA_CUDA_TRY(CudaStatus(cudaSetDevice(device()), "cudaSetDevice"));
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     ncclComm_t raw = nullptr;
@@ -352,19 +285,32 @@ class Trainer {
   }
 
   absl::StatusOr<TrainResult> Run(const std::function<void(const EpochReport&)>& on_epoch, const std::atomic<bool>* cancel) {
-    const int device = c_.devices.empty() ? 0 : static_cast<int>(c_.devices.front());
-    TESSERA_CUDA_TRY(CudaStatus(cudaSetDevice(device), "cudaSetDevice"));
+    TESSERA_CUDA_TRY(Prepare());
+    return Train(on_epoch, cancel);
+  }
+
+  // Everything before the first step that allocates device memory or may (cuBLAS sets up on its
+  // first GEMMs, which the initial loss runs): a data-parallel rank finishes it before any rank
+  // joins the communicator.
+  absl::Status Prepare() {
+    TESSERA_CUDA_TRY(CudaStatus(cudaSetDevice(device()), "cudaSetDevice"));
     TESSERA_CUDA_TRY(BlasStatus(cublasCreate(&blas_), "cublasCreate"));
     // fp32 GEMMs stay fp32 (no TF32): the CPU reference is the yardstick.
     TESSERA_CUDA_TRY(BlasStatus(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode"));
     TESSERA_CUDA_TRY(Allocate());
     TESSERA_CUDA_TRY(MakeDataset());
     TESSERA_CUDA_TRY(InitWeights());
-
-    TrainResult result;
     absl::StatusOr<float> loss = DatasetLoss();
     if (!loss.ok()) return loss.status();
-    result.initial_loss = *loss;
+    initial_loss_ = *loss;
+    return CudaStatus(cudaDeviceSynchronize(), "prepare");
+  }
+
+  // The epochs, after Prepare (and JoinCommunicator when data parallel).
+  absl::StatusOr<TrainResult> Train(const std::function<void(const EpochReport&)>& on_epoch, const std::atomic<bool>* cancel) {
+    TESSERA_CUDA_TRY(CudaStatus(cudaSetDevice(device()), "cudaSetDevice"));
+    TrainResult result;
+    result.initial_loss = initial_loss_;
     for (uint32_t epoch = 1; epoch <= c_.epochs; ++epoch) {
       for (uint32_t first = 0; first < c_.samples; first += c_.batch_size) {
         if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) return absl::CancelledError("train_mlp cancelled");
@@ -383,6 +329,7 @@ class Trainer {
   }
 
  private:
+  int device() const { return c_.devices.empty() ? 0 : static_cast<int>(c_.devices.front()); }
   size_t W1Size() const { return static_cast<size_t>(c_.input_dim) * c_.hidden_dim; }
   size_t W2Size() const { return static_cast<size_t>(c_.hidden_dim) * c_.output_dim; }
   size_t ParamCount() const { return W1Size() + c_.hidden_dim + W2Size() + c_.output_dim; }
@@ -498,8 +445,7 @@ class Trainer {
       TESSERA_CUDA_TRY(Gradients(first, rows, scale));
     }
     if (const std::shared_ptr<Comm> comm = this->comm()) {
-      TESSERA_CUDA_TRY(NcclStatus(ncclAllReduce(grads_.get(), grads_.get(), ParamCount(), ncclFloat, ncclSum, comm->get(), nullptr),
-                                  "ncclAllReduce"));
+      TESSERA_CUDA_TRY(comm->AllReduceSum(grads_.get(), ParamCount(), nullptr));
       TESSERA_CUDA_TRY(AwaitComm(*comm, "ncclAllReduce"));
       stepped_ = true;
     }
@@ -553,16 +499,19 @@ class Trainer {
   std::atomic<bool> stepped_{false};
   std::shared_ptr<Comm> comm_;  // null: alone
   uint32_t rank_ = 0, world_ = 1;
+  float initial_loss_ = 0;
   DeviceBuffer<float> x_, y_, params_, grads_, h_, out_, d_out_, d_h_;
   DeviceBuffer<double> loss_sum_;
   DeviceBuffer<__nv_bfloat16> x_bf16_, params_bf16_, h_bf16_, d_out_bf16_, d_h_bf16_;
 };
 
-// How long a communicator may take to form (every rank joined) before the watchdog gives up.
+// How long a communicator may take to form (every rank joined), counted from when the local ranks
+// start joining it (their setup done), before the watchdog gives up.
 constexpr auto kCommunicatorDeadline = std::chrono::seconds(120);
 
 // Data-parallel train_mlp: one thread and one trainer per local GPU, each a rank of one NCCL
-// communicator (with the ranks of the job's other workers when it spans several). A watchdog polls
+// communicator (with the ranks of the job's other workers when it spans several). Every local rank
+// allocates first, then they pass a barrier and join (data_parallel_sync.h). A watchdog polls
 // every communicator and aborts them all on an asynchronous error, a cancel, or a communicator
 // that does not form in time: a dead peer fails the job cleanly instead of hanging the worker.
 absl::StatusOr<TrainResult> TrainDataParallel(const MlpConfig& config, const std::function<void(const EpochReport&)>& on_epoch,
@@ -591,19 +540,31 @@ absl::StatusOr<TrainResult> TrainDataParallel(const MlpConfig& config, const std
   std::vector<std::optional<absl::StatusOr<TrainResult>>> results(local.size());  // each set by its thread
   std::atomic<int> running{static_cast<int>(local.size())};
   std::atomic<bool> stop{false};  // set on the first failure: the others stop at their next batch
+  RankBarrier prepared(local.size());
+  CommunicatorDeadline deadline(kCommunicatorDeadline);
   std::vector<std::thread> threads;
   for (size_t i = 0; i < local.size(); ++i) {
     threads.emplace_back([&, i] {
-      const absl::Status joined = trainers[i]->JoinCommunicator(id, world, first_rank + static_cast<uint32_t>(i));
+      const absl::Status set_up = trainers[i]->Prepare();
+      const bool all_set_up = prepared.ArriveAndWait(set_up.ok(), stop);
+      auto join = [&]() -> absl::Status {
+        if (!set_up.ok()) return set_up;
+        if (!all_set_up) {
+          return stop.load() ? absl::CancelledError("train_mlp stopped before the communicator formed")
+                             : absl::AbortedError("another local rank failed to set up");
+        }
+        deadline.Start(std::chrono::steady_clock::now());
+        return trainers[i]->JoinCommunicator(id, world, first_rank + static_cast<uint32_t>(i));
+      };
+      const absl::Status joined = join();
       absl::StatusOr<TrainResult> result =
-          joined.ok() ? trainers[i]->Run(i == 0 ? on_epoch : nullptr, &stop) : absl::StatusOr<TrainResult>(joined);
+          joined.ok() ? trainers[i]->Train(i == 0 ? on_epoch : nullptr, &stop) : absl::StatusOr<TrainResult>(joined);
       if (!result.ok()) stop = true;
       (void)results[i].emplace(std::move(result));
       --running;
     });
   }
   // The watchdog: the only thread that ever aborts a communicator while it is in use.
-  const auto deadline = std::chrono::steady_clock::now() + kCommunicatorDeadline;
   std::string why;
   auto fail = [&](std::string reason) {
     if (why.empty()) why = std::move(reason);
@@ -615,7 +576,7 @@ absl::StatusOr<TrainResult> TrainDataParallel(const MlpConfig& config, const std
     for (const auto& t : trainers) {
       const std::shared_ptr<Comm> comm = t->comm();
       const ncclResult_t e = comm == nullptr ? ncclInProgress : comm->AsyncError();
-      if (e == ncclInProgress && !t->trained_a_step() && std::chrono::steady_clock::now() > deadline) {
+      if (e == ncclInProgress && !t->trained_a_step() && deadline.Overdue(std::chrono::steady_clock::now())) {
         fail("the communicator did not form in time");
       } else if (e != ncclSuccess && e != ncclInProgress) {
         fail(absl::StrCat("NCCL: ", ncclGetErrorString(e)));
@@ -629,10 +590,13 @@ absl::StatusOr<TrainResult> TrainDataParallel(const MlpConfig& config, const std
   }
   for (std::thread& t : threads) t.join();
   if (cancel != nullptr && cancel->load()) return absl::CancelledError("train_mlp cancelled");
+  // The cause, not its echo: a rank that stopped because another failed says ABORTED.
+  const absl::Status* failed = nullptr;
   for (auto& r : results) {
-    if (!r->ok()) {
-      return why.empty() ? r->status() : absl::Status(r->status().code(), absl::StrCat(r->status().message(), " (", why, ")"));
-    }
+    if (!r->ok() && (failed == nullptr || (absl::IsAborted(*failed) && !absl::IsAborted(r->status())))) failed = &r->status();
+  }
+  if (failed != nullptr) {
+    return why.empty() ? *failed : absl::Status(failed->code(), absl::StrCat(failed->message(), " (", why, ")"));
   }
   return *std::move(results[0]);  // every rank holds the same weights
 }
@@ -657,6 +621,22 @@ class CudaBackend final : public ComputeBackend {
     const std::vector<uint32_t> devices = config.devices.empty() ? std::vector<uint32_t>{0} : config.devices;
     const size_t count = static_cast<size_t>(config.megabytes) * 1024 * 1024 / sizeof(float);
     std::vector<int> ordinals(devices.begin(), devices.end());
+    // Every buffer and stream first, then the communicator (no allocation once collectives may
+    // run). Declared before it, they are released after it is aborted, on every path out.
+    std::vector<std::unique_ptr<DeviceBuffer<float>>> buffers;
+    std::vector<std::unique_ptr<DeviceStream>> streams;
+    for (int ordinal : ordinals) {
+      TESSERA_CUDA_TRY(CudaStatus(cudaSetDevice(ordinal), "cudaSetDevice"));
+      buffers.push_back(std::make_unique<DeviceBuffer<float>>());
+      TESSERA_CUDA_TRY(buffers.back()->Allocate(count));
+      TESSERA_CUDA_TRY(CudaStatus(cudaMemset(buffers.back()->get(), 0, count * sizeof(float)), "cudaMemset"));
+      streams.push_back(std::make_unique<DeviceStream>());
+      TESSERA_CUDA_TRY(streams.back()->Create());
+    }
+    for (int ordinal : ordinals) {
+      TESSERA_CUDA_TRY(CudaStatus(cudaSetDevice(ordinal), "cudaSetDevice"));
+      TESSERA_CUDA_TRY(CudaStatus(cudaDeviceSynchronize(), "cudaMemset"));
+    }
     std::vector<ncclComm_t> comms(devices.size(), nullptr);
     // One process drives every local GPU: ncclCommInitAll makes the communicator, a stream per GPU.
     TESSERA_CUDA_TRY(NcclStatus(ncclCommInitAll(comms.data(), static_cast<int>(comms.size()), ordinals.data()), "ncclCommInitAll"));
@@ -666,25 +646,20 @@ class CudaBackend final : public ComputeBackend {
         for (ncclComm_t c : comms) (void)ncclCommAbort(c);  // never blocks
       }
     } teardown{comms};
-    std::vector<std::unique_ptr<DeviceBuffer<float>>> buffers;
-    std::vector<cudaStream_t> streams(devices.size(), nullptr);
-    for (size_t i = 0; i < devices.size(); ++i) {
-      TESSERA_CUDA_TRY(CudaStatus(cudaSetDevice(ordinals[i]), "cudaSetDevice"));
-      buffers.push_back(std::make_unique<DeviceBuffer<float>>());
-      TESSERA_CUDA_TRY(buffers.back()->Allocate(count));
-      TESSERA_CUDA_TRY(CudaStatus(cudaMemset(buffers.back()->get(), 0, count * sizeof(float)), "cudaMemset"));
-      TESSERA_CUDA_TRY(CudaStatus(cudaStreamCreate(&streams[i]), "cudaStreamCreate"));
-    }
     auto all_reduce = [&]() -> absl::Status {
       TESSERA_CUDA_TRY(NcclStatus(ncclGroupStart(), "ncclGroupStart"));
       for (size_t i = 0; i < devices.size(); ++i) {
-        TESSERA_CUDA_TRY(NcclStatus(ncclAllReduce(buffers[i]->get(), buffers[i]->get(), count, ncclFloat, ncclSum, comms[i], streams[i]),
-                                    "ncclAllReduce"));
+        const ncclResult_t queued =
+            ncclAllReduce(buffers[i]->get(), buffers[i]->get(), count, ncclFloat, ncclSum, comms[i], streams[i]->get());
+        if (queued != ncclSuccess) {
+          (void)ncclGroupEnd();  // the group is closed on every path
+          return NcclStatus(queued, "ncclAllReduce");
+        }
       }
       TESSERA_CUDA_TRY(NcclStatus(ncclGroupEnd(), "ncclGroupEnd"));
       for (size_t i = 0; i < devices.size(); ++i) {
         TESSERA_CUDA_TRY(CudaStatus(cudaSetDevice(ordinals[i]), "cudaSetDevice"));
-        TESSERA_CUDA_TRY(CudaStatus(cudaStreamSynchronize(streams[i]), "cudaStreamSynchronize"));
+        TESSERA_CUDA_TRY(CudaStatus(cudaStreamSynchronize(streams[i]->get()), "cudaStreamSynchronize"));
       }
       return absl::OkStatus();
     };
@@ -695,7 +670,6 @@ class CudaBackend final : public ComputeBackend {
       TESSERA_CUDA_TRY(all_reduce());
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    for (size_t i = 0; i < devices.size(); ++i) (void)cudaStreamDestroy(streams[i]);
     const double n = static_cast<double>(devices.size());
     AllReduceBenchResult r;
     r.seconds = seconds;
@@ -764,6 +738,7 @@ class CudaBackend final : public ComputeBackend {
         if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) return absl::CancelledError("gemm_bench cancelled");
       }
     }
+    TESSERA_CUDA_TRY(timer.Stop());
     absl::StatusOr<float> ms = timer.ElapsedMs();
     if (!ms.ok()) return ms.status();
     TESSERA_CUDA_TRY(CudaStatus(cudaMemset(sum.get(), 0, sizeof(double)), "cudaMemset"));
@@ -773,51 +748,13 @@ class CudaBackend final : public ComputeBackend {
     return r;
   }
 
-  // The operands are derived on the device; the product is cuBLAS's int8 GEMM (tensor cores, int32
-  // accumulation), timed with CUDA events after an untimed warm-up, or the plain kernel above when
-  // cuBLAS refuses the size.
-  absl::StatusOr<ChallengeRun> RunChallenge(const ChallengeSpec& spec, uint32_t device) override {
-    TESSERA_CUDA_TRY(CudaStatus(cudaSetDevice(static_cast<int>(device)), "cudaSetDevice"));
-    const uint64_t n = spec.n, elements = n * n;
-    DeviceBuffer<int8_t> a, b;
-    DeviceBuffer<int32_t> c;
-    TESSERA_CUDA_TRY(a.Allocate(elements));
-    TESSERA_CUDA_TRY(b.Allocate(elements));
-    TESSERA_CUDA_TRY(c.Allocate(elements));
-    const uint64_t state0 = spec.seed ^ kChallengeSeedMix;
-    FillChallengeOperand<<<Blocks(elements), kThreads>>>(a.get(), elements, state0, 0);
-    FillChallengeOperand<<<Blocks(elements), kThreads>>>(b.get(), elements, state0, elements);
-    TESSERA_CUDA_TRY(CudaStatus(cudaGetLastError(), "challenge operands"));
-    cublasHandle_t blas = nullptr;
-    TESSERA_CUDA_TRY(BlasStatus(cublasCreate(&blas), "cublasCreate"));
-    struct BlasGuard {
-      cublasHandle_t h;
-      ~BlasGuard() { cublasDestroy(h); }
-    } guard{blas};
-    const int32_t alpha = 1, beta = 0;
-    const int dim = static_cast<int>(n);
-    // Row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ: the operands swap.
-    auto product = [&]() -> absl::Status {
-      if (n % 4 == 0) {
-        const cublasStatus_t s = cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, dim, dim, dim, &alpha, b.get(), CUDA_R_8I, dim, a.get(),
-                                              CUDA_R_8I, dim, &beta, c.get(), CUDA_R_32I, dim, CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT);
-        if (s == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
-        if (s != CUBLAS_STATUS_NOT_SUPPORTED && s != CUBLAS_STATUS_INVALID_VALUE) return BlasStatus(s, "cublasGemmEx (int8)");
-      }
-      Int8ProductFallback<<<Blocks(elements), kThreads>>>(a.get(), b.get(), c.get(), spec.n);
-      return CudaStatus(cudaGetLastError(), "int8 product");
-    };
-    TESSERA_CUDA_TRY(product());  // warm-up: cuBLAS picks and loads its kernel
-    TESSERA_CUDA_TRY(CudaStatus(cudaDeviceSynchronize(), "warm-up"));
-    EventTimer timer;
-    TESSERA_CUDA_TRY(timer.Start());
-    TESSERA_CUDA_TRY(product());
-    absl::StatusOr<float> ms = timer.ElapsedMs();
-    if (!ms.ok()) return ms.status();
-    ChallengeRun run{.product = std::vector<int32_t>(elements), .elapsed_us = static_cast<double>(*ms) * 1e3};
-    TESSERA_CUDA_TRY(CudaStatus(cudaMemcpy(run.product.data(), c.get(), elements * sizeof(int32_t), cudaMemcpyDeviceToHost), "product"));
-    return run;
-  }
+  // challenge_cuda.h: cuBLAS's int8 GEMM, timed as a batch; each device keeps its context.
+  absl::StatusOr<ChallengeRun> RunChallenge(const ChallengeSpec& spec, uint32_t device) override { return challenges_.Run(spec, device); }
+
+  void WarmUp(const std::vector<uint32_t>& devices) override { challenges_.WarmUp(devices); }
+
+ private:
+  CudaChallenges challenges_;
 };
 
 }  // namespace

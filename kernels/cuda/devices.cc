@@ -1,4 +1,4 @@
-// ListCudaDevices on the CUDA runtime (built only with CUDA).
+// ListCudaDevices and ProbeCuda on the CUDA runtime (built only with CUDA).
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -17,21 +17,18 @@ std::string UuidText(const cudaUUID_t& uuid) {
   return text;
 }
 
-}  // namespace
+// "what: cudaErrorX (its text)", the runtime's own words for a failure.
+std::string RuntimeError(const char* what, cudaError_t e) {
+  return absl::StrCat(what, ": ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")");
+}
 
-absl::StatusOr<std::vector<CudaDevice>> ListCudaDevices() {
-  int count = 0;
-  const cudaError_t e = cudaGetDeviceCount(&count);
-  if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver || e == cudaErrorInitializationError) {
-    (void)cudaGetLastError();  // clear it: the machine simply has no usable GPU
-    return std::vector<CudaDevice>{};
-  }
-  if (e != cudaSuccess) return absl::InternalError(absl::StrCat("cudaGetDeviceCount: ", cudaGetErrorString(e)));
+// The devices 0..count-1; an error names the call that failed.
+absl::StatusOr<std::vector<CudaDevice>> ReadDevices(int count) {
   std::vector<CudaDevice> devices;
   for (int d = 0; d < count; ++d) {
     cudaDeviceProp p{};
     if (cudaError_t pe = cudaGetDeviceProperties(&p, d); pe != cudaSuccess) {
-      return absl::InternalError(absl::StrCat("cudaGetDeviceProperties(", d, "): ", cudaGetErrorString(pe)));
+      return absl::InternalError(RuntimeError(absl::StrCat("cudaGetDeviceProperties(", d, ")").c_str(), pe));
     }
     CudaDevice& out = devices.emplace_back();
     out.ordinal = static_cast<uint32_t>(d);
@@ -48,6 +45,45 @@ absl::StatusOr<std::vector<CudaDevice>> ListCudaDevices() {
     }
   }
   return devices;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<CudaDevice>> ListCudaDevices() {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver || e == cudaErrorInitializationError) {
+    (void)cudaGetLastError();  // clear it: the machine simply has no usable GPU
+    return std::vector<CudaDevice>{};
+  }
+  if (e != cudaSuccess) return absl::InternalError(absl::StrCat("cudaGetDeviceCount: ", cudaGetErrorString(e)));
+  return ReadDevices(count);
+}
+
+CudaProbe ProbeCuda() {
+  CudaProbe probe;
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    probe.state = e == cudaErrorNoDevice ? CudaRuntimeState::kNoDevice : CudaRuntimeState::kStartFailed;
+    probe.error = RuntimeError("cudaGetDeviceCount", e);
+    return probe;
+  }
+  if (count == 0) {
+    probe.state = CudaRuntimeState::kNoDevice;
+    probe.error = "cudaGetDeviceCount: 0 devices";
+    return probe;
+  }
+  absl::StatusOr<std::vector<CudaDevice>> devices = ReadDevices(count);
+  if (!devices.ok()) {
+    probe.state = CudaRuntimeState::kStartFailed;
+    probe.error = std::string(devices.status().message());
+    return probe;
+  }
+  probe.state = CudaRuntimeState::kReady;
+  probe.devices = *std::move(devices);
+  return probe;
 }
 
 }  // namespace tessera::kernels

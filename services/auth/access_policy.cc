@@ -24,6 +24,7 @@ constexpr std::array kPolicy = {
     MethodAccess{"tessera.v1.WorkerService/RegisterWorker", false, true},
     MethodAccess{"tessera.v1.WorkerService/Connect", false, true},
     MethodAccess{"tessera.v1.WorkerService/ListWorkers", false, true},
+    MethodAccess{"tessera.v1.WorkerService/RetireWorker", false, true},
     MethodAccess{"tessera.v1.BillingService/Deposit", false, false},
     MethodAccess{"tessera.v1.BillingService/GetBalance", true, true},
     MethodAccess{"tessera.v1.BillingService/ListTransfers", true, true},

@@ -49,11 +49,30 @@ std::shared_ptr<grpc::Channel> AuthenticatedChannel(const std::string& target, c
   return grpc::experimental::CreateCustomChannelWithInterceptors(target, credentials, args, std::move(interceptors));
 }
 
+absl::Status ValidateApiKeyText(absl::string_view key, absl::string_view source) {
+  if (key.empty()) return absl::InvalidArgumentError(absl::StrCat(source, " is empty"));
+  if (key.size() > kMaxApiKeyBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(source, " holds ", key.size(), " bytes; an API key is at most ", kMaxApiKeyBytes));
+  }
+  for (size_t i = 0; i < key.size(); ++i) {
+    const auto c = static_cast<unsigned char>(key[i]);
+    if (c == '\n' || c == '\r') {
+      return absl::InvalidArgumentError(absl::StrCat(source, " holds more than one line; it must hold exactly one API key (tsk_…)"));
+    }
+    // gRPC aborts on a header value outside visible ASCII, so nothing else may reach the channel.
+    if (c < 0x21 || c > 0x7e) {
+      return absl::InvalidArgumentError(absl::StrCat(source, " holds a character that cannot be in an API key (byte 0x",
+                                                     absl::Hex(c, absl::kZeroPad2), " at offset ", i, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> ReadApiKeyFile(const std::filesystem::path& path) {
   absl::StatusOr<std::string> text = ReadFileText(path);
   if (!text.ok()) return absl::NotFoundError(absl::StrCat("cannot read the API key file: ", text.status().message()));
   std::string key(absl::StripAsciiWhitespace(*text));
-  if (key.empty()) return absl::InvalidArgumentError(absl::StrCat("the API key file ", path.string(), " is empty"));
+  if (absl::Status s = ValidateApiKeyText(key, absl::StrCat("the API key file ", path.string())); !s.ok()) return s;
   return key;
 }
 

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace tessera::auth {
 
@@ -21,7 +22,15 @@ std::shared_ptr<grpc::Channel> AuthenticatedChannel(const std::string& target, c
                                                     std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr,
                                                     const grpc::ChannelArguments& args = {});
 
-// The key in `path`, surrounding white space removed. NOT_FOUND / INVALID_ARGUMENT name the file.
+inline constexpr size_t kMaxApiKeyBytes = 256;
+
+// OK iff `key` can travel as an API key: one line of visible ASCII, at most kMaxApiKeyBytes. Every
+// key from a flag, an environment variable or a file is checked before a channel carries it (gRPC
+// aborts the process on an illegal header value). `source` names where it came from, for the error.
+absl::Status ValidateApiKeyText(absl::string_view key, absl::string_view source);
+
+// The key in `path`, surrounding white space removed and validated. NOT_FOUND / INVALID_ARGUMENT
+// name the file.
 absl::StatusOr<std::string> ReadApiKeyFile(const std::filesystem::path& path);
 
 // Writes a key (or any secret) to `path` readable by its owner only (0600), atomically.

@@ -8,6 +8,7 @@
 #include "services/common/job_state_machine.h"
 #include "services/common/pagination.h"
 #include "services/billing/ledger.h"
+#include "services/common/money.h"
 
 namespace tessera::billing {
 namespace {
@@ -58,8 +59,24 @@ absl::StatusOr<v1::Transfer> BillingRepository::Deposit(const v1::DepositRequest
     absl::StatusOr<int64_t> available = LedgerId(tx, request.account(), "available");
     if (!treasury.ok()) return treasury.status();
     if (!available.ok()) return available.status();
-    PostTransfers(tx, {{.idempotency_key = key, .kind = "DEPOSIT", .debit_ledger_id = *treasury,
-                        .credit_ledger_id = *available, .amount_utok = request.amount_utok(), .job_id = 0}});
+    // Both buckets locked in id order (the ledger's order), so concurrent deposits see each other's
+    // minting before checking the supply bound.
+    const pqxx::row minted = tx.exec_params1(
+        "SELECT -min(balance_utok) FILTER (WHERE ledger_account_id = $1) FROM (SELECT ledger_account_id, balance_utok"
+        " FROM ledger_accounts WHERE ledger_account_id IN ($1, $2) ORDER BY ledger_account_id FOR NO KEY UPDATE) b",
+        *treasury, *available);
+    const bool retry = !tx.exec_params("SELECT 1 FROM transfers WHERE idempotency_key = $1", key).empty();
+    const auto outstanding = minted[0].as<int64_t>();
+    if (!retry && request.amount_utok() > kMaxTokenSupplyUtok - outstanding) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "amount_utok ", request.amount_utok(), " would take the tokens outstanding from ", outstanding,
+          " µT above the network's supply limit of ", kMaxTokenSupplyUtok, " µT; at most ", kMaxTokenSupplyUtok - outstanding,
+          " µT can be deposited now"));
+    }
+    PostTransfers(tx,
+                  {{.idempotency_key = key, .kind = "DEPOSIT", .debit_ledger_id = *treasury, .credit_ledger_id = *available,
+                    .amount_utok = request.amount_utok(), .job_id = 0}},
+                  BucketLocks::kAlreadyHeld);
     const pqxx::result r = tx.exec_params(absl::StrCat("SELECT ", kTransferColumns, " WHERE t.idempotency_key = $1"), key);
     v1::Transfer transfer = TransferFromRow(r[0]);
     if (transfer.amount_utok() != request.amount_utok() || transfer.credit() != request.account() + "/available") {
@@ -207,12 +224,16 @@ absl::StatusOr<v1::Statement> BillingRepository::GetStatement(const std::string&
   });
 }
 
-absl::StatusOr<v1::UsageProof> BillingRepository::GetUsageProof(const v1::GetUsageProofRequest& request) {
+absl::StatusOr<v1::UsageProof> BillingRepository::GetUsageProof(const v1::GetUsageProofRequest& request, const UsageViewer& viewer) {
   return db_.Transact("usage proof", [&](pqxx::work& tx) -> absl::StatusOr<v1::UsageProof> {
     const pqxx::result found = tx.exec_params(
-        "SELECT attempt, worker_id, settled, batch_id FROM usage_reports"
-        " WHERE job_id = $1 AND seq = $2 AND ($3 = 0 OR attempt = $3) AND ($4 = 0 OR worker_id = $4) LIMIT 2",
-        request.job_id(), static_cast<int64_t>(request.seq()), static_cast<int64_t>(request.attempt()), request.worker_id());
+        "SELECT attempt, worker_id, settled, batch_id FROM usage_reports u"
+        " WHERE job_id = $1 AND seq = $2 AND ($3 = 0 OR attempt = $3) AND ($4 = 0 OR worker_id = $4)"
+        " AND ($5 = '' OR EXISTS (SELECT 1 FROM jobs j JOIN accounts c USING (account_id) WHERE j.job_id = u.job_id AND c.name = $5))"
+        " AND ($6 = '' OR EXISTS (SELECT 1 FROM workers w JOIN accounts p ON p.account_id = w.provider_account_id"
+        "  WHERE w.worker_id = u.worker_id AND p.name = $6)) LIMIT 2",
+        request.job_id(), static_cast<int64_t>(request.seq()), static_cast<int64_t>(request.attempt()), request.worker_id(),
+        viewer.customer, viewer.provider);
     const std::string which = absl::StrCat("usage report seq ", request.seq(), " of job ", request.job_id());
     if (found.empty()) return absl::NotFoundError(absl::StrCat(which, " not found"));
     if (found.size() > 1) {
@@ -273,17 +294,6 @@ absl::StatusOr<v1::ListSettlementBatchesResponse> BillingRepository::ListSettlem
     }
     if (rows.size() > page->size) response.set_next_page_token(std::to_string(response.batches().rbegin()->batch_id()));
     return response;
-  });
-}
-
-absl::StatusOr<UsageOwners> BillingRepository::OwnersOfUsage(int64_t job_id, int64_t worker_id) {
-  return db_.Transact("usage owners", [&](pqxx::work& tx) -> absl::StatusOr<UsageOwners> {
-    const pqxx::result r = tx.exec_params(
-        "SELECT c.name, p.name FROM jobs j JOIN accounts c ON c.account_id = j.account_id, workers w"
-        " JOIN accounts p ON p.account_id = w.provider_account_id WHERE j.job_id = $1 AND w.worker_id = $2",
-        job_id, worker_id);
-    if (r.empty()) return absl::NotFoundError(absl::StrCat("no usage of job ", job_id, " on worker ", worker_id));
-    return UsageOwners{.customer = r[0][0].as<std::string>(), .provider = r[0][1].as<std::string>()};
   });
 }
 

@@ -8,10 +8,11 @@
 
 namespace tessera::billing {
 
-// Who may see a usage report: the job's customer and the reporting worker's provider.
-struct UsageOwners {
-  std::string customer;
-  std::string provider;
+// Whose usage reports a caller may see: the job's customer sees its jobs' reports, the reporting
+// worker's provider its workers' reports; an admin (both empty) sees all.
+struct UsageViewer {
+  std::string customer;  // non-empty: only reports of this customer's jobs
+  std::string provider;  // non-empty: only reports of this provider's workers
 };
 
 class BillingRepository {
@@ -26,9 +27,9 @@ class BillingRepository {
   // `month` is "YYYY-MM" (validated by the service).
   absl::StatusOr<v1::Statement> GetStatement(const std::string& account, const std::string& month);
   // Rebuilds the report's batch tree from the stored reports; INTERNAL if it no longer matches the
-  // stored root (the stored reports were altered).
-  absl::StatusOr<v1::UsageProof> GetUsageProof(const v1::GetUsageProofRequest& request);
-  absl::StatusOr<UsageOwners> OwnersOfUsage(int64_t job_id, int64_t worker_id);
+  // stored root (the stored reports were altered). Reports `viewer` may not see do not exist for it:
+  // NOT_FOUND, never an error that tells they exist.
+  absl::StatusOr<v1::UsageProof> GetUsageProof(const v1::GetUsageProofRequest& request, const UsageViewer& viewer = {});
   absl::StatusOr<v1::ListSettlementBatchesResponse> ListSettlementBatches(const v1::ListSettlementBatchesRequest& request);
 
   absl::StatusOr<v1::Account> CreateAccount(const v1::CreateAccountRequest& request);

@@ -7,6 +7,7 @@
 #include "services/auth/api_key.h"
 #include "services/billing/period.h"
 #include "services/common/grpc_status.h"
+#include "services/common/money.h"
 #include "services/intake/job_spec_validator.h"
 
 namespace tessera::billing {
@@ -28,8 +29,9 @@ grpc::Status Invalid(const absl::Status& s) { return ToGrpcStatus(s); }
 grpc::Status BillingServiceImpl::Deposit(grpc::ServerContext* context, const v1::DepositRequest* request, v1::Transfer* response) {
   TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.BillingService/Deposit");
   if (absl::Status s = intake::ValidateName("account", request->account()); !s.ok()) return Invalid(s);
-  if (request->amount_utok() <= 0) {
-    return {grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("amount_utok must be positive, got ", request->amount_utok())};
+  if (request->amount_utok() <= 0 || request->amount_utok() > kMaxTokenSupplyUtok) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("amount_utok must be between 1 and ", kMaxTokenSupplyUtok,
+                                                             " (the network's supply limit), got ", request->amount_utok())};
   }
   if (request->idempotency_key().empty() || request->idempotency_key().size() > 128) {
     return {grpc::StatusCode::INVALID_ARGUMENT, "idempotency_key must be 1..128 characters"};
@@ -72,8 +74,11 @@ grpc::Status BillingServiceImpl::GetJobInvoice(grpc::ServerContext* context, con
                                                v1::Invoice* response) {
   TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.BillingService/GetJobInvoice");
   if (request->job_id() <= 0) return {grpc::StatusCode::INVALID_ARGUMENT, "job_id must be positive"};
-  // A customer sees only its own invoices: another's job is NOT_FOUND, as one that never was.
-  return Reply(repo_.GetJobInvoice(request->job_id(), caller->admin() ? request->account() : caller->account), response);
+  // A customer sees only its own invoices: another's job is NOT_FOUND, as one that never was; naming
+  // another account is PERMISSION_DENIED, as in every other call.
+  absl::StatusOr<std::string> account = auth::ScopeAccountFilter(*caller, "account", request->account());
+  if (!account.ok()) return Invalid(account.status());
+  return Reply(repo_.GetJobInvoice(request->job_id(), *account), response);
 }
 
 grpc::Status BillingServiceImpl::GetUsageProof(grpc::ServerContext* context, const v1::GetUsageProofRequest* request,
@@ -84,16 +89,12 @@ grpc::Status BillingServiceImpl::GetUsageProof(grpc::ServerContext* context, con
     return {grpc::StatusCode::INVALID_ARGUMENT, "seq must be positive"};
   }
   if (request->worker_id() < 0) return {grpc::StatusCode::INVALID_ARGUMENT, "worker_id must be 0 (any) or positive"};
-  absl::StatusOr<v1::UsageProof> proof = repo_.GetUsageProof(*request);
-  if (proof.ok() && !caller->admin()) {
-    // The job's customer and the reporting worker's provider may prove a report; to anyone else it
-    // does not exist.
-    absl::StatusOr<UsageOwners> owners = repo_.OwnersOfUsage(proof->job_id(), proof->worker_id());
-    if (!owners.ok()) return Invalid(owners.status());
-    if (!auth::MaySee(*caller, caller->role == v1::ROLE_CUSTOMER ? owners->customer : owners->provider)) {
-      return {grpc::StatusCode::NOT_FOUND, absl::StrCat("no usage report ", request->seq(), " of job ", request->job_id())};
-    }
-  }
+  // The job's customer and the reporting worker's provider may prove a report; to anyone else it
+  // does not exist, whatever else is wrong with the request.
+  UsageViewer viewer;
+  if (caller->role == v1::ROLE_CUSTOMER) viewer.customer = caller->account;
+  if (caller->role == v1::ROLE_PROVIDER) viewer.provider = caller->account;
+  absl::StatusOr<v1::UsageProof> proof = repo_.GetUsageProof(*request, viewer);
   return Reply(std::move(proof), response);
 }
 

@@ -80,11 +80,30 @@ void AddWorkerCommands(CLI::App& app, CliContext& ctx) {
     for (const v1::Worker& w : response.workers()) {
       std::string model = w.gpus().empty() ? "-" : w.gpus(0).model();
       rows.push_back({std::to_string(w.worker_id()), w.name(), w.provider_account(), w.region(),
-                      std::string(WorkerStateName(w.state())), w.connected() ? "yes" : "no",
+                      std::string(WorkerStateName(w.state())),
+                      std::string(w.connected() ? "yes" : "no") +
+                          (w.stream_replacements() > 0 ? " (replaced " + std::to_string(w.stream_replacements()) + "x)" : ""),
                       std::to_string(w.gpus_size()) + " x " + model, std::to_string(w.busy_gpus()),
                       std::to_string(w.ask_utok_per_gpu_hour()), std::to_string(w.reputation())});
     }
     PrintTable({"ID", "NAME", "PROVIDER", "REGION", "STATE", "CONNECTED", "GPUS", "BUSY", "ASK µT/GPU-h", "REPUTATION"}, rows);
+  });
+
+  auto* retire = worker->add_subcommand("retire", "Retire a worker for good, so that its machine can register again");
+  auto worker_id = std::make_shared<int64_t>(0);
+  auto reason = std::make_shared<std::string>();
+  retire->add_option("worker_id", *worker_id)->required();
+  retire->add_option("--reason", *reason, "Why, for the audit log")->required();
+  retire->callback([&ctx, worker_id, reason] {
+    v1::RetireWorkerRequest request;
+    request.set_worker_id(*worker_id);
+    request.set_reason(*reason);
+    Show<v1::Worker>(
+        ctx, [&](grpc::ClientContext* c, v1::Worker* w) { return v1::WorkerService::NewStub(ctx.Channel())->RetireWorker(c, request, w); },
+        [](const v1::Worker& w) {
+          std::cout << "worker " << w.worker_id() << " (" << Printable(w.name()) << ") is " << WorkerStateName(w.state())
+                    << "; its GPUs may be registered again under a new worker\n";
+        });
   });
 }
 

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "services/auth/caller.h"
+#include "services/auth/client_channel.h"
 #include "absl/strings/str_cat.h"
 #include "services/cli/commands.h"
 #include "services/common/job_state_machine.h"
@@ -38,21 +39,24 @@ void PrintSignals(const google::protobuf::RepeatedPtrField<v1::FraudSignal>& sig
   PrintTable({"ID", "WORKER", "KIND", "REPORT", "EVIDENCE"}, rows);
 }
 
-// One row per challenged GPU, so that the evidence of a failure can be checked by hand: the seed and
-// n regenerate the operands, and the root is what the worker signed.
+// One table of challenges, then one row per challenged GPU, so that the evidence of a failure can be
+// checked by hand (the seed and n regenerate the operands, the root is what the worker signed)
+// without repeating a challenge's outcome text on every GPU's row.
 void PrintChallenges(const google::protobuf::RepeatedPtrField<v1::GpuChallengeRecord>& challenges) {
-  std::vector<std::vector<std::string>> rows;
+  std::vector<std::vector<std::string>> rows, gpus;
   for (const v1::GpuChallengeRecord& c : challenges) {
+    rows.push_back({std::to_string(c.challenge_id()), c.reason(), c.outcome(), std::to_string(c.gpus_size()),
+                    c.observed_ms() == 0 ? "-" : absl::StrCat(c.observed_ms(), " ms"), c.detail().empty() ? "-" : c.detail()});
     for (const v1::ChallengedGpu& g : c.gpus()) {
       std::string root;
       for (unsigned char byte : g.root().substr(0, 8)) absl::StrAppend(&root, absl::Hex(byte, absl::kZeroPad2));
-      rows.push_back({std::to_string(c.challenge_id()), c.reason(), c.outcome(), absl::StrCat(g.gpu_index(), " ", g.model()),
-                      absl::StrCat(g.seed(), " / ", g.n()), root.empty() ? "-" : root + "…",
-                      g.root().empty() ? "-" : absl::StrCat(static_cast<double>(g.elapsed_us()) / 1e3, " ms"),
-                      c.observed_ms() == 0 ? "-" : absl::StrCat(c.observed_ms(), " ms"), c.detail().empty() ? "-" : c.detail()});
+      gpus.push_back({std::to_string(c.challenge_id()), absl::StrCat(g.gpu_index(), " ", g.model()), absl::StrCat(g.seed(), " / ", g.n()),
+                      root.empty() ? "-" : root + "…", g.root().empty() ? "-" : absl::StrCat(static_cast<double>(g.elapsed_us()) / 1e3, " ms")});
     }
   }
-  PrintTable({"CHALLENGE", "REASON", "OUTCOME", "GPU", "SEED / N", "ROOT", "REPORTED", "ROUND TRIP", "DETAIL"}, rows);
+  PrintTable({"CHALLENGE", "REASON", "OUTCOME", "GPUS", "ROUND TRIP", "DETAIL"}, rows);
+  std::cout << "\n";
+  PrintTable({"CHALLENGE", "GPU", "SEED / N", "ROOT", "REPORTED"}, gpus);
 }
 
 void PrintTrust(const v1::WorkerTrust& t) {
@@ -136,16 +140,28 @@ void AddAdminCommands(CLI::App& app, CliContext& ctx) {
   create->add_option("--role", *role, "customer, provider or admin")->required()->check(CLI::IsMember({"customer", "provider", "admin"}));
   create->add_option("--account", *account, "The account the key acts for (customer and provider keys)");
   create->add_option("--label", *label, "A note for operators, e.g. 'ci runner'");
-  create->callback([&ctx, role, account, label] {
+  auto out = std::make_shared<std::string>();
+  create->add_option("--out", *out, "Write the key to this file, readable by its owner only (0600), instead of stdout");
+  create->callback([&ctx, role, account, label, out] {
     v1::CreateApiKeyRequest request;
     request.set_role(auth::ParseRole(*role));
     request.set_account(*account);
     request.set_label(*label);
     Show<v1::CreateApiKeyResponse>(
         ctx, [&](grpc::ClientContext* c, v1::CreateApiKeyResponse* r) { return v1::AdminService::NewStub(ctx.Channel())->CreateApiKey(c, request, r); },
-        [](const v1::CreateApiKeyResponse& r) {
-          // The key alone on stdout, so that `tessera admin create-key … > key` stores it.
-          std::cout << r.secret_key() << "\n";
+        [&ctx, out](const v1::CreateApiKeyResponse& r) {
+          if (!out->empty()) {
+            if (absl::Status s = auth::WriteSecretFile(*out, r.secret_key()); !s.ok()) {
+              // The key exists now and is shown only once: printed rather than lost.
+              std::cerr << "error: " << s.message() << "; the key is printed instead\n";
+              std::cout << r.secret_key() << "\n";
+              ctx.exit_code = 1;
+              return;
+            }
+          } else {
+            // The key alone on stdout, so that `tessera admin create-key … > key` stores it.
+            std::cout << r.secret_key() << "\n";
+          }
           std::cerr << "issued " << auth::RoleName(r.key().role()) << " key " << r.key().key_id()
                     << (r.key().account().empty() ? "" : " for " + r.key().account()) << "; it is shown only now\n";
         });

@@ -14,7 +14,12 @@ namespace tessera::cli {
 
 std::shared_ptr<grpc::Channel> CliContext::Channel() const {
   std::string key = api_key;
-  if (key.empty() && !api_key_file.empty()) {
+  if (!key.empty()) {
+    if (absl::Status s = auth::ValidateApiKeyText(key, "--api-key (or TESSERA_API_KEY)"); !s.ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      key.clear();  // sent without a key, the call fails UNAUTHENTICATED instead of aborting in gRPC
+    }
+  } else if (!api_key_file.empty()) {
     absl::StatusOr<std::string> read = auth::ReadApiKeyFile(api_key_file);
     if (read.ok()) {
       key = *read;
@@ -70,7 +75,30 @@ std::string CsvField(const std::string& field) {
 
 void PrintTablesAsCsv(bool csv) { tables_as_csv = csv; }
 
-void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+std::string Printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
+      out += escaped;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& raw_rows) {
+  // Cells hold what users typed (names, regions, labels, reasons): never terminal control codes.
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(raw_rows.size());
+  for (const auto& raw : raw_rows) {
+    std::vector<std::string>& row = rows.emplace_back();
+    for (const std::string& cell : raw) row.push_back(Printable(cell));
+  }
   if (tables_as_csv) {
     auto print_csv = [](const std::vector<std::string>& row) {
       std::string line;
@@ -104,6 +132,12 @@ std::string FormatTokens(int64_t utok) {
   char buf[48];
   std::snprintf(buf, sizeof buf, "%s%llu.%06llu", negative ? "-" : "", static_cast<unsigned long long>(magnitude / 1'000'000),
                 static_cast<unsigned long long>(magnitude % 1'000'000));
+  return buf;
+}
+
+std::string Percent(uint32_t ppm) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%u.%u%%", ppm / 10'000, (ppm / 1'000) % 10);
   return buf;
 }
 

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <google/protobuf/message.h>
@@ -44,7 +45,10 @@ std::string ToJson(const google::protobuf::Message& message);
 // columns; set from `-o csv`.
 void PrintTablesAsCsv(bool csv);
 
-// Prints rows as an aligned table with a header (or as CSV, see above).
+// `text` with control characters escaped as \xNN, so that printing it cannot drive the terminal.
+std::string Printable(std::string_view text);
+
+// Prints rows as an aligned table with a header (or as CSV, see above), every cell Printable.
 void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
 
 // A fresh key for a money call the user gave no --idempotency-key for (24 hex characters).
@@ -52,6 +56,9 @@ std::string RandomIdempotencyKey();
 
 // 12345678 µT → "12.345678" (exact, integer arithmetic).
 std::string FormatTokens(int64_t utok);
+
+// 834000 ppm → "83.4%".
+std::string Percent(uint32_t ppm);
 
 // Runs one unary call, `call(grpc::ClientContext*, Response*)`, and shows its answer: the error on
 // stderr (exit code 1), the response as JSON with -o json, or else `print(response)`.

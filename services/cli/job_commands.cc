@@ -21,12 +21,6 @@ std::string RandomRequestId() {
   return std::string("req-") + hex;
 }
 
-std::string Percent(uint32_t ppm) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%u.%u%%", ppm / 10'000, (ppm / 1'000) % 10);
-  return buf;
-}
-
 // The job's requirements in one line ("H100|A100, >= 40000 MiB, cc >= 8.0, in eu-west, spread"),
 // empty when it accepts any GPU.
 std::string Requirements(const v1::JobSpec& spec) {
@@ -43,6 +37,13 @@ std::string Requirements(const v1::JobSpec& spec) {
   if (spec.min_reputation() > 0) parts.push_back("reputation >= " + std::to_string(spec.min_reputation()));
   if (spec.placement() == v1::GPU_PLACEMENT_SPREAD) parts.push_back("spread over workers");
   return joined(parts, ", ");
+}
+
+// Throughput at the scale it has: a CPU's few GFLOP/s are not "0.000 TFLOP/s".
+std::string FormatFlops(double tflops) {
+  if (tflops >= 1.0) return absl::StrFormat("%.1f TFLOP/s", tflops);
+  if (tflops >= 1e-3) return absl::StrFormat("%.1f GFLOP/s", tflops * 1e3);
+  return absl::StrFormat("%.1f MFLOP/s", tflops * 1e6);
 }
 
 void PrintJob(const v1::Job& job) {
@@ -69,7 +70,7 @@ void PrintJob(const v1::Job& job) {
     rows.push_back({"weights", "sha256:" + job.result().weights_sha256()});
   }
   if (job.has_result() && job.result().achieved_tflops() > 0) {
-    rows.push_back({"throughput", absl::StrFormat("%.3f TFLOP/s on %s (%.3f s timed)", job.result().achieved_tflops(),
+    rows.push_back({"throughput", absl::StrFormat("%s on %s (%.3f s timed)", FormatFlops(job.result().achieved_tflops()),
                                                   job.result().backend(), job.result().timed_seconds())});
   }
   if (job.has_result() && job.result().algorithm_gbps() > 0) {
@@ -212,51 +213,13 @@ void AddGetListCancel(CLI::App& job, CliContext& ctx) {
   });
 }
 
-void AddWatch(CLI::App& job, CliContext& ctx) {
-  auto* watch = job.add_subcommand("watch", "Follow a job live until it ends (exit 0 only if it SUCCEEDED)");
-  auto job_id = std::make_shared<int64_t>(0);
-  watch->add_option("job_id", *job_id)->required();
-  watch->callback([&ctx, job_id] {
-    auto stub = v1::JobService::NewStub(ctx.Channel());
-    grpc::ClientContext context;  // no deadline: a watch lasts as long as the job
-    v1::WatchJobRequest request;
-    request.set_job_id(*job_id);
-    auto reader = stub->WatchJob(&context, request);
-    v1::JobUpdate update;
-    v1::JobState last = v1::JOB_STATE_UNSPECIFIED;
-    while (reader->Read(&update)) {
-      last = update.state();
-      if (ctx.json()) {
-        std::cout << ToJson(update) << std::endl;
-        continue;
-      }
-      std::cout << "job " << update.job_id() << "  " << JobStateName(update.state()) << "  attempt " << update.attempt();
-      if (update.kind() == v1::JOB_UPDATE_KIND_PROGRESS) {
-        std::cout << "  progress " << Percent(update.progress_ppm());
-        if (update.loss() != 0) std::cout << "  loss " << update.loss();
-      } else if (update.kind() == v1::JOB_UPDATE_KIND_ESCROW_LOW) {
-        std::cout << "  WARNING " << update.message() << " (tessera job extend " << update.job_id() << " --by-ms N)";
-      } else {
-        std::cout << "  " << update.message();
-      }
-      std::cout << std::endl;
-    }
-    grpc::Status s = reader->Finish();
-    if (!s.ok()) {
-      ctx.exit_code = ReportError(s);
-      return;
-    }
-    ctx.exit_code = last == v1::JOB_STATE_SUCCEEDED ? 0 : 3;
-  });
-}
-
 }  // namespace
 
 void AddJobCommands(CLI::App& app, CliContext& ctx) {
   CLI::App* job = app.add_subcommand("job", "Submit and follow training jobs")->require_subcommand(1);
   AddSubmit(*job, ctx);
   AddGetListCancel(*job, ctx);
-  AddWatch(*job, ctx);
+  AddWatchCommand(*job, ctx);
 }
 
 }  // namespace tessera::cli

@@ -48,10 +48,20 @@ absl::Status CheckOpening(const kernels::ChallengeSpec& spec, const std::vector<
                           const Hash& root, const RowOpening& opening);
 
 // What a GPU model achieves on the challenge's dense int8 product, in tera-operations per second
-// (2·n³ operations), from the lowest a working card of that model reaches on the challenge's size
-// to a little over its datasheet peak, and that size: big enough that the product takes a GPU
-// measurable time, small enough that the server's check (k rows, O(k·n²)) stays cheap. A CPU gets a
-// small n: the real product must finish long before the deadline.
+// (2·n³ operations), and the challenge's size: big enough that the product takes a GPU measurable
+// time, small enough that the server's check (k rows, O(k·n²)) stays cheap. A CPU gets a small n:
+// the real product must finish long before the deadline. The worker reports the mean of a batch of
+// back-to-back products (kernels/gpu_challenge_plan.h), so launch overhead is not in the figure.
+//
+// The range, from the datasheets' dense (not sparse) int8 tensor-core peaks:
+//   min_tops = 50% of the slowest variant's peak sold under the model name (an SXM and a PCIe card
+//              are both "H100"): what cuBLAS at n = 4096 should clear with room for clocks and
+//              power limits, and high enough that a cheaper model at its own full peak does not
+//              pass (an A100, 624, an RTX 4090, 661, or an L40S, 733, cannot pass as an H100, 756);
+//   max_tops = 110% of the fastest variant's peak: faster is impossible.
+// An H100 SXM and an H200 have the same tensor cores: compute alone cannot tell them apart.
+// A starting point, not a measurement: to be calibrated on real cards of each model
+// (tests/gpu/gpu_challenge_gpu_test.cc prints what a card achieves).
 struct Int8Throughput {
   absl::string_view model;
   double min_tops;
@@ -59,8 +69,14 @@ struct Int8Throughput {
   uint32_t challenge_n;
 };
 inline constexpr Int8Throughput kInt8Throughput[] = {
-    {"H200", 40, 2'200, 4'096},   {"H100", 30, 2'200, 4'096}, {"A100", 12, 700, 4'096}, {"L40S", 15, 800, 4'096},
-    {"RTX 4090", 12, 730, 4'096}, {"A10", 5, 280, 4'096},     {"T4", 2, 140, 4'096},    {"CPU", 0.00002, 5, 256},
+    {"H200", 835, 2'200, 4'096},    // SXM 1,979, NVL 1,671: min 50% of 1,671, max 110% of 1,979
+    {"H100", 756, 2'200, 4'096},    // SXM 1,979, NVL 1,671, PCIe 1,513: min 50% of 1,513, max 110% of 1,979
+    {"A100", 312, 690, 4'096},      // SXM and PCIe 624: min 50%, max 110%
+    {"L40S", 366, 810, 4'096},      // 733: min 50%, max 110%
+    {"RTX 4090", 330, 730, 4'096},  // 660.6: min 50%, max 110%
+    {"A10", 125, 275, 4'096},       // 250: min 50%, max 110%
+    {"T4", 65, 145, 4'096},         // 130: min 50%, max 110%
+    {"CPU", 0.00002, 5, 256},       // no tensor cores: any honest CPU, far under the slowest GPU
 };
 // The model's row of the table; null for a model it does not know.
 const Int8Throughput* Int8ThroughputOf(absl::string_view model);

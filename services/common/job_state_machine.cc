@@ -17,12 +17,13 @@ constexpr std::array<std::pair<JobState, std::string_view>, 6> kJobStateNames = 
     {v1::JOB_STATE_CANCELLED, "CANCELLED"},
 }};
 
-constexpr std::array<std::pair<v1::WorkerState, std::string_view>, 5> kWorkerStateNames = {{
+constexpr std::array<std::pair<v1::WorkerState, std::string_view>, 6> kWorkerStateNames = {{
     {v1::WORKER_STATE_PENDING_VERIFICATION, "PENDING_VERIFICATION"},
     {v1::WORKER_STATE_ACTIVE, "ACTIVE"},
     {v1::WORKER_STATE_DRAINING, "DRAINING"},
     {v1::WORKER_STATE_OFFLINE, "OFFLINE"},
     {v1::WORKER_STATE_QUARANTINED, "QUARANTINED"},
+    {v1::WORKER_STATE_RETIRED, "RETIRED"},
 }};
 
 constexpr std::array<std::pair<v1::EscrowHoldState, std::string_view>, 3> kHoldStateNames = {{

@@ -15,6 +15,11 @@ namespace tessera {
 inline constexpr int64_t kMsPerHour = 3'600'000;
 inline constexpr int64_t kBasisPoints = 10'000;
 
+// The most µT that may be outstanding at once (minted by deposits and not yet paid out): 10^18 µT,
+// a trillion tokens. Every balance, and the sum of any two, then stays far inside int64, so no
+// ledger statement can overflow; a deposit beyond it is refused before anything is written.
+inline constexpr int64_t kMaxTokenSupplyUtok = 1'000'000'000'000'000'000;
+
 // floor(gpu_ms_total × price_utok_per_gpu_hour / 3,600,000); OUT_OF_RANGE if it exceeds int64.
 absl::StatusOr<int64_t> CumulativeCharge(int64_t gpu_ms_total, int64_t price_utok_per_gpu_hour);
 

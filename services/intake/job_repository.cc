@@ -254,6 +254,8 @@ std::vector<absl::StatusOr<SubmitOutcome>> JobRepository::SubmitBatch(const std:
         job.set_bid_utok_per_gpu_hour(r.spec().bid_utok_per_gpu_hour());
         job.set_priority_class(ParsePriorityClass(PriorityClassName(r.spec().priority_class())));
         job.set_max_attempts(terms[i].max_attempts);
+        job.set_max_duration_ms(r.spec().max_duration_ms());
+        job.set_hold_state(v1::ESCROW_HOLD_STATE_PENDING);
         job.set_created_at_ms(created_ms);
         job.set_updated_at_ms(created_ms);
         out[i] = std::move(outcome);
@@ -451,6 +453,9 @@ absl::StatusOr<JobChanges> JobRepository::ChangesSince(int64_t job_id, int64_t a
       u.set_at_ms(e[4].as<int64_t>());
       u.set_kind(ParseUpdateKind(e[5].as<std::string>()));
       u.set_remaining_ms(e[6].as<int64_t>());
+      u.set_event_id(e[0].as<int64_t>());
+      // The terminal event closes the stream: it carries where the job's progress ended, not 0.
+      if (IsTerminal(u.state())) u.set_progress_ppm(changes.job.progress_ppm());
       changes.last_event_id = e[0].as<int64_t>();
     }
     return changes;

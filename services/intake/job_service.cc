@@ -54,6 +54,10 @@ grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context, const v1::Li
   TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.JobService/ListJobs");
   if (absl::Status s = ValidateName("account", request->account()); !s.ok()) return ToGrpcStatus(s);
   if (absl::Status s = auth::RequireAccount(*caller, "account", request->account()); !s.ok()) return ToGrpcStatus(s);
+  if (!v1::JobState_IsValid(request->state())) {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("state must be a JobState (0 for any, ", v1::JOB_STATE_QUEUED, "..", v1::JobState_MAX, "), got ", request->state())));
+  }
   absl::StatusOr<v1::ListJobsResponse> page = jobs_.List(*request);
   if (!page.ok()) return ToGrpcStatus(page.status());
   *response = *std::move(page);
@@ -84,6 +88,9 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
                                       grpc::ServerWriter<v1::JobUpdate>* writer) {
   TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.JobService/WatchJob");
   if (grpc::Status s = RequireJobId(request->job_id()); !s.ok()) return s;
+  if (request->after_event_id() < 0) {
+    return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat("after_event_id must be 0 or positive, got ", request->after_event_id())));
+  }
   if (absl::StatusOr<v1::Job> own = OwnJob(*caller, request->job_id()); !own.ok()) return ToGrpcStatus(own.status());
   // Each stream holds a call thread while it watches: beyond the limit, refused (retry later).
   if (watch_streams_.fetch_add(1) >= max_watch_streams_) {
@@ -95,7 +102,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
     std::atomic<int>& n;
     ~Release() { n.fetch_sub(1); }
   } release{watch_streams_};
-  int64_t last_event_id = 0;
+  int64_t last_event_id = request->after_event_id();  // a reconnecting watcher resumes after what it saw
   uint32_t last_progress_ppm = 0;
   std::string last_wait_reason;
   while (!context->IsCancelled()) {
@@ -117,6 +124,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
       progress.set_message("progress");
       progress.set_kind(v1::JOB_UPDATE_KIND_PROGRESS);
       progress.set_at_ms(job.updated_at_ms());
+      progress.set_event_id(last_event_id);
       if (!writer->Write(progress)) return grpc::Status::OK;
     }
     if (job.state() == v1::JOB_STATE_QUEUED && job.wait_reason() != last_wait_reason) {
@@ -129,6 +137,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
         waiting.set_message("waiting: " + last_wait_reason);
         waiting.set_kind(v1::JOB_UPDATE_KIND_WAITING);
         waiting.set_at_ms(job.updated_at_ms());
+        waiting.set_event_id(last_event_id);
         if (!writer->Write(waiting)) return grpc::Status::OK;
       }
     }

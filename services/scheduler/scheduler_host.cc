@@ -252,6 +252,11 @@ void SchedulerHost::ProcessBatch(std::vector<Inbound>& batch) {
           continue;
         }
       }
+      if (absl::Status s = ValidateWorkerProfile("hello.", m.hello().name(), m.hello().region(), m.hello().ask_utok_per_gpu_hour());
+          !s.ok()) {
+        in.session->Close(ToGrpcStatus(s));
+        continue;
+      }
       // Before any later message of the stream is taken under the claimed id: is it the stream
       // key's provider's machine, and with which key does it sign?
       absl::StatusOr<WorkerIdentity> identity = repo_.Identify(m.hello().worker_id(), in.session->provider_account_id());
@@ -516,7 +521,7 @@ void SchedulerHost::SendCancel(int64_t job_id, uint32_t attempt, int64_t worker_
 void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello,
                                 scheduler::Decisions& decisions) {
   auto activated = repo_.ActivateWorker(hello.worker_id(), hello.has_policy() ? &hello.policy() : nullptr, options_.verifier.enabled,
-                                        hello.draining());
+                                        hello.draining(), {hello.name(), hello.region(), hello.ask_utok_per_gpu_hour()});
   if (!activated.ok()) {
     session->Close(ToGrpcStatus(activated.status()));
     return;

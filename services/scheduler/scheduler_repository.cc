@@ -3,6 +3,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "services/common/job_state_machine.h"
 #include "services/scheduler/market_inputs.h"
 #include "services/scheduler/trust_repository.h"
@@ -190,14 +191,21 @@ absl::StatusOr<std::vector<v1::Worker>> SchedulerRepository::ListWorkers(const s
 }
 
 absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> SchedulerRepository::ActivateWorker(
-    int64_t worker_id, const v1::ProviderPolicy* policy, bool require_verification, bool draining) {
+    int64_t worker_id, const v1::ProviderPolicy* policy, bool require_verification, bool draining, const WorkerProfile& profile) {
   using Result = std::pair<WorkerRecord, std::vector<LiveAssignment>>;
   return db_.Transact("activate worker", [&](pqxx::work& tx) -> absl::StatusOr<Result> {
-    const pqxx::result w =
-        tx.exec_params("SELECT state, verified_at IS NOT NULL FROM workers WHERE worker_id = $1 FOR NO KEY UPDATE", worker_id);
+    const pqxx::result w = tx.exec_params(
+        "SELECT state, verified_at IS NOT NULL, name, region, ask_utok_per_gpu_hour FROM workers WHERE worker_id = $1 FOR NO KEY UPDATE",
+        worker_id);
     if (w.empty()) return absl::NotFoundError(absl::StrCat("worker ", worker_id, " is not registered"));
     v1::WorkerState state = ParseWorkerState(w[0][0].as<std::string>());
     if (state == v1::WORKER_STATE_QUARANTINED) return absl::PermissionDeniedError(absl::StrCat("worker ", worker_id, " is quarantined"));
+    if (state == v1::WORKER_STATE_RETIRED) {
+      return absl::FailedPreconditionError(absl::StrCat("worker ", worker_id, " is retired and cannot connect again; register the "
+                                                        "machine as a new worker (remove worker-id and worker.ed25519 from the "
+                                                        "agent's state dir)"));
+    }
+    UpdateProfile(tx, worker_id, w[0], profile);
     if (require_verification && (state == v1::WORKER_STATE_PENDING_VERIFICATION || !w[0][1].as<bool>())) {
       state = v1::WORKER_STATE_PENDING_VERIFICATION;  // no job until it passes a GPU challenge
     } else {
@@ -222,6 +230,52 @@ absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> SchedulerRe
     }
     return result;
   });
+}
+
+void SchedulerRepository::UpdateProfile(pqxx::work& tx, int64_t worker_id, const pqxx::row& stored, const WorkerProfile& profile) {
+  const std::string name = profile.name.empty() ? stored[2].as<std::string>() : profile.name;
+  const std::string region = profile.region.empty() ? stored[3].as<std::string>() : profile.region;
+  const int64_t ask = profile.ask_utok_per_gpu_hour == 0 ? stored[4].as<int64_t>() : profile.ask_utok_per_gpu_hour;
+  std::vector<std::string> changes;
+  if (name != stored[2].as<std::string>()) changes.push_back(absl::StrCat("name '", stored[2].as<std::string>(), "' → '", name, "'"));
+  if (region != stored[3].as<std::string>()) changes.push_back(absl::StrCat("region '", stored[3].as<std::string>(), "' → '", region, "'"));
+  if (ask != stored[4].as<int64_t>()) changes.push_back(absl::StrCat("ask ", stored[4].as<int64_t>(), " → ", ask, " µT/GPU-h"));
+  if (changes.empty()) return;
+  tx.exec_params0("UPDATE workers SET name = $2, region = $3, ask_utok_per_gpu_hour = $4 WHERE worker_id = $1", worker_id, name, region,
+                  ask);
+  tx.exec_params0("INSERT INTO audit_log (action, subject, detail) VALUES ('worker.reconfigure', $1, $2)",
+                  absl::StrCat("worker/", worker_id), absl::StrCat("in its hello: ", absl::StrJoin(changes, "; ")));
+}
+
+absl::StatusOr<v1::Worker> SchedulerRepository::RetireWorker(int64_t worker_id, int64_t provider_account_id, const std::string& reason,
+                                                             const std::string& actor_key_id) {
+  absl::Status outcome = db_.Transact("retire worker", [&](pqxx::work& tx) -> absl::Status {
+    const pqxx::result w = tx.exec_params(
+        "SELECT state, provider_account_id FROM workers WHERE worker_id = $1 FOR NO KEY UPDATE", worker_id);
+    // Another provider's worker is not found, exactly like one that never was.
+    if (w.empty() || (provider_account_id != 0 && w[0][1].as<int64_t>() != provider_account_id)) {
+      return absl::NotFoundError(absl::StrCat("worker ", worker_id, " not found"));
+    }
+    if (w[0][0].as<std::string>() == "RETIRED") return absl::OkStatus();
+    const pqxx::result live = tx.exec_params(
+        "SELECT job_id, attempt FROM assignments WHERE worker_id = $1 AND state = 'LIVE' ORDER BY job_id LIMIT 1", worker_id);
+    if (!live.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat("worker ", worker_id, " still holds the lease of job ", live[0][0].as<int64_t>(),
+                                                        " attempt ", live[0][1].as<int64_t>(),
+                                                        ": stop its agent, then retire it once the lease has ended"));
+    }
+    tx.exec_params0("UPDATE workers SET state = 'RETIRED', retired_at = now() WHERE worker_id = $1", worker_id);
+    tx.exec_params0("INSERT INTO audit_log (actor_key_id, action, subject, detail) VALUES (NULLIF($1, ''), 'worker.retire', $2, $3)",
+                    actor_key_id, absl::StrCat("worker/", worker_id), reason);
+    return absl::OkStatus();
+  });
+  if (!outcome.ok()) return outcome;
+  absl::StatusOr<std::vector<v1::Worker>> workers = ListWorkers("");
+  if (!workers.ok()) return workers.status();
+  for (v1::Worker& worker : *workers) {
+    if (worker.worker_id() == worker_id) return std::move(worker);
+  }
+  return absl::InternalError(absl::StrCat("worker ", worker_id, " vanished after its retirement"));
 }
 
 absl::StatusOr<bool> SchedulerRepository::DrainWorker(int64_t worker_id, const std::string& reason) {

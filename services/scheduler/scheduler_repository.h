@@ -60,6 +60,13 @@ struct RendezvousOut {
 
 
 
+// What a hello may change of a worker's registration (empty or 0: unchanged).
+struct WorkerProfile {
+  std::string name;
+  std::string region;
+  int64_t ask_utok_per_gpu_hour = 0;
+};
+
 struct WorkerIdentity {
   int64_t provider_account_id = 0;
   std::string public_key;  // empty: registered before keys (its reports cannot be accepted)
@@ -106,10 +113,19 @@ class SchedulerRepository {
   // its policy when `policy` is given, and returns it with its live assignments. With
   // `require_verification`, a worker that never passed a GPU challenge, or whose re-check did not
   // finish, is PENDING_VERIFICATION instead.
+  // A `profile` that differs from the stored name, region or ask replaces it, with an audit entry. A
+  // RETIRED worker is FAILED_PRECONDITION: it never connects again.
   absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> ActivateWorker(int64_t worker_id,
                                                                                       const v1::ProviderPolicy* policy,
                                                                                       bool require_verification,
-                                                                                      bool draining = false);
+                                                                                      bool draining = false,
+                                                                                      const WorkerProfile& profile = {});
+  // Retires a worker for good (RetireWorker): RETIRED, retired_at, an audit entry by `actor_key_id`,
+  // in one transaction; its GPUs stop counting as registered. `provider_account_id` non-zero: only
+  // that provider's worker (another's is NOT_FOUND). A live lease is FAILED_PRECONDITION. Retiring
+  // again returns the worker unchanged.
+  absl::StatusOr<v1::Worker> RetireWorker(int64_t worker_id, int64_t provider_account_id, const std::string& reason,
+                                          const std::string& actor_key_id);
   // An ACTIVE worker whose agent is draining becomes DRAINING (no new jobs), with its audit entry.
   // Returns whether it changed.
   absl::StatusOr<bool> DrainWorker(int64_t worker_id, const std::string& reason);
@@ -172,6 +188,8 @@ class SchedulerRepository {
 
  private:
   absl::Status CheckEpoch(pqxx::work& tx) const;
+  // Applies a hello's profile to the stored row `stored` (state, verified, name, region, ask).
+  static void UpdateProfile(pqxx::work& tx, int64_t worker_id, const pqxx::row& stored, const WorkerProfile& profile);
   // Ends the live assignments of `offline_workers`, of the (job, attempt) pairs and of
   // `preempted_jobs`, and returns those jobs to the queue (FAILED when a lost lease was their last
   // attempt; preemption does not count).

@@ -26,7 +26,7 @@ void FlagCrowd(pqxx::work& tx, const char* kind, const std::string& where, const
   tx.exec_params0(absl::StrCat("INSERT INTO fraud_signals (worker_id, kind, evidence)"
                                " SELECT w.worker_id, $2, $3 FROM workers w WHERE ",
                                where,
-                               " AND w.state <> 'QUARANTINED' AND NOT EXISTS (SELECT 1 FROM fraud_signals f"
+                               " AND w.state NOT IN ('QUARANTINED', 'RETIRED') AND NOT EXISTS (SELECT 1 FROM fraud_signals f"
                                "   WHERE f.worker_id = w.worker_id AND f.kind = $2 AND f.created_at > now() - interval '30 days')"),
                   value, kind, absl::StrCat(count, " workers ", what, " (more than ", limit, ")"));
 }
@@ -103,8 +103,9 @@ bool FlagRegistration(pqxx::work& tx, int64_t worker_id, int64_t provider_accoun
                       const std::string& subnet, const TrustLimits& limits) {
   bool quarantined = false;
   const pqxx::result clones = tx.exec_params(
-      "SELECT DISTINCT ON (g.worker_id) g.worker_id, g.uuid FROM gpus g WHERE g.uuid = ANY($1::text[]) AND g.worker_id <> $2"
-      " ORDER BY g.worker_id",
+      // A retired worker's GPUs are released: the same machine registered again is no clone.
+      "SELECT DISTINCT ON (g.worker_id) g.worker_id, g.uuid FROM gpus g JOIN workers w USING (worker_id)"
+      " WHERE g.uuid = ANY($1::text[]) AND g.worker_id <> $2 AND w.state <> 'RETIRED' ORDER BY g.worker_id",
       store::ArrayLiteral(uuids), worker_id);
   for (const pqxx::row& c : clones) {
     const int64_t other = c[0].as<int64_t>();
@@ -122,14 +123,15 @@ bool FlagRegistration(pqxx::work& tx, int64_t worker_id, int64_t provider_accoun
   }
   if (!subnet.empty()) {
     tx.exec_params0("UPDATE workers SET registered_subnet = network($2::inet) WHERE worker_id = $1", worker_id, subnet);
-    const int crowd = tx.exec_params1("SELECT count(*) FROM workers WHERE registered_subnet = network($1::inet) AND state <> 'QUARANTINED'",
-                                      subnet)[0].as<int>();
+    const int crowd = tx.exec_params1(
+        "SELECT count(*) FROM workers WHERE registered_subnet = network($1::inet) AND state NOT IN ('QUARANTINED', 'RETIRED')",
+        subnet)[0].as<int>();
     if (crowd > limits.max_workers_per_subnet) {
       FlagCrowd(tx, "SUBNET_CROWD", "w.registered_subnet = network($1::inet)", subnet, crowd, limits.max_workers_per_subnet,
                 absl::StrCat("registered from ", subnet));
     }
   }
-  const int fleet = tx.exec_params1("SELECT count(*) FROM workers WHERE provider_account_id = $1 AND state <> 'QUARANTINED'",
+  const int fleet = tx.exec_params1("SELECT count(*) FROM workers WHERE provider_account_id = $1 AND state NOT IN ('QUARANTINED', 'RETIRED')",
                                     provider_account_id)[0].as<int>();
   if (fleet > limits.max_workers_per_provider) {
     FlagCrowd(tx, "PROVIDER_FLEET", "w.provider_account_id = $1::bigint", std::to_string(provider_account_id), fleet,

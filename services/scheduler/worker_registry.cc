@@ -1,5 +1,7 @@
 #include "services/scheduler/worker_registry.h"
 
+#include <spdlog/spdlog.h>
+
 namespace tessera::scheduler_host {
 
 void WorkerRegistry::Track(int64_t worker_id, int64_t now_ms) {
@@ -11,7 +13,19 @@ void WorkerRegistry::Attach(int64_t worker_id, const std::shared_ptr<WorkerSessi
   std::lock_guard lock(mu_);
   Entry& entry = workers_[worker_id];
   if (entry.session != nullptr && entry.session != session) {
-    entry.session->Close(grpc::Status(grpc::StatusCode::ABORTED, "replaced by a newer connection of this worker"));
+    entry.session->Close(grpc::Status(grpc::StatusCode::ABORTED,
+                                      "replaced by a newer connection of this worker (another agent with the same identity, "
+                                      "or this agent reconnecting)"));
+    Replacements& r = replacements_[worker_id];
+    ++r.total;
+    ++r.unlogged;
+    if (r.total == 1 || now_ms - r.logged_at_ms >= kReplacementLogMs) {
+      spdlog::warn("worker {}: a new stream replaced its connected one ({} time(s) since the last warning, {} in all); if this "
+                   "repeats, two agents share the worker's identity (a copied state dir)",
+                   worker_id, r.unlogged, r.total);
+      r.unlogged = 0;
+      r.logged_at_ms = now_ms;
+    }
   }
   entry.session = session;
   entry.last_seen_ms = now_ms;
@@ -68,6 +82,12 @@ std::vector<int64_t> WorkerRegistry::ConnectedWorkers() const {
     if (entry.session != nullptr) ids.push_back(id);
   }
   return ids;
+}
+
+int64_t WorkerRegistry::StreamReplacements(int64_t worker_id) const {
+  std::lock_guard lock(mu_);
+  auto it = replacements_.find(worker_id);
+  return it == replacements_.end() ? 0 : it->second.total;
 }
 
 }  // namespace tessera::scheduler_host

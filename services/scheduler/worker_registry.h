@@ -20,7 +20,9 @@ class WorkerRegistry {
  public:
   // Starts the lease clock of a worker that has not connected to this host (yet); no-op if tracked.
   void Track(int64_t worker_id, int64_t now_ms);
-  // Binds a worker that passed hello to its session (closing an older one).
+  // Binds a worker that passed hello to its session (closing an older one). Replacing a connected
+  // stream is counted and logged (a warning at once, then at most every kReplacementLogMs): two
+  // agents sharing one identity replace each other many times a second.
   void Attach(int64_t worker_id, const std::shared_ptr<WorkerSession>& session, int64_t now_ms);
   // The stream ended; the lease clock keeps running from the last message.
   void Detach(const std::shared_ptr<WorkerSession>& session);
@@ -30,6 +32,10 @@ class WorkerRegistry {
   std::vector<std::pair<int64_t, std::shared_ptr<WorkerSession>>> TakeExpired(int64_t now_ms, int64_t lease_timeout_ms);
   std::shared_ptr<WorkerSession> SessionOf(int64_t worker_id) const;
   std::vector<int64_t> ConnectedWorkers() const;
+  // Times a new stream replaced a connected one of this worker, since this host started.
+  int64_t StreamReplacements(int64_t worker_id) const;
+
+  static constexpr int64_t kReplacementLogMs = 10'000;
   // Closes every stream and forgets every worker (the host stepped down).
   void CloseAll(const grpc::Status& status);
 
@@ -39,8 +45,15 @@ class WorkerRegistry {
     int64_t last_seen_ms = 0;
   };
 
+  struct Replacements {
+    int64_t total = 0;
+    int64_t unlogged = 0;
+    int64_t logged_at_ms = 0;
+  };
+
   mutable std::mutex mu_;
   std::map<int64_t, Entry> workers_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, Replacements> replacements_ ABSL_GUARDED_BY(mu_);  // kept across expiry
 };
 
 }  // namespace tessera::scheduler_host

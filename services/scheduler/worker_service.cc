@@ -1,5 +1,6 @@
 #include "services/scheduler/worker_service.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -14,11 +15,12 @@ namespace tessera::scheduler_host {
 
 absl::Status ValidateRegisterWorker(const v1::RegisterWorkerRequest& request) {
   if (absl::Status s = intake::ValidateName("provider_account", request.provider_account()); !s.ok()) return s;
-  if (request.name().empty() || request.name().size() > 128) return absl::InvalidArgumentError("name must be 1..128 characters");
-  if (request.region().empty() || request.region().size() > 64) return absl::InvalidArgumentError("region must be 1..64 characters");
+  if (request.name().empty()) return absl::InvalidArgumentError("name must be 1..128 characters");
+  if (request.region().empty()) return absl::InvalidArgumentError("region must be 1..64 characters");
   if (request.ask_utok_per_gpu_hour() <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("ask_utok_per_gpu_hour must be positive, got ", request.ask_utok_per_gpu_hour()));
   }
+  if (absl::Status s = ValidateWorkerProfile("", request.name(), request.region(), request.ask_utok_per_gpu_hour()); !s.ok()) return s;
   if (request.public_key().size() != kPublicKeyBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("public_key must be the machine's 32-byte Ed25519 public key, got ", request.public_key().size(), " bytes"));
@@ -46,6 +48,21 @@ absl::Status ValidateRegisterWorker(const v1::RegisterWorkerRequest& request) {
     }
   }
   return ValidateProviderPolicy(request.policy());
+}
+
+absl::Status ValidateWorkerProfile(absl::string_view prefix, const std::string& name, const std::string& region, int64_t ask) {
+  // Shown in tables and logs: no control characters, which would drive the reader's terminal.
+  const auto printable = [](const std::string& text) {
+    return std::none_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+  };
+  if (name.size() > 128 || !printable(name)) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "name must be 1..128 printable characters"));
+  }
+  if (region.size() > 64 || !printable(region)) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "region must be 1..64 printable characters"));
+  }
+  if (ask < 0) return absl::InvalidArgumentError(absl::StrCat(prefix, "ask_utok_per_gpu_hour must be positive, got ", ask));
+  return absl::OkStatus();
 }
 
 absl::Status ValidateProviderPolicy(const v1::ProviderPolicy& policy) {
@@ -100,8 +117,28 @@ grpc::Status WorkerServiceImpl::ListWorkers(grpc::ServerContext* context, const 
   const std::vector<int64_t> connected = host_.registry().ConnectedWorkers();
   for (v1::Worker& w : *workers) {
     w.set_connected(std::find(connected.begin(), connected.end(), w.worker_id()) != connected.end());
+    w.set_stream_replacements(host_.registry().StreamReplacements(w.worker_id()));
     *response->add_workers() = std::move(w);
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::RetireWorker(grpc::ServerContext* context, const v1::RetireWorkerRequest* request,
+                                             v1::Worker* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.WorkerService/RetireWorker");
+  if (request->worker_id() <= 0) return ToGrpcStatus(absl::InvalidArgumentError("worker_id must be positive"));
+  if (request->reason().empty() || request->reason().size() > 512) {
+    return ToGrpcStatus(absl::InvalidArgumentError("reason must be 1..512 characters"));
+  }
+  // A connected worker is still someone's running machine: its agent is stopped first.
+  if (host_.registry().SessionOf(request->worker_id()) != nullptr) {
+    return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
+        "worker ", request->worker_id(), " is connected: stop its agent (SIGTERM drains it) before retiring it")));
+  }
+  absl::StatusOr<v1::Worker> retired = host_.repository().RetireWorker(request->worker_id(), caller->admin() ? 0 : caller->account_id,
+                                                                       request->reason(), caller->key_id);
+  if (!retired.ok()) return ToGrpcStatus(retired.status());
+  *response = *std::move(retired);
   return grpc::Status::OK;
 }
 

@@ -19,6 +19,7 @@ class WorkerServiceImpl final : public v1::WorkerService::WithCallbackMethod_Con
       : host_(host), auth_(auth), max_streams_per_provider_(max_streams_per_provider) {}
 
   grpc::Status RegisterWorker(grpc::ServerContext*, const v1::RegisterWorkerRequest*, v1::RegisterWorkerResponse*) override;
+  grpc::Status RetireWorker(grpc::ServerContext*, const v1::RetireWorkerRequest*, v1::Worker*) override;
   grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*, v1::ListWorkersResponse*) override;
   grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage>* Connect(grpc::CallbackServerContext*) override;
 
@@ -34,6 +35,9 @@ class WorkerServiceImpl final : public v1::WorkerService::WithCallbackMethod_Con
 };
 
 absl::Status ValidateRegisterWorker(const v1::RegisterWorkerRequest& request);
+// The name, region and ask a worker registers with or a hello changes (empty or 0 in a hello:
+// unchanged). `prefix` names the message in errors ("hello.").
+absl::Status ValidateWorkerProfile(absl::string_view prefix, const std::string& name, const std::string& region, int64_t ask);
 // Also checked on a hello that carries a new policy.
 absl::Status ValidateProviderPolicy(const v1::ProviderPolicy& policy);
 

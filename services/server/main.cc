@@ -16,6 +16,9 @@ int main(int argc, char** argv) {
   if (const char* ca = std::getenv("TESSERA_TLS_CA")) ctx.tls_ca = ca;
   CLI::App app{"Tessera: a decentralized GPU compute marketplace"};
   app.require_subcommand(1);
+  // Global flags work after the subcommand too (`tessera billing proof 1 3 -o json`): subcommands
+  // made from here on pass options they do not know up to this app.
+  app.fallthrough();
   app.add_option("--server", ctx.server, "Server address (env TESSERA_SERVER)");
   app.add_option("--output,-o", ctx.output, "table, csv or json")
       ->check(CLI::IsMember({"table", "csv", "json"}))

@@ -60,8 +60,9 @@ absl::Status Agent::LoadOrMakeKey(bool registered) {
   const std::filesystem::path key_file = options_.state_dir / "worker.ed25519";
   if (!std::filesystem::exists(key_file)) {
     if (registered) {
-      return absl::FailedPreconditionError(absl::StrCat(options_.state_dir.string(), " holds a worker id but no worker.ed25519 key "
-                                                        "(registered before signed usage): remove it to register the machine again"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          options_.state_dir.string(), " holds a worker id but no worker.ed25519 key (registered before signed usage): retire that "
+          "worker (tessera worker retire ID --reason …), then remove its worker-id file to register the machine again"));
     }
     key_ = WorkerKeyPair::Generate();
     std::string hex(2 * key_.secret_key.size() + 1, '\0');
@@ -89,6 +90,9 @@ absl::StatusOr<int64_t> Agent::RegisterOrLoad() {
   std::error_code ec;
   std::filesystem::create_directories(options_.state_dir, ec);
   if (ec) return absl::PermissionDeniedError("cannot create state dir " + options_.state_dir.string() + ": " + ec.message());
+  absl::StatusOr<StateDirLock> lock = StateDirLock::Acquire(options_.state_dir);
+  if (!lock.ok()) return lock.status();
+  state_lock_.emplace(*std::move(lock));
   int64_t saved_id = 0;
   const bool registered = static_cast<bool>(std::ifstream(id_file) >> saved_id) && saved_id > 0;
   if (absl::Status s = LoadOrMakeKey(registered); !s.ok()) return s;
@@ -215,11 +219,26 @@ bool Agent::ServeOneConnection() {
     hello.mutable_hello()->set_agent_version("tessera-worker 0.1.0");
     *hello.mutable_hello()->mutable_policy() = options_.policy;
     hello.mutable_hello()->set_draining(draining_);
+    // The configuration in force: a changed --name, --region or --ask is applied by the server.
+    hello.mutable_hello()->set_name(options_.name);
+    hello.mutable_hello()->set_region(options_.region);
+    hello.mutable_hello()->set_ask_utok_per_gpu_hour(options_.ask_utok_per_gpu_hour);
+    std::set<JobKey> running;
     for (const auto& [key, runner] : runners_) {
       if (abandoned_.contains(key)) continue;  // being stopped: the scheduler requeues it
+      running.insert(key);
+    }
+    // A run is named until its result is acknowledged, finished or not; after a restart only the
+    // journal still holds that result. Named, its lease is kept for the result that follows the
+    // welcome; unnamed, a lease the server never saw start would be assigned again, run a second
+    // time, and its GPUs freed by the old result while the new run still holds them.
+    for (const v1::WorkerMessage& m : outbox_) {
+      if (m.has_finished()) running.emplace(m.finished().job_id(), m.finished().attempt());
+    }
+    for (const auto& [job_id, attempt] : running) {
       v1::RunningJob* r = hello.mutable_hello()->add_running();
-      r->set_job_id(key.first);
-      r->set_attempt(key.second);
+      r->set_job_id(job_id);
+      r->set_attempt(attempt);
     }
     WriteLocked(hello);
   }
@@ -238,6 +257,14 @@ bool Agent::ServeOneConnection() {
   }
   challenges_->Reset();
   grpc::Status status = stream->Finish();
+  if (!welcomed && status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+    // The server refused this worker's hello for good (a retired worker, an agent that broke the
+    // protocol): retrying would only repeat the refusal.
+    spdlog::error("the scheduler refused this worker: {}", status.error_message());
+    refusal_ = status.error_message();
+    Stop();
+    return false;
+  }
   if (!stop_) {
     spdlog::warn("disconnected from {}: {} {}", servers_[current_], static_cast<int>(status.error_code()), status.error_message());
   }

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -27,6 +28,7 @@
 #include "services/worker/challenge_responder.h"
 #include "services/worker/job_runner.h"
 #include "services/worker/outbox_journal.h"
+#include "services/worker/state_dir_lock.h"
 #include "tessera/v1/workers.grpc.pb.h"
 
 namespace tessera::worker {
@@ -67,8 +69,10 @@ class Agent final : public JobReporter {
   // Loads the saved worker id or registers the machine and saves it.
   absl::StatusOr<int64_t> RegisterOrLoad();
   const std::string& public_key() const { return key_.public_key; }
-  // Connects and serves until Stop(), or until a drain is done, reconnecting with backoff.
+  // Connects and serves until Stop(), or until a drain is done, reconnecting with backoff, or until
+  // the scheduler refuses the worker for good (refusal() then says why).
   void Run();
+  const std::string& refusal() const { return refusal_; }
   void Stop();
   // Takes no new jobs (the server is told, now and in every hello), finishes those it runs and
   // delivers their reports and results, then ends Run().
@@ -96,6 +100,7 @@ class Agent final : public JobReporter {
   size_t current_ = 0;  // run thread only
   int64_t worker_id_ = 0;
   std::atomic<bool> stop_{false};
+  std::string refusal_;  // set by the Run() thread before it stops
   std::atomic<int64_t> heartbeat_interval_ms_{1'000};
 
   std::mutex mu_;  // guards the stream pointer, the outbox and the runners
@@ -106,6 +111,7 @@ class Agent final : public JobReporter {
   WorkerKeyPair key_;  // set by RegisterOrLoad, before the first message
   std::deque<v1::WorkerMessage> outbox_ ABSL_GUARDED_BY(mu_);  // usage and results awaiting ack
   std::unique_ptr<OutboxJournal> journal_;                     // the outbox on disk; set by RegisterOrLoad
+  std::optional<StateDirLock> state_lock_;                     // held while running; set by RegisterOrLoad
   bool welcomed_ ABSL_GUARDED_BY(mu_) = false;                 // the server answered this stream's hello
   std::atomic<int64_t> last_contact_ms_{0};                    // the last message from a server
   std::atomic<bool> draining_{false};

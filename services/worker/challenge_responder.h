@@ -1,8 +1,9 @@
 // The agent's side of proof of GPU (workers.proto, "Proof of GPU"): computes each challenged GPU's
-// product on the compute backend, commits to it with a signed Merkle root and the measured time,
-// then opens the rows the server picks. It works on its own thread, so that the stream goes on
-// reading and heartbeating while the products are computed; a reconnect drops what it holds (the
-// server abandons a challenge whose stream closed and issues a new one).
+// product on the compute backend (all GPUs in parallel, their contexts made at start), commits to
+// it with a signed Merkle root and the measured time, then opens the rows the server picks. It works
+// on its own thread, so that the stream goes on reading and heartbeating while the products are
+// computed; a reconnect drops what it holds (the server abandons a challenge whose stream closed
+// and issues a new one).
 //
 //   ChallengeResponder responder(backend, key, worker_id, [&](const v1::WorkerMessage& m) { write(m); });
 //   responder.OnChallenge(message.challenge());   // then OnOpenRows(message.open_rows())
@@ -16,6 +17,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "kernels/compute_backend.h"
@@ -38,6 +40,7 @@ class ChallengeResponder {
 
  private:
   void Loop();
+  std::vector<absl::StatusOr<kernels::ChallengeRun>> RunAll(const v1::Challenge& challenge);
   void Answer(const v1::Challenge& challenge, uint64_t generation);
   void Open(const v1::OpenRows& open, uint64_t generation);
 

@@ -68,6 +68,11 @@ int main(int argc, char** argv) {
       return 2;
     }
     options.api_key = *key;
+  } else if (!options.api_key.empty()) {
+    if (absl::Status s = tessera::auth::ValidateApiKeyText(options.api_key, "--api-key (or TESSERA_API_KEY)"); !s.ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      return 2;
+    }
   }
   for (const std::string& entry : min_bids) {
     const size_t eq = entry.find('=');
@@ -144,5 +149,9 @@ int main(int argc, char** argv) {
   });
   agent.Run();
   waiter.detach();
+  if (!agent.refusal().empty()) {
+    std::cerr << "error: the scheduler refused this worker: " << agent.refusal() << "\n";
+    return 1;
+  }
   return 0;
 }

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <spdlog/spdlog.h>
+
 #include "absl/strings/str_cat.h"
 
 namespace tessera::worker {
@@ -48,12 +50,49 @@ absl::Status WriteAll(int fd, const std::string& bytes, const std::filesystem::p
   return absl::OkStatus();
 }
 
-// The journal's records in order, applied: messages with the acks that settled them. `good_bytes`
-// is where the last intact record ends.
+// The journal's records in order, applied: messages with the acks that settled them. A damaged
+// region (bytes overwritten on disk) is skipped up to the next intact record: the length prefix
+// may itself be damaged, so the next record is found by its digest, which a stray match passes
+// with probability 2^-128. What cannot be followed by an intact record is the torn tail.
 struct Scan {
   std::vector<OutboxJournal::Entry> entries;
-  size_t good_bytes = 0;
+  size_t good_bytes = 0;                              // where the last intact record ends
+  std::vector<std::pair<size_t, size_t>> damaged;     // [from, to) skipped between intact records
 };
+
+// The length of the intact record at `at` (header and payload), or 0.
+size_t IntactRecord(std::string_view data, size_t at) {
+  if (data.size() - at < kHeaderBytes) return 0;
+  uint32_t n = 0;
+  for (int i = 0; i < 4; ++i) n |= static_cast<uint32_t>(static_cast<unsigned char>(data[at + i])) << (8 * i);
+  if (n == 0 || n > kMaxRecordBytes || data.size() - at - kHeaderBytes < n) return 0;
+  const std::string_view payload = data.substr(at + kHeaderBytes, n);
+  if (payload[0] != 'M' && payload[0] != 'A') return 0;
+  if (Digest(payload) != data.substr(at + 4, kDigestBytes)) return 0;
+  return kHeaderBytes + n;
+}
+
+// Applies one intact record; false if its protobuf does not parse (then it counts as damaged).
+bool Apply(std::string_view payload, Scan& scan, std::vector<size_t>& open) {
+  const std::string body(payload.substr(1));
+  if (payload[0] == 'M') {
+    OutboxJournal::Entry entry;
+    if (!entry.message.ParseFromString(body)) return false;
+    open.push_back(scan.entries.size());
+    scan.entries.push_back(std::move(entry));
+    return true;
+  }
+  v1::ServerMessage ack;
+  if (!ack.ParseFromString(body)) return false;
+  std::erase_if(open, [&](size_t i) {
+    OutboxJournal::Entry& e = scan.entries[i];
+    if (!IsAcked(e.message, ack)) return false;
+    e.acked = true;
+    e.accepted = !ack.has_usage_ack() || ack.usage_ack().accepted();
+    return true;
+  });
+  return true;
+}
 
 absl::StatusOr<Scan> ScanFile(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -64,35 +103,27 @@ absl::StatusOr<Scan> ScanFile(const std::filesystem::path& path) {
   Scan scan;
   std::vector<size_t> open;  // entries not yet acknowledged
   size_t at = 0;
-  while (data.size() - at >= kHeaderBytes) {
-    uint32_t n = 0;
-    for (int i = 0; i < 4; ++i) n |= static_cast<uint32_t>(static_cast<unsigned char>(data[at + i])) << (8 * i);
-    if (n == 0 || n > kMaxRecordBytes || data.size() - at - kHeaderBytes < n) break;
-    const std::string_view payload(data.data() + at + kHeaderBytes, n);
-    if (Digest(payload) != std::string_view(data.data() + at + 4, kDigestBytes)) break;
-    const std::string body(payload.substr(1));
-    if (payload[0] == 'M') {
-      OutboxJournal::Entry entry;
-      if (!entry.message.ParseFromString(body)) break;
-      open.push_back(scan.entries.size());
-      scan.entries.push_back(std::move(entry));
-    } else if (payload[0] == 'A') {
-      v1::ServerMessage ack;
-      if (!ack.ParseFromString(body)) break;
-      std::erase_if(open, [&](size_t i) {
-        OutboxJournal::Entry& e = scan.entries[i];
-        if (!IsAcked(e.message, ack)) return false;
-        e.acked = true;
-        e.accepted = !ack.has_usage_ack() || ack.usage_ack().accepted();
-        return true;
-      });
-    } else {
-      break;
+  while (at < data.size()) {
+    size_t length = IntactRecord(data, at);
+    if (length > 0 && Apply(std::string_view(data).substr(at + kHeaderBytes, length - kHeaderBytes), scan, open)) {
+      at += length;
+      scan.good_bytes = at;
+      continue;
     }
-    at += kHeaderBytes + n;
-    scan.good_bytes = at;
+    size_t next = at + 1;
+    while (next < data.size() && IntactRecord(data, next) == 0) ++next;
+    if (next >= data.size()) break;  // nothing intact follows: a torn tail
+    scan.damaged.emplace_back(at, next);
+    at = next;
   }
   return scan;
+}
+
+// Keeps the damaged journal beside the new one, for whoever investigates the disk.
+void KeepDamagedCopy(const std::filesystem::path& path) {
+  std::error_code ec;
+  std::filesystem::copy_file(path, path.string() + ".damaged", std::filesystem::copy_options::overwrite_existing, ec);
+  if (ec) spdlog::error("cannot keep a copy of the damaged outbox journal {}: {}", path.string(), ec.message());
 }
 
 }  // namespace
@@ -115,15 +146,33 @@ absl::StatusOr<std::unique_ptr<OutboxJournal>> OutboxJournal::Open(const std::fi
   absl::StatusOr<Scan> scan = ScanFile(path);
   if (!scan.ok()) return scan.status();
   const auto size = static_cast<size_t>(std::filesystem::file_size(path));
-  if (scan->good_bytes < size) {
-    // A crash mid-append left a partial record: what it held was never sent, so it is dropped.
-    if (::ftruncate(journal->fd_, static_cast<off_t>(scan->good_bytes)) != 0 || ::fsync(journal->fd_) != 0) {
-      return Errno("cannot truncate", path);
-    }
+  Recovery& recovery = journal->recovery_;
+  for (const auto& [from, to] : scan->damaged) {
+    ++recovery.damaged_regions;
+    recovery.damaged_bytes += static_cast<int64_t>(to - from);
+    spdlog::error("outbox journal {}: bytes {}..{} are damaged and were skipped; the intact records after them are kept. "
+                  "A usage report or result written there is lost (an acknowledgement lost there only causes a resend)",
+                  path.string(), from, to);
+  }
+  recovery.torn_tail_bytes = static_cast<int64_t>(size - scan->good_bytes);
+  recovery.records_kept = static_cast<int64_t>(scan->entries.size());
+  if (recovery.torn_tail_bytes > 0) {
+    // A crash mid-append leaves a partial record: what it held was never sent. Damage at the very
+    // end looks the same, so it is said.
+    spdlog::warn("outbox journal {}: cut {} bytes of a torn or damaged last record", path.string(), recovery.torn_tail_bytes);
   }
   journal->size_ = static_cast<int64_t>(scan->good_bytes);
   for (Entry& e : scan->entries) {
     if (!e.acked) journal->pending_.push_back(std::move(e.message));
+  }
+  if (recovery.damaged_regions > 0) {
+    KeepDamagedCopy(path);
+    // Rewritten clean, so appends never follow damage and the next start reads it straight.
+    if (absl::Status s = journal->Compact(); !s.ok()) return s;
+  } else if (recovery.torn_tail_bytes > 0) {
+    if (::ftruncate(journal->fd_, static_cast<off_t>(scan->good_bytes)) != 0 || ::fsync(journal->fd_) != 0) {
+      return Errno("cannot truncate", path);
+    }
   }
   return journal;
 }

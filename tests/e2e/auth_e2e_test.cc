@@ -18,12 +18,7 @@ using testing::FromJson;
 
 namespace {
 
-// The CLI's or a worker's exit code and everything it printed, stderr included.
-testing::CommandResult RunWithStderr(const std::vector<std::string>& argv) {
-  std::string line;
-  for (const std::string& a : argv) line += "'" + a + "' ";
-  return testing::RunCommand({"/bin/sh", "-c", line + "2>&1"});
-}
+using testing::RunWithStderr;
 
 TEST_CASE("keys end to end: the bootstrap admin key, issued keys by role, and refusals", "[e2e][auth]") {
   Cluster c;

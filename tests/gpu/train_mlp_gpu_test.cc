@@ -1,5 +1,6 @@
 // GPU tests (`ctest -L gpu`): the CUDA backend against the CPU reference on a real NVIDIA GPU. On a
-// machine without one (or a build without CUDA) every test says so and checks nothing else.
+// machine without one (or a build without CUDA) every test says so and checks nothing else, unless
+// TESSERA_REQUIRE_GPU=1, which makes that a failure (tests/gpu/gpu_requirement.h).
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -9,21 +10,12 @@
 #include "kernels/cuda_devices.h"
 #include "kernels/compute_backend.h"
 #include "kernels/mlp_cpu.h"
+#include "tests/gpu/gpu_test_support.h"
 
 using namespace tessera::kernels;
+using tessera::testing::HaveGpu;
 
 namespace {
-
-// True when a GPU and the CUDA backend are here; otherwise the test is reported as skipped.
-bool HaveGpu() {
-  absl::StatusOr<std::vector<CudaDevice>> devices = ListCudaDevices();
-  REQUIRE(devices.ok());
-  if (devices->empty() || MakeCudaBackend() == nullptr) {
-    WARN("SKIPPED: no CUDA device (or a build without CUDA); run on a GPU machine with `ctest -L gpu`");
-    return false;
-  }
-  return true;
-}
 
 MlpConfig Model(Precision precision) {
   return MlpConfig{.seed = 11, .input_dim = 32, .hidden_dim = 256, .output_dim = 4, .samples = 4'096, .batch_size = 64,

@@ -31,6 +31,7 @@ const std::map<std::string, std::set<v1::Role>> kMayCall = {
     {"tessera.v1.WorkerService/RegisterWorker", {v1::ROLE_PROVIDER}},
     {"tessera.v1.WorkerService/Connect", {v1::ROLE_PROVIDER}},
     {"tessera.v1.WorkerService/ListWorkers", {v1::ROLE_PROVIDER}},
+    {"tessera.v1.WorkerService/RetireWorker", {v1::ROLE_PROVIDER}},
     {"tessera.v1.BillingService/Deposit", {}},
     {"tessera.v1.BillingService/GetBalance", {v1::ROLE_CUSTOMER, v1::ROLE_PROVIDER}},
     {"tessera.v1.BillingService/ListTransfers", {v1::ROLE_CUSTOMER, v1::ROLE_PROVIDER}},
@@ -199,6 +200,16 @@ TEST_CASE("a customer reads and cancels only its own jobs and billing, and learn
   v1::Invoice inv;
   CHECK(v1::BillingService::NewStub(m.globex)->GetJobInvoice(Ctx().get(), invoice, &inv).error_code() == grpc::StatusCode::NOT_FOUND);
   CHECK(v1::BillingService::NewStub(m.acme)->GetJobInvoice(Ctx().get(), invoice, &inv).ok());
+  invoice.set_account("acme");
+  CHECK(v1::BillingService::NewStub(m.acme)->GetJobInvoice(Ctx().get(), invoice, &inv).ok());
+  // Naming another account, real or made up, is refused as in every other call (it used to be
+  // ignored: any name returned the caller's own invoice).
+  for (const char* name : {"globex", "nosuchco"}) {
+    invoice.set_account(name);
+    const grpc::Status named = v1::BillingService::NewStub(m.acme)->GetJobInvoice(Ctx().get(), invoice, &inv);
+    CHECK(named.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(named.error_message() == std::string("this API key acts for account 'acme', not for account '") + name + "'");
+  }
 
   // Naming another account is refused, in the same words whether or not that account exists.
   v1::ListJobsRequest list;

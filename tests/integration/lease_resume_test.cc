@@ -3,8 +3,13 @@
 // and otherwise cancels the job there and refuses its late reports.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
+#include "absl/strings/escaping.h"
+#include "kernels/compute_backend.h"
+#include "services/worker/agent.h"
 #include "tests/integration/running_server.h"
 #include "tests/support/ledger_invariants.h"
 
@@ -131,4 +136,79 @@ TEST_CASE("a worker back after its job moved elsewhere is told to stop it; its l
   CHECK_FALSE(refused.usage_ack().accepted());
   CHECK(s.db.Scalar("SELECT count(*) FROM usage_reports WHERE worker_id = " + std::to_string(stale)) == "1");
   CHECK(GetJob(s, job_id).attempt() == 2);
+}
+
+// Issue 16, bug 1 (simulation seed 7347833): an agent that ran a job to the end and crashed before
+// the scheduler acknowledged the result (nor saw the job start) restarts with that result in its
+// journal. Its hello must name the run: the scheduler then keeps the lease for the result instead
+// of assigning the attempt again, which the agent would run a second time on GPUs that the old
+// result frees for another job.
+TEST_CASE("a worker restarted with a journaled result gets the result accepted, not the attempt to run again",
+          "[integration][scheduler][blip]") {
+  RunningServer s;
+  CreateFundedMarket(s.channel);
+  const int64_t worker = RegisterWorker(s.channel, 1'000'000, 1, "GPU-journal");
+  v1::SubmitJobResponse submitted;
+  auto request = SleepRequest("journaled", 2'000'000);
+  request.mutable_spec()->mutable_sleep()->set_duration_ms(300);
+  REQUIRE(s.Submit(request, &submitted).ok());
+  const int64_t job_id = submitted.job().job_id();
+  {
+    // Assigned; the agent's JobStarted was lost with this stream, so the job stays ASSIGNED.
+    WorkerConnection conn(s.channel, worker);
+    REQUIRE(conn.ReadUntil([](const v1::ServerMessage& m) { return m.has_assignment(); }).assignment().job_id() == job_id);
+  }
+  CHECK(GetJob(s, job_id).state() == v1::JOB_STATE_ASSIGNED);
+
+  // The state directory the agent left: its id, its key, and the journal with the signed result.
+  char tmpl[] = "/tmp/tessera-agent-XXXXXX";
+  const std::filesystem::path state_dir = mkdtemp(tmpl);
+  std::ofstream(state_dir / "worker-id") << worker << "\n";
+  std::ofstream(state_dir / "worker.ed25519") << absl::BytesToHexString(TestWorkerKey().secret_key);
+  {
+    auto journal = worker::OutboxJournal::Open(state_dir / "outbox.journal");
+    REQUIRE(journal.ok());
+    v1::WorkerMessage finished;
+    finished.mutable_finished()->set_job_id(job_id);
+    finished.mutable_finished()->set_attempt(1);
+    finished.mutable_finished()->set_succeeded(true);
+    REQUIRE((*journal)->Append(Signed(finished, worker)).ok());
+  }
+
+  // Restarted within the lease (2 s here), as a real agent.
+  worker::AgentOptions options;
+  options.server = "127.0.0.1:" + std::to_string(s.server->port());
+  options.provider_account = "gpuco";
+  options.api_key = IssueKey(s.db.url(), v1::ROLE_PROVIDER, "gpuco");
+  options.name = "w1";
+  options.region = "test";
+  options.ask_utok_per_gpu_hour = 1'000'000;
+  options.state_dir = state_dir;
+  options.runner.usage_interval_ms = 50;
+  const SystemClock clock;
+  {
+    worker::Agent agent(options, kernels::MakeCpuBackend(), clock);
+    REQUIRE(agent.Connect().ok());
+    const absl::StatusOr<int64_t> id = agent.RegisterOrLoad();
+    REQUIRE(id.ok());
+    REQUIRE(*id == worker);
+    std::thread run([&] { agent.Run(); });
+    const v1::Job done = WaitForState(s, job_id, v1::JOB_STATE_SUCCEEDED);
+    CHECK(done.attempt() == 1);
+    // Long enough for a second run of the 300 ms job to report usage and finish.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1'500));
+    agent.Stop();
+    run.join();
+  }
+  // The journal holds the one result, acknowledged; a second run would have added its usage and result.
+  const auto entries = worker::OutboxJournal::Read(state_dir / "outbox.journal");
+  REQUIRE(entries.ok());
+  CHECK(entries->size() == 1);
+  for (const worker::OutboxJournal::Entry& e : *entries) {
+    INFO(e.message.ShortDebugString());
+    CHECK(e.message.has_finished());
+    CHECK(e.acked);
+  }
+  CHECK(s.db.Scalar("SELECT count(*) FROM usage_reports WHERE job_id = " + std::to_string(job_id)) == "0");
+  std::filesystem::remove_all(state_dir);
 }

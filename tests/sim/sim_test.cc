@@ -50,6 +50,24 @@ TEST_CASE("the trace is recorded on request and ends where the run ended", "[sim
   CHECK(r.trace_hash == RunSimulation(Busy(3)).trace_hash);  // recording does not change the run
 }
 
+// Regression seeds: runs that once broke an invariant, kept as they were found (OptionsForSeed).
+
+// Issue 16, bug 1: worker 1 restarted with job 29 attempt 1 finished but its result only in the
+// journal (its JobStarted lost in a scheduler crash). Its hello said it ran nothing, so the server
+// resent the assignment; the worker ran the job again, and the journaled result then freed GPUs the
+// rerun still used, which went to job 33. The hello now names the runs whose result it still holds.
+TEST_CASE("seed 7347833: a restarted worker's journaled result keeps its lease; the job is not run twice", "[sim][regression]") {
+  SimOptions o = OptionsForSeed(7347833);
+  o.record_trace = true;
+  const SimResult r = RunSimulation(o);
+  INFO(r.violation);
+  REQUIRE(r.ok);
+  int runs_of_29 = 0;
+  for (const std::string& line : r.trace) runs_of_29 += line.ends_with("worker 1 starts job 29 attempt 1");
+  CHECK(runs_of_29 == 1);
+  CHECK(r.jobs_succeeded + r.jobs_failed + r.jobs_cancelled == r.jobs_accepted);
+}
+
 // Runs seeds until the injected defect is caught; returns the first failing result.
 SimResult FirstCatch(InjectedBug bug, uint64_t* seed_out) {
   for (uint64_t seed = 1; seed <= 200; ++seed) {

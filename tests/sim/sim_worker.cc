@@ -39,7 +39,15 @@ void World::WorkerConnect(SimWorker& w) {
   w.conn = next_conn_++;
   w.welcomed = false;
   Message hello{.kind = Message::kHello, .worker_id = w.id, .conn = w.conn};
-  for (const auto& [key, run] : w.runs) hello.running.push_back(key);
+  // As the agent's hello: its runs, finished ones too until their result is acknowledged, and so
+  // also the runs whose result only the journal still holds after a crash (the run is done; the
+  // server must keep its lease for the result, not send the assignment to be run again).
+  std::set<std::pair<int64_t, uint32_t>> running;
+  for (const auto& [key, run] : w.runs) running.insert(key);
+  for (const Message& m : w.outbox) {
+    if (m.kind == Message::kFinished) running.insert({m.job_id, m.attempt});
+  }
+  hello.running.assign(running.begin(), running.end());
   Send(hello, /*to_server=*/true);
   Note(absl::StrCat("worker ", w.id, " connects on stream ", hello.conn, " with ", hello.running.size(), " runs, ", w.outbox.size(),
                     " queued messages"));

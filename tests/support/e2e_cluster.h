@@ -36,6 +36,13 @@ Message FromJson(const std::string& json) {
   return m;
 }
 
+// A command's exit code and everything it printed, stderr included.
+inline CommandResult RunWithStderr(const std::vector<std::string>& argv) {
+  std::string line;
+  for (const std::string& a : argv) line += "'" + a + "' ";
+  return RunCommand({"/bin/sh", "-c", line + "2>&1"});
+}
+
 class Cluster {
  public:
   explicit Cluster(const std::string& services = "intake,scheduler,billing", int64_t lease_timeout_ms = 2'000,
@@ -145,9 +152,8 @@ class Cluster {
   // jobs ask for model "CPU". It runs with a provider key of `gpuco` (issued once).
   ChildProcess& StartWorker(const std::string& name, const std::string& ask, const std::string& servers = "",
                             const std::vector<std::string>& more_args = {}) {
-    if (provider_key_file_.empty()) provider_key_file_ = IssueKeyFile("provider", "gpuco");
     std::vector<std::string> args{kBin + "/tessera-worker", "--server", servers.empty() ? address() : servers, "--provider",
-                                  "gpuco", "--api-key-file", provider_key_file_, "--name", name, "--cpu", "--gpus", "1", "--ask",
+                                  "gpuco", "--api-key-file", ProviderKeyFile(), "--name", name, "--cpu", "--gpus", "1", "--ask",
                                   ask, "--usage-interval-ms", "200", "--state-dir", dir_ + "/" + name};
     args.insert(args.end(), more_args.begin(), more_args.end());
     workers_[name] = std::make_unique<ChildProcess>(args, dir_ + "/" + name + ".log");
@@ -183,6 +189,12 @@ class Cluster {
     }
     REQUIRE(invoice.final());
     return invoice;
+  }
+
+  // gpuco's provider key file, issued on first use.
+  const std::string& ProviderKeyFile() {
+    if (provider_key_file_.empty()) provider_key_file_ = IssueKeyFile("provider", "gpuco");
+    return provider_key_file_;
   }
 
   ChildProcess& server() { return *server_; }

@@ -1,12 +1,17 @@
 // API key format and checking, the access policy's coverage of the API, the per-key token bucket
-// and the RetryInfo it attaches.
+// and the RetryInfo it attaches; what a key file may hold.
 #include <catch2/catch.hpp>
 #include <google/protobuf/descriptor.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "services/auth/access_policy.h"
 #include "services/auth/api_key.h"
+#include "services/auth/client_channel.h"
 #include "services/auth/rate_limiter.h"
 #include "services/common/clock.h"
 #include "services/common/grpc_status.h"
@@ -109,4 +114,32 @@ TEST_CASE("statuses without payloads carry no details; RetryInfo survives the tr
 }
 
 }  // namespace
+}  // namespace tessera::auth
+
+namespace tessera::auth {
+TEST_CASE("a key file is one key on one line: anything a gRPC header cannot carry is refused with the file named", "[auth]") {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("tessera-keyfile-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto write = [&](const std::string& name, const std::string& text) {
+    const std::filesystem::path p = dir / name;
+    std::ofstream(p, std::ios::binary) << text;
+    return p;
+  };
+  const std::string key = "tsk_0123456789abcdef_" + std::string(64, 'a');
+  REQUIRE(ReadApiKeyFile(write("good", "  " + key + "\n\n")).value() == key);
+
+  const absl::StatusOr<std::string> two_lines = ReadApiKeyFile(write("two", key + "\n" + key + "\n"));
+  REQUIRE(two_lines.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(two_lines.status().message()), Catch::Contains("more than one line") && Catch::Contains((dir / "two").string()));
+
+  const absl::StatusOr<std::string> control = ReadApiKeyFile(write("control", "tsk_\x01x"));
+  REQUIRE(control.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(control.status().message()), Catch::Contains("byte 0x01 at offset 4"));
+  CHECK(ReadApiKeyFile(write("space", "tsk_a b")).status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(ReadApiKeyFile(write("empty", " \n")).status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(ReadApiKeyFile(write("long", std::string(kMaxApiKeyBytes + 1, 'k'))).status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(ReadApiKeyFile(dir / "missing").status().code() == absl::StatusCode::kNotFound);
+  CHECK(ValidateApiKeyText("tsk_x\r", "--api-key").message() == "--api-key holds more than one line; it must hold exactly one API key (tsk_…)");
+  std::filesystem::remove_all(dir);
+}
 }  // namespace tessera::auth

@@ -30,6 +30,47 @@ TEST_CASE("unknown fields and broken files are clear errors", "[cli]") {
   CHECK_FALSE(ParseJobSpec("kind: [unclosed\n").ok());
 }
 
+TEST_CASE("a field given twice is refused in YAML and JSON, in either spelling, not silently overwritten", "[cli]") {
+  const auto refused = [](const std::string& text) {
+    absl::StatusOr<tessera::v1::JobSpec> spec = ParseJobSpec(text);
+    REQUIRE(spec.status().code() == absl::StatusCode::kInvalidArgument);
+    return std::string(spec.status().message());
+  };
+  CHECK_THAT(refused("kind: sleep\ngpu_count: 1\nbid_utok_per_gpu_hour: 5\ngpu_count: 64\n"),
+             Catch::Contains("'gpu_count' is given twice (lines 2 and 4)"));
+  CHECK_THAT(refused("kind: sleep\ngpu_count: 1\ngpuCount: 64\n"), Catch::Contains("'gpuCount' is given twice"));
+  CHECK_THAT(refused("kind: train_mlp\ntrain_mlp:\n  seed: 1\n  seed: 2\n"), Catch::Contains("'seed' is given twice"));
+  CHECK_THAT(refused(R"({"kind":"sleep","gpu_count":1,"gpu_count":64})"), Catch::Contains("'gpu_count' is given twice in one object"));
+  CHECK_THAT(refused(R"({"kind":"sleep","gpu_count":1,"gpuCount":64})"), Catch::Contains("'gpuCount' is given twice"));
+  CHECK_THAT(refused(R"({"kind":"sleep","gpu_count":1,"\u0067pu_count":64})"), Catch::Contains("given twice"));
+  CHECK_THAT(refused(R"({"train_mlp":{"seed":1,"seed":2}})"), Catch::Contains("'seed' is given twice"));
+  // The same key in sibling objects, or as a value, is not a repeat.
+  CHECK(ParseJobSpec(R"({"kind":"gpu_count","gpu_models":["kind","kind"],"gpu_count":1})").ok());
+  CHECK(ParseJobSpec("kind: kind\ngpu_models: [kind, kind]\n").ok());
+}
+
+TEST_CASE("a YAML alias bomb, a huge file and deep nesting are refused at once", "[cli]") {
+  // 9 levels of 9 aliases: 387 million strings if expanded.
+  std::string bomb = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n";
+  for (char level = 'b'; level <= 'i'; ++level) {
+    const std::string prev = std::string(1, static_cast<char>(level - 1));
+    bomb += std::string(1, level) + ": &" + level + " [";
+    for (int i = 0; i < 9; ++i) bomb += (i ? ",*" : "*") + prev;
+    bomb += "]\n";
+  }
+  REQUIRE(bomb.size() < 400);
+  absl::StatusOr<tessera::v1::JobSpec> spec = ParseJobSpec(bomb);
+  REQUIRE(spec.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(spec.status().message()), Catch::Contains("YAML aliases"));
+
+  CHECK_THAT(std::string(ParseJobSpec("kind: " + std::string(tessera::cli::kMaxSpecBytes, 'x')).status().message()),
+             Catch::Contains("more than the limit"));
+  CHECK_THAT(std::string(ParseJobSpec("kind: " + std::string(200, '[') + std::string(200, ']')).status().message()),
+             Catch::Contains("nested deeper than 64"));
+  CHECK_THAT(std::string(ParseJobSpec("{\"a\":" + std::string(200, '[') + std::string(200, ']') + "}").status().message()),
+             Catch::Contains("nested deeper than 64"));
+}
+
 TEST_CASE("requirements parse from YAML, the compute capability as text", "[cli]") {
   auto spec = ParseJobSpec(
       "kind: sleep\ngpu_count: 6\nmin_gpu_memory_mib: 40960\nmin_compute_capability: 8.0\nregions: [eu-west, eu-central]\n"

@@ -96,6 +96,8 @@ TEST_CASE("a torn append is cut off; the records before it stand", "[worker][jou
     REQUIRE(journal.ok());
     CHECK(Seqs((*journal)->Pending()) == std::vector<uint64_t>{1, 2});
     CHECK(std::filesystem::file_size(path) == intact);
+    CHECK((*journal)->recovery().torn_tail_bytes == 27);
+    CHECK((*journal)->recovery().damaged_regions == 0);
   }
   SECTION("a flipped bit in the last record") {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
@@ -106,6 +108,64 @@ TEST_CASE("a torn append is cut off; the records before it stand", "[worker][jou
     REQUIRE(journal.ok());
     CHECK(Seqs((*journal)->Pending()) == std::vector<uint64_t>{1});
   }
+}
+
+TEST_CASE("damage in the middle loses only the records it touches: the rest are kept, counted and the journal rewritten clean",
+          "[worker][journal]") {
+  TempDir dir;
+  const auto path = dir.path / "outbox.journal";
+  std::vector<uintmax_t> ends;  // where each record ends
+  {
+    auto journal = OutboxJournal::Open(path);
+    REQUIRE(journal.ok());
+    for (uint64_t seq = 1; seq <= 6; ++seq) {
+      REQUIRE((*journal)->Append(Usage(9, seq, 100 * seq)).ok());
+      ends.push_back(std::filesystem::file_size(path));
+    }
+    REQUIRE((*journal)->Acknowledge(UsageAck(9, 1, true)).ok());
+  }
+  const auto overwrite = [&](uintmax_t at, const std::string& bytes) {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(at));
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  };
+  SECTION("8 bytes inside the third record's payload") {
+    overwrite(ends[1] + 30, "XXXXXXXX");
+    auto journal = OutboxJournal::Open(path);
+    REQUIRE(journal.ok());
+    CHECK(Seqs((*journal)->Pending()) == std::vector<uint64_t>{2, 4, 5, 6});
+    CHECK((*journal)->recovery().damaged_regions == 1);
+    CHECK((*journal)->recovery().damaged_bytes == static_cast<int64_t>(ends[2] - ends[1]));
+    CHECK((*journal)->recovery().torn_tail_bytes == 0);
+  }
+  SECTION("8 bytes over the third record's length and digest") {
+    overwrite(ends[1], std::string("\xff\xff\xff\x7f\x01\x02\x03\x04", 8));
+    auto journal = OutboxJournal::Open(path);
+    REQUIRE(journal.ok());
+    CHECK(Seqs((*journal)->Pending()) == std::vector<uint64_t>{2, 4, 5, 6});
+    CHECK((*journal)->recovery().damaged_regions == 1);
+  }
+  SECTION("two damaged records apart") {
+    overwrite(ends[0] + 25, "XXXXXXXX");
+    overwrite(ends[3] + 25, "XXXXXXXX");
+    auto journal = OutboxJournal::Open(path);
+    REQUIRE(journal.ok());
+    CHECK(Seqs((*journal)->Pending()) == std::vector<uint64_t>{3, 4, 6});
+    CHECK((*journal)->recovery().damaged_regions == 2);
+  }
+  // The damaged file is kept for inspection; the journal itself reads clean from now on and takes
+  // appends.
+  CHECK(std::filesystem::exists(path.string() + ".damaged"));
+  {
+    auto journal = OutboxJournal::Open(path);
+    REQUIRE(journal.ok());
+    CHECK((*journal)->recovery().damaged_regions == 0);
+    CHECK((*journal)->recovery().torn_tail_bytes == 0);
+    REQUIRE((*journal)->Append(Usage(9, 7, 700)).ok());
+  }
+  auto entries = OutboxJournal::Read(path);
+  REQUIRE(entries.ok());
+  CHECK(entries->back().message.usage().seq() == 7);
 }
 
 TEST_CASE("compaction rewrites the journal with only the unacknowledged messages", "[worker][journal]") {
