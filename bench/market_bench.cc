@@ -38,7 +38,7 @@ Synthetic MakeMarket(int workers, int jobs, uint64_t seed) {
   for (int w = 0; w < workers; ++w) {
     const int model = uniform(0, 5);
     WorkerSpec spec{.worker_id = w + 1, .region = kRegions[uniform(0, 3)], .reputation = uniform(0, 100),
-                    .ask_utok_per_gpu_hour = kBasePrice[model] * uniform(70, 130) / 100, .gpus = {}, .policy = {}};
+                    .ask_utok_per_gpu_hour = kBasePrice[model] * uniform(70, 130) / 100, .gpus = {}, .policy = {}, .job_kinds = {}};
     const int n = uniform(1, 8);
     for (int g = 0; g < n; ++g) spec.gpus.push_back({.model = kModels[model], .memory_mib = kMemoryMib[model], .compute_capability = 80});
     if (uniform(0, 9) == 0) spec.policy.accepts_spot = false;
@@ -47,7 +47,7 @@ Synthetic MakeMarket(int workers, int jobs, uint64_t seed) {
   }
   for (int j = 0; j < jobs; ++j) {
     const int kind = uniform(0, 99);
-    JobRequirements r{.job_id = j + 1, .account = "customer" + std::to_string(uniform(0, 99)), .gpu_count = 1,
+    JobRequirements r{.job_id = j + 1, .account = "customer" + std::to_string(uniform(0, 99)), .kind = "train_mlp", .gpu_count = 1,
                       .gpu_models = {}, .min_memory_mib = 0, .min_compute_capability = 0, .regions = {},
                       .min_reputation = 0, .same_host = true, .bid_utok_per_gpu_hour = 0, .max_duration_ms = 3'600'000,
                       .priority = uniform(0, 4) == 0 ? Priority::kSpot : Priority::kOnDemand, .submitted_at_ms = j};

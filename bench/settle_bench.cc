@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
     r.set_region("bench");
     r.set_ask_utok_per_gpu_hour(1'000'000);
     scheduler::WorkerSpec spec{.worker_id = 0, .region = "bench", .reputation = 500, .ask_utok_per_gpu_hour = 1'000'000,
-                               .gpus = {}, .policy = {}};
+                               .gpus = {}, .policy = {}, .job_kinds = {}};
     for (int g = 0; g < 64; ++g) {
       v1::Gpu* gpu = r.add_gpus();
       gpu->set_index(g);
@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
   std::vector<std::pair<int64_t, int64_t>> running;  // job, worker
   for (auto& outcome : intake.SubmitBatch(pointers)) {
     Check(outcome.status(), "submit");
-    scheduler::JobRequirements req{.job_id = outcome->job.job_id(), .account = "acme", .gpu_count = 1, .gpu_models = {},
+    scheduler::JobRequirements req{.job_id = outcome->job.job_id(), .account = "acme", .kind = "sleep", .gpu_count = 1, .gpu_models = {},
                                    .min_memory_mib = 0, .min_compute_capability = 0, .regions = {}, .min_reputation = 0,
                                    .same_host = true, .bid_utok_per_gpu_hour = 2'000'000, .max_duration_ms = 1,
                                    .priority = scheduler::Priority::kOnDemand, .submitted_at_ms = 0};

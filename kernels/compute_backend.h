@@ -111,6 +111,8 @@ class ComputeBackend {
  public:
   virtual ~ComputeBackend() = default;
   virtual std::string_view Name() const = 0;
+  // Whether AllReduceBench and multi-GPU collectives run here (NCCL), so the worker offers them.
+  virtual bool HasCollectives() const { return false; }
   // Trains to completion. `on_epoch` is called after every epoch. Setting `*cancel` stops the run
   // within one mini-batch and returns CANCELLED.
   virtual absl::StatusOr<TrainResult> TrainMlp(const MlpConfig& config,

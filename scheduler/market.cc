@@ -37,6 +37,22 @@ int Market::RegionId(const std::string& region) {
   return it->second;
 }
 
+int Market::KindId(const std::string& kind) {
+  return kind_ids_.try_emplace(kind, static_cast<int>(kind_ids_.size())).first->second;
+}
+
+std::vector<int> Market::KindIds(const std::vector<std::string>& kinds) {
+  std::vector<int> ids;
+  for (const std::string& k : kinds) ids.push_back(KindId(k));
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+// Whether the worker's agent runs the job's kind (an agent that never said runs every kind).
+bool Market::Runs(const WorkerState& w, const JobState& j) {
+  return w.kinds.empty() || std::binary_search(w.kinds.begin(), w.kinds.end(), j.kind);
+}
+
 // Keeps the worker's (model, region) entry in the index in step with its free GPUs of that model.
 Market::IndexCell& Market::Cell(int model, int region) {
   if (index_.size() <= static_cast<size_t>(model)) index_.resize(static_cast<size_t>(model) + 1);
@@ -108,12 +124,15 @@ void Market::UpsertWorker(const WorkerSpec& spec) {
     w.spec.ask_utok_per_gpu_hour = spec.ask_utok_per_gpu_hour;
     w.spec.reputation = spec.reputation;
     w.spec.policy = spec.policy;
+    w.spec.job_kinds = spec.job_kinds;
+    w.kinds = KindIds(spec.job_kinds);
     ReindexAll(w);
     return;
   }
   WorkerState& w = workers_[spec.worker_id];
   w.spec = spec;
   w.region = RegionId(spec.region);
+  w.kinds = KindIds(spec.job_kinds);
   for (const GpuSpec& gpu : spec.gpus) {
     const int model = ModelId(gpu.model);
     model_max_memory_mib_.resize(model_names_.size(), 0);
@@ -195,6 +214,7 @@ bool Market::AcceptsRegion(const JobState& j, int region) const {
 bool Market::PolicyAccepts(const WorkerState& w, const JobState& j) const {
   const ProviderPolicy& p = w.spec.policy;
   const JobRequirements& r = j.req;
+  if (!Runs(w, j)) return false;
   if (w.spec.ask_utok_per_gpu_hour > r.bid_utok_per_gpu_hour) return false;
   if (w.spec.reputation < r.min_reputation || !AcceptsRegion(j, w.region)) return false;
   if (r.priority == Priority::kSpot && !p.accepts_spot) return false;
@@ -563,6 +583,7 @@ Decisions Market::AddJob(const JobRequirements& job, int64_t now_ms) {
   j.req = job;
   for (const std::string& m : job.gpu_models) j.models.push_back(ModelId(m));
   for (const std::string& r : job.regions) j.regions.push_back(RegionId(r));
+  j.kind = KindId(job.kind);
   Enqueue(j);
   if (!TryPlace(j, out)) (void)TryPreempt(j, now_ms, out);
   for (const JobPlacement& p : out.placements) jobs_.at(p.job_id).started_at_ms = now_ms;
@@ -579,6 +600,7 @@ bool Market::RestoreRunning(const JobRequirements& job, const std::vector<Placed
   j.req = job;
   for (const std::string& m : job.gpu_models) j.models.push_back(ModelId(m));
   for (const std::string& r : job.regions) j.regions.push_back(RegionId(r));
+  j.kind = KindId(job.kind);
   Enqueue(j);
   Take(j, gpus, ignored);
   j.started_at_ms = started_at_ms;
@@ -764,13 +786,14 @@ std::string Market::WhyWaiting(int64_t job_id) const {
   if (j.reserved_worker != 0) {
     return "holds a reservation on worker " + std::to_string(j.reserved_worker) + "; waiting for its GPUs to free";
   }
+  if (std::string unmet = UnmetRequirement(j); !unmet.empty()) return unmet;
   // Narrow down: GPUs that meet the job, then affordable ones, then those whose provider accepts
   // the job, then the free ones; the first empty step is the reason.
   uint32_t matching_gpus = 0, affordable_gpus = 0, accepted_gpus = 0, free_fit = 0, largest_fit = 0;
   int64_t lowest_ask = std::numeric_limits<int64_t>::max();
   int64_t reserved_by = 0;
   for (const auto& [id, w] : workers_) {
-    if (w.spec.reputation < j.req.min_reputation || !AcceptsRegion(j, w.region)) continue;
+    if (!Runs(w, j) || w.spec.reputation < j.req.min_reputation || !AcceptsRegion(j, w.region)) continue;
     std::map<int, uint32_t> fit_free;
     uint32_t meeting = 0, fitting = 0;
     for (uint32_t i = 0; i < w.holder.size(); ++i) {
@@ -796,7 +819,6 @@ std::string Market::WhyWaiting(int64_t job_id) const {
       largest_fit = std::max(largest_fit, n);
     }
   }
-  if (matching_gpus == 0) return "no GPU matches the job's model, memory, compute capability, region and reputation";
   if (affordable_gpus == 0) {
     return "bid " + std::to_string(j.req.bid_utok_per_gpu_hour) + " below the lowest ask " + std::to_string(lowest_ask) +
            " of " + std::to_string(matching_gpus) + " matching GPUs";
@@ -809,6 +831,84 @@ std::string Market::WhyWaiting(int64_t job_id) const {
   }
   return "needs " + std::to_string(j.req.gpu_count) + " free GPUs in one region; " + std::to_string(free_fit) +
          " fit now";
+}
+
+// The job's requirements, applied one after another to every worker the market knows, busy or
+// not; the first that leaves nothing (or too few GPUs for the gang) is what no worker can meet, and
+// waiting alone will not change it: the reason names it and what the workers have instead.
+std::string Market::UnmetRequirement(const JobState& j) const {
+  const JobRequirements& r = j.req;
+  const auto join = [](const std::set<std::string>& names) {
+    std::string out;
+    for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+    return out.empty() ? std::string("none") : out;
+  };
+  std::set<std::string> kinds_seen, regions_seen, models_seen;
+  int32_t best_reputation = std::numeric_limits<int32_t>::min();
+  uint64_t most_memory = 0;
+  uint32_t best_capability = 0, most_on_one = 0;
+  std::map<int, uint32_t> by_region;
+  bool runs = false, reputable = false, in_region = false, model = false, memory = false;
+  for (const auto& [id, w] : workers_) {
+    for (const std::string& k : w.spec.job_kinds) kinds_seen.insert(k);
+    if (!Runs(w, j)) continue;
+    runs = true;
+    best_reputation = std::max(best_reputation, w.spec.reputation);
+    if (w.spec.reputation < r.min_reputation) continue;
+    reputable = true;
+    regions_seen.insert(w.spec.region);
+    if (!AcceptsRegion(j, w.region)) continue;
+    in_region = true;
+    uint32_t meeting = 0;
+    for (uint32_t i = 0; i < w.holder.size(); ++i) {
+      const GpuSpec& gpu = w.spec.gpus[i];
+      models_seen.insert(gpu.model);
+      if (!AcceptsModel(j, w.gpu_model[i])) continue;
+      model = true;
+      most_memory = std::max(most_memory, gpu.memory_mib);
+      if (gpu.memory_mib < r.min_memory_mib) continue;
+      memory = true;
+      best_capability = std::max(best_capability, gpu.compute_capability);
+      if (gpu.compute_capability < r.min_compute_capability) continue;
+      ++meeting;
+    }
+    most_on_one = std::max(most_on_one, meeting);
+    by_region[w.region] += meeting;
+  }
+  if (workers_.empty()) return "no worker is registered with the scheduler yet";
+  if (!runs) return "no worker runs job kind '" + r.kind + "' (workers run: " + join(kinds_seen) + ")";
+  if (!reputable) {
+    return "no worker has reputation " + std::to_string(r.min_reputation) + " or more (the best is " +
+           std::to_string(best_reputation) + ")";
+  }
+  if (!in_region) {
+    std::set<std::string> wanted;
+    for (const std::string& name : r.regions) wanted.insert(name);
+    return "no worker in region " + join(wanted) + " (workers are in: " + join(regions_seen) + ")";
+  }
+  if (!model) {
+    std::set<std::string> wanted(r.gpu_models.begin(), r.gpu_models.end());
+    return "no GPU of model " + join(wanted) + " (GPUs here: " + join(models_seen) + ")";
+  }
+  if (!memory) {
+    return "no GPU has " + std::to_string(r.min_memory_mib) + " MiB of memory (the most is " + std::to_string(most_memory) + ")";
+  }
+  if (most_on_one == 0) {
+    return "no GPU has compute capability " + std::to_string(r.min_compute_capability / 10) + "." +
+           std::to_string(r.min_compute_capability % 10) + " (the best is " + std::to_string(best_capability / 10) + "." +
+           std::to_string(best_capability % 10) + ")";
+  }
+  if (r.same_host && most_on_one < r.gpu_count) {
+    return "needs " + std::to_string(r.gpu_count) + " matching GPUs on one worker; the most any worker has is " +
+           std::to_string(most_on_one);
+  }
+  uint32_t most_in_region = 0;
+  for (const auto& [region, n] : by_region) most_in_region = std::max(most_in_region, n);
+  if (!r.same_host && most_in_region < r.gpu_count) {
+    return "needs " + std::to_string(r.gpu_count) + " matching GPUs in one region; the most any region has is " +
+           std::to_string(most_in_region);
+  }
+  return "";
 }
 
 }  // namespace tessera::scheduler

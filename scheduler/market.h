@@ -102,12 +102,14 @@ class Market {
     int64_t reserved_for = 0;
     bool schedulable = true;
     std::set<int64_t> spot_jobs;
+    std::vector<int> kinds;  // job kind ids it runs, sorted; empty: every kind
   };
 
   struct JobState {
     JobRequirements req;
     std::vector<int> models;   // accepted model ids; empty: any
     std::vector<int> regions;  // accepted region ids; empty: any
+    int kind = -1;             // its job kind's id
     bool queued = true;
     std::vector<PlacedGpu> gpus;
     int64_t started_at_ms = 0;
@@ -116,6 +118,11 @@ class Market {
 
   int ModelId(const std::string& model);
   int RegionId(const std::string& region);
+  int KindId(const std::string& kind);
+  std::vector<int> KindIds(const std::vector<std::string>& kinds);
+  static bool Runs(const WorkerState& w, const JobState& j);
+  // The first of the job's requirements no known worker meets at all, in words; empty if none.
+  std::string UnmetRequirement(const JobState& j) const;
   void EraseFromIndex(int model, int region, const IndexKey& key);
   void Reindex(WorkerState& w, int model);
   void Unindex(WorkerState& w);
@@ -153,6 +160,7 @@ class Market {
   const MarketOptions options_;
   std::unordered_map<std::string, int> model_ids_, region_ids_;
   std::vector<std::string> model_names_, region_names_;
+  std::unordered_map<std::string, int> kind_ids_;
   std::vector<int> all_region_ids_;
   std::vector<uint64_t> model_max_memory_mib_;  // by model id, over every GPU ever seen
   std::vector<uint32_t> model_max_capability_;

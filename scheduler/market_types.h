@@ -33,11 +33,13 @@ struct WorkerSpec {
   int64_t ask_utok_per_gpu_hour = 0;
   std::vector<GpuSpec> gpus;  // the GPU at position i has index i
   ProviderPolicy policy;
+  std::vector<std::string> job_kinds;  // the job kinds its agent runs; empty: every kind
 };
 
 struct JobRequirements {
   int64_t job_id = 0;
   std::string account;
+  std::string kind;  // JobSpec.kind: only workers that run it take the job
   uint32_t gpu_count = 1;
   std::vector<std::string> gpu_models;  // empty: any
   uint64_t min_memory_mib = 0;

@@ -604,6 +604,7 @@ absl::StatusOr<TrainResult> TrainDataParallel(const MlpConfig& config, const std
 class CudaBackend final : public ComputeBackend {
  public:
   std::string_view Name() const override { return "cuda"; }
+  bool HasCollectives() const override { return true; }
 
   absl::StatusOr<TrainResult> TrainMlp(const MlpConfig& config, const std::function<void(const EpochReport&)>& on_epoch,
                                        const std::atomic<bool>* cancel) override {

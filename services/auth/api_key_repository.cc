@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/auth/api_key.h"
+#include "services/common/pagination.h"
 #include "services/store/statement.h"
 
 namespace tessera::auth {
@@ -97,13 +98,18 @@ absl::StatusOr<v1::CreateApiKeyResponse> ApiKeyRepository::Create(const v1::Crea
 }
 
 absl::StatusOr<v1::ListApiKeysResponse> ApiKeyRepository::List(const v1::ListApiKeysRequest& request) {
+  const std::string filters = absl::StrCat(request.account(), "|", request.include_revoked());
+  const PageQuery query{.list = "api_keys", .filters = filters};
+  absl::StatusOr<Page> page = ParsePage(query, request.page_token(), request.page_size());
+  if (!page.ok()) return page.status();
   return db_.Transact("list api keys", [&](pqxx::work& tx) -> absl::StatusOr<v1::ListApiKeysResponse> {
     v1::ListApiKeysResponse response;
     const pqxx::result rows = tx.exec_params(
-        absl::StrCat("SELECT ", kKeyColumns, " FROM api_keys k LEFT JOIN accounts a USING (account_id)"
-                     " WHERE ($1 = '' OR a.name = $1) AND ($2 OR k.revoked_at IS NULL) ORDER BY k.created_at DESC, k.key_id"),
-        request.account(), request.include_revoked());
-    for (const pqxx::row& r : rows) *response.add_keys() = KeyFromRow(r);
+        absl::StrCat("SELECT ", kKeyColumns, ", k.seq FROM api_keys k LEFT JOIN accounts a USING (account_id)"
+                     " WHERE ($1 = '' OR a.name = $1) AND ($2 OR k.revoked_at IS NULL) AND k.seq < $3 ORDER BY k.seq DESC LIMIT $4"),
+        request.account(), request.include_revoked(), page->before_id(), page->size + 1);
+    for (pqxx::result::size_type i = 0; i < rows.size() && i < page->size; ++i) *response.add_keys() = KeyFromRow(rows[i]);
+    if (rows.size() > page->size) response.set_next_page_token(NextPageToken(query, rows[page->size - 1][6].as<int64_t>()));
     return response;
   });
 }

@@ -1,10 +1,12 @@
 #include "services/billing/billing_repository.h"
 
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "services/billing/usage_proof.h"
 #include "services/common/merkle.h"
 #include "services/billing/period.h"
+#include "services/common/enum_names.h"
 #include "services/common/job_state_machine.h"
 #include "services/common/pagination.h"
 #include "services/billing/ledger.h"
@@ -12,6 +14,13 @@
 
 namespace tessera::billing {
 namespace {
+
+constexpr PageQuery kBatchesQuery{.list = "settlement_batches", .filters = ""};
+
+PageQuery TransfersQuery(const v1::ListTransfersRequest& request, std::string& filters) {
+  filters = absl::StrCat(request.account(), "|", request.period().from_ms(), "|", request.period().to_ms());
+  return {.list = "transfers", .filters = filters};
+}
 
 const char* const kTransferColumns =
     "t.transfer_id, t.kind, da.name || '/' || dl.bucket, ca.name || '/' || cl.bucket, t.amount_utok,"
@@ -39,10 +48,9 @@ v1::Transfer TransferFromRow(const pqxx::row& r) {
   return t;
 }
 
+// Stored in lower case (migrations/0001).
 v1::AccountKind KindOf(const std::string& kind) {
-  return kind == "customer" ? v1::ACCOUNT_KIND_CUSTOMER
-         : kind == "provider" ? v1::ACCOUNT_KIND_PROVIDER
-                              : v1::ACCOUNT_KIND_UNSPECIFIED;
+  return ParseStoredName<v1::AccountKind>(absl::AsciiStrToUpper(kind)).value_or(v1::ACCOUNT_KIND_UNSPECIFIED);
 }
 
 }  // namespace
@@ -90,14 +98,19 @@ absl::StatusOr<v1::Transfer> BillingRepository::Deposit(const v1::DepositRequest
 absl::StatusOr<v1::Balance> BillingRepository::GetBalance(const std::string& account) {
   return db_.Transact("get balance", [&](pqxx::work& tx) -> absl::StatusOr<v1::Balance> {
     const pqxx::result rows = tx.exec_params(
-        "SELECT l.bucket, l.balance_utok FROM accounts a JOIN ledger_accounts l USING (account_id) WHERE a.name = $1",
+        "SELECT l.bucket, l.balance_utok, a.kind FROM accounts a JOIN ledger_accounts l USING (account_id) WHERE a.name = $1"
+        " ORDER BY l.ledger_account_id",
         account);
     if (rows.empty()) return absl::NotFoundError(absl::StrCat("account '", account, "' not found"));
     v1::Balance balance;
     balance.set_account(account);
+    balance.set_kind(KindOf(rows[0][2].as<std::string>()));
     for (const pqxx::row& r : rows) {
       const auto bucket = r[0].as<std::string>();
       const auto amount = r[1].as<int64_t>();
+      v1::BucketBalance* listed = balance.add_buckets();
+      listed->set_bucket(ParseLedgerBucket(bucket));
+      listed->set_balance_utok(amount);
       if (bucket == "available") balance.set_available_utok(amount);
       if (bucket == "escrow") balance.set_escrow_utok(amount);
       if (bucket == "earnings") balance.set_earnings_utok(amount);
@@ -108,10 +121,11 @@ absl::StatusOr<v1::Balance> BillingRepository::GetBalance(const std::string& acc
 }
 
 absl::StatusOr<v1::ListTransfersResponse> BillingRepository::ListTransfers(const v1::ListTransfersRequest& request) {
-  absl::StatusOr<Page> page = ParsePage(request.page_token(), request.page_size());
+  std::string filters;
+  absl::StatusOr<Page> page = ParsePage(TransfersQuery(request, filters), request.page_token(), request.page_size());
   if (!page.ok()) return page.status();
   const uint32_t page_size = page->size;
-  const int64_t before = page->before_id;
+  const int64_t before = page->before_id();
   return db_.Transact("list transfers", [&](pqxx::work& tx) -> absl::StatusOr<v1::ListTransfersResponse> {
     const pqxx::result ids = tx.exec_params(
         "SELECT l.ledger_account_id FROM accounts a JOIN ledger_accounts l USING (account_id) WHERE a.name = $1",
@@ -133,7 +147,7 @@ absl::StatusOr<v1::ListTransfersResponse> BillingRepository::ListTransfers(const
         store::ArrayLiteral(ledger_ids), before, page_size + 1, request.period().from_ms(), PeriodEndMs(request.period()));
     v1::ListTransfersResponse response;
     for (pqxx::result::size_type i = 0; i < rows.size() && i < page_size; ++i) *response.add_transfers() = TransferFromRow(rows[i]);
-    if (rows.size() > page_size) response.set_next_page_token(std::to_string(response.transfers().rbegin()->transfer_id()));
+    if (rows.size() > page_size) response.set_next_page_token(NextPageToken(TransfersQuery(request, filters), response.transfers().rbegin()->transfer_id()));
     return response;
   });
 }
@@ -151,7 +165,7 @@ absl::StatusOr<v1::Invoice> BillingRepository::GetJobInvoice(int64_t job_id, con
     v1::Invoice invoice;
     invoice.set_job_id(job_id);
     invoice.set_account(job[0][0].as<std::string>());
-    invoice.set_state(job[0][1].as<std::string>());
+    invoice.set_job_state(ParseJobState(job[0][1].as<std::string>()).value_or(v1::JOB_STATE_UNSPECIFIED));
     invoice.set_hold_utok(job[0][2].as<int64_t>());
     invoice.set_charged_utok(job[0][3].as<int64_t>());
     invoice.set_released_utok(job[0][4].as<int64_t>());
@@ -202,7 +216,7 @@ absl::StatusOr<v1::Statement> BillingRepository::GetStatement(const std::string&
     statement.set_month(month);
     for (const pqxx::row& b : buckets) {
       v1::StatementBucket* out = statement.add_buckets();
-      out->set_bucket(b[0].as<std::string>());
+      out->set_bucket(ParseLedgerBucket(b[0].as<std::string>()));
       out->set_opening_utok(b[1].as<int64_t>());
       out->set_closing_utok(b[2].as<int64_t>());
     }
@@ -212,7 +226,7 @@ absl::StatusOr<v1::Statement> BillingRepository::GetStatement(const std::string&
              " WHERE a.name = $1 AND m.month = $2::date ORDER BY l.ledger_account_id, m.kind",
              account, month + "-01")) {
       v1::StatementLine* line = statement.add_lines();
-      line->set_bucket(r[0].as<std::string>());
+      line->set_bucket(ParseLedgerBucket(r[0].as<std::string>()));
       v1::TransferKind kind = v1::TRANSFER_KIND_UNSPECIFIED;
       v1::TransferKind_Parse("TRANSFER_KIND_" + r[1].as<std::string>(), &kind);
       line->set_kind(kind);
@@ -275,13 +289,13 @@ absl::StatusOr<v1::UsageProof> BillingRepository::GetUsageProof(const v1::GetUsa
 
 absl::StatusOr<v1::ListSettlementBatchesResponse> BillingRepository::ListSettlementBatches(
     const v1::ListSettlementBatchesRequest& request) {
-  absl::StatusOr<Page> page = ParsePage(request.page_token(), request.page_size());
+  absl::StatusOr<Page> page = ParsePage(kBatchesQuery, request.page_token(), request.page_size());
   if (!page.ok()) return page.status();
   return db_.Transact("list settlement batches", [&](pqxx::work& tx) -> absl::StatusOr<v1::ListSettlementBatchesResponse> {
     const pqxx::result rows = tx.exec_params(
         "SELECT batch_id, merkle_root, reports, charged_utok, fee_utok, (extract(epoch FROM created_at) * 1000)::bigint"
         " FROM settlement_batches WHERE batch_id < $1 ORDER BY batch_id DESC LIMIT $2",
-        page->before_id, page->size + 1);
+        page->before_id(), page->size + 1);
     v1::ListSettlementBatchesResponse response;
     for (pqxx::result::size_type i = 0; i < rows.size() && i < page->size; ++i) {
       v1::SettlementBatch* b = response.add_batches();
@@ -292,7 +306,7 @@ absl::StatusOr<v1::ListSettlementBatchesResponse> BillingRepository::ListSettlem
       b->set_fee_utok(rows[i][4].as<int64_t>());
       b->set_created_at_ms(rows[i][5].as<int64_t>());
     }
-    if (rows.size() > page->size) response.set_next_page_token(std::to_string(response.batches().rbegin()->batch_id()));
+    if (rows.size() > page->size) response.set_next_page_token(NextPageToken(kBatchesQuery, response.batches().rbegin()->batch_id()));
     return response;
   });
 }
@@ -318,12 +332,19 @@ absl::StatusOr<v1::Account> BillingRepository::CreateAccount(const v1::CreateAcc
   });
 }
 
-absl::StatusOr<v1::ListAccountsResponse> BillingRepository::ListAccounts() {
+absl::StatusOr<v1::ListAccountsResponse> BillingRepository::ListAccounts(const v1::ListAccountsRequest& request) {
+  constexpr PageQuery kQuery{.list = "accounts", .filters = ""};
+  absl::StatusOr<Page> page = ParsePage(kQuery, request.page_token(), request.page_size());
+  if (!page.ok()) return page.status();
   return db_.Transact("list accounts", [&](pqxx::work& tx) -> absl::StatusOr<v1::ListAccountsResponse> {
     v1::ListAccountsResponse response;
-    for (const pqxx::row& r : tx.exec(
-             "SELECT account_id, name, kind, (extract(epoch FROM created_at) * 1000)::bigint FROM accounts"
-             " WHERE kind IN ('customer', 'provider') ORDER BY account_id")) {
+    const pqxx::result rows = tx.exec_params(
+        "SELECT account_id, name, kind, (extract(epoch FROM created_at) * 1000)::bigint FROM accounts"
+        " WHERE kind IN ('customer', 'provider') AND account_id < $1 ORDER BY account_id DESC LIMIT $2",
+        page->before_id(), page->size + 1);
+    if (rows.size() > page->size) response.set_next_page_token(NextPageToken(kQuery, rows[page->size - 1][0].as<int64_t>()));
+    for (pqxx::result::size_type i = 0; i < rows.size() && i < page->size; ++i) {
+      const pqxx::row& r = rows[i];
       v1::Account* a = response.add_accounts();
       a->set_account_id(r[0].as<int64_t>());
       a->set_name(r[1].as<std::string>());

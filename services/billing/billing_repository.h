@@ -33,7 +33,7 @@ class BillingRepository {
   absl::StatusOr<v1::ListSettlementBatchesResponse> ListSettlementBatches(const v1::ListSettlementBatchesRequest& request);
 
   absl::StatusOr<v1::Account> CreateAccount(const v1::CreateAccountRequest& request);
-  absl::StatusOr<v1::ListAccountsResponse> ListAccounts();
+  absl::StatusOr<v1::ListAccountsResponse> ListAccounts(const v1::ListAccountsRequest& request);
 
  private:
   store::Database& db_;

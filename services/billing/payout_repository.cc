@@ -111,10 +111,12 @@ absl::StatusOr<v1::Payout> PayoutRepository::Decide(int64_t payout_id, bool appr
 }
 
 absl::StatusOr<v1::ListPayoutsResponse> PayoutRepository::List(const v1::ListPayoutsRequest& request) {
-  absl::StatusOr<Page> page = ParsePage(request.page_token(), request.page_size());
-  if (!page.ok()) return page.status();
   const std::string state =
       request.state() == v1::PAYOUT_STATE_UNSPECIFIED ? "" : v1::PayoutState_Name(request.state()).substr(std::string("PAYOUT_STATE_").size());
+  const std::string filters = absl::StrCat(request.account(), "|", state);
+  const PageQuery query{.list = "payouts", .filters = filters};
+  absl::StatusOr<Page> page = ParsePage(query, request.page_token(), request.page_size());
+  if (!page.ok()) return page.status();
   return db_.Transact("list payouts", [&](pqxx::work& tx) -> absl::StatusOr<v1::ListPayoutsResponse> {
     if (!request.account().empty() && tx.exec_params("SELECT 1 FROM accounts WHERE name = $1", request.account()).empty()) {
       return absl::NotFoundError(absl::StrCat("account '", request.account(), "' not found"));
@@ -123,10 +125,10 @@ absl::StatusOr<v1::ListPayoutsResponse> PayoutRepository::List(const v1::ListPay
         absl::StrCat("SELECT ", kPayoutColumns,
                      " WHERE ($1 = '' OR a.name = $1) AND ($2 = '' OR p.state = $2) AND p.payout_id < $3"
                      " ORDER BY p.payout_id DESC LIMIT $4"),
-        request.account(), state, page->before_id, page->size + 1);
+        request.account(), state, page->before_id(), page->size + 1);
     v1::ListPayoutsResponse response;
     for (pqxx::result::size_type i = 0; i < rows.size() && i < page->size; ++i) *response.add_payouts() = PayoutFromRow(rows[i]);
-    if (rows.size() > page->size) response.set_next_page_token(std::to_string(response.payouts().rbegin()->payout_id()));
+    if (rows.size() > page->size) response.set_next_page_token(NextPageToken(query, response.payouts().rbegin()->payout_id()));
     return response;
   });
 }

@@ -1,7 +1,10 @@
 #include "services/billing/report_repository.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "services/billing/period.h"
+#include "services/common/pagination.h"
 
 namespace tessera::billing {
 absl::StatusOr<v1::UsageReportSummary> ReportRepository::UsageReport(const v1::GetUsageReportRequest& request) {
@@ -15,6 +18,14 @@ absl::StatusOr<v1::UsageReportSummary> ReportRepository::UsageReport(const v1::G
     case v1::USAGE_GROUP_WORKER: key = "w.worker_id || '/' || w.name"; break;
     default: key = "w.region"; break;
   }
+  // A report is an aggregate, ranked by charge: its pages are by position (the token's key is the
+  // number of rows already sent).
+  const std::string filters = absl::StrCat(request.period().from_ms(), "|", request.period().to_ms(), "|", request.group_by(), "|",
+                                           request.account());
+  const PageQuery query{.list = "usage_report", .filters = filters};
+  absl::StatusOr<Page> page = ParsePage(query, request.page_token(), request.page_size());
+  if (!page.ok()) return page.status();
+  const int64_t offset = std::max<int64_t>(0, page->after.value_or(0));
   return db_.Transact("usage report", [&](pqxx::work& tx) -> absl::StatusOr<v1::UsageReportSummary> {
     const pqxx::result rows = tx.exec_params(absl::StrCat(
         "SELECT ", key, ", sum(u.gpu_ms)::bigint, sum(u.charge_utok)::bigint, sum(u.fee_utok)::bigint, count(*),"
@@ -26,12 +37,14 @@ absl::StatusOr<v1::UsageReportSummary> ReportRepository::UsageReport(const v1::G
         " JOIN gpus g ON g.worker_id = u.worker_id AND g.gpu_index = a.gpu_indexes[1]"
         " WHERE b.created_at >= to_timestamp($1 / 1000.0) AND b.created_at < to_timestamp($2 / 1000.0)"
         " AND ($3 = '' OR customer.name = $3 OR provider.name = $3)"
-        " GROUP BY 1 ORDER BY 3 DESC, 1"),
-        request.period().from_ms(), PeriodEndMs(request.period()), request.account());
+        " GROUP BY 1 ORDER BY 3 DESC, 1 OFFSET $4 LIMIT $5"),
+        request.period().from_ms(), PeriodEndMs(request.period()), request.account(), offset, page->size + 1);
     v1::UsageReportSummary summary;
     *summary.mutable_period() = request.period();
     summary.set_group_by(request.group_by());
-    for (const pqxx::row& r : rows) {
+    if (rows.size() > page->size) summary.set_next_page_token(NextPageToken(query, offset + page->size));
+    for (pqxx::result::size_type i = 0; i < rows.size() && i < page->size; ++i) {
+      const pqxx::row& r = rows[i];
       v1::UsageGroupRow* row = summary.add_rows();
       row->set_key(r[0].as<std::string>());
       row->set_gpu_ms(r[1].as<int64_t>());

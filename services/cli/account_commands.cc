@@ -4,13 +4,14 @@
 #include "services/cli/commands.h"
 #include "tessera/v1/admin.grpc.pb.h"
 #include "tessera/v1/workers.grpc.pb.h"
+#include "services/common/enum_names.h"
 #include "services/common/job_state_machine.h"
 
 namespace tessera::cli {
 namespace {
 
 std::string KindName(v1::AccountKind kind) {
-  return kind == v1::ACCOUNT_KIND_CUSTOMER ? "customer" : kind == v1::ACCOUNT_KIND_PROVIDER ? "provider" : "?";
+  return absl::AsciiStrToLower(StoredName(kind));
 }
 
 }  // namespace
@@ -43,7 +44,12 @@ void AddAccountCommands(CLI::App& app, CliContext& ctx) {
   auto* list = account->add_subcommand("list", "List accounts");
   list->callback([&ctx] {
     v1::ListAccountsResponse response;
-    grpc::Status s = v1::AdminService::NewStub(ctx.Channel())->ListAccounts(ctx.Call().get(), {}, &response);
+    grpc::Status s = FetchPages(
+        ctx, v1::ListAccountsRequest{}, &response,
+        [&](grpc::ClientContext* c, const v1::ListAccountsRequest& q, v1::ListAccountsResponse* p) {
+          return v1::AdminService::NewStub(ctx.Channel())->ListAccounts(c, q, p);
+        },
+        [](v1::ListAccountsResponse& p) { return p.mutable_accounts(); });
     if (!s.ok()) {
       ctx.exit_code = ReportError(s);
       return;
@@ -67,7 +73,12 @@ void AddWorkerCommands(CLI::App& app, CliContext& ctx) {
     v1::ListWorkersRequest request;
     request.set_provider_account(*provider);
     v1::ListWorkersResponse response;
-    grpc::Status s = v1::WorkerService::NewStub(ctx.Channel())->ListWorkers(ctx.Call().get(), request, &response);
+    grpc::Status s = FetchPages(
+        ctx, request, &response,
+        [&](grpc::ClientContext* c, const v1::ListWorkersRequest& q, v1::ListWorkersResponse* p) {
+          return v1::WorkerService::NewStub(ctx.Channel())->ListWorkers(c, q, p);
+        },
+        [](v1::ListWorkersResponse& p) { return p.mutable_workers(); });
     if (!s.ok()) {
       ctx.exit_code = ReportError(s);
       return;

@@ -5,8 +5,10 @@
 
 #include "services/auth/caller.h"
 #include "services/auth/client_channel.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "services/cli/commands.h"
+#include "services/common/enum_names.h"
 #include "services/common/job_state_machine.h"
 #include "tessera/v1/admin.grpc.pb.h"
 
@@ -32,7 +34,7 @@ std::string UtcTime(int64_t unix_ms) {
 void PrintSignals(const google::protobuf::RepeatedPtrField<v1::FraudSignal>& signals) {
   std::vector<std::vector<std::string>> rows;
   for (const v1::FraudSignal& f : signals) {
-    rows.push_back({std::to_string(f.signal_id()), std::to_string(f.worker_id()), f.kind(),
+    rows.push_back({std::to_string(f.signal_id()), std::to_string(f.worker_id()), StoredName(f.kind()),
                     f.job_id() == 0 ? "-" : absl::StrCat(f.job_id(), "/", f.attempt(), f.seq() == 0 ? "" : absl::StrCat(" #", f.seq())),
                     f.evidence()});
   }
@@ -45,7 +47,7 @@ void PrintSignals(const google::protobuf::RepeatedPtrField<v1::FraudSignal>& sig
 void PrintChallenges(const google::protobuf::RepeatedPtrField<v1::GpuChallengeRecord>& challenges) {
   std::vector<std::vector<std::string>> rows, gpus;
   for (const v1::GpuChallengeRecord& c : challenges) {
-    rows.push_back({std::to_string(c.challenge_id()), c.reason(), c.outcome(), std::to_string(c.gpus_size()),
+    rows.push_back({std::to_string(c.challenge_id()), StoredName(c.reason()), StoredName(c.outcome()), std::to_string(c.gpus_size()),
                     c.observed_ms() == 0 ? "-" : absl::StrCat(c.observed_ms(), " ms"), c.detail().empty() ? "-" : c.detail()});
     for (const v1::ChallengedGpu& g : c.gpus()) {
       std::string root;
@@ -85,11 +87,30 @@ void AddFraudCommands(CLI::App& admin, CliContext& ctx) {
   auto* list = fraud->add_subcommand("list", "Fraud signals, newest first");
   auto request = std::make_shared<v1::ListFraudSignalsRequest>();
   list->add_option_function<int64_t>("--worker", [request](int64_t w) { request->set_worker_id(w); }, "Only this worker's");
-  list->add_option_function<std::string>("--kind", [request](const std::string& k) { request->set_kind(k); }, "Only this kind");
-  list->add_option_function<uint32_t>("--limit", [request](uint32_t n) { request->set_limit(n); }, "At most this many (default 100)");
-  list->callback([&ctx, request] {
+  auto kind = std::make_shared<std::string>();
+  auto limit = std::make_shared<int>(100);
+  list->add_option("--kind", *kind, "Only this kind (BAD_SIGNATURE, OVER_CLAIM, DUPLICATE_GPU_UUID, CHALLENGE_FAILED, …)");
+  list->add_option("--limit", *limit, "At most this many (default 100)")->check(CLI::PositiveNumber);
+  list->callback([&ctx, request, kind, limit] {
+    if (!kind->empty()) {
+      std::optional<v1::FraudSignalKind> parsed = ParseStoredName<v1::FraudSignalKind>(absl::AsciiStrToUpper(*kind));
+      if (!parsed) {
+        std::cerr << "error: --kind: unknown fraud signal kind '" << Printable(*kind) << "'\n";
+        ctx.exit_code = 2;
+        return;
+      }
+      request->set_kind(*parsed);
+    }
     Show<v1::ListFraudSignalsResponse>(
-        ctx, [&](grpc::ClientContext* c, v1::ListFraudSignalsResponse* r) { return v1::AdminService::NewStub(ctx.Channel())->ListFraudSignals(c, *request, r); },
+        ctx,
+        [&](grpc::ClientContext*, v1::ListFraudSignalsResponse* r) {
+          return FetchPages(
+              ctx, *request, r,
+              [&](grpc::ClientContext* c, const v1::ListFraudSignalsRequest& q, v1::ListFraudSignalsResponse* p) {
+                return v1::AdminService::NewStub(ctx.Channel())->ListFraudSignals(c, q, p);
+              },
+              [](v1::ListFraudSignalsResponse& p) { return p.mutable_signals(); }, *limit);
+        },
         [](const v1::ListFraudSignalsResponse& r) { PrintSignals(r.signals()); });
   });
 
@@ -177,7 +198,15 @@ void AddAdminCommands(CLI::App& app, CliContext& ctx) {
     request.set_account(*filter);
     request.set_include_revoked(*all);
     Show<v1::ListApiKeysResponse>(
-        ctx, [&](grpc::ClientContext* c, v1::ListApiKeysResponse* r) { return v1::AdminService::NewStub(ctx.Channel())->ListApiKeys(c, request, r); },
+        ctx,
+        [&](grpc::ClientContext*, v1::ListApiKeysResponse* r) {
+          return FetchPages(
+              ctx, request, r,
+              [&](grpc::ClientContext* c, const v1::ListApiKeysRequest& q, v1::ListApiKeysResponse* p) {
+                return v1::AdminService::NewStub(ctx.Channel())->ListApiKeys(c, q, p);
+              },
+              [](v1::ListApiKeysResponse& p) { return p.mutable_keys(); });
+        },
         [](const v1::ListApiKeysResponse& r) {
           std::vector<std::vector<std::string>> rows;
           for (const v1::ApiKey& k : r.keys()) rows.push_back(KeyRow(k));

@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_format.h"
 #include "services/cli/commands.h"
+#include "services/common/enum_names.h"
 #include "services/common/job_state_machine.h"
 #include "tessera/v1/billing.grpc.pb.h"
 
@@ -22,7 +23,7 @@ void WithStub(CliContext& ctx, Fn&& fn) {
 }
 
 void PrintInvoice(const v1::Invoice& invoice) {
-  std::cout << "invoice for job " << invoice.job_id() << " (" << invoice.account() << ", " << invoice.state()
+  std::cout << "invoice for job " << invoice.job_id() << " (" << invoice.account() << ", " << JobStateName(invoice.job_state())
             << (invoice.final() ? ", final" : ", provisional") << ", escrow hold " << HoldStateName(invoice.hold_state()) << ")\n";
   std::vector<std::vector<std::string>> rows;
   for (const v1::InvoiceLine& l : invoice.lines()) {
@@ -83,9 +84,12 @@ void AddBillingCommands(CLI::App& app, CliContext& ctx) {
       grpc::Status s = stub.GetBalance(ctx.Call().get(), request, &response);
       if (s.ok() && ctx.json()) std::cout << ToJson(response) << "\n";
       if (s.ok() && !ctx.json()) {
-        PrintTable({"ACCOUNT", "AVAILABLE", "ESCROW", "EARNINGS", "PAYOUT PENDING"},
-                   {{response.account(), FormatTokens(response.available_utok()), FormatTokens(response.escrow_utok()),
-                     FormatTokens(response.earnings_utok()), FormatTokens(response.payout_pending_utok())}});
+        // Every bucket the account has: a customer's, a provider's, the platform's fees, the treasury.
+        std::vector<std::vector<std::string>> rows;
+        for (const v1::BucketBalance& b : response.buckets()) {
+          rows.push_back({response.account(), LedgerBucketStoredName(b.bucket()), FormatTokens(b.balance_utok())});
+        }
+        PrintTable({"ACCOUNT", "BUCKET", "BALANCE"}, rows);
       }
       return s;
     });
@@ -140,12 +144,12 @@ void AddBillingCommands(CLI::App& app, CliContext& ctx) {
       std::cout << "statement of " << response.account() << " for " << response.month() << " (tokens)\n";
       std::vector<std::vector<std::string>> rows;
       for (const v1::StatementBucket& b : response.buckets()) {
-        rows.push_back({b.bucket(), FormatTokens(b.opening_utok()), FormatTokens(b.closing_utok())});
+        rows.push_back({LedgerBucketStoredName(b.bucket()), FormatTokens(b.opening_utok()), FormatTokens(b.closing_utok())});
       }
       PrintTable({"BUCKET", "OPENING", "CLOSING"}, rows);
       rows.clear();
       for (const v1::StatementLine& l : response.lines()) {
-        rows.push_back({l.bucket(), KindName(l.kind()), FormatTokens(l.debit_utok()), FormatTokens(l.credit_utok()),
+        rows.push_back({LedgerBucketStoredName(l.bucket()), KindName(l.kind()), FormatTokens(l.debit_utok()), FormatTokens(l.credit_utok()),
                         std::to_string(l.transfers())});
       }
       PrintTable({"BUCKET", "KIND", "OUT", "IN", "TRANSFERS"}, rows);

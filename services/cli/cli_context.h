@@ -75,4 +75,28 @@ void Show(CliContext& ctx, Call&& call, Print&& print) {
   }
 }
 
+// Runs a List call page after page, `call(grpc::ClientContext*, const Request&, Response*)`, and
+// gathers into `out` the first page with every later page's `items(page)` appended, up to `limit`
+// items: the CLI shows a whole list however the server pages it. `out`'s next_page_token is the
+// token after the last page read (empty when the list was read to its end).
+template <typename Request, typename Response, typename Call, typename Items>
+grpc::Status FetchPages(const CliContext& ctx, Request request, Response* out, Call&& call, Items&& items, int limit = 100'000) {
+  for (bool first = true;; first = false) {
+    Response page;
+    grpc::Status s = call(ctx.Call().get(), request, &page);
+    if (!s.ok()) return s;
+    if (first) {
+      *out = page;
+      items(*out)->Clear();
+    }
+    for (auto& item : *items(page)) {
+      if (items(*out)->size() >= limit) break;
+      *items(*out)->Add() = std::move(item);
+    }
+    out->set_next_page_token(page.next_page_token());
+    if (page.next_page_token().empty() || items(*out)->size() >= limit) return s;
+    request.set_page_token(page.next_page_token());
+  }
+}
+
 }  // namespace tessera::cli

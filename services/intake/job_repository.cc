@@ -1,5 +1,8 @@
 #include "services/intake/job_repository.h"
 
+#include <map>
+#include <tuple>
+
 
 #include "absl/strings/str_cat.h"
 #include "services/billing/ledger.h"
@@ -30,18 +33,19 @@ constexpr store::Statement kFindRequests{
 constexpr store::Statement kInsertJobs{
     "submit_insert_jobs",
     "WITH input AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],"
-    "   $7::bigint[], $8::bigint[], $9::text[], $10::int[], $11::bigint[])"
-    "   AS t(account_id, request_id, spec, kind, gpu_count, gpu_models, bid, max_duration_ms, priority_class, max_attempts, hold)),"
+    "   $7::bigint[], $8::bigint[], $9::text[], $10::int[], $11::bigint[], $13::bigint[])"
+    "   AS t(account_id, request_id, spec, kind, gpu_count, gpu_models, bid, max_duration_ms, priority_class, max_attempts, hold,"
+    "        queue_timeout_ms)),"
     " job AS ("
     "  INSERT INTO jobs (account_id, request_id, spec, kind, gpu_count, gpu_models, bid_utok_per_gpu_hour,"
-    "   max_duration_ms, priority_class, max_attempts, fee_bps, hold_utok, state)"
+    "   max_duration_ms, priority_class, max_attempts, fee_bps, hold_utok, state, queue_deadline)"
     "  SELECT account_id, request_id, decode(spec, 'hex'), kind, gpu_count, gpu_models::text[], bid, max_duration_ms,"
-    "   priority_class, max_attempts, $12, hold, 'QUEUED' FROM input"
-    "  RETURNING job_id, account_id, request_id, hold_utok, created_at),"
+    "   priority_class, max_attempts, $12, hold, 'QUEUED', now() + queue_timeout_ms * interval '1 millisecond' FROM input"
+    "  RETURNING job_id, account_id, request_id, hold_utok, created_at, queue_deadline),"
     " audited AS (INSERT INTO job_events (job_id, state, attempt, message)"
     "  SELECT job_id, 'QUEUED', 0, 'submitted; ' || hold_utok || ' µT held in escrow' FROM job)"
     "SELECT account_id, request_id, job_id, (extract(epoch FROM created_at) * 1000)::bigint,"
-    " pg_notify('tessera_jobs', job_id::text) FROM job"};
+    " pg_notify('tessera_jobs', job_id::text), (extract(epoch FROM queue_deadline) * 1000)::bigint FROM job"};
 
 struct AccountBalances {
   int64_t account_id = 0;
@@ -62,7 +66,8 @@ const char* const kJobColumns =
     "j.job_id, a.name, j.request_id, j.spec, j.state, j.hold_utok, j.bid_utok_per_gpu_hour, j.priority_class,"
     " j.attempt, j.max_attempts, coalesce(j.worker_id, 0), j.price_utok_per_gpu_hour, j.gpu_ms_total, j.charged_utok,"
     " j.progress_ppm, j.wait_reason, j.result, (extract(epoch FROM j.created_at) * 1000)::bigint,"
-    " (extract(epoch FROM j.updated_at) * 1000)::bigint, j.max_duration_ms, j.hold_state";
+    " (extract(epoch FROM j.updated_at) * 1000)::bigint, j.max_duration_ms, j.hold_state,"
+    " CASE WHEN j.state = 'QUEUED' AND j.attempt = 0 THEN coalesce((extract(epoch FROM j.queue_deadline) * 1000)::bigint, 0) ELSE 0 END";
 
 v1::Job JobFromRow(const pqxx::row& row) {
   v1::Job job;
@@ -87,6 +92,7 @@ v1::Job JobFromRow(const pqxx::row& row) {
   job.set_updated_at_ms(row[18].as<int64_t>());
   job.set_max_duration_ms(row[19].as<int64_t>());
   job.set_hold_state(ParseHoldState(row[20].as<std::string>()));
+  job.set_queue_deadline_ms(row[21].as<int64_t>());
   return job;
 }
 
@@ -208,7 +214,7 @@ std::vector<absl::StatusOr<SubmitOutcome>> JobRepository::SubmitBatch(const std:
     }
 
     if (!accepted.empty()) {
-      std::vector<int64_t> account_ids, gpu_counts, bids, durations, attempts, holds;
+      std::vector<int64_t> account_ids, gpu_counts, bids, durations, attempts, holds, queue_timeouts;
       std::vector<std::string> request_ids, specs, kinds, models, classes;
       for (size_t i : accepted) {
         const v1::JobSpec& spec = requests[i]->spec();
@@ -223,20 +229,21 @@ std::vector<absl::StatusOr<SubmitOutcome>> JobRepository::SubmitBatch(const std:
         classes.emplace_back(PriorityClassName(spec.priority_class()));
         attempts.push_back(terms[i].max_attempts);
         holds.push_back(terms[i].hold);
+        queue_timeouts.push_back(spec.queue_timeout_ms() > 0 ? spec.queue_timeout_ms() : default_queue_timeout_ms_);
       }
-      std::map<std::pair<int64_t, std::string>, std::pair<int64_t, int64_t>> inserted;  // → job, created ms
+      std::map<std::pair<int64_t, std::string>, std::tuple<int64_t, int64_t, int64_t>> inserted;  // → job, created, deadline ms
       for (const pqxx::row& r : store::Exec(tx, kInsertJobs, store::ArrayLiteral(account_ids), store::ArrayLiteral(request_ids),
                                             store::ArrayLiteral(specs), store::ArrayLiteral(kinds), store::ArrayLiteral(gpu_counts),
                                             store::ArrayLiteral(models), store::ArrayLiteral(bids), store::ArrayLiteral(durations),
                                             store::ArrayLiteral(classes), store::ArrayLiteral(attempts), store::ArrayLiteral(holds),
-                                            fee_bps_)) {
-        inserted[{r[0].as<int64_t>(), r[1].as<std::string>()}] = {r[2].as<int64_t>(), r[3].as<int64_t>()};
+                                            fee_bps_, store::ArrayLiteral(queue_timeouts))) {
+        inserted[{r[0].as<int64_t>(), r[1].as<std::string>()}] = {r[2].as<int64_t>(), r[3].as<int64_t>(), r[5].as<int64_t>()};
       }
       std::vector<billing::TransferSpec> transfers;
       for (size_t i : accepted) {
         const v1::SubmitJobRequest& r = *requests[i];
         const AccountBalances& account = accounts.at(r.account());
-        const auto [job_id, created_ms] = inserted.at({account.account_id, r.request_id()});
+        const auto [job_id, created_ms, queue_deadline_ms] = inserted.at({account.account_id, r.request_id()});
         if (terms[i].hold > 0) {
           transfers.push_back({.idempotency_key = absl::StrCat("hold:", job_id), .kind = "HOLD",
                                .debit_ledger_id = account.available_id, .credit_ledger_id = account.escrow_id,
@@ -258,6 +265,7 @@ std::vector<absl::StatusOr<SubmitOutcome>> JobRepository::SubmitBatch(const std:
         job.set_hold_state(v1::ESCROW_HOLD_STATE_PENDING);
         job.set_created_at_ms(created_ms);
         job.set_updated_at_ms(created_ms);
+        job.set_queue_deadline_ms(queue_deadline_ms);
         out[i] = std::move(outcome);
       }
       if (!transfers.empty()) billing::PostTransfers(tx, transfers, billing::BucketLocks::kAlreadyHeld);
@@ -287,11 +295,13 @@ absl::StatusOr<v1::Job> JobRepository::Get(int64_t job_id) {
 }
 
 absl::StatusOr<v1::ListJobsResponse> JobRepository::List(const v1::ListJobsRequest& request) {
-  absl::StatusOr<Page> page = ParsePage(request.page_token(), request.page_size());
+  const std::string state = request.state() == v1::JOB_STATE_UNSPECIFIED ? "" : std::string(JobStateName(request.state()));
+  const std::string filters = absl::StrCat(request.account(), "|", state);
+  const PageQuery query{.list = "jobs", .filters = filters};
+  absl::StatusOr<Page> page = ParsePage(query, request.page_token(), request.page_size());
   if (!page.ok()) return page.status();
   const uint32_t page_size = page->size;
-  const int64_t before_job_id = page->before_id;
-  const std::string state = request.state() == v1::JOB_STATE_UNSPECIFIED ? "" : std::string(JobStateName(request.state()));
+  const int64_t before_job_id = page->before_id();
   return db_.Transact("list jobs", [&](pqxx::work& tx) -> absl::StatusOr<v1::ListJobsResponse> {
     if (tx.exec_params("SELECT 1 FROM accounts WHERE name = $1", request.account()).empty()) {
       return absl::NotFoundError(absl::StrCat("account '", request.account(), "' not found"));
@@ -304,7 +314,7 @@ absl::StatusOr<v1::ListJobsResponse> JobRepository::List(const v1::ListJobsReque
         request.account(), before_job_id, state, page_size + 1);
     v1::ListJobsResponse response;
     for (pqxx::result::size_type i = 0; i < rows.size() && i < page_size; ++i) *response.add_jobs() = JobFromRow(rows[i]);
-    if (rows.size() > page_size) response.set_next_page_token(std::to_string(response.jobs().rbegin()->job_id()));
+    if (rows.size() > page_size) response.set_next_page_token(NextPageToken(query, response.jobs().rbegin()->job_id()));
     return response;
   });
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "services/intake/job_spec_validator.h"
 #include "services/store/database.h"
 #include "tessera/v1/jobs.pb.h"
 
@@ -31,8 +32,10 @@ struct JobChanges {
 
 class JobRepository {
  public:
-  // `fee_bps` is the platform fee in basis points that jobs submitted here will pay.
-  JobRepository(store::Database& db, int64_t fee_bps) : db_(db), fee_bps_(fee_bps) {}
+  // `fee_bps` is the platform fee in basis points that jobs submitted here will pay;
+  // `default_queue_timeout_ms` how long a job whose spec sets no queue timeout may wait to start.
+  JobRepository(store::Database& db, int64_t fee_bps, int64_t default_queue_timeout_ms = kDefaultQueueTimeoutMs)
+      : db_(db), fee_bps_(fee_bps), default_queue_timeout_ms_(default_queue_timeout_ms) {}
 
   absl::StatusOr<SubmitOutcome> Submit(const v1::SubmitJobRequest& request);
   // Many submits in one transaction (group commit): each request gets the outcome it would have
@@ -48,6 +51,7 @@ class JobRepository {
  private:
   store::Database& db_;
   const int64_t fee_bps_;
+  const int64_t default_queue_timeout_ms_;
 };
 
 // The SELECT list and conversion shared by every read of a job.

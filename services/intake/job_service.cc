@@ -13,9 +13,11 @@ namespace tessera::intake {
 namespace {
 
 constexpr auto kWatchPollInterval = std::chrono::milliseconds(200);
+// A watcher refused for the stream cap is told to come back after this long.
+constexpr int64_t kWatchRetryAfterMs = 2'000;
 
 grpc::Status RequireJobId(int64_t job_id) {
-  if (job_id <= 0) return {grpc::StatusCode::INVALID_ARGUMENT, "job_id must be positive"};
+  if (job_id <= 0) return InvalidArgumentStatus("job_id must be positive");
   return grpc::Status::OK;
 }
 
@@ -95,8 +97,8 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
   // Each stream holds a call thread while it watches: beyond the limit, refused (retry later).
   if (watch_streams_.fetch_add(1) >= max_watch_streams_) {
     watch_streams_.fetch_sub(1);
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        absl::StrCat("too many WatchJob streams open (", max_watch_streams_, "); retry later or poll GetJob"));
+    return ToGrpcStatus(ResourceExhaustedWithRetry(
+        absl::StrCat("too many WatchJob streams open (", max_watch_streams_, "); poll GetJob meanwhile"), kWatchRetryAfterMs));
   }
   struct Release {
     std::atomic<int>& n;

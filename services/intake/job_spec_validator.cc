@@ -110,6 +110,9 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
     return OutOfRange("spec.max_duration_ms", 1, kMaxDurationMs, spec.max_duration_ms());
   }
   if (spec.max_attempts() > kMaxAttempts) return OutOfRange("spec.max_attempts", 0, kMaxAttempts, spec.max_attempts());
+  if (spec.queue_timeout_ms() < 0 || spec.queue_timeout_ms() > kMaxQueueTimeoutMs) {
+    return OutOfRange("spec.queue_timeout_ms", 0, kMaxQueueTimeoutMs, spec.queue_timeout_ms());
+  }
   if (!v1::PriorityClass_IsValid(spec.priority_class())) return absl::InvalidArgumentError("spec.priority_class is not a known class");
   if (absl::Status s = ValidateRequirements(spec); !s.ok()) return s;
   if (absl::StatusOr<int64_t> hold = HoldAmount(spec.bid_utok_per_gpu_hour(), spec.gpu_count(), spec.max_duration_ms());

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "services/common/gpu_challenge_proof.h"
+#include "services/common/enum_names.h"
 #include "services/common/job_state_machine.h"
 
 namespace tessera::scheduler_host {
@@ -163,8 +164,8 @@ std::vector<v1::GpuChallengeRecord> LatestChallenges(pqxx::work& tx, int64_t wor
     if (out.empty() || out.back().challenge_id() != r[0].as<int64_t>()) {
       v1::GpuChallengeRecord& c = out.emplace_back();
       c.set_challenge_id(r[0].as<int64_t>());
-      c.set_reason(r[1].as<std::string>());
-      c.set_outcome(r[2].as<std::string>());
+      c.set_reason(ParseStoredName<v1::ChallengeReason>(r[1].as<std::string>()).value_or(v1::CHALLENGE_REASON_UNSPECIFIED));
+      c.set_outcome(ParseStoredName<v1::ChallengeOutcome>(r[2].as<std::string>()).value_or(v1::CHALLENGE_OUTCOME_UNSPECIFIED));
       c.set_detail(r[3].as<std::string>());
       c.set_observed_ms(r[4].as<int64_t>());
       c.set_issued_at_ms(r[5].as<int64_t>());

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/gpu_challenge_plan.h"
 #include "services/common/gpu_challenge_proof.h"
 #include "services/common/worker_signing.h"
 
@@ -131,7 +132,10 @@ void GpuVerifier::Issue(const std::shared_ptr<WorkerSession>& session, Challenge
                                        "verified (services/common/gpu_challenge_proof.h lists the models that can)"));
       return;
     }
-    slowest_ms += SlowestChallengeMs(*model, g.spec.n);
+    // A GPU times a batch of back-to-back products (gpu_challenge_plan.h), each of which may take
+    // as long as the slowest card of its model allows; a CPU device computes one.
+    const uint32_t products = g.model == "CPU" ? 1 : kernels::ChallengeProductsToTime(g.spec.n);
+    slowest_ms += SlowestChallengeMs(*model, g.spec.n) * products;
     v1::GpuChallenge* c = m.mutable_challenge()->add_gpus();
     c->set_gpu_index(g.index);
     c->set_seed(g.spec.seed);

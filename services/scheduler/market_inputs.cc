@@ -11,6 +11,7 @@ scheduler::JobRequirements JobRequirementsFrom(int64_t job_id, const std::string
       spec.min_compute_capability().empty() ? 0 : ParseComputeCapability("", spec.min_compute_capability()).value_or(0);
   return {.job_id = job_id,
           .account = account,
+          .kind = spec.kind(),
           .gpu_count = spec.gpu_count(),
           .gpu_models = {spec.gpu_models().begin(), spec.gpu_models().end()},
           .min_memory_mib = spec.min_gpu_memory_mib(),
@@ -33,14 +34,12 @@ scheduler::ProviderPolicy ProviderPolicyFrom(const v1::ProviderPolicy& policy) {
           .accepts_spot = !policy.refuse_spot()};
 }
 
-scheduler::WorkerSpec WorkerSpecFrom(int64_t worker_id, const std::string& region, int32_t reputation,
-                                     int64_t ask_utok_per_gpu_hour, const std::vector<v1::Gpu>& gpus,
-                                     const v1::ProviderPolicy& policy) {
-  scheduler::WorkerSpec spec{.worker_id = worker_id, .region = region, .reputation = reputation,
-                             .ask_utok_per_gpu_hour = ask_utok_per_gpu_hour, .gpus = {},
-                             .policy = ProviderPolicyFrom(policy)};
+scheduler::WorkerSpec WorkerSpecFrom(const WorkerRecord& worker) {
+  scheduler::WorkerSpec spec{.worker_id = worker.worker_id, .region = worker.region, .reputation = worker.reputation,
+                             .ask_utok_per_gpu_hour = worker.ask_utok_per_gpu_hour, .gpus = {},
+                             .policy = ProviderPolicyFrom(worker.policy), .job_kinds = worker.job_kinds};
   // The core addresses a GPU by its position; the host keeps gpus ordered by index, dense from 0.
-  for (const v1::Gpu& gpu : gpus) {
+  for (const v1::Gpu& gpu : worker.gpus) {
     spec.gpus.push_back({.model = gpu.model(), .memory_mib = gpu.memory_mib(),
                          .compute_capability = ParseComputeCapability("", gpu.compute_capability()).value_or(0)});
   }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "scheduler/market_types.h"
+#include "services/scheduler/scheduler_repository.h"
 #include "tessera/v1/jobs.pb.h"
 #include "tessera/v1/workers.pb.h"
 
@@ -17,8 +18,6 @@ scheduler::JobRequirements JobRequirementsFrom(int64_t job_id, const std::string
 
 scheduler::ProviderPolicy ProviderPolicyFrom(const v1::ProviderPolicy& policy);
 
-scheduler::WorkerSpec WorkerSpecFrom(int64_t worker_id, const std::string& region, int32_t reputation,
-                                     int64_t ask_utok_per_gpu_hour, const std::vector<v1::Gpu>& gpus,
-                                     const v1::ProviderPolicy& policy);
+scheduler::WorkerSpec WorkerSpecFrom(const WorkerRecord& worker);
 
 }  // namespace tessera::scheduler_host

@@ -160,7 +160,7 @@ void SchedulerHost::OnMessage(const std::shared_ptr<WorkerSession>& session, v1:
   {
     std::lock_guard lock(inbound_mu_);
     if (inbound_.size() >= options_.max_inbound_messages) {
-      session->Close(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "scheduler inbound queue is full; reconnect later"));
+      session->Close(ToGrpcStatus(ResourceExhaustedWithRetry("scheduler inbound queue is full; reconnect later", 1'000)));
       return;
     }
     inbound_.push_back({session, std::move(message)});
@@ -243,7 +243,7 @@ void SchedulerHost::ProcessBatch(std::vector<Inbound>& batch) {
         continue;
       }
       if (m.hello().worker_id() <= 0) {
-        in.session->Close(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello.worker_id must be a registered worker id"));
+        in.session->Close(InvalidArgumentStatus("hello.worker_id must be a registered worker id"));
         continue;
       }
       if (m.hello().has_policy()) {
@@ -252,7 +252,8 @@ void SchedulerHost::ProcessBatch(std::vector<Inbound>& batch) {
           continue;
         }
       }
-      if (absl::Status s = ValidateWorkerProfile("hello.", m.hello().name(), m.hello().region(), m.hello().ask_utok_per_gpu_hour());
+      if (absl::Status s = ValidateWorkerProfile("hello.", m.hello().name(), m.hello().region(), m.hello().ask_utok_per_gpu_hour(),
+                                                 {m.hello().job_kinds().begin(), m.hello().job_kinds().end()});
           !s.ok()) {
         in.session->Close(ToGrpcStatus(s));
         continue;
@@ -427,6 +428,7 @@ void SchedulerHost::SchedulingLoop() {
     ExpireLeases(decisions);
     const bool tick = now_ms >= next_tick_ms;
     if (tick) {
+      CancelExpiredQueued(now_ms, decisions);
       StartDueRechecks(now_ms, decisions);
       Merge(decisions, market_->Tick(now_ms));
       next_tick_ms = now_ms + options_.tick_interval_ms;
@@ -521,7 +523,9 @@ void SchedulerHost::SendCancel(int64_t job_id, uint32_t attempt, int64_t worker_
 void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello,
                                 scheduler::Decisions& decisions) {
   auto activated = repo_.ActivateWorker(hello.worker_id(), hello.has_policy() ? &hello.policy() : nullptr, options_.verifier.enabled,
-                                        hello.draining(), {hello.name(), hello.region(), hello.ask_utok_per_gpu_hour()});
+                                        hello.draining(),
+                                        {.name = hello.name(), .region = hello.region(), .ask_utok_per_gpu_hour = hello.ask_utok_per_gpu_hour(),
+                                         .job_kinds = {hello.job_kinds().begin(), hello.job_kinds().end()}});
   if (!activated.ok()) {
     session->Close(ToGrpcStatus(activated.status()));
     return;
@@ -571,8 +575,7 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
       market_stale_ = true;
     }
   }
-  market_->UpsertWorker(WorkerSpecFrom(record.worker_id, record.region, record.reputation, record.ask_utok_per_gpu_hour,
-                                       record.gpus, record.policy));
+  market_->UpsertWorker(WorkerSpecFrom(record));
   // The market must hold exactly the worker's live leases (it normally does); if not, it is
   // rebuilt from PostgreSQL before anything else is decided, and the rebuild opens the worker.
   for (const std::vector<LiveAssignment>* list : {&keep, &resend}) {
@@ -671,6 +674,16 @@ void SchedulerHost::ExpireLeases(scheduler::Decisions& decisions) {
   AddQueuedJobs({back.begin(), back.end()}, decisions);
 }
 
+void SchedulerHost::CancelExpiredQueued(int64_t now_ms, scheduler::Decisions& decisions) {
+  absl::StatusOr<std::vector<int64_t>> cancelled = repo_.CancelExpiredQueued(256);
+  if (!cancelled.ok()) {
+    spdlog::warn("cancelling jobs past their queue timeout: {}", cancelled.status().ToString());
+    return;
+  }
+  for (int64_t job_id : *cancelled) Merge(decisions, market_->RemoveJob(job_id, now_ms));
+  if (!cancelled->empty()) spdlog::info("{} job(s) cancelled at their queue timeout", cancelled->size());
+}
+
 void SchedulerHost::SendLeaseLost(const Requeued& r) {
   if (auto session = registry_.SessionOf(r.worker_id)) {
     session->Send(CancelMessage(r.job_id, r.attempt, "the job lost another of its workers; it is requeued"));
@@ -720,7 +733,7 @@ absl::Status SchedulerHost::Rebuild(scheduler::Decisions& decisions) {
   decisions = {};
   const int64_t now_ms = clock_.NowMs();
   for (const WorkerRecord& w : snapshot->workers) {
-    market_->UpsertWorker(WorkerSpecFrom(w.worker_id, w.region, w.reputation, w.ask_utok_per_gpu_hour, w.gpus, w.policy));
+    market_->UpsertWorker(WorkerSpecFrom(w));
     (void)market_->SetSchedulable(w.worker_id, false, now_ms);
     registry_.Track(w.worker_id, now_ms);
   }

@@ -123,6 +123,8 @@ class SchedulerHost final : public StreamHandler {
   void SendLeaseLost(const Requeued& r);
   void HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello, scheduler::Decisions& decisions);
   void ExpireLeases(scheduler::Decisions& decisions);
+  // Jobs that never started, past their queue deadline: cancelled, and dropped from the market.
+  void CancelExpiredQueued(int64_t now_ms, scheduler::Decisions& decisions);
   // Loads those of `job_ids` the market does not hold and that are QUEUED; returns how many.
   size_t AddQueuedJobs(const std::vector<int64_t>& job_ids, scheduler::Decisions& decisions);
   void Reconcile(scheduler::Decisions& decisions);

@@ -73,8 +73,8 @@ scheduler::JobRequirements RequirementsFromRow(const pqxx::row& row) {
 std::vector<WorkerRecord> LoadWorkerRecords(pqxx::work& tx, const std::vector<int64_t>& ids) {
   std::map<int64_t, WorkerRecord> records;
   for (const pqxx::row& r : store::Exec(tx, {"sched_load_workers",
-           "SELECT worker_id, state, region, reputation, ask_utok_per_gpu_hour, policy, verified_at IS NOT NULL FROM workers"
-           " WHERE worker_id = ANY($1::bigint[])"},
+           "SELECT worker_id, state, region, reputation, ask_utok_per_gpu_hour, policy, verified_at IS NOT NULL,"
+           " coalesce(job_kinds, '{}') FROM workers WHERE worker_id = ANY($1::bigint[])"},
            ArrayLiteral(ids))) {
     WorkerRecord& w = records[r[0].as<int64_t>()];
     w.worker_id = r[0].as<int64_t>();
@@ -84,6 +84,7 @@ std::vector<WorkerRecord> LoadWorkerRecords(pqxx::work& tx, const std::vector<in
     w.ask_utok_per_gpu_hour = r[4].as<int64_t>();
     w.policy.ParseFromString(pqxx::binarystring(r[5]).str());
     w.verified = r[6].as<bool>();
+    w.job_kinds = store::ParseTextArray(r[7].as<std::string>());
   }
   for (const pqxx::row& r : store::Exec(tx, {"sched_load_gpus",
            "SELECT worker_id, " GPU_COLUMNS " FROM gpus WHERE worker_id = ANY($1::bigint[]) ORDER BY worker_id, gpu_index"},
@@ -153,16 +154,17 @@ absl::StatusOr<v1::RegisterWorkerResponse> SchedulerRepository::RegisterWorker(c
   });
 }
 
-absl::StatusOr<std::vector<v1::Worker>> SchedulerRepository::ListWorkers(const std::string& provider_account) {
+absl::StatusOr<std::vector<v1::Worker>> SchedulerRepository::ListWorkers(const WorkerQuery& query) {
   return db_.Transact("list workers", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<v1::Worker>> {
     const pqxx::result rows = tx.exec_params(
         "SELECT w.worker_id, a.name, w.name, w.region, w.ask_utok_per_gpu_hour, w.state,"
         " coalesce((extract(epoch FROM w.last_seen_at) * 1000)::bigint, 0),"
         " (SELECT coalesce(sum(cardinality(gpu_indexes)), 0) FROM assignments s WHERE s.worker_id = w.worker_id AND s.state = 'LIVE'),"
-        " w.reputation, w.policy, coalesce(w.public_key, '')"
+        " w.reputation, w.policy, coalesce(w.public_key, ''), coalesce(w.job_kinds, '{}')"
         " FROM workers w JOIN accounts a ON a.account_id = w.provider_account_id"
-        " WHERE $1 = '' OR a.name = $1 ORDER BY w.worker_id",
-        provider_account);
+        " WHERE ($1 = '' OR a.name = $1) AND ($2 = 0 OR w.worker_id = $2) AND w.worker_id < $3"
+        " ORDER BY w.worker_id DESC LIMIT $4",
+        query.provider_account, query.worker_id, query.before_worker_id, static_cast<int64_t>(query.limit));
     std::map<int64_t, v1::Worker> workers;
     std::vector<int64_t> order;
     for (const pqxx::row& r : rows) {
@@ -179,6 +181,7 @@ absl::StatusOr<std::vector<v1::Worker>> SchedulerRepository::ListWorkers(const s
       w.set_reputation(r[8].as<int32_t>());
       w.mutable_policy()->ParseFromString(pqxx::binarystring(r[9]).str());
       w.set_public_key(pqxx::binarystring(r[10]).str());
+      for (std::string& kind : store::ParseTextArray(r[11].as<std::string>())) w.add_job_kinds(std::move(kind));
     }
     const pqxx::result gpus = tx.exec_params(
         "SELECT worker_id, " GPU_COLUMNS " FROM gpus WHERE worker_id = ANY($1::bigint[]) ORDER BY worker_id, gpu_index",
@@ -217,9 +220,10 @@ absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> SchedulerRe
       state = now;
     }
     tx.exec_params0(
-        "UPDATE workers SET state = $2, last_seen_at = now(), policy = CASE WHEN $3 THEN decode($4, 'hex') ELSE policy END"
-        " WHERE worker_id = $1",
-        worker_id, std::string(WorkerStateName(state)), policy != nullptr, policy == nullptr ? "" : Hex(policy->SerializeAsString()));
+        "UPDATE workers SET state = $2, last_seen_at = now(), policy = CASE WHEN $3 THEN decode($4, 'hex') ELSE policy END,"
+        " job_kinds = CASE WHEN $5 THEN NULL ELSE $6::text[] END WHERE worker_id = $1",
+        worker_id, std::string(WorkerStateName(state)), policy != nullptr, policy == nullptr ? "" : Hex(policy->SerializeAsString()),
+        profile.job_kinds.empty(), ArrayLiteral(profile.job_kinds));
     Result result;
     result.first = std::move(LoadWorkerRecords(tx, {worker_id}).at(0));
     static const std::string kLiveOfWorker = absl::StrCat(
@@ -270,12 +274,32 @@ absl::StatusOr<v1::Worker> SchedulerRepository::RetireWorker(int64_t worker_id, 
     return absl::OkStatus();
   });
   if (!outcome.ok()) return outcome;
-  absl::StatusOr<std::vector<v1::Worker>> workers = ListWorkers("");
+  absl::StatusOr<std::vector<v1::Worker>> workers = ListWorkers({.provider_account = "", .worker_id = worker_id, .before_worker_id = INT64_MAX, .limit = 1});
   if (!workers.ok()) return workers.status();
-  for (v1::Worker& worker : *workers) {
-    if (worker.worker_id() == worker_id) return std::move(worker);
-  }
+  if (!workers->empty()) return std::move(workers->front());
   return absl::InternalError(absl::StrCat("worker ", worker_id, " vanished after its retirement"));
+}
+
+absl::StatusOr<std::vector<int64_t>> SchedulerRepository::CancelExpiredQueued(int limit) {
+  return db_.Transact("cancel expired queued jobs", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<int64_t>> {
+    if (absl::Status s = CheckEpoch(tx); !s.ok()) return s;
+    // SKIP LOCKED: a job a customer is cancelling or extending right now is left for the next pass.
+    const pqxx::result expired = tx.exec_params(
+        "WITH due AS (SELECT job_id, wait_reason, (extract(epoch FROM queue_deadline - created_at) * 1000)::bigint AS timeout_ms"
+        "   FROM jobs WHERE state = 'QUEUED' AND attempt = 0 AND queue_deadline < now()"
+        "   ORDER BY queue_deadline LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED),"
+        " cancelled AS (UPDATE jobs j SET state = 'CANCELLED', wait_reason = '', updated_at = now() FROM due"
+        "   WHERE j.job_id = due.job_id RETURNING j.job_id)"
+        " INSERT INTO job_events (job_id, state, attempt, message)"
+        " SELECT job_id, 'CANCELLED', 0, 'queue timeout: not started within ' || timeout_ms || ' ms'"
+        "   || CASE WHEN wait_reason = '' THEN '' ELSE ' (' || wait_reason || ')' END || '; the escrow is released'"
+        " FROM due WHERE job_id IN (SELECT job_id FROM cancelled) RETURNING job_id",
+        limit);
+    std::vector<int64_t> ids;
+    for (const pqxx::row& r : expired) ids.push_back(r[0].as<int64_t>());
+    if (!ids.empty()) tx.exec0("NOTIFY tessera_settle");
+    return ids;
+  });
 }
 
 absl::StatusOr<bool> SchedulerRepository::DrainWorker(int64_t worker_id, const std::string& reason) {

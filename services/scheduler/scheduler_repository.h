@@ -28,6 +28,7 @@ struct WorkerRecord {
   std::vector<v1::Gpu> gpus;  // ordered by index, dense from 0
   v1::ProviderPolicy policy;
   bool verified = false;  // it passed a proof-of-GPU challenge once (or an admin vouched for it)
+  std::vector<std::string> job_kinds;  // empty: every kind (an agent that never said)
 };
 
 struct LiveAssignment {
@@ -65,6 +66,7 @@ struct WorkerProfile {
   std::string name;
   std::string region;
   int64_t ask_utok_per_gpu_hour = 0;
+  std::vector<std::string> job_kinds;  // what its agent runs; empty: not said (every kind)
 };
 
 struct WorkerIdentity {
@@ -107,7 +109,15 @@ class SchedulerRepository {
   // UUIDs another worker already has is registered QUARANTINED; crowds are flagged (TrustLimits).
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& request, const std::string& subnet = "",
                                                             const TrustLimits& limits = {});
-  absl::StatusOr<std::vector<v1::Worker>> ListWorkers(const std::string& provider_account);
+  // Workers newest first: of one provider (empty: all), one worker (0: any), with ids below
+  // `before_worker_id`, at most `limit`.
+  struct WorkerQuery {
+    std::string provider_account;
+    int64_t worker_id = 0;
+    int64_t before_worker_id = INT64_MAX;
+    uint32_t limit = UINT32_MAX;
+  };
+  absl::StatusOr<std::vector<v1::Worker>> ListWorkers(const WorkerQuery& query);
 
   // Marks the worker ACTIVE (it passed hello), or DRAINING when its agent is `draining`, replacing
   // its policy when `policy` is given, and returns it with its live assignments. With
@@ -119,7 +129,7 @@ class SchedulerRepository {
                                                                                       const v1::ProviderPolicy* policy,
                                                                                       bool require_verification,
                                                                                       bool draining = false,
-                                                                                      const WorkerProfile& profile = {});
+                                                                                      const WorkerProfile& profile = WorkerProfile());
   // Retires a worker for good (RetireWorker): RETIRED, retired_at, an audit entry by `actor_key_id`,
   // in one transaction; its GPUs stop counting as registered. `provider_account_id` non-zero: only
   // that provider's worker (another's is NOT_FOUND). A live lease is FAILED_PRECONDITION. Retiring
@@ -185,6 +195,10 @@ class SchedulerRepository {
   absl::StatusOr<std::vector<Requeued>> Requeue(const std::vector<std::pair<int64_t, uint32_t>>& assignments,
                                                 const std::vector<int64_t>& offline_workers, const std::string& reason);
   absl::Status TouchWorkers(const std::vector<int64_t>& worker_ids);
+  // Cancels up to `limit` jobs that never started and are past their queue deadline, each with a
+  // CANCELLED event naming the timeout and its last wait reason; settlement then releases their
+  // escrow. Returns their ids, for the market to drop.
+  absl::StatusOr<std::vector<int64_t>> CancelExpiredQueued(int limit);
 
  private:
   absl::Status CheckEpoch(pqxx::work& tx) const;

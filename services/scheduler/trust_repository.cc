@@ -3,7 +3,9 @@
 #include <arpa/inet.h>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/enum_names.h"
 #include "services/common/job_state_machine.h"
+#include "services/common/pagination.h"
 #include "services/scheduler/challenge_repository.h"
 
 namespace tessera::scheduler_host {
@@ -35,7 +37,7 @@ v1::FraudSignal SignalFromRow(const pqxx::row& r) {
   v1::FraudSignal s;
   s.set_signal_id(r[0].as<int64_t>());
   s.set_worker_id(r[1].as<int64_t>());
-  s.set_kind(r[2].as<std::string>());
+  s.set_kind(ParseStoredName<v1::FraudSignalKind>(r[2].as<std::string>()).value_or(v1::FRAUD_SIGNAL_KIND_UNSPECIFIED));
   s.set_job_id(r[3].as<int64_t>());
   s.set_attempt(r[4].as<uint32_t>());
   s.set_seq(r[5].as<uint64_t>());
@@ -187,14 +189,23 @@ absl::StatusOr<std::vector<std::pair<int64_t, int32_t>>> TrustRepository::Refres
 }
 
 absl::StatusOr<v1::ListFraudSignalsResponse> TrustRepository::ListSignals(const v1::ListFraudSignalsRequest& request) {
+  if (!v1::FraudSignalKind_IsValid(request.kind())) {
+    return absl::InvalidArgumentError(absl::StrCat("kind: unknown fraud signal kind ", request.kind()));
+  }
+  const std::string kind = request.kind() == v1::FRAUD_SIGNAL_KIND_UNSPECIFIED ? "" : StoredName(request.kind());
+  const std::string filters = absl::StrCat(request.worker_id(), "|", kind);
+  const PageQuery query{.list = "fraud_signals", .filters = filters};
+  absl::StatusOr<Page> page = ParsePage(query, request.page_token(), request.page_size());
+  if (!page.ok()) return page.status();
   return db_.Transact("list fraud signals", [&](pqxx::work& tx) -> absl::StatusOr<v1::ListFraudSignalsResponse> {
     v1::ListFraudSignalsResponse response;
-    for (const pqxx::row& r : tx.exec_params(absl::StrCat("SELECT ", kSignalColumns,
-                                                          " FROM fraud_signals WHERE ($1 = 0 OR worker_id = $1) AND ($2 = '' OR kind = $2)"
-                                                          " ORDER BY signal_id DESC LIMIT $3"),
-                                             request.worker_id(), request.kind(), request.limit() == 0 ? 100 : request.limit())) {
-      *response.add_signals() = SignalFromRow(r);
-    }
+    const pqxx::result rows = tx.exec_params(
+        absl::StrCat("SELECT ", kSignalColumns,
+                     " FROM fraud_signals WHERE ($1 = 0 OR worker_id = $1) AND ($2 = '' OR kind = $2) AND signal_id < $3"
+                     " ORDER BY signal_id DESC LIMIT $4"),
+        request.worker_id(), kind, page->before_id(), page->size + 1);
+    for (pqxx::result::size_type i = 0; i < rows.size() && i < page->size; ++i) *response.add_signals() = SignalFromRow(rows[i]);
+    if (rows.size() > page->size) response.set_next_page_token(NextPageToken(query, response.signals().rbegin()->signal_id()));
     return response;
   });
 }

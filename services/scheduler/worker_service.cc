@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <set>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/compute_capability.h"
 #include "services/common/gpu_challenge_proof.h"
 #include "services/common/grpc_status.h"
+#include "services/common/pagination.h"
 #include "services/common/worker_signing.h"
 #include "services/auth/access_policy.h"
 #include "services/intake/job_spec_validator.h"
@@ -50,7 +52,8 @@ absl::Status ValidateRegisterWorker(const v1::RegisterWorkerRequest& request) {
   return ValidateProviderPolicy(request.policy());
 }
 
-absl::Status ValidateWorkerProfile(absl::string_view prefix, const std::string& name, const std::string& region, int64_t ask) {
+absl::Status ValidateWorkerProfile(absl::string_view prefix, const std::string& name, const std::string& region, int64_t ask,
+                                   const std::vector<std::string>& job_kinds) {
   // Shown in tables and logs: no control characters, which would drive the reader's terminal.
   const auto printable = [](const std::string& text) {
     return std::none_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
@@ -62,6 +65,12 @@ absl::Status ValidateWorkerProfile(absl::string_view prefix, const std::string& 
     return absl::InvalidArgumentError(absl::StrCat(prefix, "region must be 1..64 printable characters"));
   }
   if (ask < 0) return absl::InvalidArgumentError(absl::StrCat(prefix, "ask_utok_per_gpu_hour must be positive, got ", ask));
+  if (job_kinds.size() > 32) return absl::InvalidArgumentError(absl::StrCat(prefix, "job_kinds lists at most 32 kinds"));
+  for (const std::string& kind : job_kinds) {
+    if (kind.empty() || kind.size() > 64 || !std::all_of(kind.begin(), kind.end(), [](char c) { return absl::ascii_isalnum(c) || c == '_'; })) {
+      return absl::InvalidArgumentError(absl::StrCat(prefix, "job_kinds: each kind is 1..64 characters of [A-Za-z0-9_]"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -112,8 +121,16 @@ grpc::Status WorkerServiceImpl::ListWorkers(grpc::ServerContext* context, const 
   TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.WorkerService/ListWorkers");
   absl::StatusOr<std::string> provider = auth::ScopeAccountFilter(*caller, "provider_account", request->provider_account());
   if (!provider.ok()) return ToGrpcStatus(provider.status());
-  absl::StatusOr<std::vector<v1::Worker>> workers = host_.repository().ListWorkers(*provider);
+  const PageQuery query{.list = "workers", .filters = *provider};
+  absl::StatusOr<Page> page = ParsePage(query, request->page_token(), request->page_size());
+  if (!page.ok()) return ToGrpcStatus(page.status());
+  absl::StatusOr<std::vector<v1::Worker>> workers = host_.repository().ListWorkers(
+      {.provider_account = *provider, .worker_id = 0, .before_worker_id = page->before_id(), .limit = page->size + 1});
   if (!workers.ok()) return ToGrpcStatus(workers.status());
+  if (workers->size() > page->size) {
+    workers->pop_back();
+    response->set_next_page_token(NextPageToken(query, workers->back().worker_id()));
+  }
   const std::vector<int64_t> connected = host_.registry().ConnectedWorkers();
   for (v1::Worker& w : *workers) {
     w.set_connected(std::find(connected.begin(), connected.end(), w.worker_id()) != connected.end());
@@ -149,9 +166,10 @@ grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage>* WorkerServiceImpl
   if (!caller->admin()) {
     slot = TakeStreamSlot(caller->account_id);
     if (slot == nullptr) {
-      return new RejectedStream(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                             absl::StrCat("provider '", caller->account, "' already has ", max_streams_per_provider_,
-                                                          " worker streams open (--max-streams-per-provider)")));
+      return new RejectedStream(ToGrpcStatus(ResourceExhaustedWithRetry(
+          absl::StrCat("provider '", caller->account, "' already has ", max_streams_per_provider_,
+                       " worker streams open (--max-streams-per-provider)"),
+          5'000)));
     }
   }
   return new WorkerStream(host_, caller->admin() ? 0 : caller->account_id, std::move(slot));

@@ -37,7 +37,8 @@ class WorkerServiceImpl final : public v1::WorkerService::WithCallbackMethod_Con
 absl::Status ValidateRegisterWorker(const v1::RegisterWorkerRequest& request);
 // The name, region and ask a worker registers with or a hello changes (empty or 0 in a hello:
 // unchanged). `prefix` names the message in errors ("hello.").
-absl::Status ValidateWorkerProfile(absl::string_view prefix, const std::string& name, const std::string& region, int64_t ask);
+absl::Status ValidateWorkerProfile(absl::string_view prefix, const std::string& name, const std::string& region, int64_t ask,
+                                   const std::vector<std::string>& job_kinds = {});
 // Also checked on a hello that carries a new policy.
 absl::Status ValidateProviderPolicy(const v1::ProviderPolicy& policy);
 

@@ -101,6 +101,10 @@ void AddServerCommands(CLI::App& app, cli::CliContext& ctx) {
   server->add_option("--database-url", options->database_url, "PostgreSQL connection string; empty: embedded cluster");
   server->add_option("--data-dir", *data_dir, "Where the embedded PostgreSQL keeps its cluster");
   server->add_option("--fee-bps", options->fee_bps, "Platform fee in basis points")->check(CLI::Range(0, 10'000));
+  server->add_option("--queue-timeout-ms", options->default_queue_timeout_ms,
+                     "How long a job whose spec sets no queue_timeout_ms may wait to start before it is cancelled and its escrow "
+                     "released (default 1 day)")
+      ->check(CLI::Range(int64_t{1}, intake::kMaxQueueTimeoutMs));
   server->add_option("--lease-timeout-ms", options->scheduler.lease_timeout_ms, "Worker silence that ends its leases")
       ->check(CLI::Range(int64_t{200}, int64_t{3'600'000}));
   server->add_option("--tick-interval-ms", options->scheduler.tick_interval_ms,

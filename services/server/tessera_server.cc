@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -21,6 +22,7 @@
 #include "services/billing/settlement.h"
 #include "services/intake/job_service.h"
 #include "services/scheduler/worker_service.h"
+#include "services/server/reflection_v1_service.h"
 #include "services/store/embedded_postgres.h"
 #include "services/store/leader_election.h"
 #include "services/store/migrations.h"
@@ -57,6 +59,7 @@ struct TesseraServer::Parts {
   std::unique_ptr<billing::BillingServiceImpl> billing_service;
   std::unique_ptr<billing::AdminServiceImpl> admin_service;
   std::unique_ptr<scheduler_host::WorkerServiceImpl> worker_service;
+  ReflectionV1Service reflection_v1;
   std::unique_ptr<grpc::Server> grpc_server;
   std::unique_ptr<grpc::Server> worker_grpc_server;  // only with a separate worker port
   int worker_port = 0;
@@ -80,7 +83,7 @@ absl::Status ValidateServices(const std::set<std::string>& services) {
 // (what a Kubernetes readiness probe or a worker's load balancer looks at), a standby's does not.
 void TesseraServer::StartLeaderElection(Parts& parts) {
   grpc::HealthCheckServiceInterface* health = parts.grpc_server->GetHealthCheckService();
-  const std::string kService = "tessera.v1.WorkerService";
+  const std::string kService = v1::WorkerService::service_full_name();
   if (health != nullptr) health->SetServingStatus(kService, false);
   char host[256] = {};
   gethostname(host, sizeof host - 1);
@@ -181,8 +184,9 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
       std::make_unique<auth::RateLimiter>(parts->clock, options.submit_rate_per_key, options.submit_burst_per_key, "SubmitJob");
 
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();  // grpc.reflection.v1alpha
   grpc::ServerBuilder builder;
+  parts->reflection_v1.RegisterWith(builder);
   builder.AddListeningPort(options.listen_address, *credentials, &parts->port);
   grpc::ResourceQuota quota("tessera");
   quota.SetMaxThreads(options.max_rpc_threads);
@@ -191,11 +195,15 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
   AllowWorkerKeepalive(builder);
 
   const auto& s = options.services;
+  // Health answers for each service by its own name, as a generated client's probe asks; but
+  // WorkerService's answer follows scheduler leadership (StartLeaderElection), so it is not here.
+  std::vector<std::string> serving;
   if (s.contains("intake")) {
-    parts->jobs = std::make_unique<intake::JobRepository>(*parts->db, options.fee_bps);
+    parts->jobs = std::make_unique<intake::JobRepository>(*parts->db, options.fee_bps, options.default_queue_timeout_ms);
     parts->job_service = std::make_unique<intake::JobServiceImpl>(*parts->jobs, *parts->authenticator, *parts->submit_limit,
                                                                  options.max_watch_streams);
     builder.RegisterService(parts->job_service.get());
+    serving.push_back(v1::JobService::service_full_name());
   }
   if (s.contains("billing")) {
     parts->billing = std::make_unique<billing::BillingRepository>(*parts->db);
@@ -208,6 +216,8 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
         std::make_unique<billing::AdminServiceImpl>(*parts->billing, *parts->keys, *parts->trust, *parts->authenticator);
     builder.RegisterService(parts->billing_service.get());
     builder.RegisterService(parts->admin_service.get());
+    serving.push_back(v1::BillingService::service_full_name());
+    serving.push_back(v1::AdminService::service_full_name());
     parts->settlement = std::make_unique<billing::SettlementLoop>(*parts->db, options.settle_interval_ms,
                                                                  options.settle_batch_reports);
   }
@@ -221,6 +231,9 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
   parts->grpc_server = builder.BuildAndStart();
   if (parts->grpc_server == nullptr || parts->port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
+  }
+  if (grpc::HealthCheckServiceInterface* health = parts->grpc_server->GetHealthCheckService(); health != nullptr) {
+    for (const std::string& name : serving) health->SetServingStatus(name, true);
   }
   parts->database_url = url;
   if (parts->worker_service && !options.worker_listen_address.empty()) {
@@ -246,6 +259,12 @@ void TesseraServer::Wait() { parts_->grpc_server->Wait(); }
 void TesseraServer::Shutdown() {
   if (parts_->shut_down) return;
   parts_->shut_down = true;
+  // Every service turns NOT_SERVING before the port closes, so health watchers (a load balancer,
+  // a client's health checking) hear it rather than see a stream break; the election's late
+  // updates are ignored from here on.
+  for (grpc::Server* server : {parts_->grpc_server.get(), parts_->worker_grpc_server.get()}) {
+    if (server != nullptr && server->GetHealthCheckService() != nullptr) server->GetHealthCheckService()->Shutdown();
+  }
   // New calls are refused at once; those in flight get until the deadline. Worker streams never
   // end by themselves: stopping the scheduler ends them (their workers reconnect to the next
   // server, their jobs running on), so the drain waits only for the short calls.

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "services/intake/job_spec_validator.h"
 #include "services/scheduler/scheduler_host.h"
 
 namespace tessera::server {
@@ -31,6 +32,8 @@ struct ServerOptions {
   bool durable_embedded_database = true;
   std::string embedded_database_settings;  // extra postgresql.conf lines for the embedded cluster
   int64_t fee_bps = 1'000;  // platform fee: 10 %
+  // How long a job whose spec sets no queue_timeout_ms may wait to start before it is cancelled.
+  int64_t default_queue_timeout_ms = intake::kDefaultQueueTimeoutMs;
   int db_pool_size = 16;
   // Calls served at once, each on a thread of its own; a call beyond them is refused with
   // RESOURCE_EXHAUSTED at once (gRPC's sync server), so overload never queues without bound.

@@ -223,6 +223,7 @@ bool Agent::ServeOneConnection() {
     hello.mutable_hello()->set_name(options_.name);
     hello.mutable_hello()->set_region(options_.region);
     hello.mutable_hello()->set_ask_utok_per_gpu_hour(options_.ask_utok_per_gpu_hour);
+    for (const std::string& kind : JobKindsOn(*backend_)) hello.mutable_hello()->add_job_kinds(kind);
     std::set<JobKey> running;
     for (const auto& [key, runner] : runners_) {
       if (abandoned_.contains(key)) continue;  // being stopped: the scheduler requeues it

@@ -7,6 +7,12 @@
 
 namespace tessera::worker {
 
+std::vector<std::string> JobKindsOn(const kernels::ComputeBackend& backend) {
+  std::vector<std::string> kinds = {"sleep", "train_mlp", "gemm_bench"};
+  if (backend.HasCollectives()) kinds.push_back("allreduce_bench");
+  return kinds;
+}
+
 JobRunner::JobRunner(v1::Assignment assignment, JobReporter& reporter, kernels::ComputeBackend& backend, const Clock& clock,
                      RunnerOptions options)
     : assignment_(std::move(assignment)),

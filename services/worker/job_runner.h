@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -38,6 +39,10 @@ struct RunnerOptions {
   // How long a node of a multi-worker job waits for node rank 0's communicator id.
   int64_t rendezvous_timeout_ms = 60'000;
 };
+
+// The job kinds (JobSpec.kind) a runner on `backend` can run: what the agent's hello offers, so
+// that the scheduler never leases this machine a job it would fail.
+std::vector<std::string> JobKindsOn(const kernels::ComputeBackend& backend);
 
 class JobRunner {
  public:

@@ -166,7 +166,7 @@ TEST_CASE("customers, workers and the ledger end to end; a killed worker's job f
   c.Cli({"job", "cancel", std::to_string(job_c)});
   CHECK(c.Cli({"job", "cancel", std::to_string(job_c)}, false).exit_code != 0);  // already CANCELLED
   const v1::Invoice cancelled = c.FinalInvoice(job_c);
-  CHECK(cancelled.state() == "CANCELLED");
+  CHECK(cancelled.job_state() == v1::JOB_STATE_CANCELLED);
   CHECK(cancelled.released_utok() == cancelled.hold_utok() - cancelled.charged_utok());
   charged += cancelled.charged_utok();
   fees += cancelled.fee_utok();

@@ -169,3 +169,40 @@ TEST_CASE("job watch follows a job through a server restart and prints each stat
 }
 
 }  // namespace
+
+TEST_CASE("a job no worker can run says why, is never offered to a worker, and gives its escrow back at its queue timeout",
+          "[e2e][scheduler]") {
+  Cluster c;
+  c.OpenMarket();
+  c.StartWorker("w1", "1000000");
+  const int64_t worker = ConnectedWorker(c, "w1");
+  auto workers = FromJson<v1::ListWorkersResponse>(c.Cli({"-o", "json", "worker", "list"}).out);
+  REQUIRE(workers.workers_size() == 1);
+  CHECK(std::vector<std::string>(workers.workers(0).job_kinds().begin(), workers.workers(0).job_kinds().end()) ==
+        std::vector<std::string>{"sleep", "train_mlp", "gemm_bench"});
+  // examples/allreduce_bench.yaml names no model: before, it landed on the CPU worker, failed and charged.
+  const int64_t job = c.Submit(
+      "kind: allreduce_bench\ngpu_count: 1\nbid_utok_per_gpu_hour: 3000000\nmax_duration_ms: 600000\nqueue_timeout_ms: 4000\n"
+      "allreduce_bench:\n  megabytes: 1\n  iterations: 1\n",
+      "allreduce");
+  const v1::Job waiting = c.WaitFor(job, [](const v1::Job& j) { return !j.wait_reason().empty(); }, 10'000);
+  CHECK(waiting.wait_reason() == "no worker runs job kind 'allreduce_bench' (workers run: gemm_bench, sleep, train_mlp)");
+  CHECK(waiting.queue_deadline_ms() > 0);
+  const v1::Job cancelled = c.WaitFor(job, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_CANCELLED; }, 15'000);
+  CHECK(cancelled.attempt() == 0);
+  CHECK(cancelled.worker_id() == 0);
+  const v1::Invoice invoice = c.FinalInvoice(job);
+  CHECK(invoice.charged_utok() == 0);
+  CHECK(invoice.released_utok() == invoice.hold_utok());
+  CHECK(invoice.hold_state() == v1::ESCROW_HOLD_STATE_VOIDED);
+  CHECK(c.Sql("SELECT count(*) FROM assignments WHERE worker_id = " + std::to_string(worker)) == "0");
+  CHECK_THAT(c.Sql("SELECT message FROM job_events WHERE job_id = " + std::to_string(job) + " ORDER BY event_id DESC LIMIT 1"),
+             Catch::StartsWith("queue timeout: not started within 4000 ms (no worker runs job kind 'allreduce_bench'"));
+  // The customer's escrow is whole again, and `billing balance` shows every bucket, the platform's too.
+  auto acme = FromJson<v1::Balance>(c.Cli({"-o", "json", "billing", "balance", "acme"}).out);
+  CHECK(acme.available_utok() == 50'000'000);
+  CHECK(acme.escrow_utok() == 0);
+  const std::string treasury = c.Cli({"billing", "balance", "treasury"}).out;
+  CHECK_THAT(treasury, Catch::Contains("main") && Catch::Contains("-50.000000"));
+  CHECK_THAT(c.Cli({"billing", "balance", "platform"}).out, Catch::Contains("fees"));
+}

@@ -170,8 +170,8 @@ TEST_CASE("an honest CPU worker proves its hardware with the agent's responder, 
   CHECK(trust.verified_at_ms() > 0);
   REQUIRE(trust.challenges_size() == 1);
   const v1::GpuChallengeRecord& record = trust.challenges(0);
-  CHECK(record.outcome() == "PASSED");
-  CHECK(record.reason() == "REGISTRATION");
+  CHECK(record.outcome() == v1::CHALLENGE_OUTCOME_PASSED);
+  CHECK(record.reason() == v1::CHALLENGE_REASON_REGISTRATION);
   CHECK_THAT(record.detail(), Catch::Contains("GPU 0 (CPU): n = 256"));
   REQUIRE(record.gpus_size() == 1);
   CHECK(record.gpus(0).seed() == challenge.challenge().gpus(0).seed());
@@ -203,7 +203,7 @@ TEST_CASE("a worker that commits to a random root fails, is quarantined with the
   v1::WorkerTrust trust;
   REQUIRE(v1::AdminService::NewStub(s.channel)->ReleaseWorker(Ctx().get(), release, &trust).ok());
   REQUIRE(trust.challenges_size() == 1);
-  CHECK(trust.challenges(0).outcome() == "FAILED");
+  CHECK(trust.challenges(0).outcome() == v1::CHALLENGE_OUTCOME_FAILED);
   CHECK(trust.verified_at_ms() > 0);  // the admin vouched: no challenge on its next connection
   WorkerConnection back(s.channel, worker);
   for (int i = 0; i < 50 && StateOf(s.db, worker) != "ACTIVE"; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));

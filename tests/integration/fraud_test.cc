@@ -241,7 +241,7 @@ TEST_CASE("an operator's quarantine ends the worker's stream and its job runs el
   CHECK(moved.assignment().attempt() == 2);  // the suspect's lease expired
 
   v1::ListFraudSignalsRequest list;
-  list.set_kind("ADMIN_QUARANTINE");
+  list.set_kind(v1::FRAUD_SIGNAL_KIND_ADMIN_QUARANTINE);
   v1::ListFraudSignalsResponse signals;
   REQUIRE(admin->ListFraudSignals(Ctx().get(), list, &signals).ok());
   REQUIRE(signals.signals_size() == 1);

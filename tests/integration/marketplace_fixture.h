@@ -98,7 +98,7 @@ class Marketplace {
 
   static scheduler::WorkerSpec Offer(int64_t worker_id, int64_t ask, int gpus) {
     scheduler::WorkerSpec w{.worker_id = worker_id, .region = "test", .reputation = 500, .ask_utok_per_gpu_hour = ask,
-                            .gpus = {}, .policy = {}};
+                            .gpus = {}, .policy = {}, .job_kinds = {}};
     for (int i = 0; i < gpus; ++i) w.gpus.push_back({.model = "H100", .memory_mib = 80'000, .compute_capability = 90});
     return w;
   }

@@ -6,7 +6,14 @@
 #include <catch2/catch.hpp>
 #include <google/protobuf/util/message_differencer.h>
 
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <set>
+#include <thread>
+
 #include "services/common/money.h"
+#include "services/intake/job_spec_validator.h"
 #include "tests/integration/marketplace_fixture.h"
 
 using namespace tessera;
@@ -166,13 +173,133 @@ TEST_CASE("a hello with another name, region or ask applies it, audited; an unch
   Funded m;
   const std::string id = std::to_string(m.worker);
   const int64_t audits = m.Count("audit_log");
-  REQUIRE(m.scheduler.ActivateWorker(m.worker, nullptr, false, false, {"w1", "test", 1'000'000}).ok());
+  REQUIRE(m.scheduler.ActivateWorker(m.worker, nullptr, false, false, {"w1", "test", 1'000'000, {}}).ok());
   CHECK(m.Count("audit_log") == audits);
-  auto changed = m.scheduler.ActivateWorker(m.worker, nullptr, false, false, {"rig-b", "", 1'500'000});
+  auto changed = m.scheduler.ActivateWorker(m.worker, nullptr, false, false, {"rig-b", "", 1'500'000, {}});
   REQUIRE(changed.ok());
   CHECK(changed->first.ask_utok_per_gpu_hour == 1'500'000);
   CHECK(m.db.Scalar("SELECT name || ' ' || region || ' ' || ask_utok_per_gpu_hour FROM workers WHERE worker_id = " + id) ==
         "rig-b test 1500000");
   CHECK(m.db.Scalar("SELECT detail FROM audit_log WHERE action = 'worker.reconfigure' AND subject = 'worker/" + id + "'") ==
         "in its hello: name 'w1' → 'rig-b'; ask 1000000 → 1500000 µT/GPU-h");
+}
+
+TEST_CASE("a job that never starts is cancelled at its queue timeout and its whole escrow comes back", "[integration][scheduler]") {
+  Funded m;
+  auto impatient = Marketplace::SleepJob("acme", "impatient", 2'000'000);
+  impatient.mutable_spec()->set_queue_timeout_ms(1);
+  auto submitted = m.jobs.Submit(impatient);
+  REQUIRE(submitted.ok());
+  const int64_t job = submitted->job.job_id();
+  CHECK(submitted->job.queue_deadline_ms() >= submitted->job.created_at_ms() + 1);
+  // The network's default (a day) applies where the spec sets none; a started job has no deadline.
+  auto patient = m.jobs.Submit(Marketplace::SleepJob("acme", "patient", 2'000'000));
+  REQUIRE(patient.ok());
+  CHECK(patient->job.queue_deadline_ms() - patient->job.created_at_ms() == intake::kDefaultQueueTimeoutMs);
+  auto started = Marketplace::SleepJob("acme", "started", 2'000'000);
+  started.mutable_spec()->set_queue_timeout_ms(1);
+  auto running = m.jobs.Submit(started);
+  REQUIRE(running.ok());
+  m.db.Scalar("UPDATE jobs SET attempt = 1, state = 'RUNNING' WHERE job_id = " + std::to_string(running->job.job_id()));
+  m.db.Scalar("UPDATE jobs SET wait_reason = 'no worker runs job kind ''sleep''' WHERE job_id = " + std::to_string(job));
+  const int64_t available_before = m.Balance("acme").available_utok();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+
+  auto cancelled = m.scheduler.CancelExpiredQueued(100);
+  REQUIRE(cancelled.ok());
+  CHECK(*cancelled == std::vector<int64_t>{job});
+  CHECK(m.scheduler.CancelExpiredQueued(100)->empty());  // once
+  auto now = m.jobs.Get(job);
+  REQUIRE(now.ok());
+  CHECK(now->state() == v1::JOB_STATE_CANCELLED);
+  CHECK(now->queue_deadline_ms() == 0);
+  CHECK(m.db.Scalar("SELECT message FROM job_events WHERE job_id = " + std::to_string(job) + " ORDER BY event_id DESC LIMIT 1") ==
+        "queue timeout: not started within 1 ms (no worker runs job kind 'sleep'); the escrow is released");
+  CHECK(m.jobs.Get(patient->job.job_id())->state() == v1::JOB_STATE_QUEUED);
+  m.SettleAll();
+  CHECK(m.Balance("acme").available_utok() == available_before + submitted->job.hold_utok());
+  CHECK(m.jobs.Get(job)->hold_state() == v1::ESCROW_HOLD_STATE_VOIDED);  // nothing was charged
+  CHECK(m.LedgerSum() == 0);
+  m.CheckInvariants();
+
+  // Out of range: refused, naming the field.
+  auto forever = Marketplace::SleepJob("acme", "forever", 2'000'000);
+  forever.mutable_spec()->set_queue_timeout_ms(intake::kMaxQueueTimeoutMs + 1);
+  CHECK_THAT(std::string(intake::ValidateSubmitRequest(forever).message()), Catch::StartsWith("spec.queue_timeout_ms"));
+}
+
+TEST_CASE("balances list every bucket: the platform's fees and the treasury's too", "[integration][billing]") {
+  Funded m;
+  auto submitted = m.jobs.Submit(Marketplace::SleepJob("acme", "r1", 2'000'000));
+  REQUIRE(submitted.ok());
+  REQUIRE(m.MatchOnce({Marketplace::Offer(m.worker, 1'000'000, 2)}).size() == 1);
+  REQUIRE(m.Report(m.worker, submitted->job.job_id(), 1, 1, 3'600'000)[0].stored);
+  m.SettleAll();
+  const auto bucket = [](const v1::Balance& b, v1::LedgerBucket which) {
+    for (const v1::BucketBalance& x : b.buckets()) {
+      if (x.bucket() == which) return std::optional<int64_t>(x.balance_utok());
+    }
+    return std::optional<int64_t>();
+  };
+  const v1::Balance platform = m.Balance("platform");
+  CHECK(platform.kind() == v1::ACCOUNT_KIND_PLATFORM);
+  CHECK(bucket(platform, v1::LEDGER_BUCKET_FEES) == 100'000);  // 10 % of 1 token
+  const v1::Balance treasury = m.Balance("treasury");
+  CHECK(bucket(treasury, v1::LEDGER_BUCKET_TREASURY) == -100'000'000);
+  const v1::Balance acme = m.Balance("acme");
+  CHECK(acme.buckets_size() == 2);
+  CHECK(bucket(acme, v1::LEDGER_BUCKET_AVAILABLE) == acme.available_utok());
+  CHECK(bucket(acme, v1::LEDGER_BUCKET_ESCROW) == acme.escrow_utok());
+  CHECK(bucket(m.Balance("gpuco"), v1::LEDGER_BUCKET_EARNINGS) == 900'000);
+}
+
+TEST_CASE("lists page with opaque tokens: accounts, workers, usage groups", "[integration][api]") {
+  Funded m;
+  for (int i = 0; i < 5; ++i) m.CreateAccount("cust" + std::to_string(i), v1::ACCOUNT_KIND_CUSTOMER);
+  std::set<std::string> names;
+  v1::ListAccountsRequest request;
+  request.set_page_size(2);
+  int pages = 0;
+  do {
+    auto page = m.billing.ListAccounts(request);
+    REQUIRE(page.ok());
+    CHECK(page->accounts_size() <= 2);
+    for (const v1::Account& a : page->accounts()) CHECK(names.insert(a.name()).second);
+    request.set_page_token(page->next_page_token());
+    ++pages;
+  } while (!request.page_token().empty() && pages < 10);
+  CHECK(pages == 4);  // 7 accounts: acme, gpuco and 5 more
+  CHECK(names.size() == 7);
+  request.set_page_token("1");
+  CHECK(m.billing.ListAccounts(request).status().code() == absl::StatusCode::kInvalidArgument);
+
+  for (int i = 2; i <= 4; ++i) m.RegisterWorker("gpuco", "w" + std::to_string(i), 1'000'000, 1);
+  std::vector<int64_t> ids;
+  int64_t before = INT64_MAX;
+  while (true) {
+    auto workers = m.scheduler.ListWorkers({.provider_account = "gpuco", .worker_id = 0, .before_worker_id = before, .limit = 2});
+    REQUIRE(workers.ok());
+    for (const v1::Worker& w : *workers) ids.push_back(w.worker_id());
+    if (workers->size() < 2) break;
+    before = workers->back().worker_id();
+  }
+  CHECK(ids.size() == 4);
+  CHECK(std::is_sorted(ids.rbegin(), ids.rend()));  // newest first
+}
+
+TEST_CASE("a hello's job kinds are stored and listed with the worker", "[integration][scheduler]") {
+  Funded m;
+  scheduler_host::WorkerProfile profile;
+  profile.job_kinds = {"sleep", "train_mlp", "gemm_bench"};
+  auto activated = m.scheduler.ActivateWorker(m.worker, nullptr, false, false, profile);
+  REQUIRE(activated.ok());
+  CHECK(activated->first.job_kinds == profile.job_kinds);
+  auto listed = m.scheduler.ListWorkers({.provider_account = "", .worker_id = m.worker, .before_worker_id = INT64_MAX, .limit = 1});
+  REQUIRE(listed.ok());
+  REQUIRE(listed->size() == 1);
+  CHECK(std::vector<std::string>(listed->at(0).job_kinds().begin(), listed->at(0).job_kinds().end()) == profile.job_kinds);
+  // An agent that says nothing (older than the field) runs every kind again.
+  activated = m.scheduler.ActivateWorker(m.worker, nullptr, false, false, {});
+  REQUIRE(activated.ok());
+  CHECK(activated->first.job_kinds.empty());
 }

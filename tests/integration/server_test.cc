@@ -1,12 +1,20 @@
 // The real server in-process on a test database, called over gRPC on a loopback port.
 #include <catch2/catch.hpp>
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/descriptor.pb.h>
+#include <google/protobuf/descriptor_database.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <condition_variable>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
+#include "grpc/reflection/v1/reflection.grpc.pb.h"
 #include "tests/integration/running_server.h"
 
 using namespace tessera;
@@ -95,6 +103,150 @@ TEST_CASE("the server answers health checks and rejects bad input with precise s
   v1::Transfer transfer;
   CHECK(s.billing->Deposit(Ctx().get(), deposit, &transfer).error_code() == grpc::StatusCode::INVALID_ARGUMENT);
   CHECK(s.db.Scalar("SELECT count(*) FROM jobs") == "0");
+}
+
+// grpc.health.v1.HealthCheckRequest{service}, by hand (field 1, length-delimited; the names here
+// are short): Debian ships no health.proto to generate a stub from.
+std::string HealthRequest(const std::string& service) {
+  REQUIRE(service.size() < 128);
+  return service.empty() ? "" : std::string(1, '\x0a') + static_cast<char>(service.size()) + service;
+}
+
+TEST_CASE("health answers for every hosted service and reflection v1 describes them", "[integration][server][conventions]") {
+  RunningServer s;
+  // Probes and reflection clients come without a key, as a load balancer or grpcurl does.
+  const auto anonymous = ChannelTo(*s.server, "");
+  for (const std::string service : {"", "tessera.v1.JobService", "tessera.v1.BillingService", "tessera.v1.AdminService",
+                                    "tessera.v1.WorkerService"}) {
+    INFO("service '" << service << "'");
+    std::string health;
+    REQUIRE(CallUnary(anonymous, "/grpc.health.v1.Health/Check", HealthRequest(service), &health).ok());
+    CHECK(health == std::string("\x08\x01", 2));  // HealthCheckResponse{status: SERVING}
+  }
+  CHECK(CallUnary(anonymous, "/grpc.health.v1.Health/Check", HealthRequest("tessera.v1.Nope")).error_code() ==
+        grpc::StatusCode::NOT_FOUND);
+
+  namespace reflection = grpc::reflection::v1;
+  auto stub = reflection::ServerReflection::NewStub(anonymous);
+  auto context = Ctx();
+  auto stream = stub->ServerReflectionInfo(context.get());
+  auto ask = [&](const reflection::ServerReflectionRequest& request) {
+    REQUIRE(stream->Write(request));
+    reflection::ServerReflectionResponse response;
+    REQUIRE(stream->Read(&response));
+    return response;
+  };
+  reflection::ServerReflectionRequest request;
+  request.set_list_services("");
+  const reflection::ServerReflectionResponse services = ask(request);
+  std::set<std::string> listed;
+  for (const auto& service : services.list_services_response().service()) listed.insert(service.name());
+  for (const char* hosted : {"tessera.v1.JobService", "tessera.v1.BillingService", "tessera.v1.AdminService",
+                             "tessera.v1.WorkerService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
+                             "grpc.reflection.v1alpha.ServerReflection"}) {
+    CHECK(listed.contains(hosted));
+  }
+
+  // The file comes first, its imports after it, transitively: enough for a client to build the
+  // service's descriptor from this answer alone.
+  request.set_file_containing_symbol("tessera.v1.JobService");
+  const reflection::ServerReflectionResponse file = ask(request);
+  REQUIRE(file.file_descriptor_response().file_descriptor_proto_size() >= 2);
+  google::protobuf::SimpleDescriptorDatabase received;
+  for (const std::string& bytes : file.file_descriptor_response().file_descriptor_proto()) {
+    google::protobuf::FileDescriptorProto proto;
+    REQUIRE(proto.ParseFromString(bytes));
+    REQUIRE(received.Add(proto));
+  }
+  google::protobuf::FileDescriptorProto first;
+  REQUIRE(first.ParseFromString(file.file_descriptor_response().file_descriptor_proto(0)));
+  CHECK(first.name() == "tessera/v1/jobs.proto");
+  google::protobuf::DescriptorPool client_pool(&received);
+  const google::protobuf::ServiceDescriptor* jobs = client_pool.FindServiceByName("tessera.v1.JobService");
+  REQUIRE(jobs != nullptr);
+  CHECK(jobs->FindMethodByName("SubmitJob") != nullptr);
+
+  // An unknown name is an answer on the same stream, not a broken stream.
+  request.set_file_containing_symbol("tessera.v1.Nope");
+  const reflection::ServerReflectionResponse unknown = ask(request);
+  CHECK(unknown.error_response().error_code() == static_cast<int>(grpc::StatusCode::NOT_FOUND));
+  CHECK_THAT(unknown.error_response().error_message(), Catch::Contains("tessera.v1.Nope"));
+  request.set_file_by_filename("tessera/v1/nope.proto");
+  CHECK(ask(request).error_response().error_code() == static_cast<int>(grpc::StatusCode::NOT_FOUND));
+  request.set_file_by_filename("tessera/v1/jobs.proto");
+  CHECK(ask(request).file_descriptor_response().file_descriptor_proto_size() >= 2);
+  REQUIRE(stream->WritesDone());
+  CHECK(stream->Finish().ok());
+}
+
+// A grpc.health.v1 Watch through the generic stub (a server stream is a stream like any other on
+// the wire): the statuses it hears, in order.
+class HealthWatch final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  HealthWatch(const std::shared_ptr<grpc::Channel>& channel, const std::string& service) : stub_(channel) {
+    const std::string request = HealthRequest(service);
+    grpc::Slice slice(request.data(), request.size());
+    request_ = grpc::ByteBuffer(&slice, 1);
+    stub_.PrepareBidiStreamingCall(&context_, "/grpc.health.v1.Health/Watch", grpc::StubOptions(), this);
+    StartWriteLast(&request_, grpc::WriteOptions());
+    StartRead(&response_);
+    StartCall();
+  }
+  ~HealthWatch() override {
+    context_.TryCancel();
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return done_; });
+  }
+  // The next HealthCheckResponse.status heard (1 SERVING, 2 NOT_SERVING); -1 if the stream ends or
+  // 10 s pass first.
+  int Next() {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(10), [&] { return !statuses_.empty() || done_; });
+    if (statuses_.empty()) return -1;
+    const int status = statuses_.front();
+    statuses_.erase(statuses_.begin());
+    return status;
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    std::vector<grpc::Slice> slices;
+    (void)response_.Dump(&slices);
+    std::string bytes;
+    for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    std::lock_guard lock(mu_);
+    statuses_.push_back(bytes.size() == 2 && bytes[0] == '\x08' ? bytes[1] : 0);  // field 1, varint
+    cv_.notify_all();
+    StartRead(&response_);
+  }
+  void OnDone(const grpc::Status&) override {
+    std::lock_guard lock(mu_);
+    done_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  grpc::GenericStub stub_;
+  grpc::ClientContext context_;
+  grpc::ByteBuffer request_, response_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<int> statuses_;
+  bool done_ = false;
+};
+
+TEST_CASE("at shutdown every service's health turns NOT_SERVING before the port closes", "[integration][server][conventions]") {
+  RunningServer s;
+  auto jobs = std::make_unique<HealthWatch>(ChannelTo(*s.server, ""), "tessera.v1.JobService");
+  auto workers = std::make_unique<HealthWatch>(ChannelTo(*s.server, ""), "tessera.v1.WorkerService");
+  REQUIRE(jobs->Next() == 1);  // SERVING
+  REQUIRE(workers->Next() == 1);
+  std::thread shutdown([&] { s.server->Shutdown(); });
+  CHECK(jobs->Next() == 2);  // NOT_SERVING
+  CHECK(workers->Next() == 2);
+  // Having heard it, the watchers hang up, as a load balancer would; the drain need not wait for them.
+  jobs.reset();
+  workers.reset();
+  shutdown.join();
 }
 
 TEST_CASE("a bid below every ask stays queued and GetJob says why", "[integration][server]") {

@@ -355,15 +355,15 @@ TEST_CASE("a monthly statement has opening and closing balances and the month's 
   auto statement = m.billing.GetStatement("acme", month);
   REQUIRE(statement.ok());
   REQUIRE(statement->buckets_size() == 2);
-  CHECK(statement->buckets(0).bucket() == "available");
+  CHECK(statement->buckets(0).bucket() == v1::LEDGER_BUCKET_AVAILABLE);
   CHECK(statement->buckets(0).opening_utok() == 0);
   CHECK(statement->buckets(0).closing_utok() == m.Balance("acme").available_utok());
   CHECK(statement->buckets(1).closing_utok() == 2'000'000);  // escrow holds the job
-  std::map<std::pair<std::string, v1::TransferKind>, std::pair<int64_t, int64_t>> lines;
+  std::map<std::pair<v1::LedgerBucket, v1::TransferKind>, std::pair<int64_t, int64_t>> lines;
   for (const auto& l : statement->lines()) lines[{l.bucket(), l.kind()}] = {l.debit_utok(), l.credit_utok()};
-  CHECK(lines.at({"available", v1::TRANSFER_KIND_DEPOSIT}) == std::pair<int64_t, int64_t>{0, 100'000'000});
-  CHECK(lines.at({"available", v1::TRANSFER_KIND_HOLD}) == std::pair<int64_t, int64_t>{2'000'000, 0});
-  CHECK(lines.at({"escrow", v1::TRANSFER_KIND_HOLD}) == std::pair<int64_t, int64_t>{0, 2'000'000});
+  CHECK(lines.at({v1::LEDGER_BUCKET_AVAILABLE, v1::TRANSFER_KIND_DEPOSIT}) == std::pair<int64_t, int64_t>{0, 100'000'000});
+  CHECK(lines.at({v1::LEDGER_BUCKET_AVAILABLE, v1::TRANSFER_KIND_HOLD}) == std::pair<int64_t, int64_t>{2'000'000, 0});
+  CHECK(lines.at({v1::LEDGER_BUCKET_ESCROW, v1::TRANSFER_KIND_HOLD}) == std::pair<int64_t, int64_t>{0, 2'000'000});
 
   // Next month opens where this one closed, with nothing moved yet.
   const std::string next = m.db.Scalar("SELECT to_char(now() AT TIME ZONE 'UTC' + interval '1 month', 'YYYY-MM')");

@@ -87,7 +87,7 @@ World::World(const SimOptions& options) : options_(options), rng_(options.seed),
     w.id = i + 1;
     w.gpu_count = static_cast<uint32_t>(rng_.Uniform(1, 4));
     scheduler::WorkerSpec spec{.worker_id = w.id, .region = "eu", .reputation = static_cast<int32_t>(rng_.Uniform(0, 100)),
-                               .ask_utok_per_gpu_hour = rng_.Uniform(1, 3) * 1'000'000, .gpus = {}, .policy = {}};
+                               .ask_utok_per_gpu_hour = rng_.Uniform(1, 3) * 1'000'000, .gpus = {}, .policy = {}, .job_kinds = {}};
     const std::string model = rng_.Chance(500'000) ? "H100" : "A100";
     for (uint32_t g = 0; g < w.gpu_count; ++g) spec.gpus.push_back({.model = model, .memory_mib = 81'920, .compute_capability = 90});
     store_.workers[w.id] = spec;

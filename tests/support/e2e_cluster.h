@@ -152,9 +152,11 @@ class Cluster {
   // jobs ask for model "CPU". It runs with a provider key of `gpuco` (issued once).
   ChildProcess& StartWorker(const std::string& name, const std::string& ask, const std::string& servers = "",
                             const std::vector<std::string>& more_args = {}) {
+    // `name` names the agent's state dir and log; a --name in more_args renames the machine.
     std::vector<std::string> args{kBin + "/tessera-worker", "--server", servers.empty() ? address() : servers, "--provider",
-                                  "gpuco", "--api-key-file", ProviderKeyFile(), "--name", name, "--cpu", "--gpus", "1", "--ask",
+                                  "gpuco", "--api-key-file", ProviderKeyFile(), "--cpu", "--gpus", "1", "--ask",
                                   ask, "--usage-interval-ms", "200", "--state-dir", dir_ + "/" + name};
+    if (std::find(more_args.begin(), more_args.end(), "--name") == more_args.end()) args.insert(args.end(), {"--name", name});
     args.insert(args.end(), more_args.begin(), more_args.end());
     workers_[name] = std::make_unique<ChildProcess>(args, dir_ + "/" + name + ".log");
     return *workers_[name];

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -19,13 +20,13 @@ uint32_t PropertySeeds() {
 
 WorkerSpec Worker(int64_t id, int64_t ask, int gpus, const std::string& model = "H100", const std::string& region = "eu",
                   int32_t reputation = 50) {
-  WorkerSpec w{.worker_id = id, .region = region, .reputation = reputation, .ask_utok_per_gpu_hour = ask, .gpus = {}, .policy = {}};
+  WorkerSpec w{.worker_id = id, .region = region, .reputation = reputation, .ask_utok_per_gpu_hour = ask, .gpus = {}, .policy = {}, .job_kinds = {}};
   for (int i = 0; i < gpus; ++i) w.gpus.push_back({.model = model, .memory_mib = 80'000, .compute_capability = 90});
   return w;
 }
 
 JobRequirements Job(int64_t id, uint32_t gpus, int64_t bid, int64_t at = 0, Priority priority = Priority::kOnDemand) {
-  return {.job_id = id, .account = "acme", .gpu_count = gpus, .gpu_models = {}, .min_memory_mib = 0,
+  return {.job_id = id, .account = "acme", .kind = "sleep", .gpu_count = gpus, .gpu_models = {}, .min_memory_mib = 0,
           .min_compute_capability = 0, .regions = {}, .min_reputation = 0, .same_host = true,
           .bid_utok_per_gpu_hour = bid, .max_duration_ms = 3'600'000, .priority = priority, .submitted_at_ms = at};
 }
@@ -97,7 +98,7 @@ TEST_CASE("market: gang jobs get all their GPUs at once or none", "[market]") {
   for (int w = 1; w <= 2; ++w) {
     for (uint32_t i = 0; i < 3; ++i) CHECK(m.HolderOf(w, i) == 0);  // no partial holds
   }
-  CHECK(m.WhyWaiting(1) == "needs 4 free GPUs on one worker; the largest free fit is 3");
+  CHECK(m.WhyWaiting(1) == "needs 4 matching GPUs on one worker; the most any worker has is 3");  // waiting will not help
   JobRequirements spread = Job(2, 4, 100);
   spread.same_host = false;
   d = m.AddJob(spread, 0);
@@ -139,7 +140,57 @@ TEST_CASE("market: job requirements filter GPUs and workers", "[market]") {
   j = Job(4, 1, 100);
   j.min_reputation = 90;
   CHECK(m.AddJob(j, 0).placements.empty());
-  CHECK(m.WhyWaiting(4) == "no GPU matches the job's model, memory, compute capability, region and reputation");
+  CHECK(m.WhyWaiting(4) == "no worker has reputation 90 or more (the best is 80)");
+}
+
+TEST_CASE("market: a job kind a worker's agent does not run is never offered to it", "[market]") {
+  Market m;
+  WorkerSpec cpu = Worker(1, 10, 8, "CPU");
+  cpu.job_kinds = {"sleep", "train_mlp", "gemm_bench"};
+  m.UpsertWorker(cpu);
+  JobRequirements allreduce = Job(1, 2, 100);
+  allreduce.kind = "allreduce_bench";
+  CHECK(m.AddJob(allreduce, 0).placements.empty());
+  CHECK(m.WhyWaiting(1) == "no worker runs job kind 'allreduce_bench' (workers run: gemm_bench, sleep, train_mlp)");
+  JobRequirements sleep = Job(2, 2, 100);
+  sleep.kind = "sleep";
+  CHECK(PlacedOn(m.AddJob(sleep, 0), 2) == 1);
+  // An agent that says nothing of its kinds (older than the field) runs every kind.
+  m.UpsertWorker(Worker(2, 10, 2, "H100"));
+  Decisions d = m.Tick(1);
+  REQUIRE(d.placements.size() == 1);
+  CHECK(d.placements[0].job_id == 1);
+  CHECK(d.placements[0].gpus[0].worker_id == 2);
+}
+
+TEST_CASE("market: the wait reason names the first requirement no worker meets", "[market]") {
+  Market m;
+  CHECK(m.AddJob(Job(1, 2, 100), 0).placements.empty());
+  CHECK(m.WhyWaiting(1) == "no worker is registered with the scheduler yet");
+  WorkerSpec small = Worker(1, 10, 2, "RTX 4090", "us", 300);
+  small.gpus[0].memory_mib = small.gpus[1].memory_mib = 24'576;
+  small.gpus[0].compute_capability = small.gpus[1].compute_capability = 89;
+  m.UpsertWorker(small);
+  REQUIRE(m.Tick(1).placements.size() == 1);  // job 1 takes both GPUs
+  const auto waits = [&m](int64_t id, const std::function<void(JobRequirements&)>& change) {
+    JobRequirements j = Job(id, 1, 100);
+    change(j);
+    CHECK(m.AddJob(j, 0).placements.empty());
+    return m.WhyWaiting(id);
+  };
+  CHECK(waits(2, [](JobRequirements& j) { j.min_reputation = 400; }) == "no worker has reputation 400 or more (the best is 300)");
+  CHECK(waits(3, [](JobRequirements& j) { j.regions = {"eu-west", "eu-central"}; }) ==
+        "no worker in region eu-central, eu-west (workers are in: us)");
+  CHECK(waits(4, [](JobRequirements& j) { j.gpu_models = {"H100", "A100"}; }) == "no GPU of model A100, H100 (GPUs here: RTX 4090)");
+  CHECK(waits(5, [](JobRequirements& j) { j.min_memory_mib = 40'960; }) == "no GPU has 40960 MiB of memory (the most is 24576)");
+  CHECK(waits(6, [](JobRequirements& j) { j.min_compute_capability = 90; }) == "no GPU has compute capability 9.0 (the best is 8.9)");
+  CHECK(waits(7, [](JobRequirements& j) { j.gpu_count = 8; }) == "needs 8 matching GPUs on one worker; the most any worker has is 2");
+  CHECK(waits(8, [](JobRequirements& j) {
+          j.gpu_count = 6;
+          j.same_host = false;
+        }) == "needs 6 matching GPUs in one region; the most any region has is 2");
+  // Every requirement met: what is left is waiting for a GPU to free.
+  CHECK(waits(9, [](JobRequirements&) {}) == "needs 1 free GPUs on one worker; the largest free fit is 0");
 }
 
 TEST_CASE("market: provider policy must accept the job too", "[market]") {
