@@ -13,12 +13,13 @@ constexpr int kChallengedGpusMax = 64;
 
 }  // namespace
 
-ChallengeResponder::ChallengeResponder(kernels::ComputeBackend& backend, const WorkerKeyPair& key, int64_t worker_id, Sender send)
+ChallengeResponder::ChallengeResponder(kernels::ComputeBackend& backend, const WorkerKeyPair& key, int64_t worker_id,
+                                       std::vector<uint32_t> devices, Sender send)
     : backend_(backend), key_(key), worker_id_(worker_id), send_(std::move(send)), thread_([this] { Loop(); }) {
   // First in the queue: every GPU's context and libraries are made now, in parallel, not inside the
   // first challenge's deadline (a challenge arriving meanwhile waits for it, as it would anyway).
   std::lock_guard lock(mu_);
-  tasks_.push_back([this] { backend_.WarmUp({}); });
+  tasks_.push_back([this, devices = std::move(devices)] { backend_.WarmUp(devices); });
   cv_.notify_one();
 }
 

@@ -30,7 +30,9 @@ namespace tessera::worker {
 class ChallengeResponder {
  public:
   using Sender = std::function<void(const v1::WorkerMessage&)>;
-  ChallengeResponder(kernels::ComputeBackend& backend, const WorkerKeyPair& key, int64_t worker_id, Sender send);
+  // `devices`: the GPU indexes this worker offers, warmed at once (not the machine's other GPUs).
+  ChallengeResponder(kernels::ComputeBackend& backend, const WorkerKeyPair& key, int64_t worker_id, std::vector<uint32_t> devices,
+                     Sender send);
   ~ChallengeResponder();
 
   void OnChallenge(const v1::Challenge& challenge);

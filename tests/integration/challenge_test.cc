@@ -146,7 +146,7 @@ TEST_CASE("an honest CPU worker proves its hardware with the agent's responder, 
   CHECK(StateOf(s.db, worker) == "PENDING_VERIFICATION");
   auto backend = kernels::MakeCpuBackend();
   std::mutex write_mu;
-  worker::ChallengeResponder responder(*backend, TestWorkerKey(), worker, [&](const v1::WorkerMessage& m) {
+  worker::ChallengeResponder responder(*backend, TestWorkerKey(), worker, {0}, [&](const v1::WorkerMessage& m) {
     std::lock_guard lock(write_mu);
     conn.stream->Write(m);
   });
