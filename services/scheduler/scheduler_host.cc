@@ -124,7 +124,11 @@ absl::Status SchedulerHost::Start(int64_t epoch) {
   }
   listener_ = std::make_unique<store::NotificationListener>(
       db_.url(), std::vector<std::string>{"tessera_jobs", "tessera_cancels", "tessera_extensions", "tessera_quarantine"},
-      [this](const std::string& channel, const std::string& payload) { OnNotification(channel, payload); });
+      [this](const std::string& channel, const std::string& payload) { OnNotification(channel, payload); },
+      // A job committed after the rebuild's snapshot but before the LISTEN took effect (or while
+      // the listener reconnects) was notified to no one: once listening, the queue is compared
+      // with PostgreSQL, and what was missed is placed now rather than at the periodic reconcile.
+      [this] { Post([](MarketEvents& e) { e.reconcile = true; }); });
   ingest_thread_ = std::thread([this] { IngestLoop(); });
   scheduling_thread_ = std::thread([this] { SchedulingLoop(); });
   running_ = true;

@@ -21,8 +21,13 @@ class Receiver final : public pqxx::notification_receiver {
 
 }  // namespace
 
-NotificationListener::NotificationListener(std::string url, std::vector<std::string> channels, Handler handler)
-    : url_(std::move(url)), channels_(std::move(channels)), handler_(std::move(handler)), thread_([this] { Run(); }) {}
+NotificationListener::NotificationListener(std::string url, std::vector<std::string> channels, Handler handler,
+                                           std::function<void()> on_listening)
+    : url_(std::move(url)),
+      channels_(std::move(channels)),
+      handler_(std::move(handler)),
+      on_listening_(std::move(on_listening)),
+      thread_([this] { Run(); }) {}
 
 NotificationListener::~NotificationListener() {
   stopping_ = true;
@@ -35,6 +40,8 @@ void NotificationListener::Run() {
       pqxx::connection conn(url_);
       std::vector<std::unique_ptr<Receiver>> receivers;
       for (const std::string& channel : channels_) receivers.push_back(std::make_unique<Receiver>(conn, channel, handler_));
+      // Each receiver's LISTEN has been executed: from here on every commit's NOTIFY is heard.
+      if (on_listening_) on_listening_();
       while (!stopping_) conn.await_notification(0, 200'000);
     } catch (const std::exception& e) {
       if (stopping_) break;

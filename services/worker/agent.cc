@@ -17,6 +17,8 @@ namespace tessera::worker {
 namespace {
 
 constexpr auto kRpcTimeout = std::chrono::seconds(10);
+// The longest a disconnected agent waits between attempts to reach a scheduler.
+constexpr int kReconnectMaxMs = 1'000;
 
 }  // namespace
 
@@ -37,6 +39,13 @@ absl::Status Agent::Connect() {
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(options_.keepalive_ms));
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    // gRPC's own reconnect backoff grows to 120 s by default: after an outage of a few seconds (a
+    // server restart under load) the channel would refuse to try again for longer than the lease,
+    // which the new leader counts from its start, and the worker's jobs would be requeued. Keep it
+    // at most kReconnectMaxMs, like the agent's own loop below.
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kReconnectMaxMs);
     stubs_.push_back(
         v1::WorkerService::NewStub(auth::AuthenticatedChannel(servers_.back(), options_.api_key, *credentials, args)));
   }
@@ -134,7 +143,9 @@ absl::StatusOr<int64_t> Agent::RegisterOrLoad() {
 }
 
 void Agent::Run() {
-  challenges_ = std::make_unique<ChallengeResponder>(*backend_, key_, worker_id_, [this](const v1::WorkerMessage& m) {
+  std::vector<uint32_t> offered;
+  for (const v1::Gpu& gpu : options_.devices) offered.push_back(gpu.index());
+  challenges_ = std::make_unique<ChallengeResponder>(*backend_, key_, worker_id_, std::move(offered), [this](const v1::WorkerMessage& m) {
     std::lock_guard lock(mu_);
     WriteLocked(m);
   });
@@ -146,10 +157,12 @@ void Agent::Run() {
     if (stop_) break;
     current_ = (current_ + 1) % stubs_.size();  // the next address may be the leader now
     // A server that answered and then went away is most likely restarting: try again soon, well
-    // within the lease. Only servers that never answer get the growing backoff.
+    // within the lease. Only servers that never answer get the growing backoff, and never more
+    // than kReconnectMaxMs: however long the outage, the worker is back within a second of the
+    // server (the lease, 10 s by default, runs from the new leader's start).
     if (welcomed) backoff_ms = 100;
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
-    backoff_ms = std::min(backoff_ms * 2, 5'000);
+    backoff_ms = std::min(backoff_ms * 2, kReconnectMaxMs);
   }
 }
 

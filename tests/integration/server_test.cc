@@ -250,7 +250,9 @@ TEST_CASE("at shutdown every service's health turns NOT_SERVING before the port 
 }
 
 TEST_CASE("a bid below every ask stays queued and GetJob says why", "[integration][server]") {
-  RunningServer s;
+  // A lease that outlives a slow machine: this stream sends no heartbeats, and the wait reason
+  // alone takes a market tick after the job is a second old.
+  RunningServer s{[](server::ServerOptions& o) { o.scheduler.lease_timeout_ms = 60'000; }};
   CreateFundedMarket(s.channel);
   const int64_t worker_id = RegisterWorker(s.channel, 5'000'000, 1, "GPU-ask");
 
@@ -308,7 +310,7 @@ TEST_CASE("a bid below every ask stays queued and GetJob says why", "[integratio
 TEST_CASE("services split across processes share one database", "[integration][server]") {
   testing::TestDatabase db;
   auto front = StartServer(db.url(), {"intake", "billing"});
-  auto scheduler = StartServer(db.url(), {"scheduler"});
+  auto scheduler = StartServer(db.url(), {"scheduler"}, 60'000);  // the stream below sends no heartbeats
   auto front_channel = ChannelTo(*front);
   auto scheduler_channel = ChannelTo(*scheduler);
 
@@ -374,7 +376,9 @@ TEST_CASE("services split across processes share one database", "[integration][s
 TEST_CASE("a scheduler restart mid-load recovers queued and running jobs from PostgreSQL", "[integration][server][recovery]") {
   testing::TestDatabase db;
   const std::set<std::string> all = {"intake", "scheduler", "billing"};
-  auto first = StartServer(db.url(), all, 5'000);
+  // A lease that outlives a slow machine: these streams send no heartbeats, and nothing here is
+  // meant to expire.
+  auto first = StartServer(db.url(), all, 60'000);
   auto channel = ChannelTo(*first);
   CreateFundedMarket(channel);
   const int64_t worker_id = RegisterWorker(channel, 1'000'000, 2, "GPU-recovery");
@@ -402,15 +406,19 @@ TEST_CASE("a scheduler restart mid-load recovers queued and running jobs from Po
     REQUIRE(stream->Write(started));
   }
   REQUIRE(running.size() == 2);
-  for (int i = 0; i < 100 && db.Scalar("SELECT count(*) FROM jobs WHERE state = 'RUNNING'") != "2"; ++i) {
+  // Both starts are stored before the restart: one still in the old scheduler's inbound queue is
+  // dropped by its Stop, and the job would stay ASSIGNED (no worker message restarts it).
+  const auto settled_by = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (db.Scalar("SELECT count(*) FROM jobs WHERE state = 'RUNNING'") != "2" && std::chrono::steady_clock::now() < settled_by) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  REQUIRE(db.Scalar("SELECT count(*) FROM jobs WHERE state = 'RUNNING'") == "2");
   stream_context->TryCancel();
   stream->Finish();
 
   // A new scheduler process on the same database: the worker reconnects still running both jobs.
   first.reset();
-  auto second = StartServer(db.url(), all, 5'000);
+  auto second = StartServer(db.url(), all, 60'000);
   auto channel2 = ChannelTo(*second);
   grpc::ClientContext context2;
   auto stream2 = v1::WorkerService::NewStub(channel2)->Connect(&context2);
