@@ -19,7 +19,6 @@ using gpu::EventTimer;
 using gpu::kThreads;
 using gpu::ScopedDevice;
 
-constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
 // How long the gate may hold a stream: queuing a batch takes milliseconds; past this the timing
 // would include the host's dispatch, and the run fails instead.
 constexpr uint64_t kGateTimeoutNs = 1'000'000'000;
@@ -31,10 +30,7 @@ __global__ void FillChallengeOperand(int8_t* out, uint32_t n, uint64_t state0, u
   const uint64_t count = static_cast<uint64_t>(n) * n;
   for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
-    uint64_t z = state0 + (first + i + 1) * kGolden;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
+    const uint64_t z = gpu::SplitMix64At(state0, first + i + 1);
     out[transpose ? TransposedIndex(i, n) : i] = static_cast<int8_t>(static_cast<uint8_t>(z));
   }
 }

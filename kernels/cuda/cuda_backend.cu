@@ -46,7 +46,6 @@ using gpu::kThreads;
 using gpu::ScopedDevice;
 
 constexpr uint32_t kTeacherHidden = 16;  // as MakeTeacherDataset
-constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
 // Rows per forward pass when the loss is taken over the whole dataset (bounds device memory).
 constexpr uint32_t kLossChunkRows = 8'192;
 
@@ -111,10 +110,8 @@ absl::Status AwaitComm(Comm& comm, const char* what) {
 
 // ---- device code ----
 
+// A mixed SplitMix64 draw as a float in [-1, 1), as SplitMix64::NextSymmetric on the host.
 __device__ float Symmetric(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  z ^= z >> 31;
   const auto bits = static_cast<int32_t>(z >> 40);
   return static_cast<float>(bits - (1 << 23)) / static_cast<float>(1 << 23);
 }
@@ -124,7 +121,7 @@ __device__ float Symmetric(uint64_t z) {
 // The scales multiply in the host's order, so the rounding is the same too.
 __global__ void FillSymmetric(float* out, uint64_t n, uint64_t state0, uint64_t first, float scale, float factor) {
   for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
-    out[i] = Symmetric(state0 + (first + i + 1) * kGolden) * scale * factor;
+    out[i] = Symmetric(gpu::SplitMix64At(state0, first + i + 1)) * scale * factor;
   }
 }
 

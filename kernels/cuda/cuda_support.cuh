@@ -34,6 +34,15 @@ inline absl::Status BlasStatus(cublasStatus_t e, const char* what) {
 
 inline constexpr int kThreads = 256;
 
+// Draw `index` (1-based) of the SplitMix64 stream seeded with `state0`, the host's SplitMix64
+// (kernels/synthetic_data.cc) computed at any position: each device thread takes its own element.
+__device__ inline uint64_t SplitMix64At(uint64_t state0, uint64_t index) {
+  uint64_t z = state0 + index * 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
 // Blocks of kThreads for a grid-stride loop over n elements (at most 65,535).
 inline unsigned Blocks(uint64_t n) { return static_cast<unsigned>(std::min<uint64_t>((n + kThreads - 1) / kThreads, 65'535)); }
 

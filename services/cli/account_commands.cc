@@ -43,26 +43,37 @@ void AddAccountCommands(CLI::App& app, CliContext& ctx) {
 
   auto* list = account->add_subcommand("list", "List accounts");
   list->callback([&ctx] {
-    v1::ListAccountsResponse response;
-    grpc::Status s = FetchPages(
-        ctx, v1::ListAccountsRequest{}, &response,
+    ShowPages<v1::ListAccountsResponse>(
+        ctx, v1::ListAccountsRequest{},
         [&](grpc::ClientContext* c, const v1::ListAccountsRequest& q, v1::ListAccountsResponse* p) {
           return v1::AdminService::NewStub(ctx.Channel())->ListAccounts(c, q, p);
         },
-        [](v1::ListAccountsResponse& p) { return p.mutable_accounts(); });
-    if (!s.ok()) {
-      ctx.exit_code = ReportError(s);
-      return;
-    }
-    if (ctx.json()) {
-      std::cout << ToJson(response) << "\n";
-      return;
-    }
-    std::vector<std::vector<std::string>> rows;
-    for (const v1::Account& a : response.accounts()) rows.push_back({std::to_string(a.account_id()), a.name(), KindName(a.kind())});
-    PrintTable({"ID", "NAME", "KIND"}, rows);
+        [](v1::ListAccountsResponse& p) { return p.mutable_accounts(); },
+        [](const v1::ListAccountsResponse& response) {
+          std::vector<std::vector<std::string>> rows;
+          for (const v1::Account& a : response.accounts()) rows.push_back({std::to_string(a.account_id()), a.name(), KindName(a.kind())});
+          PrintTable({"ID", "NAME", "KIND"}, rows);
+        });
   });
 }
+
+namespace {
+
+void PrintWorkers(const v1::ListWorkersResponse& response) {
+  std::vector<std::vector<std::string>> rows;
+  for (const v1::Worker& w : response.workers()) {
+    std::string model = w.gpus().empty() ? "-" : w.gpus(0).model();
+    rows.push_back({std::to_string(w.worker_id()), w.name(), w.provider_account(), w.region(),
+                    std::string(WorkerStateName(w.state())),
+                    std::string(w.connected() ? "yes" : "no") +
+                        (w.stream_replacements() > 0 ? " (replaced " + std::to_string(w.stream_replacements()) + "x)" : ""),
+                    std::to_string(w.gpus_size()) + " x " + model, std::to_string(w.busy_gpus()),
+                    std::to_string(w.ask_utok_per_gpu_hour()), std::to_string(w.reputation())});
+  }
+  PrintTable({"ID", "NAME", "PROVIDER", "REGION", "STATE", "CONNECTED", "GPUS", "BUSY", "ASK µT/GPU-h", "REPUTATION"}, rows);
+}
+
+}  // namespace
 
 void AddWorkerCommands(CLI::App& app, CliContext& ctx) {
   CLI::App* worker = app.add_subcommand("worker", "Worker machines")->require_subcommand(1);
@@ -72,32 +83,12 @@ void AddWorkerCommands(CLI::App& app, CliContext& ctx) {
   list->callback([&ctx, provider] {
     v1::ListWorkersRequest request;
     request.set_provider_account(*provider);
-    v1::ListWorkersResponse response;
-    grpc::Status s = FetchPages(
-        ctx, request, &response,
+    ShowPages<v1::ListWorkersResponse>(
+        ctx, request,
         [&](grpc::ClientContext* c, const v1::ListWorkersRequest& q, v1::ListWorkersResponse* p) {
           return v1::WorkerService::NewStub(ctx.Channel())->ListWorkers(c, q, p);
         },
-        [](v1::ListWorkersResponse& p) { return p.mutable_workers(); });
-    if (!s.ok()) {
-      ctx.exit_code = ReportError(s);
-      return;
-    }
-    if (ctx.json()) {
-      std::cout << ToJson(response) << "\n";
-      return;
-    }
-    std::vector<std::vector<std::string>> rows;
-    for (const v1::Worker& w : response.workers()) {
-      std::string model = w.gpus().empty() ? "-" : w.gpus(0).model();
-      rows.push_back({std::to_string(w.worker_id()), w.name(), w.provider_account(), w.region(),
-                      std::string(WorkerStateName(w.state())),
-                      std::string(w.connected() ? "yes" : "no") +
-                          (w.stream_replacements() > 0 ? " (replaced " + std::to_string(w.stream_replacements()) + "x)" : ""),
-                      std::to_string(w.gpus_size()) + " x " + model, std::to_string(w.busy_gpus()),
-                      std::to_string(w.ask_utok_per_gpu_hour()), std::to_string(w.reputation())});
-    }
-    PrintTable({"ID", "NAME", "PROVIDER", "REGION", "STATE", "CONNECTED", "GPUS", "BUSY", "ASK µT/GPU-h", "REPUTATION"}, rows);
+        [](v1::ListWorkersResponse& p) { return p.mutable_workers(); }, PrintWorkers);
   });
 
   auto* retire = worker->add_subcommand("retire", "Retire a worker for good, so that its machine can register again");

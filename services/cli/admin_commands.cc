@@ -101,17 +101,13 @@ void AddFraudCommands(CLI::App& admin, CliContext& ctx) {
       }
       request->set_kind(*parsed);
     }
-    Show<v1::ListFraudSignalsResponse>(
-        ctx,
-        [&](grpc::ClientContext*, v1::ListFraudSignalsResponse* r) {
-          return FetchPages(
-              ctx, *request, r,
-              [&](grpc::ClientContext* c, const v1::ListFraudSignalsRequest& q, v1::ListFraudSignalsResponse* p) {
-                return v1::AdminService::NewStub(ctx.Channel())->ListFraudSignals(c, q, p);
-              },
-              [](v1::ListFraudSignalsResponse& p) { return p.mutable_signals(); }, *limit);
+    ShowPages<v1::ListFraudSignalsResponse>(
+        ctx, *request,
+        [&](grpc::ClientContext* c, const v1::ListFraudSignalsRequest& q, v1::ListFraudSignalsResponse* p) {
+          return v1::AdminService::NewStub(ctx.Channel())->ListFraudSignals(c, q, p);
         },
-        [](const v1::ListFraudSignalsResponse& r) { PrintSignals(r.signals()); });
+        [](v1::ListFraudSignalsResponse& p) { return p.mutable_signals(); },
+        [](const v1::ListFraudSignalsResponse& r) { PrintSignals(r.signals()); }, *limit);
   });
 
   auto worker_id = std::make_shared<int64_t>(0);
@@ -197,16 +193,12 @@ void AddAdminCommands(CLI::App& app, CliContext& ctx) {
     v1::ListApiKeysRequest request;
     request.set_account(*filter);
     request.set_include_revoked(*all);
-    Show<v1::ListApiKeysResponse>(
-        ctx,
-        [&](grpc::ClientContext*, v1::ListApiKeysResponse* r) {
-          return FetchPages(
-              ctx, request, r,
-              [&](grpc::ClientContext* c, const v1::ListApiKeysRequest& q, v1::ListApiKeysResponse* p) {
-                return v1::AdminService::NewStub(ctx.Channel())->ListApiKeys(c, q, p);
-              },
-              [](v1::ListApiKeysResponse& p) { return p.mutable_keys(); });
+    ShowPages<v1::ListApiKeysResponse>(
+        ctx, request,
+        [&](grpc::ClientContext* c, const v1::ListApiKeysRequest& q, v1::ListApiKeysResponse* p) {
+          return v1::AdminService::NewStub(ctx.Channel())->ListApiKeys(c, q, p);
         },
+        [](v1::ListApiKeysResponse& p) { return p.mutable_keys(); },
         [](const v1::ListApiKeysResponse& r) {
           std::vector<std::vector<std::string>> rows;
           for (const v1::ApiKey& k : r.keys()) rows.push_back(KeyRow(k));

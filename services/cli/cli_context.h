@@ -62,10 +62,8 @@ std::string Percent(uint32_t ppm);
 
 // Runs one unary call, `call(grpc::ClientContext*, Response*)`, and shows its answer: the error on
 // stderr (exit code 1), the response as JSON with -o json, or else `print(response)`.
-template <typename Response, typename Call, typename Print>
-void Show(CliContext& ctx, Call&& call, Print&& print) {
-  Response response;
-  grpc::Status s = call(ctx.Call().get(), &response);
+template <typename Response, typename Print>
+void ShowResult(CliContext& ctx, const grpc::Status& s, const Response& response, Print&& print) {
   if (!s.ok()) {
     ctx.exit_code = ReportError(s);
   } else if (ctx.json()) {
@@ -73,6 +71,13 @@ void Show(CliContext& ctx, Call&& call, Print&& print) {
   } else {
     print(response);
   }
+}
+
+template <typename Response, typename Call, typename Print>
+void Show(CliContext& ctx, Call&& call, Print&& print) {
+  Response response;
+  grpc::Status s = call(ctx.Call().get(), &response);
+  ShowResult(ctx, s, response, print);
 }
 
 // Runs a List call page after page, `call(grpc::ClientContext*, const Request&, Response*)`, and
@@ -97,6 +102,14 @@ grpc::Status FetchPages(const CliContext& ctx, Request request, Response* out, C
     if (page.next_page_token().empty() || items(*out)->size() >= limit) return s;
     request.set_page_token(page.next_page_token());
   }
+}
+
+// Show for a List call: every page (FetchPages, up to `limit` items), then shown as one response.
+template <typename Response, typename Request, typename Call, typename Items, typename Print>
+void ShowPages(CliContext& ctx, const Request& request, Call&& call, Items&& items, Print&& print, int limit = 100'000) {
+  Response response;
+  grpc::Status s = FetchPages(ctx, request, &response, call, items, limit);
+  ShowResult(ctx, s, response, print);
 }
 
 }  // namespace tessera::cli

@@ -29,16 +29,10 @@ void AddReportCommands(CLI::App& billing, CliContext& ctx) {
     v1::UsageGroup_Parse(name, &g);
     request.set_group_by(g);
     auto stub = v1::BillingService::NewStub(ctx.Channel());
-    Show<v1::UsageReportSummary>(
-        ctx,
-        [&](grpc::ClientContext*, v1::UsageReportSummary* out) {
-          return FetchPages(
-              ctx, request, out,
-              [&](grpc::ClientContext* c, const v1::GetUsageReportRequest& q, v1::UsageReportSummary* p) {
-                return stub->GetUsageReport(c, q, p);
-              },
-              [](v1::UsageReportSummary& p) { return p.mutable_rows(); });
-        },
+    ShowPages<v1::UsageReportSummary>(
+        ctx, request,
+        [&](grpc::ClientContext* c, const v1::GetUsageReportRequest& q, v1::UsageReportSummary* p) { return stub->GetUsageReport(c, q, p); },
+        [](v1::UsageReportSummary& p) { return p.mutable_rows(); },
         [&](const v1::UsageReportSummary& response) {
           std::vector<std::vector<std::string>> rows;
           for (const v1::UsageGroupRow& r : response.rows()) {

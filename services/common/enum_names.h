@@ -11,7 +11,6 @@
 #include <string_view>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "tessera/v1/billing.pb.h"
 
 namespace tessera {
