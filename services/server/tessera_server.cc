@@ -23,6 +23,7 @@
 #include "services/intake/job_service.h"
 #include "services/scheduler/worker_service.h"
 #include "services/server/reflection_v1_service.h"
+#include "services/server/thread_cap_retry_interceptor.h"
 #include "services/store/embedded_postgres.h"
 #include "services/store/leader_election.h"
 #include "services/store/migrations.h"
@@ -191,6 +192,7 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
   grpc::ResourceQuota quota("tessera");
   quota.SetMaxThreads(options.max_rpc_threads);
   builder.SetResourceQuota(quota);
+  builder.experimental().SetInterceptorCreators(ThreadCapRetryInterceptors(options.max_rpc_threads));
   builder.SetMaxReceiveMessageSize(4 * 1024 * 1024);
   AllowWorkerKeepalive(builder);
 

@@ -36,7 +36,8 @@ struct ServerOptions {
   int64_t default_queue_timeout_ms = intake::kDefaultQueueTimeoutMs;
   int db_pool_size = 16;
   // Calls served at once, each on a thread of its own; a call beyond them is refused with
-  // RESOURCE_EXHAUSTED at once (gRPC's sync server), so overload never queues without bound.
+  // RESOURCE_EXHAUSTED and a RetryInfo of 1 s at once (gRPC's sync server, and
+  // ThreadCapRetryInterceptors), so overload never queues without bound.
   int max_rpc_threads = 256;
   // WatchJob streams at once: they hold call threads for as long as they watch, so they get a
   // share of max_rpc_threads, not all of it.

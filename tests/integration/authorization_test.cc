@@ -4,10 +4,12 @@
 #include <google/protobuf/descriptor.h>
 
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
 #include "services/common/grpc_status.h"
+#include "services/server/thread_cap_retry_interceptor.h"
 #include "tests/integration/running_server.h"
 
 namespace tessera {
@@ -397,6 +399,58 @@ TEST_CASE("SubmitJob is rate limited per API key, with the delay to retry after"
   CHECK(second->SubmitJob(Ctx().get(), testing::SleepRequest("c0", 2'000'000), &out).ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(*retry_ms + 20));
   CHECK(first->SubmitJob(Ctx().get(), testing::SleepRequest("b3", 2'000'000), &out).ok());
+}
+
+TEST_CASE("a call beyond --max-rpc-threads is refused at once with the delay to retry after", "[integration][auth][limits]") {
+  // gRPC's sync server refuses such a call itself, before any service code runs; the refusal used
+  // to carry no RetryInfo. Each WatchJob stream holds a call thread while it watches, so a few
+  // open watches fill a small pool.
+  constexpr int kThreads = 4;
+  RunningServer s([](server::ServerOptions& o) {
+    o.max_rpc_threads = kThreads;
+    o.max_watch_streams = 64;  // the thread cap, not the watch cap, is what refuses here
+  });
+  testing::CreateFundedMarket(s.channel);
+  auto acme = ChannelTo(*s.server, IssueKey(s.db.url(), v1::ROLE_CUSTOMER, "acme"));
+  auto jobs = v1::JobService::NewStub(acme);
+  v1::SubmitJobResponse submitted;
+  REQUIRE(jobs->SubmitJob(Ctx().get(), testing::SleepRequest("watched", 2'000'000), &submitted).ok());
+  v1::WatchJobRequest watch;
+  watch.set_job_id(submitted.job().job_id());
+
+  struct Watch {
+    std::unique_ptr<grpc::ClientContext> ctx = Ctx();
+    std::unique_ptr<grpc::ClientReader<v1::JobUpdate>> reader;
+  };
+  std::vector<Watch> held;
+  std::optional<grpc::Status> refused;
+  for (int i = 0; i <= kThreads && !refused; ++i) {
+    Watch& w = held.emplace_back();
+    w.reader = jobs->WatchJob(w.ctx.get(), watch);
+    v1::JobUpdate first;
+    if (!w.reader->Read(&first)) refused = w.reader->Finish();  // the watch is served once its first update comes
+  }
+  REQUIRE(refused.has_value());
+  CHECK(held.size() <= static_cast<size_t>(kThreads));  // one thread always stays to poll (and refuse)
+  CHECK(refused->error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  CHECK_THAT(refused->error_message(), Catch::Contains("all 4 RPC threads of this server are busy (--max-rpc-threads)"));
+  CHECK(RetryDelayMs(*refused) == server::kThreadCapRetryAfterMs);
+  // A unary call meets the same refusal, with the same delay, while the watches hold the threads.
+  v1::GetJobRequest get;
+  get.set_job_id(submitted.job().job_id());
+  v1::Job seen;
+  const grpc::Status unary = jobs->GetJob(Ctx().get(), get, &seen);
+  CHECK(unary.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  CHECK(RetryDelayMs(unary) == server::kThreadCapRetryAfterMs);
+  // Once the watches end, calls are served again.
+  for (Watch& w : held) w.ctx->TryCancel();
+  grpc::Status after;
+  for (int i = 0; i < 100; ++i) {
+    after = jobs->GetJob(Ctx().get(), get, &seen);
+    if (after.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(RetryDelayMs(after).value_or(1'000) / 10));
+  }
+  CHECK(after.ok());
 }
 
 TEST_CASE("a provider holds at most --max-streams-per-provider worker streams", "[integration][auth][limits]") {
