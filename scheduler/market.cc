@@ -202,6 +202,14 @@ std::vector<int64_t> Market::QueuedJobIds() const {
   return ids;
 }
 
+std::vector<int64_t> Market::JobIds() const {
+  std::vector<int64_t> ids;
+  ids.reserve(jobs_.size());
+  for (const auto& [id, job] : jobs_) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());  // deterministic, whatever the hash order
+  return ids;
+}
+
 bool Market::AcceptsModel(const JobState& j, int model) const {
   return j.models.empty() || std::find(j.models.begin(), j.models.end(), model) != j.models.end();
 }

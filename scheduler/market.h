@@ -75,6 +75,8 @@ class Market {
   size_t queued_jobs() const { return queue_.size(); }
   // Every queued job, best first (for reconciliation with the store of record).
   std::vector<int64_t> QueuedJobIds() const;
+  // Every job it holds, queued or running.
+  std::vector<int64_t> JobIds() const;
   bool HasJob(int64_t job_id) const { return jobs_.contains(job_id); }
   // The job's requirements, null if the market does not hold it.
   const JobRequirements* FindJob(int64_t job_id) const {

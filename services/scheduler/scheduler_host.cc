@@ -127,8 +127,14 @@ absl::Status SchedulerHost::Start(int64_t epoch) {
       [this](const std::string& channel, const std::string& payload) { OnNotification(channel, payload); },
       // A job committed after the rebuild's snapshot but before the LISTEN took effect (or while
       // the listener reconnects) was notified to no one: once listening, the queue is compared
-      // with PostgreSQL, and what was missed is placed now rather than at the periodic reconcile.
-      [this] { Post([](MarketEvents& e) { e.reconcile = true; }); });
+      // with PostgreSQL, and what was missed is placed now rather than at the periodic reconcile;
+      // so are cancels, extensions and quarantines notified meanwhile.
+      [this] {
+        Post([](MarketEvents& e) {
+          e.reconcile = true;
+          e.read_back_notified = true;
+        });
+      });
   ingest_thread_ = std::thread([this] { IngestLoop(); });
   scheduling_thread_ = std::thread([this] { SchedulingLoop(); });
   running_ = true;
@@ -426,8 +432,10 @@ void SchedulerHost::SchedulingLoop() {
       for (Inbound& in : events.hellos) in.session->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "scheduler is recovering; reconnect"));
       for (const auto& [job_id, attempt, worker_id] : events.cancelled) SendCancel(job_id, attempt, worker_id);
       for (const Extension& x : events.extended) SendExtension(x);
+      if (events.read_back_notified) Post([](MarketEvents& e) { e.read_back_notified = true; });  // once rebuilt
       continue;
     }
+    if (events.read_back_notified) ReadBackNotified(events);
     ApplyEvents(events, decisions);
     ExpireLeases(decisions);
     const bool tick = now_ms >= next_tick_ms;
@@ -514,6 +522,34 @@ void SchedulerHost::ApplyEvents(MarketEvents& events, scheduler::Decisions& deci
   AddQueuedJobs(events.submitted, decisions);
 }
 
+void SchedulerHost::ReadBackNotified(MarketEvents& events) {
+  absl::StatusOr<SchedulerRepository::NotifiedState> state = repo_.ReadNotifiedState(market_->JobIds(), registry_.ConnectedWorkers());
+  if (!state.ok()) {
+    spdlog::warn("reading back notified cancels, extensions and quarantines: {}; trying again", state.status().ToString());
+    Post([](MarketEvents& e) { e.read_back_notified = true; });
+    return;
+  }
+  // Applying one twice is harmless (a worker ignores a cancel or an extension of a run it does not
+  // have, the market one of a job it no longer holds), so a notification heard too is no matter.
+  size_t missed = 0;
+  for (const auto& lease : state->cancelled) {
+    events.cancelled.emplace_back(lease.job_id, lease.attempt, lease.worker_id);
+    ++missed;
+  }
+  for (const auto& lease : state->open) {
+    const scheduler::JobRequirements* job = market_->FindJob(lease.job_id);
+    if (job == nullptr || job->max_duration_ms == lease.max_duration_ms) continue;
+    events.extended.push_back({.job_id = lease.job_id, .attempt = lease.attempt, .worker_id = lease.worker_id,
+                               .max_duration_ms = lease.max_duration_ms});
+    ++missed;
+  }
+  for (int64_t worker_id : state->quarantined) {
+    events.quarantined.push_back(worker_id);
+    ++missed;
+  }
+  if (missed > 0) spdlog::warn("{} cancels, extensions or quarantines were notified while not listening; applied now", missed);
+}
+
 void SchedulerHost::SendExtension(const Extension& x) {
   if (x.worker_id == 0) return;  // not running: the limit travels with its next assignment
   if (auto session = registry_.SessionOf(x.worker_id)) session->Send(ExtendedMessage(x.job_id, x.attempt, x.max_duration_ms));
@@ -536,18 +572,20 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
   }
   const int64_t now_ms = clock_.NowMs();
   auto& [record, live] = *activated;
-  std::set<std::pair<int64_t, uint32_t>> running;
+  std::set<std::pair<int64_t, uint32_t>> running, named_lost;
   for (const v1::RunningJob& r : hello.running()) running.emplace(r.job_id(), r.attempt());
+  for (const v1::RunningJob& r : hello.lost()) named_lost.emplace(r.job_id(), r.attempt());
 
   // Reconcile what the worker runs with the live leases: keep the common ones, resend leases it
-  // never started, requeue those it lost (it restarted), cancel those no longer leased to it.
+  // never started, requeue those it lost (it restarted: we saw the run start, or it says so),
+  // cancel those no longer leased to it.
   std::vector<LiveAssignment> keep, resend;
   std::vector<std::pair<int64_t, uint32_t>> lost;
   for (LiveAssignment& a : live) {
     const bool has = running.erase({a.job_id, a.attempt}) > 0;
     if (has) {
       keep.push_back(std::move(a));
-    } else if (a.running) {
+    } else if (a.running || named_lost.contains({a.job_id, a.attempt})) {
       lost.emplace_back(a.job_id, a.attempt);
     } else {
       resend.push_back(std::move(a));

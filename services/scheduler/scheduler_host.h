@@ -100,9 +100,11 @@ class SchedulerHost final : public StreamHandler {
     std::vector<std::pair<std::shared_ptr<WorkerSession>, std::string>> draining;  // streams whose agents drain, and why
     std::vector<std::pair<int64_t, v1::WorkerState>> verified;  // passed a GPU challenge, now in this state
     bool reconcile = false;
+    bool read_back_notified = false;  // the LISTEN was (re)made: what NOTIFY may have said meanwhile is read back
     bool empty() const {
       return hellos.empty() && disconnected.empty() && cancelled.empty() && finished.empty() && submitted.empty() &&
-             extended.empty() && quarantined.empty() && draining.empty() && verified.empty() && !reconcile;
+             extended.empty() && quarantined.empty() && draining.empty() && verified.empty() && !reconcile &&
+             !read_back_notified;
     }
   };
 
@@ -117,6 +119,9 @@ class SchedulerHost final : public StreamHandler {
   // The scheduling thread.
   void SchedulingLoop();
   void ApplyEvents(MarketEvents& events, scheduler::Decisions& decisions);
+  // Adds to `events` the cancels, extensions and quarantines that PostgreSQL holds for the market's
+  // jobs and the connected workers and that the market has not applied: after a LISTEN gap.
+  void ReadBackNotified(MarketEvents& events);
   void SendCancel(int64_t job_id, uint32_t attempt, int64_t worker_id);
   void SendExtension(const Extension& x);
   // A spread job's lease on a worker still up ended because another of its workers was lost.

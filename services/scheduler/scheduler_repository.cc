@@ -382,6 +382,38 @@ absl::StatusOr<std::vector<int64_t>> SchedulerRepository::QueuedJobIds() {
   });
 }
 
+absl::StatusOr<SchedulerRepository::NotifiedState> SchedulerRepository::ReadNotifiedState(const std::vector<int64_t>& job_ids,
+                                                                                           const std::vector<int64_t>& worker_ids) {
+  return db_.Transact("read back notified state", [&](pqxx::work& tx) -> absl::StatusOr<NotifiedState> {
+    NotifiedState out;
+    const std::string jobs = ArrayLiteral(job_ids);
+    const auto lease_of = [](const pqxx::row& r) {
+      return NotifiedState::Lease{.job_id = r[0].as<int64_t>(), .attempt = r[1].as<uint32_t>(),
+                                  .worker_id = r[2].is_null() ? 0 : r[2].as<int64_t>(), .max_duration_ms = r[3].as<int64_t>()};
+    };
+    for (const pqxx::row& r : store::Exec(tx, {"sched_read_back_cancelled",
+             "SELECT j.job_id, j.attempt, a.worker_id, j.max_duration_ms FROM jobs j"
+             " LEFT JOIN assignments a ON a.job_id = j.job_id AND a.attempt = j.attempt AND a.end_reason = 'cancelled'"
+             " WHERE j.job_id = ANY($1::bigint[]) AND j.state = 'CANCELLED' ORDER BY 1, 3"},
+             jobs)) {
+      out.cancelled.push_back(lease_of(r));
+    }
+    for (const pqxx::row& r : store::Exec(tx, {"sched_read_back_open",
+             "SELECT j.job_id, j.attempt, a.worker_id, j.max_duration_ms FROM jobs j"
+             " LEFT JOIN assignments a ON a.job_id = j.job_id AND a.attempt = j.attempt AND a.state = 'LIVE'"
+             " WHERE j.job_id = ANY($1::bigint[]) AND j.state IN ('QUEUED', 'ASSIGNED', 'RUNNING') ORDER BY 1, 3"},
+             jobs)) {
+      out.open.push_back(lease_of(r));
+    }
+    for (const pqxx::row& r : store::Exec(tx, {"sched_read_back_quarantined",
+             "SELECT worker_id FROM workers WHERE worker_id = ANY($1::bigint[]) AND state = 'QUARANTINED' ORDER BY 1"},
+             ArrayLiteral(worker_ids))) {
+      out.quarantined.push_back(r[0].as<int64_t>());
+    }
+    return out;
+  });
+}
+
 absl::StatusOr<PersistedDecisions> SchedulerRepository::PersistDecisions(const std::vector<scheduler::JobPlacement>& placements,
                                                                          const std::vector<int64_t>& preempted_jobs) {
   // One row per (job, worker): a spread job has a lease on each of its workers, ranked in the order

@@ -152,6 +152,22 @@ class SchedulerRepository {
   absl::StatusOr<std::vector<scheduler::JobRequirements>> LoadQueuedJobs(const std::vector<int64_t>& job_ids);
   absl::StatusOr<std::vector<int64_t>> QueuedJobIds();
 
+  // What other processes tell the scheduler by NOTIFY (a customer's cancel or extension, an
+  // operator's or a challenge's quarantine), read back for the jobs and workers it holds: a
+  // notification sent while its LISTEN was not in place reached no one.
+  struct NotifiedState {
+    struct Lease {
+      int64_t job_id = 0;
+      uint32_t attempt = 0;
+      int64_t worker_id = 0;  // 0: the job is queued
+      int64_t max_duration_ms = 0;
+    };
+    std::vector<Lease> cancelled;      // leases a customer's cancel ended (worker 0: it was queued)
+    std::vector<Lease> open;           // each open job's live leases (or one with worker 0), with its limit
+    std::vector<int64_t> quarantined;  // of the given workers
+  };
+  absl::StatusOr<NotifiedState> ReadNotifiedState(const std::vector<int64_t>& job_ids, const std::vector<int64_t>& worker_ids);
+
   // One matching round in one transaction: ends the preempted jobs' leases (requeued, the attempt
   // not counted against max_attempts), then writes the placements. A placement spans one worker.
   absl::StatusOr<PersistedDecisions> PersistDecisions(const std::vector<scheduler::JobPlacement>& placements,

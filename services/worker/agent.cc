@@ -249,8 +249,20 @@ bool Agent::ServeOneConnection() {
     for (const v1::WorkerMessage& m : outbox_) {
       if (m.has_finished()) running.emplace(m.finished().job_id(), m.finished().attempt());
     }
+    // A run with usage but no result and no runner died with an earlier agent: named as lost, its
+    // lease is requeued rather than assigned again (a second run would reuse its usage seqs).
+    std::set<JobKey> lost;
+    for (const v1::WorkerMessage& m : outbox_) {
+      const JobKey key{m.usage().job_id(), m.usage().attempt()};
+      if (m.has_usage() && !running.contains(key) && !runners_.contains(key)) lost.insert(key);
+    }
     for (const auto& [job_id, attempt] : running) {
       v1::RunningJob* r = hello.mutable_hello()->add_running();
+      r->set_job_id(job_id);
+      r->set_attempt(attempt);
+    }
+    for (const auto& [job_id, attempt] : lost) {
+      v1::RunningJob* r = hello.mutable_hello()->add_lost();
       r->set_job_id(job_id);
       r->set_attempt(attempt);
     }

@@ -138,6 +138,36 @@ TEST_CASE("a worker back after its job moved elsewhere is told to stop it; its l
   CHECK(GetJob(s, job_id).attempt() == 2);
 }
 
+namespace {
+
+// A crashed agent's state directory: its id, its key, and its journal holding `journaled`, signed.
+std::filesystem::path StateDirLeftBy(int64_t worker, const std::vector<v1::WorkerMessage>& journaled) {
+  char tmpl[] = "/tmp/tessera-agent-XXXXXX";
+  const std::filesystem::path state_dir = mkdtemp(tmpl);
+  std::ofstream(state_dir / "worker-id") << worker << "\n";
+  std::ofstream(state_dir / "worker.ed25519") << absl::BytesToHexString(TestWorkerKey().secret_key);
+  auto journal = worker::OutboxJournal::Open(state_dir / "outbox.journal");
+  REQUIRE(journal.ok());
+  for (const v1::WorkerMessage& m : journaled) REQUIRE((*journal)->Append(Signed(m, worker)).ok());
+  return state_dir;
+}
+
+// A real agent of gpuco's worker restarted on `state_dir`, reporting usage every 50 ms.
+worker::AgentOptions RestartedAgentOptions(RunningServer& s, const std::filesystem::path& state_dir) {
+  worker::AgentOptions options;
+  options.server = "127.0.0.1:" + std::to_string(s.server->port());
+  options.provider_account = "gpuco";
+  options.api_key = IssueKey(s.db.url(), v1::ROLE_PROVIDER, "gpuco");
+  options.name = "w1";
+  options.region = "test";
+  options.ask_utok_per_gpu_hour = 1'000'000;
+  options.state_dir = state_dir;
+  options.runner.usage_interval_ms = 50;
+  return options;
+}
+
+}  // namespace
+
 // Issue 16, bug 1 (simulation seed 7347833): an agent that ran a job to the end and crashed before
 // the scheduler acknowledged the result (nor saw the job start) restarts with that result in its
 // journal. Its hello must name the run: the scheduler then keeps the lease for the result instead
@@ -161,33 +191,16 @@ TEST_CASE("a worker restarted with a journaled result gets the result accepted, 
   CHECK(GetJob(s, job_id).state() == v1::JOB_STATE_ASSIGNED);
 
   // The state directory the agent left: its id, its key, and the journal with the signed result.
-  char tmpl[] = "/tmp/tessera-agent-XXXXXX";
-  const std::filesystem::path state_dir = mkdtemp(tmpl);
-  std::ofstream(state_dir / "worker-id") << worker << "\n";
-  std::ofstream(state_dir / "worker.ed25519") << absl::BytesToHexString(TestWorkerKey().secret_key);
-  {
-    auto journal = worker::OutboxJournal::Open(state_dir / "outbox.journal");
-    REQUIRE(journal.ok());
-    v1::WorkerMessage finished;
-    finished.mutable_finished()->set_job_id(job_id);
-    finished.mutable_finished()->set_attempt(1);
-    finished.mutable_finished()->set_succeeded(true);
-    REQUIRE((*journal)->Append(Signed(finished, worker)).ok());
-  }
+  v1::WorkerMessage finished;
+  finished.mutable_finished()->set_job_id(job_id);
+  finished.mutable_finished()->set_attempt(1);
+  finished.mutable_finished()->set_succeeded(true);
+  const std::filesystem::path state_dir = StateDirLeftBy(worker, {finished});
 
   // Restarted within the lease (2 s here), as a real agent.
-  worker::AgentOptions options;
-  options.server = "127.0.0.1:" + std::to_string(s.server->port());
-  options.provider_account = "gpuco";
-  options.api_key = IssueKey(s.db.url(), v1::ROLE_PROVIDER, "gpuco");
-  options.name = "w1";
-  options.region = "test";
-  options.ask_utok_per_gpu_hour = 1'000'000;
-  options.state_dir = state_dir;
-  options.runner.usage_interval_ms = 50;
   const SystemClock clock;
   {
-    worker::Agent agent(options, kernels::MakeCpuBackend(), clock);
+    worker::Agent agent(RestartedAgentOptions(s, state_dir), kernels::MakeCpuBackend(), clock);
     REQUIRE(agent.Connect().ok());
     const absl::StatusOr<int64_t> id = agent.RegisterOrLoad();
     REQUIRE(id.ok());
@@ -210,5 +223,49 @@ TEST_CASE("a worker restarted with a journaled result gets the result accepted, 
     CHECK(e.acked);
   }
   CHECK(s.db.Scalar("SELECT count(*) FROM usage_reports WHERE job_id = " + std::to_string(job_id)) == "0");
+  std::filesystem::remove_all(state_dir);
+}
+
+// The follow-up to bug 1: an agent that crashed mid-run, before the scheduler saw the job start,
+// restarts with that run's usage in its journal and no result. Its hello names the run as lost:
+// the lease is requeued as for a run the scheduler saw start, not assigned again as attempt 1
+// (which the agent would run a second time under the seqs it already reported).
+TEST_CASE("a worker restarted mid-run with journaled usage gets the attempt requeued, not run again",
+          "[integration][scheduler][blip]") {
+  RunningServer s;
+  CreateFundedMarket(s.channel);
+  const int64_t worker = RegisterWorker(s.channel, 1'000'000, 1, "GPU-midrun");
+  v1::SubmitJobResponse submitted;
+  auto request = SleepRequest("midrun", 2'000'000);
+  request.mutable_spec()->mutable_sleep()->set_duration_ms(300);
+  REQUIRE(s.Submit(request, &submitted).ok());
+  const int64_t job_id = submitted.job().job_id();
+  {
+    WorkerConnection conn(s.channel, worker);
+    REQUIRE(conn.ReadUntil([](const v1::ServerMessage& m) { return m.has_assignment(); }).assignment().job_id() == job_id);
+  }
+  CHECK(GetJob(s, job_id).state() == v1::JOB_STATE_ASSIGNED);
+  const std::filesystem::path state_dir = StateDirLeftBy(worker, {Usage(job_id, 1)});
+
+  const SystemClock clock;
+  {
+    worker::Agent agent(RestartedAgentOptions(s, state_dir), kernels::MakeCpuBackend(), clock);
+    REQUIRE(agent.Connect().ok());
+    REQUIRE(agent.RegisterOrLoad().ok());
+    std::thread run([&] { agent.Run(); });
+    // Requeued, then placed again (the only worker) as attempt 2, which runs and succeeds.
+    const v1::Job done = WaitForState(s, job_id, v1::JOB_STATE_SUCCEEDED);
+    CHECK(done.attempt() == 2);
+    agent.Stop();
+    run.join();
+  }
+  const std::string job = std::to_string(job_id);
+  CHECK(s.db.Scalar("SELECT end_reason FROM assignments WHERE job_id = " + job + " AND attempt = 1") ==
+        "worker restarted without the job");
+  // Attempt 1 never ran again: no result of it, and its one journaled report (late: the lease had
+  // ended) was refused without suspicion.
+  CHECK(s.db.Scalar("SELECT count(*) FROM usage_reports WHERE job_id = " + job + " AND attempt = 1") == "0");
+  CHECK(s.db.Scalar("SELECT count(*) FROM fraud_signals") == "0");
+  CHECK(s.db.Scalar("SELECT count(*) FROM job_events WHERE job_id = " + job + " AND state = 'SUCCEEDED' AND attempt = 1") == "0");
   std::filesystem::remove_all(state_dir);
 }

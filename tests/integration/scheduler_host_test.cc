@@ -2,6 +2,7 @@
 // each written to PostgreSQL and pushed down the worker streams.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <thread>
 
 #include "services/scheduler/scheduler_repository.h"
@@ -356,4 +357,62 @@ TEST_CASE("a spread job's communicator id travels from node rank 0 through the s
     running->set_attempt(1);
   });
   CHECK(again.ReadUntil(is_rendezvous).rendezvous().unique_id() == std::string(128, 'x'));
+}
+
+TEST_CASE("cancels, extensions and quarantines notified while the scheduler was not listening are applied once it listens",
+          "[integration][scheduler][listen]") {
+  RunningServer s;
+  CreateFundedMarket(s.channel);
+  const int64_t worker = RegisterWorker(s.channel, 1'000'000, 2, "GPU-gap");
+  WorkerConnection conn(s.channel, worker);
+  v1::SubmitJobResponse cancelled, extended;
+  REQUIRE(s.Submit(SleepRequest("to-cancel", 2'000'000), &cancelled).ok());
+  REQUIRE(s.Submit(SleepRequest("to-extend", 2'000'000), &extended).ok());
+  for (int i = 0; i < 2; ++i) {
+    const v1::ServerMessage assigned = conn.ReadUntil(IsAssignment);
+    v1::WorkerMessage started;
+    started.mutable_started()->set_job_id(assigned.assignment().job_id());
+    started.mutable_started()->set_attempt(1);
+    conn.Send(started);
+  }
+  const int64_t other = RegisterWorker(s.channel, 1'000'000, 1, "GPU-gap-other");
+  WorkerConnection quarantined(s.channel, other);
+
+  // Each change as its RPC commits it, but with its NOTIFY lost (as while the listener reconnects).
+  const std::string cancel_id = std::to_string(cancelled.job().job_id());
+  const std::string extend_id = std::to_string(extended.job().job_id());
+  s.db.Scalar("UPDATE jobs SET state = 'CANCELLED' WHERE job_id = " + cancel_id);
+  s.db.Scalar("UPDATE assignments SET state = 'ENDED', end_reason = 'cancelled', ended_at = now() WHERE job_id = " + cancel_id);
+  s.db.Scalar("UPDATE jobs SET max_duration_ms = 120000 WHERE job_id = " + extend_id);
+  s.db.Scalar("UPDATE workers SET state = 'QUARANTINED' WHERE worker_id = " + std::to_string(other));
+  // The listener's connection drops; it reconnects, LISTENs again, and reads back what it missed.
+  REQUIRE(s.db.Scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                      " WHERE query LIKE '%LISTEN%tessera_quarantine%' AND pid <> pg_backend_pid()") == "1");
+
+  // Without the read-back these never come: a watchdog ends the streams rather than hang the test.
+  std::atomic<bool> done{false};
+  std::thread watchdog([&] {
+    for (int i = 0; i < 300 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!done) {
+      conn.context.TryCancel();
+      quarantined.context.TryCancel();
+    }
+  });
+  const v1::ServerMessage cancel = conn.ReadUntil([](const v1::ServerMessage& m) { return m.has_cancel() || m.has_extended(); });
+  const v1::ServerMessage extend = conn.ReadUntil([](const v1::ServerMessage& m) { return m.has_cancel() || m.has_extended(); });
+  v1::ServerMessage ignored;
+  while (quarantined.stream->Read(&ignored)) {
+  }
+  const grpc::Status ended = quarantined.stream->Finish();
+  done = true;
+  watchdog.join();
+  const v1::ServerMessage& c = cancel.has_cancel() ? cancel : extend;
+  const v1::ServerMessage& x = cancel.has_extended() ? cancel : extend;
+  REQUIRE(c.has_cancel());
+  CHECK(c.cancel().job_id() == cancelled.job().job_id());
+  REQUIRE(x.has_extended());
+  CHECK(x.extended().job_id() == extended.job().job_id());
+  CHECK(x.extended().max_duration_ms() == 120'000);
+  CHECK(ended.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK_THAT(ended.error_message(), Catch::Contains("is quarantined"));
 }
