@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <limits>
 #include <optional>
+#include <set>
+
+#include "base/check.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -226,7 +229,7 @@ bool Market::PolicyAccepts(const WorkerState& w, const JobState& j) const {
   if (w.spec.ask_utok_per_gpu_hour > r.bid_utok_per_gpu_hour) return false;
   if (w.spec.reputation < r.min_reputation || !AcceptsRegion(j, w.region)) return false;
   if (r.priority == Priority::kSpot && !p.accepts_spot) return false;
-  if (p.max_duration_ms > 0 && r.max_duration_ms > p.max_duration_ms) return false;
+  if (!AllowsDuration(p.max_duration_ms, r.max_duration_ms)) return false;
   if (!p.allowed_accounts.empty() && !Contains(p.allowed_accounts, r.account)) return false;
   return !Contains(p.denied_accounts, r.account);
 }
@@ -309,6 +312,11 @@ void Market::Take(JobState& j, std::vector<PlacedGpu> gpus, Decisions& out) {
   std::set<int64_t> touched;
   for (const PlacedGpu& g : gpus) {
     WorkerState& w = workers_.at(g.worker_id);
+    // DESIGN.md invariant 4, checked where it is kept: a lease's GPUs are its worker's, and a GPU
+    // is free before it is taken (so no GPU is ever given twice).
+    TESSERA_CHECK(g.index < w.holder.size());
+    TESSERA_CHECK(w.holder[g.index] == 0);
+    TESSERA_CHECK(w.free_by_model[w.gpu_model[g.index]] > 0);
     w.holder[g.index] = j.req.job_id;
     w.free_by_model[w.gpu_model[g.index]] -= 1;
     touched.insert(g.worker_id);
@@ -599,9 +607,13 @@ Decisions Market::AddJob(const JobRequirements& job, int64_t now_ms) {
 }
 
 bool Market::RestoreRunning(const JobRequirements& job, const std::vector<PlacedGpu>& gpus, int64_t started_at_ms) {
+  // Stored leases are input: one that names a GPU twice, or a taken or unknown one, is refused
+  // here rather than tripping Take's checks.
+  std::set<std::pair<int64_t, uint32_t>> named;
   for (const PlacedGpu& g : gpus) {
     auto w = workers_.find(g.worker_id);
     if (w == workers_.end() || g.index >= w->second.holder.size() || w->second.holder[g.index] != 0) return false;
+    if (!named.emplace(g.worker_id, g.index).second) return false;
   }
   Decisions ignored;
   JobState& j = jobs_[job.job_id];

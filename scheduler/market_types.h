@@ -26,6 +26,10 @@ struct ProviderPolicy {
   bool accepts_spot = true;
 };
 
+// A provider whose jobs may last at most `limit_ms` (0: any) takes a job of `max_duration_ms`: the
+// one rule for placing a job and for extending a running one.
+inline bool AllowsDuration(int64_t limit_ms, int64_t max_duration_ms) { return limit_ms <= 0 || max_duration_ms <= limit_ms; }
+
 struct WorkerSpec {
   int64_t worker_id = 0;
   std::string region;

@@ -1,6 +1,6 @@
 #include "services/billing/ledger.h"
 
-#include "services/common/check.h"
+#include "base/check.h"
 #include "services/store/database.h"
 #include "services/store/statement.h"
 

@@ -7,7 +7,8 @@
 #include "services/billing/ledger.h"
 #include "services/billing/settlement_plan.h"
 #include "services/common/merkle.h"
-#include "services/common/check.h"
+#include "base/check.h"
+#include "services/store/notifications.h"
 
 namespace tessera::billing {
 namespace {
@@ -214,7 +215,7 @@ constexpr auto kMinPassGap = std::chrono::milliseconds(100);
 SettlementLoop::SettlementLoop(store::Database& db, int64_t interval_ms, int max_reports_per_batch)
     : settlement_(db), interval_ms_(interval_ms), max_reports_(max_reports_per_batch) {
   listener_ = std::make_unique<store::NotificationListener>(
-      db.url(), std::vector<std::string>{"tessera_settle"}, [this](const std::string&, const std::string&) { Wake(); });
+      db.url(), std::vector<std::string>{store::kSettleChannel}, [this](const std::string&, const std::string&) { Wake(); });
   thread_ = std::thread([this] { Run(); });
 }
 

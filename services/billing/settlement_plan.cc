@@ -5,7 +5,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "services/billing/usage_proof.h"
-#include "services/common/check.h"
+#include "base/check.h"
 #include "services/common/money.h"
 
 namespace tessera::billing {
@@ -22,6 +22,7 @@ BatchCharges ChargeBatch(const std::vector<UnsettledReport>& reports, std::map<i
     absl::StatusOr<ReportCharge> charge =
         ChargeReport(a.gpu_ms_total, r.gpu_ms, a.price, job.fee_bps, a.charged_utok, a.fee_utok, job.hold_utok - job.charged_utok);
     TESSERA_CHECK(charge.ok());  // inputs are bounded by validated specs
+    TESSERA_CHECK(charge->fee_utok >= 0 && charge->fee_utok <= charge->charge_utok);  // the fee is a share of the charge
     a.batch_charge_utok += charge->charge_utok;
     a.batch_fee_utok += charge->fee_utok;
     job.gpu_ms_added += charge->gpu_ms_total_after - a.gpu_ms_total;
@@ -45,7 +46,9 @@ BatchCharges ChargeBatch(const std::vector<UnsettledReport>& reports, std::map<i
 std::vector<TransferSpec> BatchTransfers(int64_t batch_id, int64_t fees_ledger_id, const std::map<int64_t, JobMoney>& jobs,
                                          const std::map<LeaseKey, LeaseMoney>& leases) {
   std::vector<TransferSpec> transfers;
+  int64_t charged_utok = 0;  // what the batch charged the escrows, lease by lease
   for (const auto& [key, a] : leases) {
+    charged_utok += a.batch_charge_utok;
     const auto& [job_id, attempt, worker_id] = key;
     const std::string ref = absl::StrCat(batch_id, ":", job_id, ":", attempt, ":", worker_id);
     const JobMoney& job = jobs.at(job_id);
@@ -60,6 +63,11 @@ std::vector<TransferSpec> BatchTransfers(int64_t batch_id, int64_t fees_ledger_i
                            .attempt = attempt, .worker_id = worker_id, .batch_id = batch_id});
     }
   }
+  // Money is conserved: the transfers move out of the escrows exactly what the batch charged,
+  // split between the providers and the platform's fees, no more and no less.
+  int64_t moved_utok = 0;
+  for (const TransferSpec& t : transfers) moved_utok += t.amount_utok;
+  TESSERA_CHECK(moved_utok == charged_utok);
   return transfers;
 }
 

@@ -13,6 +13,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace tessera {
 
@@ -20,6 +21,14 @@ inline constexpr char kRetryInfoTypeUrl[] = "type.googleapis.com/google.rpc.Retr
 inline constexpr char kBadRequestTypeUrl[] = "type.googleapis.com/google.rpc.BadRequest";
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// A handler's reply: the value into `response` and OK, or the error as ToGrpcStatus sends it.
+template <typename T>
+grpc::Status Reply(absl::StatusOr<T> result, T* response) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = *std::move(result);
+  return grpc::Status::OK;
+}
 
 // INVALID_ARGUMENT with `message`, as ToGrpcStatus sends it.
 grpc::Status InvalidArgumentStatus(absl::string_view message);

@@ -12,6 +12,8 @@
 #include "services/intake/job_spec_validator.h"
 #include "services/store/statement.h"
 #include "tessera/v1/workers.pb.h"
+#include "services/store/notifications.h"
+#include "services/common/worker_validation.h"
 
 namespace tessera::intake {
 namespace {
@@ -29,7 +31,8 @@ constexpr store::Statement kFindRequests{
     "SELECT r.account_id, r.request_id, j.job_id, j.spec FROM unnest($1::bigint[], $2::text[]) AS r(account_id, request_id)"
     " JOIN LATERAL (SELECT job_id, spec FROM jobs WHERE account_id = r.account_id AND request_id = r.request_id) j ON true"};
 
-// The jobs, their QUEUED events and the scheduler's wake-ups (one NOTIFY per job) in one statement.
+// The jobs, their QUEUED events and the scheduler's wake-ups (one NOTIFY per job, in the format of
+// store::JobSubmitted: the job id in decimal) in one statement.
 constexpr store::Statement kInsertJobs{
     "submit_insert_jobs",
     "WITH input AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],"
@@ -338,13 +341,14 @@ absl::StatusOr<v1::Job> JobRepository::Cancel(int64_t job_id) {
         "INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
         " VALUES ($1, 'CANCELLED', $2, NULLIF($3, 0), 'cancelled by the customer')",
         job_id, attempt, worker_id);
-    tx.exec0("NOTIFY tessera_settle");
+    store::NotifySettle(tx);
     // One cancel per worker holding a lease (a spread job has several); worker 0: the job was
     // still queued and the scheduler drops it from its queue.
-    if (ended.empty()) tx.exec_params("SELECT pg_notify('tessera_cancels', $1)", absl::StrCat(job_id, " ", attempt, " 0"));
-    for (const pqxx::row& lease : ended) {
-      tx.exec_params("SELECT pg_notify('tessera_cancels', $1)", absl::StrCat(job_id, " ", attempt, " ", lease[0].as<int64_t>()));
-    }
+    const auto cancelled_on = [&](int64_t worker_id) {
+      return store::JobCancelled{.job_id = job_id, .attempt = static_cast<uint32_t>(attempt), .worker_id = worker_id};
+    };
+    if (ended.empty()) store::Notify(tx, cancelled_on(0));
+    for (const pqxx::row& lease : ended) store::Notify(tx, cancelled_on(lease[0].as<int64_t>()));
     return LoadJob(tx, job_id);
   });
 }
@@ -401,7 +405,7 @@ absl::StatusOr<v1::Job> JobRepository::Extend(const v1::ExtendJobRequest& reques
              job_id, attempt)) {
       v1::ProviderPolicy policy;
       policy.ParseFromString(pqxx::binarystring(w[1]).str());
-      if (policy.max_job_duration_ms() > 0 && new_max > policy.max_job_duration_ms()) {
+      if (!PolicyAllowsDuration(policy, new_max)) {
         return absl::FailedPreconditionError(absl::StrCat("worker ", w[0].as<int64_t>(), " running job ", job_id,
                                                           " takes jobs of at most ", policy.max_job_duration_ms(),
                                                           " ms (its provider's policy); the extension would make it ", new_max, " ms"));
@@ -437,7 +441,8 @@ absl::StatusOr<v1::Job> JobRepository::Extend(const v1::ExtendJobRequest& reques
     // The scheduler updates its market and tells each worker running it (worker 0: not running).
     if (running_on.empty()) running_on.push_back(0);
     for (int64_t worker_id : running_on) {
-      tx.exec_params("SELECT pg_notify('tessera_extensions', $1)", absl::StrCat(job_id, " ", attempt, " ", worker_id, " ", new_max));
+      store::Notify(tx, store::JobExtended{.job_id = job_id, .attempt = static_cast<uint32_t>(attempt), .worker_id = worker_id,
+                                           .max_duration_ms = new_max});
     }
     return LoadJob(tx, job_id);
   });

@@ -8,6 +8,7 @@
 #include "services/common/grpc_status.h"
 #include "services/common/job_state_machine.h"
 #include "services/intake/job_spec_validator.h"
+#include "services/common/names.h"
 
 namespace tessera::intake {
 namespace {

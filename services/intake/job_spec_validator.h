@@ -23,7 +23,4 @@ absl::Status ValidateSubmitRequest(const v1::SubmitJobRequest& request);
 absl::Status ValidateJobSpec(const v1::JobSpec& spec);
 absl::Status ValidateExtendRequest(const v1::ExtendJobRequest& request);
 
-// Names of accounts and workers: 1..64 of [a-z0-9_-], starting with a letter.
-absl::Status ValidateName(std::string_view field, std::string_view value);
-
 }  // namespace tessera::intake

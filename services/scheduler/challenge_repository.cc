@@ -8,6 +8,7 @@
 #include "services/common/gpu_challenge_proof.h"
 #include "services/common/enum_names.h"
 #include "services/common/job_state_machine.h"
+#include "services/store/notifications.h"
 
 namespace tessera::scheduler_host {
 namespace {
@@ -127,7 +128,7 @@ absl::Status ChallengeRepository::Fail(const ChallengeState& state, const std::s
                     state.worker_id, reason);
     tx.exec_params0("INSERT INTO fraud_signals (worker_id, kind, evidence) VALUES ($1, 'CHALLENGE_FAILED', $2)", state.worker_id, reason);
     Audit(tx, "worker.quarantine", state.worker_id, reason);
-    tx.exec_params("SELECT pg_notify('tessera_quarantine', $1)", std::to_string(state.worker_id));
+    store::Notify(tx, store::WorkerQuarantined{.worker_id = state.worker_id});
     return absl::OkStatus();
   });
 }

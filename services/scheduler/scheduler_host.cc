@@ -2,16 +2,14 @@
 
 #include <spdlog/spdlog.h>
 
-#include <charconv>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "services/common/grpc_status.h"
 #include "services/common/worker_signing.h"
 #include "services/scheduler/market_inputs.h"
 #include "services/scheduler/usage_screen.h"
-#include "services/scheduler/worker_service.h"
+#include "services/common/worker_validation.h"
 
 namespace tessera::scheduler_host {
 namespace {
@@ -123,7 +121,7 @@ absl::Status SchedulerHost::Start(int64_t epoch) {
     if (absl::Status s = verifier_.Start(); !s.ok()) return s;
   }
   listener_ = std::make_unique<store::NotificationListener>(
-      db_.url(), std::vector<std::string>{"tessera_jobs", "tessera_cancels", "tessera_extensions", "tessera_quarantine"},
+      db_.url(), store::SchedulerChannels(),
       [this](const std::string& channel, const std::string& payload) { OnNotification(channel, payload); },
       // A job committed after the rebuild's snapshot but before the LISTEN took effect (or while
       // the listener reconnects) was notified to no one: once listening, the queue is compared
@@ -195,32 +193,22 @@ void SchedulerHost::Post(const std::function<void(MarketEvents&)>& add) {
 }
 
 void SchedulerHost::OnNotification(const std::string& channel, const std::string& payload) {
-  if (channel == "tessera_cancels") {
-    std::istringstream in(payload);
-    int64_t job_id = 0, worker_id = 0;
-    uint32_t attempt = 0;
-    if (in >> job_id >> attempt >> worker_id) Post([&](MarketEvents& e) { e.cancelled.emplace_back(job_id, attempt, worker_id); });
+  const std::optional<store::Notification> note = store::DecodeNotification(channel, payload);
+  if (!note) {
+    // Not a payload this build knows: compare what it follows with PostgreSQL instead.
+    spdlog::warn("notification on {} not understood ({}); reconciling", channel, payload);
+    Post([](MarketEvents& e) {
+      e.reconcile = true;
+      e.read_back_notified = true;
+    });
     return;
   }
-  if (channel == "tessera_quarantine") {
-    int64_t worker_id = 0;
-    const auto [end, error] = std::from_chars(payload.data(), payload.data() + payload.size(), worker_id);
-    if (error == std::errc() && worker_id > 0) Post([&](MarketEvents& e) { e.quarantined.push_back(worker_id); });
-    return;
-  }
-  if (channel == "tessera_extensions") {
-    std::istringstream in(payload);
-    Extension x;
-    if (in >> x.job_id >> x.attempt >> x.worker_id >> x.max_duration_ms) Post([&](MarketEvents& e) { e.extended.push_back(x); });
-    return;
-  }
-  int64_t job_id = 0;
-  const auto [end, error] = std::from_chars(payload.data(), payload.data() + payload.size(), job_id);
-  if (error == std::errc() && end == payload.data() + payload.size() && job_id > 0) {
-    Post([&](MarketEvents& e) { e.submitted.push_back(job_id); });
-  } else {
-    Post([](MarketEvents& e) { e.reconcile = true; });  // not one job: compare the whole queue
-  }
+  Post([&](MarketEvents& e) {
+    if (const auto* n = std::get_if<store::JobSubmitted>(&*note)) e.submitted.push_back(n->job_id);
+    if (const auto* n = std::get_if<store::JobCancelled>(&*note)) e.cancelled.push_back(*n);
+    if (const auto* n = std::get_if<store::JobExtended>(&*note)) e.extended.push_back(*n);
+    if (const auto* n = std::get_if<store::WorkerQuarantined>(&*note)) e.quarantined.push_back(n->worker_id);
+  });
 }
 
 // ---- Ingest ----
@@ -430,8 +418,8 @@ void SchedulerHost::SchedulingLoop() {
     if (market_stale_) {
       // Without a market only streams are looked after; the rest is in PostgreSQL for the rebuild.
       for (Inbound& in : events.hellos) in.session->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "scheduler is recovering; reconnect"));
-      for (const auto& [job_id, attempt, worker_id] : events.cancelled) SendCancel(job_id, attempt, worker_id);
-      for (const Extension& x : events.extended) SendExtension(x);
+      for (const store::JobCancelled& c : events.cancelled) SendCancel(c);
+      for (const store::JobExtended& x : events.extended) SendExtension(x);
       if (events.read_back_notified) Post([](MarketEvents& e) { e.read_back_notified = true; });  // once rebuilt
       continue;
     }
@@ -510,11 +498,11 @@ void SchedulerHost::ApplyEvents(MarketEvents& events, scheduler::Decisions& deci
     Merge(decisions, market_->SetSchedulable(worker_id, state == v1::WORKER_STATE_ACTIVE, now_ms));
     if (state == v1::WORKER_STATE_ACTIVE) ScheduleRecheck(worker_id, now_ms);
   }
-  for (const auto& [job_id, attempt, worker_id] : events.cancelled) {
-    SendCancel(job_id, attempt, worker_id);
-    Merge(decisions, market_->RemoveJob(job_id, now_ms));
+  for (const store::JobCancelled& c : events.cancelled) {
+    SendCancel(c);
+    Merge(decisions, market_->RemoveJob(c.job_id, now_ms));
   }
-  for (const Extension& x : events.extended) {
+  for (const store::JobExtended& x : events.extended) {
     SendExtension(x);
     market_->SetMaxDuration(x.job_id, x.max_duration_ms);
   }
@@ -532,15 +520,12 @@ void SchedulerHost::ReadBackNotified(MarketEvents& events) {
   // Applying one twice is harmless (a worker ignores a cancel or an extension of a run it does not
   // have, the market one of a job it no longer holds), so a notification heard too is no matter.
   size_t missed = 0;
-  for (const auto& lease : state->cancelled) {
-    events.cancelled.emplace_back(lease.job_id, lease.attempt, lease.worker_id);
-    ++missed;
-  }
-  for (const auto& lease : state->open) {
-    const scheduler::JobRequirements* job = market_->FindJob(lease.job_id);
-    if (job == nullptr || job->max_duration_ms == lease.max_duration_ms) continue;
-    events.extended.push_back({.job_id = lease.job_id, .attempt = lease.attempt, .worker_id = lease.worker_id,
-                               .max_duration_ms = lease.max_duration_ms});
+  events.cancelled.insert(events.cancelled.end(), state->cancelled.begin(), state->cancelled.end());
+  missed += state->cancelled.size();
+  for (const store::JobExtended& limit : state->limits) {
+    const scheduler::JobRequirements* job = market_->FindJob(limit.job_id);
+    if (job == nullptr || job->max_duration_ms == limit.max_duration_ms) continue;
+    events.extended.push_back(limit);
     ++missed;
   }
   for (int64_t worker_id : state->quarantined) {
@@ -550,14 +535,14 @@ void SchedulerHost::ReadBackNotified(MarketEvents& events) {
   if (missed > 0) spdlog::warn("{} cancels, extensions or quarantines were notified while not listening; applied now", missed);
 }
 
-void SchedulerHost::SendExtension(const Extension& x) {
+void SchedulerHost::SendExtension(const store::JobExtended& x) {
   if (x.worker_id == 0) return;  // not running: the limit travels with its next assignment
   if (auto session = registry_.SessionOf(x.worker_id)) session->Send(ExtendedMessage(x.job_id, x.attempt, x.max_duration_ms));
 }
 
-void SchedulerHost::SendCancel(int64_t job_id, uint32_t attempt, int64_t worker_id) {
-  if (worker_id == 0) return;  // it was still queued
-  if (auto session = registry_.SessionOf(worker_id)) session->Send(CancelMessage(job_id, attempt, "cancelled by the customer"));
+void SchedulerHost::SendCancel(const store::JobCancelled& c) {
+  if (c.worker_id == 0) return;  // it was still queued
+  if (auto session = registry_.SessionOf(c.worker_id)) session->Send(CancelMessage(c.job_id, c.attempt, "cancelled by the customer"));
 }
 
 void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello,

@@ -32,6 +32,7 @@
 #include "services/scheduler/worker_registry.h"
 #include "services/scheduler/worker_session.h"
 #include "services/store/notification_listener.h"
+#include "services/store/notifications.h"
 
 namespace tessera::scheduler_host {
 
@@ -82,20 +83,13 @@ class SchedulerHost final : public StreamHandler {
     }
   };
   // What the scheduling thread has to apply to the market, in this order.
-  // ExtendJob raised a job's limit (NOTIFY tessera_extensions); worker 0: the job is not running.
-  struct Extension {
-    int64_t job_id = 0;
-    uint32_t attempt = 0;
-    int64_t worker_id = 0;
-    int64_t max_duration_ms = 0;
-  };
   struct MarketEvents {
     std::vector<Inbound> hellos;
     std::vector<int64_t> disconnected;                       // workers whose stream closed
-    std::vector<std::tuple<int64_t, uint32_t, int64_t>> cancelled;  // job, attempt, worker (0: was queued)
+    std::vector<store::JobCancelled> cancelled;
     std::vector<int64_t> finished;                           // jobs that reached a terminal state
     std::vector<int64_t> submitted;                          // jobs announced by NOTIFY
-    std::vector<Extension> extended;
+    std::vector<store::JobExtended> extended;
     std::vector<int64_t> quarantined;                        // workers an operator took out
     std::vector<std::pair<std::shared_ptr<WorkerSession>, std::string>> draining;  // streams whose agents drain, and why
     std::vector<std::pair<int64_t, v1::WorkerState>> verified;  // passed a GPU challenge, now in this state
@@ -122,8 +116,8 @@ class SchedulerHost final : public StreamHandler {
   // Adds to `events` the cancels, extensions and quarantines that PostgreSQL holds for the market's
   // jobs and the connected workers and that the market has not applied: after a LISTEN gap.
   void ReadBackNotified(MarketEvents& events);
-  void SendCancel(int64_t job_id, uint32_t attempt, int64_t worker_id);
-  void SendExtension(const Extension& x);
+  void SendCancel(const store::JobCancelled& c);
+  void SendExtension(const store::JobExtended& x);
   // A spread job's lease on a worker still up ended because another of its workers was lost.
   void SendLeaseLost(const Requeued& r);
   void HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello, scheduler::Decisions& decisions);

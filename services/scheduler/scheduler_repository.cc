@@ -8,6 +8,7 @@
 #include "services/scheduler/market_inputs.h"
 #include "services/scheduler/trust_repository.h"
 #include "services/store/statement.h"
+#include "services/store/notifications.h"
 
 namespace tessera::scheduler_host {
 namespace {
@@ -297,7 +298,7 @@ absl::StatusOr<std::vector<int64_t>> SchedulerRepository::CancelExpiredQueued(in
         limit);
     std::vector<int64_t> ids;
     for (const pqxx::row& r : expired) ids.push_back(r[0].as<int64_t>());
-    if (!ids.empty()) tx.exec0("NOTIFY tessera_settle");
+    if (!ids.empty()) store::NotifySettle(tx);
     return ids;
   });
 }
@@ -388,22 +389,23 @@ absl::StatusOr<SchedulerRepository::NotifiedState> SchedulerRepository::ReadNoti
     NotifiedState out;
     const std::string jobs = ArrayLiteral(job_ids);
     const auto lease_of = [](const pqxx::row& r) {
-      return NotifiedState::Lease{.job_id = r[0].as<int64_t>(), .attempt = r[1].as<uint32_t>(),
-                                  .worker_id = r[2].is_null() ? 0 : r[2].as<int64_t>(), .max_duration_ms = r[3].as<int64_t>()};
+      return store::JobExtended{.job_id = r[0].as<int64_t>(), .attempt = r[1].as<uint32_t>(),
+                                .worker_id = r[2].is_null() ? 0 : r[2].as<int64_t>(), .max_duration_ms = r[3].as<int64_t>()};
     };
     for (const pqxx::row& r : store::Exec(tx, {"sched_read_back_cancelled",
              "SELECT j.job_id, j.attempt, a.worker_id, j.max_duration_ms FROM jobs j"
              " LEFT JOIN assignments a ON a.job_id = j.job_id AND a.attempt = j.attempt AND a.end_reason = 'cancelled'"
              " WHERE j.job_id = ANY($1::bigint[]) AND j.state = 'CANCELLED' ORDER BY 1, 3"},
              jobs)) {
-      out.cancelled.push_back(lease_of(r));
+      const store::JobExtended lease = lease_of(r);
+      out.cancelled.push_back({.job_id = lease.job_id, .attempt = lease.attempt, .worker_id = lease.worker_id});
     }
     for (const pqxx::row& r : store::Exec(tx, {"sched_read_back_open",
              "SELECT j.job_id, j.attempt, a.worker_id, j.max_duration_ms FROM jobs j"
              " LEFT JOIN assignments a ON a.job_id = j.job_id AND a.attempt = j.attempt AND a.state = 'LIVE'"
              " WHERE j.job_id = ANY($1::bigint[]) AND j.state IN ('QUEUED', 'ASSIGNED', 'RUNNING') ORDER BY 1, 3"},
              jobs)) {
-      out.open.push_back(lease_of(r));
+      out.limits.push_back(lease_of(r));
     }
     for (const pqxx::row& r : store::Exec(tx, {"sched_read_back_quarantined",
              "SELECT worker_id FROM workers WHERE worker_id = ANY($1::bigint[]) AND state = 'QUARANTINED' ORDER BY 1"},
@@ -644,7 +646,7 @@ absl::StatusOr<SchedulerRepository::AppliedEvents> SchedulerRepository::ApplySta
         }
       }
     }
-    if (!f_job.empty()) tx.exec0("NOTIFY tessera_settle");
+    if (!f_job.empty()) store::NotifySettle(tx);
     return applied;
   });
 }
@@ -740,7 +742,7 @@ std::vector<Requeued> SchedulerRepository::RequeueInTx(pqxx::work& tx, const std
                    .failed = r[3].as<std::string>() == "FAILED"});
   }
   // The scheduler re-queues these itself; settlement closes out the ended leases.
-  if (!out.empty()) tx.exec0("NOTIFY tessera_settle");
+  if (!out.empty()) store::NotifySettle(tx);
   return out;
 }
 

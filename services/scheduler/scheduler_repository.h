@@ -15,6 +15,7 @@
 #include "services/scheduler/usage_ingest.h"
 #include "services/store/database.h"
 #include "tessera/v1/workers.pb.h"
+#include "services/store/notifications.h"
 
 namespace tessera::scheduler_host {
 
@@ -156,15 +157,9 @@ class SchedulerRepository {
   // operator's or a challenge's quarantine), read back for the jobs and workers it holds: a
   // notification sent while its LISTEN was not in place reached no one.
   struct NotifiedState {
-    struct Lease {
-      int64_t job_id = 0;
-      uint32_t attempt = 0;
-      int64_t worker_id = 0;  // 0: the job is queued
-      int64_t max_duration_ms = 0;
-    };
-    std::vector<Lease> cancelled;      // leases a customer's cancel ended (worker 0: it was queued)
-    std::vector<Lease> open;           // each open job's live leases (or one with worker 0), with its limit
-    std::vector<int64_t> quarantined;  // of the given workers
+    std::vector<store::JobCancelled> cancelled;  // leases a customer's cancel ended (worker 0: it was queued)
+    std::vector<store::JobExtended> limits;      // each open job's live leases (worker 0: queued), with its limit
+    std::vector<int64_t> quarantined;            // of the given workers
   };
   absl::StatusOr<NotifiedState> ReadNotifiedState(const std::vector<int64_t>& job_ids, const std::vector<int64_t>& worker_ids);
 

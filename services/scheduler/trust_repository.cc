@@ -7,6 +7,7 @@
 #include "services/common/job_state_machine.h"
 #include "services/common/pagination.h"
 #include "services/scheduler/challenge_repository.h"
+#include "services/store/notifications.h"
 
 namespace tessera::scheduler_host {
 namespace {
@@ -224,7 +225,7 @@ absl::StatusOr<v1::WorkerTrust> TrustRepository::Quarantine(int64_t worker_id, c
                     absl::StrCat("quarantined by an operator: ", reason));
     tx.exec_params0("INSERT INTO audit_log (actor_key_id, action, subject, detail) VALUES (NULLIF($1, ''), 'worker.quarantine', $2, $3)",
                     actor_key_id, absl::StrCat("worker/", worker_id), reason);
-    tx.exec_params("SELECT pg_notify('tessera_quarantine', $1)", std::to_string(worker_id));
+    store::Notify(tx, store::WorkerQuarantined{.worker_id = worker_id});
     return TrustOf(tx, worker_id);
   });
 }

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/store/statement.h"
+#include "services/store/notifications.h"
 
 namespace tessera::scheduler_host {
 namespace {
@@ -180,7 +181,7 @@ absl::StatusOr<std::vector<UsageOutcome>> UsageIngest::Ingest(const std::vector<
           out[candidate_index[i]].stored = false;  // the lease has ended (a late report): refused, no suspicion
           out[candidate_index[i]].reason = absl::StrCat("no live lease of job ", r.job_id(), " attempt ", r.attempt(), " on this worker");
         }
-        if (!live.empty()) tx.exec0("NOTIFY tessera_settle");
+        if (!live.empty()) store::NotifySettle(tx);
         InsertFraudSignals(tx, signals);
         remember.clear();
         ended.clear();

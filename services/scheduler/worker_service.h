@@ -34,12 +34,4 @@ class WorkerServiceImpl final : public v1::WorkerService::WithCallbackMethod_Con
   absl::flat_hash_map<int64_t, int> open_streams_ ABSL_GUARDED_BY(streams_mu_);
 };
 
-absl::Status ValidateRegisterWorker(const v1::RegisterWorkerRequest& request);
-// The name, region and ask a worker registers with or a hello changes (empty or 0 in a hello:
-// unchanged). `prefix` names the message in errors ("hello.").
-absl::Status ValidateWorkerProfile(absl::string_view prefix, const std::string& name, const std::string& region, int64_t ask,
-                                   const std::vector<std::string>& job_kinds = {});
-// Also checked on a hello that carries a new policy.
-absl::Status ValidateProviderPolicy(const v1::ProviderPolicy& policy);
-
 }  // namespace tessera::scheduler_host

@@ -18,6 +18,7 @@
 #include "services/auth/client_channel.h"
 #include "services/auth/rate_limiter.h"
 #include "services/auth/tls.h"
+#include "services/admin/admin_service.h"
 #include "services/billing/billing_service.h"
 #include "services/billing/settlement.h"
 #include "services/intake/job_service.h"
@@ -58,7 +59,7 @@ struct TesseraServer::Parts {
   std::unique_ptr<billing::SettlementLoop> settlement;
   std::unique_ptr<intake::JobServiceImpl> job_service;
   std::unique_ptr<billing::BillingServiceImpl> billing_service;
-  std::unique_ptr<billing::AdminServiceImpl> admin_service;
+  std::unique_ptr<admin::AdminServiceImpl> admin_service;
   std::unique_ptr<scheduler_host::WorkerServiceImpl> worker_service;
   ReflectionV1Service reflection_v1;
   std::unique_ptr<grpc::Server> grpc_server;
@@ -215,7 +216,7 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
         std::make_unique<billing::BillingServiceImpl>(*parts->billing, *parts->payouts, *parts->reports, *parts->authenticator);
     parts->trust = std::make_unique<scheduler_host::TrustRepository>(*parts->db);
     parts->admin_service =
-        std::make_unique<billing::AdminServiceImpl>(*parts->billing, *parts->keys, *parts->trust, *parts->authenticator);
+        std::make_unique<admin::AdminServiceImpl>(*parts->billing, *parts->keys, *parts->trust, *parts->authenticator);
     builder.RegisterService(parts->billing_service.get());
     builder.RegisterService(parts->admin_service.get());
     serving.push_back(v1::BillingService::service_full_name());

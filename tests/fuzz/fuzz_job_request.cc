@@ -5,9 +5,10 @@
 #include <cstdint>
 #include <string>
 
-#include "services/common/check.h"
+#include "base/check.h"
 #include "services/common/money.h"
 #include "services/intake/job_spec_validator.h"
+#include "services/common/names.h"
 
 namespace {
 
@@ -46,7 +47,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);
   CheckSubmit(bytes);
   CheckExtend(bytes);
-  const absl::Status name = tessera::intake::ValidateName("account", bytes);
+  const absl::Status name = tessera::ValidateName("account", bytes);
   TESSERA_CHECK(name.ok() || ClearRefusal(name));
   return 0;
 }

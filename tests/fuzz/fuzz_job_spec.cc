@@ -9,7 +9,7 @@
 #include <string>
 
 #include "services/cli/job_spec_file.h"
-#include "services/common/check.h"
+#include "base/check.h"
 #include "services/common/money.h"
 #include "services/intake/job_spec_validator.h"
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "services/billing/usage_proof.h"
-#include "services/common/check.h"
+#include "base/check.h"
 #include "services/common/merkle.h"
 
 namespace {

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string>
 
-#include "services/common/check.h"
+#include "base/check.h"
 #include "services/common/worker_signing.h"
 #include "services/scheduler/usage_screen.h"
 
