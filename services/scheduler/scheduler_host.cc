@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "services/common/grpc_status.h"
 #include "services/common/worker_signing.h"
+#include "services/scheduler/hello_plan.h"
 #include "services/scheduler/market_inputs.h"
 #include "services/scheduler/usage_screen.h"
 #include "services/common/worker_validation.h"
@@ -557,25 +558,19 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
   }
   const int64_t now_ms = clock_.NowMs();
   auto& [record, live] = *activated;
-  std::set<std::pair<int64_t, uint32_t>> running, named_lost;
-  for (const v1::RunningJob& r : hello.running()) running.emplace(r.job_id(), r.attempt());
-  for (const v1::RunningJob& r : hello.lost()) named_lost.emplace(r.job_id(), r.attempt());
-
-  // Reconcile what the worker runs with the live leases: keep the common ones, resend leases it
-  // never started, requeue those it lost (it restarted: we saw the run start, or it says so),
-  // cancel those no longer leased to it.
-  std::vector<LiveAssignment> keep, resend;
-  std::vector<std::pair<int64_t, uint32_t>> lost;
+  std::vector<LiveLease> leases;
+  std::map<RunKey, LiveAssignment*> by_run;
   for (LiveAssignment& a : live) {
-    const bool has = running.erase({a.job_id, a.attempt}) > 0;
-    if (has) {
-      keep.push_back(std::move(a));
-    } else if (a.running || named_lost.contains({a.job_id, a.attempt})) {
-      lost.emplace_back(a.job_id, a.attempt);
-    } else {
-      resend.push_back(std::move(a));
-    }
+    leases.push_back({.run = {a.job_id, a.attempt}, .started = a.running});
+    by_run[{a.job_id, a.attempt}] = &a;
   }
+  // Keep, resend, requeue the lost, and resume or cancel the rest (hello_plan.h).
+  const HelloPlan plan = PlanHello(leases, RunsOf(hello.running()), RunsOf(hello.lost()));
+  std::vector<LiveAssignment> keep, resend;
+  for (const RunKey& run : plan.keep) keep.push_back(std::move(*by_run.at(run)));
+  for (const RunKey& run : plan.resend) resend.push_back(std::move(*by_run.at(run)));
+  const std::vector<RunKey>& lost = plan.requeue;
+  std::set<RunKey> running(plan.not_live.begin(), plan.not_live.end());
   if (!lost.empty()) {
     auto requeued = repo_.Requeue(lost, {}, "worker restarted without the job");
     if (!requeued.ok()) {

@@ -129,6 +129,7 @@ struct Message {
   std::vector<uint32_t> gpus;
   int64_t work_ms = 0;
   std::vector<std::pair<int64_t, uint32_t>> running;  // hello
+  std::vector<std::pair<int64_t, uint32_t>> lost;     // hello: runs with journaled usage, no result and no runner
 };
 
 struct InFlight {

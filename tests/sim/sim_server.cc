@@ -3,8 +3,10 @@
 // settlement arithmetic. Each store change below stands for one transaction of the real server.
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/money.h"
+#include "services/scheduler/hello_plan.h"
 #include "tests/sim/sim_model.h"
 
 namespace tessera::sim {
@@ -169,26 +171,25 @@ void World::OnServerMessage(const Message& m) {
 void World::OnHello(const Message& m) {
   server_.sessions[m.worker_id] = m.conn;
   server_.lease_clock[m.worker_id] = now_ms_;
-  const std::set<std::pair<int64_t, uint32_t>> running(m.running.begin(), m.running.end());
-  // Reconcile: keep the leases it runs, resend those it never started, requeue those it lost (it
-  // restarted), cancel what it runs without a live lease.
-  std::vector<int64_t> lost;
-  std::vector<scheduler_host::LeaseKey> resend;
-  for (auto& [key, lease] : store_.leases) {
+  // The product's rule for a hello (hello_plan.h): keep, resend, requeue the lost, resume or cancel the rest.
+  std::vector<scheduler_host::LiveLease> live;
+  for (const auto& [key, lease] : store_.leases) {
     const auto& [job_id, attempt, worker_id] = key;
-    if (worker_id != m.worker_id || !lease.live || running.contains({job_id, attempt})) continue;
-    if (!lease.started) {
-      resend.push_back(key);
-    } else if (options_.bug != InjectedBug::kNoRequeueOnHello) {
-      lost.push_back(job_id);
-    }
+    if (worker_id == m.worker_id && lease.live) live.push_back({.run = {job_id, attempt}, .started = lease.started});
+  }
+  const scheduler_host::HelloPlan plan = scheduler_host::PlanHello(live, m.running, m.lost);
+  std::vector<scheduler_host::LeaseKey> resend;
+  for (const auto& [job_id, attempt] : plan.resend) resend.emplace_back(job_id, attempt, m.worker_id);
+  std::vector<int64_t> lost;
+  if (options_.bug != InjectedBug::kNoRequeueOnHello) {
+    for (const auto& [job_id, attempt] : plan.requeue) lost.push_back(job_id);
   }
   for (int64_t job_id : lost) LoseLeases(job_id, "worker restarted without the job");
   // Runs it kept through a blip longer than its lease: resumed where nothing took their place (the
   // job still queued on that attempt, this the attempt's only lease, its GPUs free), as the
   // scheduler repository's ResumeLeases does; the market is rebuilt to hold them.
   bool resumed = false;
-  for (const auto& [job_id, attempt] : running) {
+  for (const auto& [job_id, attempt] : plan.not_live) {
     auto it = store_.leases.find({job_id, attempt, m.worker_id});
     StoreJob& job = store_.jobs.at(job_id);
     if (it == store_.leases.end() || it->second.live || job.state != JobState::kQueued || job.attempt != attempt) continue;
@@ -210,7 +211,7 @@ void World::OnHello(const Message& m) {
 
   // As the host does: the welcome, then the cancels (freeing the worker's GPUs), then the resends.
   SendToWorker(m.worker_id, {.kind = Message::kWelcome});
-  for (const auto& [job_id, attempt] : running) {
+  for (const auto& [job_id, attempt] : plan.not_live) {
     auto it = store_.leases.find({job_id, attempt, m.worker_id});
     if (it == store_.leases.end() || !it->second.live) {
       SendToWorker(m.worker_id, {.kind = Message::kCancel, .job_id = job_id, .attempt = attempt});
@@ -221,7 +222,7 @@ void World::OnHello(const Message& m) {
     SendToWorker(m.worker_id, {.kind = Message::kAssign, .job_id = std::get<0>(key), .attempt = std::get<1>(key), .gpus = lease.gpus,
                                .work_ms = store_.jobs.at(std::get<0>(key)).work_ms});
   }
-  Note(absl::StrCat("hello from worker ", m.worker_id, " on stream ", m.conn, " running ", running.size()));
+  Note(absl::StrCat("hello from worker ", m.worker_id, " on stream ", m.conn, " running ", m.running.size(), ", lost ", m.lost.size()));
   // Last, as the host's decisions are committed after the hello's messages are sent: no new
   // assignment can overtake a cancel that frees its GPUs.
   if (resumed) return RebuildMarket();
@@ -267,6 +268,17 @@ void World::OnUsage(const Message& m) {
     } else {
       reason = "the lease has ended";
     }
+  }
+  // Every simulated worker is honest, and the faults it meets (crashes, partitions, duplicates,
+  // delays) must not make it look like fraud. Two are exempt, for now: a clock jump (a report dated
+  // over 60 s ahead is FUTURE_DATED by design: a worker whose clock runs ahead is not trusted), and
+  // a report older than the lease's last stored seq, which the simulation's reordering of a broken
+  // stream's last messages produces in about 1 seed in 130 (under investigation: whether gRPC's
+  // ordered streams can produce it too). A seq reused with other content, a run twice, is never exempt.
+  const bool exempt = signal.kind == "FUTURE_DATED" || absl::StrContains(reason, "is not after the last stored seq");
+  if (!signal.kind.empty() && !exempt) {
+    return Violation(absl::StrCat("honest worker ", m.worker_id, " flagged ", signal.kind, " for job ", m.job_id, "/", m.attempt,
+                                  " seq ", m.seq, ": ", reason));
   }
   if (!accepted) {
     ++result_.reports_refused;

@@ -48,6 +48,13 @@ void World::WorkerConnect(SimWorker& w) {
     if (m.kind == Message::kFinished) running.insert({m.job_id, m.attempt});
   }
   hello.running.assign(running.begin(), running.end());
+  // And, as the agent, the runs that died with a crash: usage journaled, no result, no runner.
+  std::set<std::pair<int64_t, uint32_t>> lost;
+  for (const Message& m : w.outbox) {
+    const std::pair<int64_t, uint32_t> key{m.job_id, m.attempt};
+    if (m.kind == Message::kUsage && !running.contains(key)) lost.insert(key);
+  }
+  hello.lost.assign(lost.begin(), lost.end());
   Send(hello, /*to_server=*/true);
   Note(absl::StrCat("worker ", w.id, " connects on stream ", hello.conn, " with ", hello.running.size(), " runs, ", w.outbox.size(),
                     " queued messages"));
