@@ -13,6 +13,8 @@ template <class... Fs>
 struct Overloaded : Fs... {
   using Fs::operator()...;
 };
+template <class... Fs>
+Overloaded(Fs...) -> Overloaded<Fs...>;  // clang 14 does not deduce aggregates yet
 
 // Decimal fields separated by single spaces, all of them and nothing else.
 template <size_t N>
