@@ -1,6 +1,5 @@
 #include "services/scheduler/gpu_verifier.h"
 
-#include <sodium.h>
 #include <spdlog/spdlog.h>
 
 #include <set>
@@ -26,20 +25,20 @@ v1::ServerMessage ResultMessage(int64_t challenge_id, bool passed, const std::st
   return m;
 }
 
-std::vector<uint32_t> PickRows(uint32_t n, uint32_t k) {
+std::vector<uint32_t> PickRows(RandomSource& random, uint32_t n, uint32_t k) {
   std::set<uint32_t> rows;
-  while (rows.size() < std::min(n, k)) rows.insert(randombytes_uniform(n));
+  while (rows.size() < std::min(n, k)) rows.insert(static_cast<uint32_t>(random.Below(n)));
   std::vector<uint32_t> out(rows.begin(), rows.end());
   // The order is part of the pick: an opening must follow it.
-  for (size_t i = out.size(); i > 1; --i) std::swap(out[i - 1], out[randombytes_uniform(static_cast<uint32_t>(i))]);
+  for (size_t i = out.size(); i > 1; --i) std::swap(out[i - 1], out[random.Below(i)]);
   return out;
 }
 
 }  // namespace
 
-GpuVerifier::GpuVerifier(store::Database& db, const Clock& clock, VerifierOptions options,
+GpuVerifier::GpuVerifier(store::Database& db, const Clock& clock, RandomSource& random, VerifierOptions options,
                          std::function<void(int64_t, v1::WorkerState)> on_pass)
-    : repo_(db), clock_(clock), options_(options), on_pass_(std::move(on_pass)) {}
+    : repo_(db), clock_(clock), random_(random), options_(options), on_pass_(std::move(on_pass)) {}
 
 GpuVerifier::~GpuVerifier() { Stop(); }
 
@@ -199,7 +198,7 @@ void GpuVerifier::Commit(const std::shared_ptr<WorkerSession>& session, const v1
   v1::ServerMessage m;
   m.mutable_open_rows()->set_challenge_id(state.challenge_id);
   for (ChallengedGpuState& g : state.gpus) {
-    g.rows = PickRows(g.spec.n, options_.rows_per_gpu);
+    g.rows = PickRows(random_, g.spec.n, options_.rows_per_gpu);
     v1::RowPick* pick = m.mutable_open_rows()->add_gpus();
     pick->set_gpu_index(g.index);
     for (uint32_t r : g.rows) pick->add_rows(r);

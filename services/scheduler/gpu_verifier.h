@@ -25,6 +25,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "services/common/clock.h"
+#include "services/common/random_source.h"
 #include "services/scheduler/challenge_repository.h"
 #include "services/scheduler/worker_session.h"
 
@@ -45,7 +46,8 @@ struct VerifierOptions {
 class GpuVerifier {
  public:
   // `on_pass` runs on the verifier's thread after a pass is stored, with the worker's new state.
-  GpuVerifier(store::Database& db, const Clock& clock, VerifierOptions options,
+  // `random` picks the rows a worker must open: the CSPRNG in production, so it cannot guess them.
+  GpuVerifier(store::Database& db, const Clock& clock, RandomSource& random, VerifierOptions options,
               std::function<void(int64_t worker_id, v1::WorkerState state)> on_pass);
   ~GpuVerifier();
 
@@ -85,6 +87,7 @@ class GpuVerifier {
 
   ChallengeRepository repo_;
   const Clock& clock_;
+  RandomSource& random_;
   const VerifierOptions options_;
   const std::function<void(int64_t, v1::WorkerState)> on_pass_;
 

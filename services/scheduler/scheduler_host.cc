@@ -2,7 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <cmath>
 #include <set>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "services/common/grpc_status.h"
@@ -14,6 +17,10 @@
 
 namespace tessera::scheduler_host {
 namespace {
+
+int64_t MicrosecondsSince(std::chrono::steady_clock::time_point started) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
+}
 
 v1::ServerMessage CancelMessage(int64_t job_id, uint32_t attempt, const std::string& reason) {
   v1::ServerMessage m;
@@ -87,13 +94,16 @@ scheduler::JobRequirements RequirementsOf(const LiveAssignment& a) {
 
 }  // namespace
 
-SchedulerHost::SchedulerHost(store::Database& db, const Clock& clock, SchedulerOptions options)
+SchedulerHost::SchedulerHost(store::Database& db, const Clock& clock, RandomSource& random, HostObserver& observer,
+                             SchedulerOptions options)
     : db_(db),
       clock_(clock),
+      random_(random),
+      observer_(observer),
       options_(options),
       repo_(db),
       trust_(db),
-      verifier_(db, clock, options.verifier, [this](int64_t worker_id, v1::WorkerState state) {
+      verifier_(db, clock, random, options.verifier, [this](int64_t worker_id, v1::WorkerState state) {
         Post([&](MarketEvents& e) { e.verified.emplace_back(worker_id, state); });
       }) {}
 
@@ -225,7 +235,10 @@ void SchedulerHost::IngestLoop() {
         inbound_.pop_front();
       }
     }
-    if (!batch.empty()) ProcessBatch(batch);
+    if (batch.empty()) continue;
+    const auto started = std::chrono::steady_clock::now();
+    ProcessBatch(batch);
+    observer_.OnIngestBatch({.messages = batch.size(), .latency_us = MicrosecondsSince(started)});
   }
 }
 
@@ -404,6 +417,7 @@ void SchedulerHost::SchedulingLoop() {
       std::swap(events, events_);
     }
     const int64_t now_ms = clock_.NowMs();
+    const auto round_started = std::chrono::steady_clock::now();
     scheduler::Decisions decisions;
     if (market_stale_) {
       if (absl::Status s = Rebuild(decisions); !s.ok()) {
@@ -439,7 +453,13 @@ void SchedulerHost::SchedulingLoop() {
       next_reconcile_ms = now_ms + options_.reconcile_interval_ms;
     }
     // A market found inconsistent this round decides nothing; the next round rebuilds it.
-    if (!market_stale_) Commit(std::move(decisions));
+    RoundReport round;
+    if (!market_stale_) std::tie(round.placements, round.preemptions) = Commit(std::move(decisions));
+    if (!market_stale_) {
+      round.queued_jobs = market_->queued_jobs();
+      round.latency_us = MicrosecondsSince(round_started);
+      observer_.OnRound(round);
+    }
     if (tick && !market_stale_) RefreshWaitReasons();
     if (now_ms >= next_reputation_ms && !market_stale_) {
       next_reputation_ms = now_ms + options_.reputation_interval_ms;
@@ -644,8 +664,8 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
 void SchedulerHost::ScheduleRecheck(int64_t worker_id, int64_t now_ms) {
   if (!options_.verifier.enabled || options_.verifier.recheck_mean_interval_ms <= 0) return;
   // Exponential gaps: when the next re-check comes cannot be told from when the last one came.
-  std::exponential_distribution<double> gap(1.0 / static_cast<double>(options_.verifier.recheck_mean_interval_ms));
-  recheck_at_ms_[worker_id] = now_ms + static_cast<int64_t>(gap(recheck_rng_));
+  const double gap_ms = -std::log1p(-random_.Unit()) * static_cast<double>(options_.verifier.recheck_mean_interval_ms);
+  recheck_at_ms_[worker_id] = now_ms + static_cast<int64_t>(gap_ms);
 }
 
 void SchedulerHost::StartDueRechecks(int64_t now_ms, scheduler::Decisions& decisions) {
@@ -693,6 +713,7 @@ void SchedulerHost::ExpireLeases(scheduler::Decisions& decisions) {
     if (!r.failed) back.insert(r.job_id);
   }
   spdlog::info("{} worker lease(s) expired; {} job(s) requeued", ids.size(), back.size());
+  observer_.OnLeasesExpired(ids.size(), back.size());
   AddQueuedJobs({back.begin(), back.end()}, decisions);
 }
 
@@ -782,7 +803,8 @@ absl::Status SchedulerHost::Rebuild(scheduler::Decisions& decisions) {
   return absl::OkStatus();
 }
 
-void SchedulerHost::Commit(scheduler::Decisions decisions) {
+std::pair<size_t, size_t> SchedulerHost::Commit(scheduler::Decisions decisions) {
+  size_t placed = 0, preempted = 0;
   for (int repeat = 0; repeat < kMaxCommitRepeats && !(decisions.placements.empty() && decisions.preempted.empty()); ++repeat) {
     // The market's last word per job: a placement superseded later in the round (the job was
     // preempted, removed or placed again) no longer holds its GPUs and is dropped.
@@ -800,8 +822,10 @@ void SchedulerHost::Commit(scheduler::Decisions decisions) {
       // Nothing was written or sent; PostgreSQL still has the truth, so the market is rebuilt from it.
       spdlog::warn("persisting {} placements: {}", placements.size(), persisted.status().ToString());
       market_stale_ = true;
-      return;
+      return {placed, preempted};
     }
+    placed += persisted->assigned.size();
+    preempted += persisted->preempted.size();
     for (const Requeued& r : persisted->preempted) {
       if (auto session = registry_.SessionOf(r.worker_id)) session->Send(CancelMessage(r.job_id, r.attempt, "preempted by an on-demand job"));
     }
@@ -817,6 +841,7 @@ void SchedulerHost::Commit(scheduler::Decisions decisions) {
       if (!assigned.contains(p.job_id)) Merge(decisions, market_->RemoveJob(p.job_id, now_ms));  // no longer QUEUED
     }
   }
+  return {placed, preempted};
 }
 
 void SchedulerHost::RefreshWaitReasons() {

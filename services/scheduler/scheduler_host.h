@@ -20,13 +20,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <random>
 #include <thread>
 #include <tuple>
 
 #include "absl/base/thread_annotations.h"
 #include "scheduler/market.h"
 #include "services/common/clock.h"
+#include "services/common/random_source.h"
+#include "services/scheduler/host_observer.h"
 #include "services/scheduler/gpu_verifier.h"
 #include "services/scheduler/scheduler_repository.h"
 #include "services/scheduler/worker_registry.h"
@@ -51,7 +52,9 @@ struct SchedulerOptions {
 
 class SchedulerHost final : public StreamHandler {
  public:
-  SchedulerHost(store::Database& db, const Clock& clock, SchedulerOptions options);
+  // The clock, the random source (re-check times, challenge rows) and the observer come from the
+  // caller, so that tests and the simulation drive and watch the real host.
+  SchedulerHost(store::Database& db, const Clock& clock, RandomSource& random, HostObserver& observer, SchedulerOptions options);
   ~SchedulerHost() override;
 
   // Becomes the active scheduler for leadership `epoch`: rebuilds the market from PostgreSQL and
@@ -131,7 +134,8 @@ class SchedulerHost final : public StreamHandler {
   absl::Status Rebuild(scheduler::Decisions& decisions);
   // Persists the round's decisions, then sends them; placements that did not take effect are
   // withdrawn from the market (which may place others: repeated a few times).
-  void Commit(scheduler::Decisions decisions);
+  // Returns the leases written and the jobs preempted.
+  std::pair<size_t, size_t> Commit(scheduler::Decisions decisions);
   void RefreshWaitReasons();
   // Proof of GPU: when an ACTIVE worker is next re-checked, and the re-checks now due of idle ones.
   void ScheduleRecheck(int64_t worker_id, int64_t now_ms);
@@ -139,6 +143,8 @@ class SchedulerHost final : public StreamHandler {
 
   store::Database& db_;
   const Clock& clock_;
+  RandomSource& random_;
+  HostObserver& observer_;
   const SchedulerOptions options_;
   SchedulerRepository repo_;
   TrustRepository trust_;
@@ -163,7 +169,6 @@ class SchedulerHost final : public StreamHandler {
   std::map<int64_t, std::string> wait_reasons_;
   size_t wait_reason_cursor_ = 0;
   std::map<int64_t, int64_t> recheck_at_ms_;  // connected ACTIVE workers
-  std::mt19937_64 recheck_rng_{std::random_device{}()};
 
   std::unique_ptr<store::NotificationListener> listener_;
   std::thread ingest_thread_, scheduling_thread_;

@@ -44,6 +44,8 @@ void AllowWorkerKeepalive(grpc::ServerBuilder& builder) {
 // Destruction order matters: the gRPC server first, then the loops, then the database.
 struct TesseraServer::Parts {
   SystemClock clock;
+  SecureRandom random;
+  scheduler_host::NoHostObserver no_observer;
   std::unique_ptr<store::EmbeddedPostgres> embedded;
   std::unique_ptr<store::Database> db;
   std::unique_ptr<auth::ApiKeyRepository> keys;
@@ -226,7 +228,9 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
   }
   if (s.contains("scheduler")) {
     // Started by the leader election below: only the leader schedules.
-    parts->scheduler = std::make_unique<scheduler_host::SchedulerHost>(*parts->db, parts->clock, options.scheduler);
+    parts->scheduler = std::make_unique<scheduler_host::SchedulerHost>(
+        *parts->db, parts->clock, parts->random,
+        options.scheduler_observer != nullptr ? *options.scheduler_observer : parts->no_observer, options.scheduler);
     parts->worker_service = std::make_unique<scheduler_host::WorkerServiceImpl>(*parts->scheduler, *parts->authenticator,
                                                                                 options.max_streams_per_provider);
     if (options.worker_listen_address.empty()) builder.RegisterService(parts->worker_service.get());

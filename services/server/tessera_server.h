@@ -57,6 +57,9 @@ struct ServerOptions {
   // Worker streams one provider may hold open at once.
   int max_streams_per_provider = 1'024;
   scheduler_host::SchedulerOptions scheduler;
+  // Watches the scheduler host (rounds, ingest batches, lease expiries); null: nobody does. Not
+  // owned: it outlives the server. Tests record with it; the metrics of a later issue will too.
+  scheduler_host::HostObserver* scheduler_observer = nullptr;
 };
 
 absl::Status ValidateServices(const std::set<std::string>& services);

@@ -2,7 +2,9 @@
 // each written to PostgreSQL and pushed down the worker streams.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <thread>
 
 #include "services/scheduler/scheduler_repository.h"
@@ -415,4 +417,69 @@ TEST_CASE("cancels, extensions and quarantines notified while the scheduler was 
   CHECK(x.extended().max_duration_ms() == 120'000);
   CHECK(ended.error_code() == grpc::StatusCode::PERMISSION_DENIED);
   CHECK_THAT(ended.error_message(), Catch::Contains("is quarantined"));
+}
+
+namespace {
+
+// Records what the host reports, for the test to read once the host has done its work.
+class RecordingObserver final : public scheduler_host::HostObserver {
+ public:
+  void OnRound(const scheduler_host::RoundReport& round) override {
+    std::lock_guard lock(mu_);
+    placements_ += round.placements;
+    ++rounds_;
+    max_queued_ = std::max(max_queued_, round.queued_jobs);
+  }
+  void OnIngestBatch(const scheduler_host::IngestReport& batch) override {
+    std::lock_guard lock(mu_);
+    ingested_ += batch.messages;
+  }
+  void OnLeasesExpired(size_t workers, size_t jobs_requeued) override {
+    std::lock_guard lock(mu_);
+    expired_workers_ += workers;
+    requeued_ += jobs_requeued;
+  }
+  size_t placements() { std::lock_guard lock(mu_); return placements_; }
+  size_t rounds() { std::lock_guard lock(mu_); return rounds_; }
+  size_t max_queued() { std::lock_guard lock(mu_); return max_queued_; }
+  size_t ingested() { std::lock_guard lock(mu_); return ingested_; }
+  size_t expired_workers() { std::lock_guard lock(mu_); return expired_workers_; }
+  size_t requeued() { std::lock_guard lock(mu_); return requeued_; }
+
+ private:
+  std::mutex mu_;
+  size_t placements_ = 0, rounds_ = 0, max_queued_ = 0, ingested_ = 0, expired_workers_ = 0, requeued_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("the host reports its rounds, ingest batches and lease expiries to its observer", "[integration][scheduler][observer]") {
+  RecordingObserver observer;
+  RunningServer s([&](server::ServerOptions& o) {
+    o.scheduler_observer = &observer;
+    o.scheduler.lease_timeout_ms = 1'500;
+  });
+  CreateFundedMarket(s.channel);
+  const int64_t worker = RegisterWorker(s.channel, 1'000'000, 1, "GPU-observed");
+  v1::SubmitJobResponse first, second;
+  REQUIRE(s.Submit(SleepRequest("observed-1", 2'000'000), &first).ok());
+  REQUIRE(s.Submit(SleepRequest("observed-2", 2'000'000), &second).ok());
+  {
+    WorkerConnection conn(s.channel, worker);
+    const v1::ServerMessage assigned = conn.ReadUntil(IsAssignment);
+    v1::WorkerMessage started;
+    started.mutable_started()->set_job_id(assigned.assignment().job_id());
+    started.mutable_started()->set_attempt(1);
+    conn.Send(started);
+    for (int i = 0; i < 100 && observer.ingested() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // The stream is gone: after 1.5 s of silence its lease expires and the running job is requeued.
+  for (int i = 0; i < 200 && observer.expired_workers() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(observer.placements() == 1);   // one GPU: the first job placed, the second waited
+  CHECK(observer.max_queued() >= 1);   // the second job, queued behind it
+  CHECK(observer.rounds() > 0);
+  CHECK(observer.ingested() >= 1);     // the JobStarted, in a batch
+  CHECK(observer.expired_workers() == 1);
+  CHECK(observer.requeued() == 1);
+  CHECK(s.db.Scalar("SELECT count(*) FROM assignments WHERE end_reason LIKE 'lease expired%'") == "1");
 }
