@@ -42,16 +42,9 @@ void PrintInvoice(const v1::Invoice& invoice) {
             << ")  released " << FormatTokens(invoice.released_utok()) << " tokens\n";
 }
 
-}  // namespace
-
-void AddBillingCommands(CLI::App& app, CliContext& ctx) {
-  CLI::App* billing = app.add_subcommand("billing", "Balances, transfers, invoices, usage proofs, payouts")->require_subcommand(1);
-  AddProofCommands(*billing, ctx);
-  AddPayoutCommands(*billing, ctx);
-  AddReportCommands(*billing, ctx);
+void AddDepositCommand(CLI::App& billing, CliContext& ctx) {
   auto account = std::make_shared<std::string>();
-
-  auto* deposit = billing->add_subcommand("deposit", "Mint tokens into a customer's available balance (admin)");
+  auto* deposit = billing.add_subcommand("deposit", "Mint tokens into a customer's available balance (admin)");
   auto amount = std::make_shared<int64_t>(0);
   auto key = std::make_shared<std::string>();
   deposit->add_option("account", *account)->required();
@@ -73,8 +66,11 @@ void AddBillingCommands(CLI::App& app, CliContext& ctx) {
       return s;
     });
   });
+}
 
-  auto* balance = billing->add_subcommand("balance", "Show an account's balances");
+void AddBalanceCommand(CLI::App& billing, CliContext& ctx) {
+  auto account = std::make_shared<std::string>();
+  auto* balance = billing.add_subcommand("balance", "Show an account's balances");
   balance->add_option("account", *account)->required();
   balance->callback([&ctx, account] {
     WithStub(ctx, [&](v1::BillingService::Stub& stub) {
@@ -94,8 +90,11 @@ void AddBillingCommands(CLI::App& app, CliContext& ctx) {
       return s;
     });
   });
+}
 
-  auto* transfers = billing->add_subcommand("transfers", "List an account's ledger transfers, newest first");
+void AddTransfersCommand(CLI::App& billing, CliContext& ctx) {
+  auto account = std::make_shared<std::string>();
+  auto* transfers = billing.add_subcommand("transfers", "List an account's ledger transfers, newest first");
   auto limit = std::make_shared<uint32_t>(50);
   transfers->add_option("account", *account)->required();
   transfers->add_option("--limit", *limit);
@@ -125,8 +124,11 @@ void AddBillingCommands(CLI::App& app, CliContext& ctx) {
       return s;
     });
   });
+}
 
-  auto* statement = billing->add_subcommand("statement", "An account's month: balances and movement by kind");
+void AddStatementCommand(CLI::App& billing, CliContext& ctx) {
+  auto account = std::make_shared<std::string>();
+  auto* statement = billing.add_subcommand("statement", "An account's month: balances and movement by kind");
   auto month = std::make_shared<std::string>();
   statement->add_option("account", *account)->required();
   statement->add_option("month", *month, "YYYY-MM (UTC)")->required();
@@ -156,8 +158,10 @@ void AddBillingCommands(CLI::App& app, CliContext& ctx) {
       return s;
     });
   });
+}
 
-  auto* invoice = billing->add_subcommand("invoice", "Show what a job cost");
+void AddInvoiceCommand(CLI::App& billing, CliContext& ctx) {
+  auto* invoice = billing.add_subcommand("invoice", "Show what a job cost");
   auto job_id = std::make_shared<int64_t>(0);
   invoice->add_option("job_id", *job_id)->required();
   auto asking = std::make_shared<std::string>();
@@ -173,6 +177,20 @@ void AddBillingCommands(CLI::App& app, CliContext& ctx) {
       return s;
     });
   });
+}
+
+}  // namespace
+
+void AddBillingCommands(CLI::App& app, CliContext& ctx) {
+  CLI::App* billing = app.add_subcommand("billing", "Balances, transfers, invoices, usage proofs, payouts")->require_subcommand(1);
+  AddProofCommands(*billing, ctx);
+  AddPayoutCommands(*billing, ctx);
+  AddReportCommands(*billing, ctx);
+  AddDepositCommand(*billing, ctx);
+  AddBalanceCommand(*billing, ctx);
+  AddTransfersCommand(*billing, ctx);
+  AddStatementCommand(*billing, ctx);
+  AddInvoiceCommand(*billing, ctx);
 }
 
 }  // namespace tessera::cli

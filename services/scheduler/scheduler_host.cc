@@ -618,38 +618,14 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
     }
   }
   market_->UpsertWorker(WorkerSpecFrom(record));
-  // The market must hold exactly the worker's live leases (it normally does); if not, it is
-  // rebuilt from PostgreSQL before anything else is decided, and the rebuild opens the worker.
-  for (const std::vector<LiveAssignment>* list : {&keep, &resend}) {
-    for (const LiveAssignment& a : *list) {
-      for (uint32_t index : a.gpu_indexes) {
-        if (market_->HolderOf(a.worker_id, index) != a.job_id && !market_stale_) {
-          spdlog::warn("job {} holds GPU {} of worker {} unknown to the market; rebuilding it", a.job_id, index, a.worker_id);
-          market_stale_ = true;
-        }
-      }
-    }
-  }
+  CheckMarketHolds(keep);
+  CheckMarketHolds(resend);
   registry_.Attach(record.worker_id, session, now_ms);
   if (!market_stale_) {
     Merge(decisions, market_->SetSchedulable(record.worker_id, record.state == v1::WORKER_STATE_ACTIVE, now_ms));
   }
 
-  v1::ServerMessage welcome;
-  welcome.mutable_welcome()->set_worker_id(record.worker_id);
-  welcome.mutable_welcome()->set_lease_timeout_ms(options_.lease_timeout_ms);
-  welcome.mutable_welcome()->set_heartbeat_interval_ms(std::max<int64_t>(100, options_.lease_timeout_ms / 4));
-  session->Send(welcome);
-  for (const auto& [job_id, attempt] : running) session->Send(CancelMessage(job_id, attempt, "lease is no longer live"));
-  for (const LiveAssignment& a : resend) session->Send(AssignmentMessage(a));
-  // A job kept across the reconnect may have been extended meanwhile: the limit in force again.
-  for (const LiveAssignment& a : keep) session->Send(ExtendedMessage(a.job_id, a.attempt, a.message.spec().max_duration_ms()));
-  // And a worker waiting for its jobs' communicator ids gets them again.
-  if (absl::StatusOr<std::vector<RendezvousOut>> pending = repo_.RendezvousFor(record.worker_id); pending.ok()) {
-    for (const RendezvousOut& r : *pending) session->Send(RendezvousMessage(r));
-  } else {
-    spdlog::warn("worker {}: rendezvous not resent: {}", record.worker_id, pending.status().ToString());
-  }
+  SendReconnectMessages(*session, record.worker_id, running, resend, keep);
   if (record.state == v1::WORKER_STATE_PENDING_VERIFICATION) {
     // It proves its hardware before it gets a job: a never-verified machine, or one whose re-check
     // was interrupted.
@@ -659,6 +635,36 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
   }
   spdlog::info("worker {} connected ({} GPUs, {} jobs kept, {} resent, {} requeued)", record.worker_id, record.gpus.size(),
                keep.size(), resend.size(), lost.size());
+}
+
+void SchedulerHost::CheckMarketHolds(const std::vector<LiveAssignment>& leases) {
+  for (const LiveAssignment& a : leases) {
+    for (uint32_t index : a.gpu_indexes) {
+      if (market_->HolderOf(a.worker_id, index) != a.job_id && !market_stale_) {
+        spdlog::warn("job {} holds GPU {} of worker {} unknown to the market; rebuilding it", a.job_id, index, a.worker_id);
+        market_stale_ = true;
+      }
+    }
+  }
+}
+
+void SchedulerHost::SendReconnectMessages(WorkerSession& session, int64_t worker_id, const std::set<RunKey>& not_live,
+                                          const std::vector<LiveAssignment>& resend, const std::vector<LiveAssignment>& keep) {
+  v1::ServerMessage welcome;
+  welcome.mutable_welcome()->set_worker_id(worker_id);
+  welcome.mutable_welcome()->set_lease_timeout_ms(options_.lease_timeout_ms);
+  welcome.mutable_welcome()->set_heartbeat_interval_ms(std::max<int64_t>(100, options_.lease_timeout_ms / 4));
+  session.Send(welcome);
+  for (const auto& [job_id, attempt] : not_live) session.Send(CancelMessage(job_id, attempt, "lease is no longer live"));
+  for (const LiveAssignment& a : resend) session.Send(AssignmentMessage(a));
+  // A job kept across the reconnect may have been extended meanwhile: the limit in force again.
+  for (const LiveAssignment& a : keep) session.Send(ExtendedMessage(a.job_id, a.attempt, a.message.spec().max_duration_ms()));
+  // And a worker waiting for its jobs' communicator ids gets them again.
+  if (absl::StatusOr<std::vector<RendezvousOut>> pending = repo_.RendezvousFor(worker_id); pending.ok()) {
+    for (const RendezvousOut& r : *pending) session.Send(RendezvousMessage(r));
+  } else {
+    spdlog::warn("worker {}: rendezvous not resent: {}", worker_id, pending.status().ToString());
+  }
 }
 
 void SchedulerHost::ScheduleRecheck(int64_t worker_id, int64_t now_ms) {

@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <tuple>
 
@@ -29,6 +30,7 @@
 #include "services/common/random_source.h"
 #include "services/scheduler/host_observer.h"
 #include "services/scheduler/gpu_verifier.h"
+#include "services/scheduler/hello_plan.h"
 #include "services/scheduler/scheduler_repository.h"
 #include "services/scheduler/worker_registry.h"
 #include "services/scheduler/worker_session.h"
@@ -124,6 +126,13 @@ class SchedulerHost final : public StreamHandler {
   // A spread job's lease on a worker still up ended because another of its workers was lost.
   void SendLeaseLost(const Requeued& r);
   void HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello, scheduler::Decisions& decisions);
+  // The market must hold exactly a reconnecting worker's live leases (it normally does); if not,
+  // it is rebuilt from PostgreSQL before anything else is decided, and the rebuild opens the worker.
+  void CheckMarketHolds(const std::vector<LiveAssignment>& leases);
+  // After a hello: the welcome, a cancel of each run without a live lease, the leases the worker
+  // never got, the limits of those it kept, and the communicator ids it waits for.
+  void SendReconnectMessages(WorkerSession& session, int64_t worker_id, const std::set<RunKey>& not_live,
+                             const std::vector<LiveAssignment>& resend, const std::vector<LiveAssignment>& keep);
   void ExpireLeases(scheduler::Decisions& decisions);
   // Jobs that never started, past their queue deadline: cancelled, and dropped from the market.
   void CancelExpiredQueued(int64_t now_ms, scheduler::Decisions& decisions);
