@@ -21,6 +21,11 @@ void WorkerSession::Close(const grpc::Status& status) {
   }
 }
 
+bool WorkerSession::closing() {
+  std::lock_guard lock(mu_);
+  return finishing_ || stream_ == nullptr;
+}
+
 void WorkerSession::StartNextLocked() {
   if (outbox_.empty()) {
     writing_ = false;
@@ -63,8 +68,12 @@ void WorkerStream::OnReadDone(bool ok) {
     session_->Close(grpc::Status::OK);  // the worker closed its side or the connection broke
     return;
   }
+  // A closed session reads no more: a message after a refused one (say, the inbound queue was
+  // full) would otherwise be stored before it, and the refused one, resent, would look replayed.
+  if (session_->closing()) return;
   handler_.OnMessage(session_, std::move(incoming_));
   incoming_.Clear();
+  if (session_->closing()) return;
   StartRead(&incoming_);
 }
 

@@ -26,6 +26,9 @@ class WorkerSession {
   bool Send(const v1::ServerMessage& message);
   // Ends the stream with `status` once queued messages are written. Idempotent.
   void Close(const grpc::Status& status);
+  // Whether Close was called: nothing the worker sends after that is handled, so a refused message
+  // is never followed by a later one of the same stream (the agent resends both, in order).
+  bool closing();
 
   int64_t worker_id() const { return worker_id_.load(); }
   void set_worker_id(int64_t id) { worker_id_.store(id); }

@@ -483,3 +483,49 @@ TEST_CASE("the host reports its rounds, ingest batches and lease expiries to its
   CHECK(observer.requeued() == 1);
   CHECK(s.db.Scalar("SELECT count(*) FROM assignments WHERE end_reason LIKE 'lease expired%'") == "1");
 }
+
+TEST_CASE("after a refused message a worker's stream is read no further, so its usage is stored without gaps",
+          "[integration][scheduler][overload]") {
+  // A one-message inbound queue refuses most of a flood. Before the fix, a report after a refused
+  // one could still be stored (the stream was read on while it closed); the refused one, resent
+  // after the reconnect, then came "before the last stored seq" and flagged an honest worker.
+  RunningServer s([](server::ServerOptions& o) { o.scheduler.max_inbound_messages = 1; });
+  CreateFundedMarket(s.channel);
+  const int64_t worker = RegisterWorker(s.channel, 1'000'000, 1, "GPU-flood");
+  v1::SubmitJobResponse submitted;
+  REQUIRE(s.Submit(SleepRequest("flooded", 2'000'000), &submitted).ok());
+  const int64_t job_id = submitted.job().job_id();
+  grpc::Status ended;
+  {
+    WorkerConnection conn(s.channel, worker);
+    REQUIRE(conn.ReadUntil(IsAssignment).assignment().job_id() == job_id);
+    for (uint64_t seq = 1; seq <= 300; ++seq) {
+      v1::WorkerMessage usage;
+      usage.mutable_usage()->set_job_id(job_id);
+      usage.mutable_usage()->set_attempt(1);
+      usage.mutable_usage()->set_seq(seq);
+      usage.mutable_usage()->set_gpu_ms(0);  // no over-claim however fast the flood
+      usage.mutable_usage()->set_measured_at_ms(SystemClock().NowMs());
+      if (!conn.stream->Write(Signed(usage, worker))) break;  // the server ended the stream
+    }
+    conn.stream->WritesDone();
+    v1::ServerMessage in;
+    while (conn.stream->Read(&in)) {
+    }
+    ended = conn.stream->Finish();
+  }
+  CHECK(ended.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // What was queued before the refusal is still being ingested: read once it has settled.
+  const std::string query = "SELECT count(*) || ' ' || coalesce(max(seq), 0) FROM usage_reports WHERE job_id = " + std::to_string(job_id);
+  std::string stored = s.db.Scalar(query), before;
+  for (int i = 0; i < 50 && stored != before; ++i) {
+    before = stored;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    stored = s.db.Scalar(query);
+  }
+  const int count = std::stoi(stored.substr(0, stored.find(' ')));
+  const int last = std::stoi(stored.substr(stored.find(' ') + 1));
+  CHECK(count == last);  // seqs 1..last, no gap
+  CHECK(count < 300);    // the flood was refused part way
+  CHECK(s.db.Scalar("SELECT count(*) FROM fraud_signals") == "0");
+}
