@@ -243,6 +243,12 @@ class World {
   int64_t next_order_ = 0;
   int64_t next_conn_ = 1;
   std::set<int64_t> closed_conns_;
+  // Closed streams whose in-flight messages have started to be lost: the rest are lost too, as a
+  // broken TCP stream delivers a prefix of what was sent, never a later message without the earlier.
+  std::set<int64_t> cut_conns_;
+  // Reports refused as dated in the future (a worker's clock jumped): resent after a later seq was
+  // stored, such a report is refused again as not after it, a consequence of the same clock.
+  std::set<scheduler_host::ReportKey> future_dated_;
   // The customers' side: what they were told was accepted, and their pending retries.
   std::set<int64_t> accepted_jobs_;
   std::map<std::string, StoreJob> requests_;  // a submit's key → what it asks for (a retry resends it)

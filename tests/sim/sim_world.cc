@@ -296,9 +296,15 @@ void World::Deliver() {
     trace_.Fold(f.m.kind, f.m.worker_id, f.m.conn, f.m.job_id, f.m.seq, f.to_server);
     if (f.to_server) {
       // A broken stream's last messages: lost, or (reordering) still read by the server after
-      // the worker's new stream has started.
-      if (!server_.up) continue;
-      if (closed_conns_.contains(f.m.conn) && !Fire(&FaultRates::reorder)) continue;
+      // the worker's new stream has started; in order, so once one is lost so are those after it.
+      if (!server_.up) {
+        cut_conns_.insert(f.m.conn);
+        continue;
+      }
+      if (closed_conns_.contains(f.m.conn) && (cut_conns_.contains(f.m.conn) || !Fire(&FaultRates::reorder))) {
+        cut_conns_.insert(f.m.conn);
+        continue;
+      }
       OnServerMessage(f.m);
     } else {
       if (!w.up || f.m.conn != w.conn || closed_conns_.contains(f.m.conn)) continue;
