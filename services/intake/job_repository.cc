@@ -110,17 +110,23 @@ absl::StatusOr<SubmitOutcome> JobRepository::Submit(const v1::SubmitJobRequest& 
   return SubmitBatch({&request}).at(0);
 }
 
-std::vector<absl::StatusOr<SubmitOutcome>> JobRepository::SubmitBatch(const std::vector<const v1::SubmitJobRequest*>& requests) {
-  using Outcomes = std::vector<absl::StatusOr<SubmitOutcome>>;
-  struct Terms {
-    int64_t hold = 0;
-    std::string spec_bytes;
-    uint32_t max_attempts = 0;
-    bool valid = false;  // the hold is computable
-  };
-  Outcomes outcomes(requests.size(), absl::InternalError("submit outcome not decided"));
-  std::vector<Terms> terms(requests.size());
-  std::vector<std::string> names;
+namespace {
+
+using Outcomes = std::vector<absl::StatusOr<SubmitOutcome>>;
+using RequestKey = std::pair<int64_t, std::string>;  // account id, request_id
+
+struct SubmitTerms {
+  int64_t hold = 0;
+  std::string spec_bytes;
+  uint32_t max_attempts = 0;
+  bool valid = false;  // the hold is computable
+};
+
+// Before the transaction: each request's hold, stored spec and attempts (or its error, into
+// `outcomes`), and the sorted, distinct accounts the valid ones name.
+std::vector<SubmitTerms> TermsOf(const std::vector<const v1::SubmitJobRequest*>& requests, Outcomes& outcomes,
+                                 std::vector<std::string>& names) {
+  std::vector<SubmitTerms> terms(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
     const v1::JobSpec& spec = requests[i]->spec();
     absl::StatusOr<int64_t> hold = HoldAmount(spec.bid_utok_per_gpu_hour(), spec.gpu_count(), spec.max_duration_ms());
@@ -134,152 +140,189 @@ std::vector<absl::StatusOr<SubmitOutcome>> JobRepository::SubmitBatch(const std:
   }
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
+  return terms;
+}
 
+// One statement finds the accounts and locks their balances in id order: that serialises the
+// submits of an account (so the request_id check cannot race) and money transactions never
+// deadlock each other.
+std::map<std::string, AccountBalances> LockAccounts(pqxx::work& tx, const std::vector<std::string>& names) {
+  std::map<std::string, AccountBalances> accounts;
+  for (const pqxx::row& b : store::Exec(tx, kLockAccounts, store::ArrayLiteral(names))) {
+    AccountBalances& a = accounts[b[0].as<std::string>()];
+    a.account_id = b[1].as<int64_t>();
+    a.kind = b[2].as<std::string>();
+    const auto bucket = b[4].as<std::string>();
+    if (bucket == "available") {
+      a.available_id = b[3].as<int64_t>();
+      a.available = b[5].as<int64_t>();
+    } else if (bucket == "escrow") {
+      a.escrow_id = b[3].as<int64_t>();
+    }
+  }
+  return accounts;
+}
+
+// The jobs already stored under the requests' (account, request_id): → job id, stored spec.
+std::map<RequestKey, std::pair<int64_t, std::string>> FindEarlierRequests(pqxx::work& tx,
+                                                                          const std::vector<const v1::SubmitJobRequest*>& requests,
+                                                                          const std::map<std::string, AccountBalances>& accounts) {
+  std::vector<int64_t> key_accounts;
+  std::vector<std::string> key_requests;
+  for (const v1::SubmitJobRequest* r : requests) {
+    if (auto a = accounts.find(r->account()); a != accounts.end()) {
+      key_accounts.push_back(a->second.account_id);
+      key_requests.push_back(r->request_id());
+    }
+  }
+  std::map<RequestKey, std::pair<int64_t, std::string>> existing;
+  for (const pqxx::row& r : store::Exec(tx, kFindRequests, store::ArrayLiteral(key_accounts), store::ArrayLiteral(key_requests))) {
+    existing[{r[0].as<int64_t>(), r[1].as<std::string>()}] = {r[2].as<int64_t>(), pqxx::binarystring(r[3]).str()};
+  }
+  return existing;
+}
+
+struct SubmitDecisions {
+  std::map<RequestKey, size_t> first_in_batch;
+  std::vector<size_t> accepted, repeats;
+  std::vector<std::pair<size_t, int64_t>> deduplicated;  // request, existing job
+};
+
+// Decides each request in order, as if they had come one by one: refused (its error into `out`),
+// a retry of a stored job, a repeat within the batch, or accepted with its hold taken from the
+// account's available balance.
+SubmitDecisions Decide(const std::vector<const v1::SubmitJobRequest*>& requests, const std::vector<SubmitTerms>& terms,
+                       std::map<std::string, AccountBalances>& accounts,
+                       const std::map<RequestKey, std::pair<int64_t, std::string>>& existing, Outcomes& out) {
+  SubmitDecisions d;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (!terms[i].valid) continue;
+    const v1::SubmitJobRequest& r = *requests[i];
+    auto a = accounts.find(r.account());
+    if (a == accounts.end()) {
+      out[i] = absl::NotFoundError(absl::StrCat("account '", r.account(), "' not found"));
+      continue;
+    }
+    AccountBalances& account = a->second;
+    if (account.kind != "customer") {
+      out[i] = absl::FailedPreconditionError(absl::StrCat("account '", r.account(), "' is a ", account.kind,
+                                                          " account; jobs are submitted by customer accounts"));
+      continue;
+    }
+    const RequestKey key{account.account_id, r.request_id()};
+    const std::string* earlier_spec = nullptr;
+    int64_t earlier_job = 0;
+    if (auto e = existing.find(key); e != existing.end()) {
+      earlier_job = e->second.first;
+      earlier_spec = &e->second.second;
+    } else if (auto f = d.first_in_batch.find(key); f != d.first_in_batch.end()) {
+      earlier_spec = &terms[f->second].spec_bytes;
+    }
+    if (earlier_spec != nullptr) {
+      if (*earlier_spec != terms[i].spec_bytes) {
+        out[i] = absl::AlreadyExistsError(absl::StrCat("request_id '", r.request_id(), "' was already used for a different job spec",
+                                                       earlier_job != 0 ? absl::StrCat(" (job ", earlier_job, ")") : ""));
+      } else if (earlier_job != 0) {
+        d.deduplicated.emplace_back(i, earlier_job);
+      } else {
+        d.repeats.push_back(i);  // the same request twice in this batch: the second is a retry
+      }
+      continue;
+    }
+    d.first_in_batch[key] = i;
+    if (account.available < terms[i].hold) {
+      out[i] = absl::FailedPreconditionError(absl::StrCat("insufficient balance: the hold needs ", terms[i].hold, " µT, account '",
+                                                          r.account(), "' has ", account.available, " µT available"));
+      continue;
+    }
+    account.available -= terms[i].hold;
+    d.accepted.push_back(i);
+  }
+  return d;
+}
+
+// The job as written, without reading it back.
+v1::Job WrittenJob(const v1::SubmitJobRequest& r, const SubmitTerms& terms, int64_t job_id, int64_t created_ms,
+                   int64_t queue_deadline_ms) {
+  v1::Job job;
+  job.set_job_id(job_id);
+  job.set_account(r.account());
+  job.set_request_id(r.request_id());
+  *job.mutable_spec() = r.spec();
+  job.set_state(v1::JOB_STATE_QUEUED);
+  job.set_hold_utok(terms.hold);
+  job.set_bid_utok_per_gpu_hour(r.spec().bid_utok_per_gpu_hour());
+  job.set_priority_class(ParsePriorityClass(PriorityClassName(r.spec().priority_class())));
+  job.set_max_attempts(terms.max_attempts);
+  job.set_max_duration_ms(r.spec().max_duration_ms());
+  job.set_hold_state(v1::ESCROW_HOLD_STATE_PENDING);
+  job.set_created_at_ms(created_ms);
+  job.set_updated_at_ms(created_ms);
+  job.set_queue_deadline_ms(queue_deadline_ms);
+  return job;
+}
+
+// Inserts the accepted jobs (with their QUEUED events and NOTIFYs, one statement), posts their
+// holds, and fills their outcomes with the jobs as written.
+void InsertAccepted(pqxx::work& tx, const std::vector<const v1::SubmitJobRequest*>& requests, const std::vector<SubmitTerms>& terms,
+                    const std::map<std::string, AccountBalances>& accounts, const std::vector<size_t>& accepted, int64_t fee_bps,
+                    int64_t default_queue_timeout_ms, Outcomes& out) {
+  std::vector<int64_t> account_ids, gpu_counts, bids, durations, attempts, holds, queue_timeouts;
+  std::vector<std::string> request_ids, specs, kinds, models, classes;
+  for (size_t i : accepted) {
+    const v1::JobSpec& spec = requests[i]->spec();
+    account_ids.push_back(accounts.at(requests[i]->account()).account_id);
+    request_ids.push_back(requests[i]->request_id());
+    specs.push_back(store::Hex(terms[i].spec_bytes));
+    kinds.push_back(spec.kind());
+    gpu_counts.push_back(spec.gpu_count());
+    models.push_back(store::ArrayLiteral(std::vector<std::string>(spec.gpu_models().begin(), spec.gpu_models().end())));
+    bids.push_back(spec.bid_utok_per_gpu_hour());
+    durations.push_back(spec.max_duration_ms());
+    classes.emplace_back(PriorityClassName(spec.priority_class()));
+    attempts.push_back(terms[i].max_attempts);
+    holds.push_back(terms[i].hold);
+    queue_timeouts.push_back(spec.queue_timeout_ms() > 0 ? spec.queue_timeout_ms() : default_queue_timeout_ms);
+  }
+  std::map<RequestKey, std::tuple<int64_t, int64_t, int64_t>> inserted;  // → job, created, deadline ms
+  for (const pqxx::row& r : store::Exec(tx, kInsertJobs, store::ArrayLiteral(account_ids), store::ArrayLiteral(request_ids),
+                                        store::ArrayLiteral(specs), store::ArrayLiteral(kinds), store::ArrayLiteral(gpu_counts),
+                                        store::ArrayLiteral(models), store::ArrayLiteral(bids), store::ArrayLiteral(durations),
+                                        store::ArrayLiteral(classes), store::ArrayLiteral(attempts), store::ArrayLiteral(holds),
+                                        fee_bps, store::ArrayLiteral(queue_timeouts))) {
+    inserted[{r[0].as<int64_t>(), r[1].as<std::string>()}] = {r[2].as<int64_t>(), r[3].as<int64_t>(), r[5].as<int64_t>()};
+  }
+  std::vector<billing::TransferSpec> transfers;
+  for (size_t i : accepted) {
+    const v1::SubmitJobRequest& r = *requests[i];
+    const AccountBalances& account = accounts.at(r.account());
+    const auto [job_id, created_ms, queue_deadline_ms] = inserted.at({account.account_id, r.request_id()});
+    if (terms[i].hold > 0) {
+      transfers.push_back({.idempotency_key = absl::StrCat("hold:", job_id), .kind = "HOLD", .debit_ledger_id = account.available_id,
+                           .credit_ledger_id = account.escrow_id, .amount_utok = terms[i].hold, .job_id = job_id});
+    }
+    out[i] = SubmitOutcome{.job = WrittenJob(r, terms[i], job_id, created_ms, queue_deadline_ms), .deduplicated = false};
+  }
+  if (!transfers.empty()) billing::PostTransfers(tx, transfers, billing::BucketLocks::kAlreadyHeld);
+}
+
+}  // namespace
+
+std::vector<absl::StatusOr<SubmitOutcome>> JobRepository::SubmitBatch(const std::vector<const v1::SubmitJobRequest*>& requests) {
+  Outcomes outcomes(requests.size(), absl::InternalError("submit outcome not decided"));
+  std::vector<std::string> names;
+  const std::vector<SubmitTerms> terms = TermsOf(requests, outcomes, names);
   absl::StatusOr<Outcomes> written = db_.Transact("submit jobs", [&](pqxx::work& tx) -> absl::StatusOr<Outcomes> {
     Outcomes out = outcomes;
-    // One statement finds the accounts and locks their balances in id order: that serialises the
-    // submits of an account (so the request_id check below cannot race) and money transactions
-    // never deadlock each other.
-    std::map<std::string, AccountBalances> accounts;
-    for (const pqxx::row& b : store::Exec(tx, kLockAccounts, store::ArrayLiteral(names))) {
-      AccountBalances& a = accounts[b[0].as<std::string>()];
-      a.account_id = b[1].as<int64_t>();
-      a.kind = b[2].as<std::string>();
-      const auto bucket = b[4].as<std::string>();
-      if (bucket == "available") {
-        a.available_id = b[3].as<int64_t>();
-        a.available = b[5].as<int64_t>();
-      } else if (bucket == "escrow") {
-        a.escrow_id = b[3].as<int64_t>();
-      }
-    }
-    std::vector<int64_t> key_accounts;
-    std::vector<std::string> key_requests;
-    for (const v1::SubmitJobRequest* r : requests) {
-      if (auto a = accounts.find(r->account()); a != accounts.end()) {
-        key_accounts.push_back(a->second.account_id);
-        key_requests.push_back(r->request_id());
-      }
-    }
-    std::map<std::pair<int64_t, std::string>, std::pair<int64_t, std::string>> existing;  // → job, spec
-    for (const pqxx::row& r : store::Exec(tx, kFindRequests, store::ArrayLiteral(key_accounts), store::ArrayLiteral(key_requests))) {
-      existing[{r[0].as<int64_t>(), r[1].as<std::string>()}] = {r[2].as<int64_t>(), pqxx::binarystring(r[3]).str()};
-    }
-
-    // Decide each request in order, as if they had come one by one.
-    std::map<std::pair<int64_t, std::string>, size_t> first_in_batch;
-    std::vector<size_t> accepted, repeats;
-    std::vector<std::pair<size_t, int64_t>> deduplicated;  // request, existing job
-    for (size_t i = 0; i < requests.size(); ++i) {
-      if (!terms[i].valid) continue;
-      const v1::SubmitJobRequest& r = *requests[i];
-      auto a = accounts.find(r.account());
-      if (a == accounts.end()) {
-        out[i] = absl::NotFoundError(absl::StrCat("account '", r.account(), "' not found"));
-        continue;
-      }
-      AccountBalances& account = a->second;
-      if (account.kind != "customer") {
-        out[i] = absl::FailedPreconditionError(absl::StrCat("account '", r.account(), "' is a ", account.kind,
-                                                            " account; jobs are submitted by customer accounts"));
-        continue;
-      }
-      const std::pair<int64_t, std::string> key{account.account_id, r.request_id()};
-      const std::string* earlier_spec = nullptr;
-      int64_t earlier_job = 0;
-      if (auto e = existing.find(key); e != existing.end()) {
-        earlier_job = e->second.first;
-        earlier_spec = &e->second.second;
-      } else if (auto f = first_in_batch.find(key); f != first_in_batch.end()) {
-        earlier_spec = &terms[f->second].spec_bytes;
-      }
-      if (earlier_spec != nullptr) {
-        if (*earlier_spec != terms[i].spec_bytes) {
-          out[i] = absl::AlreadyExistsError(absl::StrCat("request_id '", r.request_id(),
-                                                         "' was already used for a different job spec",
-                                                         earlier_job != 0 ? absl::StrCat(" (job ", earlier_job, ")") : ""));
-        } else if (earlier_job != 0) {
-          deduplicated.emplace_back(i, earlier_job);
-        } else {
-          repeats.push_back(i);  // the same request twice in this batch: the second is a retry
-        }
-        continue;
-      }
-      first_in_batch[key] = i;
-      if (account.available < terms[i].hold) {
-        out[i] = absl::FailedPreconditionError(absl::StrCat("insufficient balance: the hold needs ", terms[i].hold,
-                                                            " µT, account '", r.account(), "' has ", account.available,
-                                                            " µT available"));
-        continue;
-      }
-      account.available -= terms[i].hold;
-      accepted.push_back(i);
-    }
-
-    if (!accepted.empty()) {
-      std::vector<int64_t> account_ids, gpu_counts, bids, durations, attempts, holds, queue_timeouts;
-      std::vector<std::string> request_ids, specs, kinds, models, classes;
-      for (size_t i : accepted) {
-        const v1::JobSpec& spec = requests[i]->spec();
-        account_ids.push_back(accounts.at(requests[i]->account()).account_id);
-        request_ids.push_back(requests[i]->request_id());
-        specs.push_back(store::Hex(terms[i].spec_bytes));
-        kinds.push_back(spec.kind());
-        gpu_counts.push_back(spec.gpu_count());
-        models.push_back(store::ArrayLiteral(std::vector<std::string>(spec.gpu_models().begin(), spec.gpu_models().end())));
-        bids.push_back(spec.bid_utok_per_gpu_hour());
-        durations.push_back(spec.max_duration_ms());
-        classes.emplace_back(PriorityClassName(spec.priority_class()));
-        attempts.push_back(terms[i].max_attempts);
-        holds.push_back(terms[i].hold);
-        queue_timeouts.push_back(spec.queue_timeout_ms() > 0 ? spec.queue_timeout_ms() : default_queue_timeout_ms_);
-      }
-      std::map<std::pair<int64_t, std::string>, std::tuple<int64_t, int64_t, int64_t>> inserted;  // → job, created, deadline ms
-      for (const pqxx::row& r : store::Exec(tx, kInsertJobs, store::ArrayLiteral(account_ids), store::ArrayLiteral(request_ids),
-                                            store::ArrayLiteral(specs), store::ArrayLiteral(kinds), store::ArrayLiteral(gpu_counts),
-                                            store::ArrayLiteral(models), store::ArrayLiteral(bids), store::ArrayLiteral(durations),
-                                            store::ArrayLiteral(classes), store::ArrayLiteral(attempts), store::ArrayLiteral(holds),
-                                            fee_bps_, store::ArrayLiteral(queue_timeouts))) {
-        inserted[{r[0].as<int64_t>(), r[1].as<std::string>()}] = {r[2].as<int64_t>(), r[3].as<int64_t>(), r[5].as<int64_t>()};
-      }
-      std::vector<billing::TransferSpec> transfers;
-      for (size_t i : accepted) {
-        const v1::SubmitJobRequest& r = *requests[i];
-        const AccountBalances& account = accounts.at(r.account());
-        const auto [job_id, created_ms, queue_deadline_ms] = inserted.at({account.account_id, r.request_id()});
-        if (terms[i].hold > 0) {
-          transfers.push_back({.idempotency_key = absl::StrCat("hold:", job_id), .kind = "HOLD",
-                               .debit_ledger_id = account.available_id, .credit_ledger_id = account.escrow_id,
-                               .amount_utok = terms[i].hold, .job_id = job_id});
-        }
-        // The job as written, without reading it back.
-        SubmitOutcome outcome;
-        v1::Job& job = outcome.job;
-        job.set_job_id(job_id);
-        job.set_account(r.account());
-        job.set_request_id(r.request_id());
-        *job.mutable_spec() = r.spec();
-        job.set_state(v1::JOB_STATE_QUEUED);
-        job.set_hold_utok(terms[i].hold);
-        job.set_bid_utok_per_gpu_hour(r.spec().bid_utok_per_gpu_hour());
-        job.set_priority_class(ParsePriorityClass(PriorityClassName(r.spec().priority_class())));
-        job.set_max_attempts(terms[i].max_attempts);
-        job.set_max_duration_ms(r.spec().max_duration_ms());
-        job.set_hold_state(v1::ESCROW_HOLD_STATE_PENDING);
-        job.set_created_at_ms(created_ms);
-        job.set_updated_at_ms(created_ms);
-        job.set_queue_deadline_ms(queue_deadline_ms);
-        out[i] = std::move(outcome);
-      }
-      if (!transfers.empty()) billing::PostTransfers(tx, transfers, billing::BucketLocks::kAlreadyHeld);
-    }
-    for (const auto& [i, job_id] : deduplicated) {
+    std::map<std::string, AccountBalances> accounts = LockAccounts(tx, names);
+    const SubmitDecisions d = Decide(requests, terms, accounts, FindEarlierRequests(tx, requests, accounts), out);
+    if (!d.accepted.empty()) InsertAccepted(tx, requests, terms, accounts, d.accepted, fee_bps_, default_queue_timeout_ms_, out);
+    for (const auto& [i, job_id] : d.deduplicated) {
       absl::StatusOr<v1::Job> job = LoadJob(tx, job_id);
       out[i] = job.ok() ? absl::StatusOr<SubmitOutcome>(SubmitOutcome{.job = *std::move(job), .deduplicated = true}) : job.status();
     }
-    for (size_t i : repeats) {
-      const size_t first = first_in_batch.at({accounts.at(requests[i]->account()).account_id, requests[i]->request_id()});
-      out[i] = out[first];
+    for (size_t i : d.repeats) {
+      out[i] = out[d.first_in_batch.at({accounts.at(requests[i]->account()).account_id, requests[i]->request_id()})];
       if (out[i].ok()) out[i]->deduplicated = true;
     }
     return out;
