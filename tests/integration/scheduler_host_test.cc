@@ -32,7 +32,9 @@ v1::Job WaitForReason(RunningServer& s, int64_t job_id, const std::string& prefi
 }  // namespace
 
 TEST_CASE("a job lands only where both its requirements and the provider's policy hold", "[integration][scheduler]") {
-  RunningServer s;
+  // The workers' streams send no heartbeats: a 2 s lease expired under a loaded sanitized run, and
+  // the market, its workers gone, said "no worker is registered" instead of the memory reason.
+  RunningServer s([](server::ServerOptions& o) { o.scheduler.lease_timeout_ms = 60'000; });
   CreateFundedMarket(s.channel);
   CreateAccount(s.channel, "rival", v1::ACCOUNT_KIND_CUSTOMER);
   // The cheapest worker refuses acme; the next one is in the wrong region for the job; the
@@ -363,7 +365,7 @@ TEST_CASE("a spread job's communicator id travels from node rank 0 through the s
 
 TEST_CASE("cancels, extensions and quarantines notified while the scheduler was not listening are applied once it listens",
           "[integration][scheduler][listen]") {
-  RunningServer s;
+  RunningServer s([](server::ServerOptions& o) { o.scheduler.lease_timeout_ms = 60'000; });  // no heartbeats
   CreateFundedMarket(s.channel);
   const int64_t worker = RegisterWorker(s.channel, 1'000'000, 2, "GPU-gap");
   WorkerConnection conn(s.channel, worker);
@@ -489,7 +491,10 @@ TEST_CASE("after a refused message a worker's stream is read no further, so its 
   // A one-message inbound queue refuses most of a flood. Before the fix, a report after a refused
   // one could still be stored (the stream was read on while it closed); the refused one, resent
   // after the reconnect, then came "before the last stored seq" and flagged an honest worker.
-  RunningServer s([](server::ServerOptions& o) { o.scheduler.max_inbound_messages = 1; });
+  RunningServer s([](server::ServerOptions& o) {
+    o.scheduler.max_inbound_messages = 1;
+    o.scheduler.lease_timeout_ms = 60'000;  // no heartbeats
+  });
   CreateFundedMarket(s.channel);
   const int64_t worker = RegisterWorker(s.channel, 1'000'000, 1, "GPU-flood");
   v1::SubmitJobResponse submitted;
