@@ -78,7 +78,7 @@ TEST_CASE("a job lands only where both its requirements and the provider's polic
 }
 
 TEST_CASE("a provider's new policy arrives with the hello and applies at once", "[integration][scheduler]") {
-  RunningServer s;
+  RunningServer s([](server::ServerOptions& o) { o.scheduler.lease_timeout_ms = 60'000; });  // no heartbeats
   CreateFundedMarket(s.channel);
   const int64_t worker = RegisterWorker(s.channel, 1'000'000, 1, "GPU-policy");
   WorkerConnection conn(s.channel, worker, [](v1::Hello& h) {
@@ -110,7 +110,7 @@ TEST_CASE("a provider's new policy arrives with the hello and applies at once", 
 }
 
 TEST_CASE("an on-demand job preempts a spot job: cancel to the worker, the spot job requeued", "[integration][scheduler]") {
-  RunningServer s;
+  RunningServer s([](server::ServerOptions& o) { o.scheduler.lease_timeout_ms = 60'000; });  // no heartbeats
   CreateFundedMarket(s.channel);
   const int64_t worker = RegisterWorker(s.channel, 1'000'000, 1, "GPU-preempt");
   WorkerConnection conn(s.channel, worker);
@@ -151,7 +151,7 @@ TEST_CASE("an on-demand job preempts a spot job: cancel to the worker, the spot 
 }
 
 TEST_CASE("a spread job holds a lease on each of its workers and ends with the last of them", "[integration][scheduler]") {
-  RunningServer s;
+  RunningServer s([](server::ServerOptions& o) { o.scheduler.lease_timeout_ms = 60'000; });  // no heartbeats
   CreateFundedMarket(s.channel);
   const int64_t cheap = RegisterWorker(s.channel, 1'000'000, 2, "GPU-spread-a");
   const int64_t dear = RegisterWorker(s.channel, 2'000'000, 2, "GPU-spread-b");
@@ -311,7 +311,7 @@ TEST_CASE("a long-waiting gang job reserves a worker; smaller jobs wait behind i
 }
 
 TEST_CASE("a spread job's communicator id travels from node rank 0 through the scheduler", "[integration][scheduler]") {
-  RunningServer s;
+  RunningServer s([](server::ServerOptions& o) { o.scheduler.lease_timeout_ms = 60'000; });  // no heartbeats
   CreateFundedMarket(s.channel);
   const int64_t first = RegisterWorker(s.channel, 1'000'000, 2, "GPU-rdv-a");
   const int64_t second = RegisterWorker(s.channel, 2'000'000, 2, "GPU-rdv-b");
