@@ -31,8 +31,8 @@ constexpr store::Statement kFindRequests{
     "SELECT r.account_id, r.request_id, j.job_id, j.spec FROM unnest($1::bigint[], $2::text[]) AS r(account_id, request_id)"
     " JOIN LATERAL (SELECT job_id, spec FROM jobs WHERE account_id = r.account_id AND request_id = r.request_id) j ON true"};
 
-// The jobs, their QUEUED events and the scheduler's wake-ups (one NOTIFY per job, in the format of
-// store::JobSubmitted: the job id in decimal) in one statement.
+// The jobs, their QUEUED events and the scheduler's wake-ups (one store::JobSubmitted NOTIFY per
+// job) in one statement.
 constexpr store::Statement kInsertJobs{
     "submit_insert_jobs",
     "WITH input AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],"
@@ -48,7 +48,7 @@ constexpr store::Statement kInsertJobs{
     " audited AS (INSERT INTO job_events (job_id, state, attempt, message)"
     "  SELECT job_id, 'QUEUED', 0, 'submitted; ' || hold_utok || ' µT held in escrow' FROM job)"
     "SELECT account_id, request_id, job_id, (extract(epoch FROM created_at) * 1000)::bigint,"
-    " pg_notify('tessera_jobs', job_id::text), (extract(epoch FROM queue_deadline) * 1000)::bigint FROM job"};
+    " " TESSERA_NOTIFY_JOB_SUBMITTED_SQL ", (extract(epoch FROM queue_deadline) * 1000)::bigint FROM job"};
 
 struct AccountBalances {
   int64_t account_id = 0;

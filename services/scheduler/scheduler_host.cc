@@ -127,6 +127,7 @@ absl::Status SchedulerHost::Start(int64_t epoch) {
   scheduler::Decisions none;
   if (absl::Status s = Rebuild(none); !s.ok()) return s;
   market_stale_ = false;
+  read_back_pending_ = false;  // the listener asks for it once its LISTENs are in place
   recheck_at_ms_.clear();
   if (options_.verifier.enabled) {
     if (absl::Status s = verifier_.Start(); !s.ok()) return s;
@@ -435,10 +436,13 @@ void SchedulerHost::SchedulingLoop() {
       for (Inbound& in : events.hellos) in.session->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "scheduler is recovering; reconnect"));
       for (const store::JobCancelled& c : events.cancelled) SendCancel(c);
       for (const store::JobExtended& x : events.extended) SendExtension(x);
-      if (events.read_back_notified) Post([](MarketEvents& e) { e.read_back_notified = true; });  // once rebuilt
+      if (events.read_back_notified) read_back_pending_ = true;  // once rebuilt
       continue;
     }
-    if (events.read_back_notified) ReadBackNotified(events);
+    // Asked for, or left over from a round that could not do it (a rebuild, a failed read): then at
+    // the periodic reconcile, so that an unreachable database is not asked again at once.
+    if (events.read_back_notified) read_back_pending_ = true;
+    if (read_back_pending_ && (events.read_back_notified || now_ms >= next_reconcile_ms)) read_back_pending_ = !ReadBackNotified(events);
     ApplyEvents(events, decisions);
     ExpireLeases(decisions);
     const bool tick = now_ms >= next_tick_ms;
@@ -531,12 +535,12 @@ void SchedulerHost::ApplyEvents(MarketEvents& events, scheduler::Decisions& deci
   AddQueuedJobs(events.submitted, decisions);
 }
 
-void SchedulerHost::ReadBackNotified(MarketEvents& events) {
+bool SchedulerHost::ReadBackNotified(MarketEvents& events) {
   absl::StatusOr<SchedulerRepository::NotifiedState> state = repo_.ReadNotifiedState(market_->JobIds(), registry_.ConnectedWorkers());
   if (!state.ok()) {
-    spdlog::warn("reading back notified cancels, extensions and quarantines: {}; trying again", state.status().ToString());
-    Post([](MarketEvents& e) { e.read_back_notified = true; });
-    return;
+    spdlog::warn("reading back notified cancels, extensions and quarantines: {}; trying again at the next reconcile",
+                 state.status().ToString());
+    return false;
   }
   // Applying one twice is harmless (a worker ignores a cancel or an extension of a run it does not
   // have, the market one of a job it no longer holds), so a notification heard too is no matter.
@@ -554,6 +558,7 @@ void SchedulerHost::ReadBackNotified(MarketEvents& events) {
     ++missed;
   }
   if (missed > 0) spdlog::warn("{} cancels, extensions or quarantines were notified while not listening; applied now", missed);
+  return true;
 }
 
 void SchedulerHost::SendExtension(const store::JobExtended& x) {

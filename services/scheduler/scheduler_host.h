@@ -22,7 +22,6 @@
 #include <mutex>
 #include <set>
 #include <thread>
-#include <tuple>
 
 #include "absl/base/thread_annotations.h"
 #include "scheduler/market.h"
@@ -120,7 +119,8 @@ class SchedulerHost final : public StreamHandler {
   void ApplyEvents(MarketEvents& events, scheduler::Decisions& decisions);
   // Adds to `events` the cancels, extensions and quarantines that PostgreSQL holds for the market's
   // jobs and the connected workers and that the market has not applied: after a LISTEN gap.
-  void ReadBackNotified(MarketEvents& events);
+  // False when PostgreSQL could not be read (it is tried again later).
+  bool ReadBackNotified(MarketEvents& events);
   void SendCancel(const store::JobCancelled& c);
   void SendExtension(const store::JobExtended& x);
   // A spread job's lease on a worker still up ended because another of its workers was lost.
@@ -175,6 +175,7 @@ class SchedulerHost final : public StreamHandler {
   // Scheduling thread only.
   std::unique_ptr<scheduler::Market> market_;
   bool market_stale_ = false;  // a write failed: rebuild before the next round
+  bool read_back_pending_ = false;  // ReadBackNotified is owed
   std::map<int64_t, std::string> wait_reasons_;
   size_t wait_reason_cursor_ = 0;
   std::map<int64_t, int64_t> recheck_at_ms_;  // connected ACTIVE workers

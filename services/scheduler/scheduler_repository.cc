@@ -388,24 +388,22 @@ absl::StatusOr<SchedulerRepository::NotifiedState> SchedulerRepository::ReadNoti
   return db_.Transact("read back notified state", [&](pqxx::work& tx) -> absl::StatusOr<NotifiedState> {
     NotifiedState out;
     const std::string jobs = ArrayLiteral(job_ids);
-    const auto lease_of = [](const pqxx::row& r) {
-      return store::JobExtended{.job_id = r[0].as<int64_t>(), .attempt = r[1].as<uint32_t>(),
-                                .worker_id = r[2].is_null() ? 0 : r[2].as<int64_t>(), .max_duration_ms = r[3].as<int64_t>()};
-    };
+    // Worker 0 where no lease matches: the job was (or is) queued.
+    const auto worker_of = [](const pqxx::field& f) { return f.is_null() ? int64_t{0} : f.as<int64_t>(); };
     for (const pqxx::row& r : store::Exec(tx, {"sched_read_back_cancelled",
-             "SELECT j.job_id, j.attempt, a.worker_id, j.max_duration_ms FROM jobs j"
+             "SELECT j.job_id, j.attempt, a.worker_id FROM jobs j"
              " LEFT JOIN assignments a ON a.job_id = j.job_id AND a.attempt = j.attempt AND a.end_reason = 'cancelled'"
              " WHERE j.job_id = ANY($1::bigint[]) AND j.state = 'CANCELLED' ORDER BY 1, 3"},
              jobs)) {
-      const store::JobExtended lease = lease_of(r);
-      out.cancelled.push_back({.job_id = lease.job_id, .attempt = lease.attempt, .worker_id = lease.worker_id});
+      out.cancelled.push_back({.job_id = r[0].as<int64_t>(), .attempt = r[1].as<uint32_t>(), .worker_id = worker_of(r[2])});
     }
     for (const pqxx::row& r : store::Exec(tx, {"sched_read_back_open",
              "SELECT j.job_id, j.attempt, a.worker_id, j.max_duration_ms FROM jobs j"
              " LEFT JOIN assignments a ON a.job_id = j.job_id AND a.attempt = j.attempt AND a.state = 'LIVE'"
              " WHERE j.job_id = ANY($1::bigint[]) AND j.state IN ('QUEUED', 'ASSIGNED', 'RUNNING') ORDER BY 1, 3"},
              jobs)) {
-      out.limits.push_back(lease_of(r));
+      out.limits.push_back({.job_id = r[0].as<int64_t>(), .attempt = r[1].as<uint32_t>(), .worker_id = worker_of(r[2]),
+                            .max_duration_ms = r[3].as<int64_t>()});
     }
     for (const pqxx::row& r : store::Exec(tx, {"sched_read_back_quarantined",
              "SELECT worker_id FROM workers WHERE worker_id = ANY($1::bigint[]) AND state = 'QUARANTINED' ORDER BY 1"},

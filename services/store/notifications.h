@@ -18,14 +18,20 @@
 
 namespace tessera::store {
 
-inline constexpr char kJobsChannel[] = "tessera_jobs";
+// The jobs channel, and the expression a set-based INSERT … RETURNING job_id notifies each queued
+// job with (the payload EncodePayload writes for JobSubmitted): string literals, so that a
+// constexpr statement splices them in and the SQL cannot drift from the decoder.
+#define TESSERA_JOBS_CHANNEL "tessera_jobs"
+#define TESSERA_NOTIFY_JOB_SUBMITTED_SQL "pg_notify('" TESSERA_JOBS_CHANNEL "', job_id::text)"
+
+inline constexpr char kJobsChannel[] = TESSERA_JOBS_CHANNEL;
 inline constexpr char kCancelsChannel[] = "tessera_cancels";
 inline constexpr char kExtensionsChannel[] = "tessera_extensions";
 inline constexpr char kQuarantineChannel[] = "tessera_quarantine";
 inline constexpr char kSettleChannel[] = "tessera_settle";  // no payload: usage or an ended lease awaits settlement
 
-// A job was queued (submitted). Batched submits notify from their set-based INSERT, as
-// pg_notify('tessera_jobs', job_id::text): the format EncodePayload writes.
+// A job was queued (submitted). Batched submits notify from their set-based INSERT
+// (TESSERA_NOTIFY_JOB_SUBMITTED_SQL).
 struct JobSubmitted {
   int64_t job_id = 0;
   bool operator==(const JobSubmitted&) const = default;

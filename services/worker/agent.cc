@@ -253,8 +253,9 @@ bool Agent::ServeOneConnection() {
     // lease is requeued rather than assigned again (a second run would reuse its usage seqs).
     std::set<JobKey> lost;
     for (const v1::WorkerMessage& m : outbox_) {
+      if (!m.has_usage()) continue;
       const JobKey key{m.usage().job_id(), m.usage().attempt()};
-      if (m.has_usage() && !running.contains(key) && !runners_.contains(key)) lost.insert(key);
+      if (!running.contains(key) && !runners_.contains(key)) lost.insert(key);
     }
     for (const auto& [job_id, attempt] : running) {
       v1::RunningJob* r = hello.mutable_hello()->add_running();

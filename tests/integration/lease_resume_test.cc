@@ -152,6 +152,22 @@ std::filesystem::path StateDirLeftBy(int64_t worker, const std::vector<v1::Worke
   return state_dir;
 }
 
+// A 300 ms job assigned to `worker` on a stream that went away before its JobStarted: the
+// scheduler never saw it start, so it stays ASSIGNED. Returns its id.
+int64_t AssignedNeverSeenStarted(RunningServer& s, int64_t worker, const std::string& request_id) {
+  v1::SubmitJobResponse submitted;
+  auto request = SleepRequest(request_id, 2'000'000);
+  request.mutable_spec()->mutable_sleep()->set_duration_ms(300);
+  REQUIRE(s.Submit(request, &submitted).ok());
+  const int64_t job_id = submitted.job().job_id();
+  {
+    WorkerConnection conn(s.channel, worker);
+    REQUIRE(conn.ReadUntil([](const v1::ServerMessage& m) { return m.has_assignment(); }).assignment().job_id() == job_id);
+  }
+  CHECK(GetJob(s, job_id).state() == v1::JOB_STATE_ASSIGNED);
+  return job_id;
+}
+
 // A real agent of gpuco's worker restarted on `state_dir`, reporting usage every 50 ms.
 worker::AgentOptions RestartedAgentOptions(RunningServer& s, const std::filesystem::path& state_dir) {
   worker::AgentOptions options;
@@ -178,17 +194,7 @@ TEST_CASE("a worker restarted with a journaled result gets the result accepted, 
   RunningServer s;
   CreateFundedMarket(s.channel);
   const int64_t worker = RegisterWorker(s.channel, 1'000'000, 1, "GPU-journal");
-  v1::SubmitJobResponse submitted;
-  auto request = SleepRequest("journaled", 2'000'000);
-  request.mutable_spec()->mutable_sleep()->set_duration_ms(300);
-  REQUIRE(s.Submit(request, &submitted).ok());
-  const int64_t job_id = submitted.job().job_id();
-  {
-    // Assigned; the agent's JobStarted was lost with this stream, so the job stays ASSIGNED.
-    WorkerConnection conn(s.channel, worker);
-    REQUIRE(conn.ReadUntil([](const v1::ServerMessage& m) { return m.has_assignment(); }).assignment().job_id() == job_id);
-  }
-  CHECK(GetJob(s, job_id).state() == v1::JOB_STATE_ASSIGNED);
+  const int64_t job_id = AssignedNeverSeenStarted(s, worker, "journaled");
 
   // The state directory the agent left: its id, its key, and the journal with the signed result.
   v1::WorkerMessage finished;
@@ -235,16 +241,7 @@ TEST_CASE("a worker restarted mid-run with journaled usage gets the attempt requ
   RunningServer s;
   CreateFundedMarket(s.channel);
   const int64_t worker = RegisterWorker(s.channel, 1'000'000, 1, "GPU-midrun");
-  v1::SubmitJobResponse submitted;
-  auto request = SleepRequest("midrun", 2'000'000);
-  request.mutable_spec()->mutable_sleep()->set_duration_ms(300);
-  REQUIRE(s.Submit(request, &submitted).ok());
-  const int64_t job_id = submitted.job().job_id();
-  {
-    WorkerConnection conn(s.channel, worker);
-    REQUIRE(conn.ReadUntil([](const v1::ServerMessage& m) { return m.has_assignment(); }).assignment().job_id() == job_id);
-  }
-  CHECK(GetJob(s, job_id).state() == v1::JOB_STATE_ASSIGNED);
+  const int64_t job_id = AssignedNeverSeenStarted(s, worker, "midrun");
   const std::filesystem::path state_dir = StateDirLeftBy(worker, {Usage(job_id, 1)});
 
   const SystemClock clock;

@@ -4,10 +4,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <optional>
 #include <mutex>
 #include <thread>
 
 #include "services/scheduler/scheduler_repository.h"
+#include "services/store/notification_listener.h"
+#include "services/store/notifications.h"
 #include "tests/integration/running_server.h"
 
 using namespace tessera;
@@ -533,4 +537,35 @@ TEST_CASE("after a refused message a worker's stream is read no further, so its 
   CHECK(count == last);  // seqs 1..last, no gap
   CHECK(count < 300);    // the flood was refused part way
   CHECK(s.db.Scalar("SELECT count(*) FROM fraud_signals") == "0");
+}
+
+TEST_CASE("a submit's NOTIFY, written by the batched SQL, decodes as the job it queued", "[integration][scheduler][listen]") {
+  RunningServer s;
+  CreateFundedMarket(s.channel);
+  std::mutex mu;
+  std::condition_variable heard_cv;
+  std::vector<std::optional<store::Notification>> heard;
+  bool listening = false;
+  store::NotificationListener listener(
+      s.db.url(), {store::kJobsChannel},
+      [&](const std::string& channel, const std::string& payload) {
+        std::lock_guard lock(mu);
+        heard.push_back(store::DecodeNotification(channel, payload));
+        heard_cv.notify_all();
+      },
+      [&] {
+        std::lock_guard lock(mu);
+        listening = true;
+        heard_cv.notify_all();
+      });
+  {
+    std::unique_lock lock(mu);
+    REQUIRE(heard_cv.wait_for(lock, std::chrono::seconds(10), [&] { return listening; }));
+  }
+  v1::SubmitJobResponse submitted;
+  REQUIRE(s.Submit(SleepRequest("notified", 2'000'000), &submitted).ok());
+  std::unique_lock lock(mu);
+  REQUIRE(heard_cv.wait_for(lock, std::chrono::seconds(10), [&] { return !heard.empty(); }));
+  REQUIRE(heard.front().has_value());
+  CHECK(*heard.front() == store::Notification(store::JobSubmitted{.job_id = submitted.job().job_id()}));
 }
