@@ -50,7 +50,6 @@ tessera admin fraud show "$(cat "$demo/rig-a/worker-id")"
 jobs=()
 for seed in 7 8; do
   cat >"$demo/train-$seed.yaml" <<YAML
-kind: train_mlp
 gpu_count: 1
 gpu_models: [CPU]
 bid_utok_per_gpu_hour: 2000000

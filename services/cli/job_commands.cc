@@ -8,6 +8,7 @@
 #include "services/cli/commands.h"
 #include "services/cli/job_spec_file.h"
 #include "services/common/job_state_machine.h"
+#include "services/common/workloads.h"
 #include "tessera/v1/jobs.grpc.pb.h"
 
 namespace tessera::cli {
@@ -50,7 +51,7 @@ void PrintJob(const v1::Job& job) {
   std::vector<std::vector<std::string>> rows = {
       {"job", std::to_string(job.job_id())},
       {"account", job.account()},
-      {"kind", job.spec().kind()},
+      {"kind", std::string(WorkloadKind(job.spec()))},
       {"state", std::string(JobStateName(job.state()))},
       {"gpus", std::to_string(job.spec().gpu_count())},
       {"bid", std::to_string(job.bid_utok_per_gpu_hour()) + " µT/GPU-h (" + std::string(PriorityClassName(job.priority_class())) + ")"},
@@ -65,17 +66,18 @@ void PrintJob(const v1::Job& job) {
   };
   if (const std::string r = Requirements(job.spec()); !r.empty()) rows.insert(rows.begin() + 5, {"requires", r});
   if (!job.wait_reason().empty()) rows.push_back({"waiting", job.wait_reason()});
-  if (job.has_result() && job.result().error().empty() && !job.result().weights_sha256().empty()) {
-    rows.push_back({"loss", std::to_string(job.result().initial_loss()) + " -> " + std::to_string(job.result().final_loss())});
-    rows.push_back({"weights", "sha256:" + job.result().weights_sha256()});
+  const v1::JobResult& result = job.result();
+  if (result.has_train_mlp()) {
+    rows.push_back({"loss", std::to_string(result.train_mlp().initial_loss()) + " -> " + std::to_string(result.train_mlp().final_loss())});
+    rows.push_back({"weights", "sha256:" + result.train_mlp().weights_sha256()});
   }
-  if (job.has_result() && job.result().achieved_tflops() > 0) {
-    rows.push_back({"throughput", absl::StrFormat("%s on %s (%.3f s timed)", FormatFlops(job.result().achieved_tflops()),
-                                                  job.result().backend(), job.result().timed_seconds())});
+  if (result.has_gemm_bench()) {
+    const v1::GemmBenchResult& g = result.gemm_bench();
+    rows.push_back({"throughput", absl::StrFormat("%s on %s (%.3f s timed)", FormatFlops(g.achieved_tflops()), g.backend(), g.timed_seconds())});
   }
-  if (job.has_result() && job.result().algorithm_gbps() > 0) {
-    rows.push_back({"bandwidth", absl::StrFormat("%.1f GB/s bus, %.1f GB/s algorithm on %s", job.result().bus_gbps(),
-                                                 job.result().algorithm_gbps(), job.result().backend())});
+  if (result.has_allreduce_bench()) {
+    const v1::AllReduceBenchResult& a = result.allreduce_bench();
+    rows.push_back({"bandwidth", absl::StrFormat("%.1f GB/s bus, %.1f GB/s algorithm on %s", a.bus_gbps(), a.algorithm_gbps(), a.backend())});
   }
   if (job.has_result() && !job.result().error().empty()) rows.push_back({"error", job.result().error()});
   PrintTable({"FIELD", "VALUE"}, rows);
@@ -203,7 +205,7 @@ void AddGetListCancel(CLI::App& job, CliContext& ctx) {
       }
       std::vector<std::vector<std::string>> rows;
       for (const v1::Job& j : response.jobs()) {
-        rows.push_back({std::to_string(j.job_id()), j.spec().kind(), std::string(JobStateName(j.state())),
+        rows.push_back({std::to_string(j.job_id()), std::string(WorkloadKind(j.spec())), std::string(JobStateName(j.state())),
                         std::to_string(j.spec().gpu_count()), Percent(j.progress_ppm()), FormatTokens(j.charged_utok()),
                         j.wait_reason()});
       }

@@ -14,6 +14,7 @@
 #include "tessera/v1/workers.pb.h"
 #include "services/store/notifications.h"
 #include "services/common/worker_validation.h"
+#include "services/common/workloads.h"
 
 namespace tessera::intake {
 namespace {
@@ -90,7 +91,10 @@ v1::Job JobFromRow(const pqxx::row& row) {
   job.set_charged_utok(row[13].as<int64_t>());
   job.set_progress_ppm(row[14].as<uint32_t>());
   job.set_wait_reason(row[15].as<std::string>());
-  if (!row[16].is_null()) job.mutable_result()->ParseFromString(pqxx::binarystring(row[16]).str());
+  if (!row[16].is_null()) {
+    job.mutable_result()->ParseFromString(pqxx::binarystring(row[16]).str());
+    UpgradeLegacyResult(job.mutable_result());  // a job finished before JobResult.outputs
+  }
   job.set_created_at_ms(row[17].as<int64_t>());
   job.set_updated_at_ms(row[18].as<int64_t>());
   job.set_max_duration_ms(row[19].as<int64_t>());
@@ -274,7 +278,7 @@ void InsertAccepted(pqxx::work& tx, const std::vector<const v1::SubmitJobRequest
     account_ids.push_back(accounts.at(requests[i]->account()).account_id);
     request_ids.push_back(requests[i]->request_id());
     specs.push_back(store::Hex(terms[i].spec_bytes));
-    kinds.push_back(spec.kind());
+    kinds.emplace_back(WorkloadKind(spec));
     gpu_counts.push_back(spec.gpu_count());
     models.push_back(store::ArrayLiteral(std::vector<std::string>(spec.gpu_models().begin(), spec.gpu_models().end())));
     bids.push_back(spec.bid_utok_per_gpu_hour());

@@ -9,6 +9,7 @@
 #include "services/common/job_state_machine.h"
 #include "services/intake/job_spec_validator.h"
 #include "services/common/names.h"
+#include "services/common/workloads.h"
 
 namespace tessera::intake {
 namespace {
@@ -36,7 +37,11 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context, const v1::S
   if (absl::Status s = ValidateSubmitRequest(*request); !s.ok()) return ToGrpcStatus(s);
   if (absl::Status s = auth::RequireAccount(*caller, "account", request->account()); !s.ok()) return ToGrpcStatus(s);
   if (absl::Status s = submit_limit_.Take(caller->key_id); !s.ok()) return ToGrpcStatus(s);
-  absl::StatusOr<SubmitOutcome> outcome = submits_.Submit(*request);
+  // Stored with `kind` filled in, for readers that still read it, and so that a retry that leaves
+  // it out is the same spec as a first request that gave it.
+  v1::SubmitJobRequest submitted = *request;
+  submitted.mutable_spec()->set_kind(std::string(WorkloadKind(request->spec())));
+  absl::StatusOr<SubmitOutcome> outcome = submits_.Submit(submitted);
   if (!outcome.ok()) return ToGrpcStatus(outcome.status());
   *response->mutable_job() = std::move(outcome->job);
   response->set_deduplicated(outcome->deduplicated);

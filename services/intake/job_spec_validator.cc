@@ -6,6 +6,7 @@
 #include "services/common/compute_capability.h"
 #include "services/common/money.h"
 #include "services/common/names.h"
+#include "services/common/workloads.h"
 
 namespace tessera::intake {
 namespace {
@@ -77,6 +78,26 @@ absl::Status ValidateRequestId(std::string_view request_id) {
   return absl::OkStatus();
 }
 
+// Exactly one workload, and `kind`, when a client still sends it, naming that one.
+absl::Status ValidateWorkloadChoice(const v1::JobSpec& spec) {
+  const std::string_view workload = WorkloadKind(spec);
+  if (!spec.kind().empty() && !IsWorkloadKind(spec.kind())) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.kind: unknown job kind '", spec.kind(),
+                                                   "' (expected sleep, train_mlp, gemm_bench or allreduce_bench)"));
+  }
+  if (workload.empty() && !spec.kind().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.", spec.kind(), " is required for kind ", spec.kind()));
+  }
+  if (workload.empty()) {
+    return absl::InvalidArgumentError("spec.workload: one of sleep, train_mlp, gemm_bench or allreduce_bench is required");
+  }
+  if (!spec.kind().empty() && spec.kind() != workload) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.", std::string(workload), " must not be set for kind ", spec.kind(),
+                                                   " (spec.kind names the workload; it may be left out)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
@@ -84,10 +105,7 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
     return absl::InvalidArgumentError(
         absl::StrCat("spec is ", spec.ByteSizeLong(), " bytes; the limit is ", kMaxSpecBytes));
   }
-  if (spec.kind() != "sleep" && spec.kind() != "train_mlp" && spec.kind() != "gemm_bench" && spec.kind() != "allreduce_bench") {
-    return absl::InvalidArgumentError(absl::StrCat("spec.kind: unknown job kind '", spec.kind(),
-                                                   "' (expected sleep, train_mlp, gemm_bench or allreduce_bench)"));
-  }
+  if (absl::Status s = ValidateWorkloadChoice(spec); !s.ok()) return s;
   if (spec.gpu_count() < 1 || spec.gpu_count() > kMaxGpuCount) return OutOfRange("spec.gpu_count", 1, kMaxGpuCount, spec.gpu_count());
   if (spec.gpu_models_size() > 16) return absl::InvalidArgumentError("spec.gpu_models lists more than 16 models");
   for (const std::string& model : spec.gpu_models()) {
@@ -116,29 +134,23 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
                                                    spec.bid_utok_per_gpu_hour(), " × ", spec.gpu_count(), " × ",
                                                    spec.max_duration_ms(), "): raise the bid or the duration"));
   }
-  // Exactly the parameters of its kind.
-  const std::pair<std::string, bool> params[] = {
-      {"sleep", spec.has_sleep()}, {"train_mlp", spec.has_train_mlp()}, {"gemm_bench", spec.has_gemm_bench()},
-      {"allreduce_bench", spec.has_allreduce_bench()}};
-  for (const auto& [kind, set] : params) {
-    if (kind == spec.kind() && !set) return absl::InvalidArgumentError(absl::StrCat("spec.", kind, " is required for kind ", kind));
-    if (kind != spec.kind() && set) {
-      return absl::InvalidArgumentError(absl::StrCat("spec.", kind, " must not be set for kind ", spec.kind()));
+  switch (spec.workload_case()) {
+    case v1::JobSpec::kSleep:
+      // It may exceed max_duration_ms: such a job is stopped at its limit unless ExtendJob raises it.
+      if (spec.sleep().duration_ms() < 0 || spec.sleep().duration_ms() > kMaxDurationMs) {
+        return OutOfRange("spec.sleep.duration_ms", 0, kMaxDurationMs, spec.sleep().duration_ms());
+      }
+      return absl::OkStatus();
+    case v1::JobSpec::kGemmBench: return ValidateGemmBench(spec.gemm_bench());
+    case v1::JobSpec::kAllreduceBench: {
+      const v1::AllReduceBenchParams& p = spec.allreduce_bench();
+      if (p.megabytes() < 1 || p.megabytes() > 4'096) return OutOfRange("spec.allreduce_bench.megabytes", 1, 4'096, p.megabytes());
+      if (p.iterations() < 1 || p.iterations() > 1'000) return OutOfRange("spec.allreduce_bench.iterations", 1, 1'000, p.iterations());
+      return absl::OkStatus();
     }
-  }
-  if (spec.kind() == "sleep") {
-    // It may exceed max_duration_ms: such a job is stopped at its limit unless ExtendJob raises it.
-    if (spec.sleep().duration_ms() < 0 || spec.sleep().duration_ms() > kMaxDurationMs) {
-      return OutOfRange("spec.sleep.duration_ms", 0, kMaxDurationMs, spec.sleep().duration_ms());
-    }
-    return absl::OkStatus();
-  }
-  if (spec.kind() == "gemm_bench") return ValidateGemmBench(spec.gemm_bench());
-  if (spec.kind() == "allreduce_bench") {
-    const v1::AllReduceBenchParams& p = spec.allreduce_bench();
-    if (p.megabytes() < 1 || p.megabytes() > 4'096) return OutOfRange("spec.allreduce_bench.megabytes", 1, 4'096, p.megabytes());
-    if (p.iterations() < 1 || p.iterations() > 1'000) return OutOfRange("spec.allreduce_bench.iterations", 1, 1'000, p.iterations());
-    return absl::OkStatus();
+    case v1::JobSpec::kTrainMlp:
+    case v1::JobSpec::WORKLOAD_NOT_SET:  // refused by ValidateWorkloadChoice
+      break;
   }
   return ValidateTrainMlp(spec.train_mlp());
 }

@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "services/auth/client_channel.h"
 #include "services/auth/tls.h"
+#include "services/common/workloads.h"
 #include "services/worker/device_inventory.h"
 
 namespace tessera::worker {
@@ -236,7 +237,7 @@ bool Agent::ServeOneConnection() {
     hello.mutable_hello()->set_name(options_.name);
     hello.mutable_hello()->set_region(options_.region);
     hello.mutable_hello()->set_ask_utok_per_gpu_hour(options_.ask_utok_per_gpu_hour);
-    for (const std::string& kind : JobKindsOn(*backend_)) hello.mutable_hello()->add_job_kinds(kind);
+    for (const std::string& kind : WorkloadKindsOn(*backend_)) hello.mutable_hello()->add_job_kinds(kind);
     std::set<JobKey> running;
     for (const auto& [key, runner] : runners_) {
       if (abandoned_.contains(key)) continue;  // being stopped: the scheduler requeues it
@@ -315,7 +316,7 @@ void Agent::Handle(const v1::ServerMessage& message) {
       const v1::Assignment& a = message.assignment();
       const JobKey key{a.job_id(), a.attempt()};
       if (!runners_.contains(key)) {
-        spdlog::info("job {} attempt {}: {} on {} device(s)", a.job_id(), a.attempt(), a.spec().kind(), a.gpu_indexes_size());
+        spdlog::info("job {} attempt {}: {} on {} device(s)", a.job_id(), a.attempt(), WorkloadKind(a.spec()), a.gpu_indexes_size());
         runners_[key] = std::make_unique<JobRunner>(a, *this, *backend_, clock_, options_.runner);
       }
       break;

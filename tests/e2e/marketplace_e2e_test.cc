@@ -74,8 +74,8 @@ TEST_CASE("customers, workers and the ledger end to end; a killed worker's job f
   int64_t charged = 0, fees = 0;
   for (int64_t id : {job_a, job_b}) {
     v1::Job job = c.WaitFor(id, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_SUCCEEDED; }, 60'000);
-    CHECK(job.result().final_loss() < job.result().initial_loss());
-    CHECK(job.result().weights_sha256().size() == 64);
+    CHECK(job.result().train_mlp().final_loss() < job.result().train_mlp().initial_loss());
+    CHECK(job.result().train_mlp().weights_sha256().size() == 64);
     const v1::Invoice invoice = c.FinalInvoice(id);
     REQUIRE(invoice.lines_size() == 1);
     CHECK(invoice.lines(0).gpu_ms() > 0);
@@ -91,8 +91,8 @@ TEST_CASE("customers, workers and the ledger end to end; a killed worker's job f
                                    "gemm_bench:\n  n: 128\n  iterations: 5\n", "gemm");
     const v1::Job done = c.WaitFor(bench, [](const v1::Job& j) { return testing::IsTerminal(j); }, 60'000);
     CHECK(done.state() == v1::JOB_STATE_SUCCEEDED);
-    CHECK(done.result().achieved_tflops() > 0);
-    CHECK(done.result().backend() == "cpu");
+    CHECK(done.result().gemm_bench().achieved_tflops() > 0);
+    CHECK(done.result().gemm_bench().backend() == "cpu");
     // A CPU's throughput at its own scale, not "0.000 TFLOP/s".
     const std::string shown = c.Cli({"job", "get", std::to_string(bench)}).out;
     INFO(shown);

@@ -450,3 +450,38 @@ TEST_CASE("a scheduler restart mid-load recovers queued and running jobs from Po
   CHECK(db.Scalar("SELECT state FROM jobs WHERE job_id = " + std::to_string(running[1])) == "RUNNING");
   context2.TryCancel();
 }
+
+TEST_CASE("a spec names its workload; kind is filled in, and results stored before JobResult.outputs read back in it",
+          "[integration][server][workloads]") {
+  RunningServer s;
+  CreateFundedMarket(s.channel);
+  v1::SubmitJobRequest modern = SleepRequest("no-kind", 1'000'000);
+  modern.mutable_spec()->clear_kind();
+  v1::SubmitJobResponse first;
+  REQUIRE(s.Submit(modern, &first).ok());
+  CHECK(first.job().spec().kind() == "sleep");
+  CHECK(s.db.Scalar("SELECT kind FROM jobs WHERE job_id = " + std::to_string(first.job().job_id())) == "sleep");
+  // An older client's retry of the same request (it always sends kind) is the same spec, not a new job.
+  v1::SubmitJobResponse retry;
+  REQUIRE(s.Submit(SleepRequest("no-kind", 1'000'000), &retry).ok());
+  CHECK(retry.deduplicated());
+  CHECK(retry.job().job_id() == first.job().job_id());
+
+  // A train_mlp result as it was stored before `outputs`: initial_loss, final_loss, weights_sha256
+  // as fields 1..3 (doubles 1.5 and 0.25, a 64-character hash).
+  const std::string id = std::to_string(first.job().job_id());
+  const std::string legacy = "\\x09" "000000000000f83f" "11" "000000000000d03f" "1a40" + std::string(128, '6') /* 'f' × 64 */;
+  s.db.Scalar("UPDATE jobs SET result = '" + legacy + "'::bytea WHERE job_id = " + id + " RETURNING 1");
+  v1::GetJobRequest get;
+  get.set_job_id(first.job().job_id());
+  v1::Job job;
+  REQUIRE(s.jobs->GetJob(Ctx().get(), get, &job).ok());
+  REQUIRE(job.result().has_train_mlp());
+  CHECK(job.result().train_mlp().initial_loss() == 1.5);
+  CHECK(job.result().train_mlp().final_loss() == 0.25);
+  CHECK(job.result().train_mlp().weights_sha256() == std::string(64, 'f'));
+  // Nothing but the new layout goes out.
+  v1::JobResult expected;
+  *expected.mutable_train_mlp() = job.result().train_mlp();
+  CHECK(job.result().SerializeAsString() == expected.SerializeAsString());
+}

@@ -215,6 +215,17 @@ TEST_CASE("a multi-worker training job offers its communicator id at node rank 0
     REQUIRE(WaitFinished(runner, std::chrono::seconds(5)));
     CHECK(out.Finished()->succeeded());
   }
+  SECTION("rank 1 stops waiting at once when the job is cancelled") {
+    a.set_node_rank(1);
+    Collected out;
+    JobRunner runner(a, out, *backend, clock, {.usage_interval_ms = 20, .sampler = nullptr, .rendezvous_timeout_ms = 60'000});
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const auto cancelled_at = std::chrono::steady_clock::now();
+    runner.Cancel("customer asked");
+    REQUIRE(WaitFinished(runner, std::chrono::seconds(5)));
+    CHECK(std::chrono::steady_clock::now() - cancelled_at < std::chrono::seconds(2));
+    CHECK_THAT(out.Finished()->result().error(), Catch::Contains("cancelled: customer asked"));
+  }
   SECTION("rank 1 fails cleanly when it never arrives") {
     a.set_node_rank(1);
     Collected out;
@@ -223,6 +234,43 @@ TEST_CASE("a multi-worker training job offers its communicator id at node rank 0
     CHECK_FALSE(out.Finished()->succeeded());
     CHECK_THAT(out.Finished()->result().error(), Catch::Contains("no rendezvous from node rank 0 within 300 ms"));
   }
+}
+
+TEST_CASE("a training job's progress carries its loss, and its outputs come back as train_mlp", "[worker]") {
+  v1::Assignment a;
+  a.set_job_id(11);
+  a.set_attempt(1);
+  a.mutable_spec()->set_gpu_count(1);
+  a.mutable_spec()->set_max_duration_ms(60'000);
+  v1::TrainMlpParams* p = a.mutable_spec()->mutable_train_mlp();
+  p->set_seed(3);
+  p->set_input_dim(8);
+  p->set_hidden_dim(64);
+  p->set_output_dim(2);
+  p->set_samples(4'096);
+  p->set_batch_size(16);
+  p->set_epochs(40);
+  p->set_learning_rate_micros(20'000);
+  a.add_gpu_indexes(0);
+  SystemClock clock;
+  auto backend = kernels::MakeCpuBackend();
+  Collected out;
+  JobRunner runner(a, out, *backend, clock, {.usage_interval_ms = 5, .sampler = nullptr, .rendezvous_timeout_ms = 1'000});
+  REQUIRE(WaitFinished(runner, std::chrono::seconds(30)));
+  const std::optional<v1::JobFinished> finished = out.Finished();
+  REQUIRE(finished->succeeded());
+  const v1::JobResult& result = finished->result();
+  REQUIRE(result.has_train_mlp());
+  CHECK(result.train_mlp().final_loss() < result.train_mlp().initial_loss());
+  CHECK(result.train_mlp().weights_sha256().size() == 64);
+  std::vector<v1::JobProgress> progress;
+  for (const auto& m : out.messages()) {
+    if (m.has_progress()) progress.push_back(m.progress());
+  }
+  REQUIRE_FALSE(progress.empty());
+  for (size_t i = 1; i < progress.size(); ++i) CHECK(progress[i].progress_ppm() >= progress[i - 1].progress_ppm());
+  CHECK(progress.back().loss() > 0);
+  CHECK(progress.back().progress_ppm() <= 1'000'000);
 }
 
 TEST_CASE("allreduce_bench on a CPU worker fails with the reason, not a crash", "[worker]") {

@@ -23,6 +23,23 @@ TEST_CASE("YAML and JSON job specs parse to the same spec", "[cli]") {
   CHECK(json->SerializeAsString() == yaml->SerializeAsString());
 }
 
+TEST_CASE("a spec names its workload by its parameters; a file that also says kind: still reads", "[cli]") {
+  const std::string body = "gpu_count: 1\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 600000\ngemm_bench:\n  n: 64\n  iterations: 2\n";
+  auto modern = ParseJobSpec(body);
+  REQUIRE(modern.ok());
+  CHECK(modern->has_gemm_bench());
+  CHECK(modern->kind().empty());
+  CHECK(tessera::intake::ValidateJobSpec(*modern).ok());
+  auto older = ParseJobSpec("kind: gemm_bench\n" + body);
+  REQUIRE(older.ok());
+  CHECK(tessera::intake::ValidateJobSpec(*older).ok());
+  CHECK(older->gemm_bench().SerializeAsString() == modern->gemm_bench().SerializeAsString());
+  // Two workloads in one file is an error, not the last one silently winning.
+  auto two = ParseJobSpec(body + "sleep:\n  duration_ms: 5\n");
+  REQUIRE_FALSE(two.ok());
+  CHECK_THAT(std::string(two.status().message()), Catch::Contains("sleep"));
+}
+
 TEST_CASE("unknown fields and broken files are clear errors", "[cli]") {
   auto unknown = ParseJobSpec("kind: sleep\ngpu_cuont: 1\n");
   REQUIRE_FALSE(unknown.ok());

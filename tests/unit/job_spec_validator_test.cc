@@ -30,6 +30,17 @@ std::string ErrorOf(const v1::SubmitJobRequest& r) {
 
 TEST_CASE("a valid spec passes", "[validator]") { CHECK(intake::ValidateSubmitRequest(ValidSleep()).ok()); }
 
+TEST_CASE("kind may be left out; when given it must name the workload that is set", "[validator]") {
+  auto r = ValidSleep();
+  r.mutable_spec()->clear_kind();
+  CHECK(intake::ValidateSubmitRequest(r).ok());
+  r.mutable_spec()->set_kind("train_mlp");
+  CHECK_THAT(ErrorOf(r), Catch::Contains("spec.sleep must not be set for kind train_mlp"));
+  r.mutable_spec()->clear_kind();
+  r.mutable_spec()->clear_workload();
+  CHECK_THAT(ErrorOf(r), Catch::Contains("spec.workload: one of sleep, train_mlp, gemm_bench or allreduce_bench is required"));
+}
+
 TEST_CASE("bad specs are rejected with a message naming the field", "[validator]") {
   auto r = ValidSleep();
   SECTION("zero GPUs") {

@@ -69,12 +69,12 @@ TEST_CASE("a result's signature covers its outcome and its whole result", "[sign
   f.set_attempt(1);
   f.set_succeeded(true);
   f.set_last_usage_seq(12);
-  f.mutable_result()->set_final_loss(0.25f);
+  f.mutable_result()->mutable_train_mlp()->set_final_loss(0.25f);
   SignFinished(key, 3, &f);
   CHECK(VerifyFinished(key.public_key, 3, f));
   for (auto tamper : std::vector<std::function<void(v1::JobFinished&)>>{
            [](v1::JobFinished& x) { x.set_succeeded(false); }, [](v1::JobFinished& x) { x.set_last_usage_seq(11); },
-           [](v1::JobFinished& x) { x.mutable_result()->set_final_loss(0.01f); }, [](v1::JobFinished& x) { x.set_attempt(2); }}) {
+           [](v1::JobFinished& x) { x.mutable_result()->mutable_train_mlp()->set_final_loss(0.01f); }, [](v1::JobFinished& x) { x.set_attempt(2); }}) {
     v1::JobFinished changed = f;
     tamper(changed);
     CHECK_FALSE(VerifyFinished(key.public_key, 3, changed));

@@ -1,0 +1,55 @@
+#include "services/common/workloads.h"
+
+#include <algorithm>
+
+namespace tessera {
+
+std::string_view WorkloadKind(const v1::JobSpec& spec) {
+  switch (spec.workload_case()) {
+    case v1::JobSpec::kSleep: return "sleep";
+    case v1::JobSpec::kTrainMlp: return "train_mlp";
+    case v1::JobSpec::kGemmBench: return "gemm_bench";
+    case v1::JobSpec::kAllreduceBench: return "allreduce_bench";
+    case v1::JobSpec::WORKLOAD_NOT_SET: return "";
+  }
+  return "";
+}
+
+bool IsWorkloadKind(std::string_view kind) { return std::find(kWorkloadKinds.begin(), kWorkloadKinds.end(), kind) != kWorkloadKinds.end(); }
+
+// The one place that reads the deprecated fields.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+void UpgradeLegacyResult(v1::JobResult* r) {
+  if (r->outputs_case() != v1::JobResult::OUTPUTS_NOT_SET) return;
+  if (r->initial_loss() != 0 || r->final_loss() != 0 || !r->weights_sha256().empty()) {
+    v1::TrainMlpResult* out = r->mutable_train_mlp();
+    out->set_initial_loss(r->initial_loss());
+    out->set_final_loss(r->final_loss());
+    out->set_weights_sha256(r->weights_sha256());
+  } else if (r->algorithm_gbps() != 0 || r->bus_gbps() != 0) {
+    v1::AllReduceBenchResult* out = r->mutable_allreduce_bench();
+    out->set_algorithm_gbps(r->algorithm_gbps());
+    out->set_bus_gbps(r->bus_gbps());
+    out->set_timed_seconds(r->timed_seconds());
+    out->set_backend(r->backend());
+  } else if (r->achieved_tflops() != 0 || r->timed_seconds() != 0 || r->checksum() != 0 || !r->backend().empty()) {
+    v1::GemmBenchResult* out = r->mutable_gemm_bench();
+    out->set_achieved_tflops(r->achieved_tflops());
+    out->set_timed_seconds(r->timed_seconds());
+    out->set_backend(r->backend());
+    out->set_checksum(r->checksum());
+  }
+  r->clear_initial_loss();
+  r->clear_final_loss();
+  r->clear_weights_sha256();
+  r->clear_achieved_tflops();
+  r->clear_timed_seconds();
+  r->clear_backend();
+  r->clear_checksum();
+  r->clear_algorithm_gbps();
+  r->clear_bus_gbps();
+}
+#pragma GCC diagnostic pop
+
+}  // namespace tessera

@@ -1,0 +1,30 @@
+// The workloads a job spec names (JobSpec.workload) and the results they report (JobResult.outputs),
+// read the same way by intake, the scheduler and the worker:
+//
+//   WorkloadKind(spec)          "train_mlp" for a spec whose workload is train_mlp; "" when unset
+//   UpgradeLegacyResult(&r)     moves the flat result fields of older agents and stored jobs into
+//                               `outputs`, so that everything after it reads one shape
+#pragma once
+
+#include <array>
+#include <string_view>
+
+#include "tessera/v1/jobs.pb.h"
+
+namespace tessera {
+
+// Every workload a spec may name, in the order of the proto's oneof.
+inline constexpr std::array<std::string_view, 4> kWorkloadKinds = {"sleep", "train_mlp", "gemm_bench", "allreduce_bench"};
+
+// The name of the spec's workload (its member of the oneof); empty when none is set.
+std::string_view WorkloadKind(const v1::JobSpec& spec);
+
+bool IsWorkloadKind(std::string_view kind);
+
+// A result written in the layout before `outputs` (flat fields 1..10 beside `error`) rewritten into
+// the workload's member of `outputs`, the flat fields cleared. Which workload it was is told by the
+// fields it set (a train_mlp result always carries its weights' hash, an allreduce_bench result its
+// bandwidths). A result already in the new layout is left as it is.
+void UpgradeLegacyResult(v1::JobResult* result);
+
+}  // namespace tessera

@@ -1,0 +1,27 @@
+#include "services/worker/workload.h"
+
+#include "absl/strings/str_cat.h"
+#include "services/common/workloads.h"
+#include "services/worker/kernel_workload.h"
+
+namespace tessera::worker {
+
+absl::StatusOr<std::unique_ptr<Workload>> MakeWorkload(const v1::Assignment& assignment, WorkloadEnvironment environment) {
+  if (assignment.spec().workload_case() == v1::JobSpec::WORKLOAD_NOT_SET) {
+    return absl::InvalidArgumentError(absl::StrCat("the assignment names no workload this agent runs (kind '",
+                                                   assignment.spec().kind(), "')"));
+  }
+  // Every workload today is a built-in kernel.
+  return std::make_unique<KernelWorkload>(assignment, environment.backend, environment.clock, environment.communicators);
+}
+
+std::vector<std::string> WorkloadKindsOn(const kernels::ComputeBackend& backend) {
+  std::vector<std::string> kinds;
+  for (std::string_view kind : kWorkloadKinds) {
+    if (kind == "allreduce_bench" && !backend.HasCollectives()) continue;  // NCCL only
+    kinds.emplace_back(kind);
+  }
+  return kinds;
+}
+
+}  // namespace tessera::worker

@@ -1,0 +1,64 @@
+// What a job runs on a worker, behind one interface whatever it is (a built-in kernel today; a
+// customer's container next), so that JobRunner around it does only metering, limits and reporting:
+//
+//   absl::StatusOr<std::unique_ptr<Workload>> w = MakeWorkload(assignment, environment);
+//   (*w)->Start();
+//   while (!(*w)->Wait(1s)) Report((*w)->Progress());   // Cancel() from any thread stops it
+//   absl::StatusOr<v1::JobResult> outputs = (*w)->Outputs();
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/compute_backend.h"
+#include "services/common/clock.h"
+#include "services/worker/rendezvous.h"
+#include "tessera/v1/jobs.pb.h"
+#include "tessera/v1/workers.pb.h"
+
+namespace tessera::worker {
+
+// How far a workload is: parts per million of its work, and its latest training loss when it has one.
+struct WorkloadProgress {
+  uint32_t progress_ppm = 0;
+  std::optional<float> loss;
+  bool operator==(const WorkloadProgress&) const = default;
+};
+
+class Workload {
+ public:
+  virtual ~Workload() = default;  // an implementation stops its work and waits for it
+  // Begins the work and returns at once.
+  virtual void Start() = 0;
+  // Asks the work to stop; from any thread, any number of times, before or after Start. Wait returns
+  // true soon after (a kernel stops within one step).
+  virtual void Cancel() = 0;
+  // Waits up to `timeout` for the work to end; true once it has.
+  virtual bool Wait(std::chrono::milliseconds timeout) = 0;
+  virtual WorkloadProgress Progress() const = 0;
+  // Once Wait returned true: what the work produced (JobResult.outputs), or why it failed (its
+  // error, CANCELLED when it was cancelled).
+  virtual absl::StatusOr<v1::JobResult> Outputs() = 0;
+};
+
+// What a workload may use on this machine.
+struct WorkloadEnvironment {
+  kernels::ComputeBackend& backend;
+  const Clock& clock;
+  // The communicator of a job spread over several workers.
+  CommunicatorSource& communicators;
+};
+
+// The workload an assignment names; INVALID_ARGUMENT when it names none this agent runs.
+absl::StatusOr<std::unique_ptr<Workload>> MakeWorkload(const v1::Assignment& assignment, WorkloadEnvironment environment);
+
+// The workloads (JobSpec.kind names) an agent on `backend` runs: what its hello offers, so that the
+// scheduler never leases this machine a job it would fail.
+std::vector<std::string> WorkloadKindsOn(const kernels::ComputeBackend& backend);
+
+}  // namespace tessera::worker
