@@ -7,6 +7,7 @@
 #include "services/billing/ledger.h"
 #include "services/billing/settlement_plan.h"
 #include "services/common/merkle.h"
+#include "services/lifecycle/job_lifecycle.h"
 #include "base/check.h"
 #include "services/store/notifications.h"
 
@@ -44,17 +45,7 @@ void WarnLowEscrow(pqxx::work& tx, std::map<int64_t, JobMoney>& jobs, const Leas
     warn_jobs.push_back(job_id);
     warn_remaining.push_back(job.remaining_ms);
   }
-  if (warn_jobs.empty()) return;
-  tx.exec_params0(
-      "WITH warned AS (UPDATE jobs j SET escrow_warned_at_max_ms = j.max_duration_ms"
-      "   FROM unnest($1::bigint[], $2::bigint[]) AS s(job_id, remaining_ms)"
-      "   WHERE j.job_id = s.job_id AND j.state IN ('ASSIGNED', 'RUNNING')"
-      "   RETURNING j.job_id, j.state, j.attempt, j.worker_id, j.max_duration_ms, j.hold_utok, j.charged_utok, s.remaining_ms)"
-      " INSERT INTO job_events (job_id, state, attempt, worker_id, kind, remaining_ms, message)"
-      " SELECT job_id, state, attempt, worker_id, 'ESCROW_LOW', remaining_ms,"
-      "   'escrow low: ' || remaining_ms || ' ms left of max_duration_ms ' || max_duration_ms || ' (' || charged_utok || ' of '"
-      "   || hold_utok || ' µT held is charged); ExtendJob now, or the job is stopped at the limit' FROM warned",
-      ArrayLiteral(warn_jobs), ArrayLiteral(warn_remaining));
+  lifecycle::WarnEscrowLow(tx, warn_jobs, warn_remaining);
 }
 
 // Charges the batch of unsettled reports; returns how many were settled.

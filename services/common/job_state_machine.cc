@@ -60,8 +60,8 @@ bool CanTransition(JobState from, JobState to) {
   switch (to) {
     case v1::JOB_STATE_ASSIGNED:
       return from == v1::JOB_STATE_QUEUED;
-    case v1::JOB_STATE_RUNNING:
-      return from == v1::JOB_STATE_ASSIGNED;
+    case v1::JOB_STATE_RUNNING:  // started; or from QUEUED, a lost lease resumed by its worker
+      return from == v1::JOB_STATE_ASSIGNED || from == v1::JOB_STATE_QUEUED;
     case v1::JOB_STATE_SUCCEEDED:
       return from == v1::JOB_STATE_RUNNING || from == v1::JOB_STATE_ASSIGNED;
     case v1::JOB_STATE_QUEUED:  // lease lost or retryable failure
@@ -72,6 +72,14 @@ bool CanTransition(JobState from, JobState to) {
     default:
       return false;
   }
+}
+
+std::vector<JobState> SourcesOf(JobState to) {
+  std::vector<JobState> sources;
+  for (const auto& [from, name] : kJobStateNames) {
+    if (CanTransition(from, to)) sources.push_back(from);
+  }
+  return sources;
 }
 
 std::string_view JobStateName(JobState state) { return NameIn(kJobStateNames, state); }

@@ -14,6 +14,7 @@
 #include "tessera/v1/workers.pb.h"
 #include "services/store/notifications.h"
 #include "services/common/worker_validation.h"
+#include "services/lifecycle/job_lifecycle.h"
 #include "services/common/workloads.h"
 
 namespace tessera::intake {
@@ -31,25 +32,6 @@ constexpr store::Statement kFindRequests{
     // LATERAL: one unique-index probe per request, whatever plan the statement caches.
     "SELECT r.account_id, r.request_id, j.job_id, j.spec FROM unnest($1::bigint[], $2::text[]) AS r(account_id, request_id)"
     " JOIN LATERAL (SELECT job_id, spec FROM jobs WHERE account_id = r.account_id AND request_id = r.request_id) j ON true"};
-
-// The jobs, their QUEUED events and the scheduler's wake-ups (one store::JobSubmitted NOTIFY per
-// job) in one statement.
-constexpr store::Statement kInsertJobs{
-    "submit_insert_jobs",
-    "WITH input AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],"
-    "   $7::bigint[], $8::bigint[], $9::text[], $10::int[], $11::bigint[], $13::bigint[])"
-    "   AS t(account_id, request_id, spec, kind, gpu_count, gpu_models, bid, max_duration_ms, priority_class, max_attempts, hold,"
-    "        queue_timeout_ms)),"
-    " job AS ("
-    "  INSERT INTO jobs (account_id, request_id, spec, kind, gpu_count, gpu_models, bid_utok_per_gpu_hour,"
-    "   max_duration_ms, priority_class, max_attempts, fee_bps, hold_utok, state, queue_deadline)"
-    "  SELECT account_id, request_id, decode(spec, 'hex'), kind, gpu_count, gpu_models::text[], bid, max_duration_ms,"
-    "   priority_class, max_attempts, $12, hold, 'QUEUED', now() + queue_timeout_ms * interval '1 millisecond' FROM input"
-    "  RETURNING job_id, account_id, request_id, hold_utok, created_at, queue_deadline),"
-    " audited AS (INSERT INTO job_events (job_id, state, attempt, message)"
-    "  SELECT job_id, 'QUEUED', 0, 'submitted; ' || hold_utok || ' µT held in escrow' FROM job)"
-    "SELECT account_id, request_id, job_id, (extract(epoch FROM created_at) * 1000)::bigint,"
-    " " TESSERA_NOTIFY_JOB_SUBMITTED_SQL ", (extract(epoch FROM queue_deadline) * 1000)::bigint FROM job"};
 
 struct AccountBalances {
   int64_t account_id = 0;
@@ -271,41 +253,38 @@ v1::Job WrittenJob(const v1::SubmitJobRequest& r, const SubmitTerms& terms, int6
 void InsertAccepted(pqxx::work& tx, const std::vector<const v1::SubmitJobRequest*>& requests, const std::vector<SubmitTerms>& terms,
                     const std::map<std::string, AccountBalances>& accounts, const std::vector<size_t>& accepted, int64_t fee_bps,
                     int64_t default_queue_timeout_ms, Outcomes& out) {
-  std::vector<int64_t> account_ids, gpu_counts, bids, durations, attempts, holds, queue_timeouts;
-  std::vector<std::string> request_ids, specs, kinds, models, classes;
+  lifecycle::NewJobs rows;
   for (size_t i : accepted) {
     const v1::JobSpec& spec = requests[i]->spec();
-    account_ids.push_back(accounts.at(requests[i]->account()).account_id);
-    request_ids.push_back(requests[i]->request_id());
-    specs.push_back(store::Hex(terms[i].spec_bytes));
-    kinds.emplace_back(WorkloadKind(spec));
-    gpu_counts.push_back(spec.gpu_count());
-    models.push_back(store::ArrayLiteral(std::vector<std::string>(spec.gpu_models().begin(), spec.gpu_models().end())));
-    bids.push_back(spec.bid_utok_per_gpu_hour());
-    durations.push_back(spec.max_duration_ms());
-    classes.emplace_back(PriorityClassName(spec.priority_class()));
-    attempts.push_back(terms[i].max_attempts);
-    holds.push_back(terms[i].hold);
-    queue_timeouts.push_back(spec.queue_timeout_ms() > 0 ? spec.queue_timeout_ms() : default_queue_timeout_ms);
+    rows.account_ids.push_back(accounts.at(requests[i]->account()).account_id);
+    rows.request_ids.push_back(requests[i]->request_id());
+    rows.specs_hex.push_back(store::Hex(terms[i].spec_bytes));
+    rows.kinds.emplace_back(WorkloadKind(spec));
+    rows.gpu_counts.push_back(spec.gpu_count());
+    rows.gpu_models.push_back(store::ArrayLiteral(std::vector<std::string>(spec.gpu_models().begin(), spec.gpu_models().end())));
+    rows.bids.push_back(spec.bid_utok_per_gpu_hour());
+    rows.max_duration_ms.push_back(spec.max_duration_ms());
+    rows.priority_classes.emplace_back(PriorityClassName(spec.priority_class()));
+    rows.max_attempts.push_back(terms[i].max_attempts);
+    rows.holds.push_back(terms[i].hold);
+    rows.queue_timeout_ms.push_back(spec.queue_timeout_ms() > 0 ? spec.queue_timeout_ms() : default_queue_timeout_ms);
   }
-  std::map<RequestKey, std::tuple<int64_t, int64_t, int64_t>> inserted;  // → job, created, deadline ms
-  for (const pqxx::row& r : store::Exec(tx, kInsertJobs, store::ArrayLiteral(account_ids), store::ArrayLiteral(request_ids),
-                                        store::ArrayLiteral(specs), store::ArrayLiteral(kinds), store::ArrayLiteral(gpu_counts),
-                                        store::ArrayLiteral(models), store::ArrayLiteral(bids), store::ArrayLiteral(durations),
-                                        store::ArrayLiteral(classes), store::ArrayLiteral(attempts), store::ArrayLiteral(holds),
-                                        fee_bps, store::ArrayLiteral(queue_timeouts))) {
-    inserted[{r[0].as<int64_t>(), r[1].as<std::string>()}] = {r[2].as<int64_t>(), r[3].as<int64_t>(), r[5].as<int64_t>()};
+  std::map<RequestKey, lifecycle::QueuedJob> inserted;
+  for (lifecycle::QueuedJob& job : lifecycle::InsertQueued(tx, rows, fee_bps)) {
+    RequestKey key{job.account_id, job.request_id};
+    inserted.emplace(std::move(key), std::move(job));
   }
   std::vector<billing::TransferSpec> transfers;
   for (size_t i : accepted) {
     const v1::SubmitJobRequest& r = *requests[i];
     const AccountBalances& account = accounts.at(r.account());
-    const auto [job_id, created_ms, queue_deadline_ms] = inserted.at({account.account_id, r.request_id()});
+    const lifecycle::QueuedJob& queued = inserted.at({account.account_id, r.request_id()});
+    const int64_t job_id = queued.job_id;
     if (terms[i].hold > 0) {
       transfers.push_back({.idempotency_key = absl::StrCat("hold:", job_id), .kind = "HOLD", .debit_ledger_id = account.available_id,
                            .credit_ledger_id = account.escrow_id, .amount_utok = terms[i].hold, .job_id = job_id});
     }
-    out[i] = SubmitOutcome{.job = WrittenJob(r, terms[i], job_id, created_ms, queue_deadline_ms), .deduplicated = false};
+    out[i] = SubmitOutcome{.job = WrittenJob(r, terms[i], job_id, queued.created_ms, queued.queue_deadline_ms), .deduplicated = false};
   }
   if (!transfers.empty()) billing::PostTransfers(tx, transfers, billing::BucketLocks::kAlreadyHeld);
 }
@@ -377,25 +356,7 @@ absl::StatusOr<v1::Job> JobRepository::Cancel(int64_t job_id) {
     if (!CanTransition(state, v1::JOB_STATE_CANCELLED)) {
       return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is already ", std::string(JobStateName(state))));
     }
-    const auto attempt = r[0][1].as<int64_t>();
-    tx.exec_params0("UPDATE jobs SET state = 'CANCELLED', wait_reason = '', updated_at = now() WHERE job_id = $1", job_id);
-    const pqxx::result ended = tx.exec_params(
-        "UPDATE assignments SET state = 'ENDED', end_reason = 'cancelled', ended_at = now()"
-        " WHERE job_id = $1 AND attempt = $2 AND state = 'LIVE' RETURNING worker_id",
-        job_id, attempt);
-    const int64_t worker_id = ended.empty() ? 0 : ended[0][0].as<int64_t>();
-    tx.exec_params0(
-        "INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
-        " VALUES ($1, 'CANCELLED', $2, NULLIF($3, 0), 'cancelled by the customer')",
-        job_id, attempt, worker_id);
-    store::NotifySettle(tx);
-    // One cancel per worker holding a lease (a spread job has several); worker 0: the job was
-    // still queued and the scheduler drops it from its queue.
-    const auto cancelled_on = [&](int64_t worker_id) {
-      return store::JobCancelled{.job_id = job_id, .attempt = static_cast<uint32_t>(attempt), .worker_id = worker_id};
-    };
-    if (ended.empty()) store::Notify(tx, cancelled_on(0));
-    for (const pqxx::row& lease : ended) store::Notify(tx, cancelled_on(lease[0].as<int64_t>()));
+    lifecycle::CancelByCustomer(tx, job_id, state, r[0][1].as<uint32_t>());
     return LoadJob(tx, job_id);
   });
 }
@@ -474,23 +435,10 @@ absl::StatusOr<v1::Job> JobRepository::Extend(const v1::ExtendJobRequest& reques
                                .job_id = job_id}},
                              billing::BucketLocks::kAlreadyHeld);
     }
-    tx.exec_params0("UPDATE jobs SET max_duration_ms = $2, hold_utok = $3, updated_at = now() WHERE job_id = $1", job_id, new_max,
-                    *new_hold);
-    tx.exec_params0(
-        "INSERT INTO job_extensions (job_id, request_id, additional_duration_ms, hold_added_utok, max_duration_ms_after)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        job_id, request.request_id(), request.additional_duration_ms(), added, new_max);
-    tx.exec_params0(
-        "INSERT INTO job_events (job_id, state, attempt, message, kind) VALUES ($1, $2, $3, $4, 'EXTENDED')", job_id,
-        std::string(JobStateName(state)), attempt,
-        absl::StrCat("extended by ", request.additional_duration_ms(), " ms to max_duration_ms ", new_max, "; ", added,
-                     " µT more held in escrow"));
-    // The scheduler updates its market and tells each worker running it (worker 0: not running).
-    if (running_on.empty()) running_on.push_back(0);
-    for (int64_t worker_id : running_on) {
-      store::Notify(tx, store::JobExtended{.job_id = job_id, .attempt = static_cast<uint32_t>(attempt), .worker_id = worker_id,
-                                           .max_duration_ms = new_max});
-    }
+    lifecycle::RecordExtension(tx, {.job_id = job_id, .state = state, .attempt = static_cast<uint32_t>(attempt),
+                                    .request_id = request.request_id(), .additional_ms = request.additional_duration_ms(),
+                                    .added_hold_utok = added, .new_max_ms = new_max, .new_hold_utok = *new_hold,
+                                    .running_on = running_on});
     return LoadJob(tx, job_id);
   });
 }

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "services/common/job_state_machine.h"
+#include "services/lifecycle/job_lifecycle.h"
 #include "services/scheduler/market_inputs.h"
 #include "services/scheduler/trust_repository.h"
 #include "services/store/statement.h"
@@ -284,22 +285,7 @@ absl::StatusOr<v1::Worker> SchedulerRepository::RetireWorker(int64_t worker_id, 
 absl::StatusOr<std::vector<int64_t>> SchedulerRepository::CancelExpiredQueued(int limit) {
   return db_.Transact("cancel expired queued jobs", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<int64_t>> {
     if (absl::Status s = CheckEpoch(tx); !s.ok()) return s;
-    // SKIP LOCKED: a job a customer is cancelling or extending right now is left for the next pass.
-    const pqxx::result expired = tx.exec_params(
-        "WITH due AS (SELECT job_id, wait_reason, (extract(epoch FROM queue_deadline - created_at) * 1000)::bigint AS timeout_ms"
-        "   FROM jobs WHERE state = 'QUEUED' AND attempt = 0 AND queue_deadline < now()"
-        "   ORDER BY queue_deadline LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED),"
-        " cancelled AS (UPDATE jobs j SET state = 'CANCELLED', wait_reason = '', updated_at = now() FROM due"
-        "   WHERE j.job_id = due.job_id RETURNING j.job_id)"
-        " INSERT INTO job_events (job_id, state, attempt, message)"
-        " SELECT job_id, 'CANCELLED', 0, 'queue timeout: not started within ' || timeout_ms || ' ms'"
-        "   || CASE WHEN wait_reason = '' THEN '' ELSE ' (' || wait_reason || ')' END || '; the escrow is released'"
-        " FROM due WHERE job_id IN (SELECT job_id FROM cancelled) RETURNING job_id",
-        limit);
-    std::vector<int64_t> ids;
-    for (const pqxx::row& r : expired) ids.push_back(r[0].as<int64_t>());
-    if (!ids.empty()) store::NotifySettle(tx);
-    return ids;
+    return lifecycle::CancelExpiredQueued(tx, limit);
   });
 }
 
@@ -418,8 +404,7 @@ absl::StatusOr<PersistedDecisions> SchedulerRepository::PersistDecisions(const s
                                                                          const std::vector<int64_t>& preempted_jobs) {
   // One row per (job, worker): a spread job has a lease on each of its workers, ranked in the order
   // the market chose them.
-  std::vector<int64_t> jobs, workers, prices, ranks;
-  std::vector<std::string> gpus, nodes;
+  lifecycle::Placements rows;
   for (const scheduler::JobPlacement& p : placements) {
     std::vector<int64_t> order;
     std::map<int64_t, std::vector<uint32_t>> indexes;
@@ -431,47 +416,20 @@ absl::StatusOr<PersistedDecisions> SchedulerRepository::PersistDecisions(const s
     }
     const std::string node_list = ArrayLiteral(order);
     for (size_t rank = 0; rank < order.size(); ++rank) {
-      jobs.push_back(p.job_id);
-      workers.push_back(order[rank]);
-      prices.push_back(price[order[rank]]);
-      ranks.push_back(static_cast<int64_t>(rank));
-      gpus.push_back(IndexLiteral(indexes[order[rank]]));
-      nodes.push_back(node_list);
+      rows.job_ids.push_back(p.job_id);
+      rows.worker_ids.push_back(order[rank]);
+      rows.prices.push_back(price[order[rank]]);
+      rows.node_ranks.push_back(static_cast<int64_t>(rank));
+      rows.gpu_lists.push_back(IndexLiteral(indexes[order[rank]]));
+      rows.node_lists.push_back(node_list);
     }
   }
   return db_.Transact("persist decisions", [&](pqxx::work& tx) -> absl::StatusOr<PersistedDecisions> {
     if (absl::Status leader = CheckEpoch(tx); !leader.ok()) return leader;
     PersistedDecisions out;
-    if (!preempted_jobs.empty()) out.preempted = RequeueInTx(tx, {}, {}, preempted_jobs, "preempted by an on-demand job");
-    if (jobs.empty()) return out;
-    const pqxx::result rows = store::Exec(tx, {"sched_persist_placements",
-        "WITH p AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::int[], $6::text[])"
-        "   AS t(job_id, worker_id, price, gpus, node_rank, nodes)),"
-        " assigned AS ("
-        "  UPDATE jobs j SET state = 'ASSIGNED', attempt = j.attempt + 1, worker_id = p.worker_id,"
-        "   price_utok_per_gpu_hour = p.price, wait_reason = '', progress_ppm = 0, updated_at = now()"
-        "  FROM p WHERE j.job_id = p.job_id AND p.node_rank = 0 AND j.state = 'QUEUED'"
-        "  RETURNING j.job_id, j.attempt, j.spec, j.state, j.account_id, j.created_at, j.max_duration_ms),"
-        " leased AS ("
-        "  INSERT INTO assignments (job_id, attempt, worker_id, gpu_indexes, price_utok_per_gpu_hour, state, node_rank)"
-        "  SELECT p.job_id, a.attempt, p.worker_id, p.gpus::int[], p.price, 'LIVE', p.node_rank FROM p JOIN assigned a USING (job_id)"
-        "  RETURNING job_id, attempt, worker_id, gpu_indexes, price_utok_per_gpu_hour, node_rank),"
-        " totals AS (INSERT INTO lease_totals (job_id, attempt, worker_id) SELECT job_id, attempt, worker_id FROM leased),"
-        " audited AS ("
-        "  INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
-        "  SELECT job_id, 'ASSIGNED', attempt, worker_id,"
-        "   'assigned to worker ' || worker_id || ' at ' || price_utok_per_gpu_hour || ' µT/GPU-h'"
-        "   || CASE WHEN node_rank > 0 OR EXISTS (SELECT 1 FROM p WHERE p.job_id = leased.job_id AND p.node_rank > 0)"
-        "   THEN ' (node ' || node_rank || ')' ELSE '' END FROM leased)"
-        // The columns of kAssignmentColumns, the node list from the input (the new rows are not
-        // visible to a subquery of this statement).
-        "SELECT l.job_id, l.attempt, l.worker_id, l.gpu_indexes, l.price_utok_per_gpu_hour, a.spec, a.state, c.name,"
-        " (extract(epoch FROM a.created_at) * 1000)::bigint, l.node_rank, p.nodes, a.max_duration_ms"
-        " FROM leased l JOIN assigned a USING (job_id) JOIN p ON p.job_id = l.job_id AND p.worker_id = l.worker_id"
-        " JOIN accounts c ON c.account_id = a.account_id ORDER BY l.job_id, l.node_rank"},
-        ArrayLiteral(jobs), ArrayLiteral(workers), ArrayLiteral(prices), ArrayLiteral(gpus), ArrayLiteral(ranks),
-        ArrayLiteral(nodes));
-    for (const pqxx::row& r : rows) out.assigned.push_back(AssignmentFromRow(r));
+    if (!preempted_jobs.empty()) out.preempted = lifecycle::EndLeases(tx, {}, {}, preempted_jobs, "preempted by an on-demand job");
+    if (rows.job_ids.empty()) return out;
+    for (const pqxx::row& r : lifecycle::Assign(tx, rows)) out.assigned.push_back(AssignmentFromRow(r));
     return out;
   });
 }
@@ -485,10 +443,7 @@ absl::Status SchedulerRepository::UpdateWaitReasons(const std::vector<std::pair<
     texts.push_back(reason);
   }
   return db_.Transact("update wait reasons", [&](pqxx::work& tx) {
-    store::Exec(tx, {"sched_wait_reasons",
-        "UPDATE jobs j SET wait_reason = u.reason FROM unnest($1::bigint[], $2::text[]) AS u(job_id, reason)"
-        " WHERE j.job_id = u.job_id AND j.state = 'QUEUED' AND j.wait_reason <> u.reason"},
-        ArrayLiteral(ids), ArrayLiteral(texts));
+    lifecycle::SetWaitReasons(tx, ids, texts);
     return absl::OkStatus();
   });
 }
@@ -556,8 +511,10 @@ absl::StatusOr<std::vector<RendezvousOut>> SchedulerRepository::RendezvousFor(in
 }
 
 absl::StatusOr<SchedulerRepository::AppliedEvents> SchedulerRepository::ApplyStateEvents(const StateEvents& events) {
-  std::vector<int64_t> s_job, s_attempt, s_worker, p_job, p_attempt, p_worker, p_ppm, f_job, f_attempt, f_worker;
-  std::vector<std::string> p_loss, f_state, f_result, f_message;
+  std::vector<int64_t> s_job, s_attempt, s_worker, p_job, p_attempt, p_worker, p_ppm;
+  std::vector<std::string> p_loss;
+  lifecycle::Finishes finishes;
+  std::vector<int64_t>& f_job = finishes.job_ids;
   for (const auto& [worker, m] : events.started) {
     s_job.push_back(m.job_id());
     s_attempt.push_back(m.attempt());
@@ -573,78 +530,29 @@ absl::StatusOr<SchedulerRepository::AppliedEvents> SchedulerRepository::ApplySta
   std::vector<int64_t> all_jobs = s_job;
   for (const auto& [worker, m] : events.finished) {
     f_job.push_back(m.job_id());
-    f_attempt.push_back(m.attempt());
-    f_worker.push_back(worker);
-    f_state.push_back(m.succeeded() ? "SUCCEEDED" : "FAILED");
-    f_result.push_back(Hex(m.result().SerializeAsString()));
-    f_message.push_back(m.succeeded() ? "finished on worker " + std::to_string(worker)
+    finishes.attempts.push_back(m.attempt());
+    finishes.worker_ids.push_back(worker);
+    finishes.states.emplace_back(JobStateName(m.succeeded() ? v1::JOB_STATE_SUCCEEDED : v1::JOB_STATE_FAILED));
+    finishes.results_hex.push_back(Hex(m.result().SerializeAsString()));
+    finishes.messages.push_back(m.succeeded() ? "finished on worker " + std::to_string(worker)
                                       : "failed on worker " + std::to_string(worker) + ": " + m.result().error());
     all_jobs.push_back(m.job_id());
   }
   return db_.Transact("apply job events", [&](pqxx::work& tx) -> absl::StatusOr<AppliedEvents> {
     store::Exec(tx, {"sched_lock_jobs", "SELECT 1 FROM jobs WHERE job_id = ANY($1::bigint[]) ORDER BY job_id FOR NO KEY UPDATE"},
                    ArrayLiteral(all_jobs));
-    if (!s_job.empty()) {
-      // A job runs once its first worker starts it (each worker of a spread job reports its own).
-      store::Exec(tx, {"sched_started",
-          "WITH s AS (SELECT DISTINCT ON (t.job_id) t.* FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS t(job_id, attempt, worker_id)"
-          "   JOIN assignments a ON a.job_id = t.job_id AND a.attempt = t.attempt AND a.worker_id = t.worker_id AND a.state = 'LIVE'"
-          "   ORDER BY t.job_id, t.worker_id),"
-          " started AS (UPDATE jobs j SET state = 'RUNNING', updated_at = now() FROM s"
-          "  WHERE j.job_id = s.job_id AND j.attempt = s.attempt AND j.state = 'ASSIGNED'"
-          "  RETURNING j.job_id, j.attempt, s.worker_id)"
-          "INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
-          " SELECT job_id, 'RUNNING', attempt, worker_id, 'started on worker ' || worker_id FROM started"},
-          ArrayLiteral(s_job), ArrayLiteral(s_attempt), ArrayLiteral(s_worker));
-    }
-    if (!p_job.empty()) {
-      store::Exec(tx, {"sched_progress",
-          "UPDATE jobs j SET progress_ppm = p.ppm, last_loss = p.loss, updated_at = now()"
-          " FROM (SELECT DISTINCT ON (t.job_id) t.* FROM"
-          "   unnest($1::bigint[], $2::int[], $3::bigint[], $4::int[], $5::float8[]) WITH ORDINALITY AS t(job_id, attempt, worker_id, ppm, loss, ord)"
-          "   JOIN assignments a ON a.job_id = t.job_id AND a.attempt = t.attempt AND a.worker_id = t.worker_id AND a.state = 'LIVE'"
-          "   ORDER BY t.job_id, t.ord DESC) AS p"
-          " WHERE j.job_id = p.job_id AND j.attempt = p.attempt AND j.state IN ('ASSIGNED', 'RUNNING')"},
-          ArrayLiteral(p_job), ArrayLiteral(p_attempt), ArrayLiteral(p_worker), ArrayLiteral(p_ppm), ArrayLiteral(p_loss));
-    }
+    if (!s_job.empty()) lifecycle::RecordStarted(tx, s_job, s_attempt, s_worker);
+    if (!p_job.empty()) lifecycle::RecordProgress(tx, p_job, p_attempt, p_worker, p_ppm, p_loss);
     AppliedEvents applied;
-    if (!f_job.empty()) {
-      // A worker's finish ends its lease. The job ends when one of its workers fails (the others'
-      // leases end too, and they get a cancel) or when its last live lease has finished.
-      const pqxx::result rows = store::Exec(tx, {"sched_finished",
-          "WITH f AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[])"
-          "   AS t(job_id, attempt, worker_id, state, result, message)),"
-          " ended AS (UPDATE assignments a SET state = 'ENDED', end_reason = lower(f.state), ended_at = now() FROM f"
-          "   WHERE a.job_id = f.job_id AND a.attempt = f.attempt AND a.worker_id = f.worker_id AND a.state = 'LIVE'"
-          "   RETURNING a.job_id, a.attempt, a.worker_id),"
-          " closing AS (SELECT DISTINCT ON (f.job_id) f.* FROM f JOIN ended e USING (job_id, attempt, worker_id)"
-          "   WHERE f.state = 'FAILED' OR NOT EXISTS (SELECT 1 FROM assignments o WHERE o.job_id = f.job_id"
-          "     AND o.attempt = f.attempt AND o.state = 'LIVE' AND NOT EXISTS (SELECT 1 FROM ended x"
-          "     WHERE x.job_id = o.job_id AND x.attempt = o.attempt AND x.worker_id = o.worker_id))"
-          "   ORDER BY f.job_id, f.state = 'FAILED' DESC, f.worker_id),"
-          " done AS (UPDATE jobs j SET state = c.state, result = decode(c.result, 'hex'), wait_reason = '',"
-          "   progress_ppm = CASE WHEN c.state = 'SUCCEEDED' THEN 1000000 ELSE j.progress_ppm END, updated_at = now()"
-          "   FROM closing c WHERE j.job_id = c.job_id AND j.attempt = c.attempt AND j.state IN ('ASSIGNED', 'RUNNING')"
-          "   RETURNING j.job_id, j.attempt, j.state, c.worker_id, c.message),"
-          " siblings AS (UPDATE assignments a SET state = 'ENDED', end_reason = 'failed on another worker of the job', ended_at = now()"
-          "   FROM done d WHERE d.state = 'FAILED' AND a.job_id = d.job_id AND a.attempt = d.attempt AND a.state = 'LIVE'"
-          "   AND NOT EXISTS (SELECT 1 FROM ended x WHERE x.job_id = a.job_id AND x.attempt = a.attempt AND x.worker_id = a.worker_id)"
-          "   RETURNING a.job_id, a.attempt, a.worker_id),"
-          " audited AS (INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
-          "   SELECT job_id, state, attempt, worker_id, message FROM done)"
-          "SELECT job_id, 0, 0 FROM done UNION ALL SELECT job_id, attempt, worker_id FROM siblings"},
-          ArrayLiteral(f_job), ArrayLiteral(f_attempt), ArrayLiteral(f_worker), ArrayLiteral(f_state),
-          ArrayLiteral(f_result), ArrayLiteral(f_message));
-      for (const pqxx::row& r : rows) {
-        if (r[2].as<int64_t>() == 0) {
-          applied.ended.push_back(r[0].as<int64_t>());
-        } else {
-          applied.cancelled.push_back({.job_id = r[0].as<int64_t>(), .attempt = r[1].as<uint32_t>(), .worker_id = r[2].as<int64_t>(),
-                                       .failed = true});
-        }
+    if (f_job.empty()) return applied;
+    for (const pqxx::row& r : lifecycle::RecordFinished(tx, finishes)) {
+      if (r[2].as<int64_t>() == 0) {
+        applied.ended.push_back(r[0].as<int64_t>());
+      } else {
+        applied.cancelled.push_back({.job_id = r[0].as<int64_t>(), .attempt = r[1].as<uint32_t>(), .worker_id = r[2].as<int64_t>(),
+                                     .failed = true});
       }
     }
-    if (!f_job.empty()) store::NotifySettle(tx);
     return applied;
   });
 }
@@ -659,23 +567,7 @@ absl::StatusOr<std::vector<LiveAssignment>> SchedulerRepository::ResumeLeases(
   }
   return db_.Transact("resume leases", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<LiveAssignment>> {
     if (absl::Status leader = CheckEpoch(tx); !leader.ok()) return leader;
-    const pqxx::result resumed = store::Exec(tx, {"sched_resume_leases",
-        "WITH r AS (SELECT * FROM unnest($2::bigint[], $3::int[]) AS t(job_id, attempt)),"
-        " candidates AS (SELECT a.job_id, a.attempt FROM assignments a JOIN r USING (job_id, attempt) JOIN jobs j ON j.job_id = a.job_id"
-        "   WHERE a.worker_id = $1 AND a.state = 'ENDED' AND j.state = 'QUEUED' AND j.attempt = a.attempt"
-        "   AND NOT EXISTS (SELECT 1 FROM assignments o WHERE o.job_id = a.job_id AND o.attempt = a.attempt AND o.worker_id <> $1)"
-        "   AND NOT EXISTS (SELECT 1 FROM assignments l WHERE l.worker_id = $1 AND l.state = 'LIVE' AND l.gpu_indexes && a.gpu_indexes)"
-        "   FOR NO KEY UPDATE OF j),"
-        " live AS (UPDATE assignments a SET state = 'LIVE', end_reason = '', ended_at = NULL FROM candidates c"
-        "   WHERE a.job_id = c.job_id AND a.attempt = c.attempt AND a.worker_id = $1 RETURNING a.job_id, a.attempt),"
-        " moved AS (UPDATE jobs j SET state = 'RUNNING', worker_id = $1, wait_reason = '', updated_at = now() FROM live l"
-        "   WHERE j.job_id = l.job_id RETURNING j.job_id, j.attempt),"
-        " audited AS (INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
-        "   SELECT job_id, 'RUNNING', attempt, $1, 'lease resumed: worker ' || $1 || ' reconnected still running it' FROM moved)"
-        "SELECT job_id FROM moved"},
-        worker_id, ArrayLiteral(jobs), ArrayLiteral(attempts));
-    std::vector<int64_t> ids;
-    for (const pqxx::row& r : resumed) ids.push_back(r[0].as<int64_t>());
+    const std::vector<int64_t> ids = lifecycle::ResumeLeases(tx, worker_id, jobs, attempts);
     std::vector<LiveAssignment> out;
     if (ids.empty()) return out;
     static const std::string kResumed = absl::StrCat(
@@ -693,55 +585,13 @@ absl::StatusOr<std::vector<Requeued>> SchedulerRepository::Requeue(
     const std::string& reason) {
   return db_.Transact("requeue", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<Requeued>> {
     if (absl::Status leader = CheckEpoch(tx); !leader.ok()) return leader;
-    return RequeueInTx(tx, offline_workers, assignments, {}, reason);
+    std::vector<Requeued> out = lifecycle::EndLeases(tx, offline_workers, assignments, {}, reason);
+    if (!offline_workers.empty()) {
+      tx.exec_params0("UPDATE workers SET state = 'OFFLINE' WHERE worker_id = ANY($1::bigint[]) AND state IN ('ACTIVE', 'DRAINING')",
+                      ArrayLiteral(offline_workers));
+    }
+    return out;
   });
-}
-
-std::vector<Requeued> SchedulerRepository::RequeueInTx(pqxx::work& tx, const std::vector<int64_t>& offline_workers,
-                                                       const std::vector<std::pair<int64_t, uint32_t>>& assignments,
-                                                       const std::vector<int64_t>& preempted_jobs, const std::string& reason) {
-  std::vector<int64_t> jobs, attempts;
-  for (const auto& [job, attempt] : assignments) {
-    jobs.push_back(job);
-    attempts.push_back(attempt);
-  }
-  // The leases named, then every other live lease of the same (job, attempt): a spread job loses
-  // all its workers together.
-  const std::string targets =
-      "SELECT a.job_id, a.attempt, a.worker_id, n.preempted"
-      " FROM assignments a JOIN (SELECT DISTINCT n.job_id, n.attempt, n.job_id = ANY($4::bigint[]) AS preempted"
-      "   FROM assignments n WHERE n.state = 'LIVE' AND (n.worker_id = ANY($1::bigint[]) OR n.job_id = ANY($4::bigint[])"
-      "   OR (n.job_id, n.attempt) IN (SELECT * FROM unnest($2::bigint[], $3::int[])))) n USING (job_id, attempt)"
-      " WHERE a.state = 'LIVE'";
-  tx.exec_params("WITH t AS (" + targets + ") SELECT 1 FROM jobs WHERE job_id IN (SELECT job_id FROM t) ORDER BY job_id FOR NO KEY UPDATE",
-                 ArrayLiteral(offline_workers), ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(preempted_jobs));
-  const pqxx::result rows = tx.exec_params(
-      "WITH target AS (" + targets + "),"
-      " ended AS (UPDATE assignments a SET state = 'ENDED', end_reason = $5, ended_at = now() FROM target t"
-      "   WHERE a.job_id = t.job_id AND a.attempt = t.attempt AND a.worker_id = t.worker_id"
-      "   RETURNING a.job_id, a.attempt, a.worker_id, t.preempted),"
-      " lost AS (SELECT DISTINCT ON (job_id) * FROM ended ORDER BY job_id, worker_id),"
-      " moved AS (UPDATE jobs j SET state = CASE WHEN j.attempt >= j.max_attempts AND NOT e.preempted THEN 'FAILED' ELSE 'QUEUED' END,"
-      "   progress_ppm = 0, updated_at = now() FROM lost e"
-      "   WHERE j.job_id = e.job_id AND j.attempt = e.attempt AND j.state IN ('ASSIGNED', 'RUNNING')"
-      "   RETURNING j.job_id, j.attempt, j.state, e.worker_id),"
-      " audited AS (INSERT INTO job_events (job_id, state, attempt, worker_id, message)"
-      "   SELECT job_id, state, attempt, worker_id, $5 || CASE WHEN state = 'FAILED' THEN '; no attempts left'"
-      "   ELSE '; requeued' END FROM moved)"
-      "SELECT e.job_id, e.attempt, e.worker_id, m.state FROM ended e JOIN moved m USING (job_id, attempt) ORDER BY 1, 3",
-      ArrayLiteral(offline_workers), ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(preempted_jobs), reason);
-  if (!offline_workers.empty()) {
-    tx.exec_params0("UPDATE workers SET state = 'OFFLINE' WHERE worker_id = ANY($1::bigint[]) AND state IN ('ACTIVE', 'DRAINING')",
-                    ArrayLiteral(offline_workers));
-  }
-  std::vector<Requeued> out;
-  for (const pqxx::row& r : rows) {
-    out.push_back({.job_id = r[0].as<int64_t>(), .attempt = r[1].as<uint32_t>(), .worker_id = r[2].as<int64_t>(),
-                   .failed = r[3].as<std::string>() == "FAILED"});
-  }
-  // The scheduler re-queues these itself; settlement closes out the ended leases.
-  if (!out.empty()) store::NotifySettle(tx);
-  return out;
 }
 
 absl::Status SchedulerRepository::TouchWorkers(const std::vector<int64_t>& worker_ids) {

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "scheduler/market_types.h"
+#include "services/lifecycle/job_lifecycle.h"
 #include "services/scheduler/trust_repository.h"
 #include "services/scheduler/usage_ingest.h"
 #include "services/store/database.h"
@@ -83,12 +84,8 @@ struct StateEvents {
 };
 
 // One ended lease of a requeued job (a spread job has one per worker).
-struct Requeued {
-  int64_t job_id = 0;
-  uint32_t attempt = 0;
-  int64_t worker_id = 0;
-  bool failed = false;  // attempts exhausted: the job FAILED instead
-};
+// A lease ended and its job requeued, or FAILED with its attempts exhausted.
+using Requeued = lifecycle::EndedLease;
 
 // What one matching round wrote.
 struct PersistedDecisions {
@@ -215,12 +212,6 @@ class SchedulerRepository {
   absl::Status CheckEpoch(pqxx::work& tx) const;
   // Applies a hello's profile to the stored row `stored` (state, verified, name, region, ask).
   static void UpdateProfile(pqxx::work& tx, int64_t worker_id, const pqxx::row& stored, const WorkerProfile& profile);
-  // Ends the live assignments of `offline_workers`, of the (job, attempt) pairs and of
-  // `preempted_jobs`, and returns those jobs to the queue (FAILED when a lost lease was their last
-  // attempt; preemption does not count).
-  std::vector<Requeued> RequeueInTx(pqxx::work& tx, const std::vector<int64_t>& offline_workers,
-                                    const std::vector<std::pair<int64_t, uint32_t>>& assignments,
-                                    const std::vector<int64_t>& preempted_jobs, const std::string& reason);
 
   store::Database& db_;
   std::atomic<int64_t> epoch_{0};
