@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "scheduler/market_types.h"
-#include "services/scheduler/scheduler_repository.h"
+#include "services/scheduler/worker_record.h"
 #include "tessera/v1/jobs.pb.h"
 #include "tessera/v1/workers.pb.h"
 

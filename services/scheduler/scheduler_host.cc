@@ -752,8 +752,9 @@ size_t SchedulerHost::AddQueuedJobs(const std::vector<int64_t>& job_ids, schedul
   if (unknown.empty()) return 0;
   auto jobs = repo_.LoadQueuedJobs(unknown);
   if (!jobs.ok()) {
-    spdlog::warn("loading queued jobs: {}", jobs.status().ToString());
-    Post([](MarketEvents& e) { e.reconcile = true; });
+    // The periodic reconcile finds them in PostgreSQL: asking again at once would only spin this
+    // loop against a database that cannot answer.
+    spdlog::warn("loading queued jobs: {}; they are placed after the next reconcile", jobs.status().ToString());
     return 0;
   }
   const int64_t now_ms = clock_.NowMs();

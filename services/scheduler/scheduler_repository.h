@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "scheduler/market_types.h"
 #include "services/lifecycle/job_lifecycle.h"
+#include "services/scheduler/worker_record.h"
 #include "services/scheduler/trust_repository.h"
 #include "services/scheduler/usage_ingest.h"
 #include "services/store/database.h"
@@ -20,18 +21,6 @@
 
 namespace tessera::scheduler_host {
 
-// A worker as the scheduler host needs it.
-struct WorkerRecord {
-  int64_t worker_id = 0;
-  v1::WorkerState state = v1::WORKER_STATE_UNSPECIFIED;
-  std::string region;
-  int32_t reputation = 0;
-  int64_t ask_utok_per_gpu_hour = 0;
-  std::vector<v1::Gpu> gpus;  // ordered by index, dense from 0
-  v1::ProviderPolicy policy;
-  bool verified = false;  // it passed a proof-of-GPU challenge once (or an admin vouched for it)
-  std::vector<std::string> job_kinds;  // empty: every kind (an agent that never said)
-};
 
 struct LiveAssignment {
   int64_t job_id = 0;

@@ -23,7 +23,7 @@
 #include "services/worker/gpu_sampler.h"
 #include "services/worker/job_reporter.h"
 #include "services/worker/rendezvous.h"
-#include "services/worker/workload.h"
+#include "services/worker/workload_factory.h"
 #include "tessera/v1/workers.pb.h"
 
 namespace tessera::worker {

@@ -9,6 +9,9 @@
 #include <mutex>
 #include <thread>
 
+#include "kernels/compute_backend.h"
+#include "services/common/clock.h"
+#include "services/worker/rendezvous.h"
 #include "services/worker/workload.h"
 
 namespace tessera::worker {

@@ -1,7 +1,7 @@
 // What a job runs on a worker, behind one interface whatever it is (a built-in kernel today; a
 // customer's container next), so that JobRunner around it does only metering, limits and reporting:
 //
-//   absl::StatusOr<std::unique_ptr<Workload>> w = MakeWorkload(assignment, environment);
+//   absl::StatusOr<std::unique_ptr<Workload>> w = MakeWorkload(assignment, environment);  // workload_factory.h
 //   (*w)->Start();
 //   while (!(*w)->Wait(1s)) Report((*w)->Progress());   // Cancel() from any thread stops it
 //   absl::StatusOr<v1::JobResult> outputs = (*w)->Outputs();
@@ -11,13 +11,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <string>
-#include <vector>
 
 #include "absl/status/statusor.h"
-#include "kernels/compute_backend.h"
-#include "services/common/clock.h"
-#include "services/worker/rendezvous.h"
 #include "tessera/v1/jobs.pb.h"
 #include "tessera/v1/workers.pb.h"
 
@@ -45,20 +40,5 @@ class Workload {
   // error, CANCELLED when it was cancelled).
   virtual absl::StatusOr<v1::JobResult> Outputs() = 0;
 };
-
-// What a workload may use on this machine.
-struct WorkloadEnvironment {
-  kernels::ComputeBackend& backend;
-  const Clock& clock;
-  // The communicator of a job spread over several workers.
-  CommunicatorSource& communicators;
-};
-
-// The workload an assignment names; INVALID_ARGUMENT when it names none this agent runs.
-absl::StatusOr<std::unique_ptr<Workload>> MakeWorkload(const v1::Assignment& assignment, WorkloadEnvironment environment);
-
-// The workloads (JobSpec.kind names) an agent on `backend` runs: what its hello offers, so that the
-// scheduler never leases this machine a job it would fail.
-std::vector<std::string> WorkloadKindsOn(const kernels::ComputeBackend& backend);
 
 }  // namespace tessera::worker

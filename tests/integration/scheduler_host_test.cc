@@ -435,6 +435,7 @@ class RecordingObserver final : public scheduler_host::HostObserver {
     placements_ += round.placements;
     ++rounds_;
     max_queued_ = std::max(max_queued_, round.queued_jobs);
+    last_queued_ = round.queued_jobs;
   }
   void OnIngestBatch(const scheduler_host::IngestReport& batch) override {
     std::lock_guard lock(mu_);
@@ -448,13 +449,14 @@ class RecordingObserver final : public scheduler_host::HostObserver {
   size_t placements() { std::lock_guard lock(mu_); return placements_; }
   size_t rounds() { std::lock_guard lock(mu_); return rounds_; }
   size_t max_queued() { std::lock_guard lock(mu_); return max_queued_; }
+  size_t last_queued() { std::lock_guard lock(mu_); return last_queued_; }
   size_t ingested() { std::lock_guard lock(mu_); return ingested_; }
   size_t expired_workers() { std::lock_guard lock(mu_); return expired_workers_; }
   size_t requeued() { std::lock_guard lock(mu_); return requeued_; }
 
  private:
   std::mutex mu_;
-  size_t placements_ = 0, rounds_ = 0, max_queued_ = 0, ingested_ = 0, expired_workers_ = 0, requeued_ = 0;
+  size_t placements_ = 0, rounds_ = 0, max_queued_ = 0, last_queued_ = 0, ingested_ = 0, expired_workers_ = 0, requeued_ = 0;
 };
 
 }  // namespace
@@ -488,6 +490,38 @@ TEST_CASE("the host reports its rounds, ingest batches and lease expiries to its
   CHECK(observer.expired_workers() == 1);
   CHECK(observer.requeued() == 1);
   CHECK(s.db.Scalar("SELECT count(*) FROM assignments WHERE end_reason LIKE 'lease expired%'") == "1");
+}
+
+TEST_CASE("queued jobs the host cannot load wait for the periodic reconcile instead of spinning its loop",
+          "[integration][scheduler][observer]") {
+  // Before the fix a failed load asked for a reconcile at once: the queue's ids still read, the
+  // jobs still failed to load, and the loop went round as fast as PostgreSQL answered.
+  RecordingObserver observer;
+  RunningServer s([&](server::ServerOptions& o) {
+    o.scheduler_observer = &observer;
+    o.scheduler.lease_timeout_ms = 60'000;  // rounds every 250 ms when idle
+    o.scheduler.reconcile_interval_ms = 500;
+  });
+  CreateFundedMarket(s.channel);
+  v1::SubmitJobResponse submitted;
+  REQUIRE(s.Submit(SleepRequest("unloadable", 2'000'000), &submitted).ok());  // queued, no worker
+  const std::string id = std::to_string(submitted.job().job_id());
+  // The job leaves the queue the host knows, and comes back while its account cannot be read: the
+  // reconcile finds its id (jobs alone) but cannot load it (jobs joined with accounts).
+  s.db.Scalar("UPDATE jobs SET state = 'RUNNING' WHERE job_id = " + id + " RETURNING 1");
+  for (int i = 0; i < 150 && observer.last_queued() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(observer.last_queued() == 0);  // a reconcile dropped it from the market
+  s.db.Scalar("ALTER TABLE accounts RENAME TO accounts_away; UPDATE jobs SET state = 'QUEUED' WHERE job_id = " + id +
+              " RETURNING 1");
+  const size_t rounds_before = observer.rounds();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2'000));
+  const size_t rounds = observer.rounds() - rounds_before;
+  s.db.Scalar("ALTER TABLE accounts_away RENAME TO accounts; SELECT 1");
+  INFO("scheduling rounds in 2 s while the job could not be loaded: " << rounds);
+  CHECK(rounds < 40);  // a round every 250 ms, and one per reconcile: about 12
+  // Once it can be read, the next reconcile loads it.
+  for (int i = 0; i < 150 && observer.last_queued() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(observer.last_queued() == 1);
 }
 
 TEST_CASE("after a refused message a worker's stream is read no further, so its usage is stored without gaps",

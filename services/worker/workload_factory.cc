@@ -1,4 +1,4 @@
-#include "services/worker/workload.h"
+#include "services/worker/workload_factory.h"
 
 #include "absl/strings/str_cat.h"
 #include "services/common/workloads.h"

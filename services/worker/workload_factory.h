@@ -1,0 +1,32 @@
+// Which Workload an assignment gets, and which workloads this machine offers.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/compute_backend.h"
+#include "services/common/clock.h"
+#include "services/worker/rendezvous.h"
+#include "services/worker/workload.h"
+#include "tessera/v1/workers.pb.h"
+
+namespace tessera::worker {
+
+// What a workload may use on this machine.
+struct WorkloadEnvironment {
+  kernels::ComputeBackend& backend;
+  const Clock& clock;
+  // The communicator of a job spread over several workers.
+  CommunicatorSource& communicators;
+};
+
+// The workload an assignment names; INVALID_ARGUMENT when it names none this agent runs.
+absl::StatusOr<std::unique_ptr<Workload>> MakeWorkload(const v1::Assignment& assignment, WorkloadEnvironment environment);
+
+// The workloads (JobSpec.kind names) an agent on `backend` runs: what its hello offers, so that the
+// scheduler never leases this machine a job it would fail.
+std::vector<std::string> WorkloadKindsOn(const kernels::ComputeBackend& backend);
+
+}  // namespace tessera::worker
