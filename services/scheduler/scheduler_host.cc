@@ -573,64 +573,33 @@ void SchedulerHost::SendCancel(const store::JobCancelled& c) {
 
 void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello,
                                 scheduler::Decisions& decisions) {
-  auto activated = repo_.ActivateWorker(hello.worker_id(), hello.has_policy() ? &hello.policy() : nullptr, options_.verifier.enabled,
-                                        hello.draining(),
-                                        {.name = hello.name(), .region = hello.region(), .ask_utok_per_gpu_hour = hello.ask_utok_per_gpu_hour(),
-                                         .job_kinds = {hello.job_kinds().begin(), hello.job_kinds().end()}});
-  if (!activated.ok()) {
-    session->Close(ToGrpcStatus(activated.status()));
+  // Everything PostgreSQL holds of the reconnect, decided and written in one transaction; then the
+  // market follows it.
+  absl::StatusOr<AppliedHello> applied = repo_.ApplyHello(hello, options_.verifier.enabled);
+  if (!applied.ok()) {
+    session->Close(ToGrpcStatus(applied.status()));
     return;
   }
   const int64_t now_ms = clock_.NowMs();
-  auto& [record, live] = *activated;
-  std::vector<LiveLease> leases;
-  std::map<RunKey, LiveAssignment*> by_run;
-  for (LiveAssignment& a : live) {
-    leases.push_back({.run = {a.job_id, a.attempt}, .started = a.running});
-    by_run[{a.job_id, a.attempt}] = &a;
+  const WorkerRecord& record = applied->worker;
+  for (const Requeued& r : applied->requeued) {
+    if (r.worker_id != record.worker_id) SendLeaseLost(r);
+    Merge(decisions, r.failed ? market_->RemoveJob(r.job_id, now_ms) : market_->Requeue(r.job_id, now_ms));
   }
-  // Keep, resend, requeue the lost, and resume or cancel the rest (hello_plan.h).
-  const HelloPlan plan = PlanHello(leases, RunsOf(hello.running()), RunsOf(hello.lost()));
-  std::vector<LiveAssignment> keep, resend;
-  for (const RunKey& run : plan.keep) keep.push_back(std::move(*by_run.at(run)));
-  for (const RunKey& run : plan.resend) resend.push_back(std::move(*by_run.at(run)));
-  const std::vector<RunKey>& lost = plan.requeue;
-  std::set<RunKey> running(plan.not_live.begin(), plan.not_live.end());
-  if (!lost.empty()) {
-    auto requeued = repo_.Requeue(lost, {}, "worker restarted without the job");
-    if (!requeued.ok()) {
-      session->Close(ToGrpcStatus(requeued.status()));
-      return;
-    }
-    for (const Requeued& r : *requeued) {
-      if (r.worker_id != record.worker_id) SendLeaseLost(r);
-      Merge(decisions, r.failed ? market_->RemoveJob(r.job_id, now_ms) : market_->Requeue(r.job_id, now_ms));
-    }
-  }
-  // Jobs it kept running through a blip longer than its lease: resumed where nothing took their
-  // place (then the market, which holds them as queued, is rebuilt); otherwise cancelled below.
-  if (!running.empty()) {
-    auto resumed = repo_.ResumeLeases(record.worker_id, {running.begin(), running.end()});
-    if (!resumed.ok()) {
-      session->Close(ToGrpcStatus(resumed.status()));
-      return;
-    }
-    for (LiveAssignment& a : *resumed) {
-      spdlog::info("job {} attempt {}: lease resumed on worker {} after its reconnect", a.job_id, a.attempt, record.worker_id);
-      running.erase({a.job_id, a.attempt});
-      keep.push_back(std::move(a));
-      market_stale_ = true;
-    }
+  // A resumed lease's job is queued in the market: it is rebuilt from PostgreSQL.
+  for (const auto& [job_id, attempt] : applied->resumed) {
+    spdlog::info("job {} attempt {}: lease resumed on worker {} after its reconnect", job_id, attempt, record.worker_id);
+    market_stale_ = true;
   }
   market_->UpsertWorker(WorkerSpecFrom(record));
-  CheckMarketHolds(keep);
-  CheckMarketHolds(resend);
+  CheckMarketHolds(applied->keep);
+  CheckMarketHolds(applied->resend);
   registry_.Attach(record.worker_id, session, now_ms);
   if (!market_stale_) {
     Merge(decisions, market_->SetSchedulable(record.worker_id, record.state == v1::WORKER_STATE_ACTIVE, now_ms));
   }
 
-  SendReconnectMessages(*session, record.worker_id, running, resend, keep);
+  SendReconnectMessages(*session, *applied);
   if (record.state == v1::WORKER_STATE_PENDING_VERIFICATION) {
     // It proves its hardware before it gets a job: a never-verified machine, or one whose re-check
     // was interrupted.
@@ -639,7 +608,7 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
     ScheduleRecheck(record.worker_id, now_ms);
   }
   spdlog::info("worker {} connected ({} GPUs, {} jobs kept, {} resent, {} requeued)", record.worker_id, record.gpus.size(),
-               keep.size(), resend.size(), lost.size());
+               applied->keep.size(), applied->resend.size(), applied->requeued.size());
 }
 
 void SchedulerHost::CheckMarketHolds(const std::vector<LiveAssignment>& leases) {
@@ -653,23 +622,18 @@ void SchedulerHost::CheckMarketHolds(const std::vector<LiveAssignment>& leases) 
   }
 }
 
-void SchedulerHost::SendReconnectMessages(WorkerSession& session, int64_t worker_id, const std::set<RunKey>& not_live,
-                                          const std::vector<LiveAssignment>& resend, const std::vector<LiveAssignment>& keep) {
+void SchedulerHost::SendReconnectMessages(WorkerSession& session, const AppliedHello& hello) {
   v1::ServerMessage welcome;
-  welcome.mutable_welcome()->set_worker_id(worker_id);
+  welcome.mutable_welcome()->set_worker_id(hello.worker.worker_id);
   welcome.mutable_welcome()->set_lease_timeout_ms(options_.lease_timeout_ms);
   welcome.mutable_welcome()->set_heartbeat_interval_ms(std::max<int64_t>(100, options_.lease_timeout_ms / 4));
   session.Send(welcome);
-  for (const auto& [job_id, attempt] : not_live) session.Send(CancelMessage(job_id, attempt, "lease is no longer live"));
-  for (const LiveAssignment& a : resend) session.Send(AssignmentMessage(a));
+  for (const auto& [job_id, attempt] : hello.not_live) session.Send(CancelMessage(job_id, attempt, "lease is no longer live"));
+  for (const LiveAssignment& a : hello.resend) session.Send(AssignmentMessage(a));
   // A job kept across the reconnect may have been extended meanwhile: the limit in force again.
-  for (const LiveAssignment& a : keep) session.Send(ExtendedMessage(a.job_id, a.attempt, a.message.spec().max_duration_ms()));
+  for (const LiveAssignment& a : hello.keep) session.Send(ExtendedMessage(a.job_id, a.attempt, a.message.spec().max_duration_ms()));
   // And a worker waiting for its jobs' communicator ids gets them again.
-  if (absl::StatusOr<std::vector<RendezvousOut>> pending = repo_.RendezvousFor(worker_id); pending.ok()) {
-    for (const RendezvousOut& r : *pending) session.Send(RendezvousMessage(r));
-  } else {
-    spdlog::warn("worker {}: rendezvous not resent: {}", worker_id, pending.status().ToString());
-  }
+  for (const RendezvousOut& r : hello.rendezvous) session.Send(RendezvousMessage(r));
 }
 
 void SchedulerHost::ScheduleRecheck(int64_t worker_id, int64_t now_ms) {

@@ -131,8 +131,7 @@ class SchedulerHost final : public StreamHandler {
   void CheckMarketHolds(const std::vector<LiveAssignment>& leases);
   // After a hello: the welcome, a cancel of each run without a live lease, the leases the worker
   // never got, the limits of those it kept, and the communicator ids it waits for.
-  void SendReconnectMessages(WorkerSession& session, int64_t worker_id, const std::set<RunKey>& not_live,
-                             const std::vector<LiveAssignment>& resend, const std::vector<LiveAssignment>& keep);
+  void SendReconnectMessages(WorkerSession& session, const AppliedHello& hello);
   void ExpireLeases(scheduler::Decisions& decisions);
   // Jobs that never started, past their queue deadline: cancelled, and dropped from the market.
   void CancelExpiredQueued(int64_t now_ms, scheduler::Decisions& decisions);

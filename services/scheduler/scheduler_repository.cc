@@ -1,6 +1,7 @@
 #include "services/scheduler/scheduler_repository.h"
 
 #include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -197,8 +198,16 @@ absl::StatusOr<std::vector<v1::Worker>> SchedulerRepository::ListWorkers(const W
 
 absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> SchedulerRepository::ActivateWorker(
     int64_t worker_id, const v1::ProviderPolicy* policy, bool require_verification, bool draining, const WorkerProfile& profile) {
-  using Result = std::pair<WorkerRecord, std::vector<LiveAssignment>>;
-  return db_.Transact("activate worker", [&](pqxx::work& tx) -> absl::StatusOr<Result> {
+  return db_.Transact("activate worker", [&](pqxx::work& tx) {
+    return ActivateInTx(tx, worker_id, policy, require_verification, draining, profile);
+  });
+}
+
+absl::StatusOr<SchedulerRepository::ActivatedWorker> SchedulerRepository::ActivateInTx(
+    pqxx::work& tx, int64_t worker_id, const v1::ProviderPolicy* policy, bool require_verification, bool draining,
+    const WorkerProfile& profile) {
+  using Result = ActivatedWorker;
+  {
     const pqxx::result w = tx.exec_params(
         "SELECT state, verified_at IS NOT NULL, name, region, ask_utok_per_gpu_hour FROM workers WHERE worker_id = $1 FOR NO KEY UPDATE",
         worker_id);
@@ -235,7 +244,7 @@ absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> SchedulerRe
       result.second.push_back(AssignmentFromRow(r));
     }
     return result;
-  });
+  }
 }
 
 void SchedulerRepository::UpdateProfile(pqxx::work& tx, int64_t worker_id, const pqxx::row& stored, const WorkerProfile& profile) {
@@ -493,22 +502,6 @@ absl::StatusOr<RendezvousOut> SchedulerRepository::RecordRendezvous(int64_t work
   });
 }
 
-absl::StatusOr<std::vector<RendezvousOut>> SchedulerRepository::RendezvousFor(int64_t worker_id) {
-  return db_.Transact("rendezvous for worker", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<RendezvousOut>> {
-    std::vector<RendezvousOut> out;
-    for (const pqxx::row& r : tx.exec_params(
-             "SELECT r.job_id, r.attempt, r.unique_id FROM job_rendezvous r JOIN assignments a USING (job_id, attempt)"
-             " WHERE a.worker_id = $1 AND a.state = 'LIVE' AND a.node_rank > 0",
-             worker_id)) {
-      RendezvousOut& o = out.emplace_back();
-      o.job_id = r[0].as<int64_t>();
-      o.attempt = r[1].as<uint32_t>();
-      o.unique_id = pqxx::binarystring(r[2]).str();
-      o.node_gpu_counts = NodeGpuCounts(tx, o.job_id, o.attempt);
-    }
-    return out;
-  });
-}
 
 absl::StatusOr<SchedulerRepository::AppliedEvents> SchedulerRepository::ApplyStateEvents(const StateEvents& events) {
   std::vector<int64_t> s_job, s_attempt, s_worker, p_job, p_attempt, p_worker, p_ppm;
@@ -557,25 +550,80 @@ absl::StatusOr<SchedulerRepository::AppliedEvents> SchedulerRepository::ApplySta
   });
 }
 
-absl::StatusOr<std::vector<LiveAssignment>> SchedulerRepository::ResumeLeases(
-    int64_t worker_id, const std::vector<std::pair<int64_t, uint32_t>>& running) {
-  if (running.empty()) return std::vector<LiveAssignment>{};
+namespace {
+
+// The rendezvous of every live lease of `worker_id` at node rank > 0 that has one.
+std::vector<RendezvousOut> RendezvousOf(pqxx::work& tx, int64_t worker_id) {
+  std::vector<RendezvousOut> out;
+  for (const pqxx::row& r : tx.exec_params(
+           "SELECT r.job_id, r.attempt, r.unique_id FROM job_rendezvous r JOIN assignments a USING (job_id, attempt)"
+           " WHERE a.worker_id = $1 AND a.state = 'LIVE' AND a.node_rank > 0",
+           worker_id)) {
+    RendezvousOut& o = out.emplace_back();
+    o.job_id = r[0].as<int64_t>();
+    o.attempt = r[1].as<uint32_t>();
+    o.unique_id = pqxx::binarystring(r[2]).str();
+    o.node_gpu_counts = NodeGpuCounts(tx, o.job_id, o.attempt);
+  }
+  return out;
+}
+
+// The leases of `runs` made live again on `worker_id` (lifecycle::ResumeLeases), as the host reads them.
+std::vector<LiveAssignment> ResumeOf(pqxx::work& tx, int64_t worker_id, const std::vector<RunKey>& runs) {
   std::vector<int64_t> jobs, attempts;
-  for (const auto& [job, attempt] : running) {
+  for (const auto& [job, attempt] : runs) {
     jobs.push_back(job);
     attempts.push_back(attempt);
   }
-  return db_.Transact("resume leases", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<LiveAssignment>> {
+  const std::vector<int64_t> ids = lifecycle::ResumeLeases(tx, worker_id, jobs, attempts);
+  std::vector<LiveAssignment> out;
+  if (ids.empty()) return out;
+  static const std::string kResumed = absl::StrCat(
+      "SELECT ", kAssignmentColumns, " FROM assignments a JOIN jobs j USING (job_id)"
+      " JOIN accounts c ON c.account_id = j.account_id WHERE a.worker_id = $1 AND a.state = 'LIVE' AND a.job_id = ANY($2::bigint[])");
+  for (const pqxx::row& r : store::Exec(tx, {"sched_resumed_leases", kResumed.c_str()}, worker_id, ArrayLiteral(ids))) {
+    out.push_back(AssignmentFromRow(r));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<AppliedHello> SchedulerRepository::ApplyHello(const v1::Hello& hello, bool require_verification) {
+  const WorkerProfile profile{.name = hello.name(), .region = hello.region(), .ask_utok_per_gpu_hour = hello.ask_utok_per_gpu_hour(),
+                              .job_kinds = {hello.job_kinds().begin(), hello.job_kinds().end()}};
+  return db_.Transact("hello", [&](pqxx::work& tx) -> absl::StatusOr<AppliedHello> {
     if (absl::Status leader = CheckEpoch(tx); !leader.ok()) return leader;
-    const std::vector<int64_t> ids = lifecycle::ResumeLeases(tx, worker_id, jobs, attempts);
-    std::vector<LiveAssignment> out;
-    if (ids.empty()) return out;
-    static const std::string kResumed = absl::StrCat(
-        "SELECT ", kAssignmentColumns, " FROM assignments a JOIN jobs j USING (job_id)"
-        " JOIN accounts c ON c.account_id = j.account_id WHERE a.worker_id = $1 AND a.state = 'LIVE' AND a.job_id = ANY($2::bigint[])");
-    for (const pqxx::row& r : store::Exec(tx, {"sched_resumed_leases", kResumed.c_str()}, worker_id, ArrayLiteral(ids))) {
-      out.push_back(AssignmentFromRow(r));
+    absl::StatusOr<ActivatedWorker> activated = ActivateInTx(tx, hello.worker_id(), hello.has_policy() ? &hello.policy() : nullptr,
+                                                             require_verification, hello.draining(), profile);
+    if (!activated.ok()) return activated.status();
+    auto& [record, live] = *activated;
+    AppliedHello out;
+    out.worker = std::move(record);
+    std::vector<LiveLease> leases;
+    std::map<RunKey, LiveAssignment*> by_run;
+    for (LiveAssignment& a : live) {
+      leases.push_back({.run = {a.job_id, a.attempt}, .started = a.running});
+      by_run[{a.job_id, a.attempt}] = &a;
     }
+    const HelloPlan plan = PlanHello(leases, RunsOf(hello.running()), RunsOf(hello.lost()));
+    for (const RunKey& run : plan.keep) out.keep.push_back(std::move(*by_run.at(run)));
+    for (const RunKey& run : plan.resend) out.resend.push_back(std::move(*by_run.at(run)));
+    if (!plan.requeue.empty()) out.requeued = lifecycle::EndLeases(tx, {}, plan.requeue, {}, "worker restarted without the job");
+    // Runs it kept through a blip longer than its lease: resumed where nothing took their place,
+    // otherwise left to cancel on the worker.
+    std::set<RunKey> resumed;
+    if (!plan.not_live.empty()) {
+      for (LiveAssignment& a : ResumeOf(tx, out.worker.worker_id, plan.not_live)) {
+        resumed.insert({a.job_id, a.attempt});
+        out.resumed.push_back({a.job_id, a.attempt});
+        out.keep.push_back(std::move(a));
+      }
+    }
+    for (const RunKey& run : plan.not_live) {
+      if (!resumed.contains(run)) out.not_live.push_back(run);
+    }
+    out.rendezvous = RendezvousOf(tx, out.worker.worker_id);
     return out;
   });
 }

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "scheduler/market_types.h"
 #include "services/lifecycle/job_lifecycle.h"
+#include "services/scheduler/hello_plan.h"
 #include "services/scheduler/worker_record.h"
 #include "services/scheduler/trust_repository.h"
 #include "services/scheduler/usage_ingest.h"
@@ -82,6 +83,17 @@ struct PersistedDecisions {
   std::vector<LiveAssignment> assigned;  // ready to send; a job no longer QUEUED is left out
 };
 
+// What a hello changed (SchedulerRepository::ApplyHello).
+struct AppliedHello {
+  WorkerRecord worker;
+  std::vector<LiveAssignment> keep;       // live, and its agent runs them (resumed ones included)
+  std::vector<LiveAssignment> resend;     // live, never started, and its agent never got them
+  std::vector<Requeued> requeued;         // the runs its agent lost, and their leases elsewhere
+  std::vector<RunKey> resumed;            // among `keep`: leases made live again
+  std::vector<RunKey> not_live;           // runs its agent has without a live lease: to cancel there
+  std::vector<RendezvousOut> rendezvous;  // of its live leases at node rank > 0 that have one
+};
+
 class SchedulerRepository {
  public:
   explicit SchedulerRepository(store::Database& db) : db_(db), ingest_(db) {}
@@ -117,6 +129,12 @@ class SchedulerRepository {
                                                                                       bool require_verification,
                                                                                       bool draining = false,
                                                                                       const WorkerProfile& profile = WorkerProfile());
+  // A worker's hello, in one transaction: the worker activated as ActivateWorker does (with
+  // `require_verification`), its live leases reconciled with what its agent says (hello_plan.h): the
+  // runs it lost are requeued with their other leases, those it runs without a live lease resumed
+  // where nothing took their place (the job RUNNING again on that same attempt, the lease its only
+  // one, none of its GPUs leased anew), and the communicator ids it waits for read.
+  absl::StatusOr<AppliedHello> ApplyHello(const v1::Hello& hello, bool require_verification);
   // Retires a worker for good (RetireWorker): RETIRED, retired_at, an audit entry by `actor_key_id`,
   // in one transaction; its GPUs stop counting as registered. `provider_account_id` non-zero: only
   // that provider's worker (another's is NOT_FOUND). A live lease is FAILED_PRECONDITION. Retiring
@@ -167,9 +185,6 @@ class SchedulerRepository {
   // (PERMISSION_DENIED otherwise). The first offer of an attempt is kept; a later one gets the kept
   // id back. Recipients: the attempt's other live workers.
   absl::StatusOr<RendezvousOut> RecordRendezvous(int64_t worker_id, const v1::RendezvousOffer& offer);
-  // The rendezvous of every live lease of `worker_id` at node rank > 0 that has one (to resend
-  // to it after a reconnect; `recipients` is left empty).
-  absl::StatusOr<std::vector<RendezvousOut>> RendezvousFor(int64_t worker_id);
   // Applies started/progress/finished. Every finish is acknowledged (recorded now, or its lease had
   // already ended); `ended` lists the jobs that this call moved to a terminal state. A spread job
   // ends when one of its workers fails or the last one finishes.
@@ -180,11 +195,6 @@ class SchedulerRepository {
   };
   absl::StatusOr<AppliedEvents> ApplyStateEvents(const StateEvents& events);
 
-  // The leases a reconnecting worker still runs that ended while it was away (expired), made live
-  // again where nothing took their place: the job is QUEUED on that same attempt, the lease was the
-  // attempt's only one, and none of its GPUs is leased anew. Job RUNNING again, with its audit event,
-  // in one transaction; returns the resumed leases.
-  absl::StatusOr<std::vector<LiveAssignment>> ResumeLeases(int64_t worker_id, const std::vector<std::pair<int64_t, uint32_t>>& running);
 
   // Ends the given live assignments, and the other leases of their jobs, and returns the jobs to the
   // queue (or FAILED when attempts are exhausted); one entry per ended lease. `offline_workers`
@@ -198,6 +208,9 @@ class SchedulerRepository {
   absl::StatusOr<std::vector<int64_t>> CancelExpiredQueued(int limit);
 
  private:
+  using ActivatedWorker = std::pair<WorkerRecord, std::vector<LiveAssignment>>;
+  absl::StatusOr<ActivatedWorker> ActivateInTx(pqxx::work& tx, int64_t worker_id, const v1::ProviderPolicy* policy,
+                                               bool require_verification, bool draining, const WorkerProfile& profile);
   absl::Status CheckEpoch(pqxx::work& tx) const;
   // Applies a hello's profile to the stored row `stored` (state, verified, name, region, ask).
   static void UpdateProfile(pqxx::work& tx, int64_t worker_id, const pqxx::row& stored, const WorkerProfile& profile);
