@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "services/lifecycle/ended_lease.h"
 #include "tessera/v1/common.pb.h"
 
 namespace tessera::lifecycle {
@@ -101,12 +102,6 @@ pqxx::result RecordFinished(pqxx::work& tx, const Finishes& finishes);
 std::vector<int64_t> ResumeLeases(pqxx::work& tx, int64_t worker_id, const std::vector<int64_t>& job_ids,
                                   const std::vector<int64_t>& attempts);
 
-struct EndedLease {
-  int64_t job_id = 0;
-  uint32_t attempt = 0;
-  int64_t worker_id = 0;
-  bool failed = false;  // the job had no attempt left: FAILED, not requeued
-};
 // ASSIGNED | RUNNING → QUEUED (or FAILED with no attempt left; a preempted job always requeues):
 // ends the live leases of the offline workers, of the (job, attempt)s named and of the preempted
 // jobs, and every other live lease of the same attempts (a spread job loses all its workers

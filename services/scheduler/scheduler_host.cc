@@ -94,15 +94,14 @@ scheduler::JobRequirements RequirementsOf(const LiveAssignment& a) {
 
 }  // namespace
 
-SchedulerHost::SchedulerHost(store::Database& db, const Clock& clock, RandomSource& random, HostObserver& observer,
-                             SchedulerOptions options)
+SchedulerHost::SchedulerHost(SchedulerStore& store, store::Database& db, const Clock& clock, RandomSource& random,
+                             HostObserver& observer, SchedulerOptions options)
     : db_(db),
       clock_(clock),
       random_(random),
       observer_(observer),
       options_(options),
-      repo_(db),
-      trust_(db),
+      repo_(store),
       verifier_(db, clock, random, options.verifier, [this](int64_t worker_id, v1::WorkerState state) {
         Post([&](MarketEvents& e) { e.verified.emplace_back(worker_id, state); });
       }) {}
@@ -376,7 +375,7 @@ void SchedulerHost::FlushSegment(Segment& segment) {
   }
   const bool state_changes = !segment.events.started.empty() || !segment.events.progress.empty() || !segment.events.finished.empty();
   if (state_changes) {
-    absl::StatusOr<SchedulerRepository::AppliedEvents> applied = repo_.ApplyStateEvents(segment.events);
+    absl::StatusOr<AppliedEvents> applied = repo_.ApplyStateEvents(segment.events);
     if (!applied.ok()) {
       spdlog::error("job events failed: {}", applied.status().ToString());
       for (auto& s : segment.finished_sessions) s->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "result not stored; resend"));
@@ -477,7 +476,7 @@ void SchedulerHost::SchedulingLoop() {
 }
 
 void SchedulerHost::RefreshReputations() {
-  absl::StatusOr<std::vector<std::pair<int64_t, int32_t>>> changed = trust_.RefreshReputations();
+  absl::StatusOr<std::vector<std::pair<int64_t, int32_t>>> changed = repo_.RefreshReputations();
   if (!changed.ok()) {
     spdlog::warn("reputation refresh: {}", changed.status().ToString());
     return;
@@ -536,7 +535,7 @@ void SchedulerHost::ApplyEvents(MarketEvents& events, scheduler::Decisions& deci
 }
 
 bool SchedulerHost::ReadBackNotified(MarketEvents& events) {
-  absl::StatusOr<SchedulerRepository::NotifiedState> state = repo_.ReadNotifiedState(market_->JobIds(), registry_.ConnectedWorkers());
+  absl::StatusOr<NotifiedState> state = repo_.ReadNotifiedState(market_->JobIds(), registry_.ConnectedWorkers());
   if (!state.ok()) {
     spdlog::warn("reading back notified cancels, extensions and quarantines: {}; trying again at the next reconcile",
                  state.status().ToString());

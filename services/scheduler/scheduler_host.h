@@ -30,7 +30,8 @@
 #include "services/scheduler/host_observer.h"
 #include "services/scheduler/gpu_verifier.h"
 #include "services/scheduler/hello_plan.h"
-#include "services/scheduler/scheduler_repository.h"
+#include "services/scheduler/scheduler_store.h"
+#include "services/scheduler/trust_repository.h"
 #include "services/scheduler/worker_registry.h"
 #include "services/scheduler/worker_session.h"
 #include "services/store/notification_listener.h"
@@ -55,7 +56,10 @@ class SchedulerHost final : public StreamHandler {
  public:
   // The clock, the random source (re-check times, challenge rows) and the observer come from the
   // caller, so that tests and the simulation drive and watch the real host.
-  SchedulerHost(store::Database& db, const Clock& clock, RandomSource& random, HostObserver& observer, SchedulerOptions options);
+  // `store` is what it reads and writes (the PostgreSQL repository in the product); `db` carries its
+  // NOTIFY listener and the GPU verifier's challenges.
+  SchedulerHost(SchedulerStore& store, store::Database& db, const Clock& clock, RandomSource& random, HostObserver& observer,
+                SchedulerOptions options);
   ~SchedulerHost() override;
 
   // Becomes the active scheduler for leadership `epoch`: rebuilds the market from PostgreSQL and
@@ -67,7 +71,6 @@ class SchedulerHost final : public StreamHandler {
   void OnMessage(const std::shared_ptr<WorkerSession>& session, v1::WorkerMessage message) override;
   void OnClosed(const std::shared_ptr<WorkerSession>& session) override;
 
-  SchedulerRepository& repository() { return repo_; }
   const SchedulerOptions& options() const { return options_; }
   const WorkerRegistry& registry() const { return registry_; }
 
@@ -154,8 +157,7 @@ class SchedulerHost final : public StreamHandler {
   RandomSource& random_;
   HostObserver& observer_;
   const SchedulerOptions options_;
-  SchedulerRepository repo_;
-  TrustRepository trust_;
+  SchedulerStore& repo_;
   WorkerRegistry registry_;
   GpuVerifier verifier_;
 

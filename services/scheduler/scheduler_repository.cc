@@ -378,7 +378,7 @@ absl::StatusOr<std::vector<int64_t>> SchedulerRepository::QueuedJobIds() {
   });
 }
 
-absl::StatusOr<SchedulerRepository::NotifiedState> SchedulerRepository::ReadNotifiedState(const std::vector<int64_t>& job_ids,
+absl::StatusOr<NotifiedState> SchedulerRepository::ReadNotifiedState(const std::vector<int64_t>& job_ids,
                                                                                            const std::vector<int64_t>& worker_ids) {
   return db_.Transact("read back notified state", [&](pqxx::work& tx) -> absl::StatusOr<NotifiedState> {
     NotifiedState out;
@@ -503,7 +503,7 @@ absl::StatusOr<RendezvousOut> SchedulerRepository::RecordRendezvous(int64_t work
 }
 
 
-absl::StatusOr<SchedulerRepository::AppliedEvents> SchedulerRepository::ApplyStateEvents(const StateEvents& events) {
+absl::StatusOr<AppliedEvents> SchedulerRepository::ApplyStateEvents(const StateEvents& events) {
   std::vector<int64_t> s_job, s_attempt, s_worker, p_job, p_attempt, p_worker, p_ppm;
   std::vector<std::string> p_loss;
   lifecycle::Finishes finishes;

@@ -26,14 +26,6 @@
 
 namespace tessera::scheduler_host {
 
-// What the ingest round stored: per report, whether it is (now or already) durable, and why not.
-struct UsageOutcome {
-  int64_t job_id = 0;
-  uint32_t attempt = 0;
-  uint64_t seq = 0;
-  bool stored = false;
-  std::string reason;  // empty when stored
-};
 
 void InsertFraudSignals(pqxx::work& tx, const std::vector<FraudSignal>& signals);
 

@@ -22,6 +22,15 @@ struct UsageIn {
   v1::UsageReport report;
 };
 
+// What the ingest round stored: per report, whether it is (now or already) durable, and why not.
+struct UsageOutcome {
+  int64_t job_id = 0;
+  uint32_t attempt = 0;
+  uint64_t seq = 0;
+  bool stored = false;
+  std::string reason;  // empty when stored
+};
+
 // A refused report or result, stored with what shows it (fraud_signals).
 struct FraudSignal {
   int64_t worker_id = 0;

@@ -32,7 +32,7 @@ grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context, con
     }
   }
   absl::StatusOr<v1::RegisterWorkerResponse> registered =
-      host_.repository().RegisterWorker(*request, SubnetOfPeer(context->peer()), host_.options().trust);
+      workers_.RegisterWorker(*request, SubnetOfPeer(context->peer()), host_.options().trust);
   if (!registered.ok()) return ToGrpcStatus(registered.status());
   *response = *std::move(registered);
   return grpc::Status::OK;
@@ -46,7 +46,7 @@ grpc::Status WorkerServiceImpl::ListWorkers(grpc::ServerContext* context, const 
   const PageQuery query{.list = "workers", .filters = *provider};
   absl::StatusOr<Page> page = ParsePage(query, request->page_token(), request->page_size());
   if (!page.ok()) return ToGrpcStatus(page.status());
-  absl::StatusOr<std::vector<v1::Worker>> workers = host_.repository().ListWorkers(
+  absl::StatusOr<std::vector<v1::Worker>> workers = workers_.ListWorkers(
       {.provider_account = *provider, .worker_id = 0, .before_worker_id = page->before_id(), .limit = page->size + 1});
   if (!workers.ok()) return ToGrpcStatus(workers.status());
   if (workers->size() > page->size) {
@@ -74,7 +74,7 @@ grpc::Status WorkerServiceImpl::RetireWorker(grpc::ServerContext* context, const
     return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
         "worker ", request->worker_id(), " is connected: stop its agent (SIGTERM drains it) before retiring it")));
   }
-  absl::StatusOr<v1::Worker> retired = host_.repository().RetireWorker(request->worker_id(), caller->admin() ? 0 : caller->account_id,
+  absl::StatusOr<v1::Worker> retired = workers_.RetireWorker(request->worker_id(), caller->admin() ? 0 : caller->account_id,
                                                                        request->reason(), caller->key_id);
   if (!retired.ok()) return ToGrpcStatus(retired.status());
   *response = *std::move(retired);

@@ -9,14 +9,16 @@
 #include "absl/container/flat_hash_map.h"
 #include "services/auth/authenticator.h"
 #include "services/scheduler/scheduler_host.h"
+#include "services/scheduler/scheduler_repository.h"
 #include "tessera/v1/workers.grpc.pb.h"
 
 namespace tessera::scheduler_host {
 
 class WorkerServiceImpl final : public v1::WorkerService::WithCallbackMethod_Connect<v1::WorkerService::Service> {
  public:
-  WorkerServiceImpl(SchedulerHost& host, auth::Authenticator& auth, int max_streams_per_provider)
-      : host_(host), auth_(auth), max_streams_per_provider_(max_streams_per_provider) {}
+  // `workers`: registration, listing and retirement (the API's side of the worker registry).
+  WorkerServiceImpl(SchedulerHost& host, SchedulerRepository& workers, auth::Authenticator& auth, int max_streams_per_provider)
+      : host_(host), workers_(workers), auth_(auth), max_streams_per_provider_(max_streams_per_provider) {}
 
   grpc::Status RegisterWorker(grpc::ServerContext*, const v1::RegisterWorkerRequest*, v1::RegisterWorkerResponse*) override;
   grpc::Status RetireWorker(grpc::ServerContext*, const v1::RetireWorkerRequest*, v1::Worker*) override;
@@ -28,6 +30,7 @@ class WorkerServiceImpl final : public v1::WorkerService::WithCallbackMethod_Con
   std::shared_ptr<void> TakeStreamSlot(int64_t provider_account_id);
 
   SchedulerHost& host_;
+  SchedulerRepository& workers_;
   auth::Authenticator& auth_;
   const int max_streams_per_provider_;
   std::mutex streams_mu_;

@@ -57,6 +57,7 @@ struct TesseraServer::Parts {
   std::unique_ptr<billing::PayoutRepository> payouts;
   std::unique_ptr<billing::ReportRepository> reports;
   std::unique_ptr<scheduler_host::TrustRepository> trust;
+  std::unique_ptr<scheduler_host::SchedulerRepository> scheduler_store;
   std::unique_ptr<scheduler_host::SchedulerHost> scheduler;
   std::unique_ptr<billing::SettlementLoop> settlement;
   std::unique_ptr<intake::JobServiceImpl> job_service;
@@ -228,10 +229,11 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
   }
   if (s.contains("scheduler")) {
     // Started by the leader election below: only the leader schedules.
+    parts->scheduler_store = std::make_unique<scheduler_host::SchedulerRepository>(*parts->db);
     parts->scheduler = std::make_unique<scheduler_host::SchedulerHost>(
-        *parts->db, parts->clock, parts->random,
+        *parts->scheduler_store, *parts->db, parts->clock, parts->random,
         options.scheduler_observer != nullptr ? *options.scheduler_observer : parts->no_observer, options.scheduler);
-    parts->worker_service = std::make_unique<scheduler_host::WorkerServiceImpl>(*parts->scheduler, *parts->authenticator,
+    parts->worker_service = std::make_unique<scheduler_host::WorkerServiceImpl>(*parts->scheduler, *parts->scheduler_store, *parts->authenticator,
                                                                                 options.max_streams_per_provider);
     if (options.worker_listen_address.empty()) builder.RegisterService(parts->worker_service.get());
   }
