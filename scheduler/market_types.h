@@ -76,6 +76,12 @@ struct Decisions {
   std::vector<int64_t> preempted;
 };
 
+// Appends `from` to `into`, in order.
+inline void Merge(Decisions& into, Decisions from) {
+  for (auto& p : from.placements) into.placements.push_back(std::move(p));
+  into.preempted.insert(into.preempted.end(), from.preempted.begin(), from.preempted.end());
+}
+
 struct MarketOptions {
   // A gang job waiting longer than this reserves a worker: its free GPUs are held for the job
   // and smaller jobs may only use other GPUs (bounded backfill).

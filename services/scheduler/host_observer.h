@@ -4,6 +4,7 @@
 // implementation is thread-safe and quick, and never calls back into the host.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 
@@ -29,6 +30,11 @@ class HostObserver {
   // Workers whose leases expired together (silent past the lease timeout), and the jobs requeued.
   virtual void OnLeasesExpired(size_t /*workers*/, size_t /*jobs_requeued*/) {}
 };
+
+// The latency a report carries: microseconds since `started`.
+inline int64_t MicrosecondsSince(std::chrono::steady_clock::time_point started) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
+}
 
 // Observes nothing: a host that nobody watches.
 class NoHostObserver final : public HostObserver {};

@@ -117,8 +117,9 @@ class SchedulerHost final : public StreamHandler {
   void OnNotification(const std::string& channel, const std::string& payload);
   void Post(const std::function<void(MarketEvents&)>& add);
 
-  // The scheduling thread.
+  // The scheduling thread: waits for events (or a tick's interval), then runs a round on them.
   void SchedulingLoop();
+  void RunRound(MarketEvents& events);
   void ApplyEvents(MarketEvents& events, scheduler::Decisions& decisions);
   // Adds to `events` the cancels, extensions and quarantines that PostgreSQL holds for the market's
   // jobs and the connected workers and that the market has not applied: after a LISTEN gap.
@@ -174,6 +175,9 @@ class SchedulerHost final : public StreamHandler {
   std::mutex lifecycle_mu_;  // serialises Start and Stop
 
   // Scheduling thread only.
+  struct RoundsDue {  // when the periodic parts of a round are next due (clock ms)
+    int64_t tick_ms = 0, reconcile_ms = 0, touch_ms = 0, reputation_ms = 0;
+  } due_;
   std::unique_ptr<scheduler::Market> market_;
   bool market_stale_ = false;  // a write failed: rebuild before the next round
   bool read_back_pending_ = false;  // ReadBackNotified is owed
