@@ -20,25 +20,28 @@ bool IsWorkloadKind(std::string_view kind) { return std::find(kWorkloadKinds.beg
 // The one place that reads the deprecated fields.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-void UpgradeLegacyResult(v1::JobResult* r) {
+void UpgradeLegacyResult(std::string_view kind, v1::JobResult* r) {
   if (r->outputs_case() != v1::JobResult::OUTPUTS_NOT_SET) return;
-  if (r->initial_loss() != 0 || r->final_loss() != 0 || !r->weights_sha256().empty()) {
+  if (!r->error().empty()) {
+    // A failure's outputs are not results (before outputs, a run stopped at its limit after its
+    // kernel had finished kept them beside the error).
+  } else if (kind == "train_mlp") {
     v1::TrainMlpResult* out = r->mutable_train_mlp();
     out->set_initial_loss(r->initial_loss());
     out->set_final_loss(r->final_loss());
     out->set_weights_sha256(r->weights_sha256());
-  } else if (r->algorithm_gbps() != 0 || r->bus_gbps() != 0) {
-    v1::AllReduceBenchResult* out = r->mutable_allreduce_bench();
-    out->set_algorithm_gbps(r->algorithm_gbps());
-    out->set_bus_gbps(r->bus_gbps());
-    out->set_timed_seconds(r->timed_seconds());
-    out->set_backend(r->backend());
-  } else if (r->achieved_tflops() != 0 || r->timed_seconds() != 0 || r->checksum() != 0 || !r->backend().empty()) {
+  } else if (kind == "gemm_bench") {
     v1::GemmBenchResult* out = r->mutable_gemm_bench();
     out->set_achieved_tflops(r->achieved_tflops());
     out->set_timed_seconds(r->timed_seconds());
     out->set_backend(r->backend());
     out->set_checksum(r->checksum());
+  } else if (kind == "allreduce_bench") {
+    v1::AllReduceBenchResult* out = r->mutable_allreduce_bench();
+    out->set_algorithm_gbps(r->algorithm_gbps());
+    out->set_bus_gbps(r->bus_gbps());
+    out->set_timed_seconds(r->timed_seconds());
+    out->set_backend(r->backend());
   }
   r->clear_initial_loss();
   r->clear_final_loss();

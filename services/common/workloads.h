@@ -2,8 +2,8 @@
 // read the same way by intake, the scheduler and the worker:
 //
 //   WorkloadKind(spec)          "train_mlp" for a spec whose workload is train_mlp; "" when unset
-//   UpgradeLegacyResult(&r)     moves the flat result fields of older agents and stored jobs into
-//                               `outputs`, so that everything after it reads one shape
+//   UpgradeLegacyResult("train_mlp", &r)   moves the flat result fields of older agents and stored
+//                                          jobs into `outputs`, so that everything after it reads one shape
 #pragma once
 
 #include <array>
@@ -22,9 +22,8 @@ std::string_view WorkloadKind(const v1::JobSpec& spec);
 bool IsWorkloadKind(std::string_view kind);
 
 // A result written in the layout before `outputs` (flat fields 1..10 beside `error`) rewritten into
-// the workload's member of `outputs`, the flat fields cleared. Which workload it was is told by the
-// fields it set (a train_mlp result always carries its weights' hash, an allreduce_bench result its
-// bandwidths). A result already in the new layout is left as it is.
-void UpgradeLegacyResult(v1::JobResult* result);
+// the member of `outputs` of the job's workload `kind` (WorkloadKind of its spec), the flat fields
+// cleared; a failed run's are dropped. A result already in the new layout is left as it is.
+void UpgradeLegacyResult(std::string_view kind, v1::JobResult* result);
 
 }  // namespace tessera

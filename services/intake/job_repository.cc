@@ -49,7 +49,7 @@ v1::Job JobFromRow(const pqxx::row& row) {
   job.set_wait_reason(row[15].as<std::string>());
   if (!row[16].is_null()) {
     job.mutable_result()->ParseFromString(pqxx::binarystring(row[16]).str());
-    UpgradeLegacyResult(job.mutable_result());  // a job finished before JobResult.outputs
+    UpgradeLegacyResult(WorkloadKind(job.spec()), job.mutable_result());  // finished before JobResult.outputs
   }
   job.set_created_at_ms(row[17].as<int64_t>());
   job.set_updated_at_ms(row[18].as<int64_t>());

@@ -1,7 +1,8 @@
 // A statement of services/lifecycle that changes jobs.state, with the edges of job_state_machine
 // it takes. Before its first use the edges are checked (TESSERA_CHECK: a wrong edge is a bug in
-// this module, never bad input): each is legal, and the SQL guards the move with exactly the
-// sources (`state = 'QUEUED'`, `state IN ('ASSIGNED', 'RUNNING')`) and names every target.
+// this module, never bad input): each is legal, the SQL holds the guard for exactly the declared
+// sources (`state = 'QUEUED'`, `state IN ('ASSIGNED', 'RUNNING')`; text, so a review still reads
+// that it guards the UPDATE) and names every target.
 //
 //   static const store::Statement kStarted = Checked({.statement = {…}, .from = {ASSIGNED}, .to = {RUNNING}});
 #pragma once

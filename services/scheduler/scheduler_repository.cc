@@ -593,7 +593,11 @@ absl::StatusOr<AppliedHello> SchedulerRepository::ApplyHello(const v1::Hello& he
   const WorkerProfile profile{.name = hello.name(), .region = hello.region(), .ask_utok_per_gpu_hour = hello.ask_utok_per_gpu_hour(),
                               .job_kinds = {hello.job_kinds().begin(), hello.job_kinds().end()}};
   return db_.Transact("hello", [&](pqxx::work& tx) -> absl::StatusOr<AppliedHello> {
-    if (absl::Status leader = CheckEpoch(tx); !leader.ok()) return leader;
+    // A deposed leader's hello: the agent is to reconnect (to the new leader), not give up, as it
+    // would on FAILED_PRECONDITION before its welcome.
+    if (absl::Status leader = CheckEpoch(tx); !leader.ok()) {
+      return absl::UnavailableError(absl::StrCat(leader.message(), "; reconnect to the leader"));
+    }
     absl::StatusOr<ActivatedWorker> activated = ActivateInTx(tx, hello.worker_id(), hello.has_policy() ? &hello.policy() : nullptr,
                                                              require_verification, hello.draining(), profile);
     if (!activated.ok()) return activated.status();
@@ -633,12 +637,12 @@ absl::StatusOr<std::vector<Requeued>> SchedulerRepository::Requeue(
     const std::string& reason) {
   return db_.Transact("requeue", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<Requeued>> {
     if (absl::Status leader = CheckEpoch(tx); !leader.ok()) return leader;
-    std::vector<Requeued> out = lifecycle::EndLeases(tx, offline_workers, assignments, {}, reason);
+    // Worker rows before job rows: the lock order of a hello (ApplyHello) too.
     if (!offline_workers.empty()) {
       tx.exec_params0("UPDATE workers SET state = 'OFFLINE' WHERE worker_id = ANY($1::bigint[]) AND state IN ('ACTIVE', 'DRAINING')",
                       ArrayLiteral(offline_workers));
     }
-    return out;
+    return lifecycle::EndLeases(tx, offline_workers, assignments, {}, reason);
   });
 }
 

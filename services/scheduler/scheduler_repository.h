@@ -1,7 +1,7 @@
 // The scheduler's store on PostgreSQL: the SchedulerStore the host runs on (scheduler_store.h, which
 // documents each call), and the worker registry calls of the API (register, list, retire). A call
-// costs a fixed number of statements, whatever its batch's size. Lock order everywhere: jobs rows,
-// then assignments, then ledger rows (no deadlocks by design).
+// costs a fixed number of statements, whatever its batch's size. Lock order everywhere: workers rows,
+// then jobs rows, then assignments, then ledger rows (no deadlocks by design).
 #pragma once
 
 #include <atomic>

@@ -1,9 +1,10 @@
 // What the scheduler host reads and writes of the store of record, as one interface: the host
 // receives it, PostgreSQL implements it in the product (SchedulerRepository), and the simulation
 // can put its own behind it. Every call is one transaction of the store: it happens whole or not at
-// all, and a call that changes jobs or leases is refused (FAILED_PRECONDITION) once another
-// scheduler holds the leadership epoch set here. Batch-shaped: a call carries every event of one
-// ingest or scheduling round.
+// all. The host's own decisions (ApplyHello, PersistDecisions, Requeue, CancelExpiredQueued) are
+// refused once another scheduler holds the leadership epoch set here (a hello UNAVAILABLE, so that
+// its agent reconnects to the leader; the rest FAILED_PRECONDITION); what workers report is stored
+// whoever leads. Batch-shaped: a call carries every event of one ingest or scheduling round.
 #pragma once
 
 #include <cstdint>

@@ -101,6 +101,7 @@ void JobRunner::Meter() {
   started.mutable_started()->set_attempt(assignment_.attempt());
   reporter_.Send(std::move(started));
   if (!workload_) {
+    ReportUsage(clock_.NowMs());  // every run ends with a final report, however short
     reporter_.Send(Finished(workload_error_, false));
     finished_ = true;
     return;
@@ -113,12 +114,15 @@ void JobRunner::Meter() {
     const int64_t now_ms = clock_.NowMs();
     if (now_ms >= deadline_ms() && !timed_out) {
       timed_out = true;  // stop the workload; usage is billed up to the limit only
+      cancel_ = true;
+      rendezvous_.Cancel();
       workload_->Cancel();
     }
     SampleGpus(now_ms);
     ReportUsage(std::min(now_ms, deadline_ms()));
     ReportProgress();
   }
+  ReportProgress();  // where it ended: the last epoch's loss
   const int64_t end_ms = clock_.NowMs();
   SampleGpus(end_ms);
   ReportUsage(std::min(end_ms, deadline_ms()));

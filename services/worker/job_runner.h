@@ -4,7 +4,8 @@
 // (wall time × GPUs held), with per-attempt sequence numbers from 1; then one final report and the
 // result. With a GpuSampler each report also carries the GPUs' mean utilization, peak memory and the
 // energy they drew (NVML's counter, or power × time where a device has none). The workload's
-// progress goes out with each report when it moved.
+// progress goes out with each report when it moved, and once more where it ended (several epochs
+// within one interval are one progress message: the latest).
 // A cancel stops the workload; a job past max_duration (as extended) is stopped and billed to its
 // limit; a workload's failure fails the job with its text and never crashes the agent.
 #pragma once

@@ -1,7 +1,8 @@
 // The built-in workloads (sleep, train_mlp, gemm_bench, allreduce_bench): the compute backend's
 // kernels, run in-process on a thread of their own. A cancel stops a kernel within one step (a
-// mini-batch, a product); a kernel's error or exception fails the job with its text and never the
-// agent.
+// mini-batch, a product); a wait for a spread job's communicator ends when its CommunicatorSource is
+// cancelled (JobRunner cancels both). A kernel's error or exception fails the job with its text and
+// never the agent.
 #pragma once
 
 #include <atomic>

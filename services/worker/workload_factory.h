@@ -22,7 +22,9 @@ struct WorkloadEnvironment {
   CommunicatorSource& communicators;
 };
 
-// The workload an assignment names; INVALID_ARGUMENT when it names none this agent runs.
+// The workload an assignment names; INVALID_ARGUMENT when it names none (an assignment from a newer
+// scheduler). Whether this machine can run it is the backend's to say (WorkloadKindsOn keeps the
+// scheduler from asking).
 absl::StatusOr<std::unique_ptr<Workload>> MakeWorkload(const v1::Assignment& assignment, WorkloadEnvironment environment);
 
 // The workloads (JobSpec.kind names) an agent on `backend` runs: what its hello offers, so that the

@@ -467,13 +467,27 @@ TEST_CASE("a spec names its workload; kind is filled in, and results stored befo
   CHECK(retry.deduplicated());
   CHECK(retry.job().job_id() == first.job().job_id());
 
-  // A train_mlp result as it was stored before `outputs`: initial_loss, final_loss, weights_sha256
-  // as fields 1..3 (doubles 1.5 and 0.25, a 64-character hash).
-  const std::string id = std::to_string(first.job().job_id());
+  // A train_mlp job's result as it was stored before `outputs`: initial_loss, final_loss,
+  // weights_sha256 as fields 1..3 (doubles 1.5 and 0.25, a 64-character hash).
+  v1::SubmitJobRequest train = SleepRequest("train", 1'000'000);
+  v1::TrainMlpParams* p = train.mutable_spec()->mutable_train_mlp();  // replaces the sleep: a oneof
+  p->set_seed(1);
+  p->set_input_dim(4);
+  p->set_hidden_dim(8);
+  p->set_output_dim(1);
+  p->set_samples(64);
+  p->set_batch_size(16);
+  p->set_epochs(2);
+  p->set_learning_rate_micros(50'000);
+  train.mutable_spec()->clear_kind();
+  v1::SubmitJobResponse trained;
+  REQUIRE(s.Submit(train, &trained).ok());
+  CHECK(trained.job().spec().kind() == "train_mlp");
+  const std::string id = std::to_string(trained.job().job_id());
   const std::string legacy = "\\x09" "000000000000f83f" "11" "000000000000d03f" "1a40" + std::string(128, '6') /* 'f' × 64 */;
   s.db.Scalar("UPDATE jobs SET result = '" + legacy + "'::bytea WHERE job_id = " + id + " RETURNING 1");
   v1::GetJobRequest get;
-  get.set_job_id(first.job().job_id());
+  get.set_job_id(trained.job().job_id());
   v1::Job job;
   REQUIRE(s.jobs->GetJob(Ctx().get(), get, &job).ok());
   REQUIRE(job.result().has_train_mlp());

@@ -219,6 +219,13 @@ TEST_CASE("a deposed scheduler (stale epoch) cannot place or requeue", "[integra
   CHECK_THAT(std::string(placed.status().message()), Catch::Contains("no longer the leader's"));
   CHECK(m.Count("assignments") == 0);
   CHECK(m.scheduler.Requeue({}, {m.worker}, "lease expired").status().code() == absl::StatusCode::kFailedPrecondition);
+  // A hello it still gets is not applied either, and is UNAVAILABLE: its agent reconnects (to the
+  // leader) instead of giving up, as it does on FAILED_PRECONDITION before a welcome.
+  v1::Hello hello;
+  hello.set_worker_id(m.worker);
+  const auto refused = m.scheduler.ApplyHello(hello, false);
+  CHECK(refused.status().code() == absl::StatusCode::kUnavailable);
+  CHECK_THAT(std::string(refused.status().message()), Catch::Contains("reconnect to the leader"));
   // With the current epoch the same write goes through.
   m.scheduler.set_epoch(1);
   CHECK(m.MatchOnce({Marketplace::Offer(m.worker, 1'000'000, 2)}).size() == 1);

@@ -37,10 +37,10 @@ v1::JobResult LegacyAllReduceResult() {
 }
 #pragma GCC diagnostic pop
 
-v1::JobResult ReadBack(const v1::JobResult& stored) {
+v1::JobResult ReadBack(std::string_view kind, const v1::JobResult& stored) {
   v1::JobResult r;
   REQUIRE(r.ParseFromString(stored.SerializeAsString()));
-  UpgradeLegacyResult(&r);
+  UpgradeLegacyResult(kind, &r);
   return r;
 }
 
@@ -71,20 +71,20 @@ TEST_CASE("a spec written by a client before the oneof reads the same", "[worklo
 }
 
 TEST_CASE("results in the layout before outputs move into the workload's member", "[workloads]") {
-  const v1::JobResult train = ReadBack(LegacyTrainResult());
+  const v1::JobResult train = ReadBack("train_mlp", LegacyTrainResult());
   REQUIRE(train.has_train_mlp());
   CHECK(train.train_mlp().initial_loss() == 1.5);
   CHECK(train.train_mlp().final_loss() == 0.25);
   CHECK(train.train_mlp().weights_sha256() == std::string(64, 'a'));
 
-  const v1::JobResult gemm = ReadBack(LegacyGemmResult());
+  const v1::JobResult gemm = ReadBack("gemm_bench", LegacyGemmResult());
   REQUIRE(gemm.has_gemm_bench());
   CHECK(gemm.gemm_bench().achieved_tflops() == 0.004);
   CHECK(gemm.gemm_bench().timed_seconds() == 0.5);
   CHECK(gemm.gemm_bench().backend() == "cpu");
   CHECK(gemm.gemm_bench().checksum() == 12.5);
 
-  const v1::JobResult allreduce = ReadBack(LegacyAllReduceResult());
+  const v1::JobResult allreduce = ReadBack("allreduce_bench", LegacyAllReduceResult());
   REQUIRE(allreduce.has_allreduce_bench());
   CHECK(allreduce.allreduce_bench().algorithm_gbps() == 180);
   CHECK(allreduce.allreduce_bench().bus_gbps() == 315);
@@ -106,11 +106,29 @@ TEST_CASE("results in the layout before outputs move into the workload's member"
 TEST_CASE("a failure, a sleep and a result already in the new layout are left as they are", "[workloads]") {
   v1::JobResult failed;
   failed.set_error("out of memory");
-  CHECK(ReadBack(failed).SerializeAsString() == failed.SerializeAsString());
-  CHECK(ReadBack(v1::JobResult()).ByteSizeLong() == 0);
+  CHECK(ReadBack("train_mlp", failed).SerializeAsString() == failed.SerializeAsString());
+  CHECK(ReadBack("sleep", v1::JobResult()).ByteSizeLong() == 0);
   v1::JobResult current;
   current.mutable_gemm_bench()->set_achieved_tflops(0.0);  // a zero measurement stays a gemm_bench result
-  CHECK(ReadBack(current).has_gemm_bench());
+  CHECK(ReadBack("gemm_bench", current).has_gemm_bench());
+  // A run stopped at its limit after its kernel finished kept its figures beside the error: a
+  // failure has no outputs.
+  v1::JobResult stopped = LegacyTrainResult();
+  stopped.set_error("stopped: the escrow is exhausted");
+  const v1::JobResult read = ReadBack("train_mlp", stopped);
+  CHECK_FALSE(read.has_train_mlp());
+  CHECK(read.error() == "stopped: the escrow is exhausted");
+  v1::JobResult only_error;
+  only_error.set_error("stopped: the escrow is exhausted");
+  CHECK(read.SerializeAsString() == only_error.SerializeAsString());
+  // An allreduce result that measured nothing is still an allreduce result (its kind says so).
+  v1::JobResult zero = LegacyAllReduceResult();
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  zero.set_algorithm_gbps(0);
+  zero.set_bus_gbps(0);
+#pragma GCC diagnostic pop
+  CHECK(ReadBack("allreduce_bench", zero).allreduce_bench().backend() == "cuda");
 }
 
 TEST_CASE("a result an older agent signed still verifies: the flat fields are known, so they serialize as it did", "[workloads]") {
