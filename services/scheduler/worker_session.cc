@@ -2,7 +2,7 @@
 
 namespace tessera::scheduler_host {
 
-bool WorkerSession::Send(const v1::ServerMessage& message) {
+bool GrpcWorkerSession::Send(const v1::ServerMessage& message) {
   std::lock_guard lock(mu_);
   if (stream_ == nullptr || finishing_ || outbox_.size() >= kMaxQueuedMessages) return false;
   outbox_.push_back(message);
@@ -10,7 +10,7 @@ bool WorkerSession::Send(const v1::ServerMessage& message) {
   return true;
 }
 
-void WorkerSession::Close(const grpc::Status& status) {
+void GrpcWorkerSession::Close(const grpc::Status& status) {
   std::lock_guard lock(mu_);
   if (stream_ == nullptr || finishing_) return;
   finishing_ = true;
@@ -21,12 +21,12 @@ void WorkerSession::Close(const grpc::Status& status) {
   }
 }
 
-bool WorkerSession::closing() {
+bool GrpcWorkerSession::closing() {
   std::lock_guard lock(mu_);
   return finishing_ || stream_ == nullptr;
 }
 
-void WorkerSession::StartNextLocked() {
+void GrpcWorkerSession::StartNextLocked() {
   if (outbox_.empty()) {
     writing_ = false;
     if (finishing_ && !finished_) {
@@ -39,7 +39,7 @@ void WorkerSession::StartNextLocked() {
   stream_->StartWrite(&outbox_.front());
 }
 
-void WorkerSession::WriteDone(bool ok) {
+void GrpcWorkerSession::WriteDone(bool ok) {
   std::lock_guard lock(mu_);
   if (!outbox_.empty()) outbox_.pop_front();
   if (!ok) {
@@ -51,15 +51,14 @@ void WorkerSession::WriteDone(bool ok) {
   StartNextLocked();
 }
 
-void WorkerSession::Detach() {
+void GrpcWorkerSession::Detach() {
   std::lock_guard lock(mu_);
   stream_ = nullptr;
   outbox_.clear();
 }
 
 WorkerStream::WorkerStream(StreamHandler& handler, int64_t provider_account_id, std::shared_ptr<void> slot)
-    : handler_(handler), session_(std::make_shared<WorkerSession>(this)), slot_(std::move(slot)) {
-  session_->provider_account_id_ = provider_account_id;
+    : handler_(handler), session_(std::make_shared<GrpcWorkerSession>(this, provider_account_id)), slot_(std::move(slot)) {
   StartRead(&incoming_);
 }
 

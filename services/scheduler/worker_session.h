@@ -1,5 +1,5 @@
 // One worker's Connect stream on the server: a gRPC callback reactor plus a session handle that
-// outlives it. Other threads send through the session (thread-safe; one write in flight at a time,
+// outlives it (WorkerSession, an interface the host sees). Other threads send through the session (thread-safe; one write in flight at a time,
 // the rest queued up to a bound); the reactor hands every incoming message to a StreamHandler.
 #pragma once
 
@@ -10,6 +10,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "tessera/v1/workers.pb.h"
@@ -18,27 +19,46 @@ namespace tessera::scheduler_host {
 
 class WorkerStream;
 
+// A worker's stream as the host sees it: what it sends down, closing it, and who is on it. The
+// product's is a gRPC stream (GrpcWorkerSession); a test or the simulation may put its own behind it.
 class WorkerSession {
  public:
-  explicit WorkerSession(WorkerStream* stream) : stream_(stream) {}
+  explicit WorkerSession(int64_t provider_account_id) : provider_account_id_(provider_account_id) {}
+  virtual ~WorkerSession() = default;
 
   // Queues a message for the worker; false when the stream is closed or its queue is full.
-  bool Send(const v1::ServerMessage& message);
+  virtual bool Send(const v1::ServerMessage& message) = 0;
   // Ends the stream with `status` once queued messages are written. Idempotent.
-  void Close(const grpc::Status& status);
+  virtual void Close(const grpc::Status& status) = 0;
   // Whether Close was called: nothing the worker sends after that is handled, so a refused message
   // is never followed by a later one of the same stream (the agent resends both, in order).
-  bool closing();
+  virtual bool closing() = 0;
 
   int64_t worker_id() const { return worker_id_.load(); }
   void set_worker_id(int64_t id) { worker_id_.store(id); }
   // The provider account whose API key opened the stream: its hello may name only that account's
-  // workers. 0: an admin key, which may speak for any worker. Set before the first read.
+  // workers. 0: an admin key, which may speak for any worker.
   int64_t provider_account_id() const { return provider_account_id_; }
   // The Ed25519 key the hello's worker registered; set, with the worker id, by the ingest thread
   // (the only one that reads it) when it accepts the hello.
   const std::string& public_key() const { return public_key_; }
   void set_public_key(std::string key) { public_key_ = std::move(key); }
+
+ private:
+  std::atomic<int64_t> worker_id_{0};
+  const int64_t provider_account_id_;
+  std::string public_key_;
+};
+
+// The session of a gRPC Connect stream: thread-safe sends, one write in flight at a time, the rest
+// queued up to a bound.
+class GrpcWorkerSession final : public WorkerSession {
+ public:
+  GrpcWorkerSession(WorkerStream* stream, int64_t provider_account_id) : WorkerSession(provider_account_id), stream_(stream) {}
+
+  bool Send(const v1::ServerMessage& message) override;
+  void Close(const grpc::Status& status) override;
+  bool closing() override;
 
  private:
   friend class WorkerStream;
@@ -56,9 +76,6 @@ class WorkerSession {
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
-  std::atomic<int64_t> worker_id_{0};
-  int64_t provider_account_id_ = 0;
-  std::string public_key_;
 };
 
 class StreamHandler {
@@ -78,9 +95,9 @@ class WorkerStream final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1:
   void OnDone() override;
 
  private:
-  friend class WorkerSession;
+  friend class GrpcWorkerSession;
   StreamHandler& handler_;
-  std::shared_ptr<WorkerSession> session_;
+  std::shared_ptr<GrpcWorkerSession> session_;
   v1::WorkerMessage incoming_;
   std::shared_ptr<void> slot_;
 };
