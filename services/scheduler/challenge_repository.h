@@ -35,24 +35,37 @@ struct ChallengeState {
   int64_t observed_ms = 0;  // the server's clock, challenge sent → commitment received
 };
 
-class ChallengeRepository {
+// What the GPU verifier reads and writes of the store of record: the host passes it in, PostgreSQL
+// implements it in the product (ChallengeRepository).
+class ChallengeStore {
  public:
-  explicit ChallengeRepository(store::Database& db) : db_(db) {}
-
+  virtual ~ChallengeStore() = default;
   // Records a new challenge of every GPU of the worker, with fresh random seeds and n by model
   // (kInt8Throughput), or `n_override` when non-zero. A RECHECK is only of an ACTIVE worker, which
   // becomes PENDING_VERIFICATION in the same transaction (FAILED_PRECONDITION otherwise).
-  absl::StatusOr<ChallengeState> Issue(int64_t worker_id, ChallengeReason reason, uint32_t n_override);
-  absl::Status RecordCommit(const ChallengeState& state);
+  virtual absl::StatusOr<ChallengeState> Issue(int64_t worker_id, ChallengeReason reason, uint32_t n_override) = 0;
+  virtual absl::Status RecordCommit(const ChallengeState& state) = 0;
   // A pass: the worker is verified now and, if PENDING_VERIFICATION, ACTIVE. Returns its state.
-  absl::StatusOr<v1::WorkerState> Pass(const ChallengeState& state, const std::string& detail);
+  virtual absl::StatusOr<v1::WorkerState> Pass(const ChallengeState& state, const std::string& detail) = 0;
   // A failure: the worker is QUARANTINED with a CHALLENGE_FAILED signal whose evidence is `detail`;
   // NOTIFY tessera_quarantine makes the scheduler close its stream.
-  absl::Status Fail(const ChallengeState& state, const std::string& detail);
+  virtual absl::Status Fail(const ChallengeState& state, const std::string& detail) = 0;
   // Its stream closed first: the worker stays as it is (PENDING_VERIFICATION), to be challenged again.
-  absl::Status Abandon(int64_t challenge_id);
+  virtual absl::Status Abandon(int64_t challenge_id) = 0;
   // A new leadership term: the challenges an earlier term left open are abandoned.
-  absl::Status AbandonOpen();
+  virtual absl::Status AbandonOpen() = 0;
+};
+
+class ChallengeRepository final : public ChallengeStore {
+ public:
+  explicit ChallengeRepository(store::Database& db) : db_(db) {}
+
+  absl::StatusOr<ChallengeState> Issue(int64_t worker_id, ChallengeReason reason, uint32_t n_override) override;
+  absl::Status RecordCommit(const ChallengeState& state) override;
+  absl::StatusOr<v1::WorkerState> Pass(const ChallengeState& state, const std::string& detail) override;
+  absl::Status Fail(const ChallengeState& state, const std::string& detail) override;
+  absl::Status Abandon(int64_t challenge_id) override;
+  absl::Status AbandonOpen() override;
 
  private:
   store::Database& db_;

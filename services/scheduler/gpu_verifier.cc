@@ -36,9 +36,9 @@ std::vector<uint32_t> PickRows(RandomSource& random, uint32_t n, uint32_t k) {
 
 }  // namespace
 
-GpuVerifier::GpuVerifier(store::Database& db, const Clock& clock, RandomSource& random, VerifierOptions options,
+GpuVerifier::GpuVerifier(ChallengeStore& challenges, const Clock& clock, RandomSource& random, VerifierOptions options,
                          std::function<void(int64_t, v1::WorkerState)> on_pass)
-    : repo_(db), clock_(clock), random_(random), options_(options), on_pass_(std::move(on_pass)) {}
+    : repo_(challenges), clock_(clock), random_(random), options_(options), on_pass_(std::move(on_pass)) {}
 
 GpuVerifier::~GpuVerifier() { Stop(); }
 

@@ -9,7 +9,7 @@
 // `overhead_ms` plus the slowest the claimed GPUs may take, and no GPU may report more compute
 // time than the whole round trip took.
 //
-//   GpuVerifier verifier(db, clock, options, [](int64_t worker, v1::WorkerState s) { … open it … });
+//   GpuVerifier verifier(challenges, clock, random, options, [](int64_t worker, v1::WorkerState s) { … open it … });
 //   verifier.Start();
 //   verifier.Challenge(session, ChallengeReason::kRegistration);   // after the Welcome
 //   verifier.OnCommit(session, message.challenge_commit());         // from the ingest thread
@@ -47,7 +47,7 @@ class GpuVerifier {
  public:
   // `on_pass` runs on the verifier's thread after a pass is stored, with the worker's new state.
   // `random` picks the rows a worker must open: the CSPRNG in production, so it cannot guess them.
-  GpuVerifier(store::Database& db, const Clock& clock, RandomSource& random, VerifierOptions options,
+  GpuVerifier(ChallengeStore& challenges, const Clock& clock, RandomSource& random, VerifierOptions options,
               std::function<void(int64_t worker_id, v1::WorkerState state)> on_pass);
   ~GpuVerifier();
 
@@ -85,7 +85,7 @@ class GpuVerifier {
   void FailChallenge(Open& open, const std::string& detail);
   void PassChallenge(Open& open);
 
-  ChallengeRepository repo_;
+  ChallengeStore& repo_;
   const Clock& clock_;
   RandomSource& random_;
   const VerifierOptions options_;

@@ -12,6 +12,10 @@ namespace tessera::scheduler_host {
 
 void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, const v1::Hello& hello,
                                 scheduler::Decisions& decisions) {
+  // A stream that ended while its hello waited for this round: registering it would show the
+  // worker connected on a dead stream until its lease expired. Its agent reconnects and says hello
+  // again.
+  if (session->closing()) return;
   // Everything PostgreSQL holds of the reconnect, decided and written in one transaction; then the
   // market follows it.
   absl::StatusOr<AppliedHello> applied = repo_.ApplyHello(hello, options_.verifier.enabled);
@@ -42,7 +46,7 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
   if (record.state == v1::WORKER_STATE_PENDING_VERIFICATION) {
     // It proves its hardware before it gets a job: a never-verified machine, or one whose re-check
     // was interrupted.
-    verifier_.Challenge(session, record.verified ? ChallengeReason::kRecheck : ChallengeReason::kRegistration);
+    verifier_->Challenge(session, record.verified ? ChallengeReason::kRecheck : ChallengeReason::kRegistration);
   } else if (record.state == v1::WORKER_STATE_ACTIVE) {
     ScheduleRecheck(record.worker_id, now_ms);
   }

@@ -35,20 +35,26 @@ FraudSignal BadSignature(const char* kind, int64_t worker_id, int64_t job_id, ui
 
 void SchedulerHost::IngestLoop() {
   while (!stop_) {
-    std::vector<Inbound> batch;
     {
       std::unique_lock lock(inbound_mu_);
       inbound_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return !inbound_.empty() || stop_; });
-      while (!inbound_.empty() && batch.size() < options_.max_ingest_batch) {
-        batch.push_back(std::move(inbound_.front()));
-        inbound_.pop_front();
-      }
     }
+    std::vector<Inbound> batch = TakeBatch();
     if (batch.empty()) continue;
     const auto started = std::chrono::steady_clock::now();
     ProcessBatch(batch);
     observer_.OnIngestBatch({.messages = batch.size(), .latency_us = MicrosecondsSince(started)});
   }
+}
+
+std::vector<SchedulerHost::Inbound> SchedulerHost::TakeBatch() {
+  std::vector<Inbound> batch;
+  std::lock_guard lock(inbound_mu_);
+  while (!inbound_.empty() && batch.size() < options_.max_ingest_batch) {
+    batch.push_back(std::move(inbound_.front()));
+    inbound_.pop_front();
+  }
+  return batch;
 }
 
 void SchedulerHost::ProcessBatch(std::vector<Inbound>& batch) {
@@ -100,6 +106,7 @@ void SchedulerHost::ProcessBatch(std::vector<Inbound>& batch) {
     switch (m.body_case()) {
       case v1::WorkerMessage::kStarted:
         segment.events.started.emplace_back(worker_id, m.started());
+        segment.started_sessions.push_back(in.session);
         break;
       case v1::WorkerMessage::kProgress:
         segment.events.progress.emplace_back(worker_id, m.progress());
@@ -139,10 +146,10 @@ void SchedulerHost::ProcessBatch(std::vector<Inbound>& batch) {
         Post([&](MarketEvents& e) { e.draining.emplace_back(in.session, m.drain().reason()); });
         break;
       case v1::WorkerMessage::kChallengeCommit:
-        if (options_.verifier.enabled) verifier_.OnCommit(in.session, std::move(*m.mutable_challenge_commit()));
+        if (options_.verifier.enabled) verifier_->OnCommit(in.session, std::move(*m.mutable_challenge_commit()));
         break;
       case v1::WorkerMessage::kChallengeOpening:
-        if (options_.verifier.enabled) verifier_.OnOpening(in.session, std::move(*m.mutable_challenge_opening()));
+        if (options_.verifier.enabled) verifier_->OnOpening(in.session, std::move(*m.mutable_challenge_opening()));
         break;
       default:
         break;  // heartbeat: the touch above is all it does
@@ -188,6 +195,8 @@ void SchedulerHost::FlushSegment(Segment& segment) {
     if (!applied.ok()) {
       spdlog::error("job events failed: {}", applied.status().ToString());
       for (auto& s : segment.finished_sessions) s->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "result not stored; resend"));
+      // A start is not resent, but the reconnect's hello names the run, which makes it RUNNING.
+      for (auto& s : segment.started_sessions) s->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "job start not stored; reconnect"));
     } else {
       // Every finish is acknowledged: recorded now, or its lease had already ended (cancel,
       // expiry) and the report has nothing left to change.

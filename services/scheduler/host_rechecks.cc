@@ -38,7 +38,7 @@ void SchedulerHost::StartDueRechecks(int64_t now_ms, scheduler::Decisions& decis
       continue;
     }
     Merge(decisions, market_->SetSchedulable(worker_id, false, now_ms));
-    verifier_.Challenge(session, ChallengeReason::kRecheck);
+    verifier_->Challenge(session, ChallengeReason::kRecheck);
     it = recheck_at_ms_.erase(it);
   }
 }

@@ -16,15 +16,11 @@ namespace {
 // A round's commit withdraws placements that did not take effect and persists what the market
 // decided instead; this bounds the repetitions (a later round picks up the rest).
 constexpr int kMaxCommitRepeats = 4;
-constexpr int64_t kTouchWorkersEveryMs = 5'000;
 
 }  // namespace
 
 void SchedulerHost::SchedulingLoop() {
   const auto wake_every = std::chrono::milliseconds(std::clamp<int64_t>(options_.lease_timeout_ms / 8, 20, 250));
-  const int64_t now_ms = clock_.NowMs();
-  due_ = {.tick_ms = now_ms, .reconcile_ms = now_ms + options_.reconcile_interval_ms, .touch_ms = now_ms + kTouchWorkersEveryMs,
-          .reputation_ms = now_ms + options_.reputation_interval_ms};
   while (true) {
     MarketEvents events;
     {
@@ -64,6 +60,14 @@ void SchedulerHost::RunRound(MarketEvents& events) {
   // the periodic reconcile, so that an unreachable database is not asked again at once.
   if (events.read_back_notified) read_back_pending_ = true;
   if (read_back_pending_ && (events.read_back_notified || now_ms >= due_.reconcile_ms)) read_back_pending_ = !ReadBackNotified(events);
+  // The queue is compared with the store before the market decides anything this round (an event
+  // may place a job, and a placement may preempt): a decision not yet committed (a preempted job
+  // back in the market's queue while the store still has it RUNNING) would look like a difference,
+  // and the job would be dropped until the next reconcile. The simulation found this (issue 17).
+  if (events.reconcile || now_ms >= due_.reconcile_ms) {
+    Reconcile(decisions);
+    due_.reconcile_ms = now_ms + options_.reconcile_interval_ms;
+  }
   ApplyEvents(events, decisions);
   ExpireLeases(decisions);
   const bool tick = now_ms >= due_.tick_ms;
@@ -72,10 +76,6 @@ void SchedulerHost::RunRound(MarketEvents& events) {
     StartDueRechecks(now_ms, decisions);
     Merge(decisions, market_->Tick(now_ms));
     due_.tick_ms = now_ms + options_.tick_interval_ms;
-  }
-  if (events.reconcile || now_ms >= due_.reconcile_ms) {
-    Reconcile(decisions);
-    due_.reconcile_ms = now_ms + options_.reconcile_interval_ms;
   }
   // A market found inconsistent this round decides nothing; the next round rebuilds it.
   RoundReport round;

@@ -10,23 +10,35 @@
 
 namespace tessera::scheduler_host {
 
-SchedulerHost::SchedulerHost(SchedulerStore& store, store::Database& db, const Clock& clock, RandomSource& random,
-                             HostObserver& observer, SchedulerOptions options)
-    : db_(db),
-      clock_(clock),
-      random_(random),
-      observer_(observer),
+SchedulerHost::SchedulerHost(HostParts parts, SchedulerOptions options)
+    : notifications_(parts.notifications),
+      challenges_(parts.challenges),
+      clock_(parts.clock),
+      random_(parts.random),
+      observer_(parts.observer),
       options_(options),
-      repo_(store),
-      verifier_(db, clock, random, options.verifier, [this](int64_t worker_id, v1::WorkerState state) {
-        Post([&](MarketEvents& e) { e.verified.emplace_back(worker_id, state); });
-      }) {}
+      repo_(parts.store) {
+  if (options_.verifier.enabled && challenges_ != nullptr) {
+    verifier_ = std::make_unique<GpuVerifier>(*challenges_, clock_, random_, options_.verifier,
+                                              [this](int64_t worker_id, v1::WorkerState state) {
+                                                Post([&](MarketEvents& e) { e.verified.emplace_back(worker_id, state); });
+                                              });
+  }
+}
 
 SchedulerHost::~SchedulerHost() { Stop(); }
 
-absl::Status SchedulerHost::Start(int64_t epoch) {
+absl::Status SchedulerHost::Start(int64_t epoch, HostThreads threads) {
   std::lock_guard lifecycle(lifecycle_mu_);
   if (running_) return absl::OkStatus();
+  if (options_.verifier.enabled && verifier_ == nullptr) {
+    return absl::FailedPreconditionError("GPU verification is enabled but the host was given no challenge store");
+  }
+  if (options_.verifier.enabled && threads == HostThreads::kCaller) {
+    // The verifier checks answers on a thread of its own: a caller-driven run would not be deterministic.
+    return absl::FailedPreconditionError("a caller-driven scheduler host runs without GPU verification (options.verifier.enabled)");
+  }
+  threads_ = threads;
   repo_.set_epoch(epoch);
   repo_.ForgetLeases();  // another leader may have ingested since this one last did
   stop_ = false;
@@ -44,11 +56,14 @@ absl::Status SchedulerHost::Start(int64_t epoch) {
   market_stale_ = false;
   read_back_pending_ = false;  // the listener asks for it once its LISTENs are in place
   recheck_at_ms_.clear();
-  if (options_.verifier.enabled) {
-    if (absl::Status s = verifier_.Start(); !s.ok()) return s;
+  if (verifier_ != nullptr) {
+    if (absl::Status s = verifier_->Start(); !s.ok()) return s;
   }
-  listener_ = std::make_unique<store::NotificationListener>(
-      db_.url(), store::SchedulerChannels(),
+  const int64_t now_ms = clock_.NowMs();
+  due_ = {.tick_ms = now_ms, .reconcile_ms = now_ms + options_.reconcile_interval_ms, .touch_ms = now_ms + kTouchWorkersEveryMs,
+          .reputation_ms = now_ms + options_.reputation_interval_ms};
+  listener_ = notifications_.Listen(
+      store::SchedulerChannels(),
       [this](const std::string& channel, const std::string& payload) { OnNotification(channel, payload); },
       // A job committed after the rebuild's snapshot but before the LISTEN took effect (or while
       // the listener reconnects) was notified to no one: once listening, the queue is compared
@@ -60,8 +75,10 @@ absl::Status SchedulerHost::Start(int64_t epoch) {
           e.read_back_notified = true;
         });
       });
-  ingest_thread_ = std::thread([this] { IngestLoop(); });
-  scheduling_thread_ = std::thread([this] { SchedulingLoop(); });
+  if (threads_ == HostThreads::kOwn) {
+    ingest_thread_ = std::thread([this] { IngestLoop(); });
+    scheduling_thread_ = std::thread([this] { SchedulingLoop(); });
+  }
   running_ = true;
   return absl::OkStatus();
 }
@@ -79,7 +96,7 @@ void SchedulerHost::Stop() {
   for (std::thread* t : {&ingest_thread_, &scheduling_thread_}) {
     if (t->joinable()) t->join();
   }
-  verifier_.Stop();
+  if (verifier_ != nullptr) verifier_->Stop();
   listener_.reset();
   registry_.CloseAll(grpc::Status(grpc::StatusCode::UNAVAILABLE, "scheduler stepped down; reconnect to the leader"));
   market_.reset();
@@ -105,10 +122,24 @@ void SchedulerHost::OnMessage(const std::shared_ptr<WorkerSession>& session, v1:
 
 void SchedulerHost::OnClosed(const std::shared_ptr<WorkerSession>& session) {
   registry_.Detach(session);
-  if (options_.verifier.enabled && session->worker_id() != 0) verifier_.OnClosed(session);
+  if (verifier_ != nullptr && session->worker_id() != 0) verifier_->OnClosed(session);
   if (const int64_t worker_id = session->worker_id(); worker_id != 0) {
     Post([&](MarketEvents& e) { e.disconnected.push_back(worker_id); });
   }
+}
+
+void SchedulerHost::Step() {
+  for (std::vector<Inbound> batch = TakeBatch(); !batch.empty(); batch = TakeBatch()) {
+    const auto started = std::chrono::steady_clock::now();
+    ProcessBatch(batch);
+    observer_.OnIngestBatch({.messages = batch.size(), .latency_us = MicrosecondsSince(started)});
+  }
+  MarketEvents events;
+  {
+    std::lock_guard lock(events_mu_);
+    std::swap(events, events_);
+  }
+  RunRound(events);
 }
 
 void SchedulerHost::Post(const std::function<void(MarketEvents&)>& add) {

@@ -11,6 +11,8 @@
 // The market is rebuilt from PostgreSQL at Start (recovery) and after a failed write (PostgreSQL is
 // the store of record; the market is its index). Only the elected leader runs (Start with its
 // epoch); a standby's host is stopped and refuses worker streams.
+// Started with HostThreads::kCaller it runs no thread of its own: the caller (the deterministic
+// simulation) drives it with Step, which does what the two threads would, in the same order.
 #pragma once
 
 #include <atomic>
@@ -34,7 +36,7 @@
 #include "services/scheduler/trust_repository.h"
 #include "services/scheduler/worker_registry.h"
 #include "services/scheduler/worker_session.h"
-#include "services/store/notification_listener.h"
+#include "services/store/notification_source.h"
 #include "services/store/notifications.h"
 
 namespace tessera::scheduler_host {
@@ -52,21 +54,38 @@ struct SchedulerOptions {
   scheduler::MarketOptions market;
 };
 
+// Everything the host works with that has side effects, from its owner, so that tests and the
+// simulation drive and watch the real host. Each outlives the host.
+struct HostParts {
+  SchedulerStore& store;                    // the store of record (the PostgreSQL repository in the product)
+  ChallengeStore* challenges;               // proof of GPU; needed only with options.verifier.enabled
+  store::NotificationSource& notifications; // cancels, submits, extensions, quarantines from other processes
+  const Clock& clock;
+  RandomSource& random;                     // re-check times, challenge rows
+  HostObserver& observer;
+};
+
+// Who runs the host's loops: its own ingest and scheduling threads (the product), or the caller
+// through SchedulerHost::Step (the simulation).
+enum class HostThreads { kOwn, kCaller };
+
 class SchedulerHost final : public StreamHandler {
  public:
-  // The clock, the random source (re-check times, challenge rows) and the observer come from the
-  // caller, so that tests and the simulation drive and watch the real host.
-  // `store` is what it reads and writes (the PostgreSQL repository in the product); `db` carries its
-  // NOTIFY listener and the GPU verifier's challenges.
-  SchedulerHost(SchedulerStore& store, store::Database& db, const Clock& clock, RandomSource& random, HostObserver& observer,
-                SchedulerOptions options);
+  SchedulerHost(HostParts parts, SchedulerOptions options);
   ~SchedulerHost() override;
 
   // Becomes the active scheduler for leadership `epoch`: rebuilds the market from PostgreSQL and
   // starts the loops. Stop closes every worker stream (they reconnect to the new leader).
-  absl::Status Start(int64_t epoch);
+  absl::Status Start(int64_t epoch, HostThreads threads = HostThreads::kOwn);
   void Stop();
   bool running() const { return running_.load(); }
+
+  // HostThreads::kCaller only: applies every worker message received (in ingest batches), then runs
+  // one scheduling round on the events they and the notifications posted.
+  void Step();
+  // HostThreads::kCaller only, between Steps (the simulation's checks): the scheduling core, or null
+  // while it is to be rebuilt from the store.
+  const scheduler::Market* market() const { return market_stale_ ? nullptr : market_.get(); }
 
   void OnMessage(const std::shared_ptr<WorkerSession>& session, v1::WorkerMessage message) override;
   void OnClosed(const std::shared_ptr<WorkerSession>& session) override;
@@ -83,6 +102,7 @@ class SchedulerHost final : public StreamHandler {
     std::vector<UsageIn> usage;
     std::vector<std::shared_ptr<WorkerSession>> usage_sessions;
     StateEvents events;
+    std::vector<std::shared_ptr<WorkerSession>> started_sessions;
     std::vector<std::shared_ptr<WorkerSession>> finished_sessions;
     std::vector<FraudSignal> signals;  // refused at the edge (signatures)
     bool empty() const {
@@ -111,6 +131,8 @@ class SchedulerHost final : public StreamHandler {
 
   void RefreshReputations();
   void IngestLoop();
+  // Takes up to one ingest batch off the inbound queue.
+  std::vector<Inbound> TakeBatch();
   void ProcessBatch(std::vector<Inbound>& batch);
   void FlushSegment(Segment& segment);
   void ForwardRendezvous(int64_t worker_id, const v1::RendezvousOffer& offer);
@@ -153,14 +175,15 @@ class SchedulerHost final : public StreamHandler {
   void ScheduleRecheck(int64_t worker_id, int64_t now_ms);
   void StartDueRechecks(int64_t now_ms, scheduler::Decisions& decisions);
 
-  store::Database& db_;
+  store::NotificationSource& notifications_;
+  ChallengeStore* const challenges_;
   const Clock& clock_;
   RandomSource& random_;
   HostObserver& observer_;
   const SchedulerOptions options_;
   SchedulerStore& repo_;
   WorkerRegistry registry_;
-  GpuVerifier verifier_;
+  std::unique_ptr<GpuVerifier> verifier_;  // with options.verifier.enabled
 
   std::mutex inbound_mu_;
   std::condition_variable inbound_cv_;
@@ -174,6 +197,8 @@ class SchedulerHost final : public StreamHandler {
   std::atomic<bool> running_{false};
   std::mutex lifecycle_mu_;  // serialises Start and Stop
 
+  static constexpr int64_t kTouchWorkersEveryMs = 5'000;  // connected workers' last_seen_at refreshed this often
+
   // Scheduling thread only.
   struct RoundsDue {  // when the periodic parts of a round are next due (clock ms)
     int64_t tick_ms = 0, reconcile_ms = 0, touch_ms = 0, reputation_ms = 0;
@@ -185,7 +210,8 @@ class SchedulerHost final : public StreamHandler {
   size_t wait_reason_cursor_ = 0;
   std::map<int64_t, int64_t> recheck_at_ms_;  // connected ACTIVE workers
 
-  std::unique_ptr<store::NotificationListener> listener_;
+  HostThreads threads_ = HostThreads::kOwn;
+  std::unique_ptr<store::NotificationSubscription> listener_;
   std::thread ingest_thread_, scheduling_thread_;
 };
 

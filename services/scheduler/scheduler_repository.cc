@@ -612,6 +612,19 @@ absl::StatusOr<AppliedHello> SchedulerRepository::ApplyHello(const v1::Hello& he
     }
     const HelloPlan plan = PlanHello(leases, RunsOf(hello.running()), RunsOf(hello.lost()));
     for (const RunKey& run : plan.keep) out.keep.push_back(std::move(*by_run.at(run)));
+    // The agent says it runs these: a run whose JobStarted was lost (its stream broke, or the
+    // write of the job events failed) is RUNNING from now. Left ASSIGNED, an agent restart would get
+    // it assigned again and run it a second time with the same usage seqs, flagged as replays (the
+    // simulation found this, issue 17).
+    std::vector<int64_t> s_job, s_attempt, s_worker;
+    for (LiveAssignment& a : out.keep) {
+      if (a.running) continue;
+      s_job.push_back(a.job_id);
+      s_attempt.push_back(a.attempt);
+      s_worker.push_back(a.worker_id);
+      a.running = true;
+    }
+    if (!s_job.empty()) lifecycle::RecordStarted(tx, s_job, s_attempt, s_worker);
     for (const RunKey& run : plan.resend) out.resend.push_back(std::move(*by_run.at(run)));
     if (!plan.requeue.empty()) out.requeued = lifecycle::EndLeases(tx, {}, plan.requeue, {}, "worker restarted without the job");
     // Runs it kept through a blip longer than its lease: resumed where nothing took their place,

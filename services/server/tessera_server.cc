@@ -28,6 +28,7 @@
 #include "services/store/embedded_postgres.h"
 #include "services/store/leader_election.h"
 #include "services/store/migrations.h"
+#include "services/store/notification_listener.h"
 
 namespace tessera::server {
 namespace {
@@ -58,6 +59,8 @@ struct TesseraServer::Parts {
   std::unique_ptr<billing::ReportRepository> reports;
   std::unique_ptr<scheduler_host::TrustRepository> trust;
   std::unique_ptr<scheduler_host::SchedulerRepository> scheduler_store;
+  std::unique_ptr<scheduler_host::ChallengeRepository> challenges;
+  std::unique_ptr<store::PostgresNotifications> notifications;
   std::unique_ptr<scheduler_host::SchedulerHost> scheduler;
   std::unique_ptr<billing::SettlementLoop> settlement;
   std::unique_ptr<intake::JobServiceImpl> job_service;
@@ -230,9 +233,13 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
   if (s.contains("scheduler")) {
     // Started by the leader election below: only the leader schedules.
     parts->scheduler_store = std::make_unique<scheduler_host::SchedulerRepository>(*parts->db);
+    parts->challenges = std::make_unique<scheduler_host::ChallengeRepository>(*parts->db);
+    parts->notifications = std::make_unique<store::PostgresNotifications>(parts->db->url());
     parts->scheduler = std::make_unique<scheduler_host::SchedulerHost>(
-        *parts->scheduler_store, *parts->db, parts->clock, parts->random,
-        options.scheduler_observer != nullptr ? *options.scheduler_observer : parts->no_observer, options.scheduler);
+        scheduler_host::HostParts{.store = *parts->scheduler_store, .challenges = parts->challenges.get(),
+                                  .notifications = *parts->notifications, .clock = parts->clock, .random = parts->random,
+                                  .observer = options.scheduler_observer != nullptr ? *options.scheduler_observer : parts->no_observer},
+        options.scheduler);
     parts->worker_service = std::make_unique<scheduler_host::WorkerServiceImpl>(*parts->scheduler, *parts->scheduler_store, *parts->authenticator,
                                                                                 options.max_streams_per_provider);
     if (options.worker_listen_address.empty()) builder.RegisterService(parts->worker_service.get());

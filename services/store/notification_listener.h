@@ -7,19 +7,22 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "services/store/notification_source.h"
+
 namespace tessera::store {
 
-class NotificationListener {
+class NotificationListener final : public NotificationSubscription {
  public:
-  using Handler = std::function<void(const std::string& channel, const std::string& payload)>;
+  using Handler = NotificationSource::Handler;
 
   NotificationListener(std::string url, std::vector<std::string> channels, Handler handler,
                        std::function<void()> on_listening = {});
-  ~NotificationListener();
+  ~NotificationListener() override;
   NotificationListener(const NotificationListener&) = delete;
   NotificationListener& operator=(const NotificationListener&) = delete;
 
@@ -32,6 +35,19 @@ class NotificationListener {
   const std::function<void()> on_listening_;
   std::atomic<bool> stopping_{false};
   std::thread thread_;
+};
+
+// The product's NotificationSource: a NotificationListener on its own connection per subscription.
+class PostgresNotifications final : public NotificationSource {
+ public:
+  explicit PostgresNotifications(std::string url) : url_(std::move(url)) {}
+  std::unique_ptr<NotificationSubscription> Listen(std::vector<std::string> channels, Handler handler,
+                                                   std::function<void()> on_listening) override {
+    return std::make_unique<NotificationListener>(url_, std::move(channels), std::move(handler), std::move(on_listening));
+  }
+
+ private:
+  const std::string url_;
 };
 
 }  // namespace tessera::store

@@ -266,3 +266,23 @@ TEST_CASE("a worker restarted mid-run with journaled usage gets the attempt requ
   CHECK(s.db.Scalar("SELECT count(*) FROM job_events WHERE job_id = " + job + " AND state = 'SUCCEEDED' AND attempt = 1") == "0");
   std::filesystem::remove_all(state_dir);
 }
+
+// Issue 17 (the simulation running the real host found it): a run whose JobStarted was lost with
+// its stream, named as running in the reconnect's hello, is RUNNING from that hello. Left ASSIGNED,
+// an agent restart later would get the attempt assigned again and run it a second time under the
+// usage seqs it had already reported, which the scheduler flags as replays of an honest worker.
+TEST_CASE("a hello naming a run whose start was lost makes the job RUNNING", "[integration][scheduler][blip]") {
+  RunningServer s;
+  CreateFundedMarket(s.channel);
+  const int64_t worker = RegisterWorker(s.channel, 1'000'000, 1, "GPU-lost-start");
+  const int64_t job_id = AssignedNeverSeenStarted(s, worker, "lost-start");
+  WorkerConnection back(s.channel, worker, Running(job_id));
+  const v1::Job running = WaitForState(s, job_id, v1::JOB_STATE_RUNNING);
+  CHECK(running.attempt() == 1);
+  const std::string job = std::to_string(job_id);
+  CHECK(s.db.Scalar("SELECT state FROM assignments WHERE job_id = " + job + " AND attempt = 1") == "LIVE");
+  CHECK(s.db.Scalar("SELECT count(*) FROM job_events WHERE job_id = " + job + " AND state = 'RUNNING'") == "1");
+  // Its usage goes on under the same attempt.
+  back.Send(Usage(job_id, 1));
+  CHECK(back.ReadUntil(IsUsageAck).usage_ack().accepted());
+}
