@@ -56,6 +56,8 @@ void World::CheckInvariants() {
 
   // 3. No accepted job is lost, and a job's state matches its leases. 4. A GPU holds at most one
   //    live lease, and the server's market agrees with the store on who holds it.
+  // The host's market, between steps; none while the server is down or the market is to be rebuilt.
+  const scheduler::Market* market = server_.up && server_.host != nullptr ? server_.host->market() : nullptr;
   std::map<std::pair<int64_t, uint32_t>, int64_t> holder;
   for (const auto& [key, lease] : store_.leases) {
     const auto& [job_id, attempt, worker_id] = key;
@@ -70,9 +72,9 @@ void World::CheckInvariants() {
       if (g >= workers_[static_cast<size_t>(worker_id - 1)].gpu_count) return Violation("a lease names a GPU the worker lacks");
       auto [it, fresh] = holder.emplace(std::pair{worker_id, g}, job_id);
       if (!fresh) return Violation(absl::StrCat("worker ", worker_id, " GPU ", g, " holds jobs ", it->second, " and ", job_id));
-      if (server_.up && server_.market->HolderOf(worker_id, g) != job_id) {
+      if (market != nullptr && market->HolderOf(worker_id, g) != job_id) {
         return Violation(absl::StrCat("worker ", worker_id, " GPU ", g, ": the store leases it to job ", job_id, ", the market to ",
-                                      server_.market->HolderOf(worker_id, g)));
+                                      market->HolderOf(worker_id, g)));
       }
     }
   }
@@ -84,7 +86,7 @@ void World::CheckInvariants() {
     if (active && store_.LiveLeasesOf(id, job.attempt).empty()) {
       return Violation(absl::StrCat("job ", id, " is ", StateName(job.state), " without a live lease"));
     }
-    if (server_.up && server_.market->HasJob(id) == Terminal(job.state)) {
+    if (market != nullptr && market->HasJob(id) == Terminal(job.state)) {
       return Violation(absl::StrCat("job ", id, " is ", StateName(job.state), " but the market ", Terminal(job.state) ? "holds" : "lost", " it"));
     }
   }

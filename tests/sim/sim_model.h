@@ -1,5 +1,6 @@
 // The simulated world's parts: the random source, the trace, the store of record (with its ledger),
-// the network, the workers and the server. Internal to tests/sim; sim_world.h is the interface.
+// the network, the workers and the server around the product's scheduler host. Internal to
+// tests/sim; sim_world.h is the interface.
 #pragma once
 
 #include <cstdint>
@@ -14,7 +15,13 @@
 
 #include "scheduler/market.h"
 #include "services/billing/settlement_plan.h"
+#include "services/common/clock.h"
+#include "services/common/random_source.h"
+#include "services/common/worker_signing.h"
+#include "services/scheduler/scheduler_host.h"
 #include "services/scheduler/usage_screen.h"
+#include "services/scheduler/worker_record.h"
+#include "tessera/v1/jobs.pb.h"
 #include "tests/sim/sim_world.h"
 
 namespace tessera::sim {
@@ -55,7 +62,8 @@ bool Terminal(JobState s);
 const char* StateName(JobState s);
 
 struct StoreJob {
-  scheduler::JobRequirements req;
+  v1::JobSpec spec;                 // as submitted: a sleep workload of work_ms
+  scheduler::JobRequirements req;  // what the market reads of it (JobRequirementsFrom)
   int customer = 0;
   int64_t hold_utok = 0;
   int64_t charged_utok = 0;
@@ -65,14 +73,17 @@ struct StoreJob {
   JobState state = JobState::kQueued;
   bool hold_pending = true;
   int64_t work_ms = 0;  // how long the job computes (the simulated kernel)
+  std::string wait_reason;  // why it waits, as the host last said
 };
 
 struct StoreLease {
   std::vector<uint32_t> gpus;
   int64_t price = 0;
   int64_t created_at_ms = 0;
+  uint32_t node_rank = 0;
+  std::vector<int64_t> nodes;  // the attempt's workers, in node_rank order
   bool live = true;
-  bool started = false;
+  bool cancelled = false;  // ended by the customer's cancel
   scheduler_host::IngestTotals ingest;
   billing::LeaseMoney money;
 };
@@ -91,9 +102,16 @@ inline int64_t AvailableOf(int customer) { return 10 + 2 * customer; }
 inline int64_t EscrowOf(int customer) { return 11 + 2 * customer; }
 inline int64_t EarningsOf(int64_t worker_id) { return 1000 + worker_id; }
 
+// A registered worker as the store holds it.
+struct StoreWorker {
+  scheduler_host::WorkerRecord record;
+  int64_t provider_account_id = 0;
+  std::string public_key;
+};
+
 // The store of record: what survives a server restart. Each method is one transaction.
 struct Store {
-  std::map<int64_t, scheduler::WorkerSpec> workers;
+  std::map<int64_t, StoreWorker> workers;
   std::map<int64_t, StoreJob> jobs;
   std::map<std::string, int64_t> submit_keys;  // the customer's request key → job id
   std::map<scheduler_host::LeaseKey, StoreLease> leases;
@@ -106,6 +124,8 @@ struct Store {
   std::map<int64_t, int64_t> paid_out;    // per provider (worker)
   int64_t next_job_id = 1;
   int64_t next_batch_id = 1;
+  int64_t epoch = 0;  // the scheduler's leadership term (one more at each restart)
+  std::map<scheduler_host::RunKey, std::string> rendezvous;  // a spread attempt's communicator id
 
   // Applies the transfers whose keys are new; returns an error (and applies nothing) where one
   // would take a bucket other than the treasury's or the fees' below zero, as the schema's
@@ -162,18 +182,43 @@ struct SimWorker {
   std::deque<Message> outbox;  // usage and finished, until acknowledged; on disk (a crash keeps it)
 };
 
-// The server's memory: lost on a restart.
+// The server's memory: lost on a restart. The scheduler host is the product's; the sessions are
+// its worker streams, by the simulated stream they stand for.
+class SimSession;
+class SimSchedulerStore;
+class SimNotifications;
 struct ServerState {
   bool up = true;
   int64_t down_until_ms = 0;
-  std::unique_ptr<scheduler::Market> market;
-  std::map<int64_t, int64_t> sessions;      // worker → its stream
-  std::map<int64_t, int64_t> lease_clock;   // worker → when it was last heard from
+  std::unique_ptr<scheduler_host::SchedulerHost> host;
+  std::map<int64_t, std::shared_ptr<SimSession>> sessions;  // by stream
+  std::vector<std::shared_ptr<SimSession>> closed;          // streams closed since the host last heard
 };
 
-class World {
+// The world's side of the server's worker streams (SimSession): what the host sends down a stream
+// travels the simulated network; a stream the host closes ends at both ends.
+class SimStreams {
+ public:
+  virtual ~SimStreams() = default;
+  virtual bool ToWorker(int64_t conn, const v1::ServerMessage& message) = 0;
+  virtual void CloseFromServer(int64_t conn, const grpc::Status& status) = 0;
+  virtual bool StreamClosed(int64_t conn) const = 0;
+};
+
+// The simulation's clock: the world's time, which moves only between steps.
+class WorldClock final : public Clock {
+ public:
+  explicit WorldClock(const int64_t& now_ms) : now_ms_(now_ms) {}
+  int64_t NowMs() const override { return now_ms_; }
+
+ private:
+  const int64_t& now_ms_;
+};
+
+class World final : private SimStreams {
  public:
   explicit World(const SimOptions& options);
+  ~World() override;
   SimResult Run();
 
  private:
@@ -194,26 +239,22 @@ class World {
   void Note(const std::string& line);
   bool Quiescent() const;
 
-  // sim_server.cc: the scheduler host and billing.
+  // sim_server.cc: the server process: the product's scheduler host on the simulated store, intake
+  // and billing.
   void ServerStart();
-  void RebuildMarket();  // from the store of record, as after a restart
   void ServerCrash(Rng& fault);  // `fault`: the stream its downtime is drawn from
   void ServerTick();
-  void OnServerMessage(const Message& m);
-  void OnHello(const Message& m);
-  void OnUsage(const Message& m);
-  void OnFinished(const Message& m);
-  void OnStarted(const Message& m);
+  // A worker's message reaches the host on the stream it was sent on (signed with the worker's key).
+  void ToHost(const Message& m);
+  // The host hears of the streams that closed since it last did (gRPC's OnDone, after the fact).
+  void ReportClosedStreams();
   void Submit(const std::string& key);
   void Cancel(int64_t job_id);
-  void Commit(const scheduler::Decisions& d);
-  void EndLiveLeases(int64_t job_id, uint32_t attempt);
-  void EndLeases(int64_t job_id, bool fail_if_exhausted, const std::string& why);
-  void LoseLeases(int64_t job_id, const std::string& why);  // EndLeases, and the market follows
-  void ExpireLeases();
   void SettleOnce();
   void ReleaseEnded();
-  void SendToWorker(int64_t worker_id, Message m);
+  bool ToWorker(int64_t conn, const v1::ServerMessage& message) override;
+  void CloseFromServer(int64_t conn, const grpc::Status& status) override;
+  bool StreamClosed(int64_t conn) const override { return closed_conns_.contains(conn); }
 
   // sim_worker.cc: the agent.
   void WorkerTick(SimWorker& w);
@@ -236,19 +277,25 @@ class World {
   int64_t now_ms_ = 0;
   int64_t step_ = 0;
   Store store_;
+  // What the host runs on: the simulated store of record, its notifications, the world's clock, a
+  // seeded random source, and no observer.
+  WorldClock clock_{now_ms_};
+  SeededRandom host_random_;
+  scheduler_host::NoHostObserver observer_;
+  std::unique_ptr<SimSchedulerStore> scheduler_store_;
+  std::unique_ptr<SimNotifications> notifications_;
   ServerState server_;
   std::vector<SimWorker> workers_;
+  std::vector<WorkerKeyPair> keys_;  // by worker index: what each signs its reports and results with
   std::vector<InFlight> net_;
   std::map<int64_t, int64_t> conn_last_delivery_ms_;  // keeps each stream in order
   int64_t next_order_ = 0;
   int64_t next_conn_ = 1;
+  std::map<int64_t, int64_t> conn_worker_;  // stream → the worker that opened it
   std::set<int64_t> closed_conns_;
   // Closed streams whose in-flight messages have started to be lost: the rest are lost too, as a
   // broken TCP stream delivers a prefix of what was sent, never a later message without the earlier.
   std::set<int64_t> cut_conns_;
-  // Reports refused as dated in the future (a worker's clock jumped): resent after a later seq was
-  // stored, such a report is refused again as not after it, a consequence of the same clock.
-  std::set<scheduler_host::ReportKey> future_dated_;
   // The customers' side: what they were told was accepted, and their pending retries.
   std::set<int64_t> accepted_jobs_;
   std::map<std::string, StoreJob> requests_;  // a submit's key → what it asks for (a retry resends it)

@@ -2,6 +2,9 @@
 // invariant checks catch each injected defect (so a green sweep of seeds means something).
 #include <catch2/catch.hpp>
 
+#include <map>
+#include <string>
+
 #include "tests/sim/sim_world.h"
 
 namespace tessera::sim {
@@ -56,15 +59,26 @@ TEST_CASE("the trace is recorded on request and ends where the run ended", "[sim
 // journal (its JobStarted lost in a scheduler crash). Its hello said it ran nothing, so the server
 // resent the assignment; the worker ran the job again, and the journaled result then freed GPUs the
 // rerun still used, which went to job 33. The hello now names the runs whose result it still holds.
+// Since the simulation runs the real host (issue 17) this seed takes another course; the scenario
+// itself is pinned by lease_resume_test ("a worker restarted with a journaled result …"), and the
+// seed keeps checking what the bug broke: no worker starts the same attempt twice.
 TEST_CASE("seed 7347833: a restarted worker's journaled result keeps its lease; the job is not run twice", "[sim][regression]") {
   SimOptions o = OptionsForSeed(7347833);
   o.record_trace = true;
   const SimResult r = RunSimulation(o);
   INFO(r.violation);
   REQUIRE(r.ok);
-  int runs_of_29 = 0;
-  for (const std::string& line : r.trace) runs_of_29 += line.ends_with("worker 1 starts job 29 attempt 1");
-  CHECK(runs_of_29 == 1);
+  std::map<std::string, int> starts;  // "worker W starts job J attempt A" → how often
+  for (const std::string& line : r.trace) {
+    if (const size_t at = line.find("worker "); at != std::string::npos && line.find(" starts job ") != std::string::npos) {
+      ++starts[line.substr(at)];
+    }
+  }
+  REQUIRE(starts.size() >= 10);
+  for (const auto& [run, count] : starts) {
+    INFO(run);
+    CHECK(count == 1);
+  }
   CHECK(r.jobs_succeeded + r.jobs_failed + r.jobs_cancelled == r.jobs_accepted);
 }
 

@@ -37,6 +37,7 @@ void World::Transmit(SimWorker& w, Message m) {
 
 void World::WorkerConnect(SimWorker& w) {
   w.conn = next_conn_++;
+  conn_worker_[w.conn] = w.id;
   w.welcomed = false;
   Message hello{.kind = Message::kHello, .worker_id = w.id, .conn = w.conn};
   // As the agent's hello: its runs, finished ones too until their result is acknowledged, and so

@@ -1,8 +1,13 @@
 // The simulation loop: time in steps of kStepMs, customers, fault injection and the network.
 #include <algorithm>
+#include <cstdlib>
+
+#include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
 #include "tests/sim/sim_model.h"
+#include "tests/sim/sim_store.h"
+#include "tests/sim/sim_wire.h"
 
 namespace tessera::sim {
 namespace {
@@ -80,17 +85,38 @@ std::vector<const StoreLease*> Store::LiveLeasesOf(int64_t job_id, uint32_t atte
   return out;
 }
 
-World::World(const SimOptions& options) : options_(options), rng_(options.seed), trace_(options.record_trace) {
+World::World(const SimOptions& options)
+    : options_(options), rng_(options.seed), trace_(options.record_trace), host_random_(options.seed ^ 0x40575eedULL) {
   for (size_t i = 0; i < std::size(kFaultKinds); ++i) fault_rngs_.emplace_back(Rng(options.seed ^ (0xd1b54a32d192ed03ULL * (i + 1))).Next());
+  scheduler_store_ = std::make_unique<SimSchedulerStore>(
+      store_, clock_, options_.bug, [this](const std::string& line) { Note(line); }, [this](const std::string& what) { Violation(what); });
+  notifications_ = std::make_unique<SimNotifications>();
   for (int i = 0; i < options_.workers; ++i) {
     SimWorker w;
     w.id = i + 1;
     w.gpu_count = static_cast<uint32_t>(rng_.Uniform(1, 4));
-    scheduler::WorkerSpec spec{.worker_id = w.id, .region = "eu", .reputation = static_cast<int32_t>(rng_.Uniform(0, 100)),
-                               .ask_utok_per_gpu_hour = rng_.Uniform(1, 3) * 1'000'000, .gpus = {}, .policy = {}, .job_kinds = {}};
+    // Registered, verified, not connected yet; each its own provider's, with its own signing key.
+    StoreWorker registered{.record = {.worker_id = w.id, .state = v1::WORKER_STATE_OFFLINE, .region = "eu",
+                                      .reputation = static_cast<int32_t>(rng_.Uniform(0, 100)),
+                                      .ask_utok_per_gpu_hour = rng_.Uniform(1, 3) * 1'000'000, .gpus = {}, .policy = {}, .verified = true,
+                                      .job_kinds = {}},
+                           .provider_account_id = 100 + w.id, .public_key = {}};
     const std::string model = rng_.Chance(500'000) ? "H100" : "A100";
-    for (uint32_t g = 0; g < w.gpu_count; ++g) spec.gpus.push_back({.model = model, .memory_mib = 81'920, .compute_capability = 90});
-    store_.workers[w.id] = spec;
+    for (uint32_t g = 0; g < w.gpu_count; ++g) {
+      v1::Gpu& gpu = registered.record.gpus.emplace_back();
+      gpu.set_index(g);
+      gpu.set_model(model);
+      gpu.set_memory_mib(81'920);
+      gpu.set_compute_capability("9.0");
+    }
+    std::string key_seed(32, '\0');
+    for (size_t b = 0; b < 8; ++b) {
+      key_seed[b] = static_cast<char>(options.seed >> (8 * b));
+      key_seed[8 + b] = static_cast<char>(static_cast<uint64_t>(w.id) >> (8 * b));
+    }
+    keys_.push_back(WorkerKeyPair::FromSeed(key_seed));
+    registered.public_key = keys_.back().public_key;
+    store_.workers[w.id] = std::move(registered);
     workers_.push_back(std::move(w));
   }
   store_.balances[kTreasury] = 0;
@@ -102,6 +128,10 @@ World::World(const SimOptions& options) : options_(options), rng_(options.seed),
     if (error.empty()) store_.deposited[c] += amount;
   }
   ServerStart();
+}
+
+World::~World() {
+  server_.host.reset();  // before the store and the notifications it runs on
 }
 
 Rng* World::Fire(int FaultRates::*rate) {
@@ -149,6 +179,7 @@ SimResult World::Run() {
   }
   if (result_.ok) CheckFinal();
   result_.step = step_;
+  result_.reports_refused = scheduler_store_->reports_refused();
   result_.trace_hash = trace_.hash();
   result_.trace = trace_.TakeLines();
   for (const auto& [id, job] : store_.jobs) {
@@ -168,9 +199,12 @@ void World::Step() {
   Faults();
   if (!server_.up && now_ms_ >= server_.down_until_ms) ServerStart();
   Deliver();
+  ReportClosedStreams();
   for (SimWorker& w : workers_) WorkerTick(w);
-  if (server_.up) ServerTick();
+  // The customers' requests reach intake, which notifies the host; the host's step then applies
+  // them with the workers' messages, so that between steps the market and the store agree.
   Customers();
+  if (server_.up) ServerTick();
   CheckInvariants();
 }
 
@@ -183,21 +217,26 @@ void World::Customers() {
     const std::string key = absl::StrCat("submit:", customer, ":", jobs_submitted_++);
     StoreJob job;
     job.customer = customer;
-    job.req.account = absl::StrCat("customer-", customer);
     // Every job fits the fleet (a gang no worker can hold would wait forever, as it should).
     uint32_t largest = 0, total = 0;
     for (const SimWorker& w : workers_) {
       largest = std::max(largest, w.gpu_count);
       total += w.gpu_count;
     }
-    job.req.same_host = total < 2 || !rng_.Chance(200'000);
-    job.req.gpu_count = static_cast<uint32_t>(job.req.same_host ? rng_.Uniform(1, std::min<uint32_t>(2, largest)) : 2);
-    job.req.bid_utok_per_gpu_hour = rng_.Uniform(3, 5) * 1'000'000;  // every ask is at most 3 tokens: each job fits somewhere
-    job.req.max_duration_ms = rng_.Uniform(20, 90) * 1'000;
-    job.req.priority = rng_.Chance(250'000) ? scheduler::Priority::kSpot : scheduler::Priority::kOnDemand;
-    job.work_ms = rng_.Uniform(3'000, job.req.max_duration_ms * 9 / 10);
+    const bool same_host = total < 2 || !rng_.Chance(200'000);
+    v1::JobSpec& spec = job.spec;
+    spec.set_gpu_count(static_cast<uint32_t>(same_host ? rng_.Uniform(1, std::min<uint32_t>(2, largest)) : 2));
+    spec.set_placement(same_host ? v1::GPU_PLACEMENT_SAME_HOST : v1::GPU_PLACEMENT_SPREAD);
+    spec.set_bid_utok_per_gpu_hour(rng_.Uniform(3, 5) * 1'000'000);  // every ask is at most 3 tokens: each job fits somewhere
+    spec.set_max_duration_ms(rng_.Uniform(20, 90) * 1'000);
+    spec.set_priority_class(rng_.Chance(250'000) ? v1::PRIORITY_CLASS_SPOT : v1::PRIORITY_CLASS_ON_DEMAND);
+    job.work_ms = rng_.Uniform(3'000, spec.max_duration_ms() * 9 / 10);
+    spec.mutable_sleep()->set_duration_ms(job.work_ms);
     job.fee_bps = 500;
     job.max_attempts = static_cast<uint32_t>(rng_.Uniform(2, 4));
+    spec.set_max_attempts(job.max_attempts);
+    // Some customers would rather not wait: cancelled if not started in time (the host's queue timeout).
+    if (rng_.Chance(100'000)) spec.set_queue_timeout_ms(rng_.Uniform(5, 60) * 1'000);
     requests_[key] = job;
     retry_submits_.push_back(key);
   }
@@ -305,7 +344,7 @@ void World::Deliver() {
         cut_conns_.insert(f.m.conn);
         continue;
       }
-      OnServerMessage(f.m);
+      ToHost(f.m);
     } else {
       if (!w.up || f.m.conn != w.conn || closed_conns_.contains(f.m.conn)) continue;
       OnWorkerMessage(w, f.m);
@@ -318,15 +357,19 @@ void World::CloseConn(SimWorker& w, const std::string& why) {
   if (w.conn == 0) return;
   Note(absl::StrCat("worker ", w.id, " stream ", w.conn, " closed: ", why));
   closed_conns_.insert(w.conn);
-  if (auto s = server_.sessions.find(w.id); s != server_.sessions.end() && s->second == w.conn) {
-    server_.sessions.erase(s);
-    if (server_.market) Commit(server_.market->SetSchedulable(w.id, false, now_ms_));
-  }
+  // The server's end learns it after the fact (ReportClosedStreams), as gRPC's OnDone comes.
+  if (auto s = server_.sessions.find(w.conn); s != server_.sessions.end()) server_.closed.push_back(s->second);
   w.conn = 0;
   w.welcomed = false;
   w.next_connect_ms = now_ms_ + rng_.Uniform(100, 1'000);
 }
 
-SimResult RunSimulation(const SimOptions& options) { return World(options).Run(); }
+SimResult RunSimulation(const SimOptions& options) {
+  // The host logs as the product does; a sweep of thousands of runs keeps quiet unless asked
+  // (TESSERA_SIM_LOG=1, with one seed).
+  static const bool log = std::getenv("TESSERA_SIM_LOG") != nullptr;
+  if (!log) spdlog::set_level(spdlog::level::off);
+  return World(options).Run();
+}
 
 }  // namespace tessera::sim

@@ -1,16 +1,20 @@
-// The deterministic simulation: the real scheduling core (scheduler::Market), the real usage checks
-// (scheduler_host::ScreenReport) and the real settlement arithmetic (billing::ChargeBatch,
-// BatchTransfers, ReleaseTransfer) run against simulated workers, customers, network, clock and
-// store of record, every choice drawn from one seed: the same seed gives the same trace.
+// The deterministic simulation: the product's scheduler host (scheduler_host::SchedulerHost: worker
+// ingest, hello reconciliation, the scheduling rounds with the real scheduler::Market, lease expiry,
+// the usage checks) and the real settlement arithmetic (billing::ChargeBatch, BatchTransfers,
+// ReleaseTransfer) run against simulated workers, customers, network, clock and store of record,
+// every choice drawn from one seed: the same seed gives the same trace.
 //
 //   SimOptions options = OptionsForSeed(42);      // fault probabilities drawn from the seed too
 //   SimResult r = RunSimulation(options);         // r.ok, r.violation, r.trace_hash
 //   if (!r.ok) SimResult small = Shrink(options); // fewer faults, fewer jobs, the trace up to it
 //
-// What is simulated, not run: the store of record (PostgreSQL) is an in-memory model of the tables
-// the transactions touch, each simulated transaction applied whole or not at all; the scheduler
-// host's and the agent's control flow (hello reconciliation, lease expiry, outbox resend) follow
-// services/scheduler/scheduler_host.cc and services/worker/agent.cc step by step.
+// The host is started with HostThreads::kCaller and stepped by the world; its parts come in through
+// HostParts as in the product: the store of record is SimSchedulerStore (sim_store.h), an in-memory
+// model of the tables the PostgreSQL repository's transactions touch, each applied whole or not at
+// all; worker streams are SimSessions (sim_wire.h) carrying the real protobuf messages, signed with
+// each worker's Ed25519 key; the clock is the world's. What is still re-typed: the worker agent's
+// control flow (outbox resend, grace period, hello), which follows services/worker/agent.cc, and
+// the intake's and the settlement's transactions.
 //
 // After every step the DESIGN.md invariants are checked: the ledger sums to zero and no customer
 // or provider balance is negative; each customer's money is conserved (deposits = available +
