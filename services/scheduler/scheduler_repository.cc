@@ -196,13 +196,6 @@ absl::StatusOr<std::vector<v1::Worker>> SchedulerRepository::ListWorkers(const W
   });
 }
 
-absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> SchedulerRepository::ActivateWorker(
-    int64_t worker_id, const v1::ProviderPolicy* policy, bool require_verification, bool draining, const WorkerProfile& profile) {
-  return db_.Transact("activate worker", [&](pqxx::work& tx) {
-    return ActivateInTx(tx, worker_id, policy, require_verification, draining, profile);
-  });
-}
-
 absl::StatusOr<SchedulerRepository::ActivatedWorker> SchedulerRepository::ActivateInTx(
     pqxx::work& tx, int64_t worker_id, const v1::ProviderPolicy* policy, bool require_verification, bool draining,
     const WorkerProfile& profile) {

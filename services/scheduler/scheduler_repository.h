@@ -38,17 +38,6 @@ class SchedulerRepository final : public SchedulerStore {
   };
   absl::StatusOr<std::vector<v1::Worker>> ListWorkers(const WorkerQuery& query);
 
-  // Marks the worker ACTIVE (it passed hello), or DRAINING when its agent is `draining`, replacing
-  // its policy when `policy` is given, and returns it with its live assignments. With
-  // `require_verification`, a worker that never passed a GPU challenge, or whose re-check did not
-  // finish, is PENDING_VERIFICATION instead.
-  // A `profile` that differs from the stored name, region or ask replaces it, with an audit entry. A
-  // RETIRED worker is FAILED_PRECONDITION: it never connects again.
-  absl::StatusOr<std::pair<WorkerRecord, std::vector<LiveAssignment>>> ActivateWorker(int64_t worker_id,
-                                                                                      const v1::ProviderPolicy* policy,
-                                                                                      bool require_verification,
-                                                                                      bool draining = false,
-                                                                                      const WorkerProfile& profile = WorkerProfile());
   // Retires a worker for good (RetireWorker): RETIRED, retired_at, an audit entry by `actor_key_id`,
   // in one transaction; its GPUs stop counting as registered. `provider_account_id` non-zero: only
   // that provider's worker (another's is NOT_FOUND). A live lease is FAILED_PRECONDITION. Retiring
@@ -78,6 +67,12 @@ class SchedulerRepository final : public SchedulerStore {
   absl::StatusOr<std::vector<std::pair<int64_t, int32_t>>> RefreshReputations() override { return trust_.RefreshReputations(); }
 
  private:
+  // A hello's first write: marks the worker ACTIVE, or DRAINING when its agent is `draining`,
+  // replacing its policy when `policy` is given, and returns it with its live assignments. With
+  // `require_verification`, a worker that never passed a GPU challenge, or whose re-check did not
+  // finish, is PENDING_VERIFICATION instead. A `profile` that differs from the stored name, region or
+  // ask replaces it, with an audit entry. A RETIRED worker is FAILED_PRECONDITION: it never connects
+  // again.
   using ActivatedWorker = std::pair<WorkerRecord, std::vector<LiveAssignment>>;
   absl::StatusOr<ActivatedWorker> ActivateInTx(pqxx::work& tx, int64_t worker_id, const v1::ProviderPolicy* policy,
                                                bool require_verification, bool draining, const WorkerProfile& profile);

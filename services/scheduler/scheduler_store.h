@@ -125,7 +125,8 @@ class SchedulerStore {
   // `require_verification` until it passes a GPU challenge), its policy and profile as the hello
   // gives them (an audit entry when they change; RETIRED is FAILED_PRECONDITION, QUARANTINED
   // PERMISSION_DENIED), and its live leases reconciled with what its agent says (hello_plan.h): the
-  // runs it lost are requeued with their other leases, those it runs without a live lease resumed
+  // runs it keeps are RUNNING (also one whose JobStarted was lost), the runs it lost are requeued
+  // with their other leases, those it runs without a live lease resumed
   // where nothing took their place (the job RUNNING again on that same attempt, the lease its only
   // one, none of its GPUs leased anew), and the communicator ids it waits for read.
   virtual absl::StatusOr<AppliedHello> ApplyHello(const v1::Hello& hello, bool require_verification) = 0;

@@ -147,7 +147,7 @@ TEST_CASE("ExtendJob respects the running worker's provider policy", "[integrati
   m.Run(job);
   v1::ProviderPolicy policy;
   policy.set_max_job_duration_ms(900'000);
-  REQUIRE(m.scheduler.ActivateWorker(m.worker, &policy, false).ok());
+  REQUIRE(m.scheduler.ApplyHello(Marketplace::Hello(m.worker, {}, &policy), false).ok());
   CHECK(m.Extend(job, 300'000, "to-the-cap").ok());
   auto over = m.Extend(job, 1, "over-the-cap");
   CHECK(over.status().code() == absl::StatusCode::kFailedPrecondition);

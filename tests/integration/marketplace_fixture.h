@@ -56,8 +56,21 @@ class Marketplace {
     }
     auto response = scheduler.RegisterWorker(r);
     REQUIRE(response.ok());
-    REQUIRE(scheduler.ActivateWorker(response->worker_id(), nullptr, false).ok());
+    REQUIRE(scheduler.ApplyHello(Hello(response->worker_id()), false).ok());
     return response->worker_id();
+  }
+
+  // An agent's hello of `worker_id` (no runs), as the scheduler host hands it to the repository.
+  static v1::Hello Hello(int64_t worker_id, const scheduler_host::WorkerProfile& profile = {},
+                         const v1::ProviderPolicy* policy = nullptr) {
+    v1::Hello hello;
+    hello.set_worker_id(worker_id);
+    hello.set_name(profile.name);
+    hello.set_region(profile.region);
+    hello.set_ask_utok_per_gpu_hour(profile.ask_utok_per_gpu_hour);
+    for (const std::string& kind : profile.job_kinds) hello.add_job_kinds(kind);
+    if (policy != nullptr) *hello.mutable_policy() = *policy;
+    return hello;
   }
 
   static v1::SubmitJobRequest SleepJob(const std::string& account, const std::string& request_id, int64_t bid,

@@ -162,7 +162,7 @@ TEST_CASE("a retired worker frees its machine to register again: no quarantine, 
     CHECK(m.Count("fraud_signals") == 0);
     CHECK(m.db.Scalar("SELECT reputation FROM workers WHERE worker_id = " + old_id) == "727");
     // The retired identity never connects again.
-    auto hello = m.scheduler.ActivateWorker(m.worker, nullptr, false);
+    auto hello = m.scheduler.ApplyHello(Marketplace::Hello(m.worker), false);
     CHECK(hello.status().code() == absl::StatusCode::kFailedPrecondition);
     CHECK_THAT(std::string(hello.status().message()), Catch::Contains("retired"));
   }
@@ -173,11 +173,11 @@ TEST_CASE("a hello with another name, region or ask applies it, audited; an unch
   Funded m;
   const std::string id = std::to_string(m.worker);
   const int64_t audits = m.Count("audit_log");
-  REQUIRE(m.scheduler.ActivateWorker(m.worker, nullptr, false, false, {"w1", "test", 1'000'000, {}}).ok());
+  REQUIRE(m.scheduler.ApplyHello(Marketplace::Hello(m.worker, {"w1", "test", 1'000'000, {}}), false).ok());
   CHECK(m.Count("audit_log") == audits);
-  auto changed = m.scheduler.ActivateWorker(m.worker, nullptr, false, false, {"rig-b", "", 1'500'000, {}});
+  auto changed = m.scheduler.ApplyHello(Marketplace::Hello(m.worker, {"rig-b", "", 1'500'000, {}}), false);
   REQUIRE(changed.ok());
-  CHECK(changed->first.ask_utok_per_gpu_hour == 1'500'000);
+  CHECK(changed->worker.ask_utok_per_gpu_hour == 1'500'000);
   CHECK(m.db.Scalar("SELECT name || ' ' || region || ' ' || ask_utok_per_gpu_hour FROM workers WHERE worker_id = " + id) ==
         "rig-b test 1500000");
   CHECK(m.db.Scalar("SELECT detail FROM audit_log WHERE action = 'worker.reconfigure' AND subject = 'worker/" + id + "'") ==
@@ -291,15 +291,15 @@ TEST_CASE("a hello's job kinds are stored and listed with the worker", "[integra
   Funded m;
   scheduler_host::WorkerProfile profile;
   profile.job_kinds = {"sleep", "train_mlp", "gemm_bench"};
-  auto activated = m.scheduler.ActivateWorker(m.worker, nullptr, false, false, profile);
+  auto activated = m.scheduler.ApplyHello(Marketplace::Hello(m.worker, profile), false);
   REQUIRE(activated.ok());
-  CHECK(activated->first.job_kinds == profile.job_kinds);
+  CHECK(activated->worker.job_kinds == profile.job_kinds);
   auto listed = m.scheduler.ListWorkers({.provider_account = "", .worker_id = m.worker, .before_worker_id = INT64_MAX, .limit = 1});
   REQUIRE(listed.ok());
   REQUIRE(listed->size() == 1);
   CHECK(std::vector<std::string>(listed->at(0).job_kinds().begin(), listed->at(0).job_kinds().end()) == profile.job_kinds);
   // An agent that says nothing (older than the field) runs every kind again.
-  activated = m.scheduler.ActivateWorker(m.worker, nullptr, false, false, {});
+  activated = m.scheduler.ApplyHello(Marketplace::Hello(m.worker), false);
   REQUIRE(activated.ok());
-  CHECK(activated->first.job_kinds.empty());
+  CHECK(activated->worker.job_kinds.empty());
 }
