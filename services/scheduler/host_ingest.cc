@@ -61,101 +61,110 @@ void SchedulerHost::ProcessBatch(std::vector<Inbound>& batch) {
   const int64_t now_ms = clock_.NowMs();
   Segment segment;
   for (Inbound& in : batch) {
-    v1::WorkerMessage& m = in.message;
-    if (m.has_hello()) {
-      // The scheduling thread handles the hello (it owns the market). The stream's later messages
-      // go on here under the claimed id: what they change is checked against its live leases.
-      if (in.session->worker_id() != 0) {
-        in.session->Close(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "hello was already sent on this stream"));
-        continue;
-      }
-      if (m.hello().worker_id() <= 0) {
-        in.session->Close(InvalidArgumentStatus("hello.worker_id must be a registered worker id"));
-        continue;
-      }
-      if (m.hello().has_policy()) {
-        if (absl::Status s = ValidateProviderPolicy(m.hello().policy()); !s.ok()) {
-          in.session->Close(ToGrpcStatus(s));
-          continue;
-        }
-      }
-      if (absl::Status s = ValidateWorkerProfile("hello.", m.hello().name(), m.hello().region(), m.hello().ask_utok_per_gpu_hour(),
-                                                 {m.hello().job_kinds().begin(), m.hello().job_kinds().end()});
-          !s.ok()) {
-        in.session->Close(ToGrpcStatus(s));
-        continue;
-      }
-      // Before any later message of the stream is taken under the claimed id: is it the stream
-      // key's provider's machine, and with which key does it sign?
-      absl::StatusOr<WorkerIdentity> identity = repo_.Identify(m.hello().worker_id(), in.session->provider_account_id());
-      if (!identity.ok()) {
-        in.session->Close(ToGrpcStatus(identity.status()));
-        continue;
-      }
-      in.session->set_public_key(std::move(identity->public_key));
-      in.session->set_worker_id(m.hello().worker_id());
-      Post([&](MarketEvents& e) { e.hellos.push_back(std::move(in)); });
-      continue;
-    }
-    const int64_t worker_id = in.session->worker_id();
-    if (worker_id == 0) {
-      in.session->Close(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "the first message on a stream must be hello"));
-      continue;
-    }
-    registry_.Touch(worker_id, now_ms);
-    switch (m.body_case()) {
-      case v1::WorkerMessage::kStarted:
-        segment.events.started.emplace_back(worker_id, m.started());
-        segment.started_sessions.push_back(in.session);
-        break;
-      case v1::WorkerMessage::kProgress:
-        segment.events.progress.emplace_back(worker_id, m.progress());
-        break;
-      case v1::WorkerMessage::kUsage:
-        if (!PlausibleUsage(m.usage())) {
-          in.session->Send(UsageAckMessage(m.usage(), false, "implausible report"));  // refused at the edge, never stored
-          break;
-        }
-        if (!VerifyUsage(in.session->public_key(), worker_id, m.usage())) {
-          const v1::UsageReport& u = m.usage();
-          segment.signals.push_back(BadSignature("BAD_SIGNATURE", worker_id, u.job_id(), u.attempt(), u.seq(),
-                                                 absl::StrCat("usage report ", u.seq(), " of job ", u.job_id()), u.signature()));
-          in.session->Send(UsageAckMessage(u, false, "bad signature"));
-          break;
-        }
-        segment.usage.push_back({.worker_id = worker_id, .report = m.usage()});
-        segment.usage_sessions.push_back(in.session);
-        break;
-      case v1::WorkerMessage::kFinished:
-        if (!VerifyFinished(in.session->public_key(), worker_id, m.finished())) {
-          const v1::JobFinished& f = m.finished();
-          segment.signals.push_back(BadSignature("BAD_RESULT_SIGNATURE", worker_id, f.job_id(), f.attempt(), 0,
-                                                 absl::StrCat("the result of job ", f.job_id(), " attempt ", f.attempt()), f.signature()));
-          // Not applied and not acknowledged: a worker that cannot sign its results cannot finish jobs.
-          in.session->Close(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                                         absl::StrCat("the result of job ", f.job_id(), " is not signed by this worker's key")));
-          break;
-        }
-        segment.events.finished.emplace_back(worker_id, m.finished());
-        segment.finished_sessions.push_back(in.session);
-        break;
-      case v1::WorkerMessage::kRendezvousOffer:
-        ForwardRendezvous(worker_id, m.rendezvous_offer());
-        break;
-      case v1::WorkerMessage::kDrain:
-        Post([&](MarketEvents& e) { e.draining.emplace_back(in.session, m.drain().reason()); });
-        break;
-      case v1::WorkerMessage::kChallengeCommit:
-        if (options_.verifier.enabled) verifier_->OnCommit(in.session, std::move(*m.mutable_challenge_commit()));
-        break;
-      case v1::WorkerMessage::kChallengeOpening:
-        if (options_.verifier.enabled) verifier_->OnOpening(in.session, std::move(*m.mutable_challenge_opening()));
-        break;
-      default:
-        break;  // heartbeat: the touch above is all it does
+    if (in.message.has_hello()) {
+      AcceptHello(in);
+    } else {
+      Route(in, segment, now_ms);
     }
   }
   FlushSegment(segment);
+}
+
+void SchedulerHost::AcceptHello(Inbound& in) {
+  const v1::WorkerMessage& m = in.message;
+  // The scheduling thread handles the hello (it owns the market). The stream's later messages
+  // go on here under the claimed id: what they change is checked against its live leases.
+  if (in.session->worker_id() != 0) {
+    in.session->Close(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "hello was already sent on this stream"));
+    return;
+  }
+  if (m.hello().worker_id() <= 0) {
+    in.session->Close(InvalidArgumentStatus("hello.worker_id must be a registered worker id"));
+    return;
+  }
+  if (m.hello().has_policy()) {
+    if (absl::Status s = ValidateProviderPolicy(m.hello().policy()); !s.ok()) {
+      in.session->Close(ToGrpcStatus(s));
+      return;
+    }
+  }
+  if (absl::Status s = ValidateWorkerProfile("hello.", m.hello().name(), m.hello().region(), m.hello().ask_utok_per_gpu_hour(),
+                                             {m.hello().job_kinds().begin(), m.hello().job_kinds().end()});
+      !s.ok()) {
+    in.session->Close(ToGrpcStatus(s));
+    return;
+  }
+  // Before any later message of the stream is taken under the claimed id: is it the stream
+  // key's provider's machine, and with which key does it sign?
+  absl::StatusOr<WorkerIdentity> identity = repo_.Identify(m.hello().worker_id(), in.session->provider_account_id());
+  if (!identity.ok()) {
+    in.session->Close(ToGrpcStatus(identity.status()));
+    return;
+  }
+  in.session->set_public_key(std::move(identity->public_key));
+  in.session->set_worker_id(m.hello().worker_id());
+  Post([&](MarketEvents& e) { e.hellos.push_back(std::move(in)); });
+}
+
+void SchedulerHost::Route(Inbound& in, Segment& segment, int64_t now_ms) {
+  v1::WorkerMessage& m = in.message;
+  const int64_t worker_id = in.session->worker_id();
+  if (worker_id == 0) {
+    in.session->Close(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "the first message on a stream must be hello"));
+    return;
+  }
+  registry_.Touch(worker_id, now_ms);
+  switch (m.body_case()) {
+    case v1::WorkerMessage::kStarted:
+      segment.events.started.emplace_back(worker_id, m.started());
+      segment.started_sessions.push_back(in.session);
+      break;
+    case v1::WorkerMessage::kProgress:
+      segment.events.progress.emplace_back(worker_id, m.progress());
+      break;
+    case v1::WorkerMessage::kUsage:
+      if (!PlausibleUsage(m.usage())) {
+        in.session->Send(UsageAckMessage(m.usage(), false, "implausible report"));  // refused at the edge, never stored
+        break;
+      }
+      if (!VerifyUsage(in.session->public_key(), worker_id, m.usage())) {
+        const v1::UsageReport& u = m.usage();
+        segment.signals.push_back(BadSignature("BAD_SIGNATURE", worker_id, u.job_id(), u.attempt(), u.seq(),
+                                               absl::StrCat("usage report ", u.seq(), " of job ", u.job_id()), u.signature()));
+        in.session->Send(UsageAckMessage(u, false, "bad signature"));
+        break;
+      }
+      segment.usage.push_back({.worker_id = worker_id, .report = m.usage()});
+      segment.usage_sessions.push_back(in.session);
+      break;
+    case v1::WorkerMessage::kFinished:
+      if (!VerifyFinished(in.session->public_key(), worker_id, m.finished())) {
+        const v1::JobFinished& f = m.finished();
+        segment.signals.push_back(BadSignature("BAD_RESULT_SIGNATURE", worker_id, f.job_id(), f.attempt(), 0,
+                                               absl::StrCat("the result of job ", f.job_id(), " attempt ", f.attempt()), f.signature()));
+        // Not applied and not acknowledged: a worker that cannot sign its results cannot finish jobs.
+        in.session->Close(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                       absl::StrCat("the result of job ", f.job_id(), " is not signed by this worker's key")));
+        break;
+      }
+      segment.events.finished.emplace_back(worker_id, m.finished());
+      segment.finished_sessions.push_back(in.session);
+      break;
+    case v1::WorkerMessage::kRendezvousOffer:
+      ForwardRendezvous(worker_id, m.rendezvous_offer());
+      break;
+    case v1::WorkerMessage::kDrain:
+      Post([&](MarketEvents& e) { e.draining.emplace_back(in.session, m.drain().reason()); });
+      break;
+    case v1::WorkerMessage::kChallengeCommit:
+      if (verifier_ != nullptr) verifier_->OnCommit(in.session, std::move(*m.mutable_challenge_commit()));
+      break;
+    case v1::WorkerMessage::kChallengeOpening:
+      if (verifier_ != nullptr) verifier_->OnOpening(in.session, std::move(*m.mutable_challenge_opening()));
+      break;
+    default:
+      break;  // heartbeat: the touch above is all it does
+  }
 }
 
 void SchedulerHost::ForwardRendezvous(int64_t worker_id, const v1::RendezvousOffer& offer) {

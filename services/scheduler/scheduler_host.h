@@ -134,6 +134,10 @@ class SchedulerHost final : public StreamHandler {
   // Takes up to one ingest batch off the inbound queue.
   std::vector<Inbound> TakeBatch();
   void ProcessBatch(std::vector<Inbound>& batch);
+  // A hello, checked and identified here, is handed to the scheduling thread.
+  void AcceptHello(Inbound& in);
+  // Any other message of a stream: into the batch's segment, or answered or refused at once.
+  void Route(Inbound& in, Segment& segment, int64_t now_ms);
   void FlushSegment(Segment& segment);
   void ForwardRendezvous(int64_t worker_id, const v1::RendezvousOffer& offer);
   void OnNotification(const std::string& channel, const std::string& payload);
