@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "scheduler/node_leases.h"
 #include "services/common/job_state_machine.h"
 #include "services/lifecycle/job_lifecycle.h"
 #include "services/scheduler/market_inputs.h"
@@ -408,21 +409,16 @@ absl::StatusOr<PersistedDecisions> SchedulerRepository::PersistDecisions(const s
   // the market chose them.
   lifecycle::Placements rows;
   for (const scheduler::JobPlacement& p : placements) {
+    const std::vector<scheduler::NodeLease> nodes = scheduler::NodeLeases(p);
     std::vector<int64_t> order;
-    std::map<int64_t, std::vector<uint32_t>> indexes;
-    std::map<int64_t, int64_t> price;
-    for (const scheduler::PlacedGpu& g : p.gpus) {
-      if (!indexes.contains(g.worker_id)) order.push_back(g.worker_id);
-      indexes[g.worker_id].push_back(g.index);
-      price[g.worker_id] = g.price_utok_per_gpu_hour;
-    }
+    for (const scheduler::NodeLease& n : nodes) order.push_back(n.worker_id);
     const std::string node_list = ArrayLiteral(order);
-    for (size_t rank = 0; rank < order.size(); ++rank) {
+    for (size_t rank = 0; rank < nodes.size(); ++rank) {
       rows.job_ids.push_back(p.job_id);
-      rows.worker_ids.push_back(order[rank]);
-      rows.prices.push_back(price[order[rank]]);
+      rows.worker_ids.push_back(nodes[rank].worker_id);
+      rows.prices.push_back(nodes[rank].price_utok_per_gpu_hour);
       rows.node_ranks.push_back(static_cast<int64_t>(rank));
-      rows.gpu_lists.push_back(IndexLiteral(indexes[order[rank]]));
+      rows.gpu_lists.push_back(IndexLiteral(nodes[rank].gpu_indexes));
       rows.node_lists.push_back(node_list);
     }
   }

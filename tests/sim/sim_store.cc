@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "scheduler/node_leases.h"
 #include "services/scheduler/hello_plan.h"
 
 namespace tessera::sim {
@@ -207,18 +208,13 @@ absl::StatusOr<scheduler_host::PersistedDecisions> SimSchedulerStore::PersistDec
     job.attempt += 1;
     job.state = JobState::kAssigned;
     // A lease per worker, ranked in the order the market chose them.
+    const std::vector<scheduler::NodeLease> leases = scheduler::NodeLeases(p);
     std::vector<int64_t> nodes;
-    std::map<int64_t, std::vector<uint32_t>> gpus;
-    std::map<int64_t, int64_t> price;
-    for (const scheduler::PlacedGpu& g : p.gpus) {
-      if (!gpus.contains(g.worker_id)) nodes.push_back(g.worker_id);
-      gpus[g.worker_id].push_back(g.index);
-      price[g.worker_id] = g.price_utok_per_gpu_hour;
-    }
-    for (size_t rank = 0; rank < nodes.size(); ++rank) {
-      const int64_t worker_id = nodes[rank];
-      StoreLease lease{.gpus = gpus[worker_id], .price = price[worker_id], .created_at_ms = now_ms, .node_rank = static_cast<uint32_t>(rank),
-                       .nodes = nodes};
+    for (const scheduler::NodeLease& n : leases) nodes.push_back(n.worker_id);
+    for (size_t rank = 0; rank < leases.size(); ++rank) {
+      const int64_t worker_id = leases[rank].worker_id;
+      StoreLease lease{.gpus = leases[rank].gpu_indexes, .price = leases[rank].price_utok_per_gpu_hour, .created_at_ms = now_ms,
+                       .node_rank = static_cast<uint32_t>(rank), .nodes = nodes};
       lease.money = {.price = lease.price, .gpus = static_cast<int64_t>(lease.gpus.size()), .earnings_ledger_id = EarningsOf(worker_id)};
       const LeaseKey key{p.job_id, job.attempt, worker_id};
       store_.leases[key] = lease;
