@@ -1,0 +1,247 @@
+#include "services/artifacts/file_blob_store.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
+namespace tessera::artifacts {
+namespace {
+
+constexpr std::string_view kPrefix = "sha256:";
+
+// A failed system call as a status: a full disk is RESOURCE_EXHAUSTED (the caller may retry
+// later), anything else INTERNAL.
+absl::Status Errno(std::string_view what, const std::filesystem::path& path, int error) {
+  const std::string message = absl::StrCat(std::string(what), " ", path.string(), ": ", std::strerror(error));
+  if (error == ENOSPC || error == EDQUOT) return absl::ResourceExhaustedError(message);
+  return absl::InternalError(message);
+}
+
+absl::Status WriteAll(int fd, std::string_view bytes, const std::filesystem::path& path) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Errno("write", path, errno);
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+// Makes a rename or unlink in `dir` durable.
+absl::Status SyncDirectory(const std::filesystem::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Errno("open", dir, errno);
+  const int rc = ::fsync(fd);
+  const int error = errno;
+  ::close(fd);
+  return rc == 0 ? absl::OkStatus() : Errno("fsync", dir, error);
+}
+
+class FileBlobWriter final : public BlobWriter {
+ public:
+  FileBlobWriter(const FileBlobStore& store, int fd, std::filesystem::path temp) : store_(store), fd_(fd), temp_(std::move(temp)) {
+    crypto_hash_sha256_init(&hash_);
+  }
+  ~FileBlobWriter() override { Discard(); }
+
+  absl::Status Append(std::string_view bytes) override {
+    if (fd_ < 0) return absl::FailedPreconditionError("the upload is already committed or discarded");
+    if (absl::Status s = WriteAll(fd_, bytes, temp_); !s.ok()) return s;
+    crypto_hash_sha256_update(&hash_, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+    size_ += bytes.size();
+    return absl::OkStatus();
+  }
+
+  uint64_t size() const override { return size_; }
+
+  absl::Status Commit(uint64_t expected_size, std::string_view expected_digest) override {
+    if (fd_ < 0) return absl::FailedPreconditionError("the upload is already committed or discarded");
+    absl::StatusOr<std::string> expected = ParseDigest(expected_digest, "sha256");
+    if (!expected.ok()) {
+      Discard();
+      return expected.status();
+    }
+    unsigned char digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_final(&hash_, digest);
+    const std::string actual = std::string(kPrefix) + ToHex(digest);
+    if (size_ != expected_size) {
+      Discard();
+      return absl::InvalidArgumentError(absl::StrCat("size_bytes: the upload stated ", expected_size, " bytes but sent ", size_,
+                                                     "; nothing was stored"));
+    }
+    if (actual != *expected) {
+      Discard();
+      return absl::InvalidArgumentError(absl::StrCat("sha256: the upload stated ", *expected, " but its bytes hash to ", actual,
+                                                     "; nothing was stored"));
+    }
+    if (::fsync(fd_) != 0) {
+      const int error = errno;
+      Discard();
+      return Errno("fsync", temp_, error);
+    }
+    ::close(fd_);
+    fd_ = -1;
+    const std::filesystem::path target = store_.PathOf(actual);
+    std::error_code ec;
+    std::filesystem::create_directories(target.parent_path(), ec);
+    if (ec) {
+      Discard();
+      return Errno("mkdir", target.parent_path(), ec.value());
+    }
+    // rename() replaces an existing blob of the same digest with the same bytes: deduplicated.
+    if (::rename(temp_.c_str(), target.c_str()) != 0) {
+      const int error = errno;
+      Discard();
+      return Errno("rename", target, error);
+    }
+    temp_.clear();
+    return SyncDirectory(target.parent_path());
+  }
+
+ private:
+  static std::string ToHex(const unsigned char (&digest)[crypto_hash_sha256_BYTES]) {
+    char hex[2 * crypto_hash_sha256_BYTES + 1];
+    sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
+    return hex;
+  }
+
+  void Discard() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    if (!temp_.empty()) ::unlink(temp_.c_str());
+    temp_.clear();
+  }
+
+  const FileBlobStore& store_;
+  int fd_;
+  std::filesystem::path temp_;
+  crypto_hash_sha256_state hash_;
+  uint64_t size_ = 0;
+};
+
+class FileBlobReader final : public BlobReader {
+ public:
+  FileBlobReader(int fd, uint64_t size, std::filesystem::path path) : fd_(fd), size_(size), path_(std::move(path)) {}
+  ~FileBlobReader() override { ::close(fd_); }
+
+  absl::StatusOr<size_t> Read(size_t max_bytes, std::string& out) override {
+    const size_t before = out.size();
+    out.resize(before + max_bytes);
+    while (true) {
+      const ssize_t n = ::read(fd_, out.data() + before, max_bytes);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        out.resize(before);
+        return Errno("read", path_, errno);
+      }
+      out.resize(before + static_cast<size_t>(n));
+      return static_cast<size_t>(n);
+    }
+  }
+
+  uint64_t size() const override { return size_; }
+
+ private:
+  const int fd_;
+  const uint64_t size_;
+  const std::filesystem::path path_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::string> ParseDigest(std::string_view digest, std::string_view field) {
+  const auto invalid = [&] {
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(field), ": '", std::string(digest.substr(0, 80)), "' is not a digest; expected sha256: and 64 hex digits"));
+  };
+  if (!digest.starts_with(kPrefix)) return invalid();
+  std::string hex = absl::AsciiStrToLower(std::string(digest.substr(kPrefix.size())));
+  if (hex.size() != 64) return invalid();
+  for (char c : hex) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return invalid();
+  }
+  return std::string(kPrefix) + hex;
+}
+
+absl::StatusOr<std::unique_ptr<FileBlobStore>> FileBlobStore::Open(const std::filesystem::path& root) {
+  std::error_code ec;
+  for (const char* sub : {"sha256", "tmp"}) {
+    std::filesystem::create_directories(root / sub, ec);
+    if (ec) return Errno("mkdir", root / sub, ec.value());
+  }
+  // Uploads a crash interrupted: never committed, so nobody refers to them.
+  for (const auto& entry : std::filesystem::directory_iterator(root / "tmp", ec)) std::filesystem::remove(entry.path(), ec);
+  return std::unique_ptr<FileBlobStore>(new FileBlobStore(root));
+}
+
+std::filesystem::path FileBlobStore::PathOf(std::string_view canonical_digest) const {
+  const std::string_view hex = canonical_digest.substr(kPrefix.size());
+  return root_ / "sha256" / std::string(hex.substr(0, 2)) / std::string(hex.substr(2));
+}
+
+absl::StatusOr<std::unique_ptr<BlobWriter>> FileBlobStore::Create() {
+  std::string temp = (root_ / "tmp" / "upload-XXXXXX").string();
+  const int fd = ::mkostemp(temp.data(), O_CLOEXEC);
+  if (fd < 0) return Errno("create", temp, errno);
+  return std::make_unique<FileBlobWriter>(*this, fd, temp);
+}
+
+absl::StatusOr<std::unique_ptr<BlobReader>> FileBlobStore::Open(std::string_view digest, uint64_t offset) {
+  absl::StatusOr<std::string> canonical = ParseDigest(digest);
+  if (!canonical.ok()) return canonical.status();
+  const std::filesystem::path path = PathOf(*canonical);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("no blob ", *canonical));
+    return Errno("open", path, errno);
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int error = errno;
+    ::close(fd);
+    return Errno("stat", path, error);
+  }
+  const auto size = static_cast<uint64_t>(st.st_size);
+  if (offset > size) {
+    ::close(fd);
+    return absl::OutOfRangeError(absl::StrCat("offset: ", offset, " is past the end of ", *canonical, " (", size, " bytes)"));
+  }
+  if (::lseek(fd, static_cast<off_t>(offset), SEEK_SET) < 0) {
+    const int error = errno;
+    ::close(fd);
+    return Errno("seek", path, error);
+  }
+  return std::make_unique<FileBlobReader>(fd, size, path);
+}
+
+absl::StatusOr<bool> FileBlobStore::Exists(std::string_view digest) {
+  absl::StatusOr<std::string> canonical = ParseDigest(digest);
+  if (!canonical.ok()) return canonical.status();
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(PathOf(*canonical), ec);
+  if (ec) return Errno("stat", PathOf(*canonical), ec.value());
+  return exists;
+}
+
+absl::Status FileBlobStore::Remove(std::string_view digest) {
+  absl::StatusOr<std::string> canonical = ParseDigest(digest);
+  if (!canonical.ok()) return canonical.status();
+  const std::filesystem::path path = PathOf(*canonical);
+  if (::unlink(path.c_str()) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return Errno("unlink", path, errno);
+  }
+  return SyncDirectory(path.parent_path());
+}
+
+}  // namespace tessera::artifacts
