@@ -38,6 +38,12 @@ void SchedulerHost::HandleHello(const std::shared_ptr<WorkerSession>& session, c
   CheckMarketHolds(applied->keep);
   CheckMarketHolds(applied->resend);
   registry_.Attach(record.worker_id, session, now_ms);
+  // Closed while the store applied the hello: its OnClosed may have come before the Attach and found
+  // nothing to detach. Its disconnect, already posted, then finds the worker without a session.
+  if (session->closing()) {
+    registry_.Detach(session);
+    return;
+  }
   if (!market_stale_) {
     Merge(decisions, market_->SetSchedulable(record.worker_id, record.state == v1::WORKER_STATE_ACTIVE, now_ms));
   }

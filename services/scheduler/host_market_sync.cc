@@ -42,11 +42,11 @@ size_t SchedulerHost::AddQueuedJobs(const std::vector<int64_t>& job_ids, schedul
   return jobs->size();
 }
 
-void SchedulerHost::Reconcile(scheduler::Decisions& decisions) {
+std::optional<std::vector<int64_t>> SchedulerHost::DropJobsNotQueued(scheduler::Decisions& decisions) {
   auto ids = repo_.QueuedJobIds();
   if (!ids.ok()) {
     spdlog::warn("reconciling the queue: {}", ids.status().ToString());
-    return;
+    return std::nullopt;
   }
   const std::set<int64_t> queued(ids->begin(), ids->end());
   const int64_t now_ms = clock_.NowMs();
@@ -57,8 +57,14 @@ void SchedulerHost::Reconcile(scheduler::Decisions& decisions) {
       ++dropped;
     }
   }
-  const size_t added = AddQueuedJobs(*ids, decisions);
-  if (dropped > 0 || added > 0) spdlog::info("queue reconciled with PostgreSQL: {} dropped, {} added", dropped, added);
+  if (dropped > 0) spdlog::info("queue reconciled with PostgreSQL: {} dropped", dropped);
+  return std::move(*ids);
+}
+
+void SchedulerHost::AddJobsQueued(const std::vector<int64_t>& store_queue, scheduler::Decisions& decisions) {
+  if (const size_t added = AddQueuedJobs(store_queue, decisions); added > 0) {
+    spdlog::info("queue reconciled with PostgreSQL: {} added", added);
+  }
 }
 
 absl::Status SchedulerHost::Rebuild(scheduler::Decisions& decisions) {

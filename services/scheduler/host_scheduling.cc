@@ -64,12 +64,15 @@ void SchedulerHost::RunRound(MarketEvents& events) {
   // may place a job, and a placement may preempt): a decision not yet committed (a preempted job
   // back in the market's queue while the store still has it RUNNING) would look like a difference,
   // and the job would be dropped until the next reconcile. The simulation found this (issue 17).
+  // The jobs the market lacks join after the events, which may drain or remove workers.
+  std::optional<std::vector<int64_t>> store_queue;
   if (events.reconcile || now_ms >= due_.reconcile_ms) {
-    Reconcile(decisions);
+    store_queue = DropJobsNotQueued(decisions);
     due_.reconcile_ms = now_ms + options_.reconcile_interval_ms;
   }
   ApplyEvents(events, decisions);
   ExpireLeases(decisions);
+  if (store_queue.has_value()) AddJobsQueued(*store_queue, decisions);
   const bool tick = now_ms >= due_.tick_ms;
   if (tick) {
     CancelExpiredQueued(now_ms, decisions);

@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -167,7 +168,12 @@ class SchedulerHost final : public StreamHandler {
   void CancelExpiredQueued(int64_t now_ms, scheduler::Decisions& decisions);
   // Loads those of `job_ids` the market does not hold and that are QUEUED; returns how many.
   size_t AddQueuedJobs(const std::vector<int64_t>& job_ids, scheduler::Decisions& decisions);
-  void Reconcile(scheduler::Decisions& decisions);
+  // The periodic reconcile of the market's queue with the store's, in two halves around a round's
+  // decisions (RunRound): jobs no longer QUEUED in the store leave the market first (returns the
+  // store's queue; nullopt when it could not be read); jobs QUEUED there that the market lacks join
+  // it after the round's events, so none is placed on a worker those events drain or remove.
+  std::optional<std::vector<int64_t>> DropJobsNotQueued(scheduler::Decisions& decisions);
+  void AddJobsQueued(const std::vector<int64_t>& store_queue, scheduler::Decisions& decisions);
   // Loads the whole market from PostgreSQL; workers are schedulable only while connected.
   absl::Status Rebuild(scheduler::Decisions& decisions);
   // Persists the round's decisions, then sends them; placements that did not take effect are
