@@ -47,16 +47,27 @@ absl::Status SyncDirectory(const std::filesystem::path& dir) {
   return rc == 0 ? absl::OkStatus() : Errno("fsync", dir, error);
 }
 
+std::filesystem::path BlobPath(const std::filesystem::path& root, std::string_view canonical_digest) {
+  const std::string_view hex = canonical_digest.substr(kPrefix.size());
+  return root / "sha256" / std::string(hex.substr(0, 2)) / std::string(hex.substr(2));
+}
+
 class FileBlobWriter final : public BlobWriter {
  public:
-  FileBlobWriter(const FileBlobStore& store, int fd, std::filesystem::path temp) : store_(store), fd_(fd), temp_(std::move(temp)) {
+  // It holds the store's root, not the store: it may outlive it.
+  FileBlobWriter(std::filesystem::path root, int fd, std::filesystem::path temp) : root_(std::move(root)), fd_(fd), temp_(std::move(temp)) {
     crypto_hash_sha256_init(&hash_);
   }
   ~FileBlobWriter() override { Discard(); }
 
   absl::Status Append(std::string_view bytes) override {
     if (fd_ < 0) return absl::FailedPreconditionError("the upload is already committed or discarded");
-    if (absl::Status s = WriteAll(fd_, bytes, temp_); !s.ok()) return s;
+    // A failed write may have left part of the chunk in the file: the upload cannot be trusted any
+    // more, so it is discarded (the client starts it again).
+    if (absl::Status s = WriteAll(fd_, bytes, temp_); !s.ok()) {
+      Discard();
+      return s;
+    }
     crypto_hash_sha256_update(&hash_, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
     size_ += bytes.size();
     return absl::OkStatus();
@@ -84,6 +95,11 @@ class FileBlobWriter final : public BlobWriter {
       return absl::InvalidArgumentError(absl::StrCat("sha256: the upload stated ", *expected, " but its bytes hash to ", actual,
                                                      "; nothing was stored"));
     }
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0 || static_cast<uint64_t>(st.st_size) != size_) {
+      Discard();
+      return absl::InternalError(absl::StrCat("upload file ", temp_.string(), " does not hold the ", size_, " bytes written"));
+    }
     if (::fsync(fd_) != 0) {
       const int error = errno;
       Discard();
@@ -91,12 +107,19 @@ class FileBlobWriter final : public BlobWriter {
     }
     ::close(fd_);
     fd_ = -1;
-    const std::filesystem::path target = store_.PathOf(actual);
+    const std::filesystem::path target = BlobPath(root_, actual);
     std::error_code ec;
-    std::filesystem::create_directories(target.parent_path(), ec);
+    const bool new_directory = std::filesystem::create_directories(target.parent_path(), ec);
     if (ec) {
       Discard();
       return Errno("mkdir", target.parent_path(), ec.value());
+    }
+    // A new fan-out directory's own entry must be durable too.
+    if (new_directory) {
+      if (absl::Status s = SyncDirectory(target.parent_path().parent_path()); !s.ok()) {
+        Discard();
+        return s;
+      }
     }
     // rename() replaces an existing blob of the same digest with the same bytes: deduplicated.
     if (::rename(temp_.c_str(), target.c_str()) != 0) {
@@ -105,6 +128,9 @@ class FileBlobWriter final : public BlobWriter {
       return Errno("rename", target, error);
     }
     temp_.clear();
+    // Failing here, the blob is in place but perhaps not durable: the caller records nothing, and
+    // an unrecorded blob is only an orphan the collector never sees (the same bytes uploaded again
+    // replace it).
     return SyncDirectory(target.parent_path());
   }
 
@@ -122,7 +148,7 @@ class FileBlobWriter final : public BlobWriter {
     temp_.clear();
   }
 
-  const FileBlobStore& store_;
+  const std::filesystem::path root_;
   int fd_;
   std::filesystem::path temp_;
   crypto_hash_sha256_state hash_;
@@ -141,8 +167,9 @@ class FileBlobReader final : public BlobReader {
       const ssize_t n = ::read(fd_, out.data() + before, max_bytes);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
+        const int error = errno;
         out.resize(before);
-        return Errno("read", path_, errno);
+        return Errno("read", path_, error);
       }
       out.resize(before + static_cast<size_t>(n));
       return static_cast<size_t>(n);
@@ -180,20 +207,20 @@ absl::StatusOr<std::unique_ptr<FileBlobStore>> FileBlobStore::Open(const std::fi
     if (ec) return Errno("mkdir", root / sub, ec.value());
   }
   // Uploads a crash interrupted: never committed, so nobody refers to them.
-  for (const auto& entry : std::filesystem::directory_iterator(root / "tmp", ec)) std::filesystem::remove(entry.path(), ec);
+  for (std::filesystem::directory_iterator it(root / "tmp", ec), end; !ec && it != end; it.increment(ec)) {
+    std::filesystem::remove(it->path(), ec);
+  }
+  if (ec) return Errno("clear", root / "tmp", ec.value());
   return std::unique_ptr<FileBlobStore>(new FileBlobStore(root));
 }
 
-std::filesystem::path FileBlobStore::PathOf(std::string_view canonical_digest) const {
-  const std::string_view hex = canonical_digest.substr(kPrefix.size());
-  return root_ / "sha256" / std::string(hex.substr(0, 2)) / std::string(hex.substr(2));
-}
+std::filesystem::path FileBlobStore::PathOf(std::string_view canonical_digest) const { return BlobPath(root_, canonical_digest); }
 
 absl::StatusOr<std::unique_ptr<BlobWriter>> FileBlobStore::Create() {
   std::string temp = (root_ / "tmp" / "upload-XXXXXX").string();
   const int fd = ::mkostemp(temp.data(), O_CLOEXEC);
   if (fd < 0) return Errno("create", temp, errno);
-  return std::make_unique<FileBlobWriter>(*this, fd, temp);
+  return std::make_unique<FileBlobWriter>(root_, fd, temp);
 }
 
 absl::StatusOr<std::unique_ptr<BlobReader>> FileBlobStore::Open(std::string_view digest, uint64_t offset) {
