@@ -1,0 +1,210 @@
+#include "services/artifacts/artifact_repository.h"
+
+#include "absl/strings/str_cat.h"
+#include "services/common/enum_names.h"
+#include "services/common/pagination.h"
+
+namespace tessera::artifacts {
+namespace {
+
+constexpr const char* kArtifactColumns =
+    "a.digest, a.size_bytes, c.name, a.name, a.kind, COALESCE(a.job_id, 0), (extract(epoch FROM a.created_at) * 1000)::bigint,"
+    " a.artifact_id";
+
+v1::Artifact ArtifactFromRow(const pqxx::row& r) {
+  v1::Artifact a;
+  a.set_digest(r[0].as<std::string>());
+  a.set_size_bytes(r[1].as<int64_t>());
+  a.set_account(r[2].as<std::string>());
+  a.set_name(r[3].as<std::string>());
+  a.set_kind(ParseStoredName<v1::ArtifactKind>(r[4].as<std::string>()).value_or(v1::ARTIFACT_KIND_UNSPECIFIED));
+  a.set_job_id(r[5].as<int64_t>());
+  a.set_created_at_ms(r[6].as<int64_t>());
+  return a;
+}
+
+// The customer account's id; NOT_FOUND for a name that is no customer's.
+absl::StatusOr<int64_t> CustomerId(pqxx::work& tx, const std::string& account) {
+  const pqxx::result r = tx.exec_params("SELECT account_id FROM accounts WHERE name = $1 AND kind = 'customer'", account);
+  if (r.empty()) return absl::NotFoundError(absl::StrCat("account '", account, "' not found"));
+  return r[0][0].as<int64_t>();
+}
+
+absl::StatusOr<v1::Artifact> LoadArtifact(pqxx::work& tx, int64_t account_id, const std::string& digest) {
+  const pqxx::result r = tx.exec_params(absl::StrCat("SELECT ", kArtifactColumns, " FROM artifacts a JOIN accounts c USING (account_id)"
+                                                     " WHERE a.account_id = $1 AND a.digest = $2"),
+                                        account_id, digest);
+  if (r.empty()) return absl::NotFoundError(absl::StrCat("artifact ", digest, " not found"));
+  return ArtifactFromRow(r[0]);
+}
+
+int64_t UsedBytesOf(pqxx::work& tx, int64_t account_id) {
+  return tx.exec_params1("SELECT COALESCE(sum(size_bytes), 0)::bigint FROM artifacts WHERE account_id = $1", account_id)[0].as<int64_t>();
+}
+
+// Serialises the quota checks and records of one account's uploads.
+void LockAccountArtifacts(pqxx::work& tx, int64_t account_id) {
+  tx.exec_params("SELECT pg_advisory_xact_lock(hashtextextended('artifacts of account ' || $1::text, 0))", account_id);
+}
+
+// Serialises putting a blob in place and recording it with collecting it (0020_artifacts.sql).
+void LockDigest(pqxx::work& tx, const std::string& digest) {
+  tx.exec_params("SELECT pg_advisory_xact_lock(hashtextextended('blob ' || $1, 0))", digest);
+}
+
+}  // namespace
+
+absl::Status ArtifactRepository::Admit(const NewArtifact& artifact) {
+  absl::StatusOr<std::string> digest = ParseDigest(artifact.digest, "sha256");
+  if (!digest.ok()) return digest.status();
+  if (artifact.size_bytes < 0) return absl::InvalidArgumentError("size_bytes: must be 0 or more");
+  if (artifact.name.size() > 256) return absl::InvalidArgumentError("name: at most 256 characters");
+  if (artifact.kind == v1::ARTIFACT_KIND_UNSPECIFIED) return absl::InvalidArgumentError("kind: must be set");
+  if (artifact.size_bytes > limits_.max_artifact_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("size_bytes: ", artifact.size_bytes, " bytes is over the server's limit of ",
+                                                     limits_.max_artifact_bytes, " bytes per artifact"));
+  }
+  return db_.Transact("admit artifact", [&](pqxx::work& tx) -> absl::Status {
+    absl::StatusOr<int64_t> account_id = CustomerId(tx, artifact.account);
+    if (!account_id.ok()) return account_id.status();
+    if (LoadArtifact(tx, *account_id, *digest).ok()) return absl::OkStatus();  // held already: nothing more is stored
+    const int64_t used = UsedBytesOf(tx, *account_id);
+    if (used + artifact.size_bytes > limits_.account_quota_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat("account '", artifact.account, "' stores ", used, " bytes of its quota of ",
+                                                       limits_.account_quota_bytes, "; ", artifact.size_bytes,
+                                                       " more do not fit (delete artifacts it no longer needs)"));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<v1::Artifact> ArtifactRepository::Record(const NewArtifact& artifact, BlobWriter& writer, const std::string& actor_key_id) {
+  if (absl::Status admitted = Admit(artifact); !admitted.ok()) return admitted;
+  const std::string digest = *ParseDigest(artifact.digest, "sha256");
+  bool committed = false;  // a retried transaction does not commit the bytes twice
+  return db_.Transact("record artifact", [&](pqxx::work& tx) -> absl::StatusOr<v1::Artifact> {
+    absl::StatusOr<int64_t> account_id = CustomerId(tx, artifact.account);
+    if (!account_id.ok()) return account_id.status();
+    LockAccountArtifacts(tx, *account_id);
+    const bool held = LoadArtifact(tx, *account_id, digest).ok();
+    if (!held && UsedBytesOf(tx, *account_id) + artifact.size_bytes > limits_.account_quota_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat("account '", artifact.account, "' would exceed its quota of ",
+                                                       limits_.account_quota_bytes, " bytes"));
+    }
+    LockDigest(tx, digest);
+    if (!committed) {
+      if (absl::Status s = writer.Commit(static_cast<uint64_t>(artifact.size_bytes), digest); !s.ok()) return s;
+      committed = true;
+    }
+    // The file is in place: the blob is live (a doomed mark from the collector is lifted).
+    tx.exec_params("INSERT INTO blobs (digest, size_bytes) VALUES ($1, $2) ON CONFLICT (digest) DO UPDATE SET doomed_at = NULL", digest,
+                   artifact.size_bytes);
+    const std::string kind = StoredName(artifact.kind);
+    if (held) {
+      if (!artifact.name.empty()) {
+        tx.exec_params("UPDATE artifacts SET name = $3 WHERE account_id = $1 AND digest = $2", *account_id, digest, artifact.name);
+      }
+    } else {
+      tx.exec_params(
+          "INSERT INTO artifacts (account_id, digest, size_bytes, name, kind, job_id) VALUES ($1, $2, $3, $4, $5, NULLIF($6, 0))",
+          *account_id, digest, artifact.size_bytes, artifact.name, kind, artifact.job_id);
+      tx.exec_params("INSERT INTO audit_log (actor_key_id, action, subject, detail) VALUES (NULLIF($1, ''), 'artifact.create', $2, $3)",
+                     actor_key_id, absl::StrCat("artifact/", artifact.account, "/", digest),
+                     absl::StrCat(kind, " ", artifact.size_bytes, " bytes", artifact.name.empty() ? "" : " name=", artifact.name,
+                                  artifact.job_id == 0 ? "" : absl::StrCat(" job=", artifact.job_id)));
+    }
+    return LoadArtifact(tx, *account_id, digest);
+  });
+}
+
+absl::StatusOr<v1::Artifact> ArtifactRepository::Get(const std::string& account, std::string_view digest) {
+  absl::StatusOr<std::string> canonical = ParseDigest(digest);
+  if (!canonical.ok()) return canonical.status();
+  return db_.Transact("get artifact", [&](pqxx::work& tx) -> absl::StatusOr<v1::Artifact> {
+    absl::StatusOr<int64_t> account_id = CustomerId(tx, account);
+    if (!account_id.ok()) return account_id.status();
+    return LoadArtifact(tx, *account_id, *canonical);
+  });
+}
+
+absl::StatusOr<ArtifactPage> ArtifactRepository::List(const std::string& account, std::string_view page_token, uint32_t page_size) {
+  const PageQuery query{.list = "artifacts", .filters = account};
+  absl::StatusOr<Page> page = ParsePage(query, page_token, page_size);
+  if (!page.ok()) return page.status();
+  return db_.Transact("list artifacts", [&](pqxx::work& tx) -> absl::StatusOr<ArtifactPage> {
+    absl::StatusOr<int64_t> account_id = CustomerId(tx, account);
+    if (!account_id.ok()) return account_id.status();
+    const pqxx::result rows = tx.exec_params(
+        absl::StrCat("SELECT ", kArtifactColumns, " FROM artifacts a JOIN accounts c USING (account_id)"
+                     " WHERE a.account_id = $1 AND a.artifact_id < $2 ORDER BY a.artifact_id DESC LIMIT $3"),
+        *account_id, page->before_id(), static_cast<int64_t>(page->size) + 1);
+    ArtifactPage out;
+    for (size_t i = 0; i < rows.size() && i < page->size; ++i) out.artifacts.push_back(ArtifactFromRow(rows[i]));
+    if (rows.size() > page->size) out.next_page_token = NextPageToken(query, rows[page->size - 1][7].as<int64_t>());
+    return out;
+  });
+}
+
+absl::Status ArtifactRepository::Delete(const std::string& account, std::string_view digest, const std::string& actor_key_id) {
+  absl::StatusOr<std::string> canonical = ParseDigest(digest);
+  if (!canonical.ok()) return canonical.status();
+  return db_.Transact("delete artifact", [&](pqxx::work& tx) -> absl::Status {
+    absl::StatusOr<int64_t> account_id = CustomerId(tx, account);
+    if (!account_id.ok()) return account_id.status();
+    const pqxx::result gone =
+        tx.exec_params("DELETE FROM artifacts WHERE account_id = $1 AND digest = $2 RETURNING size_bytes", *account_id, *canonical);
+    if (gone.empty()) return absl::NotFoundError(absl::StrCat("artifact ", *canonical, " not found"));
+    tx.exec_params("INSERT INTO audit_log (actor_key_id, action, subject, detail) VALUES (NULLIF($1, ''), 'artifact.delete', $2, $3)",
+                   actor_key_id, absl::StrCat("artifact/", account, "/", *canonical), absl::StrCat(gone[0][0].as<int64_t>(), " bytes"));
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<int> ArtifactRepository::CollectGarbage(int64_t grace_ms) {
+  // First pass: mark what nobody refers to now.
+  absl::Status marked = db_.Transact("doom unreferenced blobs", [&](pqxx::work& tx) -> absl::Status {
+    tx.exec("UPDATE blobs b SET doomed_at = now() WHERE doomed_at IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.digest = b.digest)");
+    return absl::OkStatus();
+  });
+  if (!marked.ok()) return marked;
+  absl::StatusOr<std::vector<std::string>> due = db_.Transact("blobs due", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<std::string>> {
+    std::vector<std::string> digests;
+    for (const pqxx::row& r : tx.exec_params("SELECT digest FROM blobs WHERE doomed_at <= now() - make_interval(secs => $1::float8 / 1000)"
+                                             " ORDER BY digest LIMIT 1000",
+                                             grace_ms)) {
+      digests.push_back(r[0].as<std::string>());
+    }
+    return digests;
+  });
+  if (!due.ok()) return due.status();
+  int removed = 0;
+  for (const std::string& digest : *due) {
+    // Second pass, one blob per transaction under its lock: the row and the file go together. If
+    // the commit fails after the unlink, the row stays doomed and unreferenced and goes next time;
+    // an upload of these bytes meanwhile puts its own file back and lifts the mark.
+    absl::StatusOr<bool> gone = db_.Transact("collect blob", [&](pqxx::work& tx) -> absl::StatusOr<bool> {
+      LockDigest(tx, digest);
+      const pqxx::result r = tx.exec_params(
+          "DELETE FROM blobs b WHERE digest = $1 AND doomed_at IS NOT NULL"
+          " AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.digest = b.digest) RETURNING digest",
+          digest);
+      if (r.empty()) return false;
+      if (absl::Status s = blobs_.Remove(digest); !s.ok()) return s;
+      return true;
+    });
+    if (!gone.ok()) return gone.status();
+    removed += *gone ? 1 : 0;
+  }
+  return removed;
+}
+
+absl::StatusOr<int64_t> ArtifactRepository::UsedBytes(const std::string& account) {
+  return db_.Transact("artifact bytes used", [&](pqxx::work& tx) -> absl::StatusOr<int64_t> {
+    absl::StatusOr<int64_t> account_id = CustomerId(tx, account);
+    if (!account_id.ok()) return account_id.status();
+    return UsedBytesOf(tx, *account_id);
+  });
+}
+
+}  // namespace tessera::artifacts
