@@ -54,7 +54,7 @@ void LockDigest(pqxx::work& tx, const std::string& digest) {
 
 }  // namespace
 
-absl::Status ArtifactRepository::Admit(const NewArtifact& artifact) {
+absl::StatusOr<std::string> ArtifactRepository::Validate(const NewArtifact& artifact) const {
   absl::StatusOr<std::string> digest = ParseDigest(artifact.digest, "sha256");
   if (!digest.ok()) return digest.status();
   if (artifact.size_bytes < 0) return absl::InvalidArgumentError("size_bytes: must be 0 or more");
@@ -64,6 +64,12 @@ absl::Status ArtifactRepository::Admit(const NewArtifact& artifact) {
     return absl::ResourceExhaustedError(absl::StrCat("size_bytes: ", artifact.size_bytes, " bytes is over the server's limit of ",
                                                      limits_.max_artifact_bytes, " bytes per artifact"));
   }
+  return digest;
+}
+
+absl::Status ArtifactRepository::Admit(const NewArtifact& artifact) {
+  absl::StatusOr<std::string> digest = Validate(artifact);
+  if (!digest.ok()) return digest.status();
   return db_.Transact("admit artifact", [&](pqxx::work& tx) -> absl::Status {
     absl::StatusOr<int64_t> account_id = CustomerId(tx, artifact.account);
     if (!account_id.ok()) return account_id.status();
@@ -79,8 +85,10 @@ absl::Status ArtifactRepository::Admit(const NewArtifact& artifact) {
 }
 
 absl::StatusOr<v1::Artifact> ArtifactRepository::Record(const NewArtifact& artifact, BlobWriter& writer, const std::string& actor_key_id) {
-  if (absl::Status admitted = Admit(artifact); !admitted.ok()) return admitted;
-  const std::string digest = *ParseDigest(artifact.digest, "sha256");
+  // The fields and the size limit; the quota is checked below, under the account's lock.
+  absl::StatusOr<std::string> valid = Validate(artifact);
+  if (!valid.ok()) return valid.status();
+  const std::string& digest = *valid;
   bool committed = false;  // a retried transaction does not commit the bytes twice
   return db_.Transact("record artifact", [&](pqxx::work& tx) -> absl::StatusOr<v1::Artifact> {
     absl::StatusOr<int64_t> account_id = CustomerId(tx, artifact.account);

@@ -66,6 +66,9 @@ class ArtifactRepository {
   absl::StatusOr<int64_t> UsedBytes(const std::string& account);
 
  private:
+  // The fields (INVALID_ARGUMENT naming one) and the size limit; returns the canonical digest.
+  absl::StatusOr<std::string> Validate(const NewArtifact& artifact) const;
+
   store::Database& db_;
   BlobStore& blobs_;
   const ArtifactLimits limits_;

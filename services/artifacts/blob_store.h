@@ -15,12 +15,16 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "services/common/merkle.h"
 
 namespace tessera::artifacts {
 
 // A blob's name: "sha256:" and the 64 lowercase hex digits of its content's SHA-256. Accepts upper
 // case hex too and returns the canonical form; anything else is INVALID_ARGUMENT naming `field`.
 absl::StatusOr<std::string> ParseDigest(std::string_view digest, std::string_view field = "digest");
+// The canonical name of a SHA-256 (as merkle.h's Hash), and of `bytes`' SHA-256.
+std::string DigestName(const Hash& sha256);
+std::string DigestOf(std::string_view bytes);
 
 // One upload in progress. Destroyed without a successful Commit, it leaves nothing behind.
 class BlobWriter {

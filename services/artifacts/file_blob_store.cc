@@ -82,9 +82,9 @@ class FileBlobWriter final : public BlobWriter {
       Discard();
       return expected.status();
     }
-    unsigned char digest[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256_final(&hash_, digest);
-    const std::string actual = std::string(kPrefix) + ToHex(digest);
+    Hash digest;
+    crypto_hash_sha256_final(&hash_, digest.data());
+    const std::string actual = DigestName(digest);
     if (size_ != expected_size) {
       Discard();
       return absl::InvalidArgumentError(absl::StrCat("size_bytes: the upload stated ", expected_size, " bytes but sent ", size_,
@@ -135,12 +135,6 @@ class FileBlobWriter final : public BlobWriter {
   }
 
  private:
-  static std::string ToHex(const unsigned char (&digest)[crypto_hash_sha256_BYTES]) {
-    char hex[2 * crypto_hash_sha256_BYTES + 1];
-    sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
-    return hex;
-  }
-
   void Discard() {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
@@ -185,6 +179,14 @@ class FileBlobReader final : public BlobReader {
 };
 
 }  // namespace
+
+std::string DigestName(const Hash& sha256) { return std::string(kPrefix) + ToHex(sha256); }
+
+std::string DigestOf(std::string_view bytes) {
+  Hash sha256;
+  crypto_hash_sha256(sha256.data(), reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+  return DigestName(sha256);
+}
 
 absl::StatusOr<std::string> ParseDigest(std::string_view digest, std::string_view field) {
   const auto invalid = [&] {

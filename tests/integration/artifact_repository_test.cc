@@ -3,7 +3,6 @@
 // account's artifact not found, deletion and the collection of bytes nobody holds.
 #include <catch2/catch.hpp>
 
-#include <sodium.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -17,14 +16,6 @@ using namespace tessera;
 using namespace tessera::artifacts;
 
 namespace {
-
-std::string DigestOf(const std::string& bytes) {
-  unsigned char d[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256(d, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
-  char hex[2 * crypto_hash_sha256_BYTES + 1];
-  sodium_bin2hex(hex, sizeof hex, d, sizeof d);
-  return std::string("sha256:") + hex;
-}
 
 struct Artifacts {
   testing::TestDatabase db;

@@ -2,7 +2,6 @@
 // are what the client stated, durably and deduplicated; reads resume from an offset.
 #include <catch2/catch.hpp>
 
-#include <sodium.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -15,14 +14,6 @@
 using namespace tessera::artifacts;
 
 namespace {
-
-std::string DigestOf(const std::string& bytes) {
-  unsigned char d[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256(d, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
-  char hex[2 * crypto_hash_sha256_BYTES + 1];
-  sodium_bin2hex(hex, sizeof hex, d, sizeof d);
-  return std::string("sha256:") + hex;
-}
 
 struct TempRoot {
   std::filesystem::path path;
