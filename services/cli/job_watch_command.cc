@@ -55,6 +55,7 @@ grpc::Status WatchOnce(CliContext& ctx, v1::JobService::Stub& stub, int64_t job_
   state.received = false;
   while (reader->Read(&update)) {
     state.received = true;
+    if (IsTerminal(state.last)) continue;  // nothing follows a job's end (a server could race one)
     state.last = update.state();
     state.after_event_id = std::max(state.after_event_id, update.event_id());
     PrintUpdate(ctx, update);

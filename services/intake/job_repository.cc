@@ -192,6 +192,9 @@ absl::StatusOr<v1::Job> JobRepository::Extend(const v1::ExtendJobRequest& reques
 
 absl::StatusOr<JobChanges> JobRepository::ChangesSince(int64_t job_id, int64_t after_event_id) {
   return db_.Transact("watch job", [&](pqxx::work& tx) -> absl::StatusOr<JobChanges> {
+    // One snapshot for the job and its events: read apart, a job still RUNNING could come back with
+    // its SUCCEEDED event, and the watcher would print progress after the job had ended.
+    tx.exec0("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY");
     absl::StatusOr<v1::Job> job = LoadJob(tx, job_id);
     if (!job.ok()) return job.status();
     JobChanges changes{.updates = {}, .last_event_id = after_event_id, .job = *std::move(job), .loss = 0};

@@ -5,8 +5,10 @@
 // a changed name or ask.
 #include <catch2/catch.hpp>
 #include <google/protobuf/util/message_differencer.h>
+#include <pqxx/pqxx>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <set>
@@ -302,4 +304,45 @@ TEST_CASE("a hello's job kinds are stored and listed with the worker", "[integra
   activated = m.scheduler.ApplyHello(Marketplace::Hello(m.worker), false);
   REQUIRE(activated.ok());
   CHECK(activated->worker.job_kinds.empty());
+}
+
+// CI found it: `job watch` printed a job's last progress (RUNNING 99.9%) after its SUCCEEDED,
+// because the job row and its events were read in two snapshots. Here another connection flips a
+// job between RUNNING and SUCCEEDED (the terminal event with it, in one statement) while the
+// watch's read runs: a read that returns the terminal event must return the job terminal too.
+TEST_CASE("a watch read sees a job and its events in one snapshot", "[integration][intake]") {
+  Funded m;
+  auto submitted = m.jobs.Submit(Marketplace::SleepJob("acme", "raced", 2'000'000));
+  REQUIRE(submitted.ok());
+  const std::string job = std::to_string(submitted->job.job_id());
+  m.db.Scalar("UPDATE jobs SET attempt = 1, state = 'RUNNING' WHERE job_id = " + job);
+  std::atomic<bool> done{false};
+  std::atomic<int> flips{0};
+  std::thread flipper([&] {
+    pqxx::connection conn(m.db.url());
+    pqxx::nontransaction tx(conn);
+    while (!done.load()) {
+      tx.exec("WITH e AS (INSERT INTO job_events (job_id, state, attempt, message) VALUES (" + job +
+              ", 'SUCCEEDED', 1, 'finished') RETURNING 1) UPDATE jobs SET state = 'SUCCEEDED' WHERE job_id = " + job);
+      tx.exec("WITH e AS (DELETE FROM job_events WHERE job_id = " + job + " AND state = 'SUCCEEDED' RETURNING 1)"
+              " UPDATE jobs SET state = 'RUNNING' WHERE job_id = " + job);
+      flips.fetch_add(1);
+    }
+  });
+  int torn = 0;
+  int terminal_reads = 0;
+  for (int i = 0; i < 2'000 && (i < 200 || terminal_reads < 20); ++i) {
+    absl::StatusOr<intake::JobChanges> changes = m.jobs.ChangesSince(submitted->job.job_id(), 0);
+    if (!changes.ok()) continue;
+    const bool event_terminal = std::any_of(changes->updates.begin(), changes->updates.end(),
+                                            [](const v1::JobUpdate& u) { return u.state() == v1::JOB_STATE_SUCCEEDED; });
+    terminal_reads += event_terminal ? 1 : 0;
+    if (event_terminal != (changes->job.state() == v1::JOB_STATE_SUCCEEDED)) ++torn;
+  }
+  done = true;
+  flipper.join();
+  INFO("flips " << flips.load() << ", reads that saw the job end " << terminal_reads);
+  CHECK(flips.load() > 0);
+  CHECK(terminal_reads > 0);
+  CHECK(torn == 0);
 }
