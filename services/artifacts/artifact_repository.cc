@@ -55,7 +55,7 @@ void LockDigest(pqxx::work& tx, const std::string& digest) {
 }  // namespace
 
 absl::StatusOr<std::string> ArtifactRepository::Validate(const NewArtifact& artifact) const {
-  absl::StatusOr<std::string> digest = ParseDigest(artifact.digest, "sha256");
+  absl::StatusOr<std::string> digest = ParseDigest(artifact.digest);
   if (!digest.ok()) return digest.status();
   if (artifact.size_bytes < 0) return absl::InvalidArgumentError("size_bytes: must be 0 or more");
   if (artifact.name.size() > 256) return absl::InvalidArgumentError("name: at most 256 characters");

@@ -64,6 +64,7 @@ class ArtifactRepository {
   absl::StatusOr<int> CollectGarbage(int64_t grace_ms);
   // Bytes the account's artifacts hold.
   absl::StatusOr<int64_t> UsedBytes(const std::string& account);
+  const ArtifactLimits& limits() const { return limits_; }
 
  private:
   // The fields (INVALID_ARGUMENT naming one) and the size limit; returns the canonical digest.

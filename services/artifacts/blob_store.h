@@ -15,16 +15,14 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "services/common/merkle.h"
+#include "services/common/sha256.h"
 
 namespace tessera::artifacts {
 
-// A blob's name: "sha256:" and the 64 lowercase hex digits of its content's SHA-256. Accepts upper
-// case hex too and returns the canonical form; anything else is INVALID_ARGUMENT naming `field`.
-absl::StatusOr<std::string> ParseDigest(std::string_view digest, std::string_view field = "digest");
-// The canonical name of a SHA-256 (as merkle.h's Hash), and of `bytes`' SHA-256.
-std::string DigestName(const Hash& sha256);
-std::string DigestOf(std::string_view bytes);
+// A blob is named by its content's digest: DigestName, DigestOf and ParseDigest (sha256.h).
+using tessera::DigestName;
+using tessera::DigestOf;
+using tessera::ParseDigest;
 
 // One upload in progress. Destroyed without a successful Commit, it leaves nothing behind.
 class BlobWriter {
@@ -35,7 +33,7 @@ class BlobWriter {
   // The bytes must be `expected_size` long and hash to `expected_digest` (what the client stated);
   // then they are stored under that digest, durably, before this returns (a blob already stored
   // under it is kept: same digest, same bytes). On a mismatch nothing is stored and the status is
-  // INVALID_ARGUMENT naming `size_bytes` or `sha256` with both values. A writer commits once.
+  // INVALID_ARGUMENT naming `size_bytes` or `digest` with both values. A writer commits once.
   virtual absl::Status Commit(uint64_t expected_size, std::string_view expected_digest) = 0;
 };
 

@@ -1,7 +1,6 @@
 #include "services/artifacts/file_blob_store.h"
 
 #include <fcntl.h>
-#include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,11 +10,11 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "services/common/sha256.h"
 
 namespace tessera::artifacts {
 namespace {
 
-constexpr std::string_view kPrefix = "sha256:";
 
 // A failed system call as a status: a full disk is RESOURCE_EXHAUSTED (the caller may retry
 // later), anything else INTERNAL.
@@ -48,7 +47,7 @@ absl::Status SyncDirectory(const std::filesystem::path& dir) {
 }
 
 std::filesystem::path BlobPath(const std::filesystem::path& root, std::string_view canonical_digest) {
-  const std::string_view hex = canonical_digest.substr(kPrefix.size());
+  const std::string_view hex = canonical_digest.substr(kDigestPrefix.size());
   return root / "sha256" / std::string(hex.substr(0, 2)) / std::string(hex.substr(2));
 }
 
@@ -56,7 +55,6 @@ class FileBlobWriter final : public BlobWriter {
  public:
   // It holds the store's root, not the store: it may outlive it.
   FileBlobWriter(std::filesystem::path root, int fd, std::filesystem::path temp) : root_(std::move(root)), fd_(fd), temp_(std::move(temp)) {
-    crypto_hash_sha256_init(&hash_);
   }
   ~FileBlobWriter() override { Discard(); }
 
@@ -68,7 +66,7 @@ class FileBlobWriter final : public BlobWriter {
       Discard();
       return s;
     }
-    crypto_hash_sha256_update(&hash_, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+    hash_.Update(bytes);
     size_ += bytes.size();
     return absl::OkStatus();
   }
@@ -77,14 +75,12 @@ class FileBlobWriter final : public BlobWriter {
 
   absl::Status Commit(uint64_t expected_size, std::string_view expected_digest) override {
     if (fd_ < 0) return absl::FailedPreconditionError("the upload is already committed or discarded");
-    absl::StatusOr<std::string> expected = ParseDigest(expected_digest, "sha256");
+    absl::StatusOr<std::string> expected = ParseDigest(expected_digest);
     if (!expected.ok()) {
       Discard();
       return expected.status();
     }
-    Hash digest;
-    crypto_hash_sha256_final(&hash_, digest.data());
-    const std::string actual = DigestName(digest);
+    const std::string actual = DigestName(hash_.Finish());
     if (size_ != expected_size) {
       Discard();
       return absl::InvalidArgumentError(absl::StrCat("size_bytes: the upload stated ", expected_size, " bytes but sent ", size_,
@@ -92,7 +88,7 @@ class FileBlobWriter final : public BlobWriter {
     }
     if (actual != *expected) {
       Discard();
-      return absl::InvalidArgumentError(absl::StrCat("sha256: the upload stated ", *expected, " but its bytes hash to ", actual,
+      return absl::InvalidArgumentError(absl::StrCat("digest: the upload stated ", *expected, " but its bytes hash to ", actual,
                                                      "; nothing was stored"));
     }
     struct stat st {};
@@ -145,7 +141,7 @@ class FileBlobWriter final : public BlobWriter {
   const std::filesystem::path root_;
   int fd_;
   std::filesystem::path temp_;
-  crypto_hash_sha256_state hash_;
+  Sha256 hash_;
   uint64_t size_ = 0;
 };
 
@@ -179,28 +175,6 @@ class FileBlobReader final : public BlobReader {
 };
 
 }  // namespace
-
-std::string DigestName(const Hash& sha256) { return std::string(kPrefix) + ToHex(sha256); }
-
-std::string DigestOf(std::string_view bytes) {
-  Hash sha256;
-  crypto_hash_sha256(sha256.data(), reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
-  return DigestName(sha256);
-}
-
-absl::StatusOr<std::string> ParseDigest(std::string_view digest, std::string_view field) {
-  const auto invalid = [&] {
-    return absl::InvalidArgumentError(
-        absl::StrCat(std::string(field), ": '", std::string(digest.substr(0, 80)), "' is not a digest; expected sha256: and 64 hex digits"));
-  };
-  if (!digest.starts_with(kPrefix)) return invalid();
-  std::string hex = absl::AsciiStrToLower(std::string(digest.substr(kPrefix.size())));
-  if (hex.size() != 64) return invalid();
-  for (char c : hex) {
-    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return invalid();
-  }
-  return std::string(kPrefix) + hex;
-}
 
 absl::StatusOr<std::unique_ptr<FileBlobStore>> FileBlobStore::Open(const std::filesystem::path& root) {
   std::error_code ec;

@@ -22,15 +22,6 @@ std::vector<std::string> KeyRow(const v1::ApiKey& k) {
 
 const std::vector<std::string> kKeyHeader = {"KEY ID", "ROLE", "ACCOUNT", "LABEL", "STATE"};
 
-std::string UtcTime(int64_t unix_ms) {
-  const std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S UTC", &utc);
-  return text;
-}
-
 void PrintSignals(const google::protobuf::RepeatedPtrField<v1::FraudSignal>& signals) {
   std::vector<std::vector<std::string>> rows;
   for (const v1::FraudSignal& f : signals) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
 #include <iostream>
 
 #include "services/auth/client_channel.h"
@@ -124,6 +125,15 @@ void PrintTable(const std::vector<std::string>& header, const std::vector<std::v
   };
   print(header);
   for (const auto& row : rows) print(row);
+}
+
+std::string UtcTime(int64_t unix_ms) {
+  const std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S UTC", &utc);
+  return text;
 }
 
 std::string FormatTokens(int64_t utok) {

@@ -57,6 +57,9 @@ std::string RandomIdempotencyKey();
 // 12345678 µT → "12.345678" (exact, integer arithmetic).
 std::string FormatTokens(int64_t utok);
 
+// ms since the Unix epoch → "2026-12-07 19:45:00 UTC".
+std::string UtcTime(int64_t unix_ms);
+
 // 834000 ppm → "83.4%".
 std::string Percent(uint32_t ppm);
 

@@ -8,6 +8,8 @@
 namespace tessera::cli {
 
 void AddAccountCommands(CLI::App& app, CliContext& ctx);
+// `artifact put|get|ls|rm`.
+void AddArtifactCommands(CLI::App& app, CliContext& ctx);
 void AddJobCommands(CLI::App& app, CliContext& ctx);
 // Under `job`: watch, which follows a job through server restarts.
 void AddWatchCommand(CLI::App& job, CliContext& ctx);

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   tessera::cli::AddAdminCommands(app, ctx);
   tessera::cli::AddHealthCommand(app, ctx);
   tessera::cli::AddJobCommands(app, ctx);
+  tessera::cli::AddArtifactCommands(app, ctx);
   tessera::cli::AddWorkerCommands(app, ctx);
   tessera::cli::AddBillingCommands(app, ctx);
   CLI11_PARSE(app, argc, argv);

@@ -27,7 +27,7 @@ sigset_t BlockShutdownSignals() {
 
 // Paths given as flags (CLI11 binds strings; ServerOptions holds paths).
 struct PathFlags {
-  std::string port_file, worker_port_file, admin_key_file, tls_cert, tls_key, worker_ca;
+  std::string port_file, worker_port_file, admin_key_file, tls_cert, tls_key, worker_ca, artifact_dir;
 };
 
 void WritePortFile(const std::string& path, int port) {
@@ -92,12 +92,12 @@ int RunMigrate(const std::string& database_url, const std::string& data_dir) {
 
 void AddServerCommands(CLI::App& app, cli::CliContext& ctx) {
   auto options = std::make_shared<ServerOptions>();
-  auto services = std::make_shared<std::string>("intake,scheduler,billing");
+  auto services = std::make_shared<std::string>("intake,scheduler,billing,artifacts");
   auto paths = std::make_shared<PathFlags>();
   auto data_dir = std::make_shared<std::string>("tessera-data");
   auto* server = app.add_subcommand("server", "Run the Tessera server (all services and an embedded PostgreSQL by default)");
   server->add_option("--listen", options->listen_address, "Address to serve gRPC on (port 0 picks one)");
-  server->add_option("--services", *services, "Comma-separated subset of intake,scheduler,billing");
+  server->add_option("--services", *services, "Comma-separated subset of intake,scheduler,billing,artifacts");
   server->add_option("--database-url", options->database_url, "PostgreSQL connection string; empty: embedded cluster");
   server->add_option("--data-dir", *data_dir, "Where the embedded PostgreSQL keeps its cluster");
   server->add_option("--fee-bps", options->fee_bps, "Platform fee in basis points")->check(CLI::Range(0, 10'000));
@@ -120,6 +120,16 @@ void AddServerCommands(CLI::App& app, cli::CliContext& ctx) {
   server->add_option("--max-watch-streams", options->max_watch_streams,
                      "WatchJob streams open at once (each holds a call thread); more are refused RESOURCE_EXHAUSTED")
       ->check(CLI::Range(0, 100'000));
+  server->add_option("--artifact-dir", paths->artifact_dir,
+                     "Where the artifact service keeps blobs (servers hosting it must share it; default <data-dir>/artifacts)");
+  server->add_option("--max-artifact-bytes", options->artifact_limits.max_artifact_bytes, "Largest artifact accepted, in bytes")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 50));
+  server->add_option("--artifact-quota-bytes", options->artifact_limits.account_quota_bytes,
+                     "Bytes each customer account's artifacts may hold")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 55));
+  server->add_option("--blob-grace-ms", options->blob_grace_ms,
+                     "How long unreferenced artifact bytes are kept before they are deleted")
+      ->check(CLI::Range(int64_t{0}, int64_t{30LL * 86'400'000}));
   server->add_option("--port-file", paths->port_file, "Write the bound port here once serving");
   server->add_option("--tls-cert", paths->tls_cert, "PEM certificate (chain) of the server: TLS on every port");
   server->add_option("--tls-key", paths->tls_key, "PEM private key of --tls-cert");
@@ -165,6 +175,7 @@ void AddServerCommands(CLI::App& app, cli::CliContext& ctx) {
     options->tls_cert_file = paths->tls_cert;
     options->tls_key_file = paths->tls_key;
     options->worker_ca_file = paths->worker_ca;
+    options->artifact_dir = paths->artifact_dir;
     ctx.exit_code = RunServer(*options, *services, *paths);
   });
 

@@ -19,6 +19,9 @@
 #include "services/auth/rate_limiter.h"
 #include "services/auth/tls.h"
 #include "services/admin/admin_service.h"
+#include "services/artifacts/artifact_service.h"
+#include "services/artifacts/blob_collector.h"
+#include "services/artifacts/file_blob_store.h"
 #include "services/billing/billing_service.h"
 #include "services/billing/settlement.h"
 #include "services/intake/job_service.h"
@@ -67,6 +70,10 @@ struct TesseraServer::Parts {
   std::unique_ptr<billing::BillingServiceImpl> billing_service;
   std::unique_ptr<admin::AdminServiceImpl> admin_service;
   std::unique_ptr<scheduler_host::WorkerServiceImpl> worker_service;
+  std::unique_ptr<artifacts::FileBlobStore> blobs;
+  std::unique_ptr<artifacts::ArtifactRepository> artifacts;
+  std::unique_ptr<artifacts::ArtifactServiceImpl> artifact_service;
+  std::unique_ptr<artifacts::BlobCollector> blob_collector;
   ReflectionV1Service reflection_v1;
   std::unique_ptr<grpc::Server> grpc_server;
   std::unique_ptr<grpc::Server> worker_grpc_server;  // only with a separate worker port
@@ -80,8 +87,9 @@ struct TesseraServer::Parts {
 absl::Status ValidateServices(const std::set<std::string>& services) {
   if (services.empty()) return absl::InvalidArgumentError("--services must name at least one service");
   for (const std::string& s : services) {
-    if (s != "intake" && s != "scheduler" && s != "billing") {
-      return absl::InvalidArgumentError(absl::StrCat("--services: unknown service '", s, "' (expected intake, scheduler, billing)"));
+    if (s != "intake" && s != "scheduler" && s != "billing" && s != "artifacts") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--services: unknown service '", s, "' (expected intake, scheduler, billing, artifacts)"));
     }
   }
   return absl::OkStatus();
@@ -230,6 +238,18 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
     parts->settlement = std::make_unique<billing::SettlementLoop>(*parts->db, options.settle_interval_ms,
                                                                  options.settle_batch_reports);
   }
+  if (s.contains("artifacts")) {
+    const std::filesystem::path root = options.artifact_dir.empty() ? options.data_dir / "artifacts" : options.artifact_dir;
+    absl::StatusOr<std::unique_ptr<artifacts::FileBlobStore>> blobs = artifacts::FileBlobStore::Open(root);
+    if (!blobs.ok()) return blobs.status();
+    parts->blobs = *std::move(blobs);
+    parts->artifacts = std::make_unique<artifacts::ArtifactRepository>(*parts->db, *parts->blobs, options.artifact_limits);
+    parts->artifact_service = std::make_unique<artifacts::ArtifactServiceImpl>(*parts->artifacts, *parts->blobs, *parts->authenticator);
+    builder.RegisterService(parts->artifact_service.get());
+    serving.push_back(v1::ArtifactService::service_full_name());
+    parts->blob_collector =
+        std::make_unique<artifacts::BlobCollector>(*parts->artifacts, options.blob_collect_interval_ms, options.blob_grace_ms);
+  }
   if (s.contains("scheduler")) {
     // Started by the leader election below: only the leader schedules.
     parts->scheduler_store = std::make_unique<scheduler_host::SchedulerRepository>(*parts->db);
@@ -293,6 +313,7 @@ void TesseraServer::Shutdown() {
   if (parts_->scheduler) parts_->scheduler->Stop();
   drain.join();
   parts_->settlement.reset();  // its last pass flushes what was ingested
+  parts_->blob_collector.reset();
   parts_->db.reset();
   if (parts_->embedded) (void)parts_->embedded->Stop();
   spdlog::info("tessera server stopped");

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "services/artifacts/artifact_repository.h"
 #include "services/intake/job_spec_validator.h"
 #include "services/scheduler/scheduler_host.h"
 
@@ -26,7 +27,7 @@ struct ServerOptions {
   // With worker_ca_file it is mutual TLS: a worker must present a certificate that CA signed.
   std::string worker_listen_address;
   std::filesystem::path worker_ca_file;
-  std::set<std::string> services = {"intake", "scheduler", "billing"};
+  std::set<std::string> services = {"intake", "scheduler", "billing", "artifacts"};
   std::string database_url;  // empty: embedded PostgreSQL under data_dir
   std::filesystem::path data_dir = "tessera-data";
   bool durable_embedded_database = true;
@@ -56,6 +57,14 @@ struct ServerOptions {
   int64_t key_cache_ttl_ms = 5'000;
   // Worker streams one provider may hold open at once.
   int max_streams_per_provider = 1'024;
+  // Where the artifact service keeps its blobs (a directory on a local or shared disk); empty:
+  // <data_dir>/artifacts. Servers that all host the artifact service must share it.
+  std::filesystem::path artifact_dir;
+  artifacts::ArtifactLimits artifact_limits;
+  // How often unreferenced blobs are looked for, and how long one is kept after it was first seen
+  // unreferenced before its bytes are deleted.
+  int64_t blob_collect_interval_ms = 60'000;
+  int64_t blob_grace_ms = 3'600'000;
   scheduler_host::SchedulerOptions scheduler;
   // Watches the scheduler host (rounds, ingest batches, lease expiries); null: nobody does. Not
   // owned: it outlives the server. Tests record with it; the metrics of a later issue will too.

@@ -11,20 +11,16 @@
 #include <thread>
 
 #include "tests/support/e2e_cluster.h"
+#include "tests/support/files.h"
 
 using namespace tessera;
 using testing::Cluster;
 using testing::FromJson;
 using testing::RunWithStderr;
 
-namespace {
+using testing::ReadAll;
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+namespace {
 
 size_t Occurrences(const std::string& text, const std::string& what) {
   size_t n = 0;

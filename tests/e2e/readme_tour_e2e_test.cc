@@ -19,22 +19,18 @@
 #include <thread>
 
 #include "tests/support/e2e_cluster.h"
+#include "tests/support/files.h"
 
 using namespace tessera;
 using testing::Cluster;
 using testing::FromJson;
 
+using testing::ReadAll;
+
 namespace {
 
 const std::string kTourHeading = "## A tour of the CLI";
 constexpr int kLineTimeoutS = 60;  // no tour line waits longer; `job watch` would otherwise hang a broken run
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 bool StartsWith(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
@@ -141,6 +137,9 @@ std::map<std::string, Expectation> Expectations(Cluster& c, const std::string& t
   };
   return {
       {"tessera health --service tessera.v1.JobService", Prints("SERVING")},
+      {"tessera artifact ls --account acme", Prints("2 artifacts; ")},
+      {"tessera artifact get $(sha256sum examples/sleep.json | cut -c1-64) -O sleep-copy.json --account acme",
+       ChecksAfter([tour_dir] { CHECK(ReadAll(tour_dir + "/sleep-copy.json") == ReadAll(tour_dir + "/examples/sleep.json")); })},
       {"tessera admin create-key --role customer --account acme --out acme.key", ChecksAfter([tour_dir] {
          struct stat st {};
          REQUIRE(stat((tour_dir + "/acme.key").c_str(), &st) == 0);

@@ -122,7 +122,7 @@ TEST_CASE("bytes that are not what the upload stated are neither stored nor reco
   upload.size_bytes = static_cast<int64_t>(std::string("other bytes").size());
   const absl::StatusOr<v1::Artifact> recorded = a.repo->Record(upload, **writer, "");
   CHECK(recorded.status().code() == absl::StatusCode::kInvalidArgument);
-  CHECK_THAT(std::string(recorded.status().message()), Catch::StartsWith("sha256:"));
+  CHECK_THAT(std::string(recorded.status().message()), Catch::StartsWith("digest:"));
   CHECK(a.db.Scalar("SELECT count(*) FROM artifacts") == "0");
   CHECK(a.db.Scalar("SELECT count(*) FROM blobs") == "0");
   CHECK_FALSE(a.blobs->Exists(upload.digest).value());

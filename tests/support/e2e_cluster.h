@@ -45,7 +45,7 @@ inline CommandResult RunWithStderr(const std::vector<std::string>& argv) {
 
 class Cluster {
  public:
-  explicit Cluster(const std::string& services = "intake,scheduler,billing", int64_t lease_timeout_ms = 2'000,
+  explicit Cluster(const std::string& services = "intake,scheduler,billing,artifacts", int64_t lease_timeout_ms = 2'000,
                    const std::vector<std::string>& more_server_args = {}) {
     char tmpl[] = "/tmp/tessera-e2e-XXXXXX";
     dir_ = mkdtemp(tmpl);

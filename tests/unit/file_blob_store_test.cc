@@ -87,7 +87,7 @@ TEST_CASE("an upload whose size or digest is not the stated one stores nothing",
   REQUIRE((*wrong_digest)->Append(content).ok());
   const absl::Status digest_status = (*wrong_digest)->Commit(content.size(), DigestOf("other bytes"));
   CHECK(digest_status.code() == absl::StatusCode::kInvalidArgument);
-  CHECK_THAT(std::string(digest_status.message()), Catch::StartsWith("sha256:") && Catch::Contains(DigestOf(content)));
+  CHECK_THAT(std::string(digest_status.message()), Catch::StartsWith("digest:") && Catch::Contains(DigestOf(content)));
   CHECK((*wrong_digest)->Commit(content.size(), DigestOf(content)).code() == absl::StatusCode::kFailedPrecondition);  // once
 
   auto malformed = (*store)->Create();
@@ -134,6 +134,7 @@ TEST_CASE("a crash's leftover upload is cleared when the store opens; digests ar
   CHECK(root.FilesUnder("tmp") == 0);
 
   CHECK(ParseDigest("sha256:" + std::string(64, 'A')).value() == "sha256:" + std::string(64, 'a'));
+  CHECK(ParseDigest(std::string(64, 'b')).value() == "sha256:" + std::string(64, 'b'));  // as sha256sum prints it
   for (const std::string& bad : std::vector<std::string>{"", "sha256:", "sha256:abc", "sha1:" + std::string(64, 'a'), "sha256:" + std::string(64, 'g'),
                                 "sha256:" + std::string(65, 'a')}) {
     INFO(bad);

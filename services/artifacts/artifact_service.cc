@@ -1,0 +1,139 @@
+#include "services/artifacts/artifact_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "services/auth/access_policy.h"
+#include "services/common/grpc_status.h"
+
+namespace tessera::artifacts {
+namespace {
+
+// The account a call acts for: a customer's own (naming another is PERMISSION_DENIED, naming none
+// means its own); an admin must name one.
+absl::StatusOr<std::string> ActingAccount(const auth::Caller& caller, const std::string& requested, absl::string_view field) {
+  absl::StatusOr<std::string> account = auth::ScopeAccountFilter(caller, field, requested);
+  if (!account.ok()) return account.status();
+  if (account->empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": required (the customer account whose artifacts)"));
+  return account;
+}
+
+// The repository names the upload's fields bare ("size_bytes: …"); on the wire they are the header's.
+absl::Status InHeader(const absl::Status& status) {
+  if (status.code() != absl::StatusCode::kInvalidArgument || FieldNamedBy(status.message()).empty()) return status;
+  return absl::InvalidArgumentError(absl::StrCat("header.", status.message()));
+}
+
+}  // namespace
+
+grpc::Status ArtifactServiceImpl::UploadArtifact(grpc::ServerContext* context, grpc::ServerReader<v1::UploadArtifactRequest>* reader,
+                                                 v1::Artifact* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.ArtifactService/UploadArtifact");
+  v1::UploadArtifactRequest request;
+  if (!reader->Read(&request)) return InvalidArgumentStatus("header: the stream ended before its header");
+  if (!request.has_header()) return InvalidArgumentStatus("header: the first message must be the header, not a chunk");
+  const v1::UploadArtifactHeader& header = request.header();
+  absl::StatusOr<std::string> account = ActingAccount(*caller, header.account(), "header.account");
+  if (!account.ok()) return ToGrpcStatus(account.status());
+  v1::ArtifactKind kind = header.kind() == v1::ARTIFACT_KIND_UNSPECIFIED ? v1::ARTIFACT_KIND_FILE : header.kind();
+  if (kind != v1::ARTIFACT_KIND_FILE && kind != v1::ARTIFACT_KIND_BUNDLE) {
+    return InvalidArgumentStatus(
+        absl::StrCat("header.kind: ", v1::ArtifactKind_Name(kind), " artifacts are written by the workers that run a job; upload FILE or BUNDLE"));
+  }
+  for (char c : header.name()) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return InvalidArgumentStatus("header.name: no control characters");
+  }
+  const NewArtifact artifact{.account = *account, .digest = header.digest(), .size_bytes = header.size_bytes(),
+                             .name = header.name(), .kind = kind, .job_id = 0};
+  // Before a byte is read: the limits and the quota.
+  if (absl::Status admitted = artifacts_.Admit(artifact); !admitted.ok()) return ToGrpcStatus(InHeader(admitted));
+  absl::StatusOr<std::unique_ptr<BlobWriter>> writer = blobs_.Create();
+  if (!writer.ok()) return ToGrpcStatus(writer.status());
+  while (reader->Read(&request)) {
+    if (!request.has_chunk() && request.has_header()) return InvalidArgumentStatus("header: only the first message is a header");
+    if (request.chunk().size() > kMaxChunkBytes) {
+      return InvalidArgumentStatus(absl::StrCat("chunk: ", request.chunk().size(), " bytes; at most ", kMaxChunkBytes, " a message"));
+    }
+    if ((*writer)->size() + request.chunk().size() > static_cast<uint64_t>(header.size_bytes())) {
+      return InvalidArgumentStatus(absl::StrCat("header.size_bytes: the upload stated ", header.size_bytes(),
+                                                " bytes but sent more; nothing was stored"));
+    }
+    if (absl::Status s = (*writer)->Append(request.chunk()); !s.ok()) return ToGrpcStatus(s);
+  }
+  // A client that went away mid-stream also ends the reads: its bytes are not an upload.
+  if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the upload was cancelled; nothing was stored");
+  absl::StatusOr<v1::Artifact> recorded = artifacts_.Record(artifact, **writer, caller->key_id);
+  if (!recorded.ok()) return ToGrpcStatus(InHeader(recorded.status()));
+  *response = *std::move(recorded);
+  return grpc::Status::OK;
+}
+
+grpc::Status ArtifactServiceImpl::DownloadArtifact(grpc::ServerContext* context, const v1::DownloadArtifactRequest* request,
+                                                   grpc::ServerWriter<v1::DownloadArtifactResponse>* writer) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.ArtifactService/DownloadArtifact");
+  absl::StatusOr<std::string> account = ActingAccount(*caller, request->account(), "account");
+  if (!account.ok()) return ToGrpcStatus(account.status());
+  absl::StatusOr<v1::Artifact> artifact = artifacts_.Get(*account, request->digest());
+  if (!artifact.ok()) return ToGrpcStatus(artifact.status());
+  if (request->offset() < 0 || request->offset() > artifact->size_bytes()) {
+    return ToGrpcStatus(absl::OutOfRangeError(
+        absl::StrCat("offset: ", request->offset(), " is outside the artifact's 0..", artifact->size_bytes(), " bytes")));
+  }
+  absl::StatusOr<std::unique_ptr<BlobReader>> blob = blobs_.Open(artifact->digest(), static_cast<uint64_t>(request->offset()));
+  if (!blob.ok()) {
+    // Recorded but unreadable: the store lost it, which is the server's fault, not the caller's.
+    return ToGrpcStatus(absl::DataLossError(absl::StrCat("artifact ", artifact->digest(), " cannot be read: ", blob.status().message())));
+  }
+  v1::DownloadArtifactResponse message;
+  *message.mutable_artifact() = *artifact;
+  int64_t offset = request->offset();
+  for (;;) {
+    message.set_offset(offset);
+    std::string* chunk = message.mutable_chunk();
+    chunk->clear();
+    absl::StatusOr<size_t> read = (*blob)->Read(kMaxChunkBytes, *chunk);
+    if (!read.ok()) return ToGrpcStatus(read.status());
+    const bool first = message.has_artifact();
+    if (*read == 0 && !first) break;
+    if (!writer->Write(message)) return grpc::Status::OK;  // the client went away
+    offset += static_cast<int64_t>(*read);
+    message.clear_artifact();
+    if (*read == 0) break;
+  }
+  if (offset != artifact->size_bytes()) {
+    return ToGrpcStatus(absl::DataLossError(absl::StrCat("artifact ", artifact->digest(), " ended at byte ", offset, " of ",
+                                                         artifact->size_bytes())));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ArtifactServiceImpl::GetArtifact(grpc::ServerContext* context, const v1::GetArtifactRequest* request, v1::Artifact* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.ArtifactService/GetArtifact");
+  absl::StatusOr<std::string> account = ActingAccount(*caller, request->account(), "account");
+  if (!account.ok()) return ToGrpcStatus(account.status());
+  return Reply(artifacts_.Get(*account, request->digest()), response);
+}
+
+grpc::Status ArtifactServiceImpl::ListArtifacts(grpc::ServerContext* context, const v1::ListArtifactsRequest* request,
+                                                v1::ListArtifactsResponse* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.ArtifactService/ListArtifacts");
+  absl::StatusOr<std::string> account = ActingAccount(*caller, request->account(), "account");
+  if (!account.ok()) return ToGrpcStatus(account.status());
+  absl::StatusOr<ArtifactPage> page = artifacts_.List(*account, request->page_token(), request->page_size());
+  if (!page.ok()) return ToGrpcStatus(page.status());
+  absl::StatusOr<int64_t> used = artifacts_.UsedBytes(*account);
+  if (!used.ok()) return ToGrpcStatus(used.status());
+  for (v1::Artifact& a : page->artifacts) *response->add_artifacts() = std::move(a);
+  response->set_next_page_token(page->next_page_token);
+  response->set_used_bytes(*used);
+  response->set_quota_bytes(artifacts_.limits().account_quota_bytes);
+  return grpc::Status::OK;
+}
+
+grpc::Status ArtifactServiceImpl::DeleteArtifact(grpc::ServerContext* context, const v1::DeleteArtifactRequest* request,
+                                                 v1::DeleteArtifactResponse*) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.ArtifactService/DeleteArtifact");
+  absl::StatusOr<std::string> account = ActingAccount(*caller, request->account(), "account");
+  if (!account.ok()) return ToGrpcStatus(account.status());
+  return ToGrpcStatus(artifacts_.Delete(*account, request->digest(), caller->key_id));
+}
+
+}  // namespace tessera::artifacts
