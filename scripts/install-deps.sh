@@ -11,6 +11,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libpqxx-dev catch2 libsodium-dev libspdlog-dev libcli11-dev libyaml-cpp-dev libbenchmark-dev
   postgresql-15 openssl libssl-dev libarchive-dev
+  bubblewrap
   python3-grpcio python3-protobuf
   clang-14 libclang-rt-14-dev
 )

@@ -1,0 +1,260 @@
+// A customer's program in the bubblewrap sandbox (issue 18), on this machine's real kernel: what it
+// may do, and each thing a hostile job tries on a provider's machine, with the check that it failed.
+// Needs root (the agent's cgroups and user switch) and bubblewrap (scripts/install-deps.sh).
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <catch2/catch.hpp>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "services/worker/sandbox/bwrap_sandbox.h"
+#include "tests/support/files.h"
+
+using namespace tessera;
+using namespace tessera::worker;
+using testing::ReadAll;
+using testing::TempDir;
+using testing::WriteAll;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uid_t kJobUser = 65534;  // nobody
+
+void RequireSandboxHost() {
+  INFO("the sandbox tests need root and bubblewrap: run scripts/install-deps.sh as root");
+  REQUIRE(::getuid() == 0);
+  REQUIRE(fs::exists("/usr/bin/bwrap"));
+}
+
+// One job's directory on the worker: code and inputs read-only, outputs writable by the job user.
+struct JobDir {
+  TempDir dir;
+  JobDir() {
+    for (const char* sub : {"code", "inputs", "outputs"}) fs::create_directories(dir.path / sub);
+    WriteAll(dir.path / "code" / "train.py", "print('training')\n");
+    WriteAll(dir.path / "inputs" / "data.csv", "1,2,3\n");
+    REQUIRE(::chown((dir.path / "outputs").c_str(), kJobUser, kJobUser) == 0);
+    fs::permissions(dir.path, fs::perms(0755));
+  }
+  std::vector<SandboxMount> Mounts() const {
+    return {{.host = dir.path / "code", .inside = "/job/code", .writable = false},
+            {.host = dir.path / "inputs", .inside = "/job/inputs", .writable = false},
+            {.host = dir.path / "outputs", .inside = "/job/outputs", .writable = true}};
+  }
+};
+
+struct Ran {
+  SandboxExit exit;
+  std::string out, err;
+  double seconds = 0;
+};
+
+SandboxSpec Shell(const std::string& name, const JobDir& job, const std::string& script) {
+  SandboxSpec spec;
+  spec.name = name;
+  spec.command = {"/bin/sh", "-c", script};
+  spec.mounts = job.Mounts();
+  spec.uid = kJobUser;
+  spec.gid = kJobUser;
+  spec.limits = {.memory_bytes = 256 << 20, .max_pids = 64, .cpu_millicores = 1000};
+  return spec;
+}
+
+// Runs `spec` to its end (or stops it after `stop_after`, with `grace`).
+Ran Run(const SandboxSpec& spec, std::chrono::milliseconds stop_after = std::chrono::seconds(30),
+        std::chrono::milliseconds grace = std::chrono::milliseconds(500)) {
+  TempDir logs;
+  const std::string out_path = logs.path / "out", err_path = logs.path / "err";
+  const int out = ::open(out_path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  const int err = ::open(err_path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  BwrapSandbox sandbox;
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::unique_ptr<SandboxProcess>> p = sandbox.Start(spec, out, err);
+  ::close(out);
+  ::close(err);
+  INFO(p.status().ToString());
+  REQUIRE(p.ok());
+  if (!(*p)->Wait(stop_after)) (*p)->Stop(grace);
+  REQUIRE((*p)->Wait(std::chrono::seconds(10)));
+  Ran ran{.exit = (*p)->Exit(), .out = ReadAll(out_path), .err = ReadAll(err_path),
+          .seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
+  return ran;
+}
+
+// A TCP listener on the host's loopback; its port.
+struct Listener {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int port = 0;
+  Listener() {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(fd, 8) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+  }
+  ~Listener() { ::close(fd); }
+};
+
+}  // namespace
+
+TEST_CASE("a sandboxed program runs as the job user with its mounts, environment, secrets and exit code", "[sandbox]") {
+  RequireSandboxHost();
+  JobDir job;
+  SandboxSpec spec = Shell("sandbox-basic", job,
+                           "id -u; pwd; cat /job/code/train.py /job/inputs/data.csv; echo $BATCH; cat /run/secrets/hf_token; echo;"
+                           " env | grep -c s3cr3t; echo done > /job/outputs/model.txt; echo to-stderr >&2; exit 3");
+  spec.env = {{"BATCH", "64"}};
+  spec.secrets = {{"hf_token", "s3cr3t-value"}};
+  const Ran ran = Run(spec);
+  INFO(ran.out << ran.err);
+  CHECK(ran.exit.exit_code == 3);
+  CHECK(ran.exit.signal == 0);
+  CHECK(ran.out == "65534\n/job\nprint('training')\n1,2,3\n64\ns3cr3t-value\n0\n");
+  CHECK(ran.err == "to-stderr\n");
+  CHECK(ReadAll(job.dir.path / "outputs" / "model.txt") == "done\n");
+  CHECK(ran.seconds < 5);
+}
+
+TEST_CASE("a hostile job cannot read the machine's secrets, the agent's state or another job's files", "[sandbox]") {
+  RequireSandboxHost();
+  TempDir state;  // the agent's state dir: its key lives here
+  WriteAll(state.path / "worker.ed25519", "private key");
+  JobDir other;   // another job on the same worker
+  WriteAll(other.dir.path / "outputs" / "theirs.bin", "another customer's model");
+  JobDir job;
+  const Ran ran = Run(Shell("sandbox-read", job,
+                            "cat /etc/shadow && echo READ-SHADOW; cat " + (state.path / "worker.ed25519").string() +
+                                " && echo READ-KEY; cat " + (other.dir.path / "outputs" / "theirs.bin").string() +
+                                " && echo READ-OTHER; ls /root /home /var/lib 2>/dev/null | head -3; echo end"));
+  INFO(ran.out << ran.err);
+  CHECK(ran.out.find("READ-") == std::string::npos);
+  CHECK(ran.out.find("private key") == std::string::npos);
+  CHECK(ran.out.find("another customer") == std::string::npos);
+  CHECK_THAT(ran.out, Catch::EndsWith("end\n"));
+}
+
+TEST_CASE("a hostile job cannot write outside /job/outputs, nor to /proc/sys, nor regain capabilities", "[sandbox]") {
+  RequireSandboxHost();
+  JobDir job;
+  const std::string core_pattern = ReadAll("/proc/sys/kernel/core_pattern");
+  const Ran ran = Run(Shell("sandbox-write", job,
+                            "for f in /usr/evil /etc/evil /evil /proc/evil /job/code/evil /job/inputs/evil /job/code/train.py; do"
+                            "  (echo x > $f) 2>/dev/null && echo WROTE $f; done;"
+                            " (echo '|/tmp/x' > /proc/sys/kernel/core_pattern) 2>/dev/null && echo WROTE core_pattern;"
+                            " unshare -r true 2>/dev/null && echo NESTED-USERNS;"
+                            " unshare -U true 2>/dev/null && echo NESTED-USERNS2;"
+                            " grep CapEff /proc/self/status; echo scratch > /job/scratch && cat /job/scratch; echo tmp > /tmp/mine && cat /tmp/mine"));
+  INFO(ran.out << ran.err);
+  CHECK(ran.out.find("WROTE") == std::string::npos);
+  CHECK(ran.out.find("NESTED") == std::string::npos);
+  CHECK_THAT(ran.out, Catch::Contains("CapEff:\t0000000000000000"));
+  CHECK_THAT(ran.out, Catch::EndsWith("scratch\ntmp\n"));  // its own /job and /tmp are writable
+  CHECK(ReadAll("/proc/sys/kernel/core_pattern") == core_pattern);
+  CHECK(ReadAll(job.dir.path / "code" / "train.py") == "print('training')\n");
+  CHECK_FALSE(fs::exists("/evil"));
+  CHECK_FALSE(fs::exists("/tmp/mine"));  // its /tmp was its own
+}
+
+TEST_CASE("without network a job cannot reach the machine's ports; with it, it can", "[sandbox]") {
+  RequireSandboxHost();
+  Listener server;  // the Tessera server's port, say
+  JobDir job;
+  const std::string connect = "python3 -c \"import socket; socket.create_connection(('127.0.0.1', " + std::to_string(server.port) +
+                              "), timeout=2); print('CONNECTED')\"";
+  CHECK(Run(Shell("sandbox-nonet", job, connect + " 2>/dev/null; echo end")).out == "end\n");
+  SandboxSpec allowed = Shell("sandbox-net", job, connect);
+  allowed.network = true;
+  CHECK(Run(allowed).out == "CONNECTED\n");
+}
+
+TEST_CASE("a job over its memory limit is killed by the kernel and reported as out of memory", "[sandbox]") {
+  RequireSandboxHost();
+  JobDir job;
+  SandboxSpec spec = Shell("sandbox-oom", job, "python3 -c \"b = bytearray(512 << 20); print('ALLOCATED')\"");
+  spec.limits.memory_bytes = 64 << 20;
+  const Ran ran = Run(spec);
+  INFO(ran.out << ran.err);
+  CHECK(ran.out.find("ALLOCATED") == std::string::npos);
+  CHECK(ran.exit.oom_killed);
+  CHECK(ran.exit.signal == SIGKILL);
+  CHECK(ran.exit.usage.peak_memory_bytes <= (64 << 20) + (1 << 20));
+  // The machine is fine: the next job runs.
+  CHECK(Run(Shell("sandbox-after-oom", job, "echo fine")).out == "fine\n");
+}
+
+TEST_CASE("a fork bomb is held to the process limit and stopped with its job", "[sandbox]") {
+  RequireSandboxHost();
+  JobDir job;
+  SandboxSpec spec = Shell("sandbox-forkbomb", job, "bomb() { bomb | bomb & }; bomb; sleep 60");
+  spec.limits.max_pids = 32;
+  BwrapSandbox sandbox;
+  const int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  absl::StatusOr<std::unique_ptr<SandboxProcess>> p = sandbox.Start(spec, null_fd, null_fd);
+  ::close(null_fd);
+  REQUIRE(p.ok());
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const fs::path pids = "/sys/fs/cgroup/pids/tessera/sandbox-forkbomb";
+  if (fs::exists(pids / "pids.current")) {
+    const int current = std::stoi(ReadAll(pids / "pids.current"));
+    CHECK(current <= 32);
+    CHECK(std::stoi(ReadAll(pids / "pids.events").substr(4)) > 0);  // "max N": forks refused
+  }
+  (*p)->Stop(std::chrono::milliseconds(200));
+  REQUIRE((*p)->Wait(std::chrono::seconds(10)));
+  CHECK((*p)->Exit().stopped);
+  if (fs::exists(pids / "cgroup.procs")) CHECK(ReadAll(pids / "cgroup.procs").empty());  // no process of it left
+}
+
+TEST_CASE("stopping a job: SIGTERM with a grace, then SIGKILL for one that ignores it; orphans go with it", "[sandbox]") {
+  RequireSandboxHost();
+  JobDir job;
+  // Polite: it saves on SIGTERM and exits.
+  const Ran polite = Run(Shell("sandbox-polite", job, "trap 'echo saved > /job/outputs/ckpt; exit 0' TERM; sleep 60 & wait"),
+                         std::chrono::milliseconds(300), std::chrono::seconds(5));
+  CHECK(polite.exit.stopped);
+  CHECK(polite.exit.exit_code == 0);
+  CHECK(ReadAll(job.dir.path / "outputs" / "ckpt") == "saved\n");
+  CHECK(polite.seconds < 3);
+  // Deaf: it ignores SIGTERM and is killed after the grace.
+  const Ran deaf = Run(Shell("sandbox-deaf", job, "trap '' TERM; while true; do sleep 1; done"), std::chrono::milliseconds(300),
+                       std::chrono::milliseconds(500));
+  CHECK(deaf.exit.stopped);
+  CHECK(deaf.exit.signal == SIGKILL);
+  CHECK(deaf.seconds < 5);
+  // An orphan left running after the program exits is killed with the job.
+  const Ran orphan = Run(Shell("sandbox-orphan", job, "setsid sh -c 'sleep 1000' & echo left"));
+  CHECK(orphan.out == "left\n");
+  CHECK(orphan.exit.exit_code == 0);
+  CHECK(std::system("pgrep -u 65534 -f 'sleep 1000' >/dev/null") != 0);
+}
+
+TEST_CASE("a spec the sandbox cannot honour is refused naming the field", "[sandbox]") {
+  JobDir job;
+  BwrapSandbox sandbox;
+  auto refused = [&](SandboxSpec spec) { return std::string(sandbox.Start(spec, 1, 2).status().message()); };
+  SandboxSpec spec = Shell("sandbox-refused", job, "true");
+  spec.command.clear();
+  CHECK_THAT(refused(spec), Catch::StartsWith("command"));
+  spec = Shell("sandbox-refused", job, "true");
+  spec.uid = 0;
+  CHECK_THAT(refused(spec), Catch::StartsWith("uid"));
+  spec = Shell("sandbox-refused", job, "true");
+  spec.secrets = {{"../../etc/passwd", "x"}};
+  CHECK_THAT(refused(spec), Catch::StartsWith("secrets"));
+  spec = Shell("sandbox-refused", job, "true");
+  spec.mounts.push_back({.host = "/", .inside = "/job/../etc", .writable = true});
+  CHECK_THAT(refused(spec), Catch::StartsWith("mounts"));
+  spec.mounts.back().inside = "/etc";
+  CHECK_THAT(refused(spec), Catch::StartsWith("mounts"));
+}
