@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -28,10 +29,17 @@ namespace {
 
 constexpr uid_t kJobUser = 65534;  // nobody
 
-void RequireSandboxHost() {
-  INFO("the sandbox tests need root and bubblewrap: run scripts/install-deps.sh as root");
-  REQUIRE(::getuid() == 0);
-  REQUIRE(fs::exists("/usr/bin/bwrap"));
+// Whether this machine can run sandboxes (BwrapSandbox::Probe). Where it cannot (not root, no
+// bubblewrap, or user namespaces refused, as in the chroot of ../shared/tools/fresh-debian), the
+// tests say SKIPPED and why, as the GPU tests do without a GPU; with TESSERA_REQUIRE_SANDBOX=1
+// (worker hosts, and this development machine) they fail instead.
+bool SandboxHost() {
+  static const absl::Status probe = BwrapSandbox().Probe(kJobUser, kJobUser);
+  if (probe.ok()) return true;
+  const char* required = std::getenv("TESSERA_REQUIRE_SANDBOX");
+  if (required != nullptr && std::string(required) != "0") FAIL("TESSERA_REQUIRE_SANDBOX is set, but " << probe.message());
+  WARN("SKIPPED (" << probe.message() << "); on a worker host run `TESSERA_REQUIRE_SANDBOX=1 ctest -L sandbox`");
+  return false;
 }
 
 // One job's directory on the worker: code and inputs read-only, outputs writable by the job user.
@@ -109,7 +117,7 @@ struct Listener {
 }  // namespace
 
 TEST_CASE("a sandboxed program runs as the job user with its mounts, environment, secrets and exit code", "[sandbox]") {
-  RequireSandboxHost();
+  if (!SandboxHost()) return;
   JobDir job;
   SandboxSpec spec = Shell("sandbox-basic", job,
                            "id -u; pwd; cat /job/code/train.py /job/inputs/data.csv; echo $BATCH; cat /run/secrets/hf_token; echo;"
@@ -127,7 +135,7 @@ TEST_CASE("a sandboxed program runs as the job user with its mounts, environment
 }
 
 TEST_CASE("a hostile job cannot read the machine's secrets, the agent's state or another job's files", "[sandbox]") {
-  RequireSandboxHost();
+  if (!SandboxHost()) return;
   TempDir state;  // the agent's state dir: its key lives here
   WriteAll(state.path / "worker.ed25519", "private key");
   JobDir other;   // another job on the same worker
@@ -145,7 +153,7 @@ TEST_CASE("a hostile job cannot read the machine's secrets, the agent's state or
 }
 
 TEST_CASE("a hostile job cannot write outside /job/outputs, nor to /proc/sys, nor regain capabilities", "[sandbox]") {
-  RequireSandboxHost();
+  if (!SandboxHost()) return;
   JobDir job;
   const std::string core_pattern = ReadAll("/proc/sys/kernel/core_pattern");
   const Ran ran = Run(Shell("sandbox-write", job,
@@ -167,7 +175,7 @@ TEST_CASE("a hostile job cannot write outside /job/outputs, nor to /proc/sys, no
 }
 
 TEST_CASE("without network a job cannot reach the machine's ports; with it, it can", "[sandbox]") {
-  RequireSandboxHost();
+  if (!SandboxHost()) return;
   Listener server;  // the Tessera server's port, say
   JobDir job;
   const std::string connect = "python3 -c \"import socket; socket.create_connection(('127.0.0.1', " + std::to_string(server.port) +
@@ -179,7 +187,7 @@ TEST_CASE("without network a job cannot reach the machine's ports; with it, it c
 }
 
 TEST_CASE("a job over its memory limit is killed by the kernel and reported as out of memory", "[sandbox]") {
-  RequireSandboxHost();
+  if (!SandboxHost()) return;
   JobDir job;
   SandboxSpec spec = Shell("sandbox-oom", job, "python3 -c \"b = bytearray(512 << 20); print('ALLOCATED')\"");
   spec.limits.memory_bytes = 64 << 20;
@@ -194,7 +202,7 @@ TEST_CASE("a job over its memory limit is killed by the kernel and reported as o
 }
 
 TEST_CASE("a fork bomb is held to the process limit and stopped with its job", "[sandbox]") {
-  RequireSandboxHost();
+  if (!SandboxHost()) return;
   JobDir job;
   SandboxSpec spec = Shell("sandbox-forkbomb", job, "bomb() { bomb | bomb & }; bomb; sleep 60");
   spec.limits.max_pids = 32;
@@ -217,7 +225,7 @@ TEST_CASE("a fork bomb is held to the process limit and stopped with its job", "
 }
 
 TEST_CASE("stopping a job: SIGTERM with a grace, then SIGKILL for one that ignores it; orphans go with it", "[sandbox]") {
-  RequireSandboxHost();
+  if (!SandboxHost()) return;
   JobDir job;
   // Polite: it saves on SIGTERM and exits.
   const Ran polite = Run(Shell("sandbox-polite", job, "trap 'echo saved > /job/outputs/ckpt; exit 0' TERM; sleep 60 & wait"),

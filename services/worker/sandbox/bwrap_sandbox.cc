@@ -17,6 +17,7 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 namespace tessera::worker {
@@ -262,6 +263,39 @@ absl::StatusOr<std::unique_ptr<SandboxProcess>> BwrapSandbox::Start(const Sandbo
   close_secrets();
   if (null_fd >= 0) ::close(null_fd);
   return std::unique_ptr<SandboxProcess>(new BwrapProcess(pid, *std::move(cgroup)));
+}
+
+absl::Status BwrapSandbox::Probe(uid_t uid, gid_t gid) {
+  if (::geteuid() != 0) {
+    return absl::FailedPreconditionError("the sandbox needs the agent to run as root (it makes each job's cgroup and runs it as the job user)");
+  }
+  std::error_code ec;
+  if (!fs::exists(options_.bwrap, ec)) {
+    return absl::FailedPreconditionError(absl::StrCat(options_.bwrap.string(), " is missing (Debian's bubblewrap package)"));
+  }
+  int err[2];
+  if (::pipe2(err, O_CLOEXEC) != 0) return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
+  SandboxSpec spec;
+  spec.name = absl::StrCat("probe-", ::getpid());
+  spec.command = {"true"};
+  spec.uid = uid;
+  spec.gid = gid;
+  absl::StatusOr<std::unique_ptr<SandboxProcess>> p = Start(spec, err[1], err[1]);
+  ::close(err[1]);
+  std::string said;
+  if (p.ok() && (*p)->Wait(std::chrono::seconds(10))) {
+    char buf[512];
+    ssize_t n = 0;
+    while ((n = ::read(err[0], buf, sizeof buf)) > 0 && said.size() < 2'000) said.append(buf, static_cast<size_t>(n));
+  }
+  ::close(err[0]);
+  if (!p.ok()) return absl::FailedPreconditionError(absl::StrCat("the sandbox cannot start here: ", p.status().message()));
+  const SandboxExit exit = (*p)->Exit();
+  if (exit.exit_code != 0) {
+    return absl::FailedPreconditionError(absl::StrCat("bubblewrap cannot make a sandbox here (exit ", exit.exit_code, "): ",
+                                                      std::string(absl::StripAsciiWhitespace(said))));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace tessera::worker

@@ -35,6 +35,12 @@ class BwrapSandbox final : public Sandbox {
   explicit BwrapSandbox(BwrapOptions options = {}) : options_(std::move(options)) {}
   absl::StatusOr<std::unique_ptr<SandboxProcess>> Start(const SandboxSpec& spec, int stdout_fd, int stderr_fd) override;
 
+  // Whether this machine can run sandboxed jobs, by running `true` in one as `uid`: FAILED_PRECONDITION
+  // saying why not (the agent is not root; no bubblewrap; no usable cgroups; user namespaces refused,
+  // as in a chroot or with kernel.unprivileged_userns_clone=0). An agent offers container jobs only
+  // when it passes.
+  absl::Status Probe(uid_t uid = 65534, gid_t gid = 65534);
+
  private:
   const BwrapOptions options_;
 };
