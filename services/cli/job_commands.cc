@@ -65,6 +65,18 @@ void PrintJob(const v1::Job& job) {
       {"progress", Percent(job.progress_ppm())},
   };
   if (const std::string r = Requirements(job.spec()); !r.empty()) rows.insert(rows.begin() + 5, {"requires", r});
+  if (job.spec().has_container()) {
+    const v1::ContainerParams& c = job.spec().container();
+    std::string command;
+    for (const std::string& arg : c.command()) command += (command.empty() ? "" : " ") + arg;
+    rows.push_back({"command", command});
+    rows.push_back({"runtime", c.image().empty() ? "process sandbox" : "image " + c.image()});
+    if (!c.code().empty()) rows.push_back({"code", c.code() + " at /job/code"});
+    for (const v1::ContainerInput& in : c.inputs()) rows.push_back({"input", in.artifact() + " at /job/inputs/" + in.path()});
+    std::string secrets;
+    for (const auto& [name, value] : c.secrets()) secrets += (secrets.empty() ? "" : ", ") + name;
+    if (!secrets.empty()) rows.push_back({"secrets", secrets + " (values never shown)"});
+  }
   if (!job.wait_reason().empty()) rows.push_back({"waiting", job.wait_reason()});
   const v1::JobResult& result = job.result();
   if (result.has_train_mlp()) {

@@ -10,12 +10,18 @@ std::string_view WorkloadKind(const v1::JobSpec& spec) {
     case v1::JobSpec::kTrainMlp: return "train_mlp";
     case v1::JobSpec::kGemmBench: return "gemm_bench";
     case v1::JobSpec::kAllreduceBench: return "allreduce_bench";
+    case v1::JobSpec::kContainer: return "container";
     case v1::JobSpec::WORKLOAD_NOT_SET: return "";
   }
   return "";
 }
 
 bool IsWorkloadKind(std::string_view kind) { return std::find(kWorkloadKinds.begin(), kWorkloadKinds.end(), kind) != kWorkloadKinds.end(); }
+
+void RedactSecrets(v1::JobSpec* spec) {
+  if (!spec->has_container()) return;
+  for (auto& [name, value] : *spec->mutable_container()->mutable_secrets()) value = std::string(kRedacted);
+}
 
 // The one place that reads the deprecated fields.
 #pragma GCC diagnostic push

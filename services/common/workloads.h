@@ -2,6 +2,7 @@
 // read the same way by intake, the scheduler and the worker:
 //
 //   WorkloadKind(spec)          "train_mlp" for a spec whose workload is train_mlp; "" when unset
+//   RedactSecrets(&spec)        a container spec's secret values gone, for everything the API returns
 //   UpgradeLegacyResult("train_mlp", &r)   moves the flat result fields of older agents and stored
 //                                          jobs into `outputs`, so that everything after it reads one shape
 #pragma once
@@ -14,12 +15,17 @@
 namespace tessera {
 
 // Every workload a spec may name, in the order of the proto's oneof.
-inline constexpr std::array<std::string_view, 4> kWorkloadKinds = {"sleep", "train_mlp", "gemm_bench", "allreduce_bench"};
+inline constexpr std::array<std::string_view, 5> kWorkloadKinds = {"sleep", "train_mlp", "gemm_bench", "allreduce_bench", "container"};
 
 // The name of the spec's workload (its member of the oneof); empty when none is set.
 std::string_view WorkloadKind(const v1::JobSpec& spec);
 
 bool IsWorkloadKind(std::string_view kind);
+
+// What a spec shows anyone but the worker that runs it: each secret's value replaced by
+// "<redacted>" (the names stay, so a customer sees which it gave).
+void RedactSecrets(v1::JobSpec* spec);
+inline constexpr std::string_view kRedacted = "<redacted>";
 
 // A result written in the layout before `outputs` (flat fields 1..10 beside `error`) rewritten into
 // the member of `outputs` of the job's workload `kind` (WorkloadKind of its spec), the flat fields

@@ -35,6 +35,7 @@ v1::Job JobFromRow(const pqxx::row& row) {
   job.set_account(row[1].as<std::string>());
   job.set_request_id(row[2].as<std::string>());
   job.mutable_spec()->ParseFromString(pqxx::binarystring(row[3]).str());
+  RedactSecrets(job.mutable_spec());  // only the worker that runs the job gets them
   job.set_state(ParseJobState(row[4].as<std::string>()).value_or(v1::JOB_STATE_UNSPECIFIED));
   job.set_hold_utok(row[5].as<int64_t>());
   job.set_bid_utok_per_gpu_hour(row[6].as<int64_t>());

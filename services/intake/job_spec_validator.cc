@@ -1,11 +1,14 @@
 #include "services/intake/job_spec_validator.h"
 
+#include <cctype>
+#include <set>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "services/common/compute_capability.h"
 #include "services/common/money.h"
 #include "services/common/names.h"
+#include "services/common/sha256.h"
 #include "services/common/workloads.h"
 
 namespace tessera::intake {
@@ -43,6 +46,99 @@ absl::Status ValidateGemmBench(const v1::GemmBenchParams& p) {
   if (p.n() < 16 || p.n() > 16'384) return OutOfRange("spec.gemm_bench.n", 16, 16'384, p.n());
   if (p.iterations() < 1 || p.iterations() > 10'000) return OutOfRange("spec.gemm_bench.iterations", 1, 10'000, p.iterations());
   return ValidatePrecision("spec.gemm_bench.precision", p.precision());
+}
+
+bool PrintableAscii(std::string_view s);
+
+// A relative path under a job directory: no "..", ".", empty components or leading "/".
+bool RelativeInside(std::string_view path) {
+  if (path.empty() || path.size() > 255 || path.front() == '/') return false;
+  size_t start = 0;
+  for (;;) {
+    const size_t end = path.find('/', start);
+    const std::string_view part = path.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    if (end == std::string_view::npos) break;
+    start = end + 1;
+  }
+  return path.find('\0') == std::string_view::npos;
+}
+
+bool EnvName(std::string_view name) {
+  if (name.empty() || name.size() > 128 || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  }
+  return true;
+}
+
+bool SecretName(std::string_view name) {
+  if (name.empty() || name.size() > 64 || name == "." || name == "..") return false;
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) return false;
+  }
+  return true;
+}
+
+absl::Status ValidateContainer(const v1::ContainerParams& p) {
+  constexpr const char* kField = "spec.container";
+  if (p.image().size() > 256 || !PrintableAscii(p.image())) {
+    return absl::InvalidArgumentError(absl::StrCat(kField, ".image: at most 256 printable characters without spaces"));
+  }
+  if (p.command_size() < 1 || p.command(0).empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(kField, ".command: required: the program and its arguments, as [\"python3\", \"train.py\"]"));
+  }
+  if (p.command_size() > 256) return OutOfRange(absl::StrCat(kField, ".command entries"), 1, 256, p.command_size());
+  for (int i = 0; i < p.command_size(); ++i) {
+    if (p.command(i).size() > 4096 || p.command(i).find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(kField, ".command[", i, "]: at most 4096 bytes, no NUL"));
+    }
+  }
+  if (p.env_size() > 128) return OutOfRange(absl::StrCat(kField, ".env entries"), 0, 128, p.env_size());
+  for (const auto& [name, value] : p.env()) {
+    if (!EnvName(name)) {
+      return absl::InvalidArgumentError(absl::StrCat(kField, ".env['", name.substr(0, 64), "']: a name is [A-Za-z_][A-Za-z0-9_]*"));
+    }
+    if (name.starts_with("TESSERA_")) {
+      return absl::InvalidArgumentError(absl::StrCat(kField, ".env['", name, "']: TESSERA_* variables are the worker's to set"));
+    }
+    if (value.size() > 4096 || value.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(kField, ".env['", name, "']: at most 4096 bytes, no NUL"));
+    }
+  }
+  if (p.secrets_size() > 32) return OutOfRange(absl::StrCat(kField, ".secrets entries"), 0, 32, p.secrets_size());
+  for (const auto& [name, value] : p.secrets()) {
+    // The error names the secret, never its value.
+    if (!SecretName(name)) {
+      return absl::InvalidArgumentError(absl::StrCat(kField, ".secrets: '", name.substr(0, 64),
+                                                     "' is not a valid file name (letters, digits, '.', '_', '-'; at most 64)"));
+    }
+    if (value.size() > 16 * 1024) return absl::InvalidArgumentError(absl::StrCat(kField, ".secrets['", name, "']: at most 16 KiB"));
+  }
+  if (p.inputs_size() > 64) return OutOfRange(absl::StrCat(kField, ".inputs entries"), 0, 64, p.inputs_size());
+  std::set<std::string> paths;
+  for (int i = 0; i < p.inputs_size(); ++i) {
+    const std::string field = absl::StrCat(kField, ".inputs[", i, "]");
+    if (absl::StatusOr<std::string> d = ParseDigest(p.inputs(i).artifact(), field + ".artifact"); !d.ok()) return d.status();
+    if (!RelativeInside(p.inputs(i).path())) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".path: '", p.inputs(i).path().substr(0, 255),
+                                                     "' must be a relative path under /job/inputs, without '..'"));
+    }
+    if (!paths.insert(p.inputs(i).path()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".path: '", p.inputs(i).path(), "' is used by another input"));
+    }
+  }
+  if (!p.code().empty()) {
+    if (absl::StatusOr<std::string> d = ParseDigest(p.code(), absl::StrCat(kField, ".code")); !d.ok()) return d.status();
+  }
+  if (p.checkpoint_interval_s() > 86'400) {
+    return OutOfRange(absl::StrCat(kField, ".checkpoint_interval_s"), 0, 86'400, p.checkpoint_interval_s());
+  }
+  if (p.cpu_cores() > 1024) return OutOfRange(absl::StrCat(kField, ".cpu_cores"), 0, 1024, p.cpu_cores());
+  if (p.memory_mib() > (uint64_t{4} << 20)) {
+    return OutOfRange(absl::StrCat(kField, ".memory_mib"), 0, int64_t{4} << 20, static_cast<int64_t>(p.memory_mib()));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateRequirements(const v1::JobSpec& spec) {
@@ -89,7 +185,7 @@ absl::Status ValidateWorkloadChoice(const v1::JobSpec& spec) {
     return absl::InvalidArgumentError(absl::StrCat("spec.", spec.kind(), " is required for kind ", spec.kind()));
   }
   if (workload.empty()) {
-    return absl::InvalidArgumentError("spec.workload: one of sleep, train_mlp, gemm_bench or allreduce_bench is required");
+    return absl::InvalidArgumentError("spec.workload: one of sleep, train_mlp, gemm_bench, allreduce_bench or container is required");
   }
   if (!spec.kind().empty() && spec.kind() != workload) {
     return absl::InvalidArgumentError(absl::StrCat("spec.", std::string(workload), " must not be set for kind ", spec.kind(),
@@ -148,6 +244,7 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
       if (p.iterations() < 1 || p.iterations() > 1'000) return OutOfRange("spec.allreduce_bench.iterations", 1, 1'000, p.iterations());
       return absl::OkStatus();
     }
+    case v1::JobSpec::kContainer: return ValidateContainer(spec.container());
     case v1::JobSpec::kTrainMlp:
     case v1::JobSpec::WORKLOAD_NOT_SET:  // refused by ValidateWorkloadChoice
       break;

@@ -7,6 +7,7 @@
 #include "services/billing/ledger.h"
 #include "services/common/job_state_machine.h"
 #include "services/common/money.h"
+#include "services/common/sha256.h"
 #include "services/common/workloads.h"
 #include "services/intake/job_repository.h"
 #include "services/intake/job_spec_validator.h"
@@ -28,6 +29,11 @@ constexpr store::Statement kFindRequests{
     // LATERAL: one unique-index probe per request, whatever plan the statement caches.
     "SELECT r.account_id, r.request_id, j.job_id, j.spec FROM unnest($1::bigint[], $2::text[]) AS r(account_id, request_id)"
     " JOIN LATERAL (SELECT job_id, spec FROM jobs WHERE account_id = r.account_id AND request_id = r.request_id) j ON true"};
+
+constexpr store::Statement kFindArtifacts{
+    "submit_find_artifacts",
+    "SELECT w.account_id, w.digest, a.kind FROM unnest($1::bigint[], $2::text[]) AS w(account_id, digest)"
+    " JOIN artifacts a ON a.account_id = w.account_id AND a.digest = w.digest"};
 
 struct AccountBalances {
   int64_t account_id = 0;
@@ -114,6 +120,56 @@ std::map<RequestKey, std::pair<int64_t, std::string>> FindEarlierRequests(pqxx::
   return existing;
 }
 
+// What a container spec names that its account does not hold (an unknown input or code artifact, or
+// code that is not a bundle): → the request's error. Checked in the submit's transaction; an
+// artifact deleted after it fails the job's start instead.
+std::map<size_t, absl::Status> UnknownArtifacts(pqxx::work& tx, const std::vector<const v1::SubmitJobRequest*>& requests,
+                                                const std::map<std::string, AccountBalances>& accounts) {
+  struct Named {
+    size_t request;
+    std::string field, digest;
+    bool bundle;
+  };
+  std::vector<Named> named;
+  std::vector<int64_t> key_accounts;
+  std::vector<std::string> key_digests;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const v1::JobSpec& spec = requests[i]->spec();
+    auto a = accounts.find(requests[i]->account());
+    if (!spec.has_container() || a == accounts.end()) continue;
+    auto name = [&](const std::string& field, const std::string& digest, bool bundle) {
+      if (absl::StatusOr<std::string> canonical = ParseDigest(digest); canonical.ok()) {
+        named.push_back({i, field, *canonical, bundle});
+        key_accounts.push_back(a->second.account_id);
+        key_digests.push_back(*canonical);
+      }
+    };
+    for (int k = 0; k < spec.container().inputs_size(); ++k) {
+      name(absl::StrCat("spec.container.inputs[", k, "].artifact"), spec.container().inputs(k).artifact(), false);
+    }
+    if (!spec.container().code().empty()) name("spec.container.code", spec.container().code(), true);
+  }
+  std::map<size_t, absl::Status> unknown;
+  if (named.empty()) return unknown;
+  std::map<std::pair<int64_t, std::string>, std::string> held;  // → kind
+  for (const pqxx::row& r : store::Exec(tx, kFindArtifacts, store::ArrayLiteral(key_accounts), store::ArrayLiteral(key_digests))) {
+    held[{r[0].as<int64_t>(), r[1].as<std::string>()}] = r[2].as<std::string>();
+  }
+  for (const Named& n : named) {
+    if (unknown.contains(n.request)) continue;
+    const std::string& account = requests[n.request]->account();
+    auto h = held.find({accounts.at(account).account_id, n.digest});
+    if (h == held.end()) {
+      unknown[n.request] = absl::InvalidArgumentError(
+          absl::StrCat(n.field, ": ", n.digest, " is not an artifact of account '", account, "' (tessera artifact put)"));
+    } else if (n.bundle && h->second != "BUNDLE") {
+      unknown[n.request] = absl::InvalidArgumentError(
+          absl::StrCat(n.field, ": ", n.digest, " is a ", h->second, " artifact; code is a directory uploaded as a bundle"));
+    }
+  }
+  return unknown;
+}
+
 struct SubmitDecisions {
   std::map<RequestKey, size_t> first_in_batch;
   std::vector<size_t> accepted, repeats;
@@ -125,7 +181,8 @@ struct SubmitDecisions {
 // account's available balance.
 SubmitDecisions Decide(const std::vector<const v1::SubmitJobRequest*>& requests, const std::vector<SubmitTerms>& terms,
                        std::map<std::string, AccountBalances>& accounts,
-                       const std::map<RequestKey, std::pair<int64_t, std::string>>& existing, Outcomes& out) {
+                       const std::map<RequestKey, std::pair<int64_t, std::string>>& existing,
+                       const std::map<size_t, absl::Status>& unknown_artifacts, Outcomes& out) {
   SubmitDecisions d;
   for (size_t i = 0; i < requests.size(); ++i) {
     if (!terms[i].valid) continue;
@@ -161,6 +218,10 @@ SubmitDecisions Decide(const std::vector<const v1::SubmitJobRequest*>& requests,
       }
       continue;
     }
+    if (auto u = unknown_artifacts.find(i); u != unknown_artifacts.end()) {
+      out[i] = u->second;
+      continue;
+    }
     d.first_in_batch[key] = i;
     if (account.available < terms[i].hold) {
       out[i] = absl::FailedPreconditionError(absl::StrCat("insufficient balance: the hold needs ", terms[i].hold, " µT, account '",
@@ -181,6 +242,7 @@ v1::Job WrittenJob(const v1::SubmitJobRequest& r, const SubmitTerms& terms, int6
   job.set_account(r.account());
   job.set_request_id(r.request_id());
   *job.mutable_spec() = r.spec();
+  RedactSecrets(job.mutable_spec());
   job.set_state(v1::JOB_STATE_QUEUED);
   job.set_hold_utok(terms.hold);
   job.set_bid_utok_per_gpu_hour(r.spec().bid_utok_per_gpu_hour());
@@ -244,7 +306,8 @@ std::vector<absl::StatusOr<SubmitOutcome>> JobRepository::SubmitBatch(const std:
   absl::StatusOr<Outcomes> written = db_.Transact("submit jobs", [&](pqxx::work& tx) -> absl::StatusOr<Outcomes> {
     Outcomes out = outcomes;
     std::map<std::string, AccountBalances> accounts = LockAccounts(tx, names);
-    const SubmitDecisions d = Decide(requests, terms, accounts, FindEarlierRequests(tx, requests, accounts), out);
+    const SubmitDecisions d =
+        Decide(requests, terms, accounts, FindEarlierRequests(tx, requests, accounts), UnknownArtifacts(tx, requests, accounts), out);
     if (!d.accepted.empty()) InsertAccepted(tx, requests, terms, accounts, d.accepted, fee_bps_, default_queue_timeout_ms_, out);
     for (const auto& [i, job_id] : d.deduplicated) {
       absl::StatusOr<v1::Job> job = LoadJob(tx, job_id);

@@ -69,6 +69,7 @@ absl::StatusOr<v1::JobResult> KernelWorkload::Run() {
     case v1::JobSpec::kTrainMlp: return RunTrainMlp(spec.train_mlp());
     case v1::JobSpec::kGemmBench: return RunGemmBench(spec.gemm_bench());
     case v1::JobSpec::kAllreduceBench: return RunAllReduceBench(spec.allreduce_bench());
+    case v1::JobSpec::kContainer: return absl::UnimplementedError("a container job is no built-in kernel");
     case v1::JobSpec::WORKLOAD_NOT_SET: break;
   }
   return absl::InvalidArgumentError("the spec names no workload");

@@ -112,3 +112,23 @@ TEST_CASE("every example job spec parses and validates", "[cli]") {
   }
   CHECK(seen >= 3);
 }
+
+TEST_CASE("a container spec reads from YAML: command, env and secrets maps, inputs", "[cli]") {
+  auto spec = ParseJobSpec(
+      "gpu_count: 1\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 3600000\ncontainer:\n"
+      "  command: [python3, /job/code/train.py, --epochs, '20']\n  env: {BATCH: '64'}\n  secrets: {hf_token: abc}\n"
+      "  inputs: [{artifact: 'sha256:" + std::string(64, 'a') + "', path: train.csv}]\n  code: 'sha256:" + std::string(64, 'b') +
+      "'\n  checkpoint_interval_s: 60\n  cpu_cores: 4\n  memory_mib: 16384\n  network: false\n");
+  INFO(spec.status().ToString());
+  REQUIRE(spec.ok());
+  CHECK(spec->container().command_size() == 4);
+  CHECK(spec->container().env().at("BATCH") == "64");
+  CHECK(spec->container().secrets().at("hf_token") == "abc");
+  CHECK(spec->container().inputs(0).path() == "train.csv");
+  CHECK(spec->container().memory_mib() == 16'384);
+  tessera::v1::SubmitJobRequest request;
+  request.set_account("acme");
+  request.set_request_id("r1");
+  *request.mutable_spec() = *spec;
+  CHECK(tessera::intake::ValidateSubmitRequest(request).ok());
+}

@@ -3,6 +3,8 @@
 #include "services/common/compute_capability.h"
 #include "services/intake/job_spec_validator.h"
 
+#include <functional>
+
 using namespace tessera;
 
 namespace {
@@ -38,7 +40,7 @@ TEST_CASE("kind may be left out; when given it must name the workload that is se
   CHECK_THAT(ErrorOf(r), Catch::Contains("spec.sleep must not be set for kind train_mlp"));
   r.mutable_spec()->clear_kind();
   r.mutable_spec()->clear_workload();
-  CHECK_THAT(ErrorOf(r), Catch::Contains("spec.workload: one of sleep, train_mlp, gemm_bench or allreduce_bench is required"));
+  CHECK_THAT(ErrorOf(r), Catch::Contains("spec.workload: one of sleep, train_mlp, gemm_bench, allreduce_bench or container is required"));
 }
 
 TEST_CASE("bad specs are rejected with a message naming the field", "[validator]") {
@@ -195,4 +197,64 @@ TEST_CASE("allreduce_bench specs are checked", "[validator]") {
   r.mutable_spec()->mutable_allreduce_bench()->set_megabytes(1);
   r.mutable_spec()->mutable_allreduce_bench()->set_iterations(5'000);
   CHECK_THAT(ErrorOf(r), Catch::Contains("spec.allreduce_bench.iterations must be between 1 and 1000"));
+}
+
+namespace {
+
+v1::SubmitJobRequest ValidContainer() {
+  v1::SubmitJobRequest r = ValidSleep();
+  r.mutable_spec()->clear_kind();
+  v1::ContainerParams* c = r.mutable_spec()->mutable_container();
+  c->add_command("python3");
+  c->add_command("/job/code/train.py");
+  (*c->mutable_env())["BATCH"] = "64";
+  (*c->mutable_secrets())["hf_token"] = "hf_s3cr3t";
+  v1::ContainerInput* in = c->add_inputs();
+  in->set_artifact("sha256:" + std::string(64, 'a'));
+  in->set_path("data/train.csv");
+  c->set_code(std::string(64, 'b'));  // bare hex, as sha256sum prints it
+  c->set_checkpoint_interval_s(60);
+  c->set_cpu_cores(4);
+  c->set_memory_mib(16'384);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("a container spec is checked field by field, naming the field and never a secret's value", "[validator]") {
+  CHECK(intake::ValidateSubmitRequest(ValidContainer()).ok());
+  struct Case {
+    std::function<void(v1::ContainerParams&)> spoil;
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {[](v1::ContainerParams& c) { c.clear_command(); }, "spec.container.command: required"},
+      {[](v1::ContainerParams& c) { c.set_command(0, ""); }, "spec.container.command: required"},
+      {[](v1::ContainerParams& c) { c.set_command(1, std::string("a\0b", 3)); }, "spec.container.command[1]: at most 4096 bytes, no NUL"},
+      {[](v1::ContainerParams& c) { (*c.mutable_env())["1BAD"] = "x"; }, "spec.container.env['1BAD']: a name is"},
+      {[](v1::ContainerParams& c) { (*c.mutable_env())["TESSERA_JOB_ID"] = "7"; }, "spec.container.env['TESSERA_JOB_ID']: TESSERA_*"},
+      {[](v1::ContainerParams& c) { (*c.mutable_secrets())["../../etc/passwd"] = "x"; },
+       "spec.container.secrets: '../../etc/passwd' is not a valid file name"},
+      {[](v1::ContainerParams& c) { (*c.mutable_secrets())["big"] = std::string(16 * 1024 + 1, 'x'); },
+       "spec.container.secrets['big']: at most 16 KiB"},
+      {[](v1::ContainerParams& c) { c.mutable_inputs(0)->set_path("../escape.csv"); },
+       "spec.container.inputs[0].path: '../escape.csv' must be a relative path under /job/inputs"},
+      {[](v1::ContainerParams& c) { c.mutable_inputs(0)->set_path("/etc/passwd"); }, "spec.container.inputs[0].path"},
+      {[](v1::ContainerParams& c) { c.mutable_inputs(0)->set_path("a//b"); }, "spec.container.inputs[0].path"},
+      {[](v1::ContainerParams& c) { *c.add_inputs() = c.inputs(0); }, "spec.container.inputs[1].path: 'data/train.csv' is used by another"},
+      {[](v1::ContainerParams& c) { c.mutable_inputs(0)->set_artifact("train.csv"); }, "spec.container.inputs[0].artifact: 'train.csv' is not a digest"},
+      {[](v1::ContainerParams& c) { c.set_code("sha256:xyz"); }, "spec.container.code: 'sha256:xyz' is not a digest"},
+      {[](v1::ContainerParams& c) { c.set_checkpoint_interval_s(86'401); }, "spec.container.checkpoint_interval_s must be between 0 and 86400"},
+      {[](v1::ContainerParams& c) { c.set_cpu_cores(1'025); }, "spec.container.cpu_cores must be between 0 and 1024"},
+      {[](v1::ContainerParams& c) { c.set_memory_mib((uint64_t{4} << 20) + 1); }, "spec.container.memory_mib must be between"},
+      {[](v1::ContainerParams& c) { c.set_image("my image"); }, "spec.container.image: at most 256 printable characters"},
+  };
+  for (const Case& c : cases) {
+    v1::SubmitJobRequest r = ValidContainer();
+    c.spoil(*r.mutable_spec()->mutable_container());
+    const std::string error = ErrorOf(r);
+    INFO(error);
+    CHECK_THAT(error, Catch::StartsWith(c.error));
+    CHECK(error.find("hf_s3cr3t") == std::string::npos);
+  }
 }

@@ -54,6 +54,8 @@ TEST_CASE("a spec's kind is its workload's name", "[workloads]") {
   spec.mutable_allreduce_bench();  // a oneof: the later member replaces the earlier
   CHECK(WorkloadKind(spec) == "allreduce_bench");
   CHECK_FALSE(spec.has_sleep());
+  spec.mutable_container();
+  CHECK(WorkloadKind(spec) == "container");
   for (std::string_view kind : kWorkloadKinds) CHECK(IsWorkloadKind(kind));
   CHECK_FALSE(IsWorkloadKind("render"));
   CHECK_FALSE(IsWorkloadKind(""));
@@ -143,4 +145,17 @@ TEST_CASE("a result an older agent signed still verifies: the flat fields are kn
   v1::JobFinished received;
   REQUIRE(received.ParseFromString(f.SerializeAsString()));
   CHECK(VerifyFinished(key.public_key, 2, received));
+}
+
+TEST_CASE("a container spec's secrets show as redacted, by name", "[workloads]") {
+  v1::JobSpec spec;
+  (*spec.mutable_container()->mutable_secrets())["hf_token"] = "hf_s3cr3t";
+  (*spec.mutable_container()->mutable_env())["BATCH"] = "64";
+  RedactSecrets(&spec);
+  CHECK(spec.container().secrets().at("hf_token") == "<redacted>");
+  CHECK(spec.container().env().at("BATCH") == "64");
+  v1::JobSpec sleep;
+  sleep.mutable_sleep()->set_duration_ms(5);
+  RedactSecrets(&sleep);
+  CHECK(sleep.sleep().duration_ms() == 5);
 }
