@@ -215,4 +215,45 @@ absl::StatusOr<int64_t> ArtifactRepository::UsedBytes(const std::string& account
   });
 }
 
+absl::StatusOr<LeasedJob> ArtifactRepository::LeasedBy(int64_t provider_account_id, const v1::JobLease& lease) {
+  return db_.Transact("leased job", [&](pqxx::work& tx) -> absl::StatusOr<LeasedJob> {
+    const pqxx::result r = tx.exec_params(
+        "SELECT c.name, j.spec FROM assignments a JOIN workers w ON w.worker_id = a.worker_id JOIN jobs j ON j.job_id = a.job_id"
+        " JOIN accounts c ON c.account_id = j.account_id"
+        " WHERE a.job_id = $1 AND a.attempt = $2 AND a.worker_id = $3 AND a.state = 'LIVE' AND w.provider_account_id = $4",
+        lease.job_id(), static_cast<int64_t>(lease.attempt()), lease.worker_id(), provider_account_id);
+    if (r.empty()) {
+      return absl::PermissionDeniedError(absl::StrCat("worker ", lease.worker_id(), " of this provider holds no live lease on job ",
+                                                      lease.job_id(), " attempt ", lease.attempt()));
+    }
+    LeasedJob job;
+    job.account = r[0][0].as<std::string>();
+    job.spec.ParseFromString(pqxx::binarystring(r[0][1]).str());
+    return job;
+  });
+}
+
+absl::StatusOr<bool> ArtifactRepository::JobMayRead(const std::string& account, int64_t job_id, const v1::JobSpec& spec,
+                                                    std::string_view digest) {
+  absl::StatusOr<std::string> wanted = ParseDigest(digest);
+  if (!wanted.ok()) return wanted.status();
+  auto same = [&](const std::string& named) {
+    absl::StatusOr<std::string> d = ParseDigest(named);
+    return d.ok() && *d == *wanted;
+  };
+  if (spec.has_container()) {
+    if (!spec.container().code().empty() && same(spec.container().code())) return true;
+    for (const v1::ContainerInput& in : spec.container().inputs()) {
+      if (same(in.artifact())) return true;
+    }
+  }
+  return db_.Transact("job checkpoint", [&](pqxx::work& tx) -> absl::StatusOr<bool> {
+    absl::StatusOr<int64_t> account_id = CustomerId(tx, account);
+    if (!account_id.ok()) return account_id.status();
+    return !tx.exec_params("SELECT 1 FROM artifacts WHERE account_id = $1 AND digest = $2 AND job_id = $3 AND kind = 'CHECKPOINT'",
+                           *account_id, *wanted, job_id)
+                .empty();
+  });
+}
+
 }  // namespace tessera::artifacts

@@ -17,6 +17,7 @@
 #include "services/artifacts/blob_store.h"
 #include "services/store/database.h"
 #include "tessera/v1/artifacts.pb.h"
+#include "tessera/v1/jobs.pb.h"
 
 namespace tessera::artifacts {
 
@@ -33,6 +34,12 @@ struct NewArtifact {
   std::string name;
   v1::ArtifactKind kind = v1::ARTIFACT_KIND_FILE;
   int64_t job_id = 0;
+};
+
+// A job as the worker holding its lease may use it: whose artifacts, and what its spec names.
+struct LeasedJob {
+  std::string account;  // the job's customer
+  v1::JobSpec spec;     // with its secrets: only for the checks here
 };
 
 struct ArtifactPage {
@@ -62,6 +69,12 @@ class ArtifactRepository {
   // One pass of the collector: blobs no artifact refers to are marked doomed; those marked at least
   // `grace_ms` ago (and still unreferenced) are deleted with their files. Returns how many.
   absl::StatusOr<int> CollectGarbage(int64_t grace_ms);
+  // The job of `lease` if a worker of provider `provider_account_id` holds that lease live;
+  // PERMISSION_DENIED otherwise (no such lease, ended, or another provider's worker).
+  absl::StatusOr<LeasedJob> LeasedBy(int64_t provider_account_id, const v1::JobLease& lease);
+  // Whether `job_id` of `account` may read `digest`: its spec names it (an input or the code), or
+  // it is one of the job's own checkpoints.
+  absl::StatusOr<bool> JobMayRead(const std::string& account, int64_t job_id, const v1::JobSpec& spec, std::string_view digest);
   // Bytes the account's artifacts hold.
   absl::StatusOr<int64_t> UsedBytes(const std::string& account);
   const ArtifactLimits& limits() const { return limits_; }

@@ -31,18 +31,32 @@ grpc::Status ArtifactServiceImpl::UploadArtifact(grpc::ServerContext* context, g
   if (!reader->Read(&request)) return InvalidArgumentStatus("header: the stream ended before its header");
   if (!request.has_header()) return InvalidArgumentStatus("header: the first message must be the header, not a chunk");
   const v1::UploadArtifactHeader& header = request.header();
-  absl::StatusOr<std::string> account = ActingAccount(*caller, header.account(), "header.account");
-  if (!account.ok()) return ToGrpcStatus(account.status());
   v1::ArtifactKind kind = header.kind() == v1::ARTIFACT_KIND_UNSPECIFIED ? v1::ARTIFACT_KIND_FILE : header.kind();
-  if (kind != v1::ARTIFACT_KIND_FILE && kind != v1::ARTIFACT_KIND_BUNDLE) {
-    return InvalidArgumentStatus(
-        absl::StrCat("header.kind: ", v1::ArtifactKind_Name(kind), " artifacts are written by the workers that run a job; upload FILE or BUNDLE"));
+  absl::StatusOr<std::string> account;
+  int64_t job_id = 0;
+  if (caller->role == v1::ROLE_PROVIDER) {
+    // A worker writes a job's outputs or checkpoint, for the job's customer, under its lease.
+    if (kind != v1::ARTIFACT_KIND_OUTPUTS && kind != v1::ARTIFACT_KIND_CHECKPOINT) {
+      return InvalidArgumentStatus("header.kind: a worker uploads OUTPUTS or CHECKPOINT");
+    }
+    absl::StatusOr<LeasedJob> job = artifacts_.LeasedBy(caller->account_id, header.lease());
+    if (!job.ok()) return ToGrpcStatus(job.status());
+    account = job->account;
+    job_id = header.lease().job_id();
+  } else {
+    if (header.has_lease()) return InvalidArgumentStatus("header.lease: only a worker's key names a lease");
+    account = ActingAccount(*caller, header.account(), "header.account");
+    if (!account.ok()) return ToGrpcStatus(account.status());
+    if (kind != v1::ARTIFACT_KIND_FILE && kind != v1::ARTIFACT_KIND_BUNDLE) {
+      return InvalidArgumentStatus(absl::StrCat("header.kind: ", v1::ArtifactKind_Name(kind),
+                                                " artifacts are written by the workers that run a job; upload FILE or BUNDLE"));
+    }
   }
   for (char c : header.name()) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return InvalidArgumentStatus("header.name: no control characters");
   }
   const NewArtifact artifact{.account = *account, .digest = header.digest(), .size_bytes = header.size_bytes(),
-                             .name = header.name(), .kind = kind, .job_id = 0};
+                             .name = header.name(), .kind = kind, .job_id = job_id};
   // Before a byte is read: the limits and the quota.
   if (absl::Status admitted = artifacts_.Admit(artifact); !admitted.ok()) return ToGrpcStatus(InHeader(admitted));
   absl::StatusOr<std::unique_ptr<BlobWriter>> writer = blobs_.Create();
@@ -69,8 +83,23 @@ grpc::Status ArtifactServiceImpl::UploadArtifact(grpc::ServerContext* context, g
 grpc::Status ArtifactServiceImpl::DownloadArtifact(grpc::ServerContext* context, const v1::DownloadArtifactRequest* request,
                                                    grpc::ServerWriter<v1::DownloadArtifactResponse>* writer) {
   TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.ArtifactService/DownloadArtifact");
-  absl::StatusOr<std::string> account = ActingAccount(*caller, request->account(), "account");
-  if (!account.ok()) return ToGrpcStatus(account.status());
+  absl::StatusOr<std::string> account;
+  if (caller->role == v1::ROLE_PROVIDER) {
+    // A worker reads what the job it holds a lease on names, and that job's checkpoints.
+    absl::StatusOr<LeasedJob> job = artifacts_.LeasedBy(caller->account_id, request->lease());
+    if (!job.ok()) return ToGrpcStatus(job.status());
+    absl::StatusOr<bool> may = artifacts_.JobMayRead(job->account, request->lease().job_id(), job->spec, request->digest());
+    if (!may.ok()) return ToGrpcStatus(may.status());
+    if (!*may) {
+      return ToGrpcStatus(absl::PermissionDeniedError(
+          absl::StrCat("job ", request->lease().job_id(), " names no artifact ", request->digest(), " (its inputs, code, checkpoints)")));
+    }
+    account = job->account;
+  } else {
+    if (request->has_lease()) return InvalidArgumentStatus("lease: only a worker's key names a lease");
+    account = ActingAccount(*caller, request->account(), "account");
+    if (!account.ok()) return ToGrpcStatus(account.status());
+  }
   absl::StatusOr<v1::Artifact> artifact = artifacts_.Get(*account, request->digest());
   if (!artifact.ok()) return ToGrpcStatus(artifact.status());
   if (request->offset() < 0 || request->offset() > artifact->size_bytes()) {

@@ -49,8 +49,9 @@ constexpr std::array kPolicy = {
     MethodAccess{"tessera.v1.AdminService/GetWorkerTrust", false, false},
     MethodAccess{"tessera.v1.AdminService/QuarantineWorker", false, false},
     MethodAccess{"tessera.v1.AdminService/ReleaseWorker", false, false},
-    MethodAccess{"tessera.v1.ArtifactService/UploadArtifact", true, false},
-    MethodAccess{"tessera.v1.ArtifactService/DownloadArtifact", true, false},
+    // A provider's workers, under a live lease on the job (the handler checks it).
+    MethodAccess{"tessera.v1.ArtifactService/UploadArtifact", true, true},
+    MethodAccess{"tessera.v1.ArtifactService/DownloadArtifact", true, true},
     MethodAccess{"tessera.v1.ArtifactService/GetArtifact", true, false},
     MethodAccess{"tessera.v1.ArtifactService/ListArtifacts", true, false},
     MethodAccess{"tessera.v1.ArtifactService/DeleteArtifact", true, false},

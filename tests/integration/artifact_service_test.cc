@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "services/common/sha256.h"
@@ -23,10 +24,10 @@ struct ArtifactServer {
   std::shared_ptr<grpc::Channel> admin;
   std::string acme_key, globex_key, gpuco_key;
 
-  explicit ArtifactServer(int64_t blob_grace_ms = 3'600'000) {
+  explicit ArtifactServer(int64_t blob_grace_ms = 3'600'000, std::set<std::string> services = {"billing", "artifacts"}) {
     char tmpl[] = "/tmp/tessera-artifact-service-XXXXXX";
     root = mkdtemp(tmpl);
-    server = StartServer(db.url(), {"billing", "artifacts"}, 2'000, [&](server::ServerOptions& o) {
+    server = StartServer(db.url(), std::move(services), 60'000, [&](server::ServerOptions& o) {
       o.artifact_dir = root;
       o.artifact_limits = {.max_artifact_bytes = 8 << 20, .account_quota_bytes = 12 << 20};
       o.blob_collect_interval_ms = 50;
@@ -267,4 +268,93 @@ TEST_CASE("the server collects the bytes nobody holds any more, after the grace 
   for (int i = 0; i < 100 && s.BlobFiles() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   CHECK(s.BlobFiles() == 0);
   CHECK(s.db.Scalar("SELECT count(*) FROM blobs") == "0");
+}
+
+TEST_CASE("a worker reads a job's inputs and writes its outputs only under a live lease on that job", "[integration][artifacts][auth]") {
+  ArtifactServer s(3'600'000, {"intake", "scheduler", "billing", "artifacts"});
+  v1::DepositRequest deposit;
+  deposit.set_account("acme");
+  deposit.set_amount_utok(10'000'000);
+  deposit.set_idempotency_key("d");
+  v1::Transfer transfer;
+  REQUIRE(v1::BillingService::NewStub(s.admin)->Deposit(Ctx().get(), deposit, &transfer).ok());
+  const std::string input = Bytes(300'000, 'i'), unrelated = Bytes(1'000, 'u');
+  v1::Artifact artifact;
+  REQUIRE(s.Upload(s.acme_key, ArtifactServer::Header(input, "train.csv"), input, &artifact).ok());
+  REQUIRE(s.Upload(s.acme_key, ArtifactServer::Header(unrelated, "private.csv"), unrelated, &artifact).ok());
+  v1::SubmitJobRequest submit = SleepRequest("c1", 2'000'000);
+  submit.mutable_spec()->clear_kind();
+  v1::ContainerParams* c = submit.mutable_spec()->mutable_container();
+  c->add_command("python3");
+  v1::ContainerInput* in = c->add_inputs();
+  in->set_artifact(DigestOf(input));
+  in->set_path("train.csv");
+  v1::SubmitJobResponse submitted;
+  REQUIRE(v1::JobService::NewStub(s.admin)->SubmitJob(Ctx().get(), submit, &submitted).ok());
+  const int64_t job = submitted.job().job_id();
+  const int64_t worker = RegisterWorker(s.admin, 1'000'000, 1, "GPU-lease");
+  v1::JobLease lease;
+  lease.set_job_id(job);
+  lease.set_attempt(1);
+  lease.set_worker_id(worker);
+  auto download = [&](const v1::JobLease& l, const std::string& digest, std::string* bytes) {
+    auto stub = s.As(s.gpuco_key);
+    grpc::ClientContext context;
+    v1::DownloadArtifactRequest request;
+    request.set_digest(digest);
+    *request.mutable_lease() = l;
+    auto reader = stub->DownloadArtifact(&context, request);
+    v1::DownloadArtifactResponse m;
+    bytes->clear();
+    while (reader->Read(&m)) bytes->append(m.chunk());
+    return reader->Finish();
+  };
+  auto upload_outputs = [&](const v1::JobLease& l, const std::string& bytes, v1::Artifact* out) {
+    v1::UploadArtifactHeader h = ArtifactServer::Header(bytes, "outputs of job");
+    h.set_kind(v1::ARTIFACT_KIND_OUTPUTS);
+    *h.mutable_lease() = l;
+    return s.Upload(s.gpuco_key, h, bytes, out);
+  };
+  std::string got;
+  // No lease yet: refused.
+  grpc::Status st = download(lease, DigestOf(input), &got);
+  CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK_THAT(st.error_message(), Catch::Contains("holds no live lease on job " + std::to_string(job) + " attempt 1"));
+  // The lease, as the scheduler writes it.
+  s.db.Scalar("UPDATE jobs SET state = 'ASSIGNED', attempt = 1, worker_id = " + std::to_string(worker) + " WHERE job_id = " +
+              std::to_string(job));
+  s.db.Scalar("INSERT INTO assignments (job_id, attempt, worker_id, gpu_indexes, price_utok_per_gpu_hour, state) VALUES (" +
+              std::to_string(job) + ", 1, " + std::to_string(worker) + ", '{0}', 1000000, 'LIVE')");
+  REQUIRE(download(lease, DigestOf(input), &got).ok());
+  CHECK(got == input);
+  // Only what the job names: another artifact of the same customer is refused.
+  st = download(lease, DigestOf(unrelated), &got);
+  CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK_THAT(st.error_message(), Catch::Contains("names no artifact"));
+  // Another attempt, another worker: refused.
+  v1::JobLease wrong = lease;
+  wrong.set_attempt(2);
+  CHECK(download(wrong, DigestOf(input), &got).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  wrong = lease;
+  wrong.set_worker_id(worker + 100);
+  CHECK(download(wrong, DigestOf(input), &got).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  // Outputs: recorded for the job's customer, with the job; readable by the customer.
+  const std::string outputs = Bytes(50'000, 'o');
+  v1::Artifact recorded;
+  REQUIRE(upload_outputs(lease, outputs, &recorded).ok());
+  CHECK(recorded.account() == "acme");
+  CHECK(recorded.job_id() == job);
+  CHECK(recorded.kind() == v1::ARTIFACT_KIND_OUTPUTS);
+  v1::Artifact record;
+  REQUIRE(s.Download(s.acme_key, recorded.digest(), 0, &got, &record).ok());
+  CHECK(got == outputs);
+  // A worker cannot upload a customer's kind of artifact, nor a customer a job's.
+  v1::UploadArtifactHeader file = ArtifactServer::Header(outputs);
+  *file.mutable_lease() = lease;
+  CHECK_THAT(s.Upload(s.gpuco_key, file, outputs, &recorded).error_message(), Catch::StartsWith("header.kind"));
+  CHECK_THAT(s.Upload(s.acme_key, file, outputs, &recorded).error_message(), Catch::StartsWith("header.lease"));
+  // The lease ends: nothing more.
+  s.db.Scalar("UPDATE assignments SET state = 'ENDED' WHERE job_id = " + std::to_string(job));
+  CHECK(download(lease, DigestOf(input), &got).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(upload_outputs(lease, Bytes(10, 'x'), &recorded).error_code() == grpc::StatusCode::PERMISSION_DENIED);
 }
