@@ -50,6 +50,24 @@ absl::Status Agent::Connect() {
     stubs_.push_back(
         v1::WorkerService::NewStub(auth::AuthenticatedChannel(servers_.back(), options_.api_key, *credentials, args)));
   }
+  runner_options_ = options_.runner;
+  if (options_.containers && !servers_.empty()) {
+    sandbox_ = std::make_unique<BwrapSandbox>();
+    if (absl::Status probe = sandbox_->Probe(options_.job_uid, options_.job_gid); probe.ok()) {
+      // Artifacts come from the first server (all-in-one, or the front of a split deployment).
+      artifacts_ = std::make_unique<ArtifactTransfer>(auth::AuthenticatedChannel(servers_.front(), options_.api_key, *credentials));
+      container_host_ = {.sandbox = sandbox_.get(), .artifacts = artifacts_.get(), .jobs_dir = options_.state_dir / "jobs",
+                         .uid = options_.job_uid, .gid = options_.job_gid, .worker_id = 0,
+                         .memory_mib_per_gpu = options_.job_memory_mib_per_gpu,
+                         .cpu_millicores_per_gpu = options_.job_cpu_millicores_per_gpu, .max_pids = 4'096,
+                         .network_allowed = options_.allow_network, .stop_grace = std::chrono::seconds(10)};
+      runner_options_.containers = &container_host_;
+      spdlog::info("container jobs: on (bubblewrap sandbox, as uid {})", options_.job_uid);
+    } else {
+      sandbox_.reset();
+      spdlog::warn("container jobs: off: {}", std::string(probe.message()));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -144,6 +162,7 @@ absl::StatusOr<int64_t> Agent::RegisterOrLoad() {
 }
 
 void Agent::Run() {
+  container_host_.worker_id = worker_id_;  // known now; container jobs name it in their leases
   std::vector<uint32_t> offered;
   for (const v1::Gpu& gpu : options_.devices) offered.push_back(gpu.index());
   challenges_ = std::make_unique<ChallengeResponder>(*backend_, key_, worker_id_, std::move(offered), [this](const v1::WorkerMessage& m) {
@@ -237,7 +256,9 @@ bool Agent::ServeOneConnection() {
     hello.mutable_hello()->set_name(options_.name);
     hello.mutable_hello()->set_region(options_.region);
     hello.mutable_hello()->set_ask_utok_per_gpu_hour(options_.ask_utok_per_gpu_hour);
-    for (const std::string& kind : WorkloadKindsOn(*backend_)) hello.mutable_hello()->add_job_kinds(kind);
+    for (const std::string& kind : WorkloadKindsOn(*backend_, runner_options_.containers != nullptr)) {
+      hello.mutable_hello()->add_job_kinds(kind);
+    }
     std::set<JobKey> running;
     for (const auto& [key, runner] : runners_) {
       if (abandoned_.contains(key)) continue;  // being stopped: the scheduler requeues it
@@ -317,7 +338,7 @@ void Agent::Handle(const v1::ServerMessage& message) {
       const JobKey key{a.job_id(), a.attempt()};
       if (!runners_.contains(key)) {
         spdlog::info("job {} attempt {}: {} on {} device(s)", a.job_id(), a.attempt(), WorkloadKind(a.spec()), a.gpu_indexes_size());
-        runners_[key] = std::make_unique<JobRunner>(a, *this, *backend_, clock_, options_.runner);
+        runners_[key] = std::make_unique<JobRunner>(a, *this, *backend_, clock_, runner_options_);
       }
       break;
     }

@@ -28,6 +28,7 @@
 #include "services/worker/challenge_responder.h"
 #include "services/worker/job_runner.h"
 #include "services/worker/outbox_journal.h"
+#include "services/worker/sandbox/bwrap_sandbox.h"
 #include "services/worker/state_dir_lock.h"
 #include "tessera/v1/workers.grpc.pb.h"
 
@@ -57,6 +58,14 @@ struct AgentOptions {
   // HTTP/2 pings on the scheduler stream this often; one unanswered this long ends the stream.
   int64_t keepalive_ms = 10'000;
   RunnerOptions runner;
+  // Container jobs (issue 18): run in the bubblewrap sandbox as `job_uid`, offered only when the
+  // sandbox works on this machine (BwrapSandbox::Probe says why not in the log).
+  bool containers = true;
+  uid_t job_uid = 65534;
+  gid_t job_gid = 65534;
+  bool allow_network = false;  // jobs that ask for the network may have it
+  int64_t job_memory_mib_per_gpu = 8'192;
+  int64_t job_cpu_millicores_per_gpu = 2'000;
 };
 
 class Agent final : public JobReporter {
@@ -120,6 +129,11 @@ class Agent final : public JobReporter {
   std::set<JobKey> abandoned_ ABSL_GUARDED_BY(mu_);
   std::map<JobKey, std::unique_ptr<JobRunner>> runners_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<ChallengeResponder> challenges_;  // made by Run, once the worker id is known
+  // Container jobs: set up by Connect when the sandbox works; the worker id by RegisterOrLoad.
+  std::unique_ptr<BwrapSandbox> sandbox_;
+  std::unique_ptr<ArtifactTransfer> artifacts_;
+  ContainerHost container_host_;
+  RunnerOptions runner_options_;
   std::thread heartbeat_thread_;
 };
 

@@ -16,7 +16,7 @@ JobRunner::JobRunner(v1::Assignment assignment, JobReporter& reporter, kernels::
       rendezvous_(assignment_, reporter_, backend, options_.rendezvous_timeout_ms),
       max_duration_ms_(assignment_.spec().max_duration_ms()) {
   absl::StatusOr<std::unique_ptr<Workload>> workload =
-      MakeWorkload(assignment_, {.backend = backend, .clock = clock_, .communicators = rendezvous_});
+      MakeWorkload(assignment_, {.backend = backend, .clock = clock_, .communicators = rendezvous_, .containers = options_.containers});
   if (workload.ok()) {
     workload_ = *std::move(workload);
   } else {

@@ -36,6 +36,8 @@ struct RunnerOptions {
   GpuSampler* sampler = nullptr;
   // How long a node of a multi-worker job waits for node rank 0's communicator id.
   int64_t rendezvous_timeout_ms = 60'000;
+  // What container jobs get (the agent's sandbox); null: the agent runs none.
+  const ContainerHost* containers = nullptr;
 };
 
 class JobRunner {

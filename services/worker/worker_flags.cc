@@ -1,5 +1,7 @@
 #include "services/worker/worker_flags.h"
 
+#include <pwd.h>
+
 #include <spdlog/spdlog.h>
 
 #include <charconv>
@@ -60,11 +62,27 @@ void AddWorkerFlags(CLI::App& app, WorkerFlags& flags) {
   app.add_option("--allow-account", flags.allowed_accounts, "Only jobs of this customer account; repeatable");
   app.add_option("--deny-account", flags.denied_accounts, "Never jobs of this customer account; repeatable");
   app.add_flag("--refuse-spot", flags.refuse_spot, "Take no SPOT (preemptible) jobs");
+  app.add_flag("--no-containers", flags.no_containers, "Run no container jobs (customers' own programs), only the built-in kernels");
+  app.add_option("--job-user", flags.job_user, "The unprivileged user container jobs run as (never root; default nobody)");
+  app.add_flag("--allow-job-network", options.allow_network, "Container jobs that ask for the network get it (default: none do)");
+  app.add_option("--job-memory-mib-per-gpu", options.job_memory_mib_per_gpu, "Memory limit of a container job that sets none, per GPU")
+      ->check(CLI::Range(int64_t{64}, int64_t{4} << 20));
+  app.add_option("--job-cpus-per-gpu", options.job_cpu_millicores_per_gpu,
+                 "CPU limit of a container job that sets none, per GPU, in thousandths of a core")
+      ->check(CLI::Range(int64_t{100}, int64_t{1'024'000}));
 }
 
 absl::Status ApplyWorkerFlags(WorkerFlags& flags) {
   AgentOptions& options = flags.options;
   options.state_dir = flags.state_dir;
+  options.containers = !flags.no_containers;
+  if (options.containers) {
+    const struct passwd* user = ::getpwnam(flags.job_user.c_str());
+    if (user == nullptr) return absl::InvalidArgumentError(absl::StrCat("--job-user: no user '", flags.job_user, "' on this machine"));
+    if (user->pw_uid == 0 || user->pw_gid == 0) return absl::InvalidArgumentError("--job-user: jobs never run as root");
+    options.job_uid = user->pw_uid;
+    options.job_gid = user->pw_gid;
+  }
   options.tls_ca = flags.tls_ca;
   options.tls_cert = flags.tls_cert;
   options.tls_key = flags.tls_key;

@@ -27,6 +27,9 @@ struct WorkerFlags {
   std::vector<std::string> min_bids, allowed_accounts, denied_accounts;
   int64_t max_job_duration_ms = 0;
   bool refuse_spot = false;
+  // Container jobs: the unprivileged user they run as (a name from the passwd database).
+  std::string job_user = "nobody";
+  bool no_containers = false;
 };
 
 // Defaults from the environment (TESSERA_SERVER, TESSERA_API_KEY, TESSERA_API_KEY_FILE), then the

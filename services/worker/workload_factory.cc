@@ -11,17 +11,20 @@ absl::StatusOr<std::unique_ptr<Workload>> MakeWorkload(const v1::Assignment& ass
     return absl::InvalidArgumentError(absl::StrCat("the assignment names no workload this agent runs (kind '",
                                                    assignment.spec().kind(), "')"));
   }
-  // Every workload today is a built-in kernel.
+  if (assignment.spec().has_container()) {
+    if (environment.containers == nullptr) return absl::FailedPreconditionError("this worker runs no container jobs (its sandbox is off)");
+    return std::make_unique<ContainerWorkload>(assignment, *environment.containers);
+  }
   return std::make_unique<KernelWorkload>(assignment, environment.backend, environment.clock, environment.communicators);
 }
 
-std::vector<std::string> WorkloadKindsOn(const kernels::ComputeBackend& backend) {
+std::vector<std::string> WorkloadKindsOn(const kernels::ComputeBackend& backend, bool runs_containers) {
   std::vector<std::string> kinds;
   for (std::string_view kind : kWorkloadKinds) {
     if (kind == "allreduce_bench" && !backend.HasCollectives()) continue;  // NCCL only
-    // Not offered until the agent runs them in its sandbox: until then such a job waits with the
-    // reason "no worker runs job kind 'container'" rather than failing on a worker.
-    if (kind == "container") continue;
+    // Only where the sandbox works (BwrapSandbox::Probe): elsewhere such a job waits with the
+    // reason "no worker runs job kind 'container'" rather than failing on this machine.
+    if (kind == "container" && !runs_containers) continue;
     kinds.emplace_back(kind);
   }
   return kinds;

@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/compute_backend.h"
 #include "services/common/clock.h"
+#include "services/worker/container_workload.h"
 #include "services/worker/rendezvous.h"
 #include "services/worker/workload.h"
 #include "tessera/v1/workers.pb.h"
@@ -20,6 +21,8 @@ struct WorkloadEnvironment {
   const Clock& clock;
   // The communicator of a job spread over several workers.
   CommunicatorSource& communicators;
+  // What container jobs get; null where the agent runs none (no sandbox on this machine).
+  const ContainerHost* containers = nullptr;
 };
 
 // The workload an assignment names; INVALID_ARGUMENT when it names none (an assignment from a newer
@@ -27,8 +30,9 @@ struct WorkloadEnvironment {
 // scheduler from asking).
 absl::StatusOr<std::unique_ptr<Workload>> MakeWorkload(const v1::Assignment& assignment, WorkloadEnvironment environment);
 
-// The workloads (JobSpec.kind names) an agent on `backend` runs: what its hello offers, so that the
+// The workloads (JobSpec.kind names) an agent on `backend` runs (`container` only where it has a
+// working sandbox): what its hello offers, so that the
 // scheduler never leases this machine a job it would fail.
-std::vector<std::string> WorkloadKindsOn(const kernels::ComputeBackend& backend);
+std::vector<std::string> WorkloadKindsOn(const kernels::ComputeBackend& backend, bool runs_containers);
 
 }  // namespace tessera::worker

@@ -1,0 +1,247 @@
+#include "services/worker/container_workload.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <fstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "services/common/bundle.h"
+
+namespace tessera::worker {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kTailLines = 20;
+
+// The number after `"key":` in a JSON line, if there is one.
+std::optional<double> NumberAfter(const std::string& line, std::string_view key) {
+  const size_t at = line.find(absl::StrCat("\"", std::string(key), "\""));
+  if (at == std::string::npos) return std::nullopt;
+  size_t colon = line.find(':', at);
+  if (colon == std::string::npos) return std::nullopt;
+  size_t end = line.find_first_of(",}", colon + 1);
+  double value = 0;
+  if (!absl::SimpleAtod(absl::StripAsciiWhitespace(line.substr(colon + 1, end - colon - 1)), &value)) return std::nullopt;
+  return value;
+}
+
+absl::Status Errno(std::string_view what, const fs::path& path) {
+  return absl::InternalError(absl::StrCat(std::string(what), " ", path.string(), ": ", std::strerror(errno)));
+}
+
+}  // namespace
+
+ContainerWorkload::~ContainerWorkload() {
+  Cancel();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ContainerWorkload::Start() {
+  thread_ = std::thread([this] {
+    absl::StatusOr<v1::JobResult> result = Run();
+    std::lock_guard lock(mu_);
+    result_ = std::move(result);
+    done_ = true;
+    done_cv_.notify_all();
+  });
+}
+
+void ContainerWorkload::Cancel() { cancel_ = true; }
+
+bool ContainerWorkload::Wait(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return done_cv_.wait_for(lock, timeout, [&] { return done_; });
+}
+
+WorkloadProgress ContainerWorkload::Progress() const {
+  std::lock_guard lock(mu_);
+  return progress_;
+}
+
+absl::StatusOr<v1::JobResult> ContainerWorkload::Outputs() {
+  std::lock_guard lock(mu_);
+  return result_;
+}
+
+absl::Status ContainerWorkload::Fetch(const fs::path& dir, const v1::JobLease& lease) {
+  const v1::ContainerParams& c = assignment_.spec().container();
+  const fs::path download = dir / "download.part";
+  std::error_code ec;
+  if (!c.code().empty()) {
+    absl::StatusOr<v1::Artifact> code = host_.artifacts->Download(lease, c.code(), download);
+    if (!code.ok()) return code.status();
+    absl::StatusOr<BundleStats> unpacked = UnpackBundle(download, dir / "code", {});
+    if (!unpacked.ok()) return absl::InvalidArgumentError(absl::StrCat("spec.container.code: ", unpacked.status().message()));
+  }
+  for (const v1::ContainerInput& in : c.inputs()) {
+    const fs::path target = dir / "inputs" / in.path();  // a relative path without "..": checked at submit
+    fs::create_directories(target.parent_path(), ec);
+    absl::StatusOr<v1::Artifact> input = host_.artifacts->Download(lease, in.artifact(), download);
+    if (!input.ok()) return input.status();
+    if (input->kind() == v1::ARTIFACT_KIND_BUNDLE) {
+      absl::StatusOr<BundleStats> unpacked = UnpackBundle(download, target, {});
+      if (!unpacked.ok()) return absl::InvalidArgumentError(absl::StrCat("spec.container.inputs '", in.path(), "': ", unpacked.status().message()));
+    } else {
+      fs::rename(download, target, ec);
+      if (ec) return absl::InternalError(absl::StrCat("cannot place input ", in.path(), ": ", ec.message()));
+    }
+  }
+  fs::remove(download, ec);
+  return absl::OkStatus();
+}
+
+SandboxSpec ContainerWorkload::SpecFor(const fs::path& dir) const {
+  const v1::ContainerParams& c = assignment_.spec().container();
+  const int64_t gpus = std::max(1, assignment_.gpu_indexes_size());
+  SandboxSpec spec;
+  spec.name = absl::StrCat("job-", assignment_.job_id(), "-", assignment_.attempt());
+  spec.command.assign(c.command().begin(), c.command().end());
+  spec.env.insert(c.env().begin(), c.env().end());
+  spec.env["TESSERA_JOB_ID"] = std::to_string(assignment_.job_id());
+  spec.env["TESSERA_ATTEMPT"] = std::to_string(assignment_.attempt());
+  spec.env["TESSERA_PROGRESS_FILE"] = "/job/.tessera/progress";
+  std::vector<std::string> visible;
+  for (uint32_t index : assignment_.gpu_indexes()) {
+    visible.push_back(std::to_string(index));
+    const std::string node = absl::StrCat("/dev/nvidia", index);
+    std::error_code ec;
+    if (fs::exists(node, ec)) spec.devices.push_back(node);
+  }
+  if (!spec.devices.empty()) {
+    for (const char* shared : {"/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"}) {
+      std::error_code ec;
+      if (fs::exists(shared, ec)) spec.devices.push_back(shared);
+    }
+  }
+  spec.env["CUDA_VISIBLE_DEVICES"] = absl::StrJoin(visible, ",");
+  spec.secrets.insert(c.secrets().begin(), c.secrets().end());
+  spec.mounts = {{.host = dir / "code", .inside = "/job/code", .writable = false},
+                 {.host = dir / "inputs", .inside = "/job/inputs", .writable = false},
+                 {.host = dir / "outputs", .inside = "/job/outputs", .writable = true},
+                 {.host = dir / "meta", .inside = "/job/.tessera", .writable = true}};
+  spec.network = c.network() && host_.network_allowed;
+  spec.uid = host_.uid;
+  spec.gid = host_.gid;
+  spec.limits = {.memory_bytes = (c.memory_mib() > 0 ? static_cast<int64_t>(c.memory_mib()) : host_.memory_mib_per_gpu * gpus) << 20,
+                 .max_pids = host_.max_pids,
+                 .cpu_millicores = c.cpu_cores() > 0 ? int64_t{c.cpu_cores()} * 1000 : host_.cpu_millicores_per_gpu * gpus};
+  return spec;
+}
+
+void ContainerWorkload::ReadProgress(const fs::path& file) {
+  std::ifstream in(file);
+  std::string line, last;
+  while (std::getline(in, line)) {
+    if (!line.empty()) last = line;
+  }
+  if (last.empty()) return;
+  std::optional<double> share = NumberAfter(last, "progress");
+  std::optional<double> loss = NumberAfter(last, "loss");
+  std::lock_guard lock(mu_);
+  if (share) progress_.progress_ppm = static_cast<uint32_t>(std::clamp(*share, 0.0, 1.0) * 1'000'000);
+  if (loss) progress_.loss = static_cast<float>(*loss);
+}
+
+std::string ContainerWorkload::Tail(const fs::path& log) const {
+  std::ifstream in(log);
+  std::deque<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    lines.push_back(line.substr(0, 500));
+    if (lines.size() > kTailLines) lines.pop_front();
+  }
+  std::string tail = absl::StrJoin(lines, "\n");
+  for (const auto& [name, value] : assignment_.spec().container().secrets()) {
+    if (!value.empty()) absl::StrReplaceAll({{value, "<redacted>"}}, &tail);
+  }
+  return tail;
+}
+
+absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
+  const v1::ContainerParams& c = assignment_.spec().container();
+  if (host_.sandbox == nullptr || host_.artifacts == nullptr) {
+    return absl::FailedPreconditionError("this worker runs no container jobs (its sandbox is off)");
+  }
+  if (!c.image().empty()) return absl::UnimplementedError("this worker runs no OCI images, only its process sandbox");
+  if (c.network() && !host_.network_allowed) {
+    return absl::FailedPreconditionError("the job asks for the network and this worker's provider does not allow it");
+  }
+  const fs::path dir = host_.jobs_dir / absl::StrCat("job-", assignment_.job_id(), "-", assignment_.attempt());
+  std::error_code ec;
+  // bubblewrap, running as the job user, must reach the attempt's directory to mount it, but no
+  // job user may list the jobs there.
+  fs::create_directories(host_.jobs_dir, ec);
+  fs::permissions(host_.jobs_dir, fs::perms(0711), ec);
+  fs::remove_all(dir, ec);
+  for (const char* sub : {"code", "inputs", "outputs", "meta"}) {
+    fs::create_directories(dir / sub, ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot create ", (dir / sub).string(), ": ", ec.message()));
+  }
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } cleanup{dir};
+  fs::permissions(dir, fs::perms(0755), ec);
+  for (const char* writable : {"outputs", "meta"}) {
+    if (::chown((dir / writable).c_str(), host_.uid, host_.gid) != 0) return Errno("chown", dir / writable);
+  }
+  v1::JobLease lease;
+  lease.set_job_id(assignment_.job_id());
+  lease.set_attempt(assignment_.attempt());
+  lease.set_worker_id(assignment_.node_worker_ids_size() > static_cast<int>(assignment_.node_rank())
+                          ? assignment_.node_worker_ids(static_cast<int>(assignment_.node_rank()))
+                          : host_.worker_id);
+  if (absl::Status fetched = Fetch(dir, lease); !fetched.ok()) return fetched;
+  if (cancel_) return absl::CancelledError("cancelled");
+
+  const fs::path log = dir / "output.log";
+  const int log_fd = ::open(log.c_str(), O_CREAT | O_WRONLY | O_APPEND | O_CLOEXEC, 0600);
+  if (log_fd < 0) return Errno("cannot open", log);
+  const SandboxSpec spec = SpecFor(dir);
+  absl::StatusOr<std::unique_ptr<SandboxProcess>> process = host_.sandbox->Start(spec, log_fd, log_fd);
+  ::close(log_fd);
+  if (!process.ok()) return process.status();
+  while (!(*process)->Wait(std::chrono::milliseconds(200))) {
+    ReadProgress(dir / "meta" / "progress");
+    if (cancel_) (*process)->Stop(host_.stop_grace);
+  }
+  ReadProgress(dir / "meta" / "progress");
+  const SandboxExit exit = (*process)->Exit();
+  if (cancel_ || exit.stopped) return absl::CancelledError("cancelled");
+  if (exit.oom_killed) return absl::ResourceExhaustedError(absl::StrCat("out of memory (limit ", spec.limits.memory_bytes >> 20, " MiB)"));
+  if (exit.signal != 0) return absl::AbortedError(absl::StrCat("killed by signal ", exit.signal, ": ", Tail(log)));
+  if (exit.exit_code != 0) return absl::AbortedError(absl::StrCat("exit code ", exit.exit_code, ": ", Tail(log)));
+
+  v1::JobResult result;
+  v1::ContainerResult* out = result.mutable_container();
+  out->set_exit_code(0);
+  out->set_cpu_ms(exit.usage.cpu_usage_us / 1000);
+  out->set_peak_memory_bytes(exit.usage.peak_memory_bytes);
+  if (!fs::is_empty(dir / "outputs", ec)) {
+    // Links are stored as links, never followed: what a job leaves pointing outside /job/outputs
+    // carries no bytes from outside.
+    absl::StatusOr<BundleStats> packed = WriteBundle(dir / "outputs", dir / "outputs.tar");
+    if (!packed.ok()) return absl::InvalidArgumentError(absl::StrCat("/job/outputs: ", packed.status().message()));
+    absl::StatusOr<v1::Artifact> stored =
+        host_.artifacts->Upload(lease, dir / "outputs.tar", v1::ARTIFACT_KIND_OUTPUTS, absl::StrCat("outputs of job ", assignment_.job_id()));
+    if (!stored.ok()) return stored.status();
+    out->set_outputs_digest(stored->digest());
+    out->set_outputs_size_bytes(stored->size_bytes());
+  }
+  return result;
+}
+
+}  // namespace tessera::worker

@@ -1,0 +1,70 @@
+// A `container` job on a worker (issue 18): the customer's program in the sandbox. Its code and
+// inputs are fetched under the job's lease (digest-checked) into the attempt's directory, mounted
+// read-only at /job/code and /job/inputs; /job/outputs is packed and stored as an OUTPUTS artifact
+// of the job's account when the program exits 0. Progress comes from JSON lines the program writes
+// to $TESSERA_PROGRESS_FILE ({"progress": 0.42, "loss": 1.7}). The program's own failure (an exit
+// code, a signal, its memory limit) is the job's FAILED result with the last lines of its output.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "services/worker/artifact_transfer.h"
+#include "services/worker/sandbox/sandbox.h"
+#include "services/worker/workload.h"
+
+namespace tessera::worker {
+
+// What the agent lends every container job.
+struct ContainerHost {
+  Sandbox* sandbox = nullptr;
+  ArtifactTransfer* artifacts = nullptr;
+  std::filesystem::path jobs_dir;  // each attempt's directory lives here while it runs
+  uid_t uid = 65534;               // the unprivileged user jobs run as
+  gid_t gid = 65534;
+  int64_t worker_id = 0;
+  // A job that sets no limit gets this much per GPU it holds.
+  int64_t memory_mib_per_gpu = 8'192;
+  int64_t cpu_millicores_per_gpu = 2'000;
+  int64_t max_pids = 4'096;
+  bool network_allowed = false;  // the provider lets jobs that ask for it reach the network
+  std::chrono::milliseconds stop_grace{10'000};
+};
+
+class ContainerWorkload final : public Workload {
+ public:
+  ContainerWorkload(v1::Assignment assignment, const ContainerHost& host) : assignment_(std::move(assignment)), host_(host) {}
+  ~ContainerWorkload() override;
+
+  void Start() override;
+  void Cancel() override;
+  bool Wait(std::chrono::milliseconds timeout) override;
+  WorkloadProgress Progress() const override;
+  absl::StatusOr<v1::JobResult> Outputs() override;
+
+ private:
+  absl::StatusOr<v1::JobResult> Run();
+  absl::Status Fetch(const std::filesystem::path& dir, const v1::JobLease& lease);
+  SandboxSpec SpecFor(const std::filesystem::path& dir) const;
+  void ReadProgress(const std::filesystem::path& file);
+  // The last lines the program printed, its secrets redacted.
+  std::string Tail(const std::filesystem::path& log) const;
+
+  const v1::Assignment assignment_;
+  const ContainerHost host_;
+  std::atomic<bool> cancel_{false};
+  std::thread thread_;
+  mutable std::mutex mu_;
+  std::condition_variable done_cv_;
+  bool done_ = false;
+  absl::StatusOr<v1::JobResult> result_ = absl::UnknownError("not finished");
+  WorkloadProgress progress_;
+};
+
+}  // namespace tessera::worker
