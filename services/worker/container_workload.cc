@@ -41,38 +41,6 @@ absl::Status Errno(std::string_view what, const fs::path& path) {
 
 }  // namespace
 
-ContainerWorkload::~ContainerWorkload() {
-  Cancel();
-  if (thread_.joinable()) thread_.join();
-}
-
-void ContainerWorkload::Start() {
-  thread_ = std::thread([this] {
-    absl::StatusOr<v1::JobResult> result = Run();
-    std::lock_guard lock(mu_);
-    result_ = std::move(result);
-    done_ = true;
-    done_cv_.notify_all();
-  });
-}
-
-void ContainerWorkload::Cancel() { cancel_ = true; }
-
-bool ContainerWorkload::Wait(std::chrono::milliseconds timeout) {
-  std::unique_lock lock(mu_);
-  return done_cv_.wait_for(lock, timeout, [&] { return done_; });
-}
-
-WorkloadProgress ContainerWorkload::Progress() const {
-  std::lock_guard lock(mu_);
-  return progress_;
-}
-
-absl::StatusOr<v1::JobResult> ContainerWorkload::Outputs() {
-  std::lock_guard lock(mu_);
-  return result_;
-}
-
 absl::Status ContainerWorkload::Fetch(const fs::path& dir, const v1::JobLease& lease) {
   const v1::ContainerParams& c = assignment_.spec().container();
   const fs::path download = dir / "download.part";
@@ -145,11 +113,12 @@ void ContainerWorkload::ReadProgress(const fs::path& file) {
     if (!line.empty()) last = line;
   }
   if (last.empty()) return;
-  std::optional<double> share = NumberAfter(last, "progress");
-  std::optional<double> loss = NumberAfter(last, "loss");
-  std::lock_guard lock(mu_);
-  if (share) progress_.progress_ppm = static_cast<uint32_t>(std::clamp(*share, 0.0, 1.0) * 1'000'000);
-  if (loss) progress_.loss = static_cast<float>(*loss);
+  const std::optional<double> share = NumberAfter(last, "progress");
+  const std::optional<double> loss = NumberAfter(last, "loss");
+  WorkloadProgress progress = Progress();
+  if (share) progress.progress_ppm = static_cast<uint32_t>(std::clamp(*share, 0.0, 1.0) * 1'000'000);
+  if (loss) progress.loss = static_cast<float>(*loss);
+  SetProgress(progress);
 }
 
 std::string ContainerWorkload::Tail(const fs::path& log) const {
@@ -205,7 +174,7 @@ absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
                           ? assignment_.node_worker_ids(static_cast<int>(assignment_.node_rank()))
                           : host_.worker_id);
   if (absl::Status fetched = Fetch(dir, lease); !fetched.ok()) return fetched;
-  if (cancel_) return absl::CancelledError("cancelled");
+  if (cancelled()) return absl::CancelledError("cancelled");
 
   const fs::path log = dir / "output.log";
   const int log_fd = ::open(log.c_str(), O_CREAT | O_WRONLY | O_APPEND | O_CLOEXEC, 0600);
@@ -216,11 +185,11 @@ absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
   if (!process.ok()) return process.status();
   while (!(*process)->Wait(std::chrono::milliseconds(200))) {
     ReadProgress(dir / "meta" / "progress");
-    if (cancel_) (*process)->Stop(host_.stop_grace);
+    if (cancelled()) (*process)->Stop(host_.stop_grace);
   }
   ReadProgress(dir / "meta" / "progress");
   const SandboxExit exit = (*process)->Exit();
-  if (cancel_ || exit.stopped) return absl::CancelledError("cancelled");
+  if (cancelled() || exit.stopped) return absl::CancelledError("cancelled");
   if (exit.oom_killed) return absl::ResourceExhaustedError(absl::StrCat("out of memory (limit ", spec.limits.memory_bytes >> 20, " MiB)"));
   if (exit.signal != 0) return absl::AbortedError(absl::StrCat("killed by signal ", exit.signal, ": ", Tail(log)));
   if (exit.exit_code != 0) return absl::AbortedError(absl::StrCat("exit code ", exit.exit_code, ": ", Tail(log)));

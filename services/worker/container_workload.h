@@ -8,16 +8,12 @@
 
 #include <sys/types.h>
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
-#include <mutex>
-#include <thread>
 
 #include "services/worker/artifact_transfer.h"
 #include "services/worker/sandbox/sandbox.h"
-#include "services/worker/workload.h"
+#include "services/worker/threaded_workload.h"
 
 namespace tessera::worker {
 
@@ -37,19 +33,13 @@ struct ContainerHost {
   std::chrono::milliseconds stop_grace{10'000};
 };
 
-class ContainerWorkload final : public Workload {
+class ContainerWorkload final : public ThreadedWorkload {
  public:
   ContainerWorkload(v1::Assignment assignment, const ContainerHost& host) : assignment_(std::move(assignment)), host_(host) {}
-  ~ContainerWorkload() override;
-
-  void Start() override;
-  void Cancel() override;
-  bool Wait(std::chrono::milliseconds timeout) override;
-  WorkloadProgress Progress() const override;
-  absl::StatusOr<v1::JobResult> Outputs() override;
+  ~ContainerWorkload() override { StopAndJoin(); }
 
  private:
-  absl::StatusOr<v1::JobResult> Run();
+  absl::StatusOr<v1::JobResult> Run() override;
   absl::Status Fetch(const std::filesystem::path& dir, const v1::JobLease& lease);
   SandboxSpec SpecFor(const std::filesystem::path& dir) const;
   void ReadProgress(const std::filesystem::path& file);
@@ -58,13 +48,6 @@ class ContainerWorkload final : public Workload {
 
   const v1::Assignment assignment_;
   const ContainerHost host_;
-  std::atomic<bool> cancel_{false};
-  std::thread thread_;
-  mutable std::mutex mu_;
-  std::condition_variable done_cv_;
-  bool done_ = false;
-  absl::StatusOr<v1::JobResult> result_ = absl::UnknownError("not finished");
-  WorkloadProgress progress_;
 };
 
 }  // namespace tessera::worker

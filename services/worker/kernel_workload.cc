@@ -1,7 +1,6 @@
 #include "services/worker/kernel_workload.h"
 
 #include <algorithm>
-#include <exception>
 
 #include "absl/strings/str_cat.h"
 
@@ -17,50 +16,6 @@ kernels::Precision PrecisionOf(const std::string& precision) {
 KernelWorkload::KernelWorkload(v1::Assignment assignment, kernels::ComputeBackend& backend, const Clock& clock,
                                CommunicatorSource& communicators)
     : assignment_(std::move(assignment)), backend_(backend), clock_(clock), communicators_(communicators) {}
-
-KernelWorkload::~KernelWorkload() {
-  Cancel();
-  if (thread_.joinable()) thread_.join();
-}
-
-void KernelWorkload::Start() {
-  thread_ = std::thread([this] {
-    absl::StatusOr<v1::JobResult> outcome;
-    try {
-      outcome = Run();
-    } catch (const std::exception& e) {
-      outcome = absl::InternalError(absl::StrCat("kernel error: ", e.what()));
-    }
-    {
-      std::lock_guard lock(mu_);
-      outcome_ = std::move(outcome);
-      done_ = true;
-    }
-    ended_.notify_all();
-  });
-}
-
-void KernelWorkload::Cancel() { cancel_ = true; }
-
-bool KernelWorkload::Wait(std::chrono::milliseconds timeout) {
-  std::unique_lock lock(mu_);
-  return ended_.wait_for(lock, timeout, [&] { return done_; });
-}
-
-WorkloadProgress KernelWorkload::Progress() const {
-  std::lock_guard lock(mu_);
-  return progress_;
-}
-
-absl::StatusOr<v1::JobResult> KernelWorkload::Outputs() {
-  std::lock_guard lock(mu_);
-  return outcome_;
-}
-
-void KernelWorkload::SetProgress(WorkloadProgress progress) {
-  std::lock_guard lock(mu_);
-  progress_ = progress;
-}
 
 absl::StatusOr<v1::JobResult> KernelWorkload::Run() {
   const v1::JobSpec& spec = assignment_.spec();
@@ -78,7 +33,7 @@ absl::StatusOr<v1::JobResult> KernelWorkload::Run() {
 absl::StatusOr<v1::JobResult> KernelWorkload::RunSleep(const v1::SleepParams& p) {
   const int64_t started_ms = clock_.NowMs();
   const int64_t end_ms = started_ms + p.duration_ms();
-  while (!cancel_) {
+  while (!cancelled()) {
     const int64_t now_ms = clock_.NowMs();
     if (now_ms >= end_ms) return v1::JobResult();
     SetProgress({.progress_ppm = static_cast<uint32_t>((now_ms - started_ms) * 1'000'000 / std::max<int64_t>(1, p.duration_ms())),
@@ -101,7 +56,7 @@ absl::StatusOr<v1::JobResult> KernelWorkload::RunTrainMlp(const v1::TrainMlpPara
       [this](const kernels::EpochReport& epoch) {
         SetProgress({.progress_ppm = static_cast<uint32_t>(uint64_t{epoch.epoch} * 1'000'000 / epoch.epochs), .loss = epoch.loss});
       },
-      &cancel_);
+      &cancel_flag());
   if (!trained.ok()) return trained.status();
   v1::JobResult result;
   result.mutable_train_mlp()->set_initial_loss(trained->initial_loss);
@@ -114,7 +69,7 @@ absl::StatusOr<v1::JobResult> KernelWorkload::RunGemmBench(const v1::GemmBenchPa
   absl::StatusOr<kernels::GemmBenchResult> measured = backend_.GemmBench(
       {.seed = static_cast<uint64_t>(assignment_.job_id()), .n = p.n(), .iterations = p.iterations(),
        .precision = PrecisionOf(p.precision()), .devices = Devices()},
-      &cancel_);
+      &cancel_flag());
   if (!measured.ok()) return measured.status();
   v1::JobResult result;
   v1::GemmBenchResult* out = result.mutable_gemm_bench();
@@ -127,7 +82,7 @@ absl::StatusOr<v1::JobResult> KernelWorkload::RunGemmBench(const v1::GemmBenchPa
 
 absl::StatusOr<v1::JobResult> KernelWorkload::RunAllReduceBench(const v1::AllReduceBenchParams& p) {
   absl::StatusOr<kernels::AllReduceBenchResult> measured =
-      backend_.AllReduceBench({.megabytes = p.megabytes(), .iterations = p.iterations(), .devices = Devices()}, &cancel_);
+      backend_.AllReduceBench({.megabytes = p.megabytes(), .iterations = p.iterations(), .devices = Devices()}, &cancel_flag());
   if (!measured.ok()) return measured.status();
   v1::JobResult result;
   v1::AllReduceBenchResult* out = result.mutable_allreduce_bench();

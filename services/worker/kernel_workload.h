@@ -5,50 +5,30 @@
 // never the agent.
 #pragma once
 
-#include <atomic>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
-
 #include "kernels/compute_backend.h"
 #include "services/common/clock.h"
 #include "services/worker/rendezvous.h"
-#include "services/worker/workload.h"
+#include "services/worker/threaded_workload.h"
 
 namespace tessera::worker {
 
-class KernelWorkload final : public Workload {
+class KernelWorkload final : public ThreadedWorkload {
  public:
   KernelWorkload(v1::Assignment assignment, kernels::ComputeBackend& backend, const Clock& clock, CommunicatorSource& communicators);
-  ~KernelWorkload() override;
-
-  void Start() override;
-  void Cancel() override;
-  bool Wait(std::chrono::milliseconds timeout) override;
-  WorkloadProgress Progress() const override;
-  absl::StatusOr<v1::JobResult> Outputs() override;
+  ~KernelWorkload() override { StopAndJoin(); }
 
  private:
-  absl::StatusOr<v1::JobResult> Run();
+  absl::StatusOr<v1::JobResult> Run() override;
   absl::StatusOr<v1::JobResult> RunSleep(const v1::SleepParams& p);
   absl::StatusOr<v1::JobResult> RunTrainMlp(const v1::TrainMlpParams& p);
   absl::StatusOr<v1::JobResult> RunGemmBench(const v1::GemmBenchParams& p);
   absl::StatusOr<v1::JobResult> RunAllReduceBench(const v1::AllReduceBenchParams& p);
-  void SetProgress(WorkloadProgress progress);
   std::vector<uint32_t> Devices() const;  // the assignment's GPU indexes
 
   const v1::Assignment assignment_;
   kernels::ComputeBackend& backend_;
   const Clock& clock_;
   CommunicatorSource& communicators_;
-
-  std::atomic<bool> cancel_{false};
-  mutable std::mutex mu_;
-  std::condition_variable ended_;
-  bool done_ = false;                                                                   // guarded by mu_
-  absl::StatusOr<v1::JobResult> outcome_ = absl::FailedPreconditionError("not started");  // guarded by mu_
-  WorkloadProgress progress_;                                                           // guarded by mu_
-  std::thread thread_;
 };
 
 }  // namespace tessera::worker
