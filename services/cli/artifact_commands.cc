@@ -16,6 +16,7 @@
 #include "services/common/bundle.h"
 #include "services/common/sha256.h"
 #include "tessera/v1/artifacts.grpc.pb.h"
+#include "tessera/v1/jobs.grpc.pb.h"
 
 namespace tessera::cli {
 namespace {
@@ -230,6 +231,34 @@ void Get(CliContext& ctx, const std::string& digest, const std::string& account,
 }
 
 }  // namespace
+
+void AddJobOutputsCommand(CLI::App& job, CliContext& ctx) {
+  auto* outputs = job.add_subcommand("outputs", "Download a finished container job's /job/outputs into a directory (digest-checked)");
+  auto job_id = std::make_shared<int64_t>(0);
+  auto dir = std::make_shared<std::string>();
+  outputs->add_option("job_id", *job_id)->required();
+  outputs->add_option("-o,--output-dir", *dir, "Where to unpack them (default ./job-<id>-outputs)");
+  outputs->callback([&ctx, job_id, dir] {
+    v1::GetJobRequest request;
+    request.set_job_id(*job_id);
+    v1::Job job;
+    grpc::Status s = v1::JobService::NewStub(ctx.Channel())->GetJob(ctx.Call().get(), request, &job);
+    if (!s.ok()) {
+      ctx.exit_code = ReportError(s);
+      return;
+    }
+    const std::string digest = job.result().container().outputs_digest();
+    if (digest.empty()) {
+      ctx.exit_code = ReportError(LocalError(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("job ", *job_id, " has no outputs (", v1::JobState_Name(job.state()),
+                       job.spec().has_container() ? "; a container job's outputs are stored when it SUCCEEDS with files in /job/outputs)"
+                                                  : "; only container jobs leave outputs)")));
+      return;
+    }
+    Get(ctx, digest, job.account(), "", dir->empty() ? absl::StrCat("job-", *job_id, "-outputs") : *dir);
+  });
+}
 
 void AddArtifactCommands(CLI::App& app, CliContext& ctx) {
   auto* artifact = app.add_subcommand("artifact", "A customer's files on the network: datasets, code bundles, job outputs");

@@ -10,6 +10,8 @@ namespace tessera::cli {
 void AddAccountCommands(CLI::App& app, CliContext& ctx);
 // `artifact put|get|ls|rm`.
 void AddArtifactCommands(CLI::App& app, CliContext& ctx);
+// Under `job`: outputs, a container job's /job/outputs downloaded and unpacked.
+void AddJobOutputsCommand(CLI::App& job, CliContext& ctx);
 void AddJobCommands(CLI::App& app, CliContext& ctx);
 // Under `job`: watch, which follows a job through server restarts.
 void AddWatchCommand(CLI::App& job, CliContext& ctx);

@@ -234,6 +234,7 @@ void AddJobCommands(CLI::App& app, CliContext& ctx) {
   AddSubmit(*job, ctx);
   AddGetListCancel(*job, ctx);
   AddWatchCommand(*job, ctx);
+  AddJobOutputsCommand(*job, ctx);
 }
 
 }  // namespace tessera::cli

@@ -65,7 +65,11 @@ TEST_CASE("a customer's program runs in the sandbox: its code and data in, its p
   CHECK(done.spec().container().secrets().at("token") == "<redacted>");
   const std::string outputs = done.result().container().outputs_digest();
   REQUIRE_FALSE(outputs.empty());
-  c.Cli({"artifact", "get", outputs, "--extract", c.dir() + "/got", "--account", "acme"});
+  const CommandResult fetched = RunWithStderr({kBin + "/tessera", "--server", c.address(), "--api-key-file", c.AdminKeyFile(), "job",
+                                               "outputs", std::to_string(job), "-o", c.dir() + "/got"});
+  INFO(fetched.out);
+  CHECK(fetched.exit_code == 0);
+  CHECK_THAT(fetched.out, Catch::Contains("downloaded outputs of job " + std::to_string(job)) && Catch::Contains("unpacked 1 files"));
   CHECK(ReadAll(c.dir() + "/got/model/weights.txt") == "sum=10\n");
   const std::string listed = c.Cli({"artifact", "ls", "--account", "acme"}).out;
   CHECK_THAT(listed, Catch::Contains(outputs) && Catch::Contains("outputs of job " + std::to_string(job)));
@@ -84,4 +88,6 @@ TEST_CASE("a failing program's job is FAILED with its exit code and last lines, 
   const v1::Job done = c.WaitFor(job, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_FAILED; }, 60'000);
   CHECK(done.result().error() == "exit code 3: loading\ntoken is <redacted>\nboom");
   CHECK(done.attempt() == 1);
+  const CommandResult none = c.Cli({"job", "outputs", std::to_string(job)}, false);
+  CHECK(none.exit_code == 1);
 }
