@@ -150,12 +150,17 @@ absl::StatusOr<BundleStats> WriteBundle(const fs::path& dir, const fs::path& tar
     } else if (S_ISLNK(st.st_mode)) {
       target = fs::read_symlink(path, ec).string();
       if (ec) return absl::InternalError(absl::StrCat("cannot read the link ", path.string(), ": ", ec.message()));
+      // What UnpackBundle would refuse is refused here, naming it: a bundle always unpacks.
+      if (!TargetContained(relative, target)) {
+        return absl::InvalidArgumentError(absl::StrCat(relative, ": a symbolic link to '", target,
+                                                       "', outside the directory, cannot be bundled"));
+      }
       archive_entry_set_filetype(entry.get(), AE_IFLNK);
       archive_entry_set_perm(entry.get(), 0777);
       archive_entry_set_symlink(entry.get(), target.c_str());
       ++stats.symlinks;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(path.string(), ": only files, directories and symbolic links can be bundled"));
+      return absl::InvalidArgumentError(absl::StrCat(relative, ": only files, directories and symbolic links can be bundled"));
     }
     if (archive_write_header(a.get(), entry.get()) != ARCHIVE_OK) return ArchiveError(a.get(), "cannot write the bundle");
     if (S_ISREG(st.st_mode)) {

@@ -33,7 +33,8 @@ struct UnpackLimits {
 };
 
 // Writes `dir`'s tree (regular files, directories, symbolic links as links, never followed) to
-// `tar_file`. A FIFO, socket or device in it is INVALID_ARGUMENT naming it.
+// `tar_file`. A FIFO, socket or device in it, or a link pointing outside it (absolute, or climbing
+// out with ".."), is INVALID_ARGUMENT naming it: what UnpackBundle refuses is never written.
 absl::StatusOr<BundleStats> WriteBundle(const std::filesystem::path& dir, const std::filesystem::path& tar_file);
 
 // Unpacks `tar_file` into `dest` (created if missing). INVALID_ARGUMENT naming the first entry

@@ -91,3 +91,19 @@ TEST_CASE("a failing program's job is FAILED with its exit code and last lines, 
   const CommandResult none = c.Cli({"job", "outputs", std::to_string(job)}, false);
   CHECK(none.exit_code == 1);
 }
+
+TEST_CASE("a job that leaves links out of /job/outputs, or tries the machine, gets nothing out of it", "[e2e][container]") {
+  if (!SandboxHere()) return;
+  Cluster c;
+  c.OpenMarket();
+  c.StartWorker("w1", "1000000");
+  const int64_t job = c.Submit("gpu_count: 1\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 120000\ncontainer:\n"
+                               "  command: [sh, -c, 'cat /etc/shadow; ls ../../; echo ok > /job/outputs/ok; ln -s /etc/shadow /job/outputs/leak']\n",
+                               "container-links");
+  const v1::Job done = c.WaitFor(job, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_FAILED || j.state() == v1::JOB_STATE_SUCCEEDED; },
+                                 60'000);
+  CHECK(done.state() == v1::JOB_STATE_FAILED);
+  // The error names the link as the job sees it, nothing of the worker's own paths.
+  CHECK(done.result().error() == "/job/outputs: leak: a symbolic link to '/etc/shadow', outside the directory, cannot be bundled");
+  CHECK(done.result().container().outputs_digest().empty());
+}

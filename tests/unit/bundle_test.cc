@@ -120,6 +120,22 @@ TEST_CASE("a directory bundles and unpacks to the same tree, the same bytes what
   CHECK((fs::status(dir.path / "out" / "train.py").permissions() & fs::perms::owner_exec) == fs::perms::none);
 }
 
+TEST_CASE("a link out of the directory cannot be bundled, so what is written always unpacks", "[bundle]") {
+  TempDir dir;
+  WriteAll(dir.path / "src" / "ok.txt", "x");
+  fs::create_symlink("/etc/shadow", dir.path / "src" / "leak");
+  absl::StatusOr<BundleStats> made = WriteBundle(dir.path / "src", dir.path / "a.tar");
+  CHECK(made.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(made.status().message()), Catch::Contains("leak") && Catch::Contains("outside the directory"));
+  fs::remove(dir.path / "src" / "leak");
+  fs::create_directories(dir.path / "src" / "sub");
+  fs::create_symlink("../../../etc/passwd", dir.path / "src" / "sub" / "up");
+  CHECK(WriteBundle(dir.path / "src", dir.path / "a.tar").status().code() == absl::StatusCode::kInvalidArgument);
+  fs::remove(dir.path / "src" / "sub" / "up");
+  fs::create_symlink("../ok.txt", dir.path / "src" / "sub" / "fine");
+  CHECK(WriteBundle(dir.path / "src", dir.path / "a.tar").ok());
+}
+
 TEST_CASE("a FIFO cannot be bundled", "[bundle]") {
   TempDir dir;
   fs::create_directories(dir.path / "src");
