@@ -229,6 +229,7 @@ bool Market::PolicyAccepts(const WorkerState& w, const JobState& j) const {
   if (w.spec.ask_utok_per_gpu_hour > r.bid_utok_per_gpu_hour) return false;
   if (w.spec.reputation < r.min_reputation || !AcceptsRegion(j, w.region)) return false;
   if (r.priority == Priority::kSpot && !p.accepts_spot) return false;
+  if (r.needs_network && !p.allows_network) return false;
   if (!AllowsDuration(p.max_duration_ms, r.max_duration_ms)) return false;
   if (!p.allowed_accounts.empty() && !Contains(p.allowed_accounts, r.account)) return false;
   return !Contains(p.denied_accounts, r.account);
@@ -843,7 +844,10 @@ std::string Market::WhyWaiting(int64_t job_id) const {
     return "bid " + std::to_string(j.req.bid_utok_per_gpu_hour) + " below the lowest ask " + std::to_string(lowest_ask) +
            " of " + std::to_string(matching_gpus) + " matching GPUs";
   }
-  if (accepted_gpus == 0) return "no provider's policy accepts the job (bid per model, duration, account or spot)";
+  if (accepted_gpus == 0) {
+    return j.req.needs_network ? "no provider's policy accepts the job (network, bid per model, duration, account or spot)"
+                               : "no provider's policy accepts the job (bid per model, duration, account or spot)";
+  }
   if (free_fit == 0 && reserved_by != 0) return "waiting behind reserved gang job " + std::to_string(reserved_by);
   if (j.req.same_host) {
     return "needs " + std::to_string(j.req.gpu_count) + " free GPUs on one worker; the largest free fit is " +
@@ -868,11 +872,13 @@ std::string Market::UnmetRequirement(const JobState& j) const {
   uint64_t most_memory = 0;
   uint32_t best_capability = 0, most_on_one = 0;
   std::map<int, uint32_t> by_region;
-  bool runs = false, reputable = false, in_region = false, model = false, memory = false;
+  bool runs = false, networked = false, reputable = false, in_region = false, model = false, memory = false;
   for (const auto& [id, w] : workers_) {
     for (const std::string& k : w.spec.job_kinds) kinds_seen.insert(k);
     if (!Runs(w, j)) continue;
     runs = true;
+    if (r.needs_network && !w.spec.policy.allows_network) continue;
+    networked = true;
     best_reputation = std::max(best_reputation, w.spec.reputation);
     if (w.spec.reputation < r.min_reputation) continue;
     reputable = true;
@@ -897,6 +903,7 @@ std::string Market::UnmetRequirement(const JobState& j) const {
   }
   if (workers_.empty()) return "no worker is registered with the scheduler yet";
   if (!runs) return "no worker runs job kind '" + r.kind + "' (workers run: " + join(kinds_seen) + ")";
+  if (!networked) return "no worker's provider allows the network the job asks for (spec.container.network)";
   if (!reputable) {
     return "no worker has reputation " + std::to_string(r.min_reputation) + " or more (the best is " +
            std::to_string(best_reputation) + ")";

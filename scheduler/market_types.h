@@ -24,6 +24,7 @@ struct ProviderPolicy {
   std::vector<std::string> allowed_accounts;         // empty: every account
   std::vector<std::string> denied_accounts;
   bool accepts_spot = true;
+  bool allows_network = false;  // container jobs that ask for the network
 };
 
 // A provider whose jobs may last at most `limit_ms` (0: any) takes a job of `max_duration_ms`: the
@@ -56,6 +57,7 @@ struct JobRequirements {
   int64_t max_duration_ms = 0;
   Priority priority = Priority::kOnDemand;
   int64_t submitted_at_ms = 0;
+  bool needs_network = false;  // a container job that asks for outbound network
 };
 
 struct PlacedGpu {

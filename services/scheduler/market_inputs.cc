@@ -24,7 +24,8 @@ scheduler::JobRequirements JobRequirementsFrom(int64_t job_id, const std::string
           .max_duration_ms = spec.max_duration_ms(),
           .priority = spec.priority_class() == v1::PRIORITY_CLASS_SPOT ? scheduler::Priority::kSpot
                                                                        : scheduler::Priority::kOnDemand,
-          .submitted_at_ms = submitted_at_ms};
+          .submitted_at_ms = submitted_at_ms,
+          .needs_network = spec.has_container() && spec.container().network()};
 }
 
 scheduler::ProviderPolicy ProviderPolicyFrom(const v1::ProviderPolicy& policy) {
@@ -32,7 +33,8 @@ scheduler::ProviderPolicy ProviderPolicyFrom(const v1::ProviderPolicy& policy) {
           .max_duration_ms = policy.max_job_duration_ms(),
           .allowed_accounts = {policy.allowed_accounts().begin(), policy.allowed_accounts().end()},
           .denied_accounts = {policy.denied_accounts().begin(), policy.denied_accounts().end()},
-          .accepts_spot = !policy.refuse_spot()};
+          .accepts_spot = !policy.refuse_spot(),
+          .allows_network = policy.allow_job_network()};
 }
 
 scheduler::WorkerSpec WorkerSpecFrom(const WorkerRecord& worker) {

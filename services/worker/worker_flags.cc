@@ -98,6 +98,7 @@ absl::Status ApplyWorkerFlags(WorkerFlags& flags) {
   for (const std::string& a : flags.allowed_accounts) options.policy.add_allowed_accounts(a);
   for (const std::string& a : flags.denied_accounts) options.policy.add_denied_accounts(a);
   options.policy.set_refuse_spot(flags.refuse_spot);
+  options.policy.set_allow_job_network(options.allow_network);  // the scheduler places network jobs only here
   return absl::OkStatus();
 }
 

@@ -403,3 +403,23 @@ TEST_CASE("market: an unschedulable worker keeps its jobs but gets no new ones u
   CHECK(m.HasJob(4));
   CHECK_FALSE(m.HasJob(1));
 }
+
+TEST_CASE("market: a container job that asks for the network goes only where the provider allows it", "[market]") {
+  Market m;
+  WorkerSpec closed = Worker(1, 10, 2, "H100");
+  closed.job_kinds = {"container"};
+  m.UpsertWorker(closed);
+  JobRequirements networked = Job(1, 1, 100);
+  networked.kind = "container";
+  networked.needs_network = true;
+  CHECK(m.AddJob(networked, 0).placements.empty());
+  CHECK(m.WhyWaiting(1) == "no worker's provider allows the network the job asks for (spec.container.network)");
+  JobRequirements offline = Job(2, 1, 100);
+  offline.kind = "container";
+  CHECK(PlacedOn(m.AddJob(offline, 0), 2) == 1);  // the same worker takes a job without the network
+  WorkerSpec open = Worker(2, 10, 2, "H100");
+  open.job_kinds = {"container"};
+  open.policy.allows_network = true;
+  m.UpsertWorker(open);
+  CHECK(PlacedOn(m.Tick(1), 1) == 2);
+}
