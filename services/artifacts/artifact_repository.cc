@@ -90,7 +90,7 @@ absl::StatusOr<v1::Artifact> ArtifactRepository::Record(const NewArtifact& artif
   if (!valid.ok()) return valid.status();
   const std::string& digest = *valid;
   bool committed = false;  // a retried transaction does not commit the bytes twice
-  return db_.Transact("record artifact", [&](pqxx::work& tx) -> absl::StatusOr<v1::Artifact> {
+  absl::StatusOr<v1::Artifact> recorded = db_.Transact("record artifact", [&](pqxx::work& tx) -> absl::StatusOr<v1::Artifact> {
     absl::StatusOr<int64_t> account_id = CustomerId(tx, artifact.account);
     if (!account_id.ok()) return account_id.status();
     LockAccountArtifacts(tx, *account_id);
@@ -123,6 +123,16 @@ absl::StatusOr<v1::Artifact> ArtifactRepository::Record(const NewArtifact& artif
     }
     return LoadArtifact(tx, *account_id, digest);
   });
+  if (!recorded.ok() && committed) {
+    // The bytes are in place but the record's transaction failed: a blob row, doomed, lets the
+    // collector find the file (unless an upload holds it by then).
+    (void)db_.Transact("doom unrecorded blob", [&](pqxx::work& tx) -> absl::Status {
+      tx.exec_params("INSERT INTO blobs (digest, size_bytes, doomed_at) VALUES ($1, $2, now()) ON CONFLICT (digest) DO NOTHING", digest,
+                     artifact.size_bytes);
+      return absl::OkStatus();
+    });
+  }
+  return recorded;
 }
 
 absl::StatusOr<v1::Artifact> ArtifactRepository::Get(const std::string& account, std::string_view digest) {

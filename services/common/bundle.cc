@@ -63,20 +63,16 @@ bool Contained(std::string_view path) {
   return true;
 }
 
-// Where a symbolic link at `link` pointing to `target` lands, if it stays inside the tree.
-bool TargetContained(std::string_view link, std::string_view target) {
+// A symbolic link may only point down its own directory: relative, with no ".." anywhere. Counting
+// ".." against the link's depth is not enough: a link can pass through another link of the same
+// tree ("d -> .", then "x -> d/d/../.."), so only links that never climb are safe to lay down.
+bool TargetContained(std::string_view target) {
   if (target.empty() || target.front() == '/') return false;
-  int depth = static_cast<int>(std::count(link.begin(), link.end(), '/'));  // the link's directory's depth
   size_t start = 0;
   while (start <= target.size()) {
     size_t end = target.find('/', start);
     if (end == std::string_view::npos) end = target.size();
-    const std::string_view part = target.substr(start, end - start);
-    if (part == "..") {
-      if (--depth < 0) return false;
-    } else if (!part.empty() && part != ".") {
-      ++depth;
-    }
+    if (target.substr(start, end - start) == "..") return false;
     start = end + 1;
   }
   return true;
@@ -111,7 +107,7 @@ absl::Status WriteFileData(archive* a, const fs::path& path, int64_t size) {
 
 }  // namespace
 
-absl::StatusOr<BundleStats> WriteBundle(const fs::path& dir, const fs::path& tar_file) {
+absl::StatusOr<BundleStats> WriteBundle(const fs::path& dir, const fs::path& tar_file, int64_t max_bytes) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return absl::InvalidArgumentError(absl::StrCat(dir.string(), " is not a directory"));
   std::vector<std::string> paths;  // relative to dir
@@ -143,6 +139,9 @@ absl::StatusOr<BundleStats> WriteBundle(const fs::path& dir, const fs::path& tar
       archive_entry_set_size(entry.get(), st.st_size);
       ++stats.files;
       stats.bytes += st.st_size;
+      if (stats.bytes > max_bytes) {
+        return absl::ResourceExhaustedError(absl::StrCat("more than ", max_bytes, " bytes of files (at ", relative, ")"));
+      }
     } else if (S_ISDIR(st.st_mode)) {
       archive_entry_set_filetype(entry.get(), AE_IFDIR);
       archive_entry_set_perm(entry.get(), 0755);
@@ -151,9 +150,9 @@ absl::StatusOr<BundleStats> WriteBundle(const fs::path& dir, const fs::path& tar
       target = fs::read_symlink(path, ec).string();
       if (ec) return absl::InternalError(absl::StrCat("cannot read the link ", path.string(), ": ", ec.message()));
       // What UnpackBundle would refuse is refused here, naming it: a bundle always unpacks.
-      if (!TargetContained(relative, target)) {
+      if (!TargetContained(target)) {
         return absl::InvalidArgumentError(absl::StrCat(relative, ": a symbolic link to '", target,
-                                                       "', outside the directory, cannot be bundled"));
+                                                       "' cannot be bundled: a link may only point down its own directory"));
       }
       archive_entry_set_filetype(entry.get(), AE_IFLNK);
       archive_entry_set_perm(entry.get(), 0777);
@@ -206,7 +205,7 @@ absl::StatusOr<BundleStats> UnpackBundle(const fs::path& tar_file, const fs::pat
     const mode_t type = archive_entry_filetype(entry);
     if (type == AE_IFLNK) {
       const char* target = archive_entry_symlink(entry);
-      if (target == nullptr || !TargetContained(name, target)) return refuse("a symbolic link that points outside the bundle");
+      if (target == nullptr || !TargetContained(target)) return refuse("a symbolic link may only point down its own directory (no '..', not absolute)");
       ++stats.symlinks;
     } else if (type == AE_IFREG) {
       ++stats.files;

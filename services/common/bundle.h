@@ -5,8 +5,9 @@
 //
 // Unpacking treats the archive as hostile (a customer's bundle lands on a provider's machine, a
 // worker's outputs on a customer's): an entry that is absolute, climbs out with "..", is a hard
-// link, a device or a FIFO, or a symbolic link that points outside the tree is refused with its
-// name; set-user-ID, set-group-ID and sticky bits are dropped; nothing is written outside `dest`,
+// link, a device or a FIFO, or a symbolic link that is absolute or has a ".." in its target (links
+// may only point down their own directory, so no chain of them can leave the tree) is refused with
+// its name; set-user-ID, set-group-ID and sticky bits are dropped; nothing is written outside `dest`,
 // and never through a symbolic link the archive made.
 //
 //   absl::StatusOr<BundleStats> made = WriteBundle("./src", "/tmp/code.tar");
@@ -33,9 +34,11 @@ struct UnpackLimits {
 };
 
 // Writes `dir`'s tree (regular files, directories, symbolic links as links, never followed) to
-// `tar_file`. A FIFO, socket or device in it, or a link pointing outside it (absolute, or climbing
-// out with ".."), is INVALID_ARGUMENT naming it: what UnpackBundle refuses is never written.
-absl::StatusOr<BundleStats> WriteBundle(const std::filesystem::path& dir, const std::filesystem::path& tar_file);
+// `tar_file`. A FIFO, socket or device in it, or a link that is absolute or has a ".." in its
+// target, is INVALID_ARGUMENT naming it: what UnpackBundle refuses is never written. More than
+// `max_bytes` of file contents is RESOURCE_EXHAUSTED (a job's outputs on the worker's disk).
+absl::StatusOr<BundleStats> WriteBundle(const std::filesystem::path& dir, const std::filesystem::path& tar_file,
+                                        int64_t max_bytes = int64_t{1} << 50);
 
 // Unpacks `tar_file` into `dest` (created if missing). INVALID_ARGUMENT naming the first entry
 // refused (see above); RESOURCE_EXHAUSTED past a limit. On an error part of the tree may be

@@ -128,6 +128,14 @@ absl::Status ValidateContainer(const v1::ContainerParams& p) {
       return absl::InvalidArgumentError(absl::StrCat(field, ".path: '", p.inputs(i).path(), "' is used by another input"));
     }
   }
+  // One input inside another's directory ("data" and "data/x") would be placed through what the
+  // first put there (a bundle's links): each input gets a path of its own.
+  for (auto it = paths.begin(); it != paths.end(); ++it) {
+    auto next = std::next(it);
+    if (next != paths.end() && next->starts_with(*it + "/")) {
+      return absl::InvalidArgumentError(absl::StrCat(kField, ".inputs: '", *next, "' lies inside another input, '", *it, "'"));
+    }
+  }
   if (!p.code().empty()) {
     if (absl::StatusOr<std::string> d = ParseDigest(p.code(), absl::StrCat(kField, ".code")); !d.ok()) return d.status();
   }

@@ -53,14 +53,23 @@ absl::Status Agent::Connect() {
   runner_options_ = options_.runner;
   if (options_.containers && !servers_.empty()) {
     sandbox_ = std::make_unique<BwrapSandbox>();
-    if (absl::Status probe = sandbox_->Probe(options_.job_uid, options_.job_gid); probe.ok()) {
+    // bubblewrap mounts a job's directories as the job user: the path to them must be absolute and
+    // traversable (never listable) by that user; the state dir's key stays 0600.
+    std::error_code ec;
+    const std::filesystem::path state = std::filesystem::absolute(options_.state_dir, ec);
+    const std::filesystem::path jobs = state / "jobs";
+    std::filesystem::create_directories(jobs, ec);
+    std::filesystem::permissions(state, std::filesystem::perms::others_exec, std::filesystem::perm_options::add, ec);
+    std::filesystem::permissions(jobs, std::filesystem::perms(0711), ec);
+    if (absl::Status probe = sandbox_->Probe(options_.job_uid, options_.job_gid, jobs); probe.ok()) {
       // Artifacts come from the first server (all-in-one, or the front of a split deployment).
       artifacts_ = std::make_unique<ArtifactTransfer>(auth::AuthenticatedChannel(servers_.front(), options_.api_key, *credentials));
-      container_host_ = {.sandbox = sandbox_.get(), .artifacts = artifacts_.get(), .jobs_dir = options_.state_dir / "jobs",
+      container_host_ = {.sandbox = sandbox_.get(), .artifacts = artifacts_.get(), .jobs_dir = jobs,
                          .uid = options_.job_uid, .gid = options_.job_gid, .worker_id = 0,
                          .memory_mib_per_gpu = options_.job_memory_mib_per_gpu,
                          .cpu_millicores_per_gpu = options_.job_cpu_millicores_per_gpu, .max_pids = 4'096,
-                         .network_allowed = options_.allow_network, .stop_grace = std::chrono::seconds(10)};
+                         .network_allowed = options_.allow_network, .max_outputs_bytes = int64_t{10} << 30,
+                         .stop_grace = std::chrono::seconds(10)};
       runner_options_.containers = &container_host_;
       spdlog::info("container jobs: on (bubblewrap sandbox, as uid {})", options_.job_uid);
     } else {

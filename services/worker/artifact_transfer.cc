@@ -17,8 +17,12 @@ absl::Status FromGrpc(const grpc::Status& s, std::string_view what) {
 }  // namespace
 
 absl::StatusOr<v1::Artifact> ArtifactTransfer::Download(const v1::JobLease& lease, const std::string& digest,
-                                                        const std::filesystem::path& file) {
+                                                        const std::filesystem::path& file, const std::atomic<bool>* cancel) {
+  absl::StatusOr<std::string> wanted = ParseDigest(digest);
+  if (!wanted.ok()) return wanted.status();
   grpc::ClientContext context;
+  // A stalled server must not hold the job forever: no input takes longer than this.
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::hours(6));
   v1::DownloadArtifactRequest request;
   request.set_digest(digest);
   *request.mutable_lease() = lease;
@@ -29,6 +33,11 @@ absl::StatusOr<v1::Artifact> ArtifactTransfer::Download(const v1::JobLease& leas
   v1::Artifact artifact;
   v1::DownloadArtifactResponse message;
   while (reader->Read(&message)) {
+    if (cancel != nullptr && cancel->load()) {
+      context.TryCancel();
+      reader->Finish();
+      return absl::CancelledError("cancelled");
+    }
     if (message.has_artifact()) artifact = message.artifact();
     sha.Update(message.chunk());
     out.write(message.chunk().data(), static_cast<std::streamsize>(message.chunk().size()));
@@ -36,8 +45,8 @@ absl::StatusOr<v1::Artifact> ArtifactTransfer::Download(const v1::JobLease& leas
   out.close();
   if (grpc::Status s = reader->Finish(); !s.ok()) return FromGrpc(s, absl::StrCat("artifact ", digest));
   if (!out) return absl::InternalError(absl::StrCat("cannot write ", file.string()));
-  if (const std::string got = DigestName(sha.Finish()); got != artifact.digest()) {
-    return absl::DataLossError(absl::StrCat("artifact ", artifact.digest(), " arrived as ", got));
+  if (const std::string got = DigestName(sha.Finish()); got != *wanted) {
+    return absl::DataLossError(absl::StrCat("artifact ", *wanted, " arrived as ", got));
   }
   return artifact;
 }

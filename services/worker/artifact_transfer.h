@@ -5,6 +5,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -19,7 +20,9 @@ class ArtifactTransfer {
   explicit ArtifactTransfer(std::shared_ptr<grpc::Channel> channel) : stub_(v1::ArtifactService::NewStub(std::move(channel))) {}
 
   // The artifact's bytes into `file` (replaced); DATA_LOSS when they do not hash to `digest`.
-  absl::StatusOr<v1::Artifact> Download(const v1::JobLease& lease, const std::string& digest, const std::filesystem::path& file);
+  // CANCELLED soon after `*cancel` turns true.
+  absl::StatusOr<v1::Artifact> Download(const v1::JobLease& lease, const std::string& digest, const std::filesystem::path& file,
+                                        const std::atomic<bool>* cancel = nullptr);
   // `file` stored as the job's `kind` (OUTPUTS or CHECKPOINT) artifact.
   absl::StatusOr<v1::Artifact> Upload(const v1::JobLease& lease, const std::filesystem::path& file, v1::ArtifactKind kind,
                                       const std::string& name);

@@ -1,6 +1,7 @@
 #include "services/worker/container_workload.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,12 +9,14 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "services/common/bundle.h"
 
 namespace tessera::worker {
@@ -35,6 +38,40 @@ std::optional<double> NumberAfter(const std::string& line, std::string_view key)
   return value;
 }
 
+// The last `max_bytes` of a regular file the job may have written or replaced: opened without
+// following a link and without blocking (a FIFO), so a job cannot make the agent read /dev/zero,
+// hang on a pipe, or fill its memory.
+std::string ReadTail(const fs::path& path, size_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return "";
+  std::string out;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    const off_t from = st.st_size > static_cast<off_t>(max_bytes) ? st.st_size - static_cast<off_t>(max_bytes) : 0;
+    out.resize(static_cast<size_t>(st.st_size - from));
+    const ssize_t n = ::pread(fd, out.data(), out.size(), from);
+    out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  }
+  ::close(fd);
+  return out;
+}
+
+// `text` with every secret value, and every line of a multi-line one, replaced.
+std::string Redacted(std::string text, const google::protobuf::Map<std::string, std::string>& secrets) {
+  std::vector<std::pair<std::string, std::string>> replacements;
+  for (const auto& [name, value] : secrets) {
+    if (value.size() >= 4) replacements.emplace_back(value, "<redacted>");
+    for (absl::string_view line : absl::StrSplit(value, '\n')) {
+      line = absl::StripAsciiWhitespace(line);
+      if (line.size() >= 4) replacements.emplace_back(std::string(line), "<redacted>");
+    }
+  }
+  // Longest first, so that a whole secret goes before its lines.
+  std::sort(replacements.begin(), replacements.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  for (const auto& [from, to] : replacements) absl::StrReplaceAll({{from, to}}, &text);
+  return text;
+}
+
 absl::Status Errno(std::string_view what, const fs::path& path) {
   return absl::InternalError(absl::StrCat(std::string(what), " ", path.string(), ": ", std::strerror(errno)));
 }
@@ -46,7 +83,7 @@ absl::Status ContainerWorkload::Fetch(const fs::path& dir, const v1::JobLease& l
   const fs::path download = dir / "download.part";
   std::error_code ec;
   if (!c.code().empty()) {
-    absl::StatusOr<v1::Artifact> code = host_.artifacts->Download(lease, c.code(), download);
+    absl::StatusOr<v1::Artifact> code = host_.artifacts->Download(lease, c.code(), download, &cancel_flag());
     if (!code.ok()) return code.status();
     absl::StatusOr<BundleStats> unpacked = UnpackBundle(download, dir / "code", {});
     if (!unpacked.ok()) return absl::InvalidArgumentError(absl::StrCat("spec.container.code: ", unpacked.status().message()));
@@ -54,7 +91,7 @@ absl::Status ContainerWorkload::Fetch(const fs::path& dir, const v1::JobLease& l
   for (const v1::ContainerInput& in : c.inputs()) {
     const fs::path target = dir / "inputs" / in.path();  // a relative path without "..": checked at submit
     fs::create_directories(target.parent_path(), ec);
-    absl::StatusOr<v1::Artifact> input = host_.artifacts->Download(lease, in.artifact(), download);
+    absl::StatusOr<v1::Artifact> input = host_.artifacts->Download(lease, in.artifact(), download, &cancel_flag());
     if (!input.ok()) return input.status();
     if (input->kind() == v1::ARTIFACT_KIND_BUNDLE) {
       absl::StatusOr<BundleStats> unpacked = UnpackBundle(download, target, {});
@@ -107,11 +144,9 @@ SandboxSpec ContainerWorkload::SpecFor(const fs::path& dir) const {
 }
 
 void ContainerWorkload::ReadProgress(const fs::path& file) {
-  std::ifstream in(file);
-  std::string line, last;
-  while (std::getline(in, line)) {
-    if (!line.empty()) last = line;
-  }
+  const std::string text = ReadTail(file, 4'096);  // the job's own file: never followed, never all of it
+  std::string last;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipWhitespace())) last = std::string(line);
   if (last.empty()) return;
   const std::optional<double> share = NumberAfter(last, "progress");
   const std::optional<double> loss = NumberAfter(last, "loss");
@@ -122,18 +157,14 @@ void ContainerWorkload::ReadProgress(const fs::path& file) {
 }
 
 std::string ContainerWorkload::Tail(const fs::path& log) const {
-  std::ifstream in(log);
+  // Redacted before it is cut: a secret across the cut, or on several lines, never shows.
+  const std::string tail = Redacted(ReadTail(log, 64 * 1024), assignment_.spec().container().secrets());
   std::deque<std::string> lines;
-  std::string line;
-  while (std::getline(in, line)) {
-    lines.push_back(line.substr(0, 500));
+  for (absl::string_view line : absl::StrSplit(tail, '\n', absl::SkipEmpty())) {
+    lines.emplace_back(line.substr(0, 500));
     if (lines.size() > kTailLines) lines.pop_front();
   }
-  std::string tail = absl::StrJoin(lines, "\n");
-  for (const auto& [name, value] : assignment_.spec().container().secrets()) {
-    if (!value.empty()) absl::StrReplaceAll({{value, "<redacted>"}}, &tail);
-  }
-  return tail;
+  return absl::StrJoin(lines, "\n");
 }
 
 absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
@@ -202,7 +233,7 @@ absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
   if (!fs::is_empty(dir / "outputs", ec)) {
     // Links are stored as links, never followed: what a job leaves pointing outside /job/outputs
     // carries no bytes from outside.
-    absl::StatusOr<BundleStats> packed = WriteBundle(dir / "outputs", dir / "outputs.tar");
+    absl::StatusOr<BundleStats> packed = WriteBundle(dir / "outputs", dir / "outputs.tar", host_.max_outputs_bytes);
     if (!packed.ok()) return absl::InvalidArgumentError(absl::StrCat("/job/outputs: ", packed.status().message()));
     absl::StatusOr<v1::Artifact> stored =
         host_.artifacts->Upload(lease, dir / "outputs.tar", v1::ARTIFACT_KIND_OUTPUTS, absl::StrCat("outputs of job ", assignment_.job_id()));

@@ -30,6 +30,7 @@ struct ContainerHost {
   int64_t cpu_millicores_per_gpu = 2'000;
   int64_t max_pids = 4'096;
   bool network_allowed = false;  // the provider lets jobs that ask for it reach the network
+  int64_t max_outputs_bytes = int64_t{10} << 30;  // /job/outputs beyond it fails the job (the server's limit)
   std::chrono::milliseconds stop_grace{10'000};
 };
 

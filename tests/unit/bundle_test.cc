@@ -126,14 +126,18 @@ TEST_CASE("a link out of the directory cannot be bundled, so what is written alw
   fs::create_symlink("/etc/shadow", dir.path / "src" / "leak");
   absl::StatusOr<BundleStats> made = WriteBundle(dir.path / "src", dir.path / "a.tar");
   CHECK(made.status().code() == absl::StatusCode::kInvalidArgument);
-  CHECK_THAT(std::string(made.status().message()), Catch::Contains("leak") && Catch::Contains("outside the directory"));
+  CHECK_THAT(std::string(made.status().message()), Catch::Contains("leak") && Catch::Contains("may only point down its own directory"));
   fs::remove(dir.path / "src" / "leak");
   fs::create_directories(dir.path / "src" / "sub");
   fs::create_symlink("../../../etc/passwd", dir.path / "src" / "sub" / "up");
   CHECK(WriteBundle(dir.path / "src", dir.path / "a.tar").status().code() == absl::StatusCode::kInvalidArgument);
   fs::remove(dir.path / "src" / "sub" / "up");
-  fs::create_symlink("../ok.txt", dir.path / "src" / "sub" / "fine");
+  fs::create_symlink("../ok.txt", dir.path / "src" / "sub" / "sideways");  // inside, but it climbs: refused
+  CHECK(WriteBundle(dir.path / "src", dir.path / "a.tar").status().code() == absl::StatusCode::kInvalidArgument);
+  fs::remove(dir.path / "src" / "sub" / "sideways");
+  fs::create_symlink("sub/deeper.txt", dir.path / "src" / "down");
   CHECK(WriteBundle(dir.path / "src", dir.path / "a.tar").ok());
+  CHECK(WriteBundle(dir.path / "src", dir.path / "b.tar", /*max_bytes=*/0).status().code() == absl::StatusCode::kResourceExhausted);
 }
 
 TEST_CASE("a FIFO cannot be bundled", "[bundle]") {
@@ -165,6 +169,10 @@ TEST_CASE("a hostile bundle is refused entry by entry and writes nothing outside
       // A link that stays inside, then a file written through it: libarchive's secure-symlinks
       // check refuses to write under a link the archive made.
       {"through a link", {Link("sub", "."), File("sub/x", "x")}, "sub/x"},
+      // Each link checked alone against its own depth stays inside; chained, they leave.
+      {"a chain of links", {Link("d", "."), Link("x", "d/d/d/d/../../../../etc")}, "x"},
+      {"a directory entry's link", {Link("a/", "..")}, "a/"},
+      {"a link that climbs and comes back", {Link("sub/l", "../sub/f")}, "sub/l"},
   };
   for (const Case& c : cases) {
     INFO(c.what);

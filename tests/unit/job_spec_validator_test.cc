@@ -242,6 +242,11 @@ TEST_CASE("a container spec is checked field by field, naming the field and neve
       {[](v1::ContainerParams& c) { c.mutable_inputs(0)->set_path("/etc/passwd"); }, "spec.container.inputs[0].path"},
       {[](v1::ContainerParams& c) { c.mutable_inputs(0)->set_path("a//b"); }, "spec.container.inputs[0].path"},
       {[](v1::ContainerParams& c) { *c.add_inputs() = c.inputs(0); }, "spec.container.inputs[1].path: 'data/train.csv' is used by another"},
+      {[](v1::ContainerParams& c) {
+         *c.add_inputs() = c.inputs(0);
+         c.mutable_inputs(1)->set_path("data/train.csv/x");
+       },
+       "spec.container.inputs: 'data/train.csv/x' lies inside another input, 'data/train.csv'"},
       {[](v1::ContainerParams& c) { c.mutable_inputs(0)->set_artifact("train.csv"); }, "spec.container.inputs[0].artifact: 'train.csv' is not a digest"},
       {[](v1::ContainerParams& c) { c.set_code("sha256:xyz"); }, "spec.container.code: 'sha256:xyz' is not a digest"},
       {[](v1::ContainerParams& c) { c.set_checkpoint_interval_s(86'401); }, "spec.container.checkpoint_interval_s must be between 0 and 86400"},

@@ -3,7 +3,10 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <linux/close_range.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -110,7 +113,9 @@ class BwrapProcess final : public SandboxProcess {
     exit.usage = cgroup_->Usage();
     exit.stopped = stopped_;
     exit.oom_killed = exit.usage.oom_killed;
-    if (WIFEXITED(status_)) {
+    if (lost_) {
+      exit.exit_code = -1;
+    } else if (WIFEXITED(status_)) {
       exit.exit_code = WEXITSTATUS(status_);
       // bubblewrap exits 128+N when the program died of signal N.
       if (exit.exit_code > 128 && exit.exit_code < 128 + NSIG) {
@@ -132,9 +137,12 @@ class BwrapProcess final : public SandboxProcess {
     if (reaped_) return true;
     int status = 0;
     const pid_t r = ::waitpid(pid_, &status, block ? 0 : WNOHANG);
-    if (r == pid_ || (r < 0 && errno == ECHILD)) {
+    if (r == pid_) {
       reaped_ = true;
       status_ = status;
+    } else if (r < 0 && errno == ECHILD) {
+      reaped_ = true;  // reaped by someone else: how it ended is unknown, so never a success
+      lost_ = true;
     }
     return reaped_;
   }
@@ -144,6 +152,7 @@ class BwrapProcess final : public SandboxProcess {
   mutable std::mutex mu_;
   bool reaped_ = false;
   bool stopped_ = false;
+  bool lost_ = false;
   int status_ = 0;
 };
 
@@ -235,6 +244,10 @@ absl::StatusOr<std::unique_ptr<SandboxProcess>> BwrapSandbox::Start(const Sandbo
   std::vector<const char*> procs_files;
   for (const std::string& f : (*cgroup)->procs_files()) procs_files.push_back(f.c_str());
   const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  struct rlimit files {};
+  const int max_fd = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
+                         ? static_cast<int>(std::min<rlim_t>(files.rlim_cur, 1 << 20))
+                         : 1 << 16;
 
   const pid_t pid = ::fork();
   if (pid < 0) {
@@ -252,6 +265,11 @@ absl::StatusOr<std::unique_ptr<SandboxProcess>> BwrapSandbox::Start(const Sandbo
       ::close(fd);
     }
     if (::dup2(null_fd, 0) < 0 || ::dup2(stdout_fd, 1) < 0 || ::dup2(stderr_fd, 2) < 0) ::_exit(125);
+    // Nothing else of the agent's reaches the job: any descriptor the agent opened without
+    // O_CLOEXEC (a file of another job, a socket) closes at exec.
+    if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+      for (int fd = 3; fd < max_fd; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
     for (int fd : secret_fds) ::fcntl(fd, F_SETFD, 0);  // bubblewrap reads them
     ::setsid();
     if (::getuid() == 0 && ::setgroups(0, nullptr) != 0) ::_exit(125);
@@ -265,7 +283,7 @@ absl::StatusOr<std::unique_ptr<SandboxProcess>> BwrapSandbox::Start(const Sandbo
   return std::unique_ptr<SandboxProcess>(new BwrapProcess(pid, *std::move(cgroup)));
 }
 
-absl::Status BwrapSandbox::Probe(uid_t uid, gid_t gid) {
+absl::Status BwrapSandbox::Probe(uid_t uid, gid_t gid, const fs::path& mount) {
   if (::geteuid() != 0) {
     return absl::FailedPreconditionError("the sandbox needs the agent to run as root (it makes each job's cgroup and runs it as the job user)");
   }
@@ -278,6 +296,7 @@ absl::Status BwrapSandbox::Probe(uid_t uid, gid_t gid) {
   SandboxSpec spec;
   spec.name = absl::StrCat("probe-", ::getpid());
   spec.command = {"true"};
+  if (!mount.empty()) spec.mounts.push_back({.host = mount, .inside = "/job/probe", .writable = false});
   spec.uid = uid;
   spec.gid = gid;
   absl::StatusOr<std::unique_ptr<SandboxProcess>> p = Start(spec, err[1], err[1]);

@@ -39,7 +39,9 @@ class BwrapSandbox final : public Sandbox {
   // saying why not (the agent is not root; no bubblewrap; no usable cgroups; user namespaces refused,
   // as in a chroot or with kernel.unprivileged_userns_clone=0). An agent offers container jobs only
   // when it passes.
-  absl::Status Probe(uid_t uid = 65534, gid_t gid = 65534);
+  // With `mount`, the probe also mounts that directory read-only, as a job's are: it must be
+  // reachable by the job user (an absolute path whose every parent it may traverse).
+  absl::Status Probe(uid_t uid = 65534, gid_t gid = 65534, const std::filesystem::path& mount = {});
 
  private:
   const BwrapOptions options_;

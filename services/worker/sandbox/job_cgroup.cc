@@ -87,17 +87,22 @@ absl::StatusOr<std::unique_ptr<JobCgroup>> JobCgroup::Create(const std::string& 
   std::error_code ec;
   std::vector<fs::path> dirs;
   if (*mode == CgroupMode::kV2) {
-    // Under the agent's own group, which systemd delegated to it: the agent moves itself to a leaf
-    // ("agent") first, since a v2 group with processes cannot hand controllers to children.
-    fs::path base = parent.empty() ? root / OwnV2Cgroup() : root / parent;
-    fs::create_directories(base, ec);
-    if (parent.empty() && !ReadText(base / "cgroup.procs").empty()) {
-      fs::create_directories(base / "agent", ec);
-      for (absl::string_view pid : absl::StrSplit(ReadText(base / "cgroup.procs"), '\n', absl::SkipEmpty())) {
-        (void)WriteText(base / "agent" / "cgroup.procs", std::string(pid));
+    // Under the agent's own group, which systemd delegated to it (Delegate=yes): a v2 group with
+    // processes cannot hand controllers to children, so the agent first moves itself into a leaf
+    // ("agent"), then enables the controllers in its group and in `parent` below it.
+    const fs::path own = root / OwnV2Cgroup();
+    if (!ReadText(own / "cgroup.procs").empty()) {
+      fs::create_directories(own / "agent", ec);
+      for (absl::string_view pid : absl::StrSplit(ReadText(own / "cgroup.procs"), '\n', absl::SkipEmpty())) {
+        (void)WriteText(own / "agent" / "cgroup.procs", std::string(pid));
       }
     }
-    if (absl::Status s = WriteText(base / "cgroup.subtree_control", "+memory +pids +cpu"); !s.ok()) return s;
+    if (absl::Status s = WriteText(own / "cgroup.subtree_control", "+memory +pids +cpu"); !s.ok()) return s;
+    const fs::path base = parent.empty() ? own : own / parent;
+    fs::create_directories(base, ec);
+    if (base != own) {
+      if (absl::Status s = WriteText(base / "cgroup.subtree_control", "+memory +pids +cpu"); !s.ok()) return s;
+    }
     dirs.push_back(base / name);
   } else {
     std::set<fs::path> seen;  // cpu and cpuacct are often one mount under two names

@@ -39,8 +39,8 @@ enum class CgroupMode { kV2, kV1 };
 
 class JobCgroup {
  public:
-  // Creates `name` under `parent` (v2: under the agent's own cgroup when `parent` is empty) in every
-  // controller and sets the limits. FAILED_PRECONDITION when no usable hierarchy is mounted at `root`.
+  // Creates `name` under `parent` in every controller (v1: under each controller's root; v2: under
+  // the agent's own, delegated cgroup) and sets the limits. FAILED_PRECONDITION when no usable hierarchy is mounted at `root`.
   static absl::StatusOr<std::unique_ptr<JobCgroup>> Create(const std::string& name, const CgroupLimits& limits,
                                                            const std::filesystem::path& root = "/sys/fs/cgroup",
                                                            const std::string& parent = "tessera");
