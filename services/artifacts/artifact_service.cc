@@ -30,7 +30,8 @@ grpc::Status ArtifactServiceImpl::UploadArtifact(grpc::ServerContext* context, g
   v1::UploadArtifactRequest request;
   if (!reader->Read(&request)) return InvalidArgumentStatus("header: the stream ended before its header");
   if (!request.has_header()) return InvalidArgumentStatus("header: the first message must be the header, not a chunk");
-  const v1::UploadArtifactHeader& header = request.header();
+  // A copy: the chunks are read into `request` below, which destroys the header it held.
+  const v1::UploadArtifactHeader header = request.header();
   v1::ArtifactKind kind = header.kind() == v1::ARTIFACT_KIND_UNSPECIFIED ? v1::ARTIFACT_KIND_FILE : header.kind();
   absl::StatusOr<std::string> account;
   int64_t job_id = 0;
