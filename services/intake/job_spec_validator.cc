@@ -85,6 +85,11 @@ absl::Status ValidateContainer(const v1::ContainerParams& p) {
   if (p.image().size() > 256 || !PrintableAscii(p.image())) {
     return absl::InvalidArgumentError(absl::StrCat(kField, ".image: at most 256 printable characters without spaces"));
   }
+  if (!p.image().empty()) {
+    // Refused here rather than failed on a worker: no agent runs OCI images yet (podman is next).
+    return absl::InvalidArgumentError(
+        absl::StrCat(kField, ".image: no worker runs OCI images yet; leave it empty to run in the workers' process sandbox"));
+  }
   if (p.command_size() < 1 || p.command(0).empty()) {
     return absl::InvalidArgumentError(absl::StrCat(kField, ".command: required: the program and its arguments, as [\"python3\", \"train.py\"]"));
   }

@@ -253,6 +253,7 @@ TEST_CASE("a container spec is checked field by field, naming the field and neve
       {[](v1::ContainerParams& c) { c.set_cpu_cores(1'025); }, "spec.container.cpu_cores must be between 0 and 1024"},
       {[](v1::ContainerParams& c) { c.set_memory_mib((uint64_t{4} << 20) + 1); }, "spec.container.memory_mib must be between"},
       {[](v1::ContainerParams& c) { c.set_image("my image"); }, "spec.container.image: at most 256 printable characters"},
+      {[](v1::ContainerParams& c) { c.set_image("localhost/trainer:1"); }, "spec.container.image: no worker runs OCI images yet"},
   };
   for (const Case& c : cases) {
     v1::SubmitJobRequest r = ValidContainer();
