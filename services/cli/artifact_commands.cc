@@ -10,10 +10,13 @@
 #include <iostream>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "services/artifacts/artifact_service.h"
 #include "services/cli/commands.h"
 #include "services/cli/transfer_progress.h"
 #include "services/common/bundle.h"
+#include "services/common/enum_names.h"
 #include "services/common/sha256.h"
 #include "tessera/v1/artifacts.grpc.pb.h"
 #include "tessera/v1/jobs.grpc.pb.h"
@@ -23,18 +26,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr size_t kChunk = size_t{1} << 20;  // the server's most per message
 constexpr int kDownloadTries = 5;
 
-std::string KindName(v1::ArtifactKind kind) {
-  switch (kind) {
-    case v1::ARTIFACT_KIND_FILE: return "file";
-    case v1::ARTIFACT_KIND_BUNDLE: return "bundle";
-    case v1::ARTIFACT_KIND_OUTPUTS: return "outputs";
-    case v1::ARTIFACT_KIND_CHECKPOINT: return "checkpoint";
-    default: return "?";
-  }
-}
+// "file", "bundle", "outputs", "checkpoint".
+std::string KindName(v1::ArtifactKind kind) { return absl::AsciiStrToLower(StoredName(kind)); }
 
 // A temporary file that is removed with this object.
 struct TempFile {
@@ -69,8 +64,8 @@ grpc::Status Upload(CliContext& ctx, const fs::path& file, const v1::UploadArtif
   TransferProgress progress("uploading", shown, stated.size_bytes());
   std::string* chunk = request.mutable_chunk();
   while (in) {
-    chunk->resize(kChunk);
-    in.read(chunk->data(), static_cast<std::streamsize>(kChunk));
+    chunk->resize(artifacts::kMaxChunkBytes);
+    in.read(chunk->data(), static_cast<std::streamsize>(artifacts::kMaxChunkBytes));
     chunk->resize(static_cast<size_t>(in.gcount()));
     if (chunk->empty()) break;
     if (!writer->Write(request)) break;  // the server ended the call: Finish says why

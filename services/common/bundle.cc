@@ -48,34 +48,29 @@ absl::Status ErrnoError(int error, const std::string& what, const fs::path& path
   return absl::InternalError(absl::StrCat(what, " ", path.string(), ": ", std::strerror(error)));
 }
 
-// A path inside the tree: relative, and no component is "..", "." or empty.
-bool Contained(std::string_view path) {
+// Whether `path` is relative and every component between its slashes passes `ok` (a trailing
+// slash, as a directory entry has, leaves one empty last component, which is not offered).
+template <typename Ok>
+bool RelativeWithParts(std::string_view path, Ok&& ok) {
   if (path.empty() || path.front() == '/') return false;
-  size_t start = 0;
-  while (start <= path.size()) {
-    size_t end = path.find('/', start);
-    if (end == std::string_view::npos) end = path.size();
-    const std::string_view part = path.substr(start, end - start);
-    // A trailing slash (a directory entry) leaves one empty last part, which is fine.
-    if (part == ".." || part == "." || (part.empty() && end != path.size())) return false;
+  for (size_t start = 0; start < path.size();) {
+    const size_t end = std::min(path.find('/', start), path.size());
+    if (!ok(path.substr(start, end - start))) return false;
     start = end + 1;
   }
   return true;
+}
+
+// A path inside the tree: relative, and no component is "..", "." or empty.
+bool Contained(std::string_view path) {
+  return RelativeWithParts(path, [](std::string_view part) { return !part.empty() && part != "." && part != ".."; });
 }
 
 // A symbolic link may only point down its own directory: relative, with no ".." anywhere. Counting
 // ".." against the link's depth is not enough: a link can pass through another link of the same
 // tree ("d -> .", then "x -> d/d/../.."), so only links that never climb are safe to lay down.
 bool TargetContained(std::string_view target) {
-  if (target.empty() || target.front() == '/') return false;
-  size_t start = 0;
-  while (start <= target.size()) {
-    size_t end = target.find('/', start);
-    if (end == std::string_view::npos) end = target.size();
-    if (target.substr(start, end - start) == "..") return false;
-    start = end + 1;
-  }
-  return true;
+  return RelativeWithParts(target, [](std::string_view part) { return part != ".."; });
 }
 
 absl::Status WriteFileData(archive* a, const fs::path& path, int64_t size) {

@@ -1,7 +1,7 @@
 // SHA-256 over bytes that arrive in pieces (an upload's chunks, a file read in blocks), on
-// OpenSSL's EVP, which uses the CPU's SHA extensions where it has them: about 1.1 GB/s here against
-// libsodium's portable 0.25 GB/s, which would make hashing, not the disk or the network, the limit
-// of every artifact transfer. (Short inputs, keys and Merkle nodes, stay on libsodium.)
+// OpenSSL's EVP, which uses the CPU's SHA extensions where it has them: 1 GiB in 0.88 s here against
+// 3.58 s for libsodium's portable code (about 4×), which would make hashing, not the disk or the
+// network, the limit of every artifact transfer. (Short inputs, keys and Merkle nodes, stay on libsodium.)
 //
 //   Sha256 h;  h.Update(chunk); …;  Hash digest = h.Finish();
 #pragma once

@@ -128,8 +128,6 @@ class BwrapProcess final : public SandboxProcess {
     return exit;
   }
 
-  pid_t pid() const override { return pid_; }
-
  private:
   // True once bubblewrap has exited (its status kept); `block` waits for it.
   bool Reap(bool block) {

@@ -156,13 +156,6 @@ JobCgroup::~JobCgroup() {
   for (const fs::path& dir : dirs_) fs::remove(dir, ec);  // rmdir: a cgroup's files go with it
 }
 
-absl::Status JobCgroup::Add(pid_t pid) {
-  for (const std::string& file : procs_files_) {
-    if (absl::Status s = WriteText(file, std::to_string(pid)); !s.ok()) return s;
-  }
-  return absl::OkStatus();
-}
-
 std::vector<pid_t> JobCgroup::Pids() const {
   std::set<pid_t> pids;
   for (const std::string& file : procs_files_) {

@@ -52,9 +52,7 @@ class JobCgroup {
   // The cgroup.procs files a process joins the group by (its pid written to each), in order: what a
   // forked child writes before it execs, so that nothing it starts runs outside.
   const std::vector<std::string>& procs_files() const { return procs_files_; }
-  absl::Status Add(pid_t pid);
   std::vector<pid_t> Pids() const;
-  bool Empty() const { return Pids().empty(); }
   CgroupUsage Usage() const;
   // Sends `sig` to every process in the group but those in `except`.
   void Signal(int sig, const std::vector<pid_t>& except = {});

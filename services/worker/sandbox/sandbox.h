@@ -64,7 +64,6 @@ class SandboxProcess {
   virtual void Stop(std::chrono::milliseconds grace) = 0;
   // Once Wait returned true.
   virtual SandboxExit Exit() const = 0;
-  virtual pid_t pid() const = 0;
 };
 
 class Sandbox {
