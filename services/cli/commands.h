@@ -15,6 +15,8 @@ void AddJobOutputsCommand(CLI::App& job, CliContext& ctx);
 void AddJobCommands(CLI::App& app, CliContext& ctx);
 // Under `job`: watch, which follows a job through server restarts.
 void AddWatchCommand(CLI::App& job, CliContext& ctx);
+// Under `job`: logs, a job's output, followed with -f.
+void AddJobLogsCommand(CLI::App& job, CliContext& ctx);
 // `health [--service S]`: the grpc.health.v1 check, for probes.
 void AddHealthCommand(CLI::App& app, CliContext& ctx);
 // `admin create-key|list-keys|revoke-key`.

@@ -1,4 +1,4 @@
-// `tessera job submit|get|list|cancel|extend|watch`.
+// `tessera job submit|get|list|cancel|extend|watch|outputs|logs`.
 #include <sodium.h>
 
 #include <cstdio>
@@ -235,6 +235,7 @@ void AddJobCommands(CLI::App& app, CliContext& ctx) {
   AddGetListCancel(*job, ctx);
   AddWatchCommand(*job, ctx);
   AddJobOutputsCommand(*job, ctx);
+  AddJobLogsCommand(*job, ctx);
 }
 
 }  // namespace tessera::cli

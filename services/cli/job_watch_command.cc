@@ -4,22 +4,14 @@
 // state change is printed once.
 #include <chrono>
 #include <iostream>
-#include <thread>
 
 #include "services/cli/commands.h"
+#include "services/cli/stream_reconnect.h"
 #include "services/common/job_state_machine.h"
 #include "tessera/v1/jobs.grpc.pb.h"
 
 namespace tessera::cli {
 namespace {
-
-constexpr auto kFirstBackoff = std::chrono::milliseconds(200);
-constexpr auto kMaxBackoff = std::chrono::seconds(5);
-
-// Codes a watch outlives: the server went away or refused for now. Any other error ends the watch.
-bool Transient(const grpc::Status& s) {
-  return s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
-}
 
 void PrintUpdate(const CliContext& ctx, const v1::JobUpdate& update) {
   if (ctx.json()) {
@@ -41,20 +33,18 @@ void PrintUpdate(const CliContext& ctx, const v1::JobUpdate& update) {
 struct WatchState {
   int64_t after_event_id = 0;
   v1::JobState last = v1::JOB_STATE_UNSPECIFIED;
-  bool received = false;  // this stream delivered something: the connection works
 };
 
 // One stream, read to its end.
-grpc::Status WatchOnce(CliContext& ctx, v1::JobService::Stub& stub, int64_t job_id, WatchState& state) {
+grpc::Status WatchOnce(CliContext& ctx, v1::JobService::Stub& stub, int64_t job_id, WatchState& state, bool& received) {
   grpc::ClientContext context;  // no deadline: a watch lasts as long as the job
   v1::WatchJobRequest request;
   request.set_job_id(job_id);
   request.set_after_event_id(state.after_event_id);
   auto reader = stub.WatchJob(&context, request);
   v1::JobUpdate update;
-  state.received = false;
   while (reader->Read(&update)) {
-    state.received = true;
+    received = true;
     if (IsTerminal(state.last)) continue;  // nothing follows a job's end (a server could race one)
     state.last = update.state();
     state.after_event_id = std::max(state.after_event_id, update.event_id());
@@ -77,32 +67,11 @@ void AddWatchCommand(CLI::App& job, CliContext& ctx) {
     std::shared_ptr<grpc::Channel> channel = ctx.Channel();
     auto stub = v1::JobService::NewStub(channel);
     WatchState state;
-    auto outage_ends = std::chrono::steady_clock::now() + std::chrono::milliseconds(*reconnect_for_ms);
-    auto backoff = std::chrono::duration_cast<std::chrono::milliseconds>(kFirstBackoff);
-    bool reported = false;
-    for (;;) {
-      grpc::Status s = WatchOnce(ctx, *stub, *job_id, state);
-      if (s.ok()) break;
-      const auto now = std::chrono::steady_clock::now();
-      if (state.received) {  // the outage starts now
-        outage_ends = now + std::chrono::milliseconds(*reconnect_for_ms);
-        backoff = kFirstBackoff;
-        reported = false;
-      }
-      if (!Transient(s) || now >= outage_ends) {
-        ctx.exit_code = ReportError(s);
-        return;
-      }
-      if (!reported) {
-        std::cerr << "watch: the stream broke (" << s.error_message() << "); reconnecting for up to "
-                  << std::chrono::duration_cast<std::chrono::seconds>(outage_ends - now).count() << " s" << std::endl;
-        reported = true;
-      }
-      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(backoff, outage_ends - now));
-      backoff = std::min<std::chrono::milliseconds>(backoff * 2, kMaxBackoff);
-      // Waits (within the outage) for the channel to connect rather than failing fast again.
-      channel->WaitForConnected(std::chrono::system_clock::now() +
-                                std::min<std::chrono::steady_clock::duration>(kMaxBackoff, outage_ends - std::chrono::steady_clock::now()));
+    const grpc::Status s = ReconnectingStream("watch", *channel, std::chrono::milliseconds(*reconnect_for_ms),
+                                              [&](bool& received) { return WatchOnce(ctx, *stub, *job_id, state, received); });
+    if (!s.ok()) {
+      ctx.exit_code = ReportError(s);
+      return;
     }
     ctx.exit_code = state.last == v1::JOB_STATE_SUCCEEDED ? 0 : 3;
   });

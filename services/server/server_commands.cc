@@ -118,7 +118,7 @@ void AddServerCommands(CLI::App& app, cli::CliContext& ctx) {
                      "Calls served at once (worker streams aside); more are refused RESOURCE_EXHAUSTED, never queued")
       ->check(CLI::Range(4, 100'000));
   server->add_option("--max-watch-streams", options->max_watch_streams,
-                     "WatchJob streams open at once (each holds a call thread); more are refused RESOURCE_EXHAUSTED")
+                     "WatchJob streams, and ReadJobLog followers, open at once (each holds a call thread); more are refused RESOURCE_EXHAUSTED")
       ->check(CLI::Range(0, 100'000));
   server->add_option("--artifact-dir", paths->artifact_dir,
                      "Where the artifact service keeps blobs (servers hosting it must share it; default <data-dir>/artifacts)");
@@ -127,6 +127,9 @@ void AddServerCommands(CLI::App& app, cli::CliContext& ctx) {
   server->add_option("--artifact-quota-bytes", options->artifact_limits.account_quota_bytes,
                      "Bytes each customer account's artifacts may hold")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 55));
+  server->add_option("--max-job-log-bytes", options->log_limits.max_job_log_bytes,
+                     "Log bytes kept per job (all attempts); past it its oldest lines are cut")
+      ->check(CLI::Range(int64_t{1} << 10, int64_t{1} << 40));
   server->add_option("--blob-grace-ms", options->blob_grace_ms,
                      "How long unreferenced artifact bytes are kept before they are deleted")
       ->check(CLI::Range(int64_t{0}, int64_t{30LL * 86'400'000}));

@@ -22,6 +22,7 @@
 #include "services/artifacts/artifact_service.h"
 #include "services/artifacts/blob_collector.h"
 #include "services/artifacts/file_blob_store.h"
+#include "services/logs/log_service.h"
 #include "services/billing/billing_service.h"
 #include "services/billing/settlement.h"
 #include "services/intake/job_service.h"
@@ -74,6 +75,8 @@ struct TesseraServer::Parts {
   std::unique_ptr<artifacts::ArtifactRepository> artifacts;
   std::unique_ptr<artifacts::ArtifactServiceImpl> artifact_service;
   std::unique_ptr<artifacts::BlobCollector> blob_collector;
+  std::unique_ptr<logs::JobLogRepository> job_logs;
+  std::unique_ptr<logs::LogServiceImpl> log_service;
   ReflectionV1Service reflection_v1;
   std::unique_ptr<grpc::Server> grpc_server;
   std::unique_ptr<grpc::Server> worker_grpc_server;  // only with a separate worker port
@@ -249,6 +252,11 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
     serving.push_back(v1::ArtifactService::service_full_name());
     parts->blob_collector =
         std::make_unique<artifacts::BlobCollector>(*parts->artifacts, options.blob_collect_interval_ms, options.blob_grace_ms);
+    // The jobs' logs are their data too: hosted with the artifacts.
+    parts->job_logs = std::make_unique<logs::JobLogRepository>(*parts->db, options.log_limits);
+    parts->log_service = std::make_unique<logs::LogServiceImpl>(*parts->job_logs, *parts->authenticator, options.max_watch_streams);
+    builder.RegisterService(parts->log_service.get());
+    serving.push_back(v1::LogService::service_full_name());
   }
   if (s.contains("scheduler")) {
     // Started by the leader election below: only the leader schedules.

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "services/artifacts/artifact_repository.h"
+#include "services/logs/job_log_repository.h"
 #include "services/intake/job_spec_validator.h"
 #include "services/scheduler/scheduler_host.h"
 
@@ -61,6 +62,9 @@ struct ServerOptions {
   // <data_dir>/artifacts. Servers that all host the artifact service must share it.
   std::filesystem::path artifact_dir;
   artifacts::ArtifactLimits artifact_limits;
+  // A job's stored log lines (past the limit its oldest are cut) and how long after a lease ended its
+  // worker's last lines are still taken. Hosted with the artifacts.
+  logs::LogLimits log_limits;
   // How often unreferenced blobs are looked for, and how long one is kept after it was first seen
   // unreferenced before its bytes are deleted.
   int64_t blob_collect_interval_ms = 60'000;

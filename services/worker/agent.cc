@@ -62,9 +62,11 @@ absl::Status Agent::Connect() {
     std::filesystem::permissions(state, std::filesystem::perms::others_exec, std::filesystem::perm_options::add, ec);
     std::filesystem::permissions(jobs, std::filesystem::perms(0711), ec);
     if (absl::Status probe = sandbox_->Probe(options_.job_uid, options_.job_gid, jobs); probe.ok()) {
-      // Artifacts come from the first server (all-in-one, or the front of a split deployment).
-      artifacts_ = std::make_unique<ArtifactTransfer>(auth::AuthenticatedChannel(servers_.front(), options_.api_key, *credentials));
-      container_host_ = {.sandbox = sandbox_.get(), .artifacts = artifacts_.get(), .jobs_dir = jobs,
+      // Artifacts and logs go to the first server (all-in-one, or the front of a split deployment).
+      const std::shared_ptr<grpc::Channel> data = auth::AuthenticatedChannel(servers_.front(), options_.api_key, *credentials);
+      artifacts_ = std::make_unique<ArtifactTransfer>(data);
+      job_logs_ = MakeGrpcJobLogSink(data);
+      container_host_ = {.sandbox = sandbox_.get(), .artifacts = artifacts_.get(), .logs = job_logs_.get(), .clock = &clock_, .jobs_dir = jobs,
                          .uid = options_.job_uid, .gid = options_.job_gid, .worker_id = 0,
                          .memory_mib_per_gpu = options_.job_memory_mib_per_gpu,
                          .cpu_millicores_per_gpu = options_.job_cpu_millicores_per_gpu, .max_pids = 4'096,

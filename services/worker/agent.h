@@ -132,6 +132,7 @@ class Agent final : public JobReporter {
   // Container jobs: set up by Connect when the sandbox works; the worker id by RegisterOrLoad.
   std::unique_ptr<BwrapSandbox> sandbox_;
   std::unique_ptr<ArtifactTransfer> artifacts_;
+  std::unique_ptr<JobLogSink> job_logs_;
   ContainerHost container_host_;
   RunnerOptions runner_options_;
   std::thread heartbeat_thread_;

@@ -7,24 +7,25 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <deque>
-#include <fstream>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "services/common/bundle.h"
+#include "services/worker/job_output.h"
+#include "services/worker/secret_redactor.h"
 
 namespace tessera::worker {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int kTailLines = 20;
+constexpr auto kOutputDrain = std::chrono::seconds(2);
+// The last lines of a stopped program come after its lease ended: the server takes them for 2 minutes.
+constexpr auto kLogFinish = std::chrono::seconds(30);
 
 // The number after `"key":` in a JSON line, if there is one.
 std::optional<double> NumberAfter(const std::string& line, std::string_view key) {
@@ -54,22 +55,6 @@ std::string ReadTail(const fs::path& path, size_t max_bytes) {
   }
   ::close(fd);
   return out;
-}
-
-// `text` with every secret value, and every line of a multi-line one, replaced.
-std::string Redacted(std::string text, const google::protobuf::Map<std::string, std::string>& secrets) {
-  std::vector<std::pair<std::string, std::string>> replacements;
-  for (const auto& [name, value] : secrets) {
-    if (value.size() >= 4) replacements.emplace_back(value, "<redacted>");
-    for (absl::string_view line : absl::StrSplit(value, '\n')) {
-      line = absl::StripAsciiWhitespace(line);
-      if (line.size() >= 4) replacements.emplace_back(std::string(line), "<redacted>");
-    }
-  }
-  // Longest first, so that a whole secret goes before its lines.
-  std::sort(replacements.begin(), replacements.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
-  for (const auto& [from, to] : replacements) absl::StrReplaceAll({{from, to}}, &text);
-  return text;
 }
 
 absl::Status Errno(std::string_view what, const fs::path& path) {
@@ -156,17 +141,6 @@ void ContainerWorkload::ReadProgress(const fs::path& file) {
   SetProgress(progress);
 }
 
-std::string ContainerWorkload::Tail(const fs::path& log) const {
-  // Redacted before it is cut: a secret across the cut, or on several lines, never shows.
-  const std::string tail = Redacted(ReadTail(log, 64 * 1024), assignment_.spec().container().secrets());
-  std::deque<std::string> lines;
-  for (absl::string_view line : absl::StrSplit(tail, '\n', absl::SkipEmpty())) {
-    lines.emplace_back(line.substr(0, 500));
-    if (lines.size() > kTailLines) lines.pop_front();
-  }
-  return absl::StrJoin(lines, "\n");
-}
-
 absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
   const v1::ContainerParams& c = assignment_.spec().container();
   if (host_.sandbox == nullptr || host_.artifacts == nullptr) {
@@ -207,23 +181,31 @@ absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
   if (absl::Status fetched = Fetch(dir, lease); !fetched.ok()) return fetched;
   if (cancelled()) return absl::CancelledError("cancelled");
 
-  const fs::path log = dir / "output.log";
-  const int log_fd = ::open(log.c_str(), O_CREAT | O_WRONLY | O_APPEND | O_CLOEXEC, 0600);
-  if (log_fd < 0) return Errno("cannot open", log);
+  static const SystemClock system_clock;
+  const Clock& clock = host_.clock != nullptr ? *host_.clock : system_clock;
+  const SecretRedactor redact(c.secrets());
+  std::unique_ptr<JobLogShipper> shipper;
+  if (host_.logs != nullptr) shipper = std::make_unique<JobLogShipper>(*host_.logs, lease, clock, LogShippingOptions{});
+  absl::StatusOr<std::unique_ptr<JobOutput>> output = JobOutput::Open(clock, redact, shipper.get());
+  if (!output.ok()) return output.status();
   const SandboxSpec spec = SpecFor(dir);
-  absl::StatusOr<std::unique_ptr<SandboxProcess>> process = host_.sandbox->Start(spec, log_fd, log_fd);
-  ::close(log_fd);
+  absl::StatusOr<std::unique_ptr<SandboxProcess>> process = host_.sandbox->Start(spec, (*output)->stdout_fd(), (*output)->stderr_fd());
+  (*output)->Started();
   if (!process.ok()) return process.status();
   while (!(*process)->Wait(std::chrono::milliseconds(200))) {
     ReadProgress(dir / "meta" / "progress");
     if (cancelled()) (*process)->Stop(host_.stop_grace);
   }
   ReadProgress(dir / "meta" / "progress");
+  // Every line the program wrote is with the server before its result is: a reader that saw the
+  // job end has seen its output.
+  (*output)->Close(kOutputDrain);
+  if (shipper != nullptr) shipper->Finish(kLogFinish);
   const SandboxExit exit = (*process)->Exit();
   if (cancelled() || exit.stopped) return absl::CancelledError("cancelled");
   if (exit.oom_killed) return absl::ResourceExhaustedError(absl::StrCat("out of memory (limit ", spec.limits.memory_bytes >> 20, " MiB)"));
-  if (exit.signal != 0) return absl::AbortedError(absl::StrCat("killed by signal ", exit.signal, ": ", Tail(log)));
-  if (exit.exit_code != 0) return absl::AbortedError(absl::StrCat("exit code ", exit.exit_code, ": ", Tail(log)));
+  if (exit.signal != 0) return absl::AbortedError(absl::StrCat("killed by signal ", exit.signal, ": ", (*output)->Tail()));
+  if (exit.exit_code != 0) return absl::AbortedError(absl::StrCat("exit code ", exit.exit_code, ": ", (*output)->Tail()));
 
   v1::JobResult result;
   v1::ContainerResult* out = result.mutable_container();

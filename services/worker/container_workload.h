@@ -2,8 +2,10 @@
 // inputs are fetched under the job's lease (digest-checked) into the attempt's directory, mounted
 // read-only at /job/code and /job/inputs; /job/outputs is packed and stored as an OUTPUTS artifact
 // of the job's account when the program exits 0. Progress comes from JSON lines the program writes
-// to $TESSERA_PROGRESS_FILE ({"progress": 0.42, "loss": 1.7}). The program's own failure (an exit
-// code, a signal, its memory limit) is the job's FAILED result with the last lines of its output.
+// to $TESSERA_PROGRESS_FILE ({"progress": 0.42, "loss": 1.7}). Its stdout and stderr go, line by
+// line, to the job's log on the server (JobOutput, JobLogShipper); the last lines are sent before the
+// result. The program's own failure (an exit code, a signal, its memory limit) is the job's FAILED
+// result with the last lines of its output.
 #pragma once
 
 #include <sys/types.h>
@@ -11,7 +13,9 @@
 #include <chrono>
 #include <filesystem>
 
+#include "services/common/clock.h"
 #include "services/worker/artifact_transfer.h"
+#include "services/worker/job_log_shipper.h"
 #include "services/worker/sandbox/sandbox.h"
 #include "services/worker/threaded_workload.h"
 
@@ -21,6 +25,8 @@ namespace tessera::worker {
 struct ContainerHost {
   Sandbox* sandbox = nullptr;
   ArtifactTransfer* artifacts = nullptr;
+  JobLogSink* logs = nullptr;      // where each attempt's output lines go; null: only the error's tail keeps them
+  const Clock* clock = nullptr;    // stamps the output lines
   std::filesystem::path jobs_dir;  // each attempt's directory lives here while it runs
   uid_t uid = 65534;               // the unprivileged user jobs run as
   gid_t gid = 65534;
@@ -44,8 +50,6 @@ class ContainerWorkload final : public ThreadedWorkload {
   absl::Status Fetch(const std::filesystem::path& dir, const v1::JobLease& lease);
   SandboxSpec SpecFor(const std::filesystem::path& dir) const;
   void ReadProgress(const std::filesystem::path& file);
-  // The last lines the program printed, its secrets redacted.
-  std::string Tail(const std::filesystem::path& log) const;
 
   const v1::Assignment assignment_;
   const ContainerHost host_;

@@ -108,3 +108,39 @@ TEST_CASE("a job that leaves links out of /job/outputs, or tries the machine, ge
         "/job/outputs: leak: a symbolic link to '/etc/shadow' cannot be bundled: a link may only point down its own directory");
   CHECK(done.result().container().outputs_digest().empty());
 }
+
+TEST_CASE("a program's stdout and stderr are the job's logs, followed live and read after, its secret redacted", "[e2e][container][logs]") {
+  if (!SandboxHere()) return;
+  Cluster c;
+  c.OpenMarket();
+  c.StartWorker("w1", "1000000");
+  const int64_t job = c.Submit("gpu_count: 1\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 120000\ncontainer:\n"
+                               "  command: [sh, -c, 'for i in $(seq 1 30); do echo \"step $i\"; sleep 0.05; done;"
+                               " echo \"token=$(cat /run/secrets/token)\"; echo careful >&2']\n"
+                               "  secrets: {token: hunter2-s3cret}\n",
+                               "container-logs");
+  // A follower started before the program prints its first line gets every line, once, and ends with the job.
+  testing::ChildProcess follower({kBin + "/tessera", "--server", c.address(), "--api-key-file", c.AdminKeyFile(), "job", "logs",
+                                  std::to_string(job), "-f"},
+                                 c.dir() + "/follow.log");
+  const v1::Job done = c.WaitFor(job, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_SUCCEEDED || j.state() == v1::JOB_STATE_FAILED; },
+                                 60'000);
+  INFO(done.result().error());
+  REQUIRE(done.state() == v1::JOB_STATE_SUCCEEDED);
+  const int status = follower.Wait(30'000);
+  CHECK(status == 0);
+  const std::string followed = ReadAll(c.dir() + "/follow.log");
+  INFO(followed);
+  CHECK_THAT(followed, Catch::StartsWith("── attempt 1 ──\nstep 1\nstep 2\n"));
+  CHECK_THAT(followed, Catch::Contains("step 30\ntoken=<redacted>\n") && Catch::Contains("careful"));
+  CHECK_THAT(followed, !Catch::Contains("hunter2-s3cret"));
+  // Read after: stdout to stdout, stderr to stderr, with timestamps; the last lines only; as JSON.
+  const CommandResult out = c.Cli({"job", "logs", std::to_string(job), "-t"});
+  CHECK_THAT(out.out, Catch::Contains("Z step 1\n") && !Catch::Contains("careful"));
+  const CommandResult both = RunWithStderr({kBin + "/tessera", "--server", c.address(), "--api-key-file", c.AdminKeyFile(), "job", "logs",
+                                            std::to_string(job), "--tail", "2"});
+  CHECK(both.out == "── attempt 1 ──\ntoken=<redacted>\ncareful\n");
+  const CommandResult json = c.Cli({"-o", "json", "job", "logs", std::to_string(job), "--tail", "1"});
+  CHECK_THAT(json.out, Catch::Contains("\"stream\":\"LOG_STREAM_STDERR\"") && Catch::Contains("\"text\":\"careful\""));
+  CHECK(c.Sql("SELECT count(*) FROM job_logs WHERE closed AND job_id = " + std::to_string(job)) == "1");
+}

@@ -19,6 +19,7 @@
 #include "tessera/v1/artifacts.grpc.pb.h"
 #include "tessera/v1/billing.grpc.pb.h"
 #include "tessera/v1/jobs.grpc.pb.h"
+#include "tessera/v1/logs.grpc.pb.h"
 #include "tessera/v1/workers.grpc.pb.h"
 
 namespace tessera::auth {
@@ -51,7 +52,7 @@ TEST_CASE("the access policy names every RPC of the API, and fails closed on oth
   std::set<std::string> api;
   for (const char* service : {v1::JobService::service_full_name(), v1::WorkerService::service_full_name(),
                               v1::BillingService::service_full_name(), v1::AdminService::service_full_name(),
-                              v1::ArtifactService::service_full_name()}) {
+                              v1::ArtifactService::service_full_name(), v1::LogService::service_full_name()}) {
     const auto* d = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(service);
     REQUIRE(d != nullptr);
     for (int i = 0; i < d->method_count(); ++i) api.insert(d->full_name() + "/" + d->method(i)->name());
