@@ -52,7 +52,50 @@ void LockDigest(pqxx::work& tx, const std::string& digest) {
   tx.exec_params("SELECT pg_advisory_xact_lock(hashtextextended('blob ' || $1, 0))", digest);
 }
 
+// A job's checkpoint saved: the newest, and the job keeps only its last kKeptCheckpoints (older
+// ones' artifacts go, unless a kept save has the same bytes).
+void RecordCheckpoint(pqxx::work& tx, int64_t account_id, const NewArtifact& artifact, const std::string& digest,
+                      const std::string& actor_key_id) {
+  tx.exec_params("INSERT INTO job_checkpoints (job_id, attempt, digest, size_bytes) VALUES ($1, $2, $3, $4)", artifact.job_id,
+                 static_cast<int64_t>(artifact.attempt), digest, artifact.size_bytes);
+  tx.exec_params("INSERT INTO audit_log (actor_key_id, action, subject, detail) VALUES (NULLIF($1, ''), 'job.checkpoint', $2, $3)",
+                 actor_key_id, absl::StrCat("job/", artifact.job_id),
+                 absl::StrCat("attempt ", artifact.attempt, " saved ", digest, " (", artifact.size_bytes, " bytes)"));
+  const pqxx::result old = tx.exec_params(
+      "DELETE FROM job_checkpoints WHERE job_id = $1 AND checkpoint_id NOT IN"
+      "   (SELECT checkpoint_id FROM job_checkpoints WHERE job_id = $1 ORDER BY checkpoint_id DESC LIMIT $2) RETURNING digest",
+      artifact.job_id, kKeptCheckpoints);
+  for (const pqxx::row& gone : old) {
+    tx.exec_params(
+        "DELETE FROM artifacts WHERE account_id = $1 AND digest = $2 AND kind = 'CHECKPOINT' AND job_id = $3"
+        "   AND NOT EXISTS (SELECT 1 FROM job_checkpoints k WHERE k.job_id = $3 AND k.digest = $2)",
+        account_id, gone[0].as<std::string>(), artifact.job_id);
+  }
+}
+
 }  // namespace
+
+absl::StatusOr<JobCheckpoint> ArtifactRepository::LatestCheckpoint(int64_t job_id) {
+  return db_.Transact("latest checkpoint", [&](pqxx::work& tx) -> absl::StatusOr<JobCheckpoint> {
+    const pqxx::result job = tx.exec_params("SELECT c.name FROM jobs j JOIN accounts c USING (account_id) WHERE j.job_id = $1", job_id);
+    if (job.empty()) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+    JobCheckpoint out;
+    out.account = job[0][0].as<std::string>();
+    const pqxx::result k = tx.exec_params(
+        "SELECT k.digest, k.attempt, (extract(epoch FROM k.created_at) * 1000)::bigint, a.account_id FROM job_checkpoints k"
+        " JOIN jobs j USING (job_id) JOIN artifacts a ON a.account_id = j.account_id AND a.digest = k.digest"
+        " WHERE k.job_id = $1 ORDER BY k.checkpoint_id DESC LIMIT 1",
+        job_id);
+    if (k.empty()) return out;
+    absl::StatusOr<v1::Artifact> artifact = LoadArtifact(tx, k[0][3].as<int64_t>(), k[0][0].as<std::string>());
+    if (!artifact.ok()) return artifact.status();
+    v1::JobCheckpoint& checkpoint = out.checkpoint.emplace();
+    *checkpoint.mutable_artifact() = *std::move(artifact);
+    checkpoint.set_attempt(k[0][1].as<uint32_t>());
+    checkpoint.set_saved_at_ms(k[0][2].as<int64_t>());
+    return out;
+  });
+}
 
 absl::StatusOr<std::string> ArtifactRepository::Validate(const NewArtifact& artifact) const {
   absl::StatusOr<std::string> digest = ParseDigest(artifact.digest);
@@ -121,6 +164,7 @@ absl::StatusOr<v1::Artifact> ArtifactRepository::Record(const NewArtifact& artif
                      absl::StrCat(kind, " ", artifact.size_bytes, " bytes", artifact.name.empty() ? "" : " name=", artifact.name,
                                   artifact.job_id == 0 ? "" : absl::StrCat(" job=", artifact.job_id)));
     }
+    if (artifact.kind == v1::ARTIFACT_KIND_CHECKPOINT) RecordCheckpoint(tx, *account_id, artifact, digest, actor_key_id);
     return LoadArtifact(tx, *account_id, digest);
   });
   if (!recorded.ok() && committed) {
@@ -225,13 +269,16 @@ absl::StatusOr<int64_t> ArtifactRepository::UsedBytes(const std::string& account
   });
 }
 
-absl::StatusOr<LeasedJob> ArtifactRepository::LeasedBy(int64_t provider_account_id, const v1::JobLease& lease) {
+absl::StatusOr<LeasedJob> ArtifactRepository::LeasedBy(int64_t provider_account_id, const v1::JobLease& lease,
+                                                      std::chrono::seconds ended_within) {
   return db_.Transact("leased job", [&](pqxx::work& tx) -> absl::StatusOr<LeasedJob> {
     const pqxx::result r = tx.exec_params(
         "SELECT c.name, j.spec FROM assignments a JOIN workers w ON w.worker_id = a.worker_id JOIN jobs j ON j.job_id = a.job_id"
         " JOIN accounts c ON c.account_id = j.account_id"
-        " WHERE a.job_id = $1 AND a.attempt = $2 AND a.worker_id = $3 AND a.state = 'LIVE' AND w.provider_account_id = $4",
-        lease.job_id(), static_cast<int64_t>(lease.attempt()), lease.worker_id(), provider_account_id);
+        " WHERE a.job_id = $1 AND a.attempt = $2 AND a.worker_id = $3 AND w.provider_account_id = $4"
+        "   AND (a.state = 'LIVE' OR ($5 > 0 AND a.ended_at > now() - make_interval(secs => $5)))",
+        lease.job_id(), static_cast<int64_t>(lease.attempt()), lease.worker_id(), provider_account_id,
+        static_cast<double>(ended_within.count()));
     if (r.empty()) {
       return absl::PermissionDeniedError(absl::StrCat("worker ", lease.worker_id(), " of this provider holds no live lease on job ",
                                                       lease.job_id(), " attempt ", lease.attempt()));
@@ -260,8 +307,10 @@ absl::StatusOr<bool> ArtifactRepository::JobMayRead(const std::string& account, 
   return db_.Transact("job checkpoint", [&](pqxx::work& tx) -> absl::StatusOr<bool> {
     absl::StatusOr<int64_t> account_id = CustomerId(tx, account);
     if (!account_id.ok()) return account_id.status();
-    return !tx.exec_params("SELECT 1 FROM artifacts WHERE account_id = $1 AND digest = $2 AND job_id = $3 AND kind = 'CHECKPOINT'",
-                           *account_id, *wanted, job_id)
+    // One of the job's saves that the account still holds.
+    return !tx.exec_params("SELECT 1 FROM job_checkpoints k JOIN artifacts a ON a.digest = k.digest AND a.account_id = $1"
+                           " WHERE k.job_id = $2 AND k.digest = $3",
+                           *account_id, job_id, *wanted)
                 .empty();
   });
 }

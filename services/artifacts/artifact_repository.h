@@ -9,7 +9,9 @@
 //   absl::StatusOr<v1::Artifact> a = repo.Record(upload, *writer, actor_key_id);
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,7 +36,17 @@ struct NewArtifact {
   std::string name;
   v1::ArtifactKind kind = v1::ARTIFACT_KIND_FILE;
   int64_t job_id = 0;
+  uint32_t attempt = 0;  // a checkpoint's: the attempt that saved it
 };
+
+// A job's newest checkpoint, if it has one, and whose job it is.
+struct JobCheckpoint {
+  std::string account;
+  std::optional<v1::JobCheckpoint> checkpoint;
+};
+
+// How many saves of its checkpoints a job keeps (the newest).
+inline constexpr int kKeptCheckpoints = 2;
 
 // A job as the worker holding its lease may use it: whose artifacts, and what its spec names.
 struct LeasedJob {
@@ -69,9 +81,13 @@ class ArtifactRepository {
   // One pass of the collector: blobs no artifact refers to are marked doomed; those marked at least
   // `grace_ms` ago (and still unreferenced) are deleted with their files. Returns how many.
   absl::StatusOr<int> CollectGarbage(int64_t grace_ms);
-  // The job of `lease` if a worker of provider `provider_account_id` holds that lease live;
-  // PERMISSION_DENIED otherwise (no such lease, ended, or another provider's worker).
-  absl::StatusOr<LeasedJob> LeasedBy(int64_t provider_account_id, const v1::JobLease& lease);
+  // The job of `lease` if a worker of provider `provider_account_id` holds that lease live (or held
+  // it until less than `ended_within` ago); PERMISSION_DENIED otherwise (no such lease, ended, or
+  // another provider's worker).
+  absl::StatusOr<LeasedJob> LeasedBy(int64_t provider_account_id, const v1::JobLease& lease,
+                                     std::chrono::seconds ended_within = std::chrono::seconds(0));
+  // The job's newest checkpoint (none: nullopt); NOT_FOUND for no such job.
+  absl::StatusOr<JobCheckpoint> LatestCheckpoint(int64_t job_id);
   // Whether `job_id` of `account` may read `digest`: its spec names it (an input or the code), or
   // it is one of the job's own checkpoints.
   absl::StatusOr<bool> JobMayRead(const std::string& account, int64_t job_id, const v1::JobSpec& spec, std::string_view digest);

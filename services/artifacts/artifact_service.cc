@@ -22,6 +22,8 @@ absl::Status InHeader(const absl::Status& status) {
   return absl::InvalidArgumentError(absl::StrCat("header.", status.message()));
 }
 
+constexpr auto kCheckpointGrace = std::chrono::seconds(120);
+
 }  // namespace
 
 grpc::Status ArtifactServiceImpl::UploadArtifact(grpc::ServerContext* context, grpc::ServerReader<v1::UploadArtifactRequest>* reader,
@@ -35,15 +37,19 @@ grpc::Status ArtifactServiceImpl::UploadArtifact(grpc::ServerContext* context, g
   v1::ArtifactKind kind = header.kind() == v1::ARTIFACT_KIND_UNSPECIFIED ? v1::ARTIFACT_KIND_FILE : header.kind();
   absl::StatusOr<std::string> account;
   int64_t job_id = 0;
+  uint32_t attempt = 0;
   if (caller->role == v1::ROLE_PROVIDER) {
     // A worker writes a job's outputs or checkpoint, for the job's customer, under its lease.
     if (kind != v1::ARTIFACT_KIND_OUTPUTS && kind != v1::ARTIFACT_KIND_CHECKPOINT) {
       return InvalidArgumentStatus("header.kind: a worker uploads OUTPUTS or CHECKPOINT");
     }
-    absl::StatusOr<LeasedJob> job = artifacts_.LeasedBy(caller->account_id, header.lease());
+    // A stopped program saves its checkpoint in its grace period, after its lease ended.
+    const auto grace = kind == v1::ARTIFACT_KIND_CHECKPOINT ? kCheckpointGrace : std::chrono::seconds(0);
+    absl::StatusOr<LeasedJob> job = artifacts_.LeasedBy(caller->account_id, header.lease(), grace);
     if (!job.ok()) return ToGrpcStatus(job.status());
     account = job->account;
     job_id = header.lease().job_id();
+    attempt = header.lease().attempt();
   } else {
     if (header.has_lease()) return InvalidArgumentStatus("header.lease: only a worker's key names a lease");
     account = ActingAccount(*caller, header.account(), "header.account");
@@ -57,7 +63,7 @@ grpc::Status ArtifactServiceImpl::UploadArtifact(grpc::ServerContext* context, g
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return InvalidArgumentStatus("header.name: no control characters");
   }
   const NewArtifact artifact{.account = *account, .digest = header.digest(), .size_bytes = header.size_bytes(),
-                             .name = header.name(), .kind = kind, .job_id = job_id};
+                             .name = header.name(), .kind = kind, .job_id = job_id, .attempt = attempt};
   // Before a byte is read: the limits and the quota.
   if (absl::Status admitted = artifacts_.Admit(artifact); !admitted.ok()) return ToGrpcStatus(InHeader(admitted));
   absl::StatusOr<std::unique_ptr<BlobWriter>> writer = blobs_.Create();
@@ -164,6 +170,28 @@ grpc::Status ArtifactServiceImpl::DeleteArtifact(grpc::ServerContext* context, c
   absl::StatusOr<std::string> account = ActingAccount(*caller, request->account(), "account");
   if (!account.ok()) return ToGrpcStatus(account.status());
   return ToGrpcStatus(artifacts_.Delete(*account, request->digest(), caller->key_id));
+}
+
+grpc::Status ArtifactServiceImpl::GetJobCheckpoint(grpc::ServerContext* context, const v1::GetJobCheckpointRequest* request,
+                                                   v1::JobCheckpoint* response) {
+  TESSERA_AUTHORIZE(auth_, context, caller, "tessera.v1.ArtifactService/GetJobCheckpoint");
+  int64_t job_id = request->job_id();
+  if (caller->role == v1::ROLE_PROVIDER) {
+    absl::StatusOr<LeasedJob> job = artifacts_.LeasedBy(caller->account_id, request->lease());
+    if (!job.ok()) return ToGrpcStatus(job.status());
+    job_id = request->lease().job_id();
+  } else {
+    if (request->has_lease()) return InvalidArgumentStatus("lease: only a worker's key names a lease");
+    if (job_id <= 0) return InvalidArgumentStatus(absl::StrCat("job_id: a job's id (1 or more), got ", job_id));
+  }
+  absl::StatusOr<JobCheckpoint> latest = artifacts_.LatestCheckpoint(job_id);
+  if (latest.ok() && caller->role != v1::ROLE_PROVIDER && !auth::MaySee(*caller, latest->account)) {
+    latest = absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  }
+  if (!latest.ok()) return ToGrpcStatus(latest.status());
+  if (!latest->checkpoint) return ToGrpcStatus(absl::NotFoundError(absl::StrCat("job ", job_id, " has saved no checkpoint")));
+  *response = *std::move(latest->checkpoint);
+  return grpc::Status::OK;
 }
 
 }  // namespace tessera::artifacts

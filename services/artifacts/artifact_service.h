@@ -25,6 +25,7 @@ class ArtifactServiceImpl final : public v1::ArtifactService::Service {
   grpc::Status GetArtifact(grpc::ServerContext*, const v1::GetArtifactRequest*, v1::Artifact*) override;
   grpc::Status ListArtifacts(grpc::ServerContext*, const v1::ListArtifactsRequest*, v1::ListArtifactsResponse*) override;
   grpc::Status DeleteArtifact(grpc::ServerContext*, const v1::DeleteArtifactRequest*, v1::DeleteArtifactResponse*) override;
+  grpc::Status GetJobCheckpoint(grpc::ServerContext*, const v1::GetJobCheckpointRequest*, v1::JobCheckpoint*) override;
 
  private:
   ArtifactRepository& artifacts_;

@@ -55,6 +55,7 @@ constexpr std::array kPolicy = {
     MethodAccess{"tessera.v1.ArtifactService/GetArtifact", true, false},
     MethodAccess{"tessera.v1.ArtifactService/ListArtifacts", true, false},
     MethodAccess{"tessera.v1.ArtifactService/DeleteArtifact", true, false},
+    MethodAccess{"tessera.v1.ArtifactService/GetJobCheckpoint", true, true},
     // A worker's lines, under its lease (the handler checks it); a customer reads its own jobs'.
     MethodAccess{"tessera.v1.LogService/AppendJobLog", false, true},
     MethodAccess{"tessera.v1.LogService/ReadJobLog", true, false},

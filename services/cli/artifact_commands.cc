@@ -228,12 +228,32 @@ void Get(CliContext& ctx, const std::string& digest, const std::string& account,
 }  // namespace
 
 void AddJobOutputsCommand(CLI::App& job, CliContext& ctx) {
-  auto* outputs = job.add_subcommand("outputs", "Download a finished container job's /job/outputs into a directory (digest-checked)");
+  auto* outputs = job.add_subcommand(
+      "outputs", "Download a finished container job's /job/outputs (or --checkpoint: its newest checkpoint) into a directory, digest-checked");
   auto job_id = std::make_shared<int64_t>(0);
   auto dir = std::make_shared<std::string>();
   outputs->add_option("job_id", *job_id)->required();
-  outputs->add_option("-o,--output-dir", *dir, "Where to unpack them (default ./job-<id>-outputs)");
-  outputs->callback([&ctx, job_id, dir] {
+  auto checkpoint = std::make_shared<bool>(false);
+  outputs->add_option("-o,--output-dir", *dir, "Where to unpack them (default ./job-<id>-outputs, or -checkpoint)");
+  outputs->add_flag("--checkpoint", *checkpoint, "The job's newest saved /job/checkpoints instead (while it runs, or after)");
+  outputs->callback([&ctx, job_id, dir, checkpoint] {
+    if (*checkpoint) {
+      v1::GetJobCheckpointRequest request;
+      request.set_job_id(*job_id);
+      v1::JobCheckpoint saved;
+      grpc::Status s = v1::ArtifactService::NewStub(ctx.Channel())->GetJobCheckpoint(ctx.Call().get(), request, &saved);
+      if (!s.ok()) {
+        ctx.exit_code = ReportError(s);
+        return;
+      }
+      if (!ctx.json()) {
+        std::cout << "checkpoint of job " << *job_id << " saved by attempt " << saved.attempt() << " at " << UtcTime(saved.saved_at_ms())
+                  << std::endl;
+      }
+      Get(ctx, saved.artifact().digest(), saved.artifact().account(), "",
+          dir->empty() ? absl::StrCat("job-", *job_id, "-checkpoint") : *dir);
+      return;
+    }
     v1::GetJobRequest request;
     request.set_job_id(*job_id);
     v1::Job job;

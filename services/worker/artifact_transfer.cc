@@ -83,4 +83,16 @@ absl::StatusOr<v1::Artifact> ArtifactTransfer::Upload(const v1::JobLease& lease,
   return artifact;
 }
 
+absl::StatusOr<std::optional<v1::JobCheckpoint>> ArtifactTransfer::LatestCheckpoint(const v1::JobLease& lease) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  v1::GetJobCheckpointRequest request;
+  *request.mutable_lease() = lease;
+  v1::JobCheckpoint checkpoint;
+  const grpc::Status s = stub_->GetJobCheckpoint(&context, request, &checkpoint);
+  if (s.error_code() == grpc::StatusCode::NOT_FOUND) return std::nullopt;
+  if (!s.ok()) return FromGrpc(s, absl::StrCat("the checkpoint of job ", lease.job_id()));
+  return checkpoint;
+}
+
 }  // namespace tessera::worker

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -26,6 +27,8 @@ class ArtifactTransfer {
   // `file` stored as the job's `kind` (OUTPUTS or CHECKPOINT) artifact.
   absl::StatusOr<v1::Artifact> Upload(const v1::JobLease& lease, const std::filesystem::path& file, v1::ArtifactKind kind,
                                       const std::string& name);
+  // The job's newest checkpoint; nullopt when it has saved none.
+  absl::StatusOr<std::optional<v1::JobCheckpoint>> LatestCheckpoint(const v1::JobLease& lease);
 
  private:
   std::unique_ptr<v1::ArtifactService::Stub> stub_;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <future>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -14,7 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "spdlog/spdlog.h"
 #include "services/common/bundle.h"
+#include "services/worker/checkpoint_saver.h"
 #include "services/worker/job_output.h"
 #include "services/worker/secret_redactor.h"
 
@@ -90,7 +93,24 @@ absl::Status ContainerWorkload::Fetch(const fs::path& dir, const v1::JobLease& l
   return absl::OkStatus();
 }
 
-SandboxSpec ContainerWorkload::SpecFor(const fs::path& dir) const {
+absl::StatusOr<std::optional<v1::JobCheckpoint>> ContainerWorkload::Restore(const fs::path& dir, const v1::JobLease& lease) {
+  absl::StatusOr<std::optional<v1::JobCheckpoint>> latest = host_.artifacts->LatestCheckpoint(lease);
+  if (!latest.ok() || !latest->has_value()) return latest;
+  const fs::path download = dir / "download.part";
+  absl::StatusOr<v1::Artifact> got = host_.artifacts->Download(lease, (*latest)->artifact().digest(), download, &cancel_flag());
+  if (!got.ok()) return got.status();
+  absl::StatusOr<BundleStats> unpacked = UnpackBundle(download, dir / "checkpoints", {});
+  if (!unpacked.ok()) return absl::DataLossError(absl::StrCat("checkpoint ", got->digest(), ": ", unpacked.status().message()));
+  std::error_code ec;
+  fs::remove(download, ec);
+  // The program replaces and deletes what it restored.
+  for (fs::recursive_directory_iterator it(dir / "checkpoints", ec), end; !ec && it != end; it.increment(ec)) {
+    if (::lchown(it->path().c_str(), host_.uid, host_.gid) != 0) return Errno("chown", it->path());
+  }
+  return latest;
+}
+
+SandboxSpec ContainerWorkload::SpecFor(const fs::path& dir, const std::optional<v1::JobCheckpoint>& restored) const {
   const v1::ContainerParams& c = assignment_.spec().container();
   const int64_t gpus = std::max(1, assignment_.gpu_indexes_size());
   SandboxSpec spec;
@@ -100,6 +120,8 @@ SandboxSpec ContainerWorkload::SpecFor(const fs::path& dir) const {
   spec.env["TESSERA_JOB_ID"] = std::to_string(assignment_.job_id());
   spec.env["TESSERA_ATTEMPT"] = std::to_string(assignment_.attempt());
   spec.env["TESSERA_PROGRESS_FILE"] = "/job/.tessera/progress";
+  spec.env["TESSERA_CHECKPOINT_DIR"] = "/job/checkpoints";
+  if (restored) spec.env["TESSERA_RESTORED_CHECKPOINT"] = restored->artifact().digest();
   std::vector<std::string> visible;
   for (uint32_t index : assignment_.gpu_indexes()) {
     visible.push_back(std::to_string(index));
@@ -118,6 +140,7 @@ SandboxSpec ContainerWorkload::SpecFor(const fs::path& dir) const {
   spec.mounts = {{.host = dir / "code", .inside = "/job/code", .writable = false},
                  {.host = dir / "inputs", .inside = "/job/inputs", .writable = false},
                  {.host = dir / "outputs", .inside = "/job/outputs", .writable = true},
+                 {.host = dir / "checkpoints", .inside = "/job/checkpoints", .writable = true},
                  {.host = dir / "meta", .inside = "/job/.tessera", .writable = true}};
   spec.network = c.network() && host_.network_allowed;
   spec.uid = host_.uid;
@@ -157,7 +180,7 @@ absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
   fs::create_directories(host_.jobs_dir, ec);
   fs::permissions(host_.jobs_dir, fs::perms(0711), ec);
   fs::remove_all(dir, ec);
-  for (const char* sub : {"code", "inputs", "outputs", "meta"}) {
+  for (const char* sub : {"code", "inputs", "outputs", "checkpoints", "meta"}) {
     fs::create_directories(dir / sub, ec);
     if (ec) return absl::InternalError(absl::StrCat("cannot create ", (dir / sub).string(), ": ", ec.message()));
   }
@@ -169,7 +192,7 @@ absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
     }
   } cleanup{dir};
   fs::permissions(dir, fs::perms(0755), ec);
-  for (const char* writable : {"outputs", "meta"}) {
+  for (const char* writable : {"outputs", "checkpoints", "meta"}) {
     if (::chown((dir / writable).c_str(), host_.uid, host_.gid) != 0) return Errno("chown", dir / writable);
   }
   v1::JobLease lease;
@@ -179,6 +202,9 @@ absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
                           ? assignment_.node_worker_ids(static_cast<int>(assignment_.node_rank()))
                           : host_.worker_id);
   if (absl::Status fetched = Fetch(dir, lease); !fetched.ok()) return fetched;
+  // A requeued attempt, on whatever worker, starts from the job's newest checkpoint.
+  absl::StatusOr<std::optional<v1::JobCheckpoint>> restored = Restore(dir, lease);
+  if (!restored.ok()) return restored.status();
   if (cancelled()) return absl::CancelledError("cancelled");
 
   static const SystemClock system_clock;
@@ -188,21 +214,51 @@ absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
   if (host_.logs != nullptr) shipper = std::make_unique<JobLogShipper>(*host_.logs, lease, clock, LogShippingOptions{});
   absl::StatusOr<std::unique_ptr<JobOutput>> output = JobOutput::Open(clock, redact, shipper.get());
   if (!output.ok()) return output.status();
-  const SandboxSpec spec = SpecFor(dir);
+  CheckpointSaver saver(*host_.artifacts, lease, dir / "checkpoints", dir / "snapshot",
+                        absl::StrCat("checkpoint of job ", assignment_.job_id(), " attempt ", assignment_.attempt()), host_.max_outputs_bytes);
+  auto note = [&](const std::string& text) {
+    if (shipper != nullptr) shipper->AddSystemLine(text);
+  };
+  if (*restored) {
+    saver.MarkSaved();  // what was restored is not stored again
+    note(absl::StrCat("restored checkpoint ", (*restored)->artifact().digest(), " (", (*restored)->artifact().size_bytes(),
+                      " bytes) saved by attempt ", (*restored)->attempt()));
+  }
+  auto saved = [&](const absl::StatusOr<std::optional<v1::Artifact>>& s) {
+    if (!s.ok()) {
+      spdlog::warn("job {} attempt {}: checkpoint not saved: {}", assignment_.job_id(), assignment_.attempt(), std::string(s.status().message()));
+      note(absl::StrCat("checkpoint not saved: ", s.status().message()));
+    } else if (s->has_value()) {
+      note(absl::StrCat("checkpoint saved: ", (*s)->digest(), " (", (*s)->size_bytes(), " bytes)"));
+    }
+  };
+  const SandboxSpec spec = SpecFor(dir, *restored);
   absl::StatusOr<std::unique_ptr<SandboxProcess>> process = host_.sandbox->Start(spec, (*output)->stdout_fd(), (*output)->stderr_fd());
   (*output)->Started();
   if (!process.ok()) return process.status();
+  const auto interval = std::chrono::seconds(c.checkpoint_interval_s());
+  auto next_save = std::chrono::steady_clock::now() + interval;
+  std::future<absl::StatusOr<std::optional<v1::Artifact>>> saving;  // a save runs beside the program
   while (!(*process)->Wait(std::chrono::milliseconds(200))) {
     ReadProgress(dir / "meta" / "progress");
     if (cancelled()) (*process)->Stop(host_.stop_grace);
+    if (saving.valid() && saving.wait_for(std::chrono::seconds(0)) == std::future_status::ready) saved(saving.get());
+    if (interval.count() > 0 && !saving.valid() && std::chrono::steady_clock::now() >= next_save && !cancelled()) {
+      saving = std::async(std::launch::async, [&saver] { return saver.Save(); });
+      next_save = std::chrono::steady_clock::now() + interval;
+    }
   }
   ReadProgress(dir / "meta" / "progress");
+  if (saving.valid()) saved(saving.get());
+  const SandboxExit exit = (*process)->Exit();
+  const bool stopped = cancelled() || exit.stopped;
+  // A stopped program (preempted, drained, cancelled) saved what it could in its grace period.
+  if (stopped) saved(saver.Save());
   // Every line the program wrote is with the server before its result is: a reader that saw the
   // job end has seen its output.
   (*output)->Close(kOutputDrain);
   if (shipper != nullptr) shipper->Finish(kLogFinish);
-  const SandboxExit exit = (*process)->Exit();
-  if (cancelled() || exit.stopped) return absl::CancelledError("cancelled");
+  if (stopped) return absl::CancelledError("cancelled");
   if (exit.oom_killed) return absl::ResourceExhaustedError(absl::StrCat("out of memory (limit ", spec.limits.memory_bytes >> 20, " MiB)"));
   if (exit.signal != 0) return absl::AbortedError(absl::StrCat("killed by signal ", exit.signal, ": ", (*output)->Tail()));
   if (exit.exit_code != 0) return absl::AbortedError(absl::StrCat("exit code ", exit.exit_code, ": ", (*output)->Tail()));

@@ -4,14 +4,18 @@
 // of the job's account when the program exits 0. Progress comes from JSON lines the program writes
 // to $TESSERA_PROGRESS_FILE ({"progress": 0.42, "loss": 1.7}). Its stdout and stderr go, line by
 // line, to the job's log on the server (JobOutput, JobLogShipper); the last lines are sent before the
-// result. The program's own failure (an exit code, a signal, its memory limit) is the job's FAILED
-// result with the last lines of its output.
+// result. /job/checkpoints is saved every checkpoint_interval_s and when the program is stopped
+// (CheckpointSaver: only what the program committed by a rename), and a requeued attempt starts
+// with the newest save restored there ($TESSERA_RESTORED_CHECKPOINT names it). The program's own
+// failure (an exit code, a signal, its memory limit) is the job's FAILED result with the last lines
+// of its output.
 #pragma once
 
 #include <sys/types.h>
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 
 #include "services/common/clock.h"
 #include "services/worker/artifact_transfer.h"
@@ -48,7 +52,9 @@ class ContainerWorkload final : public ThreadedWorkload {
  private:
   absl::StatusOr<v1::JobResult> Run() override;
   absl::Status Fetch(const std::filesystem::path& dir, const v1::JobLease& lease);
-  SandboxSpec SpecFor(const std::filesystem::path& dir) const;
+  // The job's newest checkpoint unpacked into the attempt's checkpoints directory, if it has one.
+  absl::StatusOr<std::optional<v1::JobCheckpoint>> Restore(const std::filesystem::path& dir, const v1::JobLease& lease);
+  SandboxSpec SpecFor(const std::filesystem::path& dir, const std::optional<v1::JobCheckpoint>& restored) const;
   void ReadProgress(const std::filesystem::path& file);
 
   const v1::Assignment assignment_;

@@ -76,6 +76,14 @@ void JobLogShipper::Add(std::vector<v1::LogLine> lines) {
   if (held_bytes_ >= kEagerBytes) wake_.notify_all();
 }
 
+void JobLogShipper::AddSystemLine(std::string text) {
+  std::vector<v1::LogLine> lines(1);
+  lines[0].set_time_ms(clock_.NowMs());
+  lines[0].set_stream(v1::LOG_STREAM_SYSTEM);
+  lines[0].set_text("[tessera] " + std::move(text));
+  Add(std::move(lines));
+}
+
 bool JobLogShipper::SendBatch(bool finishing) {
   v1::AppendJobLogRequest request;
   {

@@ -46,6 +46,8 @@ class JobLogShipper {
   ~JobLogShipper();  // as Finish(0)
 
   void Add(std::vector<v1::LogLine> lines);
+  // A line from Tessera itself (a checkpoint restored or saved), among the program's.
+  void AddSystemLine(std::string text);
   // Sends what is held, the last batch marked final, trying for up to `deadline`; true once the
   // server has every line. Stops the thread; later Adds are ignored.
   bool Finish(std::chrono::milliseconds deadline);

@@ -5,7 +5,10 @@
 // ../shared/tools/fresh-debian), the agent offers no container jobs, and the test says SKIPPED.
 #include <catch2/catch.hpp>
 
+#include <csignal>
 #include <cstdlib>
+#include <filesystem>
+#include <thread>
 
 #include "services/worker/sandbox/bwrap_sandbox.h"
 #include "tests/support/e2e_cluster.h"
@@ -143,4 +146,60 @@ TEST_CASE("a program's stdout and stderr are the job's logs, followed live and r
   const CommandResult json = c.Cli({"-o", "json", "job", "logs", std::to_string(job), "--tail", "1"});
   CHECK_THAT(json.out, Catch::Contains("\"stream\":\"LOG_STREAM_STDERR\"") && Catch::Contains("\"text\":\"careful\""));
   CHECK(c.Sql("SELECT count(*) FROM job_logs WHERE closed AND job_id = " + std::to_string(job)) == "1");
+}
+
+TEST_CASE("a lost worker costs a job only the steps since its last checkpoint: the next attempt resumes from it", "[e2e][container][checkpoints]") {
+  if (!SandboxHere()) return;
+  Cluster c;
+  c.OpenMarket();
+  c.StartWorker("w1", "1000000");
+  WriteAll(c.dir() + "/src/train.py",
+           "import os, time\n"
+           "d = os.environ['TESSERA_CHECKPOINT_DIR']\n"
+           "step = int(open(d + '/step').read()) if os.path.exists(d + '/step') else 0\n"
+           "print('resumed' if os.path.exists(d + '/step') else 'fresh', 'at step', step,\n"
+           "      'restored', os.environ.get('TESSERA_RESTORED_CHECKPOINT', 'none'), flush=True)\n"
+           "if os.path.exists(d + '/half.pt.tmp'): print('HALF-WRITTEN CHECKPOINT RESTORED', flush=True)\n"
+           "open(d + '/half.pt.tmp', 'w').write('never committed')\n"
+           "while step < 60:\n"
+           "    time.sleep(0.1)\n"
+           "    step += 1\n"
+           "    with open(d + '/step.tmp', 'w') as f: f.write(str(step))\n"
+           "    os.replace(d + '/step.tmp', d + '/step')\n"
+           "    print('step', step, flush=True)\n"
+           "open('/job/outputs/final', 'w').write(str(step))\n");
+  const std::string code = Field(c.Cli({"artifact", "put", c.dir() + "/src", "--name", "code", "--account", "acme"}).out, "sha256:");
+  const int64_t job = c.Submit("gpu_count: 1\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 120000\ncontainer:\n"
+                               "  command: [python3, /job/code/train.py]\n  code: '" + code + "'\n  checkpoint_interval_s: 1\n",
+                               "container-resume");
+  const std::string id = std::to_string(job);
+  // Mid-training, with at least one checkpoint saved, the worker dies without a word.
+  for (int i = 0; i < 300 && c.Sql("SELECT count(*) FROM job_checkpoints WHERE job_id = " + id) == "0"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  REQUIRE(c.Sql("SELECT count(*) FROM job_checkpoints WHERE job_id = " + id) != "0");
+  c.worker("w1").Signal(SIGKILL);
+  c.worker("w1").Wait(10'000);
+  c.StartWorker("w2", "1000000");
+  const v1::Job done = c.WaitFor(job, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_SUCCEEDED || j.state() == v1::JOB_STATE_FAILED; },
+                                 90'000);
+  INFO(done.result().error());
+  REQUIRE(done.state() == v1::JOB_STATE_SUCCEEDED);
+  CHECK(done.attempt() == 2);
+  const std::string logs = c.Cli({"job", "logs", id}).out;
+  INFO(logs);
+  CHECK_THAT(logs, Catch::Contains("── attempt 1 ──\nfresh at step 0 restored none\n"));
+  CHECK_THAT(logs, Catch::Contains("[tessera] checkpoint saved: sha256:"));
+  CHECK_THAT(logs, Catch::Contains("── attempt 2 ──\n[tessera] restored checkpoint sha256:"));
+  CHECK_THAT(logs, Catch::Contains("resumed at step ") && Catch::Contains("step 60\n"));
+  CHECK_THAT(logs, !Catch::Contains("HALF-WRITTEN"));
+  // Attempt 2 started where the checkpoint left attempt 1, not from 0.
+  const size_t at = logs.find("resumed at step ");
+  REQUIRE(at != std::string::npos);
+  CHECK(std::stoi(logs.substr(at + 16)) > 0);
+  // The newest checkpoint, downloadable by the customer, holds only what was committed.
+  const CommandResult got = c.Cli({"job", "outputs", id, "--checkpoint", "-o", c.dir() + "/ckpt"});
+  CHECK_THAT(got.out, Catch::Contains("checkpoint of job " + id + " saved by attempt"));
+  CHECK(std::filesystem::exists(c.dir() + "/ckpt/step"));
+  CHECK_FALSE(std::filesystem::exists(c.dir() + "/ckpt/half.pt.tmp"));
 }

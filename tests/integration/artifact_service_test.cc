@@ -358,3 +358,87 @@ TEST_CASE("a worker reads a job's inputs and writes its outputs only under a liv
   CHECK(download(lease, DigestOf(input), &got).error_code() == grpc::StatusCode::PERMISSION_DENIED);
   CHECK(upload_outputs(lease, Bytes(10, 'x'), &recorded).error_code() == grpc::StatusCode::PERMISSION_DENIED);
 }
+
+TEST_CASE("a job's checkpoints: saved under the lease (and in the grace after it), the newest two kept, read by its next attempt and its customer",
+          "[integration][artifacts][checkpoints]") {
+  ArtifactServer s(3'600'000, {"intake", "scheduler", "billing", "artifacts"});
+  v1::DepositRequest deposit;
+  deposit.set_account("acme");
+  deposit.set_amount_utok(10'000'000);
+  deposit.set_idempotency_key("d");
+  v1::Transfer transfer;
+  REQUIRE(v1::BillingService::NewStub(s.admin)->Deposit(Ctx().get(), deposit, &transfer).ok());
+  v1::SubmitJobRequest submit = SleepRequest("c1", 2'000'000);
+  submit.mutable_spec()->clear_kind();
+  submit.mutable_spec()->mutable_container()->add_command("python3");
+  v1::SubmitJobResponse submitted;
+  REQUIRE(v1::JobService::NewStub(s.admin)->SubmitJob(Ctx().get(), submit, &submitted).ok());
+  const int64_t job = submitted.job().job_id();
+  const int64_t worker = RegisterWorker(s.admin, 1'000'000, 1, "GPU-ckpt");
+  auto lease_of = [&](uint32_t attempt) {
+    v1::JobLease lease;
+    lease.set_job_id(job);
+    lease.set_attempt(attempt);
+    lease.set_worker_id(worker);
+    return lease;
+  };
+  auto start_attempt = [&](int attempt) {
+    s.db.Scalar("UPDATE jobs SET state = 'RUNNING', attempt = " + std::to_string(attempt) + ", worker_id = " + std::to_string(worker) +
+                " WHERE job_id = " + std::to_string(job));
+    s.db.Scalar("INSERT INTO assignments (job_id, attempt, worker_id, gpu_indexes, price_utok_per_gpu_hour, state) VALUES (" +
+                std::to_string(job) + ", " + std::to_string(attempt) + ", " + std::to_string(worker) + ", '{0}', 1000000, 'LIVE')");
+  };
+  auto save = [&](uint32_t attempt, const std::string& bytes, v1::Artifact* out) {
+    v1::UploadArtifactHeader h = ArtifactServer::Header(bytes, "checkpoint");
+    h.set_kind(v1::ARTIFACT_KIND_CHECKPOINT);
+    *h.mutable_lease() = lease_of(attempt);
+    return s.Upload(s.gpuco_key, h, bytes, out);
+  };
+  auto latest = [&](const std::string& key, const v1::GetJobCheckpointRequest& request, v1::JobCheckpoint* out) {
+    return v1::ArtifactService::NewStub(ChannelTo(*s.server, key))->GetJobCheckpoint(Ctx().get(), request, out);
+  };
+  v1::GetJobCheckpointRequest by_job;
+  by_job.set_job_id(job);
+  v1::JobCheckpoint checkpoint;
+  v1::Artifact saved;
+  CHECK(save(1, "ckpt-0", &saved).error_code() == grpc::StatusCode::PERMISSION_DENIED);  // no lease yet
+  start_attempt(1);
+  grpc::Status st = latest(s.acme_key, by_job, &checkpoint);
+  CHECK(st.error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK_THAT(st.error_message(), Catch::Contains("has saved no checkpoint"));
+  for (const char* bytes : {"ckpt-1", "ckpt-2", "ckpt-3"}) REQUIRE(save(1, bytes, &saved).ok());
+  CHECK(saved.kind() == v1::ARTIFACT_KIND_CHECKPOINT);
+  // The newest two saves are kept, the older one's artifact is gone.
+  CHECK(s.db.Scalar("SELECT count(*) FROM artifacts WHERE kind = 'CHECKPOINT' AND job_id = " + std::to_string(job)) == "2");
+  CHECK(s.db.Scalar("SELECT count(*) FROM job_checkpoints WHERE job_id = " + std::to_string(job)) == "2");
+  CHECK(s.db.Scalar("SELECT count(*) FROM audit_log WHERE action = 'job.checkpoint' AND subject = 'job/" + std::to_string(job) + "'") == "3");
+  REQUIRE(latest(s.acme_key, by_job, &checkpoint).ok());
+  CHECK(checkpoint.artifact().digest() == DigestOf("ckpt-3"));
+  CHECK(checkpoint.attempt() == 1);
+  CHECK(latest(s.globex_key, by_job, &checkpoint).error_code() == grpc::StatusCode::NOT_FOUND);
+  // The lease ended (preempted): the program's last save in its grace period still counts.
+  s.db.Scalar("UPDATE assignments SET state = 'ENDED', end_reason = 'preempted', ended_at = now() WHERE job_id = " + std::to_string(job));
+  REQUIRE(save(1, "ckpt-4", &saved).ok());
+  // Long after, it does not; nor do outputs after the lease.
+  s.db.Scalar("UPDATE assignments SET ended_at = now() - interval '10 minutes' WHERE job_id = " + std::to_string(job));
+  CHECK(save(1, "ckpt-5", &saved).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  // The next attempt finds the newest save by its lease and may read it; the old lease may not ask.
+  start_attempt(2);
+  v1::GetJobCheckpointRequest by_lease;
+  *by_lease.mutable_lease() = lease_of(2);
+  REQUIRE(latest(s.gpuco_key, by_lease, &checkpoint).ok());
+  CHECK(checkpoint.artifact().digest() == DigestOf("ckpt-4"));
+  *by_lease.mutable_lease() = lease_of(1);
+  CHECK(latest(s.gpuco_key, by_lease, &checkpoint).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  auto stub = s.As(s.gpuco_key);
+  grpc::ClientContext context;
+  v1::DownloadArtifactRequest request;
+  request.set_digest(DigestOf("ckpt-4"));
+  *request.mutable_lease() = lease_of(2);
+  auto reader = stub->DownloadArtifact(&context, request);
+  v1::DownloadArtifactResponse m;
+  std::string got;
+  while (reader->Read(&m)) got += m.chunk();
+  REQUIRE(reader->Finish().ok());
+  CHECK(got == "ckpt-4");
+}
