@@ -13,6 +13,8 @@ packages=(
   postgresql-15 openssl libssl-dev libarchive-dev
   bubblewrap
   python3-grpcio python3-protobuf
+  # the main job: a customer's own PyTorch program, on the CPU
+  python3-torch
   clang-14 libclang-rt-14-dev
 )
 missing=()

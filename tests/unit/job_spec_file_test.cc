@@ -104,6 +104,7 @@ TEST_CASE("requirements parse from YAML, the compute capability as text", "[cli]
 TEST_CASE("every example job spec parses and validates", "[cli]") {
   int seen = 0;
   for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(TESSERA_SOURCE_DIR) / "examples")) {
+    if (entry.is_directory()) continue;  // a customer's program with its data (examples/pytorch)
     INFO(entry.path().string());
     auto spec = tessera::cli::LoadJobSpecFile(entry.path().string());
     REQUIRE(spec.ok());
