@@ -23,7 +23,7 @@ CREATE TABLE job_log_chunks (
   node        int NOT NULL,
   first_seq   bigint NOT NULL CHECK (first_seq >= 0),
   line_count  int NOT NULL CHECK (line_count > 0),
-  bytes       int NOT NULL CHECK (bytes >= 0),
+  bytes       int NOT NULL CHECK (bytes >= 0),  -- the size of `lines`: what counts against the job's limit
   lines       bytea NOT NULL,
   PRIMARY KEY (job_id, attempt, node, first_seq),
   FOREIGN KEY (job_id, attempt, node) REFERENCES job_logs

@@ -1,7 +1,7 @@
--- Checkpoints (issue 18): each save of a container job's /job/checkpoints, newest last. Its bytes
--- are a CHECKPOINT artifact of the job's account (artifacts.job_id); a requeued attempt starts from
--- the newest. A job keeps its last two saves; older ones' artifacts are deleted in the transaction
--- that records a new one (their bytes go to the blob collector).
+-- Checkpoints (issue 18): each save of a container job's /job/checkpoints. Its bytes are a
+-- CHECKPOINT artifact of the job's account; a requeued attempt starts from the newest (the highest
+-- attempt's last save). A job keeps its two newest saves; older ones' artifacts are deleted in the
+-- transaction that records a new one (their bytes go to the blob collector).
 CREATE TABLE job_checkpoints (
   checkpoint_id  bigserial PRIMARY KEY,
   job_id         bigint NOT NULL REFERENCES jobs,

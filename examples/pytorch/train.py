@@ -54,6 +54,9 @@ def main():
         print(f"training from scratch on {len(y)} rows", flush=True)
 
     progress = os.environ.get("TESSERA_PROGRESS_FILE")
+    with torch.no_grad():
+        loss = loss_fn(model(x), y).item()
+        accuracy = (model(x).argmax(1) == y).float().mean().item()
     for epoch in range(start, args.epochs):
         model.train()
         for i in range(0, len(y), 64):

@@ -52,8 +52,9 @@ void LockDigest(pqxx::work& tx, const std::string& digest) {
   tx.exec_params("SELECT pg_advisory_xact_lock(hashtextextended('blob ' || $1, 0))", digest);
 }
 
-// A job's checkpoint saved: the newest, and the job keeps only its last kKeptCheckpoints (older
-// ones' artifacts go, unless a kept save has the same bytes).
+// A job's checkpoint saved. The newest is the latest attempt's last (a stopped attempt's final save
+// may arrive after its successor's first); the job keeps only its newest kKeptCheckpoints, and an
+// older save's artifact goes unless a kept save (of any of the account's jobs) has the same bytes.
 void RecordCheckpoint(pqxx::work& tx, int64_t account_id, const NewArtifact& artifact, const std::string& digest,
                       const std::string& actor_key_id) {
   tx.exec_params("INSERT INTO job_checkpoints (job_id, attempt, digest, size_bytes) VALUES ($1, $2, $3, $4)", artifact.job_id,
@@ -63,13 +64,14 @@ void RecordCheckpoint(pqxx::work& tx, int64_t account_id, const NewArtifact& art
                  absl::StrCat("attempt ", artifact.attempt, " saved ", digest, " (", artifact.size_bytes, " bytes)"));
   const pqxx::result old = tx.exec_params(
       "DELETE FROM job_checkpoints WHERE job_id = $1 AND checkpoint_id NOT IN"
-      "   (SELECT checkpoint_id FROM job_checkpoints WHERE job_id = $1 ORDER BY checkpoint_id DESC LIMIT $2) RETURNING digest",
+      "   (SELECT checkpoint_id FROM job_checkpoints WHERE job_id = $1 ORDER BY attempt DESC, checkpoint_id DESC LIMIT $2) RETURNING digest",
       artifact.job_id, kKeptCheckpoints);
   for (const pqxx::row& gone : old) {
+    // The artifact goes with its last save: another job of the account may have saved the same bytes.
     tx.exec_params(
-        "DELETE FROM artifacts WHERE account_id = $1 AND digest = $2 AND kind = 'CHECKPOINT' AND job_id = $3"
-        "   AND NOT EXISTS (SELECT 1 FROM job_checkpoints k WHERE k.job_id = $3 AND k.digest = $2)",
-        account_id, gone[0].as<std::string>(), artifact.job_id);
+        "DELETE FROM artifacts WHERE account_id = $1 AND digest = $2 AND kind = 'CHECKPOINT'"
+        "   AND NOT EXISTS (SELECT 1 FROM job_checkpoints k JOIN jobs j USING (job_id) WHERE j.account_id = $1 AND k.digest = $2)",
+        account_id, gone[0].as<std::string>());
   }
 }
 
@@ -84,7 +86,7 @@ absl::StatusOr<JobCheckpoint> ArtifactRepository::LatestCheckpoint(int64_t job_i
     const pqxx::result k = tx.exec_params(
         "SELECT k.digest, k.attempt, (extract(epoch FROM k.created_at) * 1000)::bigint, a.account_id FROM job_checkpoints k"
         " JOIN jobs j USING (job_id) JOIN artifacts a ON a.account_id = j.account_id AND a.digest = k.digest"
-        " WHERE k.job_id = $1 ORDER BY k.checkpoint_id DESC LIMIT 1",
+        " WHERE k.job_id = $1 ORDER BY k.attempt DESC, k.checkpoint_id DESC LIMIT 1",
         job_id);
     if (k.empty()) return out;
     absl::StatusOr<v1::Artifact> artifact = LoadArtifact(tx, k[0][3].as<int64_t>(), k[0][0].as<std::string>());

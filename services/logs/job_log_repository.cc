@@ -10,7 +10,8 @@ namespace {
 // then, a follower whose job has ended but whose output is not closed keeps waiting.
 constexpr int kLateLinesSeconds = 15;
 constexpr size_t kMaxLineBytes = 16 * 1024;
-constexpr int kChunksPerQuery = 64;
+// Chunks hold up to 1 MiB: a query fetches a few, and a follower polls with it.
+constexpr int kChunksPerQuery = 4;
 
 absl::Status CheckLines(const v1::AppendJobLogRequest& request) {
   if (request.lines_size() > kMaxAppendLines) {
@@ -79,18 +80,19 @@ absl::StatusOr<uint64_t> JobLogRepository::Append(int64_t provider_account_id, c
     }
     const uint64_t skip = next - request.first_seq();
     v1::ReadJobLogResponse chunk;
-    int64_t bytes = 0;
+    int64_t bytes = 0;  // the encoded chunk's size, once there is one
     for (uint64_t i = skip; i < static_cast<uint64_t>(request.lines_size()); ++i) {
       const v1::LogLine& in = request.lines(static_cast<int>(i));
       v1::LogLine* line = chunk.add_lines();
       line->set_time_ms(in.time_ms());
       line->set_stream(in.stream());
       line->set_text(in.text());
-      bytes += static_cast<int64_t>(in.text().size());
     }
     const uint64_t added = static_cast<uint64_t>(chunk.lines_size());
     if (added > 0) {
+      // What the chunk takes in the store, not only its text: empty lines count too.
       const std::string encoded = chunk.SerializeAsString();
+      bytes = static_cast<int64_t>(encoded.size());
       tx.exec_params0("INSERT INTO job_log_chunks (job_id, attempt, node, first_seq, line_count, bytes, lines) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                       lease.job_id(), static_cast<int64_t>(lease.attempt()), node, static_cast<int64_t>(next),
                       static_cast<int64_t>(added), bytes, pqxx::binarystring(encoded));
@@ -158,11 +160,14 @@ absl::StatusOr<JobLogRead> JobLogRepository::Read(int64_t job_id, uint32_t attem
         pos = first_kept;
       }
       while (pos < next_seq && out.lines.size() < max_lines) {
+        // From the chunk holding `pos` (the last one starting at or before it) on, by the index.
         const pqxx::result chunks = tx.exec_params(
-            "SELECT first_seq, lines FROM job_log_chunks WHERE job_id = $1 AND attempt = $2 AND node = $3 AND first_seq + line_count > $4"
+            "SELECT first_seq, lines FROM job_log_chunks WHERE job_id = $1 AND attempt = $2 AND node = $3 AND first_seq >="
+            "   coalesce((SELECT max(first_seq) FROM job_log_chunks WHERE job_id = $1 AND attempt = $2 AND node = $3 AND first_seq <= $4), 0)"
+            "   AND first_seq + line_count > $4"
             " ORDER BY first_seq LIMIT $5",
             job_id, static_cast<int64_t>(a), static_cast<int64_t>(node), static_cast<int64_t>(pos), kChunksPerQuery);
-        if (chunks.empty()) break;
+        const uint64_t before = pos;
         for (const pqxx::row& chunk : chunks) {
           for (v1::LogLine& line : Decode(chunk, a, node)) {
             if (line.seq() < pos) continue;
@@ -171,6 +176,7 @@ absl::StatusOr<JobLogRead> JobLogRepository::Read(int64_t job_id, uint32_t attem
             out.lines.push_back(std::move(line));
           }
         }
+        if (pos == before) break;  // nothing (more) stored below next_seq: never spin
       }
       out.more = out.more || pos < next_seq;
     }

@@ -118,7 +118,7 @@ void AddServerCommands(CLI::App& app, cli::CliContext& ctx) {
                      "Calls served at once (worker streams aside); more are refused RESOURCE_EXHAUSTED, never queued")
       ->check(CLI::Range(4, 100'000));
   server->add_option("--max-watch-streams", options->max_watch_streams,
-                     "WatchJob streams, and ReadJobLog followers, open at once (each holds a call thread); more are refused RESOURCE_EXHAUSTED")
+                     "WatchJob streams open at once, and as many ReadJobLog followers (each holds a call thread); more are refused RESOURCE_EXHAUSTED")
       ->check(CLI::Range(0, 100'000));
   server->add_option("--artifact-dir", paths->artifact_dir,
                      "Where the artifact service keeps blobs (servers hosting it must share it; default <data-dir>/artifacts)");

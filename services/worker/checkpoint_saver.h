@@ -1,12 +1,14 @@
 // A container job's /job/checkpoints on its way to the server (issue 18). The program commits a
 // checkpoint by a rename: it writes to a name that marks the file unfinished (ending in .tmp,
 // .part or .partial, or starting with a dot) and renames it into place when complete. A save takes
-// only committed files, each as it was when the save began (hard-linked into a snapshot the program
-// cannot see, so a rename that replaces a file mid-save does not tear it), packs them as a bundle
-// and stores it as the job's CHECKPOINT artifact under the lease. A half-written file is never in
-// a save, so it is never restored.
+// only committed files, each copied into a snapshot the program cannot see from a descriptor opened
+// under its parent directory's without following links (a program that swaps a directory for a
+// link mid-save cannot lead the agent, which runs as root, anywhere else; a file replaced by a
+// rename mid-save is read whole, as it was), packs them as a bundle and stores it as the job's
+// CHECKPOINT artifact under the lease. A half-written file is never in a save, so it is never
+// restored. Bounded: 64 levels, 100,000 entries, the byte limit.
 //
-//   CheckpointSaver saver(artifacts, lease, dir / "checkpoints", dir / "snapshot", "checkpoint of job 12 attempt 1");
+//   CheckpointSaver saver(artifacts, lease, dir / "checkpoints", dir / "snapshot", "checkpoint of job 12 attempt 1", max_bytes);
 //   absl::StatusOr<std::optional<v1::Artifact>> saved = saver.Save();   // nullopt: nothing new
 #pragma once
 
@@ -37,7 +39,7 @@ class CheckpointSaver {
 
  private:
   // Committed files, directories and links, with what identifies each one's content.
-  std::string Fingerprint() const;
+  absl::StatusOr<std::string> Fingerprint() const;
 
   ArtifactTransfer& artifacts_;
   const v1::JobLease lease_;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <future>
+#include <thread>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -94,12 +95,21 @@ absl::Status ContainerWorkload::Fetch(const fs::path& dir, const v1::JobLease& l
 }
 
 absl::StatusOr<std::optional<v1::JobCheckpoint>> ContainerWorkload::Restore(const fs::path& dir, const v1::JobLease& lease) {
-  absl::StatusOr<std::optional<v1::JobCheckpoint>> latest = host_.artifacts->LatestCheckpoint(lease);
-  if (!latest.ok() || !latest->has_value()) return latest;
+  absl::StatusOr<std::optional<v1::JobCheckpoint>> latest;
+  absl::StatusOr<v1::Artifact> got;
   const fs::path download = dir / "download.part";
-  absl::StatusOr<v1::Artifact> got = host_.artifacts->Download(lease, (*latest)->artifact().digest(), download, &cancel_flag());
-  if (!got.ok()) return got.status();
-  absl::StatusOr<BundleStats> unpacked = UnpackBundle(download, dir / "checkpoints", {});
+  // A server restarting is waited out a little; past that the attempt starts without its checkpoint.
+  for (int tries = 1;; ++tries) {
+    latest = host_.artifacts->LatestCheckpoint(lease);
+    if (latest.ok() && !latest->has_value()) return latest;
+    if (latest.ok()) got = host_.artifacts->Download(lease, (*latest)->artifact().digest(), download, &cancel_flag());
+    const absl::Status s = latest.ok() ? got.status() : latest.status();
+    if (s.ok()) break;
+    const bool transient = s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kDeadlineExceeded;
+    if (!transient || tries == 3 || cancelled()) return s;
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+  }
+  absl::StatusOr<BundleStats> unpacked = UnpackBundle(download, dir / "checkpoints", {.max_bytes = host_.max_outputs_bytes, .max_entries = 100'000});
   if (!unpacked.ok()) return absl::DataLossError(absl::StrCat("checkpoint ", got->digest(), ": ", unpacked.status().message()));
   std::error_code ec;
   fs::remove(download, ec);
@@ -202,10 +212,19 @@ absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
                           ? assignment_.node_worker_ids(static_cast<int>(assignment_.node_rank()))
                           : host_.worker_id);
   if (absl::Status fetched = Fetch(dir, lease); !fetched.ok()) return fetched;
-  // A requeued attempt, on whatever worker, starts from the job's newest checkpoint.
+  // A requeued attempt, on whatever worker, starts from the job's newest checkpoint; one that
+  // cannot be had is not worth the job: the attempt starts without it, saying so.
   absl::StatusOr<std::optional<v1::JobCheckpoint>> restored = Restore(dir, lease);
-  if (!restored.ok()) return restored.status();
   if (cancelled()) return absl::CancelledError("cancelled");
+  std::string not_restored;
+  if (!restored.ok()) {
+    not_restored = std::string(restored.status().message());
+    spdlog::warn("job {} attempt {}: starting without its checkpoint: {}", assignment_.job_id(), assignment_.attempt(), not_restored);
+    restored = std::nullopt;
+    fs::remove_all(dir / "checkpoints", ec);
+    fs::create_directories(dir / "checkpoints", ec);
+    if (::chown((dir / "checkpoints").c_str(), host_.uid, host_.gid) != 0) return Errno("chown", dir / "checkpoints");
+  }
 
   static const SystemClock system_clock;
   const Clock& clock = host_.clock != nullptr ? *host_.clock : system_clock;
@@ -219,6 +238,7 @@ absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
   auto note = [&](const std::string& text) {
     if (shipper != nullptr) shipper->AddSystemLine(text);
   };
+  if (!not_restored.empty()) note(absl::StrCat("the job's newest checkpoint could not be restored (", not_restored, "); starting without it"));
   if (*restored) {
     saver.MarkSaved();  // what was restored is not stored again
     note(absl::StrCat("restored checkpoint ", (*restored)->artifact().digest(), " (", (*restored)->artifact().size_bytes(),
@@ -236,7 +256,9 @@ absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
   absl::StatusOr<std::unique_ptr<SandboxProcess>> process = host_.sandbox->Start(spec, (*output)->stdout_fd(), (*output)->stderr_fd());
   (*output)->Started();
   if (!process.ok()) return process.status();
-  const auto interval = std::chrono::seconds(c.checkpoint_interval_s());
+  // One node of a spread job saves (rank 0, as in data-parallel training); every node restores it.
+  const bool saves = assignment_.node_rank() == 0;
+  const auto interval = std::chrono::seconds(saves ? c.checkpoint_interval_s() : 0);
   auto next_save = std::chrono::steady_clock::now() + interval;
   std::future<absl::StatusOr<std::optional<v1::Artifact>>> saving;  // a save runs beside the program
   while (!(*process)->Wait(std::chrono::milliseconds(200))) {
@@ -253,7 +275,7 @@ absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
   const SandboxExit exit = (*process)->Exit();
   const bool stopped = cancelled() || exit.stopped;
   // A stopped program (preempted, drained, cancelled) saved what it could in its grace period.
-  if (stopped) saved(saver.Save());
+  if (stopped && saves) saved(saver.Save());
   // Every line the program wrote is with the server before its result is: a reader that saw the
   // job end has seen its output.
   (*output)->Close(kOutputDrain);

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/utf8.h"
 #include "tessera/v1/logs.grpc.pb.h"
 
 namespace tessera::worker {
@@ -18,7 +19,8 @@ constexpr size_t kEagerBytes = 64 * 1024;
 // An error the same request would get again: retrying it is pointless.
 bool Permanent(const absl::Status& s) {
   return s.code() == absl::StatusCode::kPermissionDenied || s.code() == absl::StatusCode::kInvalidArgument ||
-         s.code() == absl::StatusCode::kFailedPrecondition || s.code() == absl::StatusCode::kUnauthenticated;
+         s.code() == absl::StatusCode::kFailedPrecondition || s.code() == absl::StatusCode::kUnauthenticated ||
+         s.code() == absl::StatusCode::kUnimplemented;  // a server without the LogService
 }
 
 class GrpcJobLogSink final : public JobLogSink {
@@ -51,7 +53,7 @@ JobLogShipper::~JobLogShipper() { Finish(std::chrono::milliseconds(0)); }
 
 void JobLogShipper::Add(std::vector<v1::LogLine> lines) {
   std::lock_guard lock(mu_);
-  if (finishing_) return;
+  if (finishing_ || abandoned_) return;
   for (v1::LogLine& line : lines) {
     const size_t bytes = line.text().size() + 16;
     if (held_bytes_ + bytes > options_.max_buffered_bytes) {
@@ -80,7 +82,7 @@ void JobLogShipper::AddSystemLine(std::string text) {
   std::vector<v1::LogLine> lines(1);
   lines[0].set_time_ms(clock_.NowMs());
   lines[0].set_stream(v1::LOG_STREAM_SYSTEM);
-  lines[0].set_text("[tessera] " + std::move(text));
+  lines[0].set_text(ValidUtf8("[tessera] " + std::move(text)));
   Add(std::move(lines));
 }
 
@@ -110,6 +112,7 @@ bool JobLogShipper::SendBatch(bool finishing) {
       held_bytes_ = 0;
       first_held_ = next_seq_;
       final_sent_ = true;
+      abandoned_ = true;  // later lines would only leave a gap the server refuses
       return true;
     }
     return false;
@@ -163,6 +166,7 @@ bool JobLogShipper::Finish(std::chrono::milliseconds deadline) {
         note.set_time_ms(clock_.NowMs());
         note.set_stream(v1::LOG_STREAM_SYSTEM);
         note.set_text(absl::StrCat("[tessera] ", dropped_, " lines dropped: the server was out of reach"));
+        held_bytes_ += note.text().size() + 16;
         dropped_ = 0;
       }
     }

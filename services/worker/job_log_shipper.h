@@ -74,6 +74,7 @@ class JobLogShipper {
   uint64_t dropped_total_ = 0;
   bool finishing_ = false;
   bool final_sent_ = false;
+  bool abandoned_ = false;        // the server refused for good: nothing more is sent
   std::chrono::steady_clock::time_point finish_by_;
   std::thread thread_;
 };

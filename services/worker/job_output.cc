@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "services/common/utf8.h"
 
 namespace tessera::worker {
 namespace {
@@ -60,7 +61,7 @@ void JobOutput::Hand(std::vector<v1::LogLine> lines) {
   {
     std::lock_guard lock(mu_);
     for (const v1::LogLine& line : lines) {
-      tail_.push_back(line.text().substr(0, kTailLineChars));
+      tail_.emplace_back(Utf8Prefix(line.text(), kTailLineChars));
       if (tail_.size() > kTailLines) tail_.pop_front();
     }
   }

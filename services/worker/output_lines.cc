@@ -1,24 +1,25 @@
 #include "services/worker/output_lines.h"
 
+#include "services/common/utf8.h"
+
 namespace tessera::worker {
 
 void OutputLines::Emit(v1::LogStream stream, std::string line, std::vector<v1::LogLine>& out) const {
   if (!line.empty() && line.back() == '\r') line.pop_back();
-  const std::string text = redact_(std::move(line));
+  // Redacted before anything else: a secret is matched on the bytes as the program wrote them.
+  const std::string text = ValidUtf8(redact_(std::move(line)));
   const int64_t now = clock_.NowMs();
-  size_t at = 0;
+  std::string_view rest = text;
   do {
-    size_t len = std::min(kMaxLogLineBytes, text.size() - at);
-    // Never split a UTF-8 sequence: back up to the start of the character the cut would halve.
-    if (at + len < text.size()) {
-      while (len > 1 && (static_cast<unsigned char>(text[at + len]) & 0xC0) == 0x80) --len;
-    }
-    v1::LogLine& piece = out.emplace_back();
-    piece.set_time_ms(now);
-    piece.set_stream(stream);
-    piece.set_text(text.substr(at, len));
-    at += len;
-  } while (at < text.size());
+    // Never split a UTF-8 sequence: a piece ends on a character boundary.
+    std::string_view piece = Utf8Prefix(rest, kMaxLogLineBytes);
+    if (piece.empty()) piece = rest.substr(0, std::min(rest.size(), kMaxLogLineBytes));
+    v1::LogLine& l = out.emplace_back();
+    l.set_time_ms(now);
+    l.set_stream(stream);
+    l.set_text(std::string(piece));
+    rest.remove_prefix(piece.size());
+  } while (!rest.empty());
 }
 
 void OutputLines::Feed(v1::LogStream stream, std::string_view bytes, std::vector<v1::LogLine>& out) {

@@ -1,7 +1,8 @@
 // A program's stdout and stderr bytes cut into log lines (issue 18), each stamped with the time it
 // was read and redacted of the job's secrets. A line is redacted whole (up to kMaxHeldLineBytes, so
-// a secret inside it never straddles a cut), then split into pieces of at most kMaxLogLineBytes; the
-// only residue is a secret straddling a kMaxHeldLineBytes boundary of one enormous line.
+// a secret inside it never straddles a cut), made valid UTF-8 (a bad byte becomes U+FFFD), then
+// split on character boundaries into pieces of at most kMaxLogLineBytes; the only residue is a
+// secret straddling a kMaxHeldLineBytes boundary of one enormous line.
 //
 //   OutputLines lines(clock, redactor);
 //   lines.Feed(v1::LOG_STREAM_STDOUT, bytes, out);   // complete lines appended to `out`

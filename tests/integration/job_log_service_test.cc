@@ -202,6 +202,17 @@ TEST_CASE("past a job's log limit its oldest lines are cut, and a reader is told
   REQUIRE(s.Read(s.acme_key, resume, &lines).ok());
   REQUIRE_FALSE(lines.empty());
   CHECK(lines[0].stream() != v1::LOG_STREAM_SYSTEM);
+  // Empty lines count against the limit too: what is stored stays bounded.
+  for (int i = 0; i < 20; ++i) {
+    v1::AppendJobLogRequest empty;
+    *empty.mutable_lease() = s.JobLease();
+    empty.set_first_seq(next);
+    for (int j = 0; j < 1'000; ++j) empty.add_lines()->set_stream(v1::LOG_STREAM_STDOUT);
+    v1::AppendJobLogResponse r;
+    REQUIRE(v1::LogService::NewStub(ChannelTo(*s.server, s.gpuco_key))->AppendJobLog(Ctx().get(), empty, &r).ok());
+    next = r.next_seq();
+  }
+  CHECK(std::stoll(s.db.Scalar("SELECT coalesce(sum(length(lines)), 0) FROM job_log_chunks WHERE job_id = " + std::to_string(s.job))) <= 2'000);
 }
 
 TEST_CASE("a follower gets lines as they come and stops once the job's output is complete", "[integration][logs]") {

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <thread>
 
+#include "services/common/utf8.h"
 #include "services/worker/job_log_shipper.h"
 #include "services/worker/output_lines.h"
 #include "services/worker/secret_redactor.h"
@@ -164,4 +165,27 @@ TEST_CASE("a lease the server no longer honours ends shipping at once", "[unit][
   CHECK_FALSE(shipper.Finish(std::chrono::seconds(30)));
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
   CHECK(sink.lines.empty());
+}
+
+TEST_CASE("output that is not UTF-8 becomes valid text, and empty lines are lines", "[unit][logs]") {
+  CHECK(ValidUtf8("plain") == "plain");
+  CHECK(ValidUtf8("caf\xC3\xA9") == "caf\xC3\xA9");
+  CHECK(ValidUtf8("latin-1 caf\xE9!") == "latin-1 caf\xEF\xBF\xBD!");
+  CHECK(ValidUtf8("\xC0\xAF") == "\xEF\xBF\xBD\xEF\xBF\xBD");      // an overlong '/'
+  CHECK(ValidUtf8("\xED\xA0\x80") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // a surrogate
+  CHECK(ValidUtf8("\xF0\x9F\x98") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // cut short
+  CHECK(Utf8Prefix("\xC3\xA9\xC3\xA9", 3) == "\xC3\xA9");
+  ManualClock clock;
+  const SecretRedactor redact(Secrets({}));
+  OutputLines cut(clock, redact);
+  std::vector<v1::LogLine> out;
+  cut.Feed(v1::LOG_STREAM_STDOUT, std::string("\xFF\xFE binary\n\n\n", 12), out);
+  REQUIRE(out.size() == 3);
+  CHECK(out[0].text() == "\xEF\xBF\xBD\xEF\xBF\xBD binary");
+  CHECK(out[1].text().empty());
+  // Every line serializes and parses back (proto3 refuses invalid UTF-8 in a string).
+  v1::AppendJobLogRequest request;
+  for (const v1::LogLine& l : out) *request.add_lines() = l;
+  v1::AppendJobLogRequest parsed;
+  CHECK(parsed.ParseFromString(request.SerializeAsString()));
 }
