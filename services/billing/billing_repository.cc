@@ -174,12 +174,13 @@ absl::StatusOr<v1::Invoice> BillingRepository::GetJobInvoice(int64_t job_id, con
     int64_t fees = 0;
     for (const pqxx::row& r : tx.exec_params(
              "SELECT s.attempt, s.worker_id, p.name, s.price_utok_per_gpu_hour, t.gpu_ms_total, t.charged_utok, t.fee_utok,"
-             " t.usage_reports, m.utilization_ppm, m.peak_memory_mib, m.energy_mj"
+             " t.usage_reports, m.utilization_ppm, m.peak_memory_mib, m.energy_mj, m.cpu_ms, m.host_memory_mib"
              " FROM assignments s JOIN lease_totals t USING (job_id, attempt, worker_id) JOIN workers w USING (worker_id)"
              " JOIN accounts p ON p.account_id = w.provider_account_id"
              // The worker's metering over the lease's settled reports: utilization weighted by GPU-ms.
              " CROSS JOIN LATERAL (SELECT coalesce(sum(u.avg_gpu_utilization_ppm::numeric * u.gpu_ms) / nullif(sum(u.gpu_ms), 0), 0)::bigint"
-             "   AS utilization_ppm, coalesce(max(u.peak_gpu_memory_mib), 0) AS peak_memory_mib, coalesce(sum(u.energy_mj), 0)::bigint AS energy_mj"
+             "   AS utilization_ppm, coalesce(max(u.peak_gpu_memory_mib), 0) AS peak_memory_mib, coalesce(sum(u.energy_mj), 0)::bigint AS energy_mj,"
+             "   coalesce(sum(u.cpu_ms), 0)::bigint AS cpu_ms, coalesce(max(u.peak_memory_mib), 0) AS host_memory_mib"
              "   FROM usage_reports u WHERE u.job_id = s.job_id AND u.attempt = s.attempt AND u.worker_id = s.worker_id AND u.settled) m"
              " WHERE s.job_id = $1 ORDER BY s.attempt, s.node_rank",
              job_id)) {
@@ -195,6 +196,8 @@ absl::StatusOr<v1::Invoice> BillingRepository::GetJobInvoice(int64_t job_id, con
       line->set_avg_gpu_utilization_ppm(r[8].as<uint32_t>());
       line->set_peak_gpu_memory_mib(r[9].as<uint64_t>());
       line->set_energy_mj(r[10].as<uint64_t>());
+      line->set_cpu_ms(r[11].as<int64_t>());
+      line->set_peak_memory_mib(r[12].as<uint64_t>());
       fees += line->fee_utok();
     }
     invoice.set_fee_utok(fees);

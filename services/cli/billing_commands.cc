@@ -31,11 +31,15 @@ void PrintInvoice(const v1::Invoice& invoice) {
                     std::to_string(l.price_utok_per_gpu_hour()), std::to_string(l.gpu_ms()), std::to_string(l.usage_reports()),
                     FormatTokens(l.charge_utok()), FormatTokens(l.charge_utok() - l.fee_utok()), FormatTokens(l.fee_utok()),
                     l.energy_mj() || l.avg_gpu_utilization_ppm() ? absl::StrFormat("%.1f%%", l.avg_gpu_utilization_ppm() / 1e4) : "-",
-                    l.energy_mj() ? absl::StrFormat("%.1f kJ", static_cast<double>(l.energy_mj()) / 1e6) : "-"});
+                    l.energy_mj() ? absl::StrFormat("%.1f kJ", static_cast<double>(l.energy_mj()) / 1e6) : "-",
+                    l.cpu_ms() ? absl::StrFormat("%.1f", static_cast<double>(l.cpu_ms()) / 1e3) : "-",
+                    l.peak_memory_mib() ? std::to_string(l.peak_memory_mib()) + " MiB" : "-"});
   }
   // COST is what the customer pays; it splits into the provider's EARNED (the ledger's CHARGE
   // transfers) and the platform's FEE (its FEE transfers): "charge" means one thing, the ledger's.
-  PrintTable({"ATTEMPT", "WORKER", "PROVIDER", "PRICE µT/GPU-h", "GPU-MS", "REPORTS", "COST", "EARNED", "FEE", "GPU UTIL", "ENERGY"},
+  // CPU-S and PEAK MEM: the host's share of a container job (its cgroup), informational like GPU UTIL.
+  PrintTable({"ATTEMPT", "WORKER", "PROVIDER", "PRICE µT/GPU-h", "GPU-MS", "REPORTS", "COST", "EARNED", "FEE", "GPU UTIL", "ENERGY", "CPU-S",
+              "PEAK MEM"},
              rows);
   std::cout << "held " << FormatTokens(invoice.hold_utok()) << "  cost " << FormatTokens(invoice.charged_utok()) << " (providers "
             << FormatTokens(invoice.charged_utok() - invoice.fee_utok()) << " + fee " << FormatTokens(invoice.fee_utok())

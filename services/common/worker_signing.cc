@@ -80,7 +80,9 @@ absl::StatusOr<WorkerKeyPair> WorkerKeyPair::FromSecretKey(absl::string_view sec
 }
 
 std::string CanonicalUsage(int64_t worker_id, const v1::UsageReport& r) {
-  std::string out = Domain("tessera/usage/v1");
+  // v2 adds the host's figures; a report without them keeps v1, which older workers sign.
+  const bool host = r.cpu_ms() != 0 || r.peak_memory_mib() != 0;
+  std::string out = Domain(host ? "tessera/usage/v2" : "tessera/usage/v1");
   Put(out, static_cast<uint64_t>(worker_id), 8);
   Put(out, static_cast<uint64_t>(r.job_id()), 8);
   Put(out, r.attempt(), 4);
@@ -90,6 +92,10 @@ std::string CanonicalUsage(int64_t worker_id, const v1::UsageReport& r) {
   Put(out, r.avg_gpu_utilization_ppm(), 4);
   Put(out, r.peak_gpu_memory_mib(), 8);
   Put(out, r.energy_mj(), 8);
+  if (host) {
+    Put(out, static_cast<uint64_t>(r.cpu_ms()), 8);
+    Put(out, r.peak_memory_mib(), 8);
+  }
   return out;
 }
 

@@ -73,7 +73,7 @@ std::map<ReportKey, Content> ReadStored(pqxx::work& tx, const std::vector<UsageI
 // share lock on each live lease. Returns the leases that were live.
 std::set<LeaseKey> InsertOnLiveLeases(pqxx::work& tx, const std::vector<const UsageIn*>& reports,
                                                    const std::map<LeaseKey, IngestTotals>& moved) {
-  std::vector<int64_t> jobs, attempts, seqs, workers, gpu_ms, measured, utilization, memory, energy;
+  std::vector<int64_t> jobs, attempts, seqs, workers, gpu_ms, measured, utilization, memory, energy, cpu_ms, host_memory;
   std::vector<std::string> signatures;
   for (const UsageIn* u : reports) {
     const v1::UsageReport& r = u->report;
@@ -87,6 +87,8 @@ std::set<LeaseKey> InsertOnLiveLeases(pqxx::work& tx, const std::vector<const Us
     utilization.push_back(std::min<int64_t>(r.avg_gpu_utilization_ppm(), 1'000'000));
     memory.push_back(static_cast<int64_t>(std::min<uint64_t>(r.peak_gpu_memory_mib(), INT64_MAX)));
     energy.push_back(static_cast<int64_t>(std::min<uint64_t>(r.energy_mj(), INT64_MAX)));
+    cpu_ms.push_back(std::max<int64_t>(r.cpu_ms(), 0));
+    host_memory.push_back(static_cast<int64_t>(std::min<uint64_t>(r.peak_memory_mib(), INT64_MAX)));
     signatures.push_back(Hex(r.signature()));
   }
   std::vector<int64_t> l_jobs, l_attempts, l_workers, last_seqs, reported, utilization_ms, energies, metered;
@@ -103,17 +105,17 @@ std::set<LeaseKey> InsertOnLiveLeases(pqxx::work& tx, const std::vector<const Us
   std::set<LeaseKey> live;
   for (const pqxx::row& r : store::Exec(tx, {"ingest_insert",
            "WITH input AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],"
-           "   $7::int[], $8::bigint[], $9::bigint[], $10::text[])"
-           "   AS t(job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms, utilization, memory, energy, sig)),"
+           "   $7::int[], $8::bigint[], $9::bigint[], $10::text[], $19::bigint[], $20::bigint[])"
+           "   AS t(job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms, utilization, memory, energy, sig, cpu_ms, host_memory)),"
            " leases AS (SELECT * FROM unnest($11::bigint[], $12::int[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[],"
            "   $17::bigint[], $18::bigint[])"
            "   AS l(job_id, attempt, worker_id, last_seq, gpu_ms_reported, utilization_gpu_ms, energy_mj, metered_gpu_ms)),"
            " live AS (SELECT l.* FROM leases l JOIN assignments a ON a.job_id = l.job_id AND a.attempt = l.attempt"
            "   AND a.worker_id = l.worker_id AND a.state = 'LIVE' FOR SHARE OF a),"
            " inserted AS (INSERT INTO usage_reports (job_id, attempt, seq, worker_id, gpu_ms, measured_at_ms, avg_gpu_utilization_ppm,"
-           "   peak_gpu_memory_mib, energy_mj, signature)"
+           "   peak_gpu_memory_mib, energy_mj, signature, cpu_ms, peak_memory_mib)"
            "   SELECT i.job_id, i.attempt, i.seq, i.worker_id, i.gpu_ms, i.measured_at_ms, i.utilization, i.memory, i.energy,"
-           "   NULLIF(decode(i.sig, 'hex'), '') FROM input i JOIN live v USING (job_id, attempt, worker_id) ON CONFLICT DO NOTHING),"
+           "   NULLIF(decode(i.sig, 'hex'), ''), i.cpu_ms, i.host_memory FROM input i JOIN live v USING (job_id, attempt, worker_id) ON CONFLICT DO NOTHING),"
            " recorded AS (INSERT INTO lease_ingest SELECT * FROM live ON CONFLICT (job_id, attempt, worker_id) DO UPDATE"
            "   SET last_seq = EXCLUDED.last_seq, gpu_ms_reported = EXCLUDED.gpu_ms_reported,"
            "   utilization_gpu_ms = EXCLUDED.utilization_gpu_ms, energy_mj = EXCLUDED.energy_mj, metered_gpu_ms = EXCLUDED.metered_gpu_ms)"
@@ -121,7 +123,8 @@ std::set<LeaseKey> InsertOnLiveLeases(pqxx::work& tx, const std::vector<const Us
            ArrayLiteral(jobs), ArrayLiteral(attempts), ArrayLiteral(seqs), ArrayLiteral(workers), ArrayLiteral(gpu_ms),
            ArrayLiteral(measured), ArrayLiteral(utilization), ArrayLiteral(memory), ArrayLiteral(energy), ArrayLiteral(signatures),
            ArrayLiteral(l_jobs), ArrayLiteral(l_attempts), ArrayLiteral(l_workers), ArrayLiteral(last_seqs), ArrayLiteral(reported),
-           ArrayLiteral(utilization_ms), ArrayLiteral(energies), ArrayLiteral(metered))) {
+           ArrayLiteral(utilization_ms), ArrayLiteral(energies), ArrayLiteral(metered), ArrayLiteral(cpu_ms),
+           ArrayLiteral(host_memory))) {
     live.insert({r[0].as<int64_t>(), r[1].as<uint32_t>(), r[2].as<int64_t>()});
   }
   return live;

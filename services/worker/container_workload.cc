@@ -261,8 +261,16 @@ absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
   const auto interval = std::chrono::seconds(saves ? c.checkpoint_interval_s() : 0);
   auto next_save = std::chrono::steady_clock::now() + interval;
   std::future<absl::StatusOr<std::optional<v1::Artifact>>> saving;  // a save runs beside the program
+  auto meter = [&] {
+    const CgroupUsage used = (*process)->Usage();
+    WorkloadProgress p = Progress();
+    p.cpu_ms = std::max(p.cpu_ms, used.cpu_usage_us / 1000);
+    p.peak_memory_mib = std::max(p.peak_memory_mib, used.peak_memory_bytes >> 20);
+    SetProgress(p);
+  };
   while (!(*process)->Wait(std::chrono::milliseconds(200))) {
     ReadProgress(dir / "meta" / "progress");
+    meter();
     if (cancelled()) (*process)->Stop(host_.stop_grace);
     if (saving.valid() && saving.wait_for(std::chrono::seconds(0)) == std::future_status::ready) saved(saving.get());
     if (interval.count() > 0 && !saving.valid() && std::chrono::steady_clock::now() >= next_save && !cancelled()) {
@@ -271,6 +279,7 @@ absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
     }
   }
   ReadProgress(dir / "meta" / "progress");
+  meter();
   if (saving.valid()) saved(saving.get());
   const SandboxExit exit = (*process)->Exit();
   const bool stopped = cancelled() || exit.stopped;

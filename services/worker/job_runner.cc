@@ -51,6 +51,13 @@ void JobRunner::ReportUsage(int64_t until_ms) {
   usage->set_seq(++seq_);
   usage->set_gpu_ms((until_ms - metered_until_ms_) * assignment_.gpu_indexes_size());
   usage->set_measured_at_ms(until_ms);
+  if (workload_) {
+    // The host's share: CPU time since the last report, and the attempt's peak memory so far.
+    const WorkloadProgress used = workload_->Progress();
+    usage->set_cpu_ms(std::max<int64_t>(0, used.cpu_ms - metering_.reported_cpu_ms));
+    usage->set_peak_memory_mib(static_cast<uint64_t>(std::max<int64_t>(0, used.peak_memory_mib)));
+    metering_.reported_cpu_ms = std::max(metering_.reported_cpu_ms, used.cpu_ms);
+  }
   if (metering_.samples > 0) {
     usage->set_avg_gpu_utilization_ppm(static_cast<uint32_t>(metering_.utilization_sum_pct * 10'000 / metering_.samples));
     usage->set_peak_gpu_memory_mib(metering_.peak_memory_mib);

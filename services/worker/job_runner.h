@@ -89,6 +89,7 @@ class JobRunner {
     uint64_t energy_mj = 0;
     std::vector<std::optional<uint64_t>> last_energy_mj;  // per GPU: the counter at the last sample
     int64_t last_sample_ms = 0;
+    int64_t reported_cpu_ms = 0;  // the workload's CPU time already in a report
   } metering_;
   std::thread meter_thread_;
 };

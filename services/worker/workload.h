@@ -22,6 +22,9 @@ namespace tessera::worker {
 struct WorkloadProgress {
   uint32_t progress_ppm = 0;
   std::optional<float> loss;
+  // What its processes have used on the host so far (a container job's cgroup; 0 for a kernel).
+  int64_t cpu_ms = 0;
+  int64_t peak_memory_mib = 0;
   bool operator==(const WorkloadProgress&) const = default;
 };
 

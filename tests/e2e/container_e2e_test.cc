@@ -76,6 +76,17 @@ TEST_CASE("a customer's program runs in the sandbox: its code and data in, its p
   CHECK(ReadAll(c.dir() + "/got/model/weights.txt") == "sum=10\n");
   const std::string listed = c.Cli({"artifact", "ls", "--account", "acme"}).out;
   CHECK_THAT(listed, Catch::Contains(outputs) && Catch::Contains("outputs of job " + std::to_string(job)));
+  // The invoice shows the host's share the job's cgroup measured (its memory, at least Python's).
+  v1::Invoice invoice;
+  for (int i = 0; i < 50; ++i) {
+    invoice = FromJson<v1::Invoice>(c.Cli({"-o", "json", "billing", "invoice", std::to_string(job)}).out);
+    if (invoice.final()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  REQUIRE(invoice.lines_size() == 1);
+  CHECK(invoice.lines(0).peak_memory_mib() > 0);
+  CHECK(invoice.lines(0).peak_memory_mib() <= 512);
+  CHECK(invoice.lines(0).cpu_ms() > 0);
 }
 
 TEST_CASE("a failing program's job is FAILED with its exit code and last lines, its secret redacted, and not retried",

@@ -46,6 +46,8 @@ TEST_CASE("every signed field of a usage report is covered by its signature", "[
       [](v1::UsageReport& r) { r.set_avg_gpu_utilization_ppm(1'000'000); },
       [](v1::UsageReport& r) { r.set_peak_gpu_memory_mib(80'000); },
       [](v1::UsageReport& r) { r.set_energy_mj(1); },
+      [](v1::UsageReport& r) { r.set_cpu_ms(1); },
+      [](v1::UsageReport& r) { r.set_peak_memory_mib(1); },
       [](v1::UsageReport& r) { (*r.mutable_signature())[5] ^= 1; },
       [](v1::UsageReport& r) { r.clear_signature(); },
   };
@@ -59,6 +61,23 @@ TEST_CASE("every signed field of a usage report is covered by its signature", "[
   CHECK_FALSE(VerifyUsage(WorkerKeyPair::Generate().public_key, 9, signed_report));    // another key
   CHECK_FALSE(VerifyUsage("", 9, signed_report));                                      // no registered key
   CHECK_FALSE(VerifyUsage(key.public_key.substr(1), 9, signed_report));
+}
+
+TEST_CASE("a report with the host's share is signed as v2, covering it; one without keeps v1 as older workers sign it", "[signing]") {
+  v1::UsageReport r = SampleUsage();
+  r.set_cpu_ms(1'500);
+  r.set_peak_memory_mib(512);
+  const std::string bytes = CanonicalUsage(1, r);
+  REQUIRE(bytes.size() == 17 + 8 + 8 + 4 + 8 + 8 + 8 + 4 + 8 + 8 + 8 + 8);
+  CHECK(bytes.substr(0, 17) == std::string("tessera/usage/v2\0", 17));
+  CHECK(bytes.substr(bytes.size() - 16) == std::string("\0\0\0\0\0\0\x05\xdc\0\0\0\0\0\0\x02\0", 16));
+  const WorkerKeyPair key = WorkerKeyPair::Generate();
+  SignUsage(key, 1, &r);
+  CHECK(VerifyUsage(key.public_key, 1, r));
+  v1::UsageReport tampered = r;
+  tampered.set_cpu_ms(0);
+  tampered.set_peak_memory_mib(0);  // posing as a v1 report under the v2 signature
+  CHECK_FALSE(VerifyUsage(key.public_key, 1, tampered));
 }
 
 TEST_CASE("a result's signature covers its outcome and its whole result", "[signing]") {

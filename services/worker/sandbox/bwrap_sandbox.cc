@@ -107,6 +107,8 @@ class BwrapProcess final : public SandboxProcess {
     }
   }
 
+  CgroupUsage Usage() const override { return cgroup_->Usage(); }
+
   SandboxExit Exit() const override {
     std::lock_guard lock(mu_);
     SandboxExit exit;

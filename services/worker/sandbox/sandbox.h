@@ -64,6 +64,8 @@ class SandboxProcess {
   virtual void Stop(std::chrono::milliseconds grace) = 0;
   // Once Wait returned true.
   virtual SandboxExit Exit() const = 0;
+  // What everything it ran has used so far (CPU time, peak memory), read from its cgroup.
+  virtual CgroupUsage Usage() const = 0;
 };
 
 class Sandbox {
