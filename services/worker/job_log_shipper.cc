@@ -16,6 +16,9 @@ constexpr size_t kBatchBytes = size_t{1} << 20;
 // Held lines this large are sent without waiting for the flush interval.
 constexpr size_t kEagerBytes = 64 * 1024;
 
+// What a held line counts against the bound: its text and a little for its other fields.
+size_t HeldBytes(const v1::LogLine& line) { return line.text().size() + 16; }
+
 // An error the same request would get again: retrying it is pointless.
 bool Permanent(const absl::Status& s) {
   return s.code() == absl::StatusCode::kPermissionDenied || s.code() == absl::StatusCode::kInvalidArgument ||
@@ -55,27 +58,29 @@ void JobLogShipper::Add(std::vector<v1::LogLine> lines) {
   std::lock_guard lock(mu_);
   if (finishing_ || abandoned_) return;
   for (v1::LogLine& line : lines) {
-    const size_t bytes = line.text().size() + 16;
+    const size_t bytes = HeldBytes(line);
     if (held_bytes_ + bytes > options_.max_buffered_bytes) {
       ++dropped_;
       ++dropped_total_;
       continue;
     }
-    if (dropped_ > 0) {
-      v1::LogLine& note = held_.emplace_back();
-      note.set_seq(next_seq_++);
-      note.set_time_ms(clock_.NowMs());
-      note.set_stream(v1::LOG_STREAM_SYSTEM);
-      note.set_text(absl::StrCat("[tessera] ", dropped_, " lines dropped: the server was out of reach and the worker holds at most ",
-                                 options_.max_buffered_bytes >> 20, " MiB of unsent lines"));
-      held_bytes_ += note.text().size() + 16;
-      dropped_ = 0;
-    }
+    if (dropped_ > 0) HoldDroppedNote();
     line.set_seq(next_seq_++);
     held_bytes_ += bytes;
     held_.push_back(std::move(line));
   }
   if (held_bytes_ >= kEagerBytes) wake_.notify_all();
+}
+
+void JobLogShipper::HoldDroppedNote() {
+  v1::LogLine& note = held_.emplace_back();
+  note.set_seq(next_seq_++);
+  note.set_time_ms(clock_.NowMs());
+  note.set_stream(v1::LOG_STREAM_SYSTEM);
+  note.set_text(absl::StrCat("[tessera] ", dropped_, " lines dropped: the server was out of reach and the worker holds at most ",
+                             options_.max_buffered_bytes >> 20, " MiB of unsent lines"));
+  held_bytes_ += HeldBytes(note);
+  dropped_ = 0;
 }
 
 void JobLogShipper::AddSystemLine(std::string text) {
@@ -118,7 +123,7 @@ bool JobLogShipper::SendBatch(bool finishing) {
     return false;
   }
   for (int i = 0; i < request.lines_size(); ++i) {
-    held_bytes_ -= held_.front().text().size() + 16;
+    held_bytes_ -= HeldBytes(held_.front());
     held_.pop_front();
   }
   first_held_ += static_cast<uint64_t>(request.lines_size());
@@ -160,15 +165,7 @@ bool JobLogShipper::Finish(std::chrono::milliseconds deadline) {
     if (!finishing_) {
       finishing_ = true;
       finish_by_ = std::chrono::steady_clock::now() + deadline;
-      if (dropped_ > 0) {
-        v1::LogLine& note = held_.emplace_back();
-        note.set_seq(next_seq_++);
-        note.set_time_ms(clock_.NowMs());
-        note.set_stream(v1::LOG_STREAM_SYSTEM);
-        note.set_text(absl::StrCat("[tessera] ", dropped_, " lines dropped: the server was out of reach"));
-        held_bytes_ += note.text().size() + 16;
-        dropped_ = 0;
-      }
+      if (dropped_ > 0) HoldDroppedNote();
     }
   }
   wake_.notify_all();

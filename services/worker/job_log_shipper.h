@@ -56,6 +56,8 @@ class JobLogShipper {
 
  private:
   void Loop();
+  // Holds the SYSTEM line that says how many lines were dropped (under mu_).
+  void HoldDroppedNote();
   // One batch from the front; true when the server took it.
   bool SendBatch(bool final);
 
