@@ -12,6 +12,8 @@ packages=(
   libpqxx-dev catch2 libsodium-dev libspdlog-dev libcli11-dev libyaml-cpp-dev libbenchmark-dev
   postgresql-15 openssl libssl-dev libarchive-dev
   bubblewrap
+  # container jobs that name an OCI image (the tests import one made from this machine's files)
+  podman crun
   python3-grpcio python3-protobuf
   # the main job: a customer's own PyTorch program, on the CPU
   python3-torch

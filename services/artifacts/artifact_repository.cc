@@ -113,12 +113,17 @@ absl::StatusOr<std::string> ArtifactRepository::Validate(const NewArtifact& arti
 }
 
 absl::Status ArtifactRepository::Admit(const NewArtifact& artifact) {
-  absl::StatusOr<std::string> digest = Validate(artifact);
+  // A digest still to come (in the stream's last message) is checked when it comes.
+  const bool digest_known = !artifact.digest.empty();
+  NewArtifact checked = artifact;
+  if (!digest_known) checked.digest = DigestOf("");
+  absl::StatusOr<std::string> digest = Validate(checked);
   if (!digest.ok()) return digest.status();
   return db_.Transact("admit artifact", [&](pqxx::work& tx) -> absl::Status {
     absl::StatusOr<int64_t> account_id = CustomerId(tx, artifact.account);
     if (!account_id.ok()) return account_id.status();
-    if (LoadArtifact(tx, *account_id, *digest).ok()) return absl::OkStatus();  // held already: nothing more is stored
+    // Held already: nothing more is stored. (Bytes whose digest comes last count as new.)
+    if (digest_known && LoadArtifact(tx, *account_id, *digest).ok()) return absl::OkStatus();
     const int64_t used = UsedBytesOf(tx, *account_id);
     if (used + artifact.size_bytes > limits_.account_quota_bytes) {
       return absl::ResourceExhaustedError(absl::StrCat("account '", artifact.account, "' stores ", used, " bytes of its quota of ",

@@ -16,9 +16,11 @@ absl::StatusOr<std::string> ActingAccount(const auth::Caller& caller, const std:
   return account;
 }
 
-// The repository names the upload's fields bare ("size_bytes: …"); on the wire they are the header's.
-absl::Status InHeader(const absl::Status& status) {
+// The repository names the upload's fields bare ("size_bytes: …"); on the wire they are the
+// header's, but for a digest that came in the stream's last message.
+absl::Status InHeader(const absl::Status& status, bool digest_trailing = false) {
   if (status.code() != absl::StatusCode::kInvalidArgument || FieldNamedBy(status.message()).empty()) return status;
+  if (digest_trailing && FieldNamedBy(status.message()) == "digest") return status;
   return absl::InvalidArgumentError(absl::StrCat("header.", status.message()));
 }
 
@@ -62,16 +64,24 @@ grpc::Status ArtifactServiceImpl::UploadArtifact(grpc::ServerContext* context, g
   for (char c : header.name()) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return InvalidArgumentStatus("header.name: no control characters");
   }
-  const NewArtifact artifact{.account = *account, .digest = header.digest(), .size_bytes = header.size_bytes(),
-                             .name = header.name(), .kind = kind, .job_id = job_id, .attempt = attempt};
+  NewArtifact artifact{.account = *account, .digest = header.digest(), .size_bytes = header.size_bytes(),
+                       .name = header.name(), .kind = kind, .job_id = job_id, .attempt = attempt};
   // Before a byte is read: the limits and the quota.
   if (absl::Status admitted = artifacts_.Admit(artifact); !admitted.ok()) return ToGrpcStatus(InHeader(admitted));
   absl::StatusOr<std::unique_ptr<BlobWriter>> writer = blobs_.Create();
   if (!writer.ok()) return ToGrpcStatus(writer.status());
+  std::string trailing_digest;
   while (reader->Read(&request)) {
-    if (!request.has_chunk() && request.has_header()) return InvalidArgumentStatus("header: only the first message is a header");
-    if (request.chunk().size() > kMaxChunkBytes) {
-      return InvalidArgumentStatus(absl::StrCat("chunk: ", request.chunk().size(), " bytes; at most ", kMaxChunkBytes, " a message"));
+    if (!trailing_digest.empty()) return InvalidArgumentStatus("digest: the digest message must be the stream's last");
+    if (request.has_header()) return InvalidArgumentStatus("header: only the first message is a header");
+    if (request.part_case() == v1::UploadArtifactRequest::kDigest) {
+      if (!header.digest().empty()) return InvalidArgumentStatus("digest: stated in the header already; state it once");
+      if (request.digest().empty()) return InvalidArgumentStatus("digest: empty; expected sha256: and 64 hex digits");
+      trailing_digest = request.digest();
+      continue;
+    }
+    if (request.chunk().size() > kMaxArtifactChunkBytes) {
+      return InvalidArgumentStatus(absl::StrCat("chunk: ", request.chunk().size(), " bytes; at most ", kMaxArtifactChunkBytes, " a message"));
     }
     if ((*writer)->size() + request.chunk().size() > static_cast<uint64_t>(header.size_bytes())) {
       return InvalidArgumentStatus(absl::StrCat("header.size_bytes: the upload stated ", header.size_bytes(),
@@ -81,8 +91,14 @@ grpc::Status ArtifactServiceImpl::UploadArtifact(grpc::ServerContext* context, g
   }
   // A client that went away mid-stream also ends the reads: its bytes are not an upload.
   if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the upload was cancelled; nothing was stored");
+  if (header.digest().empty()) {
+    if (trailing_digest.empty()) {
+      return InvalidArgumentStatus("digest: the upload stated no SHA-256, in its header or its last message; nothing was stored");
+    }
+    artifact.digest = trailing_digest;
+  }
   absl::StatusOr<v1::Artifact> recorded = artifacts_.Record(artifact, **writer, caller->key_id);
-  if (!recorded.ok()) return ToGrpcStatus(InHeader(recorded.status()));
+  if (!recorded.ok()) return ToGrpcStatus(InHeader(recorded.status(), !trailing_digest.empty()));
   *response = *std::move(recorded);
   return grpc::Status::OK;
 }
@@ -125,7 +141,7 @@ grpc::Status ArtifactServiceImpl::DownloadArtifact(grpc::ServerContext* context,
     message.set_offset(offset);
     std::string* chunk = message.mutable_chunk();
     chunk->clear();
-    absl::StatusOr<size_t> read = (*blob)->Read(kMaxChunkBytes, *chunk);
+    absl::StatusOr<size_t> read = (*blob)->Read(kMaxArtifactChunkBytes, *chunk);
     if (!read.ok()) return ToGrpcStatus(read.status());
     const bool first = message.has_artifact();
     if (*read == 0 && !first) break;

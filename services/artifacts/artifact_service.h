@@ -6,13 +6,11 @@
 #pragma once
 
 #include "services/artifacts/artifact_repository.h"
+#include "services/common/artifact_upload.h"
 #include "services/auth/authenticator.h"
 #include "tessera/v1/artifacts.grpc.pb.h"
 
 namespace tessera::artifacts {
-
-// The most bytes one message carries, either way.
-inline constexpr size_t kMaxChunkBytes = size_t{1} << 20;
 
 class ArtifactServiceImpl final : public v1::ArtifactService::Service {
  public:

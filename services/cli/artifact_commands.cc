@@ -15,6 +15,7 @@
 #include "services/artifacts/artifact_service.h"
 #include "services/cli/commands.h"
 #include "services/cli/transfer_progress.h"
+#include "services/common/artifact_upload.h"
 #include "services/common/bundle.h"
 #include "services/common/enum_names.h"
 #include "services/common/sha256.h"
@@ -50,29 +51,16 @@ struct TempFile {
 
 grpc::Status LocalError(grpc::StatusCode code, const std::string& message) { return grpc::Status(code, message); }
 
-// Uploads `file` as stated; the server checks both the size and the digest.
-grpc::Status Upload(CliContext& ctx, const fs::path& file, const v1::UploadArtifactHeader& stated, const std::string& shown,
+// Uploads `file`, hashed as it is sent; the server checks both the size and the digest.
+grpc::Status Upload(CliContext& ctx, const fs::path& file, const v1::UploadArtifactHeader& header, const std::string& shown,
                     v1::Artifact* artifact) {
+  std::error_code ec;
+  const auto size = static_cast<int64_t>(fs::file_size(file, ec));
+  if (ec) return LocalError(grpc::StatusCode::NOT_FOUND, "cannot read " + file.string() + ": " + ec.message());
   auto stub = v1::ArtifactService::NewStub(ctx.Channel());
   grpc::ClientContext context;  // no deadline: a big upload takes as long as it takes
-  auto writer = stub->UploadArtifact(&context, artifact);
-  v1::UploadArtifactRequest request;
-  *request.mutable_header() = stated;
-  if (!writer->Write(request)) return writer->Finish();
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return LocalError(grpc::StatusCode::NOT_FOUND, "cannot read " + file.string());
-  TransferProgress progress("uploading", shown, stated.size_bytes());
-  std::string* chunk = request.mutable_chunk();
-  while (in) {
-    chunk->resize(artifacts::kMaxChunkBytes);
-    in.read(chunk->data(), static_cast<std::streamsize>(artifacts::kMaxChunkBytes));
-    chunk->resize(static_cast<size_t>(in.gcount()));
-    if (chunk->empty()) break;
-    if (!writer->Write(request)) break;  // the server ended the call: Finish says why
-    progress.Advance(static_cast<int64_t>(chunk->size()));
-  }
-  writer->WritesDone();
-  grpc::Status s = writer->Finish();
+  TransferProgress progress("uploading", shown, size);
+  grpc::Status s = UploadFile(*stub, context, header, file, [&](int64_t sent) { progress.Advance(sent); }, artifact);
   if (s.ok()) progress.Done("uploaded");
   return s;
 }
@@ -107,13 +95,6 @@ void Put(CliContext& ctx, const std::string& path, const std::string& account, s
   if (name.empty()) name = fs::absolute(source).lexically_normal().filename().string();
   if (name.empty()) name = fs::absolute(source).lexically_normal().parent_path().filename().string();  // "dir/"
   header.set_name(name);
-  header.set_size_bytes(static_cast<int64_t>(fs::file_size(file, ec)));
-  absl::StatusOr<Hash> digest = Sha256OfFile(file);
-  if (ec || !digest.ok()) {
-    ctx.exit_code = ReportError(LocalError(grpc::StatusCode::NOT_FOUND, "cannot read " + file.string()));
-    return;
-  }
-  header.set_digest(DigestName(*digest));
   v1::Artifact artifact;
   grpc::Status s = Upload(ctx, file, header, name, &artifact);
   ShowResult(ctx, s, artifact, [](const v1::Artifact& a) {
@@ -129,9 +110,10 @@ fs::path DefaultOutput(const v1::Artifact& artifact) {
   return artifact.kind() == v1::ARTIFACT_KIND_FILE ? name : fs::path(n + ".tar");
 }
 
-// One try: appends to `part` from its current size on. OK with the record once the stream ended.
+// One try: appends to `part` from its current size on, and feeds what it appends to `sha` (which
+// has seen the part's earlier bytes). OK with the record once the stream ended.
 grpc::Status DownloadOnce(CliContext& ctx, const v1::DownloadArtifactRequest& base, const fs::path& part, v1::Artifact* artifact,
-                          std::unique_ptr<TransferProgress>& progress) {
+                          Sha256& sha, std::unique_ptr<TransferProgress>& progress) {
   std::error_code ec;
   v1::DownloadArtifactRequest request = base;
   request.set_offset(fs::exists(part, ec) ? static_cast<int64_t>(fs::file_size(part, ec)) : 0);
@@ -155,6 +137,7 @@ grpc::Status DownloadOnce(CliContext& ctx, const v1::DownloadArtifactRequest& ba
       reader->Finish();
       return LocalError(grpc::StatusCode::INTERNAL, "cannot write " + part.string());
     }
+    sha.Update(message.chunk());
     if (progress) progress->Advance(static_cast<int64_t>(message.chunk().size()));
   }
   out.flush();
@@ -182,10 +165,18 @@ void Get(CliContext& ctx, const std::string& digest, const std::string& account,
   std::error_code ec;
   if (!extract.empty()) fs::remove(part, ec);
   if (fs::exists(part, ec) && static_cast<int64_t>(fs::file_size(part, ec)) > artifact.size_bytes()) fs::remove(part, ec);
+  // Hashed as it arrives: a big download is not read back a second time to be checked.
+  Sha256 sha;
+  if (fs::exists(part, ec)) {
+    if (absl::Status hashed = HashFileInto(part, sha); !hashed.ok()) {
+      ctx.exit_code = ReportError(LocalError(grpc::StatusCode::INTERNAL, std::string(hashed.message()) + " (remove it to start over)"));
+      return;
+    }
+  }
   std::unique_ptr<TransferProgress> progress;
   grpc::Status s;
   for (int attempt = 1; attempt <= kDownloadTries; ++attempt) {
-    s = DownloadOnce(ctx, request, part, &artifact, progress);
+    s = DownloadOnce(ctx, request, part, &artifact, sha, progress);
     if (s.ok() || s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
     std::cerr << "download broke (" << s.error_message() << "); resuming, try " << attempt + 1 << " of " << kDownloadTries << "\n";
     std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
@@ -195,12 +186,10 @@ void Get(CliContext& ctx, const std::string& digest, const std::string& account,
     ctx.exit_code = ReportError(s);
     return;
   }
-  absl::StatusOr<Hash> got = Sha256OfFile(part);
-  if (!got.ok() || DigestName(*got) != artifact.digest()) {
+  if (const std::string got = DigestName(sha.Finish()); got != artifact.digest()) {
     fs::remove(part, ec);
-    ctx.exit_code = ReportError(LocalError(grpc::StatusCode::DATA_LOSS, "the downloaded bytes hash to " +
-                                                                            (got.ok() ? DigestName(*got) : std::string("nothing")) +
-                                                                            ", not " + artifact.digest() + "; nothing was kept"));
+    ctx.exit_code = ReportError(
+        LocalError(grpc::StatusCode::DATA_LOSS, "the downloaded bytes hash to " + got + ", not " + artifact.digest() + "; nothing was kept"));
     return;
   }
   fs::rename(part, target, ec);

@@ -67,20 +67,25 @@ absl::StatusOr<std::string> ParseDigest(std::string_view digest, std::string_vie
   return std::string(kDigestPrefix) + hex;
 }
 
-absl::StatusOr<Hash> Sha256OfFile(const std::filesystem::path& path) {
+absl::Status HashFileInto(const std::filesystem::path& path, Sha256& sha) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     const int error = errno;
     const std::string message = absl::StrCat("cannot read ", path.string(), ": ", std::strerror(error));
     return error == ENOENT ? absl::NotFoundError(message) : absl::InternalError(message);
   }
-  Sha256 sha;
   std::string block(size_t{1} << 20, '\0');
   while (in) {
     in.read(block.data(), static_cast<std::streamsize>(block.size()));
     sha.Update(std::string_view(block.data(), static_cast<size_t>(in.gcount())));
   }
   if (in.bad()) return absl::InternalError(absl::StrCat("cannot read ", path.string()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Hash> Sha256OfFile(const std::filesystem::path& path) {
+  Sha256 sha;
+  if (absl::Status s = HashFileInto(path, sha); !s.ok()) return s;
   return sha.Finish();
 }
 

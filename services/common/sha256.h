@@ -43,5 +43,7 @@ absl::StatusOr<std::string> ParseDigest(std::string_view digest, std::string_vie
 
 // The SHA-256 of a file's contents, read in 1 MiB blocks; NOT_FOUND when it does not exist.
 absl::StatusOr<Hash> Sha256OfFile(const std::filesystem::path& path);
+// Feeds a file's contents to `sha` (a resumed download hashes what it already has, then goes on).
+absl::Status HashFileInto(const std::filesystem::path& path, Sha256& sha);
 
 }  // namespace tessera

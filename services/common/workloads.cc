@@ -1,6 +1,7 @@
 #include "services/common/workloads.h"
 
 #include <algorithm>
+#include <cctype>
 
 namespace tessera {
 
@@ -14,6 +15,21 @@ std::string_view WorkloadKind(const v1::JobSpec& spec) {
     case v1::JobSpec::WORKLOAD_NOT_SET: return "";
   }
   return "";
+}
+
+std::string_view MatchingKind(const v1::JobSpec& spec) {
+  if (spec.has_container() && !spec.container().image().empty()) return kOciImageKind;
+  return WorkloadKind(spec);
+}
+
+bool IsImageReference(std::string_view image) {
+  if (image.empty() || image.size() > 256 || !std::isalnum(static_cast<unsigned char>(image[0]))) return false;
+  for (char c : image) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' || c == '/' || c == ':' || c == '@')) {
+      return false;
+    }
+  }
+  return true;
 }
 
 bool IsWorkloadKind(std::string_view kind) { return std::find(kWorkloadKinds.begin(), kWorkloadKinds.end(), kind) != kWorkloadKinds.end(); }

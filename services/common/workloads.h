@@ -20,6 +20,14 @@ inline constexpr std::array<std::string_view, 5> kWorkloadKinds = {"sleep", "tra
 // The name of the spec's workload (its member of the oneof); empty when none is set.
 std::string_view WorkloadKind(const v1::JobSpec& spec);
 
+// The job kind a worker says it runs to be given a container job that names an OCI image (one
+// with podman), beside "container" (its process sandbox).
+inline constexpr std::string_view kOciImageKind = "container_oci";
+// What a worker must run for the job to be matched to it: its workload kind, or kOciImageKind.
+std::string_view MatchingKind(const v1::JobSpec& spec);
+// "localhost/trainer:1", "registry.example/team/img@sha256:…": at most 256 characters of
+// [A-Za-z0-9._/:@-], starting with a letter or digit (so never an option to podman).
+bool IsImageReference(std::string_view image);
 bool IsWorkloadKind(std::string_view kind);
 
 // What a spec shows anyone but the worker that runs it: each secret's value replaced by

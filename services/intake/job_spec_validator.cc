@@ -85,10 +85,9 @@ absl::Status ValidateContainer(const v1::ContainerParams& p) {
   if (p.image().size() > 256 || !PrintableAscii(p.image())) {
     return absl::InvalidArgumentError(absl::StrCat(kField, ".image: at most 256 printable characters without spaces"));
   }
-  if (!p.image().empty()) {
-    // Refused here rather than failed on a worker: no agent runs OCI images yet (podman is next).
-    return absl::InvalidArgumentError(
-        absl::StrCat(kField, ".image: no worker runs OCI images yet; leave it empty to run in the workers' process sandbox"));
+  if (!p.image().empty() && !IsImageReference(p.image())) {
+    return absl::InvalidArgumentError(absl::StrCat(kField, ".image: '", p.image(),
+                                                   "' is not an image reference ([registry/]name[:tag][@sha256:…], as podman names it)"));
   }
   if (p.command_size() < 1 || p.command(0).empty()) {
     return absl::InvalidArgumentError(absl::StrCat(kField, ".command: required: the program and its arguments, as [\"python3\", \"train.py\"]"));

@@ -12,7 +12,7 @@ scheduler::JobRequirements JobRequirementsFrom(int64_t job_id, const std::string
       spec.min_compute_capability().empty() ? 0 : ParseComputeCapability("", spec.min_compute_capability()).value_or(0);
   return {.job_id = job_id,
           .account = account,
-          .kind = std::string(WorkloadKind(spec)),
+          .kind = std::string(MatchingKind(spec)),
           .gpu_count = spec.gpu_count(),
           .gpu_models = {spec.gpu_models().begin(), spec.gpu_models().end()},
           .min_memory_mib = spec.min_gpu_memory_mib(),

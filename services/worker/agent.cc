@@ -74,6 +74,18 @@ absl::Status Agent::Connect() {
                          .stop_grace = std::chrono::seconds(10)};
       runner_options_.containers = &container_host_;
       spdlog::info("container jobs: on (bubblewrap sandbox, as uid {})", options_.job_uid);
+      if (options_.images) {
+        podman_ = std::make_unique<PodmanSandbox>(PodmanOptions{.job_seccomp = state / "job-seccomp.json"});
+        if (absl::Status probe = podman_->Probe(); probe.ok()) {
+          container_host_.images = podman_.get();
+          const PodmanHost& host = podman_->host();
+          spdlog::info("image jobs: on (podman{}{})", host.hybrid_cgroups ? ", hybrid cgroups: crun in a mount namespace of its own" : "",
+                       host.cdi_gpus ? ", GPUs by CDI" : ", GPUs as device nodes (no CDI spec)");
+        } else {
+          podman_.reset();
+          spdlog::info("image jobs: off: {}", std::string(probe.message()));
+        }
+      }
     } else {
       sandbox_.reset();
       spdlog::warn("container jobs: off: {}", std::string(probe.message()));
@@ -267,7 +279,7 @@ bool Agent::ServeOneConnection() {
     hello.mutable_hello()->set_name(options_.name);
     hello.mutable_hello()->set_region(options_.region);
     hello.mutable_hello()->set_ask_utok_per_gpu_hour(options_.ask_utok_per_gpu_hour);
-    for (const std::string& kind : WorkloadKindsOn(*backend_, runner_options_.containers != nullptr)) {
+    for (const std::string& kind : WorkloadKindsOn(*backend_, runner_options_.containers != nullptr, container_host_.images != nullptr)) {
       hello.mutable_hello()->add_job_kinds(kind);
     }
     std::set<JobKey> running;

@@ -29,6 +29,7 @@
 #include "services/worker/job_runner.h"
 #include "services/worker/outbox_journal.h"
 #include "services/worker/sandbox/bwrap_sandbox.h"
+#include "services/worker/sandbox/podman_sandbox.h"
 #include "services/worker/state_dir_lock.h"
 #include "tessera/v1/workers.grpc.pb.h"
 
@@ -61,6 +62,7 @@ struct AgentOptions {
   // Container jobs (issue 18): run in the bubblewrap sandbox as `job_uid`, offered only when the
   // sandbox works on this machine (BwrapSandbox::Probe says why not in the log).
   bool containers = true;
+  bool images = true;  // and OCI images through podman, where it runs (with containers)
   uid_t job_uid = 65534;
   gid_t job_gid = 65534;
   bool allow_network = false;  // jobs that ask for the network may have it
@@ -131,6 +133,7 @@ class Agent final : public JobReporter {
   std::unique_ptr<ChallengeResponder> challenges_;  // made by Run, once the worker id is known
   // Container jobs: set up by Connect when the sandbox works; the worker id by RegisterOrLoad.
   std::unique_ptr<BwrapSandbox> sandbox_;
+  std::unique_ptr<PodmanSandbox> podman_;
   std::unique_ptr<ArtifactTransfer> artifacts_;
   std::unique_ptr<JobLogSink> job_logs_;
   ContainerHost container_host_;

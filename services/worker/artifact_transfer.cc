@@ -3,12 +3,11 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/artifact_upload.h"
 #include "services/common/sha256.h"
 
 namespace tessera::worker {
 namespace {
-
-constexpr size_t kChunk = size_t{1} << 20;
 
 absl::Status FromGrpc(const grpc::Status& s, std::string_view what) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()), absl::StrCat(std::string(what), ": ", s.error_message()));
@@ -53,33 +52,15 @@ absl::StatusOr<v1::Artifact> ArtifactTransfer::Download(const v1::JobLease& leas
 
 absl::StatusOr<v1::Artifact> ArtifactTransfer::Upload(const v1::JobLease& lease, const std::filesystem::path& file, v1::ArtifactKind kind,
                                                       const std::string& name) {
-  absl::StatusOr<Hash> digest = Sha256OfFile(file);
-  if (!digest.ok()) return digest.status();
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(file, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot read ", file.string(), ": ", ec.message()));
   grpc::ClientContext context;
   v1::Artifact artifact;
-  auto writer = stub_->UploadArtifact(&context, &artifact);
-  v1::UploadArtifactRequest request;
-  v1::UploadArtifactHeader* header = request.mutable_header();
-  header->set_size_bytes(static_cast<int64_t>(size));
-  header->set_digest(DigestName(*digest));
-  header->set_name(name);
-  header->set_kind(kind);
-  *header->mutable_lease() = lease;
-  std::ifstream in(file, std::ios::binary);
-  if (writer->Write(request)) {
-    std::string* chunk = request.mutable_chunk();
-    while (in) {
-      chunk->resize(kChunk);
-      in.read(chunk->data(), static_cast<std::streamsize>(kChunk));
-      chunk->resize(static_cast<size_t>(in.gcount()));
-      if (chunk->empty() || !writer->Write(request)) break;
-    }
+  v1::UploadArtifactHeader header;
+  header.set_name(name);
+  header.set_kind(kind);
+  *header.mutable_lease() = lease;
+  if (grpc::Status s = UploadFile(*stub_, context, std::move(header), file, {}, &artifact); !s.ok()) {
+    return FromGrpc(s, absl::StrCat("storing ", name));
   }
-  writer->WritesDone();
-  if (grpc::Status s = writer->Finish(); !s.ok()) return FromGrpc(s, absl::StrCat("storing ", name));
   return artifact;
 }
 

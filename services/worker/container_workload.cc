@@ -125,6 +125,7 @@ SandboxSpec ContainerWorkload::SpecFor(const fs::path& dir, const std::optional<
   const int64_t gpus = std::max(1, assignment_.gpu_indexes_size());
   SandboxSpec spec;
   spec.name = absl::StrCat("job-", assignment_.job_id(), "-", assignment_.attempt());
+  spec.image = c.image();
   spec.command.assign(c.command().begin(), c.command().end());
   spec.env.insert(c.env().begin(), c.env().end());
   spec.env["TESSERA_JOB_ID"] = std::to_string(assignment_.job_id());
@@ -179,7 +180,8 @@ absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
   if (host_.sandbox == nullptr || host_.artifacts == nullptr) {
     return absl::FailedPreconditionError("this worker runs no container jobs (its sandbox is off)");
   }
-  if (!c.image().empty()) return absl::UnimplementedError("this worker runs no OCI images, only its process sandbox");
+  Sandbox* sandbox = c.image().empty() ? host_.sandbox : host_.images;
+  if (sandbox == nullptr) return absl::FailedPreconditionError("this worker runs no OCI images (podman is off here), only its process sandbox");
   if (c.network() && !host_.network_allowed) {
     return absl::FailedPreconditionError("the job asks for the network and this worker's provider does not allow it");
   }
@@ -253,7 +255,7 @@ absl::StatusOr<v1::JobResult> ContainerWorkload::Run() {
     }
   };
   const SandboxSpec spec = SpecFor(dir, *restored);
-  absl::StatusOr<std::unique_ptr<SandboxProcess>> process = host_.sandbox->Start(spec, (*output)->stdout_fd(), (*output)->stderr_fd());
+  absl::StatusOr<std::unique_ptr<SandboxProcess>> process = sandbox->Start(spec, (*output)->stdout_fd(), (*output)->stderr_fd());
   (*output)->Started();
   if (!process.ok()) return process.status();
   // One node of a spread job saves (rank 0, as in data-parallel training); every node restores it.

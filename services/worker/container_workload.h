@@ -27,7 +27,8 @@ namespace tessera::worker {
 
 // What the agent lends every container job.
 struct ContainerHost {
-  Sandbox* sandbox = nullptr;
+  Sandbox* sandbox = nullptr;      // the process sandbox: jobs without an image
+  Sandbox* images = nullptr;       // the OCI runtime: jobs that name an image; null: none offered
   ArtifactTransfer* artifacts = nullptr;
   JobLogSink* logs = nullptr;      // where each attempt's output lines go; null: only the error's tail keeps them
   const Clock* clock = nullptr;    // stamps the output lines

@@ -63,6 +63,7 @@ void AddWorkerFlags(CLI::App& app, WorkerFlags& flags) {
   app.add_option("--deny-account", flags.denied_accounts, "Never jobs of this customer account; repeatable");
   app.add_flag("--refuse-spot", flags.refuse_spot, "Take no SPOT (preemptible) jobs");
   app.add_flag("--no-containers", flags.no_containers, "Run no container jobs (customers' own programs), only the built-in kernels");
+  app.add_flag("--no-images", flags.no_images, "Run no OCI images (podman), only container jobs in the process sandbox");
   app.add_option("--job-user", flags.job_user, "The unprivileged user container jobs run as (never root; default nobody)");
   app.add_flag("--allow-job-network", options.allow_network, "Container jobs that ask for the network get it (default: none do)");
   app.add_option("--job-memory-mib-per-gpu", options.job_memory_mib_per_gpu, "Memory limit of a container job that sets none, per GPU")
@@ -76,6 +77,7 @@ absl::Status ApplyWorkerFlags(WorkerFlags& flags) {
   AgentOptions& options = flags.options;
   options.state_dir = flags.state_dir;
   options.containers = !flags.no_containers;
+  options.images = !flags.no_images;
   if (options.containers) {
     const struct passwd* user = ::getpwnam(flags.job_user.c_str());
     if (user != nullptr && (user->pw_uid == 0 || user->pw_gid == 0)) return absl::InvalidArgumentError("--job-user: jobs never run as root");

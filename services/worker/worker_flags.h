@@ -30,6 +30,7 @@ struct WorkerFlags {
   // Container jobs: the unprivileged user they run as (a name from the passwd database).
   std::string job_user = "nobody";
   bool no_containers = false;
+  bool no_images = false;
 };
 
 // Defaults from the environment (TESSERA_SERVER, TESSERA_API_KEY, TESSERA_API_KEY_FILE), then the

@@ -18,7 +18,7 @@ absl::StatusOr<std::unique_ptr<Workload>> MakeWorkload(const v1::Assignment& ass
   return std::make_unique<KernelWorkload>(assignment, environment.backend, environment.clock, environment.communicators);
 }
 
-std::vector<std::string> WorkloadKindsOn(const kernels::ComputeBackend& backend, bool runs_containers) {
+std::vector<std::string> WorkloadKindsOn(const kernels::ComputeBackend& backend, bool runs_containers, bool runs_images) {
   std::vector<std::string> kinds;
   for (std::string_view kind : kWorkloadKinds) {
     if (kind == "allreduce_bench" && !backend.HasCollectives()) continue;  // NCCL only
@@ -27,6 +27,7 @@ std::vector<std::string> WorkloadKindsOn(const kernels::ComputeBackend& backend,
     if (kind == "container" && !runs_containers) continue;
     kinds.emplace_back(kind);
   }
+  if (runs_containers && runs_images) kinds.emplace_back(kOciImageKind);
   return kinds;
 }
 

@@ -33,6 +33,6 @@ absl::StatusOr<std::unique_ptr<Workload>> MakeWorkload(const v1::Assignment& ass
 // The workloads (JobSpec.kind names) an agent on `backend` runs (`container` only where it has a
 // working sandbox): what its hello offers, so that the
 // scheduler never leases this machine a job it would fail.
-std::vector<std::string> WorkloadKindsOn(const kernels::ComputeBackend& backend, bool runs_containers);
+std::vector<std::string> WorkloadKindsOn(const kernels::ComputeBackend& backend, bool runs_containers, bool runs_images = false);
 
 }  // namespace tessera::worker

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "services/worker/sandbox/bwrap_sandbox.h"
+#include "services/worker/sandbox/podman_sandbox.h"
 #include "tests/support/e2e_cluster.h"
 #include "tests/support/files.h"
 
@@ -25,6 +26,23 @@ bool SandboxHere() {
   const char* required = std::getenv("TESSERA_REQUIRE_SANDBOX");
   if (required != nullptr && std::string(required) != "0") FAIL("TESSERA_REQUIRE_SANDBOX is set, but " << probe.message());
   WARN("SKIPPED (" << probe.message() << ")");
+  return false;
+}
+
+// Whether podman runs here with the test image made (scripts/make-test-image.sh).
+bool PodmanHere() {
+  static const absl::Status probe = [] {
+    absl::Status s = worker::PodmanSandbox({.job_seccomp = "/tmp/tessera-e2e-seccomp.json"}).Probe();
+    if (!s.ok()) return s;
+    if (std::system((std::string(TESSERA_SOURCE_DIR) + "/scripts/make-test-image.sh >/dev/null").c_str()) != 0) {
+      return absl::FailedPreconditionError("scripts/make-test-image.sh failed");
+    }
+    return absl::OkStatus();
+  }();
+  if (probe.ok()) return true;
+  const char* required = std::getenv("TESSERA_REQUIRE_SANDBOX");
+  if (required != nullptr && std::string(required) != "0") FAIL("TESSERA_REQUIRE_SANDBOX is set, but " << probe.message());
+  WARN("SKIPPED podman (" << probe.message() << ")");
   return false;
 }
 
@@ -213,4 +231,44 @@ TEST_CASE("a lost worker costs a job only the steps since its last checkpoint: t
   CHECK_THAT(got.out, Catch::Contains("checkpoint of job " + id + " saved by attempt"));
   CHECK(std::filesystem::exists(c.dir() + "/ckpt/step"));
   CHECK_FALSE(std::filesystem::exists(c.dir() + "/ckpt/half.pt.tmp"));
+}
+
+TEST_CASE("a job naming an OCI image runs in it with podman; a worker without podman is never given one", "[e2e][container][podman]") {
+  if (!SandboxHere() || !PodmanHere()) return;
+  Cluster c;
+  c.OpenMarket();
+  // Only a worker that runs no images, first: the job waits, saying why.
+  c.StartWorker("w-no-images", "1000000", "", {"--no-images"});
+  WriteAll(c.dir() + "/train.csv", "1\n2\n3\n4\n");
+  const std::string data = Field(c.Cli({"artifact", "put", c.dir() + "/train.csv", "--account", "acme"}).out, "sha256:");
+  const int64_t job = c.Submit("gpu_count: 1\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 120000\ncontainer:\n"
+                               "  image: localhost/tessera-tools:1\n"
+                               "  command: [python3, -c, \"import os, sys; rows = open('/job/inputs/train.csv').read().split(); "
+                               "open('/job/outputs/sum.txt', 'w').write(str(sum(map(int, rows)))); "
+                               "print('in', open('/etc/os-release').read() if os.path.exists('/etc/os-release') else 'the image', os.getuid(), "
+                               "open('/run/secrets/token').read())\"]\n"
+                               "  secrets: {token: hunter2}\n"
+                               "  inputs: [{artifact: '" + data + "', path: train.csv}]\n  memory_mib: 512\n",
+                               "image-1");
+  const v1::Job waiting = c.WaitFor(job, [](const v1::Job& j) { return !j.wait_reason().empty(); }, 30'000);
+  CHECK(waiting.state() == v1::JOB_STATE_QUEUED);
+  CHECK_THAT(waiting.wait_reason(), Catch::Contains("container_oci"));
+  // A worker with podman takes it.
+  c.StartWorker("w-images", "1000000");
+  const v1::Job done = c.WaitFor(job, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_SUCCEEDED || j.state() == v1::JOB_STATE_FAILED; },
+                                 90'000);
+  INFO(done.result().error());
+  REQUIRE(done.state() == v1::JOB_STATE_SUCCEEDED);
+  CHECK(done.result().container().peak_memory_bytes() > 0);
+  const CommandResult logs = RunWithStderr({kBin + "/tessera", "--server", c.address(), "--api-key-file", c.AdminKeyFile(), "job", "logs",
+                                            std::to_string(job)});
+  CHECK_THAT(logs.out, Catch::Contains("in the image 65534 <redacted>"));  // the image's /etc, not the host's
+  REQUIRE(c.Cli({"job", "outputs", std::to_string(job), "-o", c.dir() + "/got"}).exit_code == 0);
+  CHECK(ReadAll(c.dir() + "/got/sum.txt") == "10");
+  // An image no worker holds: the job fails at once saying so (nothing is pulled).
+  const int64_t missing = c.Submit("gpu_count: 1\nbid_utok_per_gpu_hour: 2000000\nmax_duration_ms: 120000\ncontainer:\n"
+                                   "  image: localhost/not-imported:1\n  command: ['true']\n",
+                                   "image-missing");
+  const v1::Job failed = c.WaitFor(missing, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_FAILED; }, 60'000);
+  CHECK_THAT(failed.result().error(), Catch::Contains("image 'localhost/not-imported:1' is not on this worker"));
 }

@@ -50,7 +50,7 @@ struct ArtifactServer {
 
   // Sends `header` then `bytes` in chunks of `chunk` bytes.
   grpc::Status Upload(const std::string& key, const v1::UploadArtifactHeader& header, const std::string& bytes, v1::Artifact* out,
-                      size_t chunk = 256 << 10) {
+                      size_t chunk = 256 << 10, const std::string& trailing_digest = "") {
     auto stub = As(key);
     grpc::ClientContext context;
     auto writer = stub->UploadArtifact(&context, out);
@@ -60,6 +60,10 @@ struct ArtifactServer {
       for (size_t at = 0; at < bytes.size(); at += chunk) {
         request.set_chunk(bytes.substr(at, chunk));
         if (!writer->Write(request)) break;
+      }
+      if (!trailing_digest.empty()) {
+        request.set_digest(trailing_digest);
+        writer->Write(request);
       }
     }
     writer->WritesDone();
@@ -157,6 +161,29 @@ TEST_CASE("an upload is verified against its stated size and digest, and a wrong
   REQUIRE(s.Upload(s.acme_key, ArtifactServer::Header(bytes, "renamed.bin"), bytes, &again).ok());
   CHECK(again.name() == "renamed.bin");
   CHECK(again.created_at_ms() == artifact.created_at_ms());
+  CHECK(s.BlobFiles() == 1);
+}
+
+TEST_CASE("the digest may come last, computed while sending, and is checked the same", "[integration][artifacts]") {
+  ArtifactServer s;
+  const std::string bytes = Bytes(3 << 20, 't');
+  v1::UploadArtifactHeader header = ArtifactServer::Header(bytes);
+  header.clear_digest();
+  v1::Artifact artifact;
+  grpc::Status st = s.Upload(s.acme_key, header, bytes, &artifact, 1 << 20, DigestOf("other bytes"));
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(st.error_message(), Catch::StartsWith("digest: the upload stated") && Catch::Contains("nothing was stored"));
+  st = s.Upload(s.acme_key, header, bytes, &artifact);  // no digest anywhere
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(st.error_message(), Catch::StartsWith("digest: the upload stated no SHA-256"));
+  st = s.Upload(s.acme_key, ArtifactServer::Header(bytes), bytes, &artifact, 1 << 20, DigestOf(bytes));  // both
+  CHECK_THAT(st.error_message(), Catch::StartsWith("digest: stated in the header already"));
+  CHECK(s.BlobFiles() == 0);
+  CHECK(s.db.Scalar("SELECT count(*) FROM artifacts") == "0");
+  st = s.Upload(s.acme_key, header, bytes, &artifact, 1 << 20, DigestOf(bytes));
+  INFO(st.error_message());
+  REQUIRE(st.ok());
+  CHECK(artifact.digest() == DigestOf(bytes));
   CHECK(s.BlobFiles() == 1);
 }
 

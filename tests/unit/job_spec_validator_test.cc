@@ -223,6 +223,11 @@ v1::SubmitJobRequest ValidContainer() {
 
 TEST_CASE("a container spec is checked field by field, naming the field and never a secret's value", "[validator]") {
   CHECK(intake::ValidateSubmitRequest(ValidContainer()).ok());
+  v1::SubmitJobRequest with_image = ValidContainer();
+  with_image.mutable_spec()->mutable_container()->set_image("localhost/trainer:1");
+  CHECK(intake::ValidateSubmitRequest(with_image).ok());
+  with_image.mutable_spec()->mutable_container()->set_image("registry.example/team/img@sha256:0123abcd");
+  CHECK(intake::ValidateSubmitRequest(with_image).ok());
   struct Case {
     std::function<void(v1::ContainerParams&)> spoil;
     std::string error;
@@ -253,7 +258,8 @@ TEST_CASE("a container spec is checked field by field, naming the field and neve
       {[](v1::ContainerParams& c) { c.set_cpu_cores(1'025); }, "spec.container.cpu_cores must be between 0 and 1024"},
       {[](v1::ContainerParams& c) { c.set_memory_mib((uint64_t{4} << 20) + 1); }, "spec.container.memory_mib must be between"},
       {[](v1::ContainerParams& c) { c.set_image("my image"); }, "spec.container.image: at most 256 printable characters"},
-      {[](v1::ContainerParams& c) { c.set_image("localhost/trainer:1"); }, "spec.container.image: no worker runs OCI images yet"},
+      {[](v1::ContainerParams& c) { c.set_image("--privileged"); }, "spec.container.image: '--privileged' is not an image reference"},
+      {[](v1::ContainerParams& c) { c.set_image("localhost/trainer:1;rm"); }, "spec.container.image: 'localhost/trainer:1;rm' is not an image"},
   };
   for (const Case& c : cases) {
     v1::SubmitJobRequest r = ValidContainer();

@@ -21,11 +21,6 @@ struct BwrapOptions {
   std::string cgroup_parent = "tessera";  // v1: one level under each controller; v2: under this path
 };
 
-// INVALID_ARGUMENT naming the field for a spec no sandbox runs: an empty command, the root user,
-// a mount outside /job or onto /job itself, a secret whose name is not a plain file name or whose
-// value is over 64 KiB.
-absl::Status ValidateSandboxSpec(const SandboxSpec& spec);
-
 // The bubblewrap command line for `spec`, the secrets read from `secret_fds` (one per secret, in
 // the spec's name order). What Start execs; a test reads it.
 std::vector<std::string> BwrapCommandLine(const BwrapOptions& options, const SandboxSpec& spec, const std::vector<int>& secret_fds);

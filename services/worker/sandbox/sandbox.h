@@ -33,6 +33,7 @@ struct SandboxMount {
 
 struct SandboxSpec {
   std::string name;                           // unique per attempt on this machine ("job-12-1"): names its cgroup
+  std::string image;                          // an OCI image (PodmanSandbox); empty: the host's system (BwrapSandbox)
   std::vector<std::string> command;           // argv; command[0] is looked up in PATH inside
   std::map<std::string, std::string> env;     // on top of PATH, HOME=/job, LANG, TMPDIR
   std::map<std::string, std::string> secrets; // name → value: /run/secrets/<name>, read-only, on a tmpfs
@@ -67,6 +68,11 @@ class SandboxProcess {
   // What everything it ran has used so far (CPU time, peak memory), read from its cgroup.
   virtual CgroupUsage Usage() const = 0;
 };
+
+// INVALID_ARGUMENT naming the field for a spec no sandbox runs: an empty command, the root user,
+// a mount outside /job or onto /job itself, a secret whose name is not a plain file name or whose
+// value is over 64 KiB, an image that is not an image reference.
+absl::Status ValidateSandboxSpec(const SandboxSpec& spec);
 
 class Sandbox {
  public:
