@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "services/common/enum_names.h"
 #include "services/common/pagination.h"
+#include "services/lifecycle/lease_holder.h"
 
 namespace tessera::artifacts {
 namespace {
@@ -279,21 +280,7 @@ absl::StatusOr<int64_t> ArtifactRepository::UsedBytes(const std::string& account
 absl::StatusOr<LeasedJob> ArtifactRepository::LeasedBy(int64_t provider_account_id, const v1::JobLease& lease,
                                                       std::chrono::seconds ended_within) {
   return db_.Transact("leased job", [&](pqxx::work& tx) -> absl::StatusOr<LeasedJob> {
-    const pqxx::result r = tx.exec_params(
-        "SELECT c.name, j.spec FROM assignments a JOIN workers w ON w.worker_id = a.worker_id JOIN jobs j ON j.job_id = a.job_id"
-        " JOIN accounts c ON c.account_id = j.account_id"
-        " WHERE a.job_id = $1 AND a.attempt = $2 AND a.worker_id = $3 AND w.provider_account_id = $4"
-        "   AND (a.state = 'LIVE' OR ($5 > 0 AND a.ended_at > now() - make_interval(secs => $5)))",
-        lease.job_id(), static_cast<int64_t>(lease.attempt()), lease.worker_id(), provider_account_id,
-        static_cast<double>(ended_within.count()));
-    if (r.empty()) {
-      return absl::PermissionDeniedError(absl::StrCat("worker ", lease.worker_id(), " of this provider holds no live lease on job ",
-                                                      lease.job_id(), " attempt ", lease.attempt()));
-    }
-    LeasedJob job;
-    job.account = r[0][0].as<std::string>();
-    job.spec.ParseFromString(pqxx::binarystring(r[0][1]).str());
-    return job;
+    return lifecycle::LeaseHeldBy(tx, provider_account_id, lease, ended_within);
   });
 }
 

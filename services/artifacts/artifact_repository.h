@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "services/artifacts/blob_store.h"
+#include "services/lifecycle/lease_holder.h"
 #include "services/store/database.h"
 #include "tessera/v1/artifacts.pb.h"
 #include "tessera/v1/jobs.pb.h"
@@ -49,10 +50,9 @@ struct JobCheckpoint {
 inline constexpr int kKeptCheckpoints = 2;
 
 // A job as the worker holding its lease may use it: whose artifacts, and what its spec names.
-struct LeasedJob {
-  std::string account;  // the job's customer
-  v1::JobSpec spec;     // with its secrets: only for the checks here
-};
+// The job a worker's lease names: its customer, and its spec with its secrets (only for the
+// checks here).
+using LeasedJob = lifecycle::HeldLease;
 
 struct ArtifactPage {
   std::vector<v1::Artifact> artifacts;  // newest first

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/job_state_machine.h"
+#include "services/lifecycle/lease_holder.h"
 
 namespace tessera::logs {
 namespace {
@@ -56,17 +57,10 @@ absl::StatusOr<uint64_t> JobLogRepository::Append(int64_t provider_account_id, c
   if (absl::Status s = CheckLines(request); !s.ok()) return s;
   const v1::JobLease& lease = request.lease();
   return db_.Transact("append job log", [&](pqxx::work& tx) -> absl::StatusOr<uint64_t> {
-    const pqxx::result held = tx.exec_params(
-        "SELECT a.node_rank FROM assignments a JOIN workers w ON w.worker_id = a.worker_id"
-        " WHERE a.job_id = $1 AND a.attempt = $2 AND a.worker_id = $3 AND w.provider_account_id = $4"
-        "   AND (a.state = 'LIVE' OR a.ended_at > now() - make_interval(secs => $5))",
-        lease.job_id(), static_cast<int64_t>(lease.attempt()), lease.worker_id(), provider_account_id,
-        static_cast<double>(limits_.append_grace.count()));
-    if (held.empty()) {
-      return absl::PermissionDeniedError(absl::StrCat("worker ", lease.worker_id(), " of this provider holds no lease on job ",
-                                                      lease.job_id(), " attempt ", lease.attempt()));
-    }
-    const int64_t node = held[0][0].as<int64_t>();
+    absl::StatusOr<lifecycle::HeldLease> held =
+        lifecycle::LeaseHeldBy(tx, provider_account_id, lease, limits_.append_grace);
+    if (!held.ok()) return held.status();
+    const int64_t node = held->node_rank;
     // One writer of a job's logs at a time: the cut below reads and deletes across its attempts.
     tx.exec_params("SELECT pg_advisory_xact_lock(hashtextextended('job log ' || $1::text, 0))", lease.job_id());
     tx.exec_params0("INSERT INTO job_logs (job_id, attempt, node) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", lease.job_id(),

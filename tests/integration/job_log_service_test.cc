@@ -115,7 +115,7 @@ TEST_CASE("a worker's log lines are stored once and in order under its lease; a 
   // No lease yet: refused.
   grpc::Status st = s.Append(0, 3, "line ", &next);
   CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
-  CHECK_THAT(st.error_message(), Catch::Contains("holds no lease on job " + std::to_string(s.job) + " attempt 1"));
+  CHECK_THAT(st.error_message(), Catch::Contains("holds no live lease on job " + std::to_string(s.job) + " attempt 1"));
   s.Lease();
   REQUIRE(s.Append(0, 3, "line ", &next).ok());
   CHECK(next == 3);
