@@ -15,6 +15,8 @@ packages=(
   # container jobs that name an OCI image (the tests import one made from this machine's files)
   podman crun
   python3-grpcio python3-protobuf
+  # the Python client (clients/python), installed with pip from the checkout, no index
+  python3-pip python3-setuptools python3-yaml
   # the main job: a customer's own PyTorch program, on the CPU
   python3-torch
   clang-14 libclang-rt-14-dev
