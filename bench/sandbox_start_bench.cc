@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<PodmanSandbox> podman;
   if (!image.empty()) {
-    podman = std::make_unique<PodmanSandbox>(PodmanOptions{.job_seccomp = "/tmp/tessera-bench-seccomp.json"});
+    podman = std::make_unique<PodmanSandbox>(PodmanOptions{.state_dir = "/tmp/tessera-bench-podman"});
     if (absl::Status probe = podman->Probe(); !probe.ok()) {
       std::fprintf(stderr, "cannot benchmark podman here: %s\n", std::string(probe.message()).c_str());
       return 2;

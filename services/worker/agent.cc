@@ -75,7 +75,7 @@ absl::Status Agent::Connect() {
       runner_options_.containers = &container_host_;
       spdlog::info("container jobs: on (bubblewrap sandbox, as uid {})", options_.job_uid);
       if (options_.images) {
-        podman_ = std::make_unique<PodmanSandbox>(PodmanOptions{.job_seccomp = state / "job-seccomp.json"});
+        podman_ = std::make_unique<PodmanSandbox>(PodmanOptions{.state_dir = state});
         if (absl::Status probe = podman_->Probe(); probe.ok()) {
           container_host_.images = podman_.get();
           const PodmanHost& host = podman_->host();

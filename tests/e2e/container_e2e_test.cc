@@ -32,7 +32,7 @@ bool SandboxHere() {
 // Whether podman runs here with the test image made (scripts/make-test-image.sh).
 bool PodmanHere() {
   static const absl::Status probe = [] {
-    absl::Status s = worker::PodmanSandbox({.job_seccomp = "/tmp/tessera-e2e-seccomp.json"}).Probe();
+    absl::Status s = worker::PodmanSandbox({.state_dir = "/tmp/tessera-e2e-podman"}).Probe();
     if (!s.ok()) return s;
     if (std::system((std::string(TESSERA_SOURCE_DIR) + "/scripts/make-test-image.sh >/dev/null").c_str()) != 0) {
       return absl::FailedPreconditionError("scripts/make-test-image.sh failed");

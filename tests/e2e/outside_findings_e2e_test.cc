@@ -184,7 +184,7 @@ TEST_CASE("a job no worker can run says why, is never offered to a worker, and g
   if (worker::BwrapSandbox().Probe().ok()) {
     kinds.push_back("container");
     // And OCI images where podman runs too.
-    if (worker::PodmanSandbox({.job_seccomp = "/tmp/tessera-e2e-seccomp.json"}).Probe().ok()) kinds.push_back("container_oci");
+    if (worker::PodmanSandbox({.state_dir = "/tmp/tessera-e2e-podman"}).Probe().ok()) kinds.push_back("container_oci");
   }
   CHECK(std::vector<std::string>(workers.workers(0).job_kinds().begin(), workers.workers(0).job_kinds().end()) == kinds);
   // examples/allreduce_bench.yaml names no model: before, it landed on the CPU worker, failed and charged.

@@ -53,7 +53,7 @@ bool SandboxHost() {
 constexpr const char* kTestImage = "localhost/tessera-tools:1";
 
 PodmanOptions TestPodmanOptions() {
-  return {.job_seccomp = fs::temp_directory_path() / ("tessera-test-seccomp-" + std::to_string(::getpid()) + ".json")};
+  return {.state_dir = fs::temp_directory_path() / "tessera-test-podman"};
 }
 
 // Whether podman runs here (PodmanSandbox::Probe) and the test image could be made. Skipped, or
@@ -344,7 +344,7 @@ TEST_CASE("the podman command line: no privileges, the job's own cgroup, its GPU
   SandboxSpec spec = Shell("podman", "job-7-2", job, "echo 'a \"b\"'");
   spec.devices = {"/dev/nvidia3", "/dev/nvidiactl", "/dev/nvidia-uvm"};
   spec.env = {{"CUDA_VISIBLE_DEVICES", "3"}, {"BATCH", "64"}};
-  const PodmanOptions options{.job_seccomp = "/var/lib/tessera/job-seccomp.json"};
+  const PodmanOptions options{.state_dir = "/var/lib/tessera"};
   auto joined = [](const std::vector<std::string>& argv) {
     std::string all;
     for (const std::string& a : argv) all += a + "\n";

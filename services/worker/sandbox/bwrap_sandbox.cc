@@ -77,9 +77,14 @@ absl::StatusOr<std::unique_ptr<SandboxProcess>> BwrapSandbox::Start(const Sandbo
       return absl::InternalError("cannot pass a secret to the sandbox");
     }
   }
-  SpawnRequest request{.argv = BwrapCommandLine(options_, spec, secret_fds), .env = {"PATH=/usr/bin:/bin"},
-                       .procs_files = (*cgroup)->procs_files(), .stdout_fd = stdout_fd, .stderr_fd = stderr_fd,
-                       .inherited_fds = secret_fds, .user = std::make_pair(spec.uid, spec.gid)};
+  SpawnRequest request;
+  request.argv = BwrapCommandLine(options_, spec, secret_fds);
+  request.env = {"PATH=/usr/bin:/bin"};
+  request.procs_files = (*cgroup)->procs_files();
+  request.stdout_fd = stdout_fd;
+  request.stderr_fd = stderr_fd;
+  request.inherited_fds = secret_fds;  // bubblewrap reads the secrets from them
+  request.user = std::make_pair(spec.uid, spec.gid);
   absl::StatusOr<pid_t> pid = Spawn(request);
   close_secrets();
   if (!pid.ok()) return pid.status();

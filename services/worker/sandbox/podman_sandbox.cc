@@ -195,7 +195,7 @@ std::vector<std::string> PodmanCommandLine(const PodmanOptions& options, const P
   std::vector<std::string> a = {options.podman.string(), "--cgroup-manager=cgroupfs", "--log-level=error", "run", "--rm", "--replace",
                                 "--name", ContainerName(spec), "--pull=never", "--cgroups=disabled", "--log-driver=passthrough",
                                 "--init", "--user", absl::StrCat(spec.uid, ":", spec.gid), "--cap-drop=all",
-                                "--security-opt=no-new-privileges", "--security-opt=seccomp=" + options.job_seccomp.string(), "--read-only", "--hostname", "tessera-job",
+                                "--security-opt=no-new-privileges", "--security-opt=seccomp=" + (options.state_dir / "job-seccomp.json").string(), "--read-only", "--hostname", "tessera-job",
                                 spec.network ? "--network=host" : "--network=none",
                                 absl::StrCat("--ulimit=nofile=", host.max_open_files, ":", host.max_open_files),
                                 absl::StrCat("--ulimit=nproc=", host.max_processes, ":", host.max_processes),
@@ -238,10 +238,10 @@ absl::StatusOr<int> PodmanSandbox::RunPodman(const std::vector<std::string>& arg
   if (::pipe2(out, O_CLOEXEC) != 0) return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
   std::error_code ec;
   fs::create_directories(WorkRoot(), ec);
-  SpawnRequest request{.argv = {options_.podman.string()}, .env = PodmanEnv(), .stdout_fd = out[1], .stderr_fd = out[1],
-                       .detach_mount = host_.hybrid_cgroups ? (options_.cgroup_root / "unified").string() : "",
-                       .working_dir = WorkRoot().string()};
+  SpawnRequest request = PodmanSpawn(WorkRoot());
   request.argv.insert(request.argv.end(), args.begin(), args.end());
+  request.stdout_fd = out[1];
+  request.stderr_fd = out[1];
   absl::StatusOr<pid_t> pid = Spawn(request);
   ::close(out[1]);
   if (!pid.ok()) {
@@ -270,9 +270,16 @@ absl::StatusOr<int> PodmanSandbox::RunPodman(const std::vector<std::string>& arg
   return WEXITSTATUS(status);
 }
 
-fs::path PodmanSandbox::WorkRoot() const {
-  return options_.work_root.empty() ? options_.job_seccomp.parent_path() / "podman" : options_.work_root;
+SpawnRequest PodmanSandbox::PodmanSpawn(const fs::path& working_dir) const {
+  SpawnRequest request;
+  request.argv = {options_.podman.string()};
+  request.env = PodmanEnv();
+  if (host_.hybrid_cgroups) request.detach_mount = (options_.cgroup_root / "unified").string();
+  request.working_dir = working_dir.string();
+  return request;
 }
+
+fs::path PodmanSandbox::WorkRoot() const { return options_.state_dir / "podman"; }
 
 bool PodmanSandbox::HasImage(const std::string& image) {
   absl::StatusOr<int> code = RunPodman({"image", "exists", image}, nullptr, std::chrono::seconds(30));
@@ -285,8 +292,9 @@ absl::Status PodmanSandbox::Probe() {
   if (!fs::exists(options_.podman, ec)) {
     return absl::FailedPreconditionError(absl::StrCat(options_.podman.string(), " is missing (Debian's podman and crun packages)"));
   }
-  if (options_.job_seccomp.empty()) return absl::FailedPreconditionError("podman jobs need a place for their seccomp profile");
-  if (absl::Status s = WriteJobSeccompProfile(options_.base_seccomp, options_.job_seccomp); !s.ok()) {
+  if (options_.state_dir.empty()) return absl::FailedPreconditionError("podman jobs need a state dir for their seccomp profile");
+  fs::create_directories(options_.state_dir, ec);
+  if (absl::Status s = WriteJobSeccompProfile(options_.base_seccomp, JobSeccomp()); !s.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("the jobs' seccomp profile: ", s.message()));
   }
   std::string said;
@@ -300,7 +308,7 @@ absl::StatusOr<std::unique_ptr<SandboxProcess>> PodmanSandbox::Start(const Sandb
   if (absl::Status s = ValidateSandboxSpec(spec); !s.ok()) return s;
   if (spec.image.empty()) return absl::InvalidArgumentError("image: required: podman runs an image");
   std::error_code ec;
-  if (options_.job_seccomp.empty() || !fs::exists(options_.job_seccomp, ec)) {
+  if (options_.state_dir.empty() || !fs::exists(JobSeccomp(), ec)) {
     return absl::FailedPreconditionError("the jobs' seccomp profile is not written (Probe makes it)");
   }
   for (const SandboxMount& m : spec.mounts) {
@@ -325,10 +333,11 @@ absl::StatusOr<std::unique_ptr<SandboxProcess>> PodmanSandbox::Start(const Sandb
   }
   absl::StatusOr<std::unique_ptr<JobCgroup>> cgroup = JobCgroup::Create(spec.name, spec.limits, options_.cgroup_root, options_.cgroup_parent);
   if (!cgroup.ok()) return cgroup.status();
-  SpawnRequest request{.argv = PodmanCommandLine(options_, host_, spec, secrets->path), .env = PodmanEnv(),
-                       .procs_files = (*cgroup)->procs_files(), .stdout_fd = stdout_fd, .stderr_fd = stderr_fd,
-                       .detach_mount = host_.hybrid_cgroups ? (options_.cgroup_root / "unified").string() : "",
-                       .working_dir = workdir->path.string()};
+  SpawnRequest request = PodmanSpawn(workdir->path);
+  request.argv = PodmanCommandLine(options_, host_, spec, secrets->path);
+  request.procs_files = (*cgroup)->procs_files();
+  request.stdout_fd = stdout_fd;
+  request.stderr_fd = stderr_fd;
   absl::StatusOr<pid_t> pid = Spawn(request);
   if (!pid.ok()) return pid.status();
   // podman (which reports the end) and conmon (which holds the container) are spared the SIGTERM;

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "services/worker/sandbox/sandbox.h"
+#include "services/worker/sandbox/sandbox_spawn.h"
 
 namespace tessera::worker {
 
@@ -32,10 +33,10 @@ struct PodmanOptions {
   std::filesystem::path secrets_root = "/dev/shm";  // a tmpfs: secrets never touch a disk
   std::vector<std::filesystem::path> cdi_dirs = {"/etc/cdi", "/var/run/cdi"};
   std::filesystem::path base_seccomp = "/usr/share/containers/seccomp.json";  // podman's default profile
-  std::filesystem::path job_seccomp;  // where the jobs' profile is written (the agent's state dir); required
-  // podman and conmon run in a directory of their own per job under this one (conmon leaves files
-  // in its working directory, an "oom" mark among them); default: <job_seccomp's dir>/podman.
-  std::filesystem::path work_root;
+  // Required: the agent's state dir. The jobs' seccomp profile is written there (job-seccomp.json),
+  // and podman and conmon run in a directory of their own per job under <state_dir>/podman
+  // (conmon leaves files in its working directory, an "oom" mark among them).
+  std::filesystem::path state_dir;
 };
 
 // podman's default seccomp profile lets a program make user namespaces (rootless podman inside a
@@ -79,6 +80,9 @@ class PodmanSandbox final : public Sandbox {
   // output in `said` (bounded).
   absl::StatusOr<int> RunPodman(const std::vector<std::string>& args, std::string* said, std::chrono::seconds timeout);
   std::filesystem::path WorkRoot() const;
+  std::filesystem::path JobSeccomp() const { return options_.state_dir / "job-seccomp.json"; }
+  // podman (argv[0] only), its environment, its mount namespace, run in `working_dir`.
+  SpawnRequest PodmanSpawn(const std::filesystem::path& working_dir) const;
 
   const PodmanOptions options_;
   const PodmanHost host_;
