@@ -12,6 +12,8 @@ packages=(
   libpqxx-dev catch2 libsodium-dev libspdlog-dev libcli11-dev libyaml-cpp-dev libbenchmark-dev
   postgresql-15 openssl libssl-dev libarchive-dev
   bubblewrap
+  # the metrics port (cpp-httplib) and the test that scrapes it with a real Prometheus
+  libcpp-httplib-dev prometheus
   # container jobs that name an OCI image (the tests import one made from this machine's files)
   podman crun
   python3-grpcio python3-protobuf

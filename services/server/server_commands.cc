@@ -120,6 +120,8 @@ void AddServerCommands(CLI::App& app, cli::CliContext& ctx) {
   server->add_option("--max-watch-streams", options->max_watch_streams,
                      "WatchJob streams open at once, and as many ReadJobLog followers (each holds a call thread); more are refused RESOURCE_EXHAUSTED")
       ->check(CLI::Range(0, 100'000));
+  server->add_option("--metrics-listen", options->metrics_listen,
+                     "Serve Prometheus metrics on this HOST:PORT at /metrics (e.g. 127.0.0.1:9464); default: off");
   server->add_option("--artifact-dir", paths->artifact_dir,
                      "Where the artifact service keeps blobs (servers hosting it must share it; default <data-dir>/artifacts)");
   server->add_option("--max-artifact-bytes", options->artifact_limits.max_artifact_bytes, "Largest artifact accepted, in bytes")

@@ -23,6 +23,8 @@
 #include "services/artifacts/blob_collector.h"
 #include "services/artifacts/file_blob_store.h"
 #include "services/logs/log_service.h"
+#include "services/metrics/metrics_http_server.h"
+#include "services/metrics/server_metrics.h"
 #include "services/billing/billing_service.h"
 #include "services/billing/settlement.h"
 #include "services/intake/job_service.h"
@@ -53,6 +55,10 @@ struct TesseraServer::Parts {
   scheduler_host::NoHostObserver no_observer;
   std::unique_ptr<store::EmbeddedPostgres> embedded;
   std::unique_ptr<store::Database> db;
+  // Metrics: after the database they read, before everything that reports to them.
+  metrics::MetricRegistry metric_registry;
+  std::unique_ptr<metrics::ServerMetrics> metrics;
+  std::unique_ptr<metrics::MetricsHttpServer> metrics_http;
   std::unique_ptr<auth::ApiKeyRepository> keys;
   std::unique_ptr<auth::Authenticator> authenticator;
   std::unique_ptr<auth::RateLimiter> submit_limit;
@@ -210,7 +216,13 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
   grpc::ResourceQuota quota("tessera");
   quota.SetMaxThreads(options.max_rpc_threads);
   builder.SetResourceQuota(quota);
-  builder.experimental().SetInterceptorCreators(ThreadCapRetryInterceptors(options.max_rpc_threads));
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors =
+      ThreadCapRetryInterceptors(options.max_rpc_threads);
+  if (!options.metrics_listen.empty()) {
+    parts->metrics = std::make_unique<metrics::ServerMetrics>(parts->metric_registry, parts->db.get());
+    interceptors.push_back(parts->metrics->RpcInterceptorFactory());
+  }
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.SetMaxReceiveMessageSize(4 * 1024 * 1024);
   AllowWorkerKeepalive(builder);
 
@@ -266,7 +278,9 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
     parts->scheduler = std::make_unique<scheduler_host::SchedulerHost>(
         scheduler_host::HostParts{.store = *parts->scheduler_store, .challenges = parts->challenges.get(),
                                   .notifications = *parts->notifications, .clock = parts->clock, .random = parts->random,
-                                  .observer = options.scheduler_observer != nullptr ? *options.scheduler_observer : parts->no_observer},
+                                  .observer = options.scheduler_observer != nullptr ? *options.scheduler_observer
+                                              : parts->metrics != nullptr          ? static_cast<scheduler_host::HostObserver&>(*parts->metrics)
+                                                                                   : parts->no_observer},
         options.scheduler);
     parts->worker_service = std::make_unique<scheduler_host::WorkerServiceImpl>(*parts->scheduler, *parts->scheduler_store, *parts->authenticator,
                                                                                 options.max_streams_per_provider);
@@ -283,6 +297,13 @@ absl::StatusOr<std::unique_ptr<TesseraServer>> TesseraServer::Start(const Server
   if (parts->worker_service && !options.worker_listen_address.empty()) {
     if (absl::Status started = StartWorkerPort(options, *parts); !started.ok()) return started;
   }
+  if (parts->metrics != nullptr) {
+    absl::StatusOr<std::unique_ptr<metrics::MetricsHttpServer>> http =
+        metrics::MetricsHttpServer::Start(options.metrics_listen, parts->metric_registry);
+    if (!http.ok()) return http.status();
+    parts->metrics_http = *std::move(http);
+    spdlog::info("metrics on http://{}/metrics (port {})", options.metrics_listen, parts->metrics_http->port());
+  }
   if (parts->scheduler) StartLeaderElection(*parts);
   spdlog::info("tessera server listening on port {} with {}", parts->port, absl::StrJoin(s, ","));
   return std::unique_ptr<TesseraServer>(new TesseraServer(std::move(parts)));
@@ -295,6 +316,8 @@ TesseraServer::~TesseraServer() { Shutdown(); }
 int TesseraServer::port() const { return parts_->port; }
 
 int TesseraServer::worker_port() const { return parts_->worker_port; }
+
+int TesseraServer::metrics_port() const { return parts_->metrics_http != nullptr ? parts_->metrics_http->port() : 0; }
 
 const std::filesystem::path& TesseraServer::issued_admin_key_file() const { return parts_->issued_admin_key_file; }
 

@@ -73,6 +73,8 @@ struct ServerOptions {
   // Watches the scheduler host (rounds, ingest batches, lease expiries); null: nobody does. Not
   // owned: it outlives the server. Tests record with it; the metrics of a later issue will too.
   scheduler_host::HostObserver* scheduler_observer = nullptr;
+  // Where Prometheus scrapes /metrics ("127.0.0.1:9464"); empty: no metrics are kept.
+  std::string metrics_listen;
 };
 
 absl::Status ValidateServices(const std::set<std::string>& services);
@@ -85,6 +87,8 @@ class TesseraServer {
   int port() const;
   // The worker port, when worker_listen_address was given; else 0 (workers use port()).
   int worker_port() const;
+  // The metrics port, when metrics_listen was given; else 0.
+  int metrics_port() const;
   // The file holding the admin key this server issued at start; empty when it issued none.
   const std::filesystem::path& issued_admin_key_file() const;
   void Wait();
