@@ -140,7 +140,8 @@ grpc::Status DownloadOnce(CliContext& ctx, const v1::DownloadArtifactRequest& ba
     sha.Update(message.chunk());
     if (progress) progress->Advance(static_cast<int64_t>(message.chunk().size()));
   }
-  out.flush();
+  out.close();  // the last buffered bytes reach the file now, or the call fails
+  if (!out) return LocalError(grpc::StatusCode::INTERNAL, "cannot write " + part.string());
   return reader->Finish();
 }
 
@@ -184,6 +185,13 @@ void Get(CliContext& ctx, const std::string& digest, const std::string& account,
   if (!s.ok()) {
     if (s.error_code() == grpc::StatusCode::UNAVAILABLE) std::cerr << "kept " << part.string() << ": run the same command to resume\n";
     ctx.exit_code = ReportError(s);
+    return;
+  }
+  // The hash is of what was handed to the file; its size says that all of it is there.
+  if (const auto size = fs::file_size(part, ec); ec || static_cast<int64_t>(size) != artifact.size_bytes()) {
+    fs::remove(part, ec);
+    ctx.exit_code = ReportError(LocalError(grpc::StatusCode::DATA_LOSS, "the downloaded file is not " +
+                                                                            std::to_string(artifact.size_bytes()) + " bytes; nothing was kept"));
     return;
   }
   if (const std::string got = DigestName(sha.Finish()); got != artifact.digest()) {

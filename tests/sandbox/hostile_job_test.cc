@@ -9,6 +9,8 @@
 #include <catch2/catch.hpp>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -17,6 +19,7 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "services/worker/sandbox/bwrap_sandbox.h"
 #include "services/worker/sandbox/podman_sandbox.h"
 #include "tests/support/files.h"
@@ -322,6 +325,32 @@ TEST_CASE("a spec the sandbox cannot honour is refused naming the field", "[sand
   spec = Shell(runtime, "sandbox-refused", job, "true");
   spec.image = "localhost/tessera-tools:1";
   CHECK_THAT(refused(spec), Catch::StartsWith("image: the process sandbox runs the host's own system"));
+}
+
+TEST_CASE("an image that carries device nodes opens none of them: not the host's disk, console or fuse", "[sandbox]") {
+  if (!PodmanRuns()) return;
+  // The disk this machine's root lives on, as a node anyone may read, inside a customer's image.
+  struct stat root {};
+  REQUIRE(::stat("/", &root) == 0);
+  const std::string make = absl::StrCat(
+      "set -e; d=$(mktemp -d); cid=$(podman create ", kTestImage, " true); podman export $cid > $d/root.tar; podman rm $cid >/dev/null;"
+      " mkdir -p $d/x/opt; mknod -m 666 $d/x/opt/disk b ", major(root.st_dev), " ", minor(root.st_dev),
+      "; mknod -m 666 $d/x/opt/tty0 c 4 0; mknod -m 666 $d/x/opt/fuse c 10 229; tar -C $d/x -rf $d/root.tar ./opt/disk ./opt/tty0 ./opt/fuse;"
+      " podman import $d/root.tar localhost/tessera-hostile:1 >/dev/null; rm -rf $d");
+  REQUIRE(std::system(make.c_str()) == 0);
+  JobDir job;
+  SandboxSpec spec = Shell("podman", "podman-devices", job,
+                           "ls -l /opt/disk /opt/tty0 /opt/fuse; (head -c 16 /opt/disk >/dev/null) 2>/dev/null && echo READ-DISK;"
+                           // Without the confinement, nobody opens both here (the disk is refused by this VM's own rules).
+                           " (: < /opt/tty0) 2>/dev/null && echo READ-CONSOLE; (: < /opt/fuse) 2>/dev/null && echo READ-FUSE;"
+                           " echo /dev/null works > /dev/null && echo end");
+  spec.image = "localhost/tessera-hostile:1";
+  const Ran ran = Run(spec);
+  INFO(ran.out << ran.err);
+  CHECK_THAT(ran.out, Catch::Contains("/opt/disk"));  // the node is there, readable by its mode
+  CHECK(ran.out.find("READ-") == std::string::npos);
+  CHECK_THAT(ran.out, Catch::EndsWith("end\n"));
+  std::system("podman rmi -f localhost/tessera-hostile:1 >/dev/null 2>&1");
 }
 
 TEST_CASE("podman runs only images this machine has, by a reference that cannot be an option", "[sandbox]") {

@@ -1,6 +1,8 @@
 #include "services/worker/sandbox/job_cgroup.h"
 
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -81,7 +83,8 @@ absl::StatusOr<CgroupMode> JobCgroup::Detect(const fs::path& root) {
 }
 
 absl::StatusOr<std::unique_ptr<JobCgroup>> JobCgroup::Create(const std::string& name, const CgroupLimits& limits, const fs::path& root,
-                                                             const std::string& parent) {
+                                                             const std::string& parent,
+                                                             const std::optional<std::vector<std::string>>& devices) {
   absl::StatusOr<CgroupMode> mode = Detect(root);
   if (!mode.ok()) return mode.status();
   std::error_code ec;
@@ -106,7 +109,14 @@ absl::StatusOr<std::unique_ptr<JobCgroup>> JobCgroup::Create(const std::string& 
     dirs.push_back(base / name);
   } else {
     std::set<fs::path> seen;  // cpu and cpuacct are often one mount under two names
-    for (const char* controller : kV1Controllers) {
+    std::vector<const char*> controllers(std::begin(kV1Controllers), std::end(kV1Controllers));
+    if (devices) {
+      if (!fs::is_directory(root / "devices", ec)) {
+        return absl::FailedPreconditionError(absl::StrCat("no devices controller under ", root.string(), " to confine the job's devices"));
+      }
+      controllers.push_back("devices");
+    }
+    for (const char* controller : controllers) {
       if (!fs::is_directory(root / controller, ec)) continue;
       const fs::path mount = fs::canonical(root / controller, ec);
       if (ec || !seen.insert(mount).second) continue;
@@ -126,6 +136,21 @@ absl::StatusOr<std::unique_ptr<JobCgroup>> JobCgroup::Create(const std::string& 
     return absl::OkStatus();  // that controller is not mounted here
   };
   absl::Status s;
+  if (*mode == CgroupMode::kV2 && devices) {
+    return absl::FailedPreconditionError("confining a job's devices needs the v1 devices controller (cgroup v2 has none; eBPF is not done yet)");
+  }
+  if (devices) {
+    // Deny everything, then allow the few every program needs and the job's own nodes.
+    s.Update(set("devices.deny", "a"));
+    for (const char* rule : {"c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm"}) {
+      s.Update(set("devices.allow", rule));
+    }
+    for (const std::string& node : *devices) {
+      struct stat st {};
+      if (::stat(node.c_str(), &st) != 0 || !(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) continue;
+      s.Update(set("devices.allow", absl::StrCat(S_ISCHR(st.st_mode) ? "c " : "b ", major(st.st_rdev), ":", minor(st.st_rdev), " rwm")));
+    }
+  }
   if (*mode == CgroupMode::kV2) {
     if (limits.memory_bytes > 0) {
       s.Update(set("memory.max", std::to_string(limits.memory_bytes)));

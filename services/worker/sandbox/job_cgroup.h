@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,9 +42,15 @@ class JobCgroup {
  public:
   // Creates `name` under `parent` in every controller (v1: under each controller's root; v2: under
   // the agent's own, delegated cgroup) and sets the limits. FAILED_PRECONDITION when no usable hierarchy is mounted at `root`.
+  //
+  // With `devices`, device access is confined to the standard character devices (null, zero, full,
+  // random, urandom, tty, ptmx, pts) and those nodes ("/dev/nvidia0"): a node an OCI image carries
+  // opens nothing else. That is the v1 devices controller; v2 has none (an eBPF program would be
+  // needed), so Create is FAILED_PRECONDITION there when `devices` is given.
   static absl::StatusOr<std::unique_ptr<JobCgroup>> Create(const std::string& name, const CgroupLimits& limits,
                                                            const std::filesystem::path& root = "/sys/fs/cgroup",
-                                                           const std::string& parent = "tessera");
+                                                           const std::string& parent = "tessera",
+                                                           const std::optional<std::vector<std::string>>& devices = std::nullopt);
   // Which hierarchy `root` offers, if any.
   static absl::StatusOr<CgroupMode> Detect(const std::filesystem::path& root = "/sys/fs/cgroup");
   ~JobCgroup();  // kills what is left and removes the group

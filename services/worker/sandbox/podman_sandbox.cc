@@ -23,7 +23,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "spdlog/spdlog.h"
+#include "services/common/sha256.h"
 #include "services/worker/sandbox/sandbox_spawn.h"
 
 namespace tessera::worker {
@@ -74,12 +76,34 @@ struct OwnedDir {
   }
 };
 
-absl::Status WriteSecrets(const SandboxSpec& spec, const fs::path& root, OwnedDir& dir) {
+fs::path SecretsParent(const fs::path& root) { return root / "tessera-secrets"; }
+
+// Which agent a container or a secrets directory belongs to: its state dir, hashed. An agent
+// clears only what it left itself (another agent, or a test, may share the machine).
+std::string AgentId(const PodmanOptions& options) {
+  std::error_code ec;
+  const fs::path state = fs::weakly_canonical(options.state_dir, ec);
+  return DigestOf(state.string()).substr(kDigestPrefix.size(), 12);
+}
+
+absl::Status WriteSecrets(const SandboxSpec& spec, const fs::path& root, const std::string& agent, OwnedDir& dir) {
   struct statfs st {};
   if (::statfs(root.c_str(), &st) != 0 || st.f_type != kTmpfsMagic) {
     return absl::FailedPreconditionError(absl::StrCat("secrets: ", root.string(), " is not a tmpfs; secrets are never written to a disk"));
   }
-  dir.path = root / ("tessera-secrets-" + spec.name);
+  // Under a directory only root may enter: no other user of the machine (the job user's uid is
+  // shared with other daemons) reaches a job's secrets, and none can take a job's name first.
+  const fs::path parent = SecretsParent(root);
+  if (::mkdir(parent.c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::InternalError(absl::StrCat("mkdir ", parent.string(), ": ", std::strerror(errno)));
+  }
+  struct stat p {};
+  if (::lstat(parent.c_str(), &p) != 0 || !S_ISDIR(p.st_mode) || p.st_uid != 0 || (p.st_mode & 0077) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(parent.string(), " is not a directory only root may enter; remove it"));
+  }
+  const fs::path mine = parent / agent;
+  if (::mkdir(mine.c_str(), 0700) != 0 && errno != EEXIST) return absl::InternalError(absl::StrCat("mkdir ", mine.string(), ": ", std::strerror(errno)));
+  dir.path = mine / spec.name;
   std::error_code ec;
   fs::remove_all(dir.path, ec);
   if (::mkdir(dir.path.c_str(), 0700) != 0) return absl::InternalError(absl::StrCat("mkdir ", dir.path.string(), ": ", std::strerror(errno)));
@@ -193,7 +217,8 @@ PodmanHost InspectPodmanHost(const PodmanOptions& options) {
 std::vector<std::string> PodmanCommandLine(const PodmanOptions& options, const PodmanHost& host, const SandboxSpec& spec,
                                            const fs::path& secrets_dir) {
   std::vector<std::string> a = {options.podman.string(), "--cgroup-manager=cgroupfs", "--log-level=error", "run", "--rm", "--replace",
-                                "--name", ContainerName(spec), "--pull=never", "--cgroups=disabled", "--log-driver=passthrough",
+                                "--name", ContainerName(spec), "--pull=never", "--cgroups=disabled", "--cgroupns=private",
+                                "--log-driver=passthrough", "--label", "tessera.agent=" + AgentId(options),
                                 "--init", "--user", absl::StrCat(spec.uid, ":", spec.gid), "--cap-drop=all",
                                 "--security-opt=no-new-privileges", "--security-opt=seccomp=" + (options.state_dir / "job-seccomp.json").string(), "--read-only", "--hostname", "tessera-job",
                                 spec.network ? "--network=host" : "--network=none",
@@ -292,12 +317,33 @@ absl::Status PodmanSandbox::Probe() {
   if (!fs::exists(options_.podman, ec)) {
     return absl::FailedPreconditionError(absl::StrCat(options_.podman.string(), " is missing (Debian's podman and crun packages)"));
   }
+  // The device nodes an image may carry are confined by the v1 devices controller (JobCgroup).
+  absl::StatusOr<CgroupMode> mode = JobCgroup::Detect(options_.cgroup_root);
+  if (!mode.ok()) return mode.status();
+  if (*mode == CgroupMode::kV2) {
+    return absl::FailedPreconditionError(
+        "image jobs need the v1 devices controller to confine the device nodes an image may carry (on cgroup v2 an eBPF device "
+        "filter is needed, not done yet)");
+  }
   if (options_.state_dir.empty()) return absl::FailedPreconditionError("podman jobs need a state dir for their seccomp profile");
   fs::create_directories(options_.state_dir, ec);
   if (absl::Status s = WriteJobSeccompProfile(options_.base_seccomp, JobSeccomp()); !s.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("the jobs' seccomp profile: ", s.message()));
   }
   std::string said;
+  // What an agent that died left behind (conmon outlives it): its containers, their secrets.
+  if (absl::StatusOr<int> listed = RunPodman({"ps", "--all", "--quiet", "--filter", "label=tessera.agent=" + AgentId(options_)}, &said,
+                                             std::chrono::seconds(60));
+      listed.ok() && *listed == 0) {
+    for (absl::string_view id : absl::StrSplit(said, '\n', absl::SkipWhitespace())) {
+      spdlog::warn("podman: removing container {} left by an earlier agent", std::string(id));
+      (void)RunPodman({"rm", "--force", "--time=0", std::string(id)}, nullptr, std::chrono::seconds(60));
+    }
+  }
+  for (fs::directory_iterator it(SecretsParent(options_.secrets_root) / AgentId(options_), ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code removed;
+    fs::remove_all(it->path(), removed);
+  }
   absl::StatusOr<int> code = RunPodman({"info", "--format", "{{.Host.OCIRuntime.Name}} {{.Host.CgroupsVersion}}"}, &said, std::chrono::seconds(60));
   if (!code.ok()) return absl::FailedPreconditionError(absl::StrCat("podman cannot run here: ", code.status().message()));
   if (*code != 0) return absl::FailedPreconditionError(absl::StrCat("podman cannot run here (exit ", *code, "): ", said));
@@ -329,9 +375,12 @@ absl::StatusOr<std::unique_ptr<SandboxProcess>> PodmanSandbox::Start(const Sandb
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", workdir->path.string(), ": ", ec.message()));
   auto secrets = std::make_shared<OwnedDir>();
   if (!spec.secrets.empty()) {
-    if (absl::Status s = WriteSecrets(spec, options_.secrets_root, *secrets); !s.ok()) return s;
+    if (absl::Status s = WriteSecrets(spec, options_.secrets_root, AgentId(options_), *secrets); !s.ok()) return s;
   }
-  absl::StatusOr<std::unique_ptr<JobCgroup>> cgroup = JobCgroup::Create(spec.name, spec.limits, options_.cgroup_root, options_.cgroup_parent);
+  // An image's own files may hold device nodes (rootful podman unpacks them, and its overlay root
+  // is not nodev): the job's cgroup lets it open none but the standard ones and its GPUs.
+  absl::StatusOr<std::unique_ptr<JobCgroup>> cgroup =
+      JobCgroup::Create(spec.name, spec.limits, options_.cgroup_root, options_.cgroup_parent, spec.devices);
   if (!cgroup.ok()) return cgroup.status();
   SpawnRequest request = PodmanSpawn(workdir->path);
   request.argv = PodmanCommandLine(options_, host_, spec, secrets->path);
