@@ -62,6 +62,9 @@ PodmanOptions TestPodmanOptions() {
 // Whether podman runs here (PodmanSandbox::Probe) and the test image could be made. Skipped, or
 // failed under TESSERA_REQUIRE_SANDBOX, as the bubblewrap tests are.
 bool PodmanRuns() {
+  // Where no sandbox can be made (a chroot) podman is not even asked: it would mount its storage
+  // there and leave the mount behind.
+  if (!SandboxHost()) return false;
   static const absl::Status probe = [] {
     absl::Status s = PodmanSandbox(TestPodmanOptions()).Probe();
     if (!s.ok()) return s;
