@@ -29,7 +29,10 @@ bool IsImageReference(std::string_view image) {
       return false;
     }
   }
-  return true;
+  // Fully qualified, with a tag or a digest: a short name or a bare image id could resolve to any
+  // image the worker holds, another customer's among them.
+  const size_t slash = image.rfind('/');
+  return slash != std::string_view::npos && image.find_first_of(":@", slash) != std::string_view::npos;
 }
 
 bool IsWorkloadKind(std::string_view kind) { return std::find(kWorkloadKinds.begin(), kWorkloadKinds.end(), kind) != kWorkloadKinds.end(); }

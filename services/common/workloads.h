@@ -26,7 +26,8 @@ inline constexpr std::string_view kOciImageKind = "container_oci";
 // What a worker must run for the job to be matched to it: its workload kind, or kOciImageKind.
 std::string_view MatchingKind(const v1::JobSpec& spec);
 // "localhost/trainer:1", "registry.example/team/img@sha256:…": at most 256 characters of
-// [A-Za-z0-9._/:@-], starting with a letter or digit (so never an option to podman).
+// [A-Za-z0-9._/:@-], starting with a letter or digit (so never an option to podman), with a
+// registry or namespace and a tag or digest (never a short name or a bare id).
 bool IsImageReference(std::string_view image);
 bool IsWorkloadKind(std::string_view kind);
 

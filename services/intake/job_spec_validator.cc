@@ -87,7 +87,7 @@ absl::Status ValidateContainer(const v1::ContainerParams& p) {
   }
   if (!p.image().empty() && !IsImageReference(p.image())) {
     return absl::InvalidArgumentError(absl::StrCat(kField, ".image: '", p.image(),
-                                                   "' is not an image reference ([registry/]name[:tag][@sha256:…], as podman names it)"));
+                                                   "' is not an image reference (registry/name:tag or registry/name@sha256:…, as podman names it: fully qualified)"));
   }
   if (p.command_size() < 1 || p.command(0).empty()) {
     return absl::InvalidArgumentError(absl::StrCat(kField, ".command: required: the program and its arguments, as [\"python3\", \"train.py\"]"));

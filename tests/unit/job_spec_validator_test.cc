@@ -260,6 +260,9 @@ TEST_CASE("a container spec is checked field by field, naming the field and neve
       {[](v1::ContainerParams& c) { c.set_image("my image"); }, "spec.container.image: at most 256 printable characters"},
       {[](v1::ContainerParams& c) { c.set_image("--privileged"); }, "spec.container.image: '--privileged' is not an image reference"},
       {[](v1::ContainerParams& c) { c.set_image("localhost/trainer:1;rm"); }, "spec.container.image: 'localhost/trainer:1;rm' is not an image"},
+      {[](v1::ContainerParams& c) { c.set_image("trainer:1"); }, "spec.container.image: 'trainer:1' is not an image reference"},
+      {[](v1::ContainerParams& c) { c.set_image("localhost/trainer"); }, "spec.container.image: 'localhost/trainer' is not an image"},
+      {[](v1::ContainerParams& c) { c.set_image("8e365751dcd4"); }, "spec.container.image: '8e365751dcd4' is not an image reference"},
   };
   for (const Case& c : cases) {
     v1::SubmitJobRequest r = ValidContainer();

@@ -286,9 +286,18 @@ absl::StatusOr<int> PodmanSandbox::RunPodman(const std::vector<std::string>& arg
     if (text.size() < 16'384) text.append(buf, static_cast<size_t>(n));
   }
   ::close(out[0]);
-  if (std::chrono::steady_clock::now() >= deadline) ::kill(*pid, SIGKILL);
+  // podman may close its output and still not end: wait for it only until the deadline.
   int status = 0;
-  while (::waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
+  for (;;) {
+    const pid_t r = ::waitpid(*pid, &status, WNOHANG);
+    if (r == *pid || (r < 0 && errno != EINTR)) break;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(*pid, SIGKILL);
+      while (::waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (said != nullptr) *said = std::string(absl::StripAsciiWhitespace(text));
   if (!WIFEXITED(status)) return absl::DeadlineExceededError(absl::StrCat("podman ", args.empty() ? "" : args[0], " did not finish"));

@@ -83,6 +83,7 @@ absl::StatusOr<pid_t> Spawn(const SpawnRequest& request) {
                          ? static_cast<int>(std::min<rlim_t>(files.rlim_cur, 1 << 20))
                          : 1 << 16;
 
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
     const int error = errno;
@@ -117,6 +118,7 @@ absl::StatusOr<pid_t> Spawn(const SpawnRequest& request) {
       if (::setresgid(gid, gid, gid) != 0 || ::setresuid(uid, uid, uid) != 0) ::_exit(125);
     }
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // after any change of user, which clears it
+    if (::getppid() != parent) ::_exit(125);  // the agent died before the line above: nobody would kill this
     ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }

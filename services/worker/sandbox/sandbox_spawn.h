@@ -32,7 +32,8 @@ struct SpawnRequest {
 };
 
 // The child's pid; INTERNAL when fork fails. The child exits 125 when its setup fails, 127 when
-// exec does.
+// exec does. It is SIGKILLed when the calling *thread* ends (PR_SET_PDEATHSIG follows the thread
+// that forked): call it from a thread that outlives the process, as a workload's own thread does.
 absl::StatusOr<pid_t> Spawn(const SpawnRequest& request);
 
 // A spawned program and its cgroup. Stop sends SIGTERM to every process of the group but the

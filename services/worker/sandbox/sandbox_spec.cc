@@ -26,7 +26,7 @@ absl::Status ValidateSandboxSpec(const SandboxSpec& spec) {
   if (spec.uid == 0 || spec.gid == 0) return absl::InvalidArgumentError("uid: a job never runs as root");
   if (!PlainName(spec.name)) return absl::InvalidArgumentError(absl::StrCat("name: '", spec.name, "' is not a plain name"));
   if (!spec.image.empty() && !IsImageReference(spec.image)) {
-    return absl::InvalidArgumentError(absl::StrCat("image: '", spec.image, "' is not an image reference ([registry/]name[:tag][@digest])"));
+    return absl::InvalidArgumentError(absl::StrCat("image: '", spec.image, "' is not an image reference (registry/name:tag or registry/name@sha256:…)"));
   }
   for (const auto& [name, value] : spec.secrets) {
     if (!PlainName(name)) {
