@@ -1,6 +1,7 @@
 #include "services/metrics/metrics_http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -18,6 +19,12 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(cons
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);  // [::1]
   std::unique_ptr<MetricsHttpServer> server(new MetricsHttpServer());
   server->http_ = std::make_unique<httplib::Server>();
+  // cpp-httplib's default also sets SO_REUSEPORT, with which a second server would share a port in
+  // use (and Prometheus would scrape either at random); SO_REUSEADDR alone still allows a restart.
+  server->http_->set_socket_options([](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   server->http_->Get("/metrics", [&registry](const httplib::Request&, httplib::Response& response) {
     response.set_content(registry.Exposition(), "text/plain; version=0.0.4; charset=utf-8");
   });
