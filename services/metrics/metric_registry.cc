@@ -138,7 +138,10 @@ std::string MetricRegistry::Exposition() const {
   for (const auto& collect : collectors) collect();
   std::ostringstream out;
   std::lock_guard lock(mu_);
-  for (const auto& [name, e] : entries_) {
+  // Named, not a structured binding: the lambdas below use them, which clang 14 cannot capture.
+  for (const auto& entry : entries_) {
+    const std::string& name = entry.first;
+    const Entry& e = entry.second;
     out << "# HELP " << name << " " << e.help << "\n";
     switch (e.type) {
       case MetricType::kCounter:

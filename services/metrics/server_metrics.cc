@@ -65,8 +65,7 @@ const char* CodeName(grpc::StatusCode code) {
 }  // namespace
 
 ServerMetrics::ServerMetrics(MetricRegistry& registry, store::Database* db)
-    : registry_(registry),
-      db_(db),
+    : db_(db),
       rpcs_(registry.AddCounter("tessera_rpc_requests_total", "gRPC calls finished, by service, method and status code",
                                 {"service", "method", "code"})),
       rpc_seconds_(registry.AddHistogram("tessera_rpc_duration_seconds", "gRPC call latency, from its start to its status",

@@ -34,7 +34,6 @@ class ServerMetrics final : public scheduler_host::HostObserver {
  private:
   void CollectFromStore();
 
-  MetricRegistry& registry_;
   store::Database* const db_;
   Family<Counter>& rpcs_;
   Family<Histogram>& rpc_seconds_;
