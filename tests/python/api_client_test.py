@@ -44,8 +44,8 @@ def die(message):
     sys.exit(1)
 
 
-def import_grpc():
-    """grpc, or a clear failure. Under another interpreter (pyenv, a venv) it re-runs itself under
+def import_grpc(script=__file__):
+    """grpc, or a clear failure. Under another interpreter (pyenv, a venv) it re-runs `script` under
     /usr/bin/python3, where Debian's packages are."""
     try:
         import grpc  # noqa: F401
@@ -58,7 +58,7 @@ def import_grpc():
             print(f"api_client_test: {sys.executable} has no grpcio ({e}); running under {SYSTEM_PYTHON}",
                   file=sys.stderr, flush=True)
             os.environ["TESSERA_PYTHON_REEXEC"] = "1"
-            os.execv(SYSTEM_PYTHON, [SYSTEM_PYTHON, os.path.abspath(__file__)] + sys.argv[1:])
+            os.execv(SYSTEM_PYTHON, [SYSTEM_PYTHON, os.path.abspath(script)] + sys.argv[1:])
         die(f"cannot import grpcio / protobuf under {sys.executable} ({e}): {INSTALL_HINT}")
 
 
@@ -76,7 +76,7 @@ def parse_args():
     return args, rest
 
 
-ARGS = None  # set in main()
+ARGS = None  # set in run_tests()
 
 
 def generate_stubs(source_dir, out_dir):
@@ -392,14 +392,16 @@ class ApiClientTest(unittest.TestCase):
             self.assertTrue(all(description for _, description in violations), f"a violation without description: {violations}")
 
 
-def main():
+def run_tests(script):
+    """The main() of `script`, this file or a test beside it: its arguments parsed into ARGS (which
+    the script reads as `support.ARGS`), grpc imported (re-running `script` under the system Python
+    if need be), SIGTERM (ctest's timeout) turned into an orderly exit, then its unittest cases."""
     global ARGS
     ARGS, rest = parse_args()
-    import_grpc()  # fail (or re-exec) before anything starts
-    # ctest's timeout and Ctrl-C: stop the server and clean up on the way out.
+    import_grpc(script)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    unittest.main(module="__main__", argv=[sys.argv[0]] + rest, verbosity=2)
 
 
 if __name__ == "__main__":
-    main()
+    run_tests(__file__)

@@ -25,7 +25,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import api_client_test as support  # noqa: E402  (Server, parse_args, terminate_with_parent)
 
-ARGS = None
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 JOBS = 4
 
@@ -49,7 +48,7 @@ class MetricsTest(unittest.TestCase):
         cls.work = tempfile.mkdtemp(prefix="tessera-metrics-")
         os.chmod(cls.work, 0o755)
         cls.metrics_port = free_port()
-        cls.server = support.Server(ARGS.tessera, cls.work)
+        cls.server = support.Server(support.ARGS.tessera, cls.work)
         cls.server.argv += ["--metrics-listen", f"127.0.0.1:{cls.metrics_port}"]
         cls.server.start()
         cls.address = f"127.0.0.1:{cls.server.port}"
@@ -62,7 +61,7 @@ class MetricsTest(unittest.TestCase):
             f.write(cls.cli("admin", "create-key", "--role", "provider", "--account", "gpuco"))
         cls.worker_log = open(os.path.join(cls.work, "worker.log"), "ab")
         cls.worker = subprocess.Popen(
-            [os.path.join(os.path.dirname(ARGS.tessera), "tessera-worker"), "--server", cls.address, "--provider", "gpuco",
+            [os.path.join(os.path.dirname(support.ARGS.tessera), "tessera-worker"), "--server", cls.address, "--provider", "gpuco",
              "--api-key-file", provider_key, "--cpu", "--gpus", "1", "--ask", "1000000", "--usage-interval-ms", "200",
              "--no-containers", "--state-dir", os.path.join(cls.work, "worker"), "--name", "w1"],
             stdout=cls.worker_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=support.terminate_with_parent)
@@ -99,7 +98,7 @@ class MetricsTest(unittest.TestCase):
 
     @classmethod
     def cli(cls, *args, check=True):
-        r = subprocess.run([ARGS.tessera, "--server", f"127.0.0.1:{cls.server.port}", "--api-key-file",
+        r = subprocess.run([support.ARGS.tessera, "--server", f"127.0.0.1:{cls.server.port}", "--api-key-file",
                             os.path.join(cls.server.data_dir, "admin.key")] + list(args), capture_output=True, text=True)
         if check and r.returncode != 0:
             raise AssertionError(f"tessera {' '.join(args)}: {r.stdout}{r.stderr}")
@@ -150,7 +149,7 @@ class MetricsTest(unittest.TestCase):
         work = tempfile.mkdtemp(prefix="tessera-metrics-busy-")
         os.chmod(work, 0o755)
         try:
-            r = subprocess.run([ARGS.tessera, "server", "--listen", "127.0.0.1:0", "--data-dir", os.path.join(work, "data"),
+            r = subprocess.run([support.ARGS.tessera, "server", "--listen", "127.0.0.1:0", "--data-dir", os.path.join(work, "data"),
                                 "--no-fsync", "--metrics-listen", f"127.0.0.1:{self.metrics_port}"],
                                capture_output=True, text=True, timeout=120)
             self.assertNotEqual(r.returncode, 0)
@@ -159,16 +158,5 @@ class MetricsTest(unittest.TestCase):
             shutil.rmtree(work, ignore_errors=True)
 
 
-def main():
-    global ARGS
-    ARGS, rest = support.parse_args()
-    support.ARGS = ARGS
-    support.import_grpc()
-    import signal
-
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
-
-
 if __name__ == "__main__":
-    main()
+    support.run_tests(__file__)

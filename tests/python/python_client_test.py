@@ -24,11 +24,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import api_client_test as support  # noqa: E402  (Server, parse_args, terminate_with_parent)
 
-ARGS = None
 
 
 def cli(*args, key_file=None, check=True):
-    argv = [ARGS.tessera, "--server", f"127.0.0.1:{ServerFixture.server.port}", "--api-key-file",
+    argv = [support.ARGS.tessera, "--server", f"127.0.0.1:{ServerFixture.server.port}", "--api-key-file",
             key_file or ServerFixture.admin_key_file] + list(args)
     r = subprocess.run(argv, capture_output=True, text=True)
     if check and r.returncode != 0:
@@ -49,17 +48,17 @@ class PythonClientTest(unittest.TestCase):
         # The package as a customer installs it: pip, from the checkout, no index.
         # (A copy is built, so that the checkout gets no build/ of pip's.)
         site, package = os.path.join(cls.work, "site"), os.path.join(cls.work, "package")
-        shutil.copytree(os.path.join(ARGS.source_dir, "clients", "python"), package)
+        shutil.copytree(os.path.join(support.ARGS.source_dir, "clients", "python"), package)
         r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-build-isolation", "--no-deps", "--no-index",
                             "--target", site, package], capture_output=True, text=True,
-                           env=dict(os.environ, TESSERA_PROTO_DIR=os.path.join(ARGS.source_dir, "proto")))
+                           env=dict(os.environ, TESSERA_PROTO_DIR=os.path.join(support.ARGS.source_dir, "proto")))
         if r.returncode != 0:
             support.die("pip install clients/python failed:\n" + r.stdout + r.stderr)
         sys.path.insert(0, site)
         global tessera
         import tessera_client as tessera
 
-        ServerFixture.server = support.Server(ARGS.tessera, cls.work)
+        ServerFixture.server = support.Server(support.ARGS.tessera, cls.work)
         ServerFixture.server.start()
         ServerFixture.admin_key_file = os.path.join(ServerFixture.server.data_dir, "admin.key")
         cli("account", "create", "acme")
@@ -72,7 +71,7 @@ class PythonClientTest(unittest.TestCase):
             with open(keys[account], "w") as f:
                 f.write(cli("admin", "create-key", "--role", role, "--account", account))
         cls.keys = keys
-        worker_bin = os.path.join(os.path.dirname(ARGS.tessera), "tessera-worker")
+        worker_bin = os.path.join(os.path.dirname(support.ARGS.tessera), "tessera-worker")
         cls.worker_log = open(os.path.join(cls.work, "worker.log"), "ab")
         cls.worker = subprocess.Popen(
             [worker_bin, "--server", f"127.0.0.1:{ServerFixture.server.port}", "--provider", "gpuco", "--api-key-file", keys["gpuco"],
@@ -190,16 +189,5 @@ class PythonClientTest(unittest.TestCase):
                 tessera.Client("127.0.0.1:1")
 
 
-def main():
-    global ARGS
-    ARGS, rest = support.parse_args()
-    support.ARGS = ARGS
-    support.import_grpc()
-    import signal
-
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
-
-
 if __name__ == "__main__":
-    main()
+    support.run_tests(__file__)
